@@ -1,0 +1,155 @@
+// Backend: the one op interface through which the model, the MoE layer and the trainer drive
+// either the CPU reference (src/cpu/) or CUDA (cuda/). The model code is written once against
+// this class; a backend only adds kernels.
+//
+// Conventions (every op follows them; the CPU implementation is the executable spec):
+//  - Float tensors have dtype == dtype() (the compute dtype: F32 or F64 on the CPU). Index tensors
+//    are I32. Shapes are row-major and given in the comment of each op; ops check them.
+//  - "write" outputs are overwritten; "acc" outputs are accumulated into (+=). Gradients of
+//    parameters are always accumulated, so gradient accumulation over micro-batches is free.
+//  - Every op is deterministic: the same inputs give the same bits, whatever the thread count.
+//  - Scalars come back to the host as double.
+//
+// Symbols: N tokens (= B*T), d model width, V vocabulary, n experts, f expert width, A number of
+// (token, expert) assignments, kmax slots per token.
+#pragma once
+
+#include "core/tensor.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace am {
+
+// Geometry of one attention call. qkv rows are packed [q (H*hd) | k (Hkv*hd) | v (Hkv*hd)];
+// query head h reads kv head h / (H / Hkv).
+struct AttnShape {
+  int64_t B = 0, T = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int64_t q_dim() const { return n_heads * head_dim; }
+  int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  int64_t qkv_dim() const { return q_dim() + 2 * kv_dim(); }
+};
+
+// One AdamW step (PyTorch's AdamW, decoupled weight decay), applied element-wise:
+//   g = grad * grad_scale                      (grad_scale folds in clipping)
+//   m = beta1 m + (1 - beta1) g ;  v = beta2 v + (1 - beta2) g^2
+//   p = p - lr * weight_decay * p
+//   p = p - lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
+struct AdamWStep {
+  double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0, grad_scale = 1;
+  int64_t step = 1;  // 1-based, for bias correction
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;  // "cpu" or "cuda"
+  virtual DType dtype() const = 0;       // compute dtype of float tensors
+  virtual std::string describe() const = 0;  // one line for the start-up table
+
+  // ---- memory ----
+  virtual Buffer alloc(size_t bytes) = 0;                     // contents undefined
+  virtual void upload(Tensor dst, const void* host) = 0;      // host holds dst.nbytes()
+  virtual void download(void* host, Tensor src) = 0;          // host receives src.nbytes()
+  virtual void zero(Tensor t) = 0;
+  virtual void copy(Tensor dst, Tensor src) = 0;              // same dtype and numel
+  virtual void synchronize() = 0;
+
+  // ---- dense math ----
+  // c (M,N) = alpha * op(a) op(b) + beta * c, op(a) (M,K), op(b) (K,N); a, b, c are 2-D.
+  // beta == 0 overwrites c whatever it held.
+  virtual void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
+                      double beta) = 0;
+  virtual void add(Tensor out, Tensor a, Tensor b) = 0;      // out = a + b; out may alias a or b
+  virtual void axpy(Tensor y, Tensor x, double alpha) = 0;   // y += alpha x
+  virtual void scale(Tensor x, double s) = 0;                // x *= s
+  virtual double sum_squares(Tensor x) = 0;                  // sum x^2, accumulated in double
+
+  // ---- embedding ----
+  // out (N,d) write = table (V,d)[tokens (N)]
+  virtual void embedding_forward(Tensor out, Tensor tokens, Tensor table) = 0;
+  // dtable (V,d) acc: dtable[tokens[i]] += dout[i]
+  virtual void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) = 0;
+
+  // ---- RMSNorm: out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) ----
+  // out (N,d) write, rstd (N) write, x (N,d), w (d)
+  virtual void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) = 0;
+  // dx (N,d) acc, dw (d) acc, dout (N,d), x (N,d), w (d), rstd (N)
+  virtual void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
+                                Tensor rstd) = 0;
+
+  // ---- RoPE, rotate-half layout (HF Llama), position = index t within the sequence ----
+  // For each q and k head, i < hd/2, angle = t * theta^(-2i/hd):
+  //   x'[i] = x[i] cos - x[i + hd/2] sin ;  x'[i + hd/2] = x[i + hd/2] cos + x[i] sin
+  // qkv (B,T,qkv_dim) in place; v is untouched.
+  virtual void rope_forward(Tensor qkv, const AttnShape& s, double theta) = 0;
+  // dqkv (B,T,qkv_dim) in place: the transpose rotation on the dq and dk parts.
+  virtual void rope_backward(Tensor dqkv, const AttnShape& s, double theta) = 0;
+
+  // ---- causal multi-head attention, scale 1/sqrt(hd) ----
+  // out (B,T,H*hd) write, lse (B,H,T) write (log-sum-exp of each scaled score row), qkv packed.
+  virtual void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) = 0;
+  // dqkv (B,T,qkv_dim) write (all of it), dout (B,T,H*hd), qkv, out, lse as saved by forward.
+  virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                                  const AttnShape& s) = 0;
+
+  // ---- SwiGLU: h = SiLU(gu[:, :f]) * gu[:, f:] (gate half first, then up half) ----
+  virtual void swiglu_forward(Tensor h, Tensor gu) = 0;                   // h (M,f), gu (M,2f)
+  virtual void swiglu_backward(Tensor dgu, Tensor dh, Tensor gu) = 0;     // dgu (M,2f) write
+
+  // ---- softmax cross-entropy over the vocabulary ----
+  // losses (N) write: logsumexp(logits[i]) - logits[i][targets[i]]; targets < 0 give loss 0.
+  virtual void cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) = 0;
+  // The same, then logits (N,V) is overwritten by its gradient grad_scale * (softmax - onehot)
+  // (rows with target < 0 get zero gradient).
+  virtual void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
+                                              double grad_scale) = 0;
+
+  // ---- row softmax helpers (router probabilities, z-loss) ----
+  virtual void softmax_rows(Tensor p, Tensor z) = 0;                       // p, z (N,n)
+  virtual void softmax_rows_backward(Tensor dz, Tensor dp, Tensor p) = 0;  // dz acc
+  virtual void logsumexp_rows(Tensor out, Tensor z) = 0;                   // out (N), z (N,n)
+  // y (N,n) acc: y[t] += alpha * s[t] * x[t], s (N)
+  virtual void axpy_rows(Tensor y, Tensor x, Tensor s, double alpha) = 0;
+  // x (N,n): out[j] = sum_t x[t][j] (double, deterministic); returned on the host
+  virtual std::vector<double> column_sums(Tensor x) = 0;
+  // x (N,n) acc: x[t][j] += v[j] for every row t; v is a host vector of length n
+  virtual void add_to_rows(Tensor x, const std::vector<double>& v) = 0;
+
+  // ---- expert selection: top-k ----
+  // scores (N,n) -> slot_expert (N,k) I32 write, slot_gate (N,k) write. Each row keeps its k
+  // largest scores in descending order (ties: lower expert index first); the gates are the
+  // softmax of the selected scores (Mixtral's renormalised top-k when scores are logits).
+  virtual void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor scores, int k) = 0;
+  // dscores (N,n) acc: for selected j, dscores[e_j] += g_j (dg_j - sum_l g_l dg_l)
+  virtual void topk_select_backward(Tensor dscores, Tensor dslot_gate, Tensor slot_expert,
+                                    Tensor slot_gate) = 0;
+
+  // ---- routing: slots (N,kmax) -> expert-major assignment list ----
+  // slot_expert (N,kmax) holds an expert id or -1 (empty slot). Writes assign_slot (>= A) with
+  // the slot index (t*kmax + j) of each assignment, sorted by expert and, within an expert, by
+  // slot index; slot_assign (N,kmax) with the position of each slot in that list (-1 if empty);
+  // and expert_offsets (host, n+1): expert e owns assignments [off[e], off[e+1]). Returns A.
+  virtual int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                              Tensor slot_expert, int n_experts) = 0;
+  // out (A,d) write: out[a] = x[assign_slot[a] / kmax]
+  virtual void gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax) = 0;
+  // y (N,d) write: y[t] = sum over filled slots j (in j order) of slot_gate[t][j] * eo[slot_assign[t][j]]
+  virtual void combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) = 0;
+  // dexpert_out (A,d) write = gate * dy[t];  dslot_gate (N,kmax) write = <dy[t], eo[a]> (0 if empty)
+  virtual void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
+                                Tensor slot_gate, Tensor slot_assign) = 0;
+  // dx (N,d) acc: dx[t] += sum over filled slots j of src[slot_assign[t][j]]
+  virtual void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) = 0;
+
+  // ---- optimizer ----
+  virtual void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) = 0;
+};
+
+// kind: "cpu", "cuda" or "auto" (CUDA when it is built, a device is present and the backend is
+// complete; else CPU). dtype: F32 or F64 on the CPU. threads <= 0: all cores.
+std::unique_ptr<Backend> make_backend(const std::string& kind, DType dtype, int threads);
+
+}  // namespace am
