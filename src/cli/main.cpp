@@ -1,6 +1,59 @@
-#include <cstdio>
+// autonomoe: one binary, several subcommands (train, eval, export, validate, config).
+// Exit codes: 0 success (also an interrupted run that wrote its checkpoint), 1 bad input (config,
+// data, checkpoint), 2 a malformed command line, 3 an internal error (a bug: please report it).
+#include "cli/args.h"
+#include "cli/commands.h"
 
-int main() {
-  std::puts("autonomoe: skeleton");
-  return 0;
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: autonomoe <command> [options]
+
+commands:
+  train      train a model from a YAML config, or resume a run (--resume)
+  eval       validation loss and perplexity of a checkpoint
+  export     write a checkpoint's weights as safetensors + config.json
+  validate   check a config; print the resolved settings and parameter counts
+  config     print the documentation of every config key (--docs)
+  version    print the version
+
+`autonomoe <command> --help` describes a command's options.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "train") return am::cmd_train(argc - 2, argv + 2);
+    if (cmd == "eval") return am::cmd_eval(argc - 2, argv + 2);
+    if (cmd == "export") return am::cmd_export(argc - 2, argv + 2);
+    if (cmd == "validate") return am::cmd_validate(argc - 2, argv + 2);
+    if (cmd == "config") return am::cmd_config(argc - 2, argv + 2);
+    if (cmd == "version" || cmd == "--version") {
+      std::puts("autonomoe 0.1.0");
+      return 0;
+    }
+    std::fprintf(stderr, "error: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const am::UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const am::UserError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error (a bug in autonomoe; please report it): %s\n", e.what());
+    return 3;
+  }
 }

@@ -31,7 +31,10 @@ DType dtype_from_name(const std::string& name) {
   throw UserError(fmt::format("unknown dtype '{}'", name), "valid dtypes: F32, F64, BF16, I32");
 }
 
-Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> shape) : data(d), dtype(t) {
+Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> shape)
+    : Tensor(d, t, std::vector<int64_t>(shape)) {}
+
+Tensor::Tensor(void* d, DType t, const std::vector<int64_t>& shape) : data(d), dtype(t) {
   AM_CHECK(shape.size() >= 1 && shape.size() <= kMaxDims, "bad rank {}", shape.size());
   for (int64_t s : shape) {
     AM_CHECK(s >= 0, "negative dimension {}", s);

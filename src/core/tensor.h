@@ -11,6 +11,7 @@
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace am {
 
@@ -35,6 +36,7 @@ struct Tensor {
 
   Tensor() = default;
   Tensor(void* d, DType t, std::initializer_list<int64_t> shape);
+  Tensor(void* d, DType t, const std::vector<int64_t>& shape);
 
   int64_t numel() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }

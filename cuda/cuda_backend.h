@@ -1,0 +1,16 @@
+// Entry points of the CUDA backend (compiled when nvcc is found). The backend holds memory
+// management, cuBLAS GEMMs and the first kernels; ops it does not implement yet throw a UserError
+// naming the op, and `run.backend: auto` keeps training on the CPU until cuda_backend_complete().
+#pragma once
+
+#include "core/backend.h"
+
+#include <memory>
+
+namespace am {
+
+bool cuda_device_available();   // a device is visible and the driver works
+bool cuda_backend_complete();   // every Backend op has a CUDA kernel
+std::unique_ptr<Backend> make_cuda_backend(DType dtype);  // F32 (bf16 mixed precision: later)
+
+}  // namespace am

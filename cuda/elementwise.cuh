@@ -1,0 +1,17 @@
+// Element-wise kernels: add, axpy, scale, sum of squares, AdamW. fp32 tensors.
+#pragma once
+
+#include <cstdint>
+
+namespace am::cuda {
+
+void add_f32(float* out, const float* a, const float* b, int64_t n);
+void axpy_f32(float* y, const float* x, float alpha, int64_t n);
+void scale_f32(float* x, float s, int64_t n);
+// Sum of squares in double; deterministic (fixed grid, fixed-order final reduction).
+double sum_squares_f32(const float* x, int64_t n, double* scratch /* device, >= kSumSquaresBlocks */);
+inline constexpr int kSumSquaresBlocks = 256;
+void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+               float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2);
+
+}  // namespace am::cuda

@@ -1,0 +1,45 @@
+// A small command-line parser for the subcommands: `--flag value`, `--flag=value`, boolean
+// `--flag`, repeatable `--set key=value`. Unknown flags are errors that suggest the closest one.
+#pragma once
+
+#include "core/error.h"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace am {
+
+// A malformed command line (the CLI exits 2 on these, 1 on other UserErrors).
+class UsageError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
+struct FlagSpec {
+  std::string name;   // without dashes
+  bool takes_value;   // false: a boolean switch
+  bool value_optional = false;  // `--resume` alone or `--resume DIR`
+  std::string help;
+};
+
+class Args {
+ public:
+  // Throws UsageError on unknown flags or missing values (the message names the flag).
+  Args(const std::string& command, const std::vector<FlagSpec>& specs, int argc, char** argv);
+  bool has(const std::string& flag) const { return values_.count(flag) > 0; }
+  std::optional<std::string> get(const std::string& flag) const;
+  std::string require(const std::string& flag) const;  // UserError if missing
+  const std::vector<std::string>& sets() const { return sets_; }  // the --set values, in order
+
+ private:
+  std::string command_;
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> sets_;
+};
+
+std::string usage_of(const std::string& command, const std::string& synopsis,
+                     const std::vector<FlagSpec>& specs);
+
+}  // namespace am

@@ -1,0 +1,97 @@
+// Commands that read a checkpoint:
+//   autonomoe eval --checkpoint DIR [--data GLOB] [--batches N] [--set key=value]...
+//   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16]
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "data/loader.h"
+#include "model/transformer.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+namespace am {
+namespace {
+
+const std::vector<FlagSpec> kEvalFlags = {
+    {"checkpoint", true, false, "checkpoint directory (runs/<name>/checkpoints/step_<N>)"},
+    {"data", true, false, "shard glob to evaluate on (default: the run's data.val)"},
+    {"batches", true, false, "micro-batches to read (default: the run's eval.batches)"},
+    {"set", true, false, "override a key of the checkpoint's config, e.g. run.backend=cpu"},
+    {"help", false, false, "this help"},
+};
+
+const std::vector<FlagSpec> kExportFlags = {
+    {"checkpoint", true, false, "checkpoint directory"},
+    {"out", true, false, "output directory (model.safetensors + config.json)"},
+    {"dtype", true, false, "float32 (default) or bfloat16"},
+    {"help", false, false, "this help"},
+};
+
+int parse_positive(const std::string& flag, const std::string& v) {
+  try {
+    size_t used = 0;
+    const long x = std::stol(v, &used);
+    if (used == v.size() && x > 0 && x < (1L << 30)) return static_cast<int>(x);
+  } catch (const std::exception&) {
+  }
+  throw UsageError(fmt::format("--{} {}: expected a positive integer", flag, v));
+}
+
+DType precision_dtype(const Config& cfg) { return cfg.run.precision == "fp64" ? DType::F64 : DType::F32; }
+
+}  // namespace
+
+int cmd_eval(int argc, char** argv) {
+  Args args("eval", kEvalFlags, argc, argv);
+  if (args.has("help")) {
+    std::fputs(usage_of("eval", "--checkpoint DIR [--data GLOB] [--batches N]", kEvalFlags).c_str(), stdout);
+    return 0;
+  }
+  const std::string dir = args.require("checkpoint");
+  const Config cfg = load_checkpoint_config(dir, args.sets());
+  const std::string data = args.get("data").value_or(cfg.data.val);
+  if (data.empty()) {
+    throw UsageError("the checkpoint's config has no data.val", "pass the shards with --data GLOB");
+  }
+  const int B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
+  DataLoader loader(data, B, T, false, cfg.run.seed, cfg.model.vocab_size);
+  int batches = args.has("batches") ? parse_positive("batches", *args.get("batches")) : cfg.eval.batches;
+  const int avail = eval_batches_available(loader, B);
+  if (batches > avail) {
+    spdlog::warn("{} holds {} micro-batches of {}x{}; evaluating on {}", data, avail, B, T, std::max(avail, 1));
+    batches = std::max(avail, 1);
+  }
+  auto be = make_backend(cfg.run.backend, precision_dtype(cfg), cfg.run.threads);
+  Transformer model(*be, cfg.model, B, T);
+  const TrainerState st = load_checkpoint(dir, model.store(), nullptr);
+  const EvalResult r = evaluate(model, loader, batches);
+  std::printf("checkpoint %s (step %lld) on %s: loss %.4f | perplexity %.3f | %lld tokens\n", dir.c_str(),
+              static_cast<long long>(st.step), data.c_str(), r.loss, r.perplexity,
+              static_cast<long long>(r.tokens));
+  return 0;
+}
+
+int cmd_export(int argc, char** argv) {
+  Args args("export", kExportFlags, argc, argv);
+  if (args.has("help")) {
+    std::fputs(usage_of("export", "--checkpoint DIR --out DIR [--dtype float32|bfloat16]", kExportFlags).c_str(), stdout);
+    return 0;
+  }
+  const std::string dir = args.require("checkpoint"), out = args.require("out");
+  const std::string dtype = args.get("dtype").value_or("float32");
+  if (dtype != "float32" && dtype != "bfloat16") {
+    throw UsageError(fmt::format("--dtype {}: expected float32 or bfloat16", dtype));
+  }
+  Config cfg = load_checkpoint_config(dir, {"run.backend=cpu"});
+  auto be = make_backend("cpu", precision_dtype(cfg), cfg.run.threads);
+  Transformer model(*be, cfg.model, 1, 1);
+  load_checkpoint(dir, model.store(), nullptr);
+  export_weights(out, cfg, model.store(), dtype);
+  std::printf("exported %s -> %s (model.safetensors, config.json; %s)\n", dir.c_str(), out.c_str(), dtype.c_str());
+  return 0;
+}
+
+}  // namespace am

@@ -1,0 +1,59 @@
+// autonomoe validate --config FILE [--set key=value]...   check a config, print it and its sizes
+// autonomoe config --docs                                  print docs/configs.md
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/model_info.h"
+
+#include <cstdio>
+
+namespace am {
+namespace {
+
+const std::vector<FlagSpec> kValidateFlags = {
+    {"config", true, false, "YAML config file"},
+    {"set", true, false, "override a key (repeatable)"},
+    {"help", false, false, "this help"},
+};
+
+const std::vector<FlagSpec> kConfigFlags = {
+    {"docs", false, false, "print the markdown documentation of every key (docs/configs.md)"},
+    {"help", false, false, "this help"},
+};
+
+std::string with_commas(int64_t x) {
+  std::string s = std::to_string(x), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_validate(int argc, char** argv) {
+  Args args("validate", kValidateFlags, argc, argv);
+  if (args.has("help")) {
+    std::fputs(usage_of("validate", "--config FILE [--set key=value]...", kValidateFlags).c_str(), stdout);
+    return 0;
+  }
+  const Config cfg = load_config(args.require("config"), args.sets());
+  const ParamCounts pc = count_params(cfg.model);
+  std::printf("%s\n", config_table(cfg).c_str());
+  std::printf("parameters: %s total, %s active per token\n", with_commas(pc.total).c_str(),
+              with_commas(pc.active).c_str());
+  std::printf("%s: valid\n", cfg.source_path.c_str());
+  return 0;
+}
+
+int cmd_config(int argc, char** argv) {
+  Args args("config", kConfigFlags, argc, argv);
+  if (args.has("docs")) {
+    std::fputs(config_docs_markdown().c_str(), stdout);
+    return 0;
+  }
+  std::fputs(usage_of("config", "--docs", kConfigFlags).c_str(), stdout);
+  return args.has("help") ? 0 : 2;
+}
+
+}  // namespace am

@@ -1,0 +1,13 @@
+// The subcommands of the autonomoe binary. Each takes the arguments after its name and returns
+// the process exit code; errors are thrown (UserError / UsageError) and reported by main().
+#pragma once
+
+namespace am {
+
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_export(int argc, char** argv);
+int cmd_validate(int argc, char** argv);
+int cmd_config(int argc, char** argv);
+
+}  // namespace am

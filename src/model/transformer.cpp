@@ -1,0 +1,157 @@
+#include "model/transformer.h"
+
+#include <cmath>
+#include <numeric>
+
+namespace am {
+
+// One transformer block: its parameter indices and saved activations.
+struct Transformer::Layer {
+  int ln1, wqkv, wo, ln2;      // parameter indices (wqkv: q, k, v declared back to back)
+  std::unique_ptr<MoeLayer> moe;
+  TensorBuf ln1_out, rstd1;    // (N,d), (N)
+  TensorBuf qkv;               // (N, qkv_dim), after RoPE
+  TensorBuf att, lse;          // (N, H*hd), (B,H,T)
+  TensorBuf res_mid;           // (N,d): x + Attn(...)
+  TensorBuf ln2_out, rstd2;    // (N,d), (N)
+  TensorBuf moe_out;           // (N,d)
+};
+
+Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T)
+    : be_(be), cfg_(cfg), B_(B), T_(T), N_(static_cast<int64_t>(B) * T) {
+  const int64_t d = cfg.d_model, V = cfg.vocab_size, L = cfg.n_layers;
+  attn_ = AttnShape{B, T, cfg.n_heads, cfg.kv_heads(), cfg.head_dim()};
+  const double std = cfg.init_std, out_std = cfg.init_std / std::sqrt(2.0 * L);
+
+  // ---- the parameter table, in memory order ----
+  ParamTable table;
+  emb_ = table.add("model.embed_tokens.weight", {V, d}, Init::Normal, std);
+  for (int l = 0; l < L; ++l) {
+    auto layer = std::make_unique<Layer>();
+    const std::string p = "model.layers." + std::to_string(l);
+    layer->ln1 = table.add(p + ".input_layernorm.weight", {d}, Init::Ones);
+    layer->wqkv = table.add(p + ".self_attn.q_proj.weight", {attn_.q_dim(), d}, Init::Normal, std);
+    table.add(p + ".self_attn.k_proj.weight", {attn_.kv_dim(), d}, Init::Normal, std);
+    table.add(p + ".self_attn.v_proj.weight", {attn_.kv_dim(), d}, Init::Normal, std);
+    layer->wo = table.add(p + ".self_attn.o_proj.weight", {d, attn_.q_dim()}, Init::Normal, out_std);
+    layer->ln2 = table.add(p + ".post_attention_layernorm.weight", {d}, Init::Ones);
+    layer->moe = std::make_unique<MoeLayer>(be, cfg, l);
+    layer->moe->register_params(table);
+    layers_.push_back(std::move(layer));
+  }
+  norm_f_ = table.add("model.norm.weight", {d}, Init::Ones);
+  lm_head_ = cfg.tie_embeddings ? emb_ : table.add("lm_head.weight", {V, d}, Init::Normal, std);
+  store_ = std::make_unique<ParamStore>(be, std::move(table));
+
+  // ---- activations ----
+  const DType dt = be.dtype();
+  tokens_ = TensorBuf(be, DType::I32, {N_});
+  targets_ = TensorBuf(be, DType::I32, {N_});
+  for (int l = 0; l <= L; ++l) res_.emplace_back(be, dt, std::vector<int64_t>{N_, d});
+  for (auto& layer : layers_) {
+    layer->moe->bind(*store_);
+    layer->moe->allocate(N_);
+    layer->ln1_out = TensorBuf(be, dt, {N_, d});
+    layer->rstd1 = TensorBuf(be, dt, {N_});
+    layer->qkv = TensorBuf(be, dt, {N_, attn_.qkv_dim()});
+    layer->att = TensorBuf(be, dt, {N_, attn_.q_dim()});
+    layer->lse = TensorBuf(be, dt, {B_, attn_.n_heads, T_});
+    layer->res_mid = TensorBuf(be, dt, {N_, d});
+    layer->ln2_out = TensorBuf(be, dt, {N_, d});
+    layer->rstd2 = TensorBuf(be, dt, {N_});
+    layer->moe_out = TensorBuf(be, dt, {N_, d});
+  }
+  lnf_ = TensorBuf(be, dt, {N_, d});
+  rstdf_ = TensorBuf(be, dt, {N_});
+  logits_ = TensorBuf(be, dt, {N_, V});
+  losses_ = TensorBuf(be, dt, {N_});
+  dres_ = TensorBuf(be, dt, {N_, d});
+  dln_ = TensorBuf(be, dt, {N_, d});
+  dqkv_ = TensorBuf(be, dt, {N_, attn_.qkv_dim()});
+  datt_ = TensorBuf(be, dt, {N_, attn_.q_dim()});
+}
+
+Transformer::~Transformer() = default;
+
+std::vector<MoeLayer*> Transformer::moe_layers() {
+  std::vector<MoeLayer*> out;
+  for (auto& l : layers_) out.push_back(l->moe.get());
+  return out;
+}
+
+LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, double grad_scale) {
+  ParamStore& P = *store_;
+  const double eps = cfg_.norm_eps;
+  grad_scale_ = grad_scale;
+  be_.upload(tokens_, tokens);
+  be_.upload(targets_, targets);
+  LossParts out;
+  for (int64_t i = 0; i < N_; ++i) out.targets += targets[i] >= 0;
+
+  be_.embedding_forward(res_[0], tokens_, P.value(emb_));  // (N,d)
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& y = *layers_[l];
+    const int64_t qkv_dim = attn_.qkv_dim(), d = cfg_.d_model;
+    Tensor wqkv(P.value(y.wqkv).data, be_.dtype(), {qkv_dim, d});
+    // attention sub-block
+    be_.rmsnorm_forward(y.ln1_out, y.rstd1, res_[l], P.value(y.ln1), eps);
+    be_.matmul(y.qkv, y.ln1_out, false, wqkv, true, 1.0, 0.0);  // (N, qkv_dim)
+    be_.rope_forward(Tensor(y.qkv).reshape({B_, T_, qkv_dim}), attn_, cfg_.rope_theta);
+    be_.attention_forward(Tensor(y.att).reshape({B_, T_, attn_.q_dim()}), y.lse,
+                          Tensor(y.qkv).reshape({B_, T_, qkv_dim}), attn_);
+    be_.matmul(y.res_mid, y.att, false, P.value(y.wo), true, 1.0, 0.0);  // (N,d)
+    be_.add(y.res_mid, y.res_mid, res_[l]);
+    // MoE sub-block
+    be_.rmsnorm_forward(y.ln2_out, y.rstd2, y.res_mid, P.value(y.ln2), eps);
+    out.aux += y.moe->forward(y.ln2_out, y.moe_out);
+    be_.add(res_[l + 1], y.res_mid, y.moe_out);
+  }
+  be_.rmsnorm_forward(lnf_, rstdf_, res_.back(), P.value(norm_f_), eps);
+  be_.matmul(logits_, lnf_, false, P.value(lm_head_), true, 1.0, 0.0);  // (N,V)
+
+  const double denom = static_cast<double>(std::max<int64_t>(out.targets, 1));
+  if (grad_scale > 0) {
+    be_.cross_entropy_forward_backward(losses_, logits_, targets_, grad_scale / denom);
+  } else {
+    be_.cross_entropy_forward(losses_, logits_, targets_);
+  }
+  std::vector<double> losses = download_as_double(be_, losses_);
+  out.ce = std::accumulate(losses.begin(), losses.end(), 0.0) / denom;
+  return out;
+}
+
+void Transformer::backward() {
+  AM_CHECK(grad_scale_ > 0, "backward() without a training forward()");
+  ParamStore& P = *store_;
+  const int64_t qkv_dim = attn_.qkv_dim(), d = cfg_.d_model;
+
+  // LM head and final norm. logits_ holds dL/dlogits (N,V).
+  be_.matmul(dln_, logits_, false, P.value(lm_head_), false, 1.0, 0.0);        // (N,d)
+  be_.matmul(P.grad(lm_head_), logits_, true, lnf_, false, 1.0, 1.0);          // (V,d)
+  be_.zero(dres_);
+  be_.rmsnorm_backward(dres_, P.grad(norm_f_), dln_, res_.back(), P.value(norm_f_), rstdf_);
+
+  for (size_t li = layers_.size(); li-- > 0;) {
+    Layer& y = *layers_[li];
+    // MoE sub-block: res_out = res_mid + MoE(RMSNorm(res_mid)); dres flows through unchanged.
+    be_.zero(dln_);
+    y.moe->backward(y.ln2_out, dres_, dln_, grad_scale_);
+    be_.rmsnorm_backward(dres_, P.grad(y.ln2), dln_, y.res_mid, P.value(y.ln2), y.rstd2);
+    // attention sub-block: res_mid = res_in + att Wo^T
+    be_.matmul(datt_, dres_, false, P.value(y.wo), false, 1.0, 0.0);        // (N, H*hd)
+    be_.matmul(P.grad(y.wo), dres_, true, y.att, false, 1.0, 1.0);         // (d, H*hd)
+    Tensor dqkv3 = Tensor(dqkv_).reshape({B_, T_, qkv_dim});
+    be_.attention_backward(dqkv3, Tensor(datt_).reshape({B_, T_, attn_.q_dim()}),
+                           Tensor(y.qkv).reshape({B_, T_, qkv_dim}),
+                           Tensor(y.att).reshape({B_, T_, attn_.q_dim()}), y.lse, attn_);
+    be_.rope_backward(dqkv3, attn_, cfg_.rope_theta);
+    Tensor wqkv(P.value(y.wqkv).data, be_.dtype(), {qkv_dim, d});
+    Tensor dwqkv(P.grad(y.wqkv).data, be_.dtype(), {qkv_dim, d});
+    be_.matmul(dln_, dqkv_, false, wqkv, false, 1.0, 0.0);                  // (N,d)
+    be_.matmul(dwqkv, dqkv_, true, y.ln1_out, false, 1.0, 1.0);             // (qkv_dim, d)
+    be_.rmsnorm_backward(dres_, P.grad(y.ln1), dln_, res_[li], P.value(y.ln1), y.rstd1);
+  }
+  be_.embedding_backward(P.grad(emb_), tokens_, dres_);
+}
+
+}  // namespace am

@@ -1,0 +1,63 @@
+// The decoder-only transformer (../shared/spec/model-and-formats.md), written once against the
+// Backend interface:
+//   tokens -> embedding -> L x [ x += Attn(RMSNorm(x)) ; x += MoE(RMSNorm(x)) ] -> RMSNorm -> LM head
+//   loss = mean cross-entropy of next-token prediction + auxiliary losses of every MoE layer
+// Forward saves every activation the backward needs (sized for one micro-batch of B x T tokens);
+// backward accumulates parameter gradients into the ParamStore.
+#pragma once
+
+#include "config/config.h"
+#include "core/tensor_buf.h"
+#include "model/params.h"
+#include "moe/moe_layer.h"
+
+#include <memory>
+#include <vector>
+
+namespace am {
+
+struct LossParts {
+  double ce = 0;       // mean cross-entropy over the micro-batch's targets
+  double aux = 0;      // sum over layers of the auxiliary losses (coefficients applied)
+  int64_t targets = 0; // number of targets counted (target >= 0)
+};
+
+class Transformer {
+ public:
+  Transformer(Backend& be, const ModelConfig& cfg, int B, int T);
+  ~Transformer();
+
+  ParamStore& store() { return *store_; }
+  const ModelConfig& config() const { return cfg_; }
+  Backend& backend() const { return be_; }
+  int micro_batch() const { return B_; }
+  int seq_len() const { return T_; }
+
+  // tokens, targets: host arrays of B*T ids (targets < 0 are ignored). grad_scale > 0 prepares the
+  // training backward with dL/dloss = grad_scale (1 / grad_accum); grad_scale == 0 evaluates only.
+  LossParts forward(const int32_t* tokens, const int32_t* targets, double grad_scale);
+  // Accumulates dL/dparam (scaled by the forward's grad_scale) into store().all_grads().
+  void backward();
+
+  std::vector<MoeLayer*> moe_layers();
+
+ private:
+  struct Layer;
+  Backend& be_;
+  ModelConfig cfg_;
+  int B_, T_;
+  int64_t N_;
+  AttnShape attn_;
+  std::unique_ptr<ParamStore> store_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  int emb_, norm_f_, lm_head_;  // parameter indices (lm_head_ == emb_ when tied)
+  double grad_scale_ = 0;
+
+  TensorBuf tokens_, targets_;   // (N) I32
+  std::vector<TensorBuf> res_;   // L+1 residual streams (N,d): res_[l] enters layer l
+  TensorBuf lnf_, rstdf_;        // (N,d), (N)
+  TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N)
+  TensorBuf dres_, dln_, dqkv_, datt_;  // backward scratch
+};
+
+}  // namespace am

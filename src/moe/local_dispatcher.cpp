@@ -1,0 +1,36 @@
+#include "moe/dispatcher.h"
+
+namespace am {
+
+void Routing::allocate(Backend& be, int64_t n_tokens, int k) {
+  kmax = k;
+  slot_expert = TensorBuf(be, DType::I32, {n_tokens, k});
+  slot_gate = TensorBuf(be, be.dtype(), {n_tokens, k});
+  assign_slot = TensorBuf(be, DType::I32, {n_tokens * k});
+  slot_assign = TensorBuf(be, DType::I32, {n_tokens, k});
+}
+
+void LocalDispatcher::route(Routing& r, int n_experts) {
+  r.n_assign = be_.route_build(r.assign_slot, r.slot_assign, r.expert_offsets, r.slot_expert,
+                               n_experts);
+}
+
+void LocalDispatcher::dispatch(const Routing& r, Tensor x, Tensor xg) {
+  be_.gather_rows(xg.rows(0, r.n_assign), x, r.assign_slot.t().rows(0, r.n_assign), r.kmax);
+}
+
+void LocalDispatcher::combine(const Routing& r, Tensor eo, Tensor y) {
+  be_.combine(y, eo.rows(0, r.n_assign), r.slot_gate, r.slot_assign);
+}
+
+void LocalDispatcher::combine_backward(const Routing& r, Tensor dy, Tensor eo, Tensor deo,
+                                       Tensor dslot_gate) {
+  be_.combine_backward(deo.rows(0, r.n_assign), dslot_gate, dy, eo.rows(0, r.n_assign),
+                       r.slot_gate, r.slot_assign);
+}
+
+void LocalDispatcher::dispatch_backward(const Routing& r, Tensor dxg, Tensor dx) {
+  be_.scatter_rows_add(dx, dxg.rows(0, r.n_assign), r.slot_assign);
+}
+
+}  // namespace am

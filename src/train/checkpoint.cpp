@@ -1,0 +1,172 @@
+#include "train/checkpoint.h"
+
+#include "io/atomic_file.h"
+#include "io/checkpoint_dir.h"
+#include "io/safetensors.h"
+#include "model/model_info.h"
+
+#include <cstring>
+#include <filesystem>
+
+namespace am {
+namespace fs = std::filesystem;
+namespace {
+
+// The whole buffer `t` copied to host bytes.
+std::vector<char> to_host(Backend& be, Tensor t) {
+  std::vector<char> host(t.nbytes());
+  be.download(host.data(), t);
+  return host;
+}
+
+// One safetensors entry per parameter, pointing into `host` (laid out like the table).
+std::vector<StEntry> entries(const ParamTable& table, DType dt, const std::vector<char>& host,
+                             const std::string& suffix) {
+  std::vector<StEntry> out;
+  for (const ParamSpec& s : table.specs()) {
+    out.push_back(StEntry{s.name + suffix, dt, s.shape,
+                          host.data() + static_cast<size_t>(s.offset) * dtype_size(dt)});
+  }
+  return out;
+}
+
+// Reads tensor `name` of `file` into `dst` (a tensor of the store's dtype), converting F32 <-> F64.
+void read_into(Backend& be, const SafetensorsFile& file, const std::string& name, Tensor dst,
+               const std::vector<int64_t>& shape) {
+  const DType stored = file.info(name).dtype;
+  if (stored == dst.dtype) {
+    std::vector<char> host(dst.nbytes());
+    file.copy_to(name, host.data(), dst.dtype, shape);
+    be.upload(dst, host.data());
+    return;
+  }
+  if (stored != DType::F32 && stored != DType::F64) {
+    throw UserError(fmt::format("{}: tensor {} is {}; checkpoints hold F32 or F64", file.path(),
+                                name, dtype_name(stored)));
+  }
+  std::vector<double> values(static_cast<size_t>(dst.numel()));
+  if (stored == DType::F64) {
+    file.copy_to(name, values.data(), DType::F64, shape);
+  } else {
+    std::vector<float> f(values.size());
+    file.copy_to(name, f.data(), DType::F32, shape);
+    for (size_t i = 0; i < f.size(); ++i) values[i] = f[i];
+  }
+  upload_from_double(be, dst, values);
+}
+
+void check_no_extra(const SafetensorsFile& file, const ParamTable& table, const std::string& suffix) {
+  for (const std::string& name : file.names()) {
+    const bool known = name.ends_with(suffix) && table.has(name.substr(0, name.size() - suffix.size()));
+    if (!known) {
+      throw UserError(fmt::format("{}: holds tensor {} that this model does not have", file.path(), name),
+                      "the checkpoint was written for a different model config; check model.* keys");
+    }
+  }
+}
+
+uint16_t f32_to_bf16(float x) {  // round to nearest even; NaN stays NaN
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu)) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
+                            const AdamW* opt, const TrainerState& state) {
+  Backend& be = params.backend();
+  const DType dt = be.dtype();
+  const ParamTable& table = params.table();
+  fs::create_directories(root);
+  CheckpointWriter w(root, state.step);
+
+  const std::vector<char> values = to_host(be, params.all_values());
+  const std::map<std::string, std::string> meta = {{"format", "autonomoe"},
+                                                   {"step", std::to_string(state.step)}};
+  write_safetensors(w.path("model.safetensors"), entries(table, dt, values, ""), meta);
+  if (opt) {
+    const std::vector<char> m = to_host(be, opt->all_m()), v = to_host(be, opt->all_v());
+    std::vector<StEntry> moments = entries(table, dt, m, ".exp_avg");
+    for (StEntry& e : entries(table, dt, v, ".exp_avg_sq")) moments.push_back(e);
+    write_safetensors(w.path("optimizer.safetensors"), moments, meta);
+  }
+  nlohmann::json st = {{"format", "autonomoe-trainer-state"}, {"version", 1},
+                       {"step", state.step}, {"tokens", state.tokens},
+                       {"elapsed_s", state.elapsed_s}, {"train_loader", state.train_loader},
+                       {"dtype", dtype_name(dt)}, {"has_optimizer", opt != nullptr}};
+  write_file_atomic(w.path("trainer_state.json"), st.dump(2) + "\n");
+  write_file_atomic(w.path("config.json"), hf_config_json(cfg.model, dt).dump(2) + "\n");
+  write_file_atomic(w.path("config.resolved.yaml"), config_to_yaml(cfg));
+  return w.commit({{"tokens", state.tokens}});
+}
+
+TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt) {
+  verify_checkpoint(dir);
+  Backend& be = params.backend();
+  const ParamTable& table = params.table();
+
+  SafetensorsFile model((fs::path(dir) / "model.safetensors").string());
+  check_no_extra(model, table, "");
+  for (int i = 0; i < table.size(); ++i) {
+    read_into(be, model, table.at(i).name, params.value(i), table.at(i).shape);
+  }
+
+  const nlohmann::json st = nlohmann::json::parse(read_file((fs::path(dir) / "trainer_state.json").string()));
+  TrainerState state;
+  state.step = st.at("step").get<int64_t>();
+  state.tokens = st.at("tokens").get<int64_t>();
+  state.elapsed_s = st.at("elapsed_s").get<double>();
+  state.train_loader = st.at("train_loader");
+  if (opt) {
+    if (!st.value("has_optimizer", false)) {
+      throw UserError(fmt::format("checkpoint {} holds weights only (no optimizer state)", dir),
+                      "resume from a checkpoint written during training, or start a new run");
+    }
+    SafetensorsFile moments((fs::path(dir) / "optimizer.safetensors").string());
+    for (int i = 0; i < table.size(); ++i) {
+      read_into(be, moments, table.at(i).name + ".exp_avg", opt->m(i), table.at(i).shape);
+      read_into(be, moments, table.at(i).name + ".exp_avg_sq", opt->v(i), table.at(i).shape);
+    }
+  }
+  return state;
+}
+
+Config load_checkpoint_config(const std::string& dir, const std::vector<std::string>& overrides) {
+  const fs::path p = fs::path(dir) / "config.resolved.yaml";
+  if (!fs::exists(p)) {
+    throw UserError(fmt::format("{} is not a checkpoint: it has no config.resolved.yaml", dir),
+                    "pass a directory like runs/<name>/checkpoints/step_00001000");
+  }
+  return load_config(p.string(), overrides);
+}
+
+void export_weights(const std::string& out_dir, const Config& cfg, const ParamStore& params,
+                    const std::string& dtype) {
+  Backend& be = params.backend();
+  const ParamTable& table = params.table();
+  if (dtype != "float32" && dtype != "bfloat16") {
+    throw UserError(fmt::format("export dtype '{}' is not supported", dtype), "use float32 or bfloat16");
+  }
+  fs::create_directories(out_dir);
+  const DType out_dt = dtype == "float32" ? DType::F32 : DType::BF16;
+  const std::vector<double> v = download_as_double(be, params.all_values());
+  std::vector<char> converted(v.size() * dtype_size(out_dt));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float x = static_cast<float>(v[i]);
+    if (out_dt == DType::F32) {
+      std::memcpy(converted.data() + 4 * i, &x, 4);
+    } else {
+      const uint16_t b = f32_to_bf16(x);
+      std::memcpy(converted.data() + 2 * i, &b, 2);
+    }
+  }
+  write_safetensors((fs::path(out_dir) / "model.safetensors").string(),
+                    entries(table, out_dt, converted, ""), {{"format", "pt"}});
+  write_file_atomic((fs::path(out_dir) / "config.json").string(),
+                    hf_config_json(cfg.model, out_dt).dump(2) + "\n");
+}
+
+}  // namespace am

@@ -1,0 +1,46 @@
+// What a training checkpoint holds and how it is written and read back. The mechanics (temporary
+// directory, manifest with checksums, atomic rename, verification, pruning) are io/checkpoint_dir.
+//
+//   <run>/checkpoints/step_<N>/
+//     model.safetensors      parameters under their export names (the run's dtype)
+//     optimizer.safetensors  AdamW moments: <name>.exp_avg, <name>.exp_avg_sq
+//     trainer_state.json     step, tokens, data-loader position, elapsed time
+//     config.json            HF-style model config
+//     config.resolved.yaml   the full resolved run config
+//     manifest.json          sizes and XXH3-64 checksums of all of the above
+#pragma once
+
+#include "config/config.h"
+#include "model/params.h"
+#include "train/optimizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace am {
+
+struct TrainerState {
+  int64_t step = 0;            // optimizer steps completed
+  int64_t tokens = 0;          // training tokens consumed
+  double elapsed_s = 0;        // wall time spent training so far
+  nlohmann::json train_loader; // DataLoader::state()
+};
+
+// Writes step_<state.step> under `root` (atomically); returns its path. `opt` may be null (weights
+// only: the initial model, or an export).
+std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
+                            const AdamW* opt, const TrainerState& state);
+
+// Verifies the checkpoint's checksums, then loads its weights into `params` (names, shapes and
+// dtypes checked; F32 and F64 convert) and, when `opt` is given, the moments and trainer state.
+TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt);
+
+// The config a checkpoint was written with (its config.resolved.yaml), with overrides applied.
+Config load_checkpoint_config(const std::string& dir, const std::vector<std::string>& overrides = {});
+
+// Writes weights + config.json into `out_dir` (for other tools). dtype: "float32" or "bfloat16".
+void export_weights(const std::string& out_dir, const Config& cfg, const ParamStore& params,
+                    const std::string& dtype);
+
+}  // namespace am

@@ -1,0 +1,296 @@
+#include "train/trainer.h"
+
+#include "core/backend.h"
+#include "data/dataset_meta.h"
+#include "data/loader.h"
+#include "io/atomic_file.h"
+#include "io/checkpoint_dir.h"
+#include "model/model_info.h"
+#include "model/transformer.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <optional>
+
+namespace am {
+namespace fs = std::filesystem;
+namespace {
+
+// ---- signals: the first SIGINT/SIGTERM asks the loop to stop after the current step ----
+std::atomic<int> g_stop_signals{0};
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signals.fetch_add(1) >= 1) {  // a second signal: stop now (checkpoints are atomic)
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+
+class SignalGuard {
+ public:
+  explicit SignalGuard(bool enable) : enabled_(enable) {
+    g_stop_signals = 0;
+    if (!enabled_) return;
+    prev_int_ = std::signal(SIGINT, on_stop_signal);
+    prev_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalGuard() {
+    if (!enabled_) return;
+    std::signal(SIGINT, prev_int_);
+    std::signal(SIGTERM, prev_term_);
+  }
+
+ private:
+  bool enabled_;
+  void (*prev_int_)(int) = SIG_DFL;
+  void (*prev_term_)(int) = SIG_DFL;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string fmt_duration(double s) {
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+std::string fmt_count(double x) {
+  if (x >= 1e9) return fmt::format("{:.2f}B", x / 1e9);
+  if (x >= 1e6) return fmt::format("{:.2f}M", x / 1e6);
+  if (x >= 1e3) return fmt::format("{:.1f}k", x / 1e3);
+  return fmt::format("{:.0f}", x);
+}
+
+// Per-layer MoE metrics over the interval since the last reset: load per expert (fraction of
+// assignments) and its entropy (AoE Eq. 7, load normalised to sum 1), experts per token, aux losses.
+nlohmann::json moe_metrics(Transformer& model) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (MoeLayer* l : model.moe_layers()) {
+    const MoeLayerStats& s = l->stats();
+    int64_t total = 0;
+    for (int64_t c : s.expert_assignments) total += c;
+    std::vector<double> load;
+    double ent = 0;
+    for (int64_t c : s.expert_assignments) {
+      const double p = total > 0 ? static_cast<double>(c) / static_cast<double>(total) : 0.0;
+      load.push_back(p);
+      if (p > 0) ent -= p * std::log(p);
+    }
+    nlohmann::json j = {{"load", load},
+                        {"ent_load", ent},
+                        {"experts_per_token", s.tokens > 0 ? static_cast<double>(total) / s.tokens : 0.0}};
+    for (const auto& [name, sum] : s.aux_sum) j[name] = s.micro_batches ? sum / s.micro_batches : 0.0;
+    layers.push_back(j);
+    l->reset_stats();
+  }
+  return layers;
+}
+
+// Model keys must match between a checkpoint and the config that resumes it.
+void check_resume_compatible(const Config& ckpt, const Config& now, const std::string& dir) {
+  std::vector<std::string> diffs;
+  for (size_t i = 0; i < ckpt.resolved.size() && i < now.resolved.size(); ++i) {
+    const ResolvedKey &a = ckpt.resolved[i], &b = now.resolved[i];
+    if (a.path.rfind("model.", 0) == 0 && a.value != b.value) {
+      diffs.push_back(fmt::format("{}: checkpoint {}, config {}", a.path, a.value, b.value));
+    }
+  }
+  if (!diffs.empty()) {
+    std::string list;
+    for (const auto& d : diffs) list += "\n    " + d;
+    throw UserError(fmt::format("cannot resume from {}: the model differs from the config:{}", dir, list),
+                    "resume with the config the run was started with (it is in the run directory as "
+                    "config.resolved.yaml)");
+  }
+}
+
+}  // namespace
+
+std::string run_dir_of(const Config& cfg) {
+  return (fs::path(cfg.run.out_dir) / cfg.run.name).string();
+}
+
+TrainSummary train(const Config& cfg, const TrainOptions& options) {
+  const TrainConfig& tc = cfg.train;
+  const int B = tc.micro_batch_size, T = cfg.data.seq_len;
+  TrainSummary summary;
+  summary.run_dir = run_dir_of(cfg);
+  const std::string ckpt_root = (fs::path(summary.run_dir) / "checkpoints").string();
+
+  // ---- where we start from ----
+  std::optional<std::string> resume_dir;
+  if (options.resume == "latest") {
+    auto latest = fs::exists(ckpt_root) ? latest_checkpoint(ckpt_root) : std::nullopt;
+    if (!latest) {
+      throw UserError(fmt::format("--resume: run directory {} has no complete checkpoint", summary.run_dir),
+                      "start the run without --resume, or pass a checkpoint directory to --resume");
+    }
+    resume_dir = latest->path;
+  } else if (!options.resume.empty()) {
+    resume_dir = options.resume;
+  } else if (fs::exists(ckpt_root) && latest_checkpoint(ckpt_root)) {
+    throw UserError(
+        fmt::format("run directory {} already holds checkpoints (newest: {})", summary.run_dir,
+                    latest_checkpoint(ckpt_root)->path),
+        "continue it with --resume, or start a new run with --set run.name=<another name>");
+  }
+
+  // ---- backend, data, model, optimizer ----
+  const DType dtype = cfg.run.precision == "fp64" ? DType::F64 : DType::F32;
+  std::unique_ptr<Backend> be = make_backend(cfg.run.backend, dtype, cfg.run.threads);
+
+  const std::optional<DatasetMeta> meta = read_dataset_meta(cfg.data.train);
+  if (meta && meta->vocab_size != cfg.model.vocab_size) {
+    throw UserError(fmt::format("model.vocab_size is {} but the data's vocabulary ({}) has {} tokens",
+                                cfg.model.vocab_size, meta->path, meta->vocab_size),
+                    fmt::format("set model.vocab_size: {} (or --set model.vocab_size={})",
+                                meta->vocab_size, meta->vocab_size));
+  }
+  if (meta) summary.unigram_entropy = meta->unigram_entropy_nats;
+  DataLoader train_data(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size);
+  std::unique_ptr<DataLoader> val_data;
+  int eval_batches = cfg.eval.batches;
+  if (!cfg.data.val.empty()) {
+    val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, false, cfg.run.seed, cfg.model.vocab_size);
+    const int avail = eval_batches_available(*val_data, B);
+    if (avail < eval_batches) {
+      spdlog::warn("eval.batches is {} but {} holds only {} micro-batches of {}x{}; evaluating on {}",
+                   eval_batches, cfg.data.val, avail, B, T, std::max(avail, 1));
+      eval_batches = std::max(avail, 1);
+    }
+  }
+
+  Transformer model(*be, cfg.model, B, T);
+  AdamW opt(model.store(), tc);
+  TrainerState state;
+  if (resume_dir) {
+    const Config ckpt_cfg = load_checkpoint_config(*resume_dir);
+    check_resume_compatible(ckpt_cfg, cfg, *resume_dir);
+    state = load_checkpoint(*resume_dir, model.store(), &opt);
+    train_data.restore(state.train_loader);
+    summary.last_checkpoint = *resume_dir;
+  } else {
+    model.store().init(cfg.run.seed);
+  }
+  summary.start_step = summary.end_step = state.step;
+
+  fs::create_directories(summary.run_dir);
+  if (fs::exists(ckpt_root)) remove_stale_temp_dirs(ckpt_root);
+  write_file_atomic((fs::path(summary.run_dir) / "config.resolved.yaml").string(), config_to_yaml(cfg));
+  MetricsLog metrics((fs::path(summary.run_dir) / "metrics.jsonl").string(),
+                     resume_dir ? state.step : -1);
+
+  const ParamCounts pc = count_params(cfg.model);
+  const int64_t tokens_per_step = static_cast<int64_t>(B) * T * tc.grad_accum;
+  spdlog::info("config {}\n{}", cfg.source_path, config_table(cfg));
+  spdlog::info("backend: {}", be->describe());
+  spdlog::info("model: {} parameters, {} active per token", fmt_count(pc.total), fmt_count(pc.active));
+  spdlog::info("data: {} shard(s), {} tokens, {} windows of {} per epoch; {} tokens per step",
+               train_data.shards().size(), fmt_count(train_data.total_tokens()),
+               train_data.windows_per_epoch(), T, tokens_per_step);
+  spdlog::info("run directory: {}{}", summary.run_dir,
+               resume_dir ? fmt::format(" (resuming from step {}: {})", state.step, *resume_dir) : "");
+
+  auto write_checkpoint = [&]() {
+    state.train_loader = train_data.state();
+    summary.last_checkpoint = save_checkpoint(ckpt_root, cfg, model.store(), &opt, state);
+    prune_checkpoints(ckpt_root, cfg.checkpoint.keep_last, state.step);
+    spdlog::info("checkpoint: {}", summary.last_checkpoint);
+  };
+  if (!resume_dir && cfg.checkpoint.save_initial) write_checkpoint();
+
+  // ---- the loop ----
+  SignalGuard signals(options.handle_signals);
+  const auto t_start = std::chrono::steady_clock::now();
+  const double elapsed_before = state.elapsed_s;
+  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
+  double interval_s = 0;
+  int interval_steps = 0;
+  for (MoeLayer* l : model.moe_layers()) l->reset_stats();
+
+  while (state.step < tc.max_steps) {
+    const int64_t step = state.step;
+    const auto t0 = std::chrono::steady_clock::now();
+    model.store().zero_grads();
+    double ce = 0, aux = 0;
+    for (int micro = 0; micro < tc.grad_accum; ++micro) {
+      train_data.next(inputs.data(), targets.data());
+      const LossParts lp = model.forward(inputs.data(), targets.data(), 1.0 / tc.grad_accum);
+      model.backward();
+      ce += lp.ce / tc.grad_accum;
+      aux += lp.aux / tc.grad_accum;
+    }
+    const double norm = opt.grad_norm();
+    if (!std::isfinite(norm) || !std::isfinite(ce)) {
+      throw UserError(fmt::format("step {}: loss {} / gradient norm {} is not finite; stopping without "
+                                  "writing a checkpoint of the broken state", step + 1, ce, norm),
+                      "lower train.lr, raise train.warmup_steps or check the data; resume from the "
+                      "last checkpoint with --resume");
+    }
+    const double lr = learning_rate(tc, step);
+    opt.update(step, lr, norm);
+    be->synchronize();
+    const double dt = seconds_since(t0);
+    state.step = step + 1;
+    state.tokens += tokens_per_step;
+    state.elapsed_s = elapsed_before + seconds_since(t_start);
+    summary.step_losses.push_back(ce);
+    summary.final_train_loss = ce;
+    interval_s += dt;
+    interval_steps += 1;
+    summary.seconds += dt;
+
+    const bool last = state.step == tc.max_steps;
+    const bool stopping = g_stop_signals.load() > 0;
+    if (state.step % cfg.log.every == 0 || last || stopping || step == summary.start_step) {
+      const double tps = static_cast<double>(tokens_per_step) * interval_steps / interval_s;
+      const double eta = (tc.max_steps - state.step) * interval_s / interval_steps;
+      spdlog::info("step {:>6}/{} | loss {:.4f} | aux {:.4f} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}",
+                   state.step, tc.max_steps, ce, aux, lr, norm, fmt_count(tps), fmt_duration(eta));
+      metrics.write({{"type", "train"}, {"step", state.step}, {"loss", ce}, {"aux", aux},
+                     {"lr", lr}, {"grad_norm", norm}, {"tokens", state.tokens},
+                     {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
+                     {"moe", moe_metrics(model)}});
+      interval_s = 0;
+      interval_steps = 0;
+    }
+    if (val_data && ((cfg.eval.every > 0 && state.step % cfg.eval.every == 0) || last)) {
+      const EvalResult ev = evaluate(model, *val_data, eval_batches);
+      summary.final_val_loss = ev.loss;
+      spdlog::info("step {:>6}/{} | val loss {:.4f} | val ppl {:.2f} ({} tokens)", state.step,
+                   tc.max_steps, ev.loss, ev.perplexity, ev.tokens);
+      metrics.write({{"type", "val"}, {"step", state.step}, {"val_loss", ev.loss},
+                     {"val_ppl", ev.perplexity}, {"tokens", ev.tokens}});
+    }
+    if ((cfg.checkpoint.every > 0 && state.step % cfg.checkpoint.every == 0) || last || stopping) {
+      write_checkpoint();
+    }
+    if (stopping) {
+      summary.interrupted = true;
+      spdlog::warn("interrupted at step {}: checkpoint written to {}", state.step, summary.last_checkpoint);
+      if (!options.command_hint.empty()) spdlog::warn("resume with: {}", options.command_hint);
+      break;
+    }
+  }
+  summary.end_step = state.step;
+  const int64_t steps_run = summary.end_step - summary.start_step;
+  if (summary.seconds > 0 && steps_run > 0) {
+    summary.tokens_per_s = static_cast<double>(tokens_per_step) * steps_run / summary.seconds;
+  }
+  return summary;
+}
+
+}  // namespace am

@@ -1,0 +1,41 @@
+// The training loop: data -> model forward/backward over micro-batches -> clip -> AdamW -> log,
+// evaluate, checkpoint. Resumes bit-exactly from a checkpoint; SIGINT/SIGTERM finish the current
+// step, write a checkpoint and return (the CLI then exits 0).
+#pragma once
+
+#include "config/config.h"
+
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace am {
+
+struct TrainOptions {
+  // "" = a fresh run; "latest" = the newest complete checkpoint of the run directory; otherwise
+  // the path of a checkpoint directory.
+  std::string resume;
+  bool handle_signals = true;  // install the SIGINT/SIGTERM handlers
+  std::string command_hint;    // how to resume, printed when interrupted
+};
+
+struct TrainSummary {
+  std::string run_dir;
+  std::string last_checkpoint;
+  int64_t start_step = 0;            // 0, or the step resumed from
+  int64_t end_step = 0;              // steps completed when the loop stopped
+  std::vector<double> step_losses;   // train cross-entropy of each step this call ran
+  double final_train_loss = std::numeric_limits<double>::quiet_NaN();
+  double final_val_loss = std::numeric_limits<double>::quiet_NaN();
+  double unigram_entropy = std::numeric_limits<double>::quiet_NaN();  // from dataset.json
+  double tokens_per_s = 0;           // mean over this call's steps (evaluation excluded)
+  double seconds = 0;                // time in this call's training steps
+  bool interrupted = false;
+};
+
+TrainSummary train(const Config& cfg, const TrainOptions& options);
+
+// The run directory of a config: <run.out_dir>/<run.name>.
+std::string run_dir_of(const Config& cfg);
+
+}  // namespace am

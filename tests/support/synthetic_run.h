@@ -1,0 +1,103 @@
+// Test support: a synthetic token dataset and a small run config in a fresh temporary directory,
+// for tests that train (determinism, bit-exact resume, gradient accumulation, checkpoints).
+#pragma once
+
+#include "config/config.h"
+#include "data/shard.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace am::test {
+
+// A fresh directory under the system temp dir, removed when the object goes away.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            ("autonomoe-" + tag + "-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string str() const { return path_.string(); }
+  std::string operator/(const std::string& rel) const { return (path_ / rel).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Learnable tokens: a fixed random cycle of length 17 over the vocabulary, with 10% noise.
+inline std::vector<int32_t> synthetic_tokens(int64_t n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> cycle(17);
+  for (auto& c : cycle) c = static_cast<int32_t>(rng() % vocab);
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = (rng() % 10 == 0) ? static_cast<int32_t>(rng() % vocab) : cycle[i % cycle.size()];
+  }
+  return out;
+}
+
+inline void write_shard(const std::string& path, const std::vector<int32_t>& tokens, int vocab) {
+  ShardWriter w(path, vocab);
+  w.write(tokens);
+  w.close();
+}
+
+// Writes <dir>/data/synth_{train,val}_000000.bin and <dir>/run.yaml; returns the yaml's path.
+// The YAML holds the run and data sections, then `model_and_train_yaml` (which must not repeat
+// them: use --set style overrides for other run/data keys).
+inline std::string make_synthetic_run(const TempDir& dir, const std::string& model_and_train_yaml,
+                                      int vocab = 32, int64_t train_tokens = 20000, int seq_len = 16) {
+  std::filesystem::create_directories(dir / "data");
+  write_shard(dir / "data/synth_train_000000.bin", synthetic_tokens(train_tokens, vocab, 1), vocab);
+  write_shard(dir / "data/synth_val_000000.bin", synthetic_tokens(4000, vocab, 2), vocab);
+  const std::string yaml = dir / "run.yaml";
+  std::ofstream f(yaml);
+  f << "run:\n  out_dir: " << (dir / "runs") << "\n  threads: 1\n"
+    << "data:\n  train: " << (dir / "data/synth_train_*.bin") << "\n  val: "
+    << (dir / "data/synth_val_*.bin") << "\n  seq_len: " << seq_len << "\n"
+    << model_and_train_yaml;
+  return yaml;
+}
+
+// A small MoE model and training section for make_synthetic_run (vocab 32).
+inline const char* kSmallMoe = R"(model:
+  vocab_size: 32
+  d_model: 16
+  n_layers: 2
+  n_heads: 2
+  max_seq_len: 16
+  moe:
+    n_experts: 4
+    d_ffn: 24
+    selector: {type: topk, k: 2}
+    aux: {load_balance: 0.01, z_loss: 0.001}
+train:
+  micro_batch_size: 4
+  max_steps: 6
+  lr: 0.01
+  warmup_steps: 2
+log:
+  every: 1
+eval:
+  every: 3
+  batches: 2
+checkpoint:
+  every: 3
+  keep_last: 0
+)";
+
+inline std::vector<char> file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+}
+
+}  // namespace am::test
