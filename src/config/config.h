@@ -129,4 +129,8 @@ std::string config_to_yaml(const Config& cfg);
 // docs/configs.md, generated from the schema (a test keeps the committed file up to date).
 std::string config_docs_markdown();
 
+// Writes config_docs_markdown() to `path` (a temporary file, then a rename): how docs/configs.md
+// is regenerated (`autonomoe config --docs`, or AM_UPDATE_DOCS=1 with the [config-docs] test).
+void write_config_docs(const std::string& path);
+
 }  // namespace am

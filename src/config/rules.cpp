@@ -1,0 +1,83 @@
+// Cross-field rules: constraints that relate several keys. Checked after every key is valid on
+// its own; each message names every key involved with its value and where it was set.
+#include <fmt/format.h>
+
+#include "config/schema.h"
+
+namespace am {
+
+namespace {
+
+using Msg = std::optional<std::string>;
+
+std::vector<CrossRule> make_rules() {
+  return {
+      {"model.d_model is a multiple of model.n_heads",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (c.model.d_model % c.model.n_heads == 0) return std::nullopt;
+         return fmt::format("{} must be divisible by {}", show("model.d_model"),
+                            show("model.n_heads"));
+       }},
+      {"the head dimension model.d_model / model.n_heads is even (RoPE rotates pairs)",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (c.model.d_model % c.model.n_heads != 0 || c.model.head_dim() % 2 == 0) {
+           return std::nullopt;
+         }
+         return fmt::format("the head dimension {} / {} = {} must be even for RoPE",
+                            show("model.d_model"), show("model.n_heads"), c.model.head_dim());
+       }},
+      {"model.n_kv_heads, when not 0, is at most model.n_heads and divides it",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const int kv = c.model.n_kv_heads, h = c.model.n_heads;
+         if (kv == 0 || (kv <= h && h % kv == 0)) return std::nullopt;
+         return fmt::format("{} must be 0 (= n_heads) or a divisor of {}", show("model.n_kv_heads"),
+                            show("model.n_heads"));
+       }},
+      {"model.moe.selector.k is at most model.moe.n_experts",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (c.model.moe.selector.k <= c.model.moe.n_experts) return std::nullopt;
+         return fmt::format("{} must be <= {} (a token cannot pick more experts than exist)",
+                            show("model.moe.selector.k"), show("model.moe.n_experts"));
+       }},
+      {"model.moe.scorer.type is none exactly when model.moe.n_experts is 1 (a dense model)",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const bool none = c.model.moe.scorer.type == "none";
+         if (none == (c.model.moe.n_experts == 1)) return std::nullopt;
+         return fmt::format(
+             "{} does not go with {}: a dense model has n_experts: 1 and scorer.type: none; "
+             "an MoE model has n_experts > 1 and a scorer such as router",
+             show("model.moe.scorer.type"), show("model.moe.n_experts"));
+       }},
+      {"data.seq_len is at most model.max_seq_len",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (c.data.seq_len <= c.model.max_seq_len) return std::nullopt;
+         return fmt::format("{} must be <= {}", show("data.seq_len"), show("model.max_seq_len"));
+       }},
+      {"train.min_lr is at most train.lr",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (c.train.min_lr <= c.train.lr) return std::nullopt;
+         return fmt::format("{} must be <= {}", show("train.min_lr"), show("train.lr"));
+       }},
+      {"train.warmup_steps is at most train.max_steps",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (c.train.warmup_steps <= c.train.max_steps) return std::nullopt;
+         return fmt::format("{} must be <= {}", show("train.warmup_steps"),
+                            show("train.max_steps"));
+       }},
+      {"run.precision fp64 requires run.backend cpu",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (c.run.precision != "fp64" || c.run.backend == "cpu") return std::nullopt;
+         return fmt::format("{} requires run.backend: cpu, but {}", show("run.precision"),
+                            show("run.backend"));
+       }},
+  };
+}
+
+}  // namespace
+
+const std::vector<CrossRule>& config_rules() {
+  static const std::vector<CrossRule> rules = make_rules();
+  return rules;
+}
+
+}  // namespace am

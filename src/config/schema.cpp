@@ -1,0 +1,196 @@
+// The schema table: every config key, once. See schema.h for what a row holds.
+#include "config/schema.h"
+
+#include <set>
+
+#include "core/error.h"
+
+namespace am {
+
+namespace {
+
+// Row helpers, so that each row reads: path, default, range / choices, doc, field.
+const std::string kRequired = "\x01required";
+
+KeySpec key(std::string path, std::string dflt, Range range, std::string doc, Binding field) {
+  KeySpec k;
+  k.path = std::move(path);
+  k.required = dflt == kRequired;
+  k.default_value = k.required ? "" : std::move(dflt);
+  k.range = range;
+  k.doc = std::move(doc);
+  k.field = std::move(field);
+  return k;
+}
+
+KeySpec enum_key(std::string path, std::string dflt, std::vector<std::string> choices,
+                 std::string doc, Binding field) {
+  KeySpec k = key(std::move(path), std::move(dflt), Range{}, std::move(doc), std::move(field));
+  k.choices = std::move(choices);
+  return k;
+}
+
+const Range kAny{};
+const Range kCount = at_least(1);   // counts of things: >= 1
+const Range kCount0 = at_least(0);  // counts where 0 means "off" / "all" / "default"
+const Range kPositive = greater_than(0);
+const Range kBeta = closed_open(0, 1);
+
+#define FIELD(member) bind([](auto& c) -> auto& { return c.member; })
+
+std::vector<KeySpec> make_schema() {
+  return {
+      // ---- run ----
+      key("run.name", "\"\"", kAny,
+          "run directory name under run.out_dir; empty = the config file's stem "
+          "(configs/tiny.yaml -> tiny)",
+          FIELD(run.name)),
+      key("run.out_dir", "runs", kAny, "parent directory of run directories", FIELD(run.out_dir)),
+      key("run.seed", "1234", kAny, "seed for initialisation and data shuffling", FIELD(run.seed)),
+      enum_key("run.backend", "auto", {"cpu", "cuda", "auto"},
+               "compute backend; auto = cuda when a GPU is present, else cpu", FIELD(run.backend)),
+      key("run.threads", "0", kCount0, "CPU threads; 0 = all cores", FIELD(run.threads)),
+      enum_key("run.precision", "fp32", {"fp32", "fp64"},
+               "parameter and activation precision; fp64 is CPU-only (for tests)",
+               FIELD(run.precision)),
+
+      // ---- model ----
+      key("model.vocab_size", kRequired, at_least(2),
+          "vocabulary size; must equal the tokenizer's / data's", FIELD(model.vocab_size)),
+      key("model.d_model", kRequired, kCount, "residual stream width", FIELD(model.d_model)),
+      key("model.n_layers", kRequired, kCount, "transformer blocks", FIELD(model.n_layers)),
+      key("model.n_heads", kRequired, kCount, "attention (query) heads", FIELD(model.n_heads)),
+      key("model.n_kv_heads", "0", kCount0,
+          "key/value heads; 0 = n_heads, fewer = grouped-query attention", FIELD(model.n_kv_heads)),
+      key("model.max_seq_len", "2048", kCount, "longest sequence the model accepts",
+          FIELD(model.max_seq_len)),
+      key("model.rope_theta", "10000.0", kPositive, "RoPE base frequency", FIELD(model.rope_theta)),
+      key("model.norm_eps", "1e-05", kPositive, "RMSNorm epsilon", FIELD(model.norm_eps)),
+      key("model.tie_embeddings", "false", kAny, "the LM head shares the embedding matrix",
+          FIELD(model.tie_embeddings)),
+      key("model.init_std", "0.02", kPositive, "standard deviation of the normal weight init",
+          FIELD(model.init_std)),
+      key("model.moe.n_experts", "8", kCount, "experts per MoE layer; 1 = dense SwiGLU FFN",
+          FIELD(model.moe.n_experts)),
+      key("model.moe.d_ffn", kRequired, kCount, "hidden width of each expert",
+          FIELD(model.moe.d_ffn)),
+      enum_key("model.moe.scorer.type", "router", {"router", "none"},
+               "how tokens score experts; none = dense model (n_experts: 1)",
+               FIELD(model.moe.scorer.type)),
+      enum_key("model.moe.selector.type", "topk", {"topk"},
+               "how experts are chosen from the scores", FIELD(model.moe.selector.type)),
+      key("model.moe.selector.k", "2", kCount, "experts per token", FIELD(model.moe.selector.k)),
+      key("model.moe.aux.load_balance", "0.01", at_least(0),
+          "Switch load-balancing loss coefficient (alpha)", FIELD(model.moe.aux.load_balance)),
+      key("model.moe.aux.z_loss", "0.0", at_least(0), "router z-loss coefficient (beta)",
+          FIELD(model.moe.aux.z_loss)),
+
+      // ---- data ----
+      key("data.train", kRequired, kAny,
+          "training token shards (glob), e.g. data/brown/brown_train_*.bin", FIELD(data.train)),
+      key("data.val", "\"\"", kAny, "validation token shards (glob); empty = no validation",
+          FIELD(data.val)),
+      key("data.seq_len", kRequired, kCount, "tokens per training sequence", FIELD(data.seq_len)),
+      key("data.shuffle", "true", kAny, "shuffle windows each epoch (seeded by run.seed)",
+          FIELD(data.shuffle)),
+
+      // ---- train ----
+      key("train.micro_batch_size", kRequired, kCount, "sequences per micro-batch",
+          FIELD(train.micro_batch_size)),
+      key("train.grad_accum", "1", kCount, "micro-batches per optimizer step",
+          FIELD(train.grad_accum)),
+      key("train.max_steps", kRequired, kCount, "optimizer steps to train for",
+          FIELD(train.max_steps)),
+      key("train.lr", kRequired, kPositive, "peak learning rate", FIELD(train.lr)),
+      key("train.min_lr", "0.0", at_least(0), "learning rate the schedule decays to",
+          FIELD(train.min_lr)),
+      key("train.warmup_steps", "0", kCount0, "steps of linear warm-up from 0",
+          FIELD(train.warmup_steps)),
+      enum_key("train.lr_schedule", "cosine", {"cosine", "linear", "constant"},
+               "decay from lr to min_lr after warm-up", FIELD(train.lr_schedule)),
+      key("train.weight_decay", "0.1", at_least(0), "AdamW weight decay (matrices only)",
+          FIELD(train.weight_decay)),
+      key("train.beta1", "0.9", kBeta, "AdamW first-moment decay", FIELD(train.beta1)),
+      key("train.beta2", "0.95", kBeta, "AdamW second-moment decay", FIELD(train.beta2)),
+      key("train.eps", "1e-08", kPositive, "AdamW epsilon", FIELD(train.eps)),
+      key("train.grad_clip", "1.0", at_least(0), "global gradient-norm clip; 0 = off",
+          FIELD(train.grad_clip)),
+
+      // ---- log / eval / checkpoint ----
+      key("log.every", "10", kCount0, "steps between log lines and metrics records",
+          FIELD(log.every)),
+      key("eval.every", "0", kCount0, "steps between validation passes; 0 = only at the end",
+          FIELD(eval.every)),
+      key("eval.batches", "20", kCount, "micro-batches per validation pass", FIELD(eval.batches)),
+      key("checkpoint.every", "0", kCount0, "steps between checkpoints; 0 = only at the end",
+          FIELD(checkpoint.every)),
+      key("checkpoint.keep_last", "3", kCount0, "checkpoints kept on disk; 0 = keep all",
+          FIELD(checkpoint.keep_last)),
+      key("checkpoint.save_initial", "false", kAny, "also write a checkpoint at step 0",
+          FIELD(checkpoint.save_initial)),
+  };
+}
+
+#undef FIELD
+
+}  // namespace
+
+const std::vector<std::pair<std::string, std::string>>& config_sections() {
+  static const std::vector<std::pair<std::string, std::string>> sections = {
+      {"run", "Where the run goes, seeds, backend and precision"},
+      {"model", "The transformer and its MoE layers"},
+      {"data", "Token shards and sequence length"},
+      {"train", "Batch size, steps, optimizer and learning-rate schedule"},
+      {"log", "Progress logging"},
+      {"eval", "Validation passes"},
+      {"checkpoint", "Checkpoint cadence and retention"},
+  };
+  return sections;
+}
+
+const std::vector<KeySpec>& config_schema() {
+  static const std::vector<KeySpec> schema = [] {
+    std::vector<KeySpec> s = make_schema();
+    // Invariants the printers rely on: unique paths, keys of one section contiguous, and the
+    // top-level sections in config_sections() order.
+    std::set<std::string> paths, closed;
+    std::string current;
+    size_t top = 0;
+    for (const KeySpec& k : s) {
+      AM_CHECK(paths.insert(k.path).second, "duplicate schema key {}", k.path);
+      std::string sec = k.section();
+      if (sec != current) {
+        AM_CHECK(!closed.count(sec), "schema section {} is not contiguous", sec);
+        closed.insert(current);
+        current = sec;
+      }
+      std::string first = k.path.substr(0, k.path.find('.'));
+      while (top < config_sections().size() && config_sections()[top].first != first) ++top;
+      AM_CHECK(top < config_sections().size(), "schema key {} is out of section order", k.path);
+    }
+    return s;
+  }();
+  return schema;
+}
+
+std::string KeySpec::section() const { return path.substr(0, path.rfind('.')); }
+std::string KeySpec::name() const { return path.substr(path.rfind('.') + 1); }
+
+const KeySpec* find_key(const std::string& path) {
+  for (const KeySpec& k : config_schema()) {
+    if (k.path == path) return &k;
+  }
+  return nullptr;
+}
+
+bool is_section(const std::string& path) {
+  for (const KeySpec& k : config_schema()) {
+    if (k.path.size() > path.size() && k.path.compare(0, path.size(), path) == 0 &&
+        k.path[path.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace am
