@@ -117,7 +117,7 @@ std::vector<KeySpec> make_schema() {
           FIELD(train.grad_clip)),
 
       // ---- log / eval / checkpoint ----
-      key("log.every", "10", kCount0, "steps between log lines and metrics records",
+      key("log.every", "10", kCount, "steps between log lines and metrics records",
           FIELD(log.every)),
       key("eval.every", "0", kCount0, "steps between validation passes; 0 = only at the end",
           FIELD(eval.every)),
