@@ -1,0 +1,183 @@
+#include "data/encode.h"
+
+#include <omp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "core/error.h"
+#include "data/documents.h"
+#include "data/progress.h"
+#include "data/split_writer.h"
+#include "data/tokenizer.h"
+
+namespace am {
+
+namespace fs = std::filesystem;
+
+double unigram_entropy_nats(const std::vector<int64_t>& counts) {
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  if (total == 0) return 0;
+  double h = 0;
+  for (int64_t c : counts) {
+    if (c == 0) continue;
+    const double p = static_cast<double>(c) / static_cast<double>(total);
+    h -= p * std::log(p);
+  }
+  return h;
+}
+
+namespace {
+
+// Name of a shard this dataset name could have written: NAME_(train|val)_DDDDDD.bin.
+bool is_own_shard_name(const std::string& file, const std::string& name) {
+  for (const std::string split : {"train", "val"}) {
+    const std::string pre = name + "_" + split + "_";
+    if (file.size() == pre.size() + 10 && file.compare(0, pre.size(), pre) == 0 &&
+        file.compare(file.size() - 4, 4, ".bin") == 0 &&
+        std::all_of(file.begin() + static_cast<long>(pre.size()), file.end() - 4,
+                    [](char c) { return c >= '0' && c <= '9'; })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void copy_atomically(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  if (fs::exists(to, ec) && fs::equivalent(from, to, ec)) return;
+  const fs::path tmp = to.string() + ".tmp";
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  if (ec) fail("cannot copy {} to {}: {}", from.string(), tmp.string(), ec.message());
+  fs::rename(tmp, to, ec);
+  if (ec) fail("cannot rename {} to {}: {}", tmp.string(), to.string(), ec.message());
+}
+
+}  // namespace
+
+EncodeResult encode_dataset(const EncodeOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.name.empty() || o.name.find('/') != std::string::npos) {
+    fail("encode: --name must be a non-empty file name prefix without '/', got \"{}\"", o.name);
+  }
+  if (!(o.val_fraction >= 0 && o.val_fraction < 1)) {
+    fail("encode: --val-fraction must be in [0, 1), got {}", o.val_fraction);
+  }
+  const Tokenizer tok(o.tokenizer);
+  DocumentReader docs(o.inputs, o.text_field);
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (!fs::is_directory(o.out_dir, ec))
+    fail("encode: cannot create output directory {}", o.out_dir);
+
+  const int64_t V = tok.vocab_size();
+  const int32_t eot = tok.eot_token();
+  if (eot < 0) fail("{}: the tokenizer has no end-of-text (eos) token", o.tokenizer);
+  SplitWriter train(o.out_dir, o.name, "train", V, o.shard_tokens);
+  SplitWriter val(o.out_dir, o.name, "val", V, o.shard_tokens);
+  std::vector<int64_t> counts(static_cast<size_t>(V), 0);  // train unigram counts
+  EncodeResult r;
+  DatasetMeta& m = r.meta;
+
+  // Documents are encoded in parallel in batches and written in input order (deterministic).
+  constexpr size_t kBatchBytes = 32u << 20, kBatchDocs = 16384;
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  std::vector<Document> batch;
+  std::vector<std::vector<int32_t>> encoded;
+  int64_t index = 0;  // document index of batch[0]
+  Progress progress("encode", docs.total_bytes());
+  bool more = true;
+  while (more) {
+    batch.clear();
+    size_t bytes = 0;
+    Document d;
+    while (bytes < kBatchBytes && batch.size() < kBatchDocs && (more = docs.next(d))) {
+      bytes += d.text.size();
+      batch.push_back(std::move(d));
+    }
+    encoded.assign(batch.size(), {});
+    const long n = static_cast<long>(batch.size());
+    std::exception_ptr err;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (long i = 0; i < n; ++i) {
+      try {
+        encoded[static_cast<size_t>(i)] = tok.encode(batch[static_cast<size_t>(i)].text);
+      } catch (...) {
+#pragma omp critical
+        if (!err) err = std::current_exception();
+      }
+    }
+    if (err) std::rethrow_exception(err);
+    for (size_t i = 0; i < batch.size(); ++i, ++index) {
+      const auto& ids = encoded[i];
+      if (ids.empty()) {
+        ++r.skipped_documents;
+        continue;
+      }
+      const bool is_val = is_val_document(index, o.val_fraction);
+      SplitWriter& w = is_val ? val : train;
+      w.write(&eot, 1);
+      w.write(ids.data(), ids.size());
+      if (is_val) {
+        ++m.val.documents;
+      } else {
+        ++m.train.documents;
+        ++counts[static_cast<size_t>(eot)];
+        for (int32_t t : ids) ++counts[static_cast<size_t>(t)];
+      }
+    }
+    progress.update(docs.bytes_read(), fmt::format("{} docs", index));
+  }
+  progress.finish();
+  if (m.train.documents == 0) {
+    throw UserError(fmt::format("encode: no training documents among the {} input document(s) "
+                                "({} skipped as empty, {} went to val)",
+                                index, r.skipped_documents, m.val.documents),
+                    "give more documents or a smaller --val-fraction");
+  }
+  m.train.shards = train.finish();
+  m.val.shards = val.finish();
+  m.train.tokens = train.tokens();
+  m.val.tokens = val.tokens();
+
+  // Shards left by an earlier run with the same name would be picked up by the shard glob.
+  const std::set<std::string> keep(m.train.shards.begin(), m.train.shards.end());
+  const std::set<std::string> keep_val(m.val.shards.begin(), m.val.shards.end());
+  for (const auto& e : fs::directory_iterator(o.out_dir)) {
+    const std::string f = e.path().filename().string();
+    if (is_own_shard_name(f, o.name) && !keep.count(f) && !keep_val.count(f)) {
+      fs::remove(e.path(), ec);
+      r.removed_stale.push_back(f);
+      spdlog::info("removed {} left over from an earlier run", e.path().string());
+    }
+  }
+
+  std::sort(r.removed_stale.begin(), r.removed_stale.end());
+  const fs::path model_name = fs::path(o.tokenizer).filename();
+  copy_atomically(o.tokenizer, fs::path(o.out_dir) / model_name);
+  m.vocab_size = V;
+  m.eot_token = eot;
+  m.tokenizer = model_name.string();
+  m.unigram_entropy_nats = unigram_entropy_nats(counts);
+  m.extra = {
+      {"token_bytes", shard_token_bytes_for_vocab(V)},
+      {"val_fraction", o.val_fraction},
+      {"split_rule", "document i (0-based, input order) is val iff ceil((i+1)*f) > ceil(i*f)"},
+      {"shard_tokens", o.shard_tokens},
+      {"text_field", o.text_field},
+      {"inputs", o.inputs},
+      {"skipped_documents", r.skipped_documents},
+      {"created_by", "autonomoe-data encode"}};
+  write_dataset_meta(o.out_dir, m);
+  m.path = (fs::path(o.out_dir) / "dataset.json").string();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace am

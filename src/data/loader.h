@@ -1,0 +1,82 @@
+// The training data loader: (B, T) batches of next-token-prediction windows read from token shards.
+//
+// Windows (docs/data.md has the full statement): a shard of n tokens holds floor((n - 1) / T)
+// windows of T + 1 tokens at offsets 0, T, 2T, ...; inputs = window[0, T), targets = window[1, T].
+// Windows never cross shards. The global window list is shard 0's windows, then shard 1's, ...
+// (shards sorted by name). An epoch visits the global list in order, or, with shuffling, in the
+// permutation epoch_permutation(W, seed, epoch) (data/shuffle.h). Each next() consumes world * B
+// consecutive windows of the epoch order, rank r taking [r * B, (r + 1) * B); a batch that runs
+// past the end of an epoch continues with the next epoch's order. The position after k calls is
+// therefore (epoch, cursor) = divmod(k * world * B, W).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/shard.h"
+
+namespace am {
+
+struct LoaderPosition {
+  uint64_t epoch = 0;
+  uint64_t cursor = 0;  // next window in the epoch order, 0 <= cursor < windows_per_epoch()
+  bool operator==(const LoaderPosition&) const = default;
+};
+
+class DataLoader {
+ public:
+  // pattern: a glob (e.g. "data/brown/brown_train_*.bin"), matches sorted by name; every shard is
+  // validated up front. B sequences of T tokens per batch; every token must be < vocab_size.
+  // rank/world: data-parallel slicing of each global batch of world * B windows.
+  DataLoader(const std::string& pattern, int B, int T, bool shuffle, uint64_t seed, int vocab_size,
+             int rank = 0, int world = 1);
+
+  // inputs, targets: (B, T) int32 each; targets are the inputs shifted left by one token.
+  void next(int32_t* inputs, int32_t* targets);
+
+  LoaderPosition position() const { return pos_; }
+  void seek(const LoaderPosition& p);  // UserError if p.cursor >= windows_per_epoch()
+  void reset() { pos_ = {}; }
+
+  // {"epoch", "cursor", "fingerprint": {"shards": [{"name", "tokens"}...], "B", "T", "shuffle",
+  // "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
+  // match this loader, e.g. because the data changed since the checkpoint.
+  nlohmann::json state() const;
+  void restore(const nlohmann::json& s);
+
+  int64_t windows_per_epoch() const { return window_start_.back(); }
+  int64_t total_tokens() const { return total_tokens_; }
+  const std::vector<std::string>& shards() const { return paths_; }
+  int B() const { return B_; }
+  int T() const { return T_; }
+
+ private:
+  std::string pattern_;
+  int B_, T_;
+  bool shuffle_;
+  uint64_t seed_;
+  int vocab_size_, rank_, world_;
+  std::vector<std::string> paths_;
+  std::vector<ShardReader> readers_;
+  std::vector<int64_t> window_start_;  // (n_shards + 1): first global window of each shard
+  int64_t total_tokens_ = 0;
+  LoaderPosition pos_;
+  std::vector<int32_t> window_;  // (T + 1) scratch
+
+  // Two cached epoch permutations (a batch can straddle two epochs).
+  struct CachedOrder {
+    uint64_t epoch = UINT64_MAX;
+    std::vector<uint32_t> order;
+  };
+  CachedOrder cache_[2];
+  int cache_next_ = 0;
+
+  uint64_t window_at(uint64_t epoch, uint64_t cursor);  // global window id
+  LoaderPosition advanced(LoaderPosition p, uint64_t k) const;
+  void read_window(uint64_t window, int32_t* out);  // T + 1 tokens, vocabulary-checked
+  nlohmann::json fingerprint() const;
+};
+
+}  // namespace am
