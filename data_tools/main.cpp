@@ -1,4 +1,4 @@
-// autonomoe-data: data preparation. Subcommands brown-to-text, train-tokenizer, encode; each has
+// autonomoe-data: data preparation. Subcommands brown-to-text, train-tokenizer, encode, synthetic; each has
 // --help. Bad arguments exit 2 with the usage; UserErrors exit 1 with their message.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -13,6 +13,7 @@
 #include "data/brown.h"
 #include "data/encode.h"
 #include "data/shard.h"
+#include "data/synthetic.h"
 #include "data/tokenizer.h"
 
 namespace am::data_tools {
@@ -86,6 +87,15 @@ void encode_cmd(const Args& a) {
              m.unigram_entropy_nats, r.seconds, m.path);
 }
 
+void synthetic_cmd(const Args& a) {
+  const DatasetMeta m = write_synthetic_dataset(
+      a.str("out-dir"), a.str("name"), int_in(a, "vocab-size", 2, 1LL << 31),
+      int_in(a, "tokens", 2, kShardMaxTokens - 1), int_in(a, "val-tokens", 2, kShardMaxTokens - 1),
+      static_cast<uint64_t>(int_in(a, "seed", 0, 1LL << 62)));
+  fmt::print("synthetic: train {} tokens, val {} tokens, vocab {}, unigram entropy {:.4f} nats -> {}\n",
+             m.train.tokens, m.val.tokens, m.vocab_size, m.unigram_entropy_nats, m.path);
+}
+
 std::vector<Command> commands() {
   return {
       {"brown-to-text",
@@ -117,6 +127,15 @@ std::vector<Command> commands() {
         optional("text-field", "JSONL field holding the text", "text"),
         optional("threads", "encoder threads, 0 = all cores", "0")},
        encode_cmd},
+      {"synthetic",
+       "learnable synthetic token shards (a noisy 17-token cycle) for tests and benchmarks",
+       {required("out-dir", "output directory"),
+        optional("name", "shard name prefix", "synth"),
+        optional("vocab-size", "vocabulary size", "256"),
+        optional("tokens", "train tokens", "100000"),
+        optional("val-tokens", "validation tokens", "10000"),
+        optional("seed", "seed", "1")},
+       synthetic_cmd},
   };
 }
 

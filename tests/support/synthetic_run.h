@@ -3,7 +3,7 @@
 #pragma once
 
 #include "config/config.h"
-#include "data/shard.h"
+#include "data/synthetic.h"
 
 #include <filesystem>
 #include <fstream>
@@ -33,32 +33,13 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// Learnable tokens: a fixed random cycle of length 17 over the vocabulary, with 10% noise.
-inline std::vector<int32_t> synthetic_tokens(int64_t n, int vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> cycle(17);
-  for (auto& c : cycle) c = static_cast<int32_t>(rng() % vocab);
-  std::vector<int32_t> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    out[i] = (rng() % 10 == 0) ? static_cast<int32_t>(rng() % vocab) : cycle[i % cycle.size()];
-  }
-  return out;
-}
-
-inline void write_shard(const std::string& path, const std::vector<int32_t>& tokens, int vocab) {
-  ShardWriter w(path, vocab);
-  w.write(tokens);
-  w.close();
-}
-
-// Writes <dir>/data/synth_{train,val}_000000.bin and <dir>/run.yaml; returns the yaml's path.
+// Writes <dir>/data/synth_{train,val}_000000.bin (+ dataset.json) and <dir>/run.yaml; returns
+// the yaml's path.
 // The YAML holds the run and data sections, then `model_and_train_yaml` (which must not repeat
 // them: use --set style overrides for other run/data keys).
 inline std::string make_synthetic_run(const TempDir& dir, const std::string& model_and_train_yaml,
                                       int vocab = 32, int64_t train_tokens = 20000, int seq_len = 16) {
-  std::filesystem::create_directories(dir / "data");
-  write_shard(dir / "data/synth_train_000000.bin", synthetic_tokens(train_tokens, vocab, 1), vocab);
-  write_shard(dir / "data/synth_val_000000.bin", synthetic_tokens(4000, vocab, 2), vocab);
+  write_synthetic_dataset(dir / "data", "synth", vocab, train_tokens, 4000, 1);
   const std::string yaml = dir / "run.yaml";
   std::ofstream f(yaml);
   f << "run:\n  out_dir: " << (dir / "runs") << "\n  threads: 1\n"
