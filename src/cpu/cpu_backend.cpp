@@ -1,0 +1,308 @@
+// CpuBackend: construction, memory, dense math, embedding, RMSNorm, RoPE, attention, SwiGLU and
+// cross-entropy. The routing, softmax helpers and the optimizer are in cpu_backend_moe.cpp.
+#include "cpu/cpu_backend.h"
+
+#include "cpu/cpu_checks.h"
+#include "cpu/ops_attention.h"
+#include "cpu/ops_cross_entropy.h"
+#include "cpu/ops_elementwise.h"
+#include "cpu/ops_embedding.h"
+#include "cpu/ops_matmul.h"
+#include "cpu/ops_rmsnorm.h"
+#include "cpu/ops_rope.h"
+#include "cpu/ops_swiglu.h"
+
+#include <cblas.h>
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace am {
+
+using namespace am::cpu;
+
+CpuBackend::CpuBackend(DType dtype, int threads) : dtype_(dtype), threads_(threads) {
+  if (dtype != DType::F32 && dtype != DType::F64) {
+    throw UserError(fmt::format("the CPU backend cannot compute in {}", dtype_name(dtype)),
+                    "use precision fp32 or fp64 on the CPU");
+  }
+  if (threads_ <= 0) threads_ = omp_get_num_procs();
+  // OpenBLAS stays single-threaded: matmul parallelises over fixed tiles itself (see
+  // ops_matmul.h), which keeps its bits independent of the thread count and leaves no OpenBLAS
+  // thread pool spinning beside the OpenMP one.
+  openblas_set_num_threads(1);
+  enter();
+}
+
+std::unique_ptr<Backend> make_cpu_backend(DType dtype, int threads) {
+  return std::make_unique<CpuBackend>(dtype, threads);
+}
+
+void CpuBackend::enter() const {
+  if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+}
+
+std::string CpuBackend::describe() const {
+  return fmt::format("cpu, {}, {} threads, OpenBLAS ({})", dtype_name(dtype_), threads_,
+                     openblas_get_config());
+}
+
+// ---- memory ----
+
+Buffer CpuBackend::alloc(size_t bytes) {
+  constexpr size_t kAlign = 64;
+  const size_t rounded = std::max<size_t>(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+  void* p = std::aligned_alloc(kAlign, rounded);
+  if (!p) {
+    throw UserError(fmt::format("out of host memory allocating {} bytes", bytes),
+                    "reduce the batch size or the model size");
+  }
+  return Buffer(p, bytes, [](void* q) { std::free(q); });
+}
+
+void CpuBackend::upload(Tensor dst, const void* host) {
+  if (dst.nbytes()) std::memcpy(dst.data, host, dst.nbytes());
+}
+
+void CpuBackend::download(void* host, Tensor src) {
+  if (src.nbytes()) std::memcpy(host, src.data, src.nbytes());
+}
+
+void CpuBackend::zero(Tensor t) {
+  if (t.nbytes()) std::memset(t.data, 0, t.nbytes());
+}
+
+void CpuBackend::copy(Tensor dst, Tensor src) {
+  AM_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(),
+           "copy: dst {} {} and src {} {} differ in dtype or element count", dtype_name(dst.dtype),
+           dst.shape_str(), dtype_name(src.dtype), src.shape_str());
+  if (dst.nbytes() && dst.data != src.data) std::memmove(dst.data, src.data, dst.nbytes());
+}
+
+// ---- dense math ----
+
+void CpuBackend::matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
+                        double beta) {
+  AM_CHECK(a.ndim == 2 && b.ndim == 2 && c.ndim == 2, "matmul: a {}, b {}, c {} must all be 2-D",
+           a.shape_str(), b.shape_str(), c.shape_str());
+  const int64_t M = trans_a ? a.dims[1] : a.dims[0], K = trans_a ? a.dims[0] : a.dims[1];
+  const int64_t Kb = trans_b ? b.dims[1] : b.dims[0], N = trans_b ? b.dims[0] : b.dims[1];
+  AM_CHECK(K == Kb && c.dims[0] == M && c.dims[1] == N,
+           "matmul: c {} = op(a {}{}) op(b {}{}) does not fit: ({}, {}) x ({}, {})", c.shape_str(),
+           a.shape_str(), trans_a ? "^T" : "", b.shape_str(), trans_b ? "^T" : "", M, K, Kb, N);
+  check_dtype("matmul", "a", a, dtype_);
+  check_dtype("matmul", "b", b, dtype_);
+  check_dtype("matmul", "c", c, dtype_);
+  enter();
+  // Someone else in the process may have changed it; the tiles must not run threaded BLAS.
+  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::matmul<T>(c.as<T>(), a.as<T>(), trans_a, b.as<T>(), trans_b, M, N, K, alpha, beta);
+  });
+}
+
+void CpuBackend::add(Tensor out, Tensor a, Tensor b) {
+  const int64_t n = out.numel();
+  check_numel("add", "out", out, dtype_, n);
+  check_numel("add", "a", a, dtype_, n);
+  check_numel("add", "b", b, dtype_, n);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::add<T>(out.as<T>(), a.as<T>(), b.as<T>(), n);
+  });
+}
+
+void CpuBackend::axpy(Tensor y, Tensor x, double alpha) {
+  const int64_t n = y.numel();
+  check_numel("axpy", "y", y, dtype_, n);
+  check_numel("axpy", "x", x, dtype_, n);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::axpy<T>(y.as<T>(), x.as<T>(), alpha, n);
+  });
+}
+
+void CpuBackend::scale(Tensor x, double s) {
+  check_dtype("scale", "x", x, dtype_);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::scale<T>(x.as<T>(), s, x.numel());
+  });
+}
+
+double CpuBackend::sum_squares(Tensor x) {
+  check_dtype("sum_squares", "x", x, dtype_);
+  enter();
+  double r = 0;
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    r = cpu::sum_squares<T>(x.as<T>(), x.numel());
+  });
+  return r;
+}
+
+// ---- embedding ----
+
+void CpuBackend::embedding_forward(Tensor out, Tensor tokens, Tensor table) {
+  const int64_t N = tokens.numel(), V = row_count(table), d = last_dim(table);
+  check_numel("embedding_forward", "tokens", tokens, DType::I32, N);
+  check_matrix("embedding_forward", "table", table, dtype_, V, d);
+  check_matrix("embedding_forward", "out", out, dtype_, N, d);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_forward<T>(out.as<T>(), tokens.as<int32_t>(), table.as<T>(), N, V, d);
+  });
+}
+
+void CpuBackend::embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) {
+  const int64_t N = tokens.numel(), V = row_count(dtable), d = last_dim(dtable);
+  check_numel("embedding_backward", "tokens", tokens, DType::I32, N);
+  check_matrix("embedding_backward", "dtable", dtable, dtype_, V, d);
+  check_matrix("embedding_backward", "dout", dout, dtype_, N, d);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_backward<T>(dtable.as<T>(), tokens.as<int32_t>(), dout.as<T>(), N, V, d);
+  });
+}
+
+// ---- RMSNorm ----
+
+void CpuBackend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) {
+  const int64_t N = row_count(x), d = last_dim(x);
+  check_matrix("rmsnorm_forward", "x", x, dtype_, N, d);
+  check_matrix("rmsnorm_forward", "out", out, dtype_, N, d);
+  check_numel("rmsnorm_forward", "w", w, dtype_, d);
+  check_numel("rmsnorm_forward", "rstd", rstd, dtype_, N);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rmsnorm_forward<T>(out.as<T>(), rstd.as<T>(), x.as<T>(), w.as<T>(), N, d, eps);
+  });
+}
+
+void CpuBackend::rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
+                                  Tensor rstd) {
+  const int64_t N = row_count(x), d = last_dim(x);
+  check_matrix("rmsnorm_backward", "x", x, dtype_, N, d);
+  check_matrix("rmsnorm_backward", "dx", dx, dtype_, N, d);
+  check_matrix("rmsnorm_backward", "dout", dout, dtype_, N, d);
+  check_numel("rmsnorm_backward", "w", w, dtype_, d);
+  check_numel("rmsnorm_backward", "dw", dw, dtype_, d);
+  check_numel("rmsnorm_backward", "rstd", rstd, dtype_, N);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rmsnorm_backward<T>(dx.as<T>(), dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(),
+                             rstd.as<T>(), N, d);
+  });
+}
+
+// ---- RoPE and attention ----
+
+void CpuBackend::rope_forward(Tensor qkv, const AttnShape& s, double theta) {
+  check_matrix("rope_forward", "qkv", qkv, dtype_, s.B * s.T, s.qkv_dim());
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rope_forward<T>(qkv.as<T>(), s, theta);
+  });
+}
+
+void CpuBackend::rope_backward(Tensor dqkv, const AttnShape& s, double theta) {
+  check_matrix("rope_backward", "dqkv", dqkv, dtype_, s.B * s.T, s.qkv_dim());
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rope_backward<T>(dqkv.as<T>(), s, theta);
+  });
+}
+
+void CpuBackend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
+  check_matrix("attention_forward", "qkv", qkv, dtype_, s.B * s.T, s.qkv_dim());
+  check_matrix("attention_forward", "out", out, dtype_, s.B * s.T, s.q_dim());
+  check_numel("attention_forward", "lse", lse, dtype_, s.B * s.n_heads * s.T);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_forward<T>(out.as<T>(), lse.as<T>(), qkv.as<T>(), s);
+  });
+}
+
+void CpuBackend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                                    const AttnShape& s) {
+  check_matrix("attention_backward", "dqkv", dqkv, dtype_, s.B * s.T, s.qkv_dim());
+  check_matrix("attention_backward", "qkv", qkv, dtype_, s.B * s.T, s.qkv_dim());
+  check_matrix("attention_backward", "dout", dout, dtype_, s.B * s.T, s.q_dim());
+  check_matrix("attention_backward", "out", out, dtype_, s.B * s.T, s.q_dim());
+  check_numel("attention_backward", "lse", lse, dtype_, s.B * s.n_heads * s.T);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_backward<T>(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(),
+                               s);
+  });
+}
+
+// ---- SwiGLU ----
+
+void CpuBackend::swiglu_forward(Tensor h, Tensor gu) {
+  const int64_t M = row_count(h), f = last_dim(h);
+  check_matrix("swiglu_forward", "h", h, dtype_, M, f);
+  check_matrix("swiglu_forward", "gu", gu, dtype_, M, 2 * f);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::swiglu_forward<T>(h.as<T>(), gu.as<T>(), M, f);
+  });
+}
+
+void CpuBackend::swiglu_backward(Tensor dgu, Tensor dh, Tensor gu) {
+  const int64_t M = row_count(dh), f = last_dim(dh);
+  check_matrix("swiglu_backward", "dh", dh, dtype_, M, f);
+  check_matrix("swiglu_backward", "gu", gu, dtype_, M, 2 * f);
+  check_matrix("swiglu_backward", "dgu", dgu, dtype_, M, 2 * f);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::swiglu_backward<T>(dgu.as<T>(), dh.as<T>(), gu.as<T>(), M, f);
+  });
+}
+
+// ---- cross-entropy ----
+
+void CpuBackend::cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) {
+  const int64_t N = row_count(logits), V = last_dim(logits);
+  check_matrix("cross_entropy_forward", "logits", logits, dtype_, N, V);
+  check_numel("cross_entropy_forward", "losses", losses, dtype_, N);
+  check_numel("cross_entropy_forward", "targets", targets, DType::I32, N);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::cross_entropy_forward<T>(losses.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V);
+  });
+}
+
+void CpuBackend::cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
+                                                double grad_scale) {
+  const int64_t N = row_count(logits), V = last_dim(logits);
+  check_matrix("cross_entropy_forward_backward", "logits", logits, dtype_, N, V);
+  check_numel("cross_entropy_forward_backward", "losses", losses, dtype_, N);
+  check_numel("cross_entropy_forward_backward", "targets", targets, DType::I32, N);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::cross_entropy_forward_backward<T>(losses.as<T>(), logits.as<T>(), targets.as<int32_t>(), N,
+                                           V, grad_scale);
+  });
+}
+
+}  // namespace am

@@ -1,0 +1,94 @@
+// CpuBackend: the reference implementation of am::Backend on host memory. It is the executable
+// spec the CUDA kernels are tested against: clarity first, then reasonable speed. Every virtual
+// checks its tensors' dtypes and shapes, then dispatches on the compute dtype (F32 or F64) to a
+// templated kernel in src/cpu/ops_*.h. Matrix products go to OpenBLAS, the rest is OpenMP.
+//
+// Threads: `threads` OpenMP threads run each op; <= 0 means all cores. OpenBLAS is set to one
+// thread (process-wide): matmul runs one BLAS call per fixed tile of C on the OpenMP threads.
+// Results are bit-identical whatever the thread count (see cpu/parallel.h, cpu/ops_matmul.h).
+#pragma once
+
+#include "core/backend.h"
+
+#include <memory>
+
+namespace am {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(DType dtype, int threads);
+
+  std::string name() const override { return "cpu"; }
+  DType dtype() const override { return dtype_; }
+  std::string describe() const override;
+  int threads() const { return threads_; }
+
+  Buffer alloc(size_t bytes) override;
+  void upload(Tensor dst, const void* host) override;
+  void download(void* host, Tensor src) override;
+  void zero(Tensor t) override;
+  void copy(Tensor dst, Tensor src) override;
+  void synchronize() override {}
+
+  void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
+              double beta) override;
+  void add(Tensor out, Tensor a, Tensor b) override;
+  void axpy(Tensor y, Tensor x, double alpha) override;
+  void scale(Tensor x, double s) override;
+  double sum_squares(Tensor x) override;
+
+  void embedding_forward(Tensor out, Tensor tokens, Tensor table) override;
+  void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) override;
+
+  void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) override;
+  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
+                        Tensor rstd) override;
+
+  void rope_forward(Tensor qkv, const AttnShape& s, double theta) override;
+  void rope_backward(Tensor dqkv, const AttnShape& s, double theta) override;
+
+  void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override;
+  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                          const AttnShape& s) override;
+
+  void swiglu_forward(Tensor h, Tensor gu) override;
+  void swiglu_backward(Tensor dgu, Tensor dh, Tensor gu) override;
+
+  void cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) override;
+  void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
+                                      double grad_scale) override;
+
+  void softmax_rows(Tensor p, Tensor z) override;
+  void softmax_rows_backward(Tensor dz, Tensor dp, Tensor p) override;
+  void logsumexp_rows(Tensor out, Tensor z) override;
+  void axpy_rows(Tensor y, Tensor x, Tensor s, double alpha) override;
+  std::vector<double> column_sums(Tensor x) override;
+  void add_to_rows(Tensor x, const std::vector<double>& v) override;
+
+  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor scores, int k) override;
+  void topk_select_backward(Tensor dscores, Tensor dslot_gate, Tensor slot_expert,
+                            Tensor slot_gate) override;
+
+  int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                      Tensor slot_expert, int n_experts) override;
+  void gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax) override;
+  void combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override;
+  void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
+                        Tensor slot_gate, Tensor slot_assign) override;
+  void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) override;
+
+  void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) override;
+
+ private:
+  // Makes this backend's thread count current for OpenMP: several backends with different
+  // counts may live in one process (the determinism tests do).
+  void enter() const;
+
+  DType dtype_;
+  int threads_;
+};
+
+// dtype: F32 or F64; threads <= 0: all cores.
+std::unique_ptr<Backend> make_cpu_backend(DType dtype, int threads);
+
+}  // namespace am

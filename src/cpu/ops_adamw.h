@@ -1,0 +1,13 @@
+// AdamW (PyTorch's, decoupled weight decay), element-wise, exactly the formula of AdamWStep in
+// core/backend.h, evaluated in double and stored in T.
+#pragma once
+
+#include "core/backend.h"
+
+namespace am::cpu {
+
+// param, m, v (n) updated in place; grad (n) read.
+template <typename T>
+void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& s);
+
+}  // namespace am::cpu

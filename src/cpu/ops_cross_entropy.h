@@ -1,0 +1,19 @@
+// Softmax cross-entropy over the vocabulary, one row per token. Targets < 0 are ignored (loss 0,
+// zero gradient row); a target >= V is an AM_CHECK failure.
+#pragma once
+
+#include <cstdint>
+
+namespace am::cpu {
+
+// losses (N) write: logsumexp(logits[i]) - logits[i][targets[i]]; logits (N,V), targets (N).
+template <typename T>
+void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N,
+                           int64_t V);
+
+// The same, then logits is overwritten by grad_scale * (softmax(logits) - onehot(target)).
+template <typename T>
+void cross_entropy_forward_backward(T* losses, T* logits, const int32_t* targets, int64_t N,
+                                    int64_t V, double grad_scale);
+
+}  // namespace am::cpu

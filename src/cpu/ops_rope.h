@@ -1,0 +1,17 @@
+// Rotary position embedding, rotate-half layout (HF Llama), applied in place to the q and k heads
+// of a packed qkv tensor (B,T,qkv_dim); v is untouched. Position = index t within the sequence.
+// For each q and k head and i < hd/2, angle = t * theta^(-2i/hd):
+//   x'[i] = x[i] cos - x[i + hd/2] sin ;  x'[i + hd/2] = x[i + hd/2] cos + x[i] sin
+#pragma once
+
+#include "core/backend.h"
+
+namespace am::cpu {
+
+template <typename T>
+void rope_forward(T* qkv, const AttnShape& s, double theta);
+// The transpose (inverse) rotation, applied in place to the dq and dk parts of dqkv.
+template <typename T>
+void rope_backward(T* dqkv, const AttnShape& s, double theta);
+
+}  // namespace am::cpu
