@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds autonomoe into build/ (Release). Extra arguments go to cmake's configure.
-# Honours AM_BUILD_DIR (default build) and AM_JOBS (default: all cores).
+# Honours AM_BUILD_DIR (default build), AM_JOBS (default: all cores) and AM_TARGETS (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${AM_BUILD_DIR:-build}
@@ -15,4 +15,6 @@ if [ ! -f "$build_dir/CMakeCache.txt" ]; then
 elif [ $# -gt 0 ]; then
   cmake -S . -B "$build_dir" "$@"
 fi
-cmake --build "$build_dir" -j "$jobs"
+targets=()
+for t in ${AM_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build_dir" -j "$jobs" "${targets[@]}"

@@ -38,6 +38,17 @@ ResumeTarget resolve_resume(const std::string& value) {
                   "pass runs/<name> or runs/<name>/checkpoints/step_<N>, or --resume alone with --config");
 }
 
+// A shell word that pastes back as itself: single-quoted when it holds anything special.
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                        "_-.,/=:+@%") == std::string::npos) {
+    return s;
+  }
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
@@ -69,8 +80,8 @@ int cmd_train(int argc, char** argv) {
     cfg = load_config(args.require("config"), args.sets());
     if (resume) opt.resume = "latest";
   }
-  opt.command_hint = fmt::format("autonomoe train --config {} --resume", cfg.source_path);
-  for (const std::string& s : args.sets()) opt.command_hint += " --set " + s;
+  opt.command_hint = fmt::format("autonomoe train --config {} --resume", shell_quote(cfg.source_path));
+  for (const std::string& s : args.sets()) opt.command_hint += " --set " + shell_quote(s);
 
   const TrainSummary s = train(cfg, opt);
   const std::string val =

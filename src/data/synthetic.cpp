@@ -26,8 +26,10 @@ DatasetMeta write_synthetic_dataset(const std::string& dir, const std::string& n
                                     int64_t vocab_size, int64_t train_tokens, int64_t val_tokens,
                                     uint64_t seed) {
   std::filesystem::create_directories(dir);
-  const std::vector<int32_t> train = synthetic_tokens(train_tokens, vocab_size, seed);
-  const std::vector<int32_t> val = synthetic_tokens(val_tokens, vocab_size, seed + 1);
+  // One stream, split: validation follows the same cycle as training.
+  const std::vector<int32_t> all = synthetic_tokens(train_tokens + val_tokens, vocab_size, seed);
+  const std::vector<int32_t> train(all.begin(), all.begin() + train_tokens);
+  const std::vector<int32_t> val(all.begin() + train_tokens, all.end());
   const std::string train_name = name + "_train_000000.bin", val_name = name + "_val_000000.bin";
   write_shard((std::filesystem::path(dir) / train_name).string(), train, vocab_size);
   write_shard((std::filesystem::path(dir) / val_name).string(), val, vocab_size);
