@@ -20,6 +20,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <optional>
 
 namespace am {
@@ -75,7 +76,8 @@ std::string fmt_count(double x) {
 }
 
 // Per-layer MoE metrics over the interval since the last reset: load per expert (fraction of
-// assignments) and its entropy (AoE Eq. 7, load normalised to sum 1), experts per token, aux losses.
+// assignments) and its entropy (AoE Eq. 7, load normalised to sum 1), experts per token, and each
+// auxiliary loss (mean per micro-batch) under "aux".
 nlohmann::json moe_metrics(Transformer& model) {
   nlohmann::json layers = nlohmann::json::array();
   for (MoeLayer* l : model.moe_layers()) {
@@ -92,7 +94,9 @@ nlohmann::json moe_metrics(Transformer& model) {
     nlohmann::json j = {{"load", load},
                         {"ent_load", ent},
                         {"experts_per_token", s.tokens > 0 ? static_cast<double>(total) / s.tokens : 0.0}};
-    for (const auto& [name, sum] : s.aux_sum) j[name] = s.micro_batches ? sum / s.micro_batches : 0.0;
+    nlohmann::json aux = nlohmann::json::object();
+    for (const auto& [name, sum] : s.aux_sum) aux[name] = s.micro_batches ? sum / s.micro_batches : 0.0;
+    j["aux"] = aux;
     layers.push_back(j);
     l->reset_stats();
   }
@@ -258,12 +262,20 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     if (state.step % cfg.log.every == 0 || last || stopping || step == summary.start_step) {
       const double tps = static_cast<double>(tokens_per_step) * interval_steps / interval_s;
       const double eta = (tc.max_steps - state.step) * interval_s / interval_steps;
-      spdlog::info("step {:>6}/{} | loss {:.4f} | aux {:.4f} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}",
-                   state.step, tc.max_steps, ce, aux, lr, norm, fmt_count(tps), fmt_duration(eta));
+      const nlohmann::json layers = moe_metrics(model);
+      // Each auxiliary loss summed over layers (mean over the interval's micro-batches).
+      std::map<std::string, double> aux_by_name;
+      for (const auto& l : layers) {
+        for (const auto& [k, v] : l.at("aux").items()) aux_by_name[k] += v.get<double>();
+      }
+      std::string aux_text;
+      for (const auto& [k, v] : aux_by_name) aux_text += fmt::format(" | {} {:.4f}", k, v);
+      spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}",
+                   state.step, tc.max_steps, ce, aux_text, lr, norm, fmt_count(tps), fmt_duration(eta));
       metrics.write({{"type", "train"}, {"step", state.step}, {"loss", ce}, {"aux", aux},
-                     {"lr", lr}, {"grad_norm", norm}, {"tokens", state.tokens},
-                     {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
-                     {"moe", moe_metrics(model)}});
+                     {"aux_by_name", aux_by_name}, {"lr", lr}, {"grad_norm", norm},
+                     {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
+                     {"moe", layers}});
       interval_s = 0;
       interval_steps = 0;
     }
