@@ -10,6 +10,7 @@
 
 using namespace am;
 using am::test::TempDir;
+using am::test::user_error;
 
 namespace {
 
@@ -67,15 +68,6 @@ std::vector<Window> epoch_windows(DataLoader& l, int batches) {
     all.insert(all.end(), b.begin(), b.end());
   }
   return all;
-}
-
-std::string user_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -201,21 +193,21 @@ TEST_CASE("loader state: restore continues; a changed shard list is refused", "[
 
   // Different settings.
   DataLoader t(d.file("s_*.bin"), 2, 5, true, 5, 10000);
-  std::string msg = user_error_of([&] { t.restore(st); });
+  std::string msg = user_error([&] { t.restore(st); });
   CHECK(msg.find("T: checkpoint 4, now 5") != std::string::npos);
   DataLoader s(d.file("s_*.bin"), 2, 4, true, 6, 10000);
-  CHECK(user_error_of([&] { s.restore(st); }).find("seed") != std::string::npos);
+  CHECK(user_error([&] { s.restore(st); }).find("seed") != std::string::npos);
 
   // An added shard, and a shard whose contents changed length.
   make_shards(d, {50, 50, 30});
   DataLoader more(d.file("s_*.bin"), 2, 4, true, 5, 10000);
-  msg = user_error_of([&] { more.restore(st); });
+  msg = user_error([&] { more.restore(st); });
   CHECK(msg.find("shards: checkpoint 2 shard(s)") != std::string::npos);
   CHECK(msg.find("now 3 shard(s)") != std::string::npos);
   std::filesystem::remove(d.file("s_2.bin"));
   make_shards(d, {50, 51});
   DataLoader changed(d.file("s_*.bin"), 2, 4, true, 5, 10000);
-  msg = user_error_of([&] { changed.restore(st); });
+  msg = user_error([&] { changed.restore(st); });
   CHECK(msg.find("first difference: shard 1") != std::string::npos);
   CHECK_THROWS_AS(changed.restore(nlohmann::json{{"epoch", 1}}), UserError);
 }
@@ -248,17 +240,17 @@ TEST_CASE("loader errors: vocabulary, too little data, no match, bad arguments",
   std::vector<int32_t> in(4), tg(4);
   l.next(in.data(), tg.data());
   l.next(in.data(), tg.data());  // window 1: offsets 4..8
-  const std::string msg = user_error_of([&] { l.next(in.data(), tg.data()); });  // offsets 8..12
+  const std::string msg = user_error([&] { l.next(in.data(), tg.data()); });  // offsets 8..12
   CHECK(msg.find(d.file("v_0.bin")) != std::string::npos);
   CHECK(msg.find("token 500 at offset 12") != std::string::npos);
   CHECK(msg.find("[0, 100)") != std::string::npos);
 
   // 4 windows of T = 4 but a global batch of 2 * 3 = 6.
   const std::string few =
-      user_error_of([&] { DataLoader x(d.file("v_*.bin"), 3, 4, false, 0, 1000, 0, 2); });
+      user_error([&] { DataLoader x(d.file("v_*.bin"), 3, 4, false, 0, 1000, 0, 2); });
   CHECK(few.find("fewer than one global batch") != std::string::npos);
   const std::string none =
-      user_error_of([&] { DataLoader x(d.file("nope_*.bin"), 1, 4, false, 0, 1000); });
+      user_error([&] { DataLoader x(d.file("nope_*.bin"), 1, 4, false, 0, 1000); });
   CHECK(none.find(d.file("nope_*.bin")) != std::string::npos);
   CHECK_THROWS_AS(DataLoader(d.file("v_*.bin"), 1, 4, false, 0, 1000, 2, 2), UserError);
   CHECK_THROWS_AS(DataLoader(d.file("v_*.bin"), 0, 4, false, 0, 1000), UserError);
@@ -266,6 +258,6 @@ TEST_CASE("loader errors: vocabulary, too little data, no match, bad arguments",
   // A broken shard among good ones is named.
   test::write_bytes(d.file("v_1.bin"), test::raw_shard(20240520, 1, 9, {1, 2}, 2));
   const std::string bad =
-      user_error_of([&] { DataLoader x(d.file("v_*.bin"), 1, 4, false, 0, 1000); });
+      user_error([&] { DataLoader x(d.file("v_*.bin"), 1, 4, false, 0, 1000); });
   CHECK(bad.find(d.file("v_1.bin")) != std::string::npos);
 }

@@ -9,21 +9,7 @@
 
 using namespace am;
 using am::test::TempDir;
-
-namespace {
-
-// The message of the UserError that f() throws ("" if it throws none).
-template <typename F>
-std::string user_error(F&& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
+using am::test::user_error;
 
 TEST_CASE("shards: uint16 round trip matches the byte layout of the format", "[data]") {
   TempDir d;

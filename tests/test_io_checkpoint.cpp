@@ -11,31 +11,15 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
+#include "support/temp_dir.h"
 
 using namespace am;
+using test::TempDir;
+using test::dir_entries;
 namespace fs = std::filesystem;
 using Catch::Contains;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("am_io_ckpt_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
-
-std::vector<std::string> entries(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // A small checkpoint with two files (one in a subfolder).
 std::string make_checkpoint(const std::string& root, int64_t step,
@@ -77,9 +61,9 @@ TEST_CASE("checkpoint commit produces the final dir with a correct manifest", "[
     CHECK_THROWS_AS(w.path("manifest.json"), InternalError);
     dir = w.commit({{"tokens_seen", 123}, {"note", "unit test"}});
   }
-  CHECK(dir == (root.path / "step_00000100").string());
-  CHECK(entries(root.path) == std::vector<std::string>{"step_00000100"});
-  CHECK(entries(dir) == std::vector<std::string>{"manifest.json", "optim", "trainer_state.json"});
+  CHECK(dir == (root.path() / "step_00000100").string());
+  CHECK(dir_entries(root.path()) == std::vector<std::string>{"step_00000100"});
+  CHECK(dir_entries(dir) == std::vector<std::string>{"manifest.json", "optim", "trainer_state.json"});
 
   auto m = nlohmann::json::parse(read_file(dir + "/manifest.json"));
   CHECK(m["format"] == "autonomoe-checkpoint");
@@ -105,7 +89,7 @@ TEST_CASE("checkpoint writer destroyed without commit leaves nothing", "[io]") {
     CheckpointWriter w(root.str(), 7);
     write_file_atomic(w.path("model.bin"), "partial");
   }
-  CHECK(fs::is_empty(root.path));
+  CHECK(fs::is_empty(root.path()));
   CHECK(list_checkpoints(root.str()).empty());
   CHECK_FALSE(latest_checkpoint(root.str()).has_value());
   CHECK_THROWS_AS(CheckpointWriter(root.str(), -1), UserError);
@@ -164,17 +148,17 @@ TEST_CASE("list_checkpoints and latest_checkpoint see only complete step dirs", 
   make_checkpoint(root.str(), 300);
   make_checkpoint(root.str(), 5);
   make_checkpoint(root.str(), 20);
-  fs::create_directories(root.path / "step_00000400");             // no manifest
-  fs::create_directories(root.path / ".step_00000500.tmp-12345");  // a crashed write
-  write_file_atomic((root.path / ".step_00000500.tmp-12345/manifest.json").string(), "{}");
-  fs::create_directories(root.path / "step_600");  // not our naming
-  write_file_atomic((root.path / "step_600/manifest.json").string(), "{}");
-  write_file_atomic((root.path / "notes.txt").string(), "hello");
+  fs::create_directories(root.path() / "step_00000400");             // no manifest
+  fs::create_directories(root.path() / ".step_00000500.tmp-12345");  // a crashed write
+  write_file_atomic((root.path() / ".step_00000500.tmp-12345/manifest.json").string(), "{}");
+  fs::create_directories(root.path() / "step_600");  // not our naming
+  write_file_atomic((root.path() / "step_600/manifest.json").string(), "{}");
+  write_file_atomic((root.path() / "notes.txt").string(), "hello");
   CHECK(steps(root.str()) == std::vector<int64_t>{5, 20, 300});
   auto latest = latest_checkpoint(root.str());
   REQUIRE(latest);
   CHECK(latest->step == 300);
-  CHECK(latest->path == (root.path / "step_00000300").string());
+  CHECK(latest->path == (root.path() / "step_00000300").string());
 }
 
 TEST_CASE("prune_checkpoints keeps the last N and a protected step", "[io]") {
@@ -186,22 +170,22 @@ TEST_CASE("prune_checkpoints keeps the last N and a protected step", "[io]") {
   CHECK(steps(root.str()) == std::vector<int64_t>{10, 50, 60});
   prune_checkpoints(root.str(), 1);
   CHECK(steps(root.str()) == std::vector<int64_t>{60});
-  CHECK(entries(root.path) == std::vector<std::string>{"step_00000060"});  // nothing hidden left
+  CHECK(dir_entries(root.path()) == std::vector<std::string>{"step_00000060"});  // nothing hidden left
 }
 
 TEST_CASE("remove_stale_temp_dirs removes leftovers and restores an interrupted replace", "[io]") {
   TempDir root;
   make_checkpoint(root.str(), 1);
-  fs::create_directories(root.path / ".step_00000007.tmp-99999/optim");
-  write_file_atomic((root.path / ".step_00000007.tmp-99999/optim/x").string(), "x");
-  fs::create_directories(root.path / ".step_00000008.del-4242");
+  fs::create_directories(root.path() / ".step_00000007.tmp-99999/optim");
+  write_file_atomic((root.path() / ".step_00000007.tmp-99999/optim/x").string(), "x");
+  fs::create_directories(root.path() / ".step_00000008.del-4242");
   // A replacing commit that crashed after moving step 9 aside but before renaming the new one in.
   std::string nine = make_checkpoint(root.str(), 9);
-  fs::rename(nine, root.path / ".step_00000009.old-777");
+  fs::rename(nine, root.path() / ".step_00000009.old-777");
   CHECK(steps(root.str()) == std::vector<int64_t>{1});
 
   CHECK(remove_stale_temp_dirs(root.str()) == 2);
-  CHECK(entries(root.path) == std::vector<std::string>{"step_00000001", "step_00000009"});
+  CHECK(dir_entries(root.path()) == std::vector<std::string>{"step_00000001", "step_00000009"});
   verify_checkpoint(nine);
   CHECK(remove_stale_temp_dirs(root.str()) == 0);
   CHECK(remove_stale_temp_dirs(root.str() + "/missing") == 0);
@@ -215,5 +199,5 @@ TEST_CASE("committing a step that already exists replaces it", "[io]") {
   CHECK(read_file(second + "/model.bin").rfind("second", 0) == 0);
   auto m = verify_checkpoint(second);
   CHECK(m["files"]["model.bin"]["bytes"] == 6 + 1000);
-  CHECK(entries(root.path) == std::vector<std::string>{"step_00000010"});
+  CHECK(dir_entries(root.path()) == std::vector<std::string>{"step_00000010"});
 }

@@ -11,30 +11,14 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/checksum.h"
+#include "support/temp_dir.h"
 
 using namespace am;
+using test::TempDir;
+using test::dir_entries;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("am_io_files_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-std::vector<std::string> entries(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 }  // namespace
 
@@ -47,7 +31,7 @@ TEST_CASE("write_file_atomic writes and replaces and leaves no temp file", "[io]
   CHECK(read_file(p) == std::string("sec\0nd", 6));
   write_file_atomic(dir / "empty", "");
   CHECK(read_file(dir / "empty").empty());
-  CHECK(entries(dir.path) == std::vector<std::string>{"empty", "state.json"});
+  CHECK(dir_entries(dir.path()) == std::vector<std::string>{"empty", "state.json"});
 }
 
 TEST_CASE("AtomicFile without commit leaves the target untouched and removes the temp", "[io]") {
@@ -58,11 +42,11 @@ TEST_CASE("AtomicFile without commit leaves the target untouched and removes the
     AtomicFile f(p);
     f.write("new content", 11);
     CHECK(fs::exists(f.temp_path()));
-    CHECK(fs::path(f.temp_path()).parent_path() == dir.path);
+    CHECK(fs::path(f.temp_path()).parent_path() == dir.path());
     // destroyed here, as if an exception had unwound the writer
   }
   CHECK(read_file(p) == "old");
-  CHECK(entries(dir.path) == std::vector<std::string>{"weights.bin"});
+  CHECK(dir_entries(dir.path()) == std::vector<std::string>{"weights.bin"});
 }
 
 TEST_CASE("atomic write and read errors name the path and the cause", "[io]") {
@@ -74,7 +58,7 @@ TEST_CASE("atomic write and read errors name the path and the cause", "[io]") {
   // The target is a directory: rename fails, the temp file must not stay behind.
   fs::create_directories(dir / "a_dir/inner");
   CHECK_THROWS_WITH(write_file_atomic(dir / "a_dir", "x"), Catch::Contains(dir / "a_dir"));
-  CHECK(entries(dir.path) == std::vector<std::string>{"a_dir"});
+  CHECK(dir_entries(dir.path()) == std::vector<std::string>{"a_dir"});
 
   CHECK_THROWS_WITH(read_file(dir / "nope.txt"),
                     Catch::Contains(dir / "nope.txt") && Catch::Contains("No such file"));

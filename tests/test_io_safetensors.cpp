@@ -10,24 +10,15 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "support/temp_dir.h"
 
 using namespace am;
+using test::TempDir;
+using test::dir_entries;
 namespace fs = std::filesystem;
 using Catch::Contains;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("am_io_st_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string u64_le(uint64_t n) {
   std::string s(8, '\0');
@@ -251,7 +242,7 @@ TEST_CASE("safetensors writer refuses duplicate names and leaves nothing behind"
       write_safetensors(p, {{"w", DType::F32, {2}, w.data()}, {"w", DType::F32, {2}, w.data()}}),
       Contains(p) && Contains("duplicate tensor name 'w'"));
   CHECK_THROWS_AS(write_safetensors(p, {{"__metadata__", DType::F32, {2}, w.data()}}), UserError);
-  CHECK(fs::is_empty(dir.path));
+  CHECK(fs::is_empty(dir.path()));
   CHECK_THROWS_WITH(write_safetensors(dir / "missing/x.safetensors", {}),
                     Contains("missing/x.safetensors"));
 }

@@ -4,6 +4,7 @@
 
 #include "config/config.h"
 #include "data/synthetic.h"
+#include "support/temp_dir.h"
 
 #include <filesystem>
 #include <fstream>
@@ -12,26 +13,6 @@
 #include <vector>
 
 namespace am::test {
-
-// A fresh directory under the system temp dir, removed when the object goes away.
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag) {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("autonomoe-" + tag + "-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string str() const { return path_.string(); }
-  std::string operator/(const std::string& rel) const { return (path_ / rel).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Writes <dir>/data/synth_{train,val}_000000.bin (+ dataset.json) and <dir>/run.yaml; returns
 // the yaml's path.
