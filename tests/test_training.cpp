@@ -97,6 +97,19 @@ TEST_CASE("resume refuses a different model and a fresh run refuses existing che
                     Catch::Contains("no complete checkpoint"));
 }
 
+TEST_CASE("save_initial writes a step-0 checkpoint that a run can resume from", "[train][resume]") {
+  test::TempDir dir("initial");
+  const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
+  const TrainSummary a = train(load_config(yaml, {"run.name=a", "checkpoint.save_initial=true"}), quiet());
+  const auto ckpts = list_checkpoints(a.run_dir + "/checkpoints");
+  REQUIRE(ckpts.size() == 3);  // steps 0, 3, 6
+  CHECK(ckpts[0].step == 0);
+  TrainOptions opt = quiet();
+  opt.resume = ckpts[0].path;
+  const TrainSummary b = train(load_config(yaml, {"run.name=b"}), opt);
+  CHECK(b.step_losses == a.step_losses);  // the whole run, reproduced from step 0
+}
+
 TEST_CASE("gradient accumulation over 2 micro-batches equals one batch twice as large", "[train]") {
   test::TempDir dir("accum");
   // fp64, no auxiliary losses (they are per micro-batch by definition), no shuffling

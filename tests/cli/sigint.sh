@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# SIGINT during training: the step finishes, a checkpoint is written, the process prints how to
-# resume and exits 0; resuming continues from that step.
-#   sigint.sh AUTONOMOE SOURCE_DIR WORK
+# SIGINT or SIGTERM during training: the step finishes, a checkpoint is written, the process
+# prints how to resume and exits 0; resuming continues from that step.
+#   sigint.sh AUTONOMOE SOURCE_DIR WORK [SIGNAL=INT]
 set -u
 bin=$1
 src=$2
 work=$3
-out=$work/sigint
+sig=${4:-INT}
+out=$work/sig$sig
 rm -rf "$out"
 mkdir -p "$out"
 common=(--config "$src/tests/data/cli/small.yaml" --set "run.out_dir=$out" --set run.name=interrupted
@@ -17,11 +18,11 @@ for _ in $(seq 1 200); do   # wait (at most 20 s) until a few steps have run
   grep -q "step .* 3/1000000" "$out/log" 2>/dev/null && break
   sleep 0.1
 done
-kill -INT "$pid"
+kill -"$sig" "$pid"
 wait "$pid"
 code=$?
 cat "$out/log" | tail -n 8
-[ "$code" -eq 0 ] || { echo "FAIL: exit code $code after SIGINT, expected 0"; exit 1; }
+[ "$code" -eq 0 ] || { echo "FAIL: exit code $code after SIG$sig, expected 0"; exit 1; }
 grep -q "resume with: autonomoe train" "$out/log" || { echo "FAIL: no resume hint"; exit 1; }
 ckpt=$(ls -d "$out"/interrupted/checkpoints/step_* 2>/dev/null | tail -n 1)
 [ -n "$ckpt" ] && [ -f "$ckpt/manifest.json" ] || { echo "FAIL: no complete checkpoint"; exit 1; }
