@@ -137,4 +137,12 @@ TEST_CASE("training lowers the loss on learnable data", "[train]") {
   CHECK(s.step_losses.front() > 3.0);
   CHECK(s.step_losses.back() < s.step_losses.front() - 1.0);
   CHECK(s.final_val_loss < s.step_losses.front() - 1.0);
+  // the run's summary.json records the same
+  const auto j = nlohmann::json::parse(test::file_bytes(s.run_dir + "/summary.json"));
+  CHECK(j.at("completed") == true);
+  CHECK(j.at("steps") == 60);
+  CHECK(j.at("final_val_loss").get<double>() == s.final_val_loss);
+  CHECK(j.at("final_train_loss").get<double>() == s.step_losses.back());
+  CHECK(j.at("experts_per_token").get<double>() == Approx(2.0));  // top-2, dropless
+  CHECK(j.at("params_total").get<int64_t>() > j.at("params_active").get<int64_t>());
 }

@@ -121,6 +121,30 @@ void check_resume_compatible(const Config& ckpt, const Config& now, const std::s
   }
 }
 
+// runs/<name>/summary.json, written when a run reaches max_steps (sweeps read it; docs/training.md).
+void write_run_summary(const TrainSummary& s, const Config& cfg, const ParamCounts& pc, int64_t tokens,
+                       const nlohmann::json& moe) {
+  auto number_or_null = [](double x) { return std::isnan(x) ? nlohmann::json() : nlohmann::json(x); };
+  double experts_per_token = 0, ent_load = 0;
+  for (const auto& l : moe) {
+    experts_per_token += l.at("experts_per_token").get<double>() / static_cast<double>(moe.size());
+    ent_load += l.at("ent_load").get<double>() / static_cast<double>(moe.size());
+  }
+  const nlohmann::json j = {
+      {"format", "autonomoe-run-summary"}, {"version", 1}, {"completed", true},
+      {"steps", s.end_step}, {"tokens", tokens},
+      {"final_train_loss", number_or_null(s.final_train_loss)},
+      {"final_val_loss", number_or_null(s.final_val_loss)},
+      {"final_val_ppl", number_or_null(std::exp(s.final_val_loss))},
+      {"unigram_entropy", number_or_null(s.unigram_entropy)},
+      {"tokens_per_s", s.tokens_per_s}, {"train_seconds", s.seconds},
+      {"params_total", pc.total}, {"params_active", pc.active},
+      {"experts_per_token", moe.empty() ? nlohmann::json() : nlohmann::json(experts_per_token)},
+      {"ent_load", moe.empty() ? nlohmann::json() : nlohmann::json(ent_load)},
+      {"last_checkpoint", s.last_checkpoint}, {"config", cfg.source_path}};
+  write_file_atomic((fs::path(s.run_dir) / "summary.json").string(), j.dump(2) + "\n");
+}
+
 }  // namespace
 
 std::string run_dir_of(const Config& cfg) {
@@ -224,6 +248,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   double interval_s = 0;
   int interval_steps = 0;
   for (MoeLayer* l : model.moe_layers()) l->reset_stats();
+  nlohmann::json last_moe = nlohmann::json::array();  // the MoE metrics of the last log record
 
   while (state.step < tc.max_steps) {
     const int64_t step = state.step;
@@ -263,6 +288,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       const double tps = static_cast<double>(tokens_per_step) * interval_steps / interval_s;
       const double eta = (tc.max_steps - state.step) * interval_s / interval_steps;
       const nlohmann::json layers = moe_metrics(model);
+      last_moe = layers;
       // Each auxiliary loss summed over layers (mean over the interval's micro-batches).
       std::map<std::string, double> aux_by_name;
       for (const auto& l : layers) {
@@ -301,6 +327,9 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   const int64_t steps_run = summary.end_step - summary.start_step;
   if (summary.seconds > 0 && steps_run > 0) {
     summary.tokens_per_s = static_cast<double>(tokens_per_step) * steps_run / summary.seconds;
+  }
+  if (state.step == tc.max_steps && !summary.interrupted) {
+    write_run_summary(summary, cfg, pc, state.tokens, last_moe);
   }
   return summary;
 }
