@@ -95,9 +95,11 @@ class Backend {
   virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                                   const AttnShape& s) = 0;
 
-  // ---- SwiGLU: h = SiLU(gu[:, :f]) * gu[:, f:] (gate half first, then up half) ----
-  virtual void swiglu_forward(Tensor h, Tensor gu) = 0;                   // h (M,f), gu (M,2f)
-  virtual void swiglu_backward(Tensor dgu, Tensor dh, Tensor gu) = 0;     // dgu (M,2f) write
+  // ---- SiLU and SwiGLU: silu(x) = x * sigmoid(x); swiglu: h = SiLU(g) * u ----
+  virtual void silu_forward(Tensor y, Tensor x) = 0;                    // y, x (M,f); y write
+  virtual void silu_backward(Tensor dx, Tensor dy, Tensor x) = 0;       // dx (M,f) acc
+  virtual void swiglu_forward(Tensor h, Tensor g, Tensor u) = 0;        // h, g, u (M,f)
+  virtual void swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) = 0;  // dg, du write
 
   // ---- softmax cross-entropy over the vocabulary ----
   // losses (N) write: logsumexp(logits[i]) - logits[i][targets[i]]; targets < 0 give loss 0.
@@ -118,14 +120,71 @@ class Backend {
   // x (N,n) acc: x[t][j] += v[j] for every row t; v is a host vector of length n
   virtual void add_to_rows(Tensor x, const std::vector<double>& v) = 0;
 
-  // ---- expert selection: top-k ----
-  // scores (N,n) -> slot_expert (N,k) I32 write, slot_gate (N,k) write. Each row keeps its k
-  // largest scores in descending order (ties: lower expert index first); the gates are the
-  // softmax of the selected scores (Mixtral's renormalised top-k when scores are logits).
-  virtual void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor scores, int k) = 0;
-  // dscores (N,n) acc: for selected j, dscores[e_j] += g_j (dg_j - sum_l g_l dg_l)
-  virtual void topk_select_backward(Tensor dscores, Tensor dslot_gate, Tensor slot_expert,
-                                    Tensor slot_gate) = 0;
+  // ---- expert selection ----
+  // Slots: slot_expert (N,kmax) I32 holds an expert id or -1 (empty); slot_gate (N,kmax) its gate.
+  // Ids >= n_true are null experts (AdaMoE): they take a slot but compute nothing.
+  //
+  // Top-k: each row keeps the k largest rank_scores (ties: lower id first), in descending order.
+  // Null ids keep their slot with gate 0; the true experts' gates are the softmax of gate_scores
+  // over the selected true experts (Mixtral's renormalised top-k for logits; AoE Alg. 2 for norms;
+  // AdaMoE's renormalisation over true experts). rank_scores and gate_scores (N,n_total) may be the
+  // same tensor (they differ with the auxiliary-loss-free selection bias). A row whose k slots are
+  // all null gets all-zero gates.
+  virtual void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
+                           Tensor gate_scores, int k, int n_true) = 0;
+  // dgate_scores (N,n_total) acc: for selected true j, += g_j (dg_j - sum_l g_l dg_l) (l true)
+  virtual void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
+                                    Tensor slot_gate, int n_true) = 0;
+  // Top-p (Huang et al.): per row, experts sorted by probs descending (ties: lower id); keep the
+  // shortest prefix whose sum reaches p (the expert that crosses p is kept), at most kmax =
+  // slot_expert.dim(1) experts; unused slots -1. Gates: probs[e], or probs[e] / (sum of the kept
+  // probs) when renormalize.
+  virtual void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
+                           bool renormalize) = 0;
+  // dprobs (N,n) acc: raw gates: dprobs[e] += dg; renormalised: dprobs[e] += (dg_e - sum g dg) / S
+  virtual void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
+                                    Tensor slot_gate, Tensor probs, bool renormalize) = 0;
+  // Expert choice (Zhou et al.): tokens in groups of `group` consecutive rows (N % group == 0);
+  // in each group every expert takes its `capacity` highest-probs tokens (ties: lower row).
+  // slot_expert (N,n): [t][e] = e if expert e chose token t, else -1; slot_gate = probs there, 0 else.
+  virtual void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs,
+                                    int64_t group, int64_t capacity) = 0;
+  // dprobs (N,n) acc: += dslot_gate where the slot is filled
+  virtual void expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) = 0;
+  // Which slots reach an expert. routed (N,kmax) write = slot_expert, except -1 for null ids
+  // (>= n_true) and, when capacity > 0, for every assignment beyond the `capacity` with the highest
+  // scores[t][e] among those of expert e (ties: lower slot index) -- dropped tokens keep the residual.
+  virtual void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
+                              int64_t capacity) = 0;
+  // Counts of a slot array: per id in [0, n_total) (host), and the number of rows with no id < n_true.
+  struct SlotStats {
+    std::vector<int64_t> per_id;
+    int64_t rows_without_true = 0;
+  };
+  virtual SlotStats slot_stats(Tensor slot_expert, int n_total, int n_true) = 0;
+
+  // ---- activation norms (AoE) ----
+  // c (N, n_blocks*dl): each row is n_blocks blocks of dl. s (N,S), S >= n_blocks: columns
+  // [0, n_blocks) write = the norm of each block (L2, L1 or Linf); other columns untouched.
+  enum class NormKind { L2, L1, Linf };
+  virtual void block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) = 0;
+  // dc acc += ds[t][b] * d||c_b||/dc_b: L2 c_b/||c_b|| (0 when ||c_b|| = 0), L1 sign(c_b),
+  // Linf sign(c) at the first index of max |c| (0 elsewhere). ds (N,S) read in columns [0, n_blocks).
+  virtual void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
+                                    NormKind kind) = 0;
+  // out (A,dl) write: out[a] = block e of row t of c (N, n*dl), t = assign_slot[a] / kmax,
+  // e = slot_expert[assign_slot[a]] (kmax = slot_expert.dim(1)).
+  virtual void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) = 0;
+  // dc (N, n*dl) acc: block e of row t += src[a] (the adjoint of gather_blocks)
+  virtual void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) = 0;
+  // x (N,C) columns [col, col + m) write = v (m) in every row (learnable null-expert scores)
+  virtual void broadcast_columns(Tensor x, Tensor v, int64_t col) = 0;
+  // dst (N,C) columns [col, col + w) write = src (N,w)
+  virtual void copy_columns(Tensor dst, Tensor src, int64_t col) = 0;
+
+  // ---- entropy (confidence entropy loss and metric) ----
+  virtual double entropy_sum(Tensor p) = 0;                            // sum_t -sum_j p log p (0 log 0 = 0)
+  virtual void entropy_backward(Tensor dp, Tensor p, double scale) = 0;  // dp acc += -scale (log p + 1), p > 0
 
   // ---- routing: slots (N,kmax) -> expert-major assignment list ----
   // slot_expert (N,kmax) holds an expert id or -1 (empty slot). Writes assign_slot (>= A) with

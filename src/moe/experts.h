@@ -1,8 +1,8 @@
 // The expert bank: n SwiGLU experts (../shared/spec/selection.md §1) applied to the rows that the
 // dispatcher grouped by expert. Expert e owns rows [off[e], off[e+1]) of its input.
-//   gu = x [w1; w3]^T  (A_e, 2f)   (w1 = W_g, the SiLU branch; w3 = W_p, the linear branch)
-//   a  = SiLU(gu[:, :f]) * gu[:, f:]  (A_e, f)
-//   y  = a w2^T        (A_e, d)
+//   g = x w1^T, u = x w3^T   (A_e, f)   (w1 = W_g, the SiLU branch; w3 = W_p, the linear branch)
+//   a = SiLU(g) * u          (A_e, f)
+//   y = a w2^T               (A_e, d)
 #pragma once
 
 #include "core/tensor_buf.h"
@@ -38,10 +38,10 @@ class SwigluExperts {
   ExpertNames names_;
   int n_, d_, f_;
   double init_std_, out_std_;
-  std::vector<int> w13_index_, w2_index_;  // w13: w1 then w3, consecutive: one (2f, d) matrix
-  std::vector<Tensor> w13_, dw13_, w2_, dw2_;
-  TensorBuf gu_, act_;    // (max_rows, 2f), (max_rows, f): saved activations
-  TensorBuf dgu_, dact_;  // scratch for the backward
+  std::vector<int> w1_index_, w3_index_, w2_index_;
+  std::vector<Tensor> w1_, dw1_, w3_, dw3_, w2_, dw2_;
+  TensorBuf g_, u_, act_;      // (max_rows, f) each: saved activations
+  TensorBuf dg_, du_, dact_;   // scratch for the backward
 };
 
 }  // namespace am

@@ -25,11 +25,11 @@ class TopKSelector final : public Selector {
   TopKSelector(Backend& be, int k) : be_(be), k_(k) {}
   int kmax() const override { return k_; }
   void select(Tensor scores, Tensor probs, Tensor slot_expert, Tensor slot_gate) override {
-    be_.topk_select(slot_expert, slot_gate, scores, k_);
+    be_.topk_select(slot_expert, slot_gate, scores, scores, k_, static_cast<int>(scores.dim(1)));
   }
   void backward(Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor dscores,
                 Tensor dprobs) override {
-    be_.topk_select_backward(dscores, dslot_gate, slot_expert, slot_gate);
+    be_.topk_select_backward(dscores, dslot_gate, slot_expert, slot_gate, static_cast<int>(dscores.dim(1)));
   }
 
  private:

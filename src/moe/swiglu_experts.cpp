@@ -21,18 +21,18 @@ SwigluExperts::SwigluExperts(Backend& be, ExpertNames names, int n_experts, int 
 
 void SwigluExperts::register_params(ParamTable& table) {
   for (int e = 0; e < n_; ++e) {
-    w13_index_.push_back(table.add(expert_name(names_.w1, e), {f_, d_}, Init::Normal, init_std_));
-    table.add(expert_name(names_.w3, e), {f_, d_}, Init::Normal, init_std_);
+    w1_index_.push_back(table.add(expert_name(names_.w1, e), {f_, d_}, Init::Normal, init_std_));
+    w3_index_.push_back(table.add(expert_name(names_.w3, e), {f_, d_}, Init::Normal, init_std_));
     w2_index_.push_back(table.add(expert_name(names_.w2, e), {d_, f_}, Init::Normal, out_std_));
   }
 }
 
 void SwigluExperts::bind(ParamStore& store) {
   for (int e = 0; e < n_; ++e) {
-    // w1 and w3 were declared back to back: read them as one (2f, d) matrix.
-    Tensor w1 = store.value(w13_index_[e]), dw1 = store.grad(w13_index_[e]);
-    w13_.push_back(Tensor(w1.data, w1.dtype, {2 * f_, d_}));
-    dw13_.push_back(Tensor(dw1.data, dw1.dtype, {2 * f_, d_}));
+    w1_.push_back(store.value(w1_index_[e]));
+    dw1_.push_back(store.grad(w1_index_[e]));
+    w3_.push_back(store.value(w3_index_[e]));
+    dw3_.push_back(store.grad(w3_index_[e]));
     w2_.push_back(store.value(w2_index_[e]));
     dw2_.push_back(store.grad(w2_index_[e]));
   }
@@ -40,20 +40,19 @@ void SwigluExperts::bind(ParamStore& store) {
 
 void SwigluExperts::allocate(int64_t max_rows) {
   const DType dt = be_.dtype();
-  gu_ = TensorBuf(be_, dt, {max_rows, 2 * f_});
-  act_ = TensorBuf(be_, dt, {max_rows, f_});
-  dgu_ = TensorBuf(be_, dt, {max_rows, 2 * f_});
-  dact_ = TensorBuf(be_, dt, {max_rows, f_});
+  for (TensorBuf* b : {&g_, &u_, &act_, &dg_, &du_, &dact_}) *b = TensorBuf(be_, dt, {max_rows, f_});
 }
 
 void SwigluExperts::forward(Tensor x, const std::vector<int64_t>& off, Tensor y) {
   for (int e = 0; e < n_; ++e) {
     const int64_t b = off[e], rows = off[e + 1] - off[e];
     if (rows == 0) continue;
-    Tensor gu = rows_of(gu_, b, rows), act = rows_of(act_, b, rows);
-    be_.matmul(gu, rows_of(x, b, rows), false, w13_[e], true, 1.0, 0.0);  // (rows, 2f)
-    be_.swiglu_forward(act, gu);                                          // (rows, f)
-    be_.matmul(rows_of(y, b, rows), act, false, w2_[e], true, 1.0, 0.0);  // (rows, d)
+    Tensor xe = rows_of(x, b, rows), g = rows_of(g_, b, rows), u = rows_of(u_, b, rows);
+    Tensor act = rows_of(act_, b, rows);
+    be_.matmul(g, xe, false, w1_[e], true, 1.0, 0.0);                    // g (rows, f) = x w1^T
+    be_.matmul(u, xe, false, w3_[e], true, 1.0, 0.0);                    // u (rows, f) = x w3^T
+    be_.swiglu_forward(act, g, u);                                       // a = SiLU(g) * u
+    be_.matmul(rows_of(y, b, rows), act, false, w2_[e], true, 1.0, 0.0);  // y (rows, d) = a w2^T
   }
 }
 
@@ -61,14 +60,16 @@ void SwigluExperts::backward(Tensor x, const std::vector<int64_t>& off, Tensor d
   for (int e = 0; e < n_; ++e) {
     const int64_t b = off[e], rows = off[e + 1] - off[e];
     if (rows == 0) continue;
-    Tensor gu = rows_of(gu_, b, rows), act = rows_of(act_, b, rows);
-    Tensor dgu = rows_of(dgu_, b, rows), dact = rows_of(dact_, b, rows);
-    Tensor xe = rows_of(x, b, rows), dye = rows_of(dy, b, rows);
-    be_.matmul(dact, dye, false, w2_[e], false, 1.0, 0.0);   // da (rows,f) = dy w2
-    be_.matmul(dw2_[e], dye, true, act, false, 1.0, 1.0);    // dw2 (d,f) += dy^T a
-    be_.swiglu_backward(dgu, dact, gu);                      // dgu (rows, 2f)
-    be_.matmul(dw13_[e], dgu, true, xe, false, 1.0, 1.0);    // dw13 (2f,d) += dgu^T x
-    be_.matmul(rows_of(dx, b, rows), dgu, false, w13_[e], false, 1.0, 0.0);  // dx = dgu w13
+    Tensor g = rows_of(g_, b, rows), u = rows_of(u_, b, rows), act = rows_of(act_, b, rows);
+    Tensor dg = rows_of(dg_, b, rows), du = rows_of(du_, b, rows), dact = rows_of(dact_, b, rows);
+    Tensor xe = rows_of(x, b, rows), dye = rows_of(dy, b, rows), dxe = rows_of(dx, b, rows);
+    be_.matmul(dact, dye, false, w2_[e], false, 1.0, 0.0);  // da (rows,f) = dy w2
+    be_.matmul(dw2_[e], dye, true, act, false, 1.0, 1.0);   // dw2 (d,f) += dy^T a
+    be_.swiglu_backward(dg, du, dact, g, u);                // dg, du (rows,f)
+    be_.matmul(dw1_[e], dg, true, xe, false, 1.0, 1.0);     // dw1 (f,d) += dg^T x
+    be_.matmul(dw3_[e], du, true, xe, false, 1.0, 1.0);     // dw3 (f,d) += du^T x
+    be_.matmul(dxe, dg, false, w1_[e], false, 1.0, 0.0);    // dx = dg w1 + du w3
+    be_.matmul(dxe, du, false, w3_[e], false, 1.0, 1.0);
   }
 }
 
