@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace am {
@@ -18,26 +19,62 @@ struct RunConfig {
   std::string precision = "fp32";  // run.precision: fp32 | fp64 (CPU only; for tests)
 };
 
+// A coefficient that may change during training: piecewise constant in the step. In YAML a
+// number, or a list of [step, value] pairs whose steps increase from 0 (AdaMoE anneals its
+// balancing coefficient this way): [[0, 0.02], [1000, 1.0e-4]].
+struct Schedule {
+  std::vector<std::pair<int64_t, double>> points{{0, 0.0}};
+  Schedule() = default;
+  Schedule(double v) : points{{0, v}} {}  // NOLINT: a plain number is a constant schedule
+  double at(int64_t step) const;          // the value of the last point with point.step <= step
+  bool active() const;                    // some value is > 0
+  bool operator==(const Schedule&) const = default;
+};
+
+struct ExpertConfig {
+  std::string type = "swiglu";  // model.moe.expert.type: swiglu | factorized (W_g = W_down W_up)
+  int d_low = 0;                // model.moe.expert.d_low: rank of the factorised W_g
+  int d_wide = 0;               // model.moe.expert.d_wide: 0 = derived from d_ffn and d_low (AoE Eq. 5)
+  int multiple_of = 1;          // model.moe.expert.multiple_of: rounding of a derived d_wide
+};
+
 struct ScorerConfig {
-  std::string type = "router";  // model.moe.scorer.type: router | none (dense, n_experts = 1)
+  std::string type = "router";  // model.moe.scorer.type: router | large_router | act_norm | none
+  std::string node = "latent";  // model.moe.scorer.node (act_norm): latent | gate | up | act | glu | out
+  std::string norm = "l2";      // model.moe.scorer.norm (act_norm): l2 | l1 | linf
+  int d_hidden = 0;             // model.moe.scorer.d_hidden (large_router): 0 = n_experts * expert.d_low
 };
 
 struct SelectorConfig {
-  std::string type = "topk";  // model.moe.selector.type: topk
-  int k = 2;                  // model.moe.selector.k: experts per token
+  std::string type = "topk";    // model.moe.selector.type: topk | topp | expert_choice
+  int k = 2;                    // model.moe.selector.k: experts per token (topk, incl. null experts)
+  double capacity_factor = 0;   // model.moe.selector.capacity_factor: topk 0 = dropless; expert_choice CF
+  double p = 0.6;               // model.moe.selector.p: top-p threshold
+  bool renormalize = false;     // model.moe.selector.renormalize: top-p gates sum to 1
+  int max_k = 0;                // model.moe.selector.max_k: top-p cap, 0 = n_experts
+  std::string group = "batch";  // model.moe.selector.group (expert_choice): batch | sequence
+  int n_null = 0;               // model.moe.selector.n_null: null experts (topk)
 };
 
 struct AuxConfig {
-  double load_balance = 0.01;  // model.moe.aux.load_balance: Switch balancing coefficient (alpha)
-  double z_loss = 0.0;         // model.moe.aux.z_loss: router z-loss coefficient (beta)
+  Schedule load_balance = 0.01;    // model.moe.aux.load_balance: Switch balancing (alpha)
+  Schedule null_load_balance = 0;  // model.moe.aux.null_load_balance: AdaMoE's, over n + n_null
+  Schedule z_loss = 0;             // model.moe.aux.z_loss: router z-loss (beta)
+  Schedule entropy = 0;            // model.moe.aux.entropy: confidence entropy (gamma)
+  double bias_update_rate = 0;     // model.moe.aux.bias_update_rate: aux-loss-free balancing (u)
 };
 
 struct MoeConfig {
   int n_experts = 8;  // model.moe.n_experts
   int d_ffn = 0;      // model.moe.d_ffn: expert hidden width (required)
+  ExpertConfig expert;
   ScorerConfig scorer;
   SelectorConfig selector;
   AuxConfig aux;
+
+  // The width of an expert's hidden layer: d_ffn for swiglu; d_wide (given, or by AoE Eq. 5) for
+  // factorized: d_wide = (3 d d_ffn - d_low d) / (d_low + 2 d), rounded to the nearest multiple_of.
+  int hidden_width(int d_model) const;
 };
 
 struct ModelConfig {

@@ -40,7 +40,7 @@ nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
   if (!dense) {
     j["num_local_experts"] = m.moe.n_experts;
     j["num_experts_per_tok"] = m.moe.selector.k;
-    j["router_aux_loss_coef"] = m.moe.aux.load_balance;
+    j["router_aux_loss_coef"] = m.moe.aux.load_balance.at(0);
     j["output_router_logits"] = false;
   }
   j["autonomoe"] = {
@@ -48,7 +48,7 @@ nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
       {"selector", m.moe.selector.type},
       {"top_k", m.moe.selector.k},
       {"n_experts", m.moe.n_experts},
-      {"aux", {{"load_balance", m.moe.aux.load_balance}, {"z_loss", m.moe.aux.z_loss}}},
+      {"aux", {{"load_balance", m.moe.aux.load_balance.at(0)}, {"z_loss", m.moe.aux.z_loss.at(0)}}},
   };
   return j;
 }

@@ -24,8 +24,8 @@ MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer)
         ExpertNames{p + ".experts.{e}.w1.weight", p + ".experts.{e}.w3.weight",
                     p + ".experts.{e}.w2.weight"},
         n_, d_, m.d_ffn, cfg.init_std, out_std);
-    if (m.aux.load_balance > 0) aux_.push_back(std::make_unique<LoadBalanceLoss>(be, m.aux.load_balance));
-    if (m.aux.z_loss > 0) aux_.push_back(std::make_unique<ZLoss>(be, m.aux.z_loss));
+    if (m.aux.load_balance.active()) aux_.push_back(std::make_unique<LoadBalanceLoss>(be, m.aux.load_balance.at(0)));
+    if (m.aux.z_loss.active()) aux_.push_back(std::make_unique<ZLoss>(be, m.aux.z_loss.at(0)));
   }
   reset_stats();
 }
