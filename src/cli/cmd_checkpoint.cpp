@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
 
 namespace am {
@@ -52,6 +53,8 @@ int cmd_eval(int argc, char** argv) {
   }
   const std::string dir = args.require("checkpoint");
   const Config cfg = load_checkpoint_config(dir, args.sets());
+  // Router-free evaluation (AoE Table 1): a router-trained checkpoint scored by activation norms.
+  const bool scorer_overridden = load_checkpoint_config(dir).model.moe.scorer.type != cfg.model.moe.scorer.type;
   const std::string data = args.get("data").value_or(cfg.data.val);
   if (data.empty()) {
     throw UsageError("the checkpoint's config has no data.val", "pass the shards with --data GLOB");
@@ -66,11 +69,13 @@ int cmd_eval(int argc, char** argv) {
   }
   auto be = make_backend(cfg.run.backend, precision_dtype(cfg), cfg.run.threads);
   Transformer model(*be, cfg.model, B, T);
-  const TrainerState st = load_checkpoint(dir, model.store(), nullptr);
+  const TrainerState st = load_checkpoint(dir, model.store(), nullptr, scorer_overridden);
+  const auto t0 = std::chrono::steady_clock::now();
   const EvalResult r = evaluate(model, loader, batches);
-  std::printf("checkpoint %s (step %lld) on %s: loss %.4f | perplexity %.3f | %lld tokens\n", dir.c_str(),
-              static_cast<long long>(st.step), data.c_str(), r.loss, r.perplexity,
-              static_cast<long long>(r.tokens));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("checkpoint %s (step %lld) on %s: loss %.4f | perplexity %.3f | %lld tokens | %.2f s\n",
+              dir.c_str(), static_cast<long long>(st.step), data.c_str(), r.loss, r.perplexity,
+              static_cast<long long>(r.tokens), secs);
   return 0;
 }
 

@@ -25,6 +25,13 @@ int ParamTable::add(const std::string& name, std::vector<int64_t> shape, Init in
   return size() - 1;
 }
 
+int ParamTable::add_state(const std::string& name, std::vector<int64_t> shape, Init init, double value) {
+  const int i = add(name, std::move(shape), init, value);
+  specs_.back().trainable = false;
+  specs_.back().decay = false;
+  return i;
+}
+
 int ParamTable::index(const std::string& name) const {
   auto it = by_name_.find(name);
   AM_CHECK(it != by_name_.end(), "no parameter named {}", name);
@@ -39,6 +46,9 @@ void init_param_host(const ParamSpec& spec, uint64_t seed, double* out) {
       return;
     case Init::Zeros:
       for (int64_t i = 0; i < n; ++i) out[i] = 0.0;
+      return;
+    case Init::Constant:
+      for (int64_t i = 0; i < n; ++i) out[i] = spec.std;
       return;
     case Init::Normal: {
       const uint64_t key = stream_key(seed, spec.name);

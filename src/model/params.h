@@ -11,14 +11,15 @@
 
 namespace am {
 
-enum class Init { Normal, Ones, Zeros };
+enum class Init { Normal, Ones, Zeros, Constant };
 
 struct ParamSpec {
   std::string name;            // export name, e.g. model.layers.0.self_attn.q_proj.weight
   std::vector<int64_t> shape;  // [out, in] for matrices
   Init init = Init::Normal;
-  double std = 0;              // standard deviation when init == Normal
+  double std = 0;              // standard deviation (Normal) or the value (Constant)
   bool decay = false;          // weight decay applies (every matrix; not norm weights)
+  bool trainable = true;       // false: state the optimizer leaves alone (the selection bias)
   int64_t offset = 0;          // elements from the start of the buffer
   int64_t numel() const;
 };
@@ -28,6 +29,8 @@ class ParamTable {
   // Appends a tensor right after the previous one; returns its index. Tensors that a kernel reads
   // as one matrix (q, k, v; an expert's w1 and w3) are added consecutively.
   int add(const std::string& name, std::vector<int64_t> shape, Init init, double std = 0);
+  // A tensor that is saved and loaded with the model but not trained (no gradient step, no decay).
+  int add_state(const std::string& name, std::vector<int64_t> shape, Init init, double value = 0);
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const ParamSpec& at(int i) const { return specs_.at(static_cast<size_t>(i)); }
   int size() const { return static_cast<int>(specs_.size()); }

@@ -35,7 +35,7 @@ Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T)
     table.add(p + ".self_attn.v_proj.weight", {attn_.kv_dim(), d}, Init::Normal, std);
     layer->wo = table.add(p + ".self_attn.o_proj.weight", {d, attn_.q_dim()}, Init::Normal, out_std);
     layer->ln2 = table.add(p + ".post_attention_layernorm.weight", {d}, Init::Ones);
-    layer->moe = std::make_unique<MoeLayer>(be, cfg, l);
+    layer->moe = std::make_unique<MoeLayer>(be, cfg, l, T);
     layer->moe->register_params(table);
     layers_.push_back(std::move(layer));
   }
@@ -77,6 +77,14 @@ std::vector<MoeLayer*> Transformer::moe_layers() {
   std::vector<MoeLayer*> out;
   for (auto& l : layers_) out.push_back(l->moe.get());
   return out;
+}
+
+void Transformer::begin_step(int64_t step) {
+  for (auto& l : layers_) l->moe->begin_step(step);
+}
+
+void Transformer::end_step() {
+  for (auto& l : layers_) l->moe->update_selection_bias();
 }
 
 LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, double grad_scale) {

@@ -40,6 +40,10 @@ class Transformer {
   void backward();
 
   std::vector<MoeLayer*> moe_layers();
+  // Around each optimizer step: begin_step sets the step the loss schedules read; end_step runs
+  // the auxiliary-loss-free bias updates (after the optimizer update).
+  void begin_step(int64_t step);
+  void end_step();
 
  private:
   struct Layer;

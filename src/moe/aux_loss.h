@@ -1,8 +1,10 @@
 // Auxiliary losses of an MoE layer (../shared/spec/selection.md §4). Each returns its value with
-// its coefficient applied, and adds its gradient into dscores / dprobs. T is the number of tokens
-// of the micro-batch; losses are per layer and summed over layers (docs/training.md).
+// its coefficient (a Schedule: piecewise constant in the step) applied, and adds its gradient into
+// dscores / dprobs. T is the number of tokens of the micro-batch; losses are per layer and summed
+// over layers (docs/training.md). n true experts, m null experts; scores and probs have n+m columns.
 #pragma once
 
+#include "config/config.h"
 #include "core/tensor_buf.h"
 
 #include <string>
@@ -11,45 +13,59 @@
 namespace am {
 
 struct AuxInputs {
-  Tensor scores;  // (N,n)
-  Tensor probs;   // (N,n)
-  const std::vector<int64_t>* expert_offsets = nullptr;  // (n+1): assignments per expert
+  Tensor scores;  // (N, n+m)
+  Tensor probs;   // (N, n+m)
+  const std::vector<int64_t>* selected = nullptr;  // (n+m): slots per id, before capacity drops
   int64_t n_tokens = 0;
-  int n_experts = 0;
+  int n_experts = 0;  // n
+  int n_null = 0;     // m
+  int64_t step = 0;   // for the coefficient schedules
 };
 
 class AuxLoss {
  public:
-  explicit AuxLoss(double coef) : coef_(coef) {}
+  explicit AuxLoss(Schedule coef) : coef_(std::move(coef)) {}
   virtual ~AuxLoss() = default;
   virtual std::string name() const = 0;  // the metrics key
   virtual double forward(const AuxInputs& in) = 0;
-  // scale multiplies the gradient (1 / grad_accum). dscores, dprobs (N,n) acc.
+  // scale multiplies the gradient (1 / grad_accum). dscores, dprobs (N, n+m) acc.
   virtual void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) = 0;
-  double coef() const { return coef_; }
 
  protected:
-  double coef_;
+  Schedule coef_;
 };
 
-// Switch load balancing: L = alpha * n * sum_i f_i * Pbar_i, f_i = (tokens routed to i) / T (no
-// gradient), Pbar_i = mean_t P_t[i]. dL/dP_t[i] = alpha * n * f_i / T.
+// Switch load balancing over the n true experts: L = alpha n sum_i f_i Pbar_i, f_i = (slots of
+// expert i) / T (no gradient), Pbar_i = mean_t P_t[i]. dL/dP_t[i] = alpha n f_i / T.
 class LoadBalanceLoss final : public AuxLoss {
  public:
-  LoadBalanceLoss(Backend& be, double coef) : AuxLoss(coef), be_(be) {}
+  LoadBalanceLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "load_balance"; }
   double forward(const AuxInputs& in) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
 
  private:
-  std::vector<double> load_fraction(const AuxInputs& in) const;
   Backend& be_;
 };
 
-// Router z-loss (ST-MoE): L = beta * (1/T) sum_t logsumexp(z_t)^2; dz_t = 2 beta lse_t P_t / T.
+// AdaMoE's null-expert balancing (Eq. 6) over all n+m columns, with the null experts' load
+// averaged: f~_i = f_i for true experts, the mean of the null f_j for every null expert;
+// L = alpha (n+m) sum_i f~_i Pbar_i.
+class NullLoadBalanceLoss final : public AuxLoss {
+ public:
+  NullLoadBalanceLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
+  std::string name() const override { return "null_load_balance"; }
+  double forward(const AuxInputs& in) override;
+  void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
+
+ private:
+  Backend& be_;
+};
+
+// Router z-loss (ST-MoE): L = beta (1/T) sum_t logsumexp(z_t)^2; dz_t = 2 beta lse_t P_t / T.
 class ZLoss final : public AuxLoss {
  public:
-  ZLoss(Backend& be, double coef) : AuxLoss(coef), be_(be) {}
+  ZLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "z_loss"; }
   double forward(const AuxInputs& in) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
@@ -57,6 +73,18 @@ class ZLoss final : public AuxLoss {
  private:
   Backend& be_;
   TensorBuf lse_;  // (N) saved by forward
+};
+
+// Confidence entropy (Huang et al.; AoE Eq. 8): L = gamma (1/T) sum_t -sum_i P_t[i] log P_t[i].
+class EntropyLoss final : public AuxLoss {
+ public:
+  EntropyLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
+  std::string name() const override { return "entropy"; }
+  double forward(const AuxInputs& in) override;
+  void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
+
+ private:
+  Backend& be_;
 };
 
 }  // namespace am

@@ -1,8 +1,10 @@
-// The expert bank: n SwiGLU experts (../shared/spec/selection.md §1) applied to the rows that the
-// dispatcher grouped by expert. Expert e owns rows [off[e], off[e+1]) of its input.
-//   g = x w1^T, u = x w3^T   (A_e, f)   (w1 = W_g, the SiLU branch; w3 = W_p, the linear branch)
-//   a = SiLU(g) * u          (A_e, f)
-//   y = a w2^T               (A_e, d)
+// The expert bank of an MoE layer (../shared/spec/selection.md §1), applied to the rows the
+// dispatcher grouped by expert: expert e owns rows [off[e], off[e+1]) of its input.
+//
+//   SwigluExperts:      g = x w1^T, u = x w3^T, a = SiLU(g) * u, y = a w2^T          (Mixtral)
+//   FactorizedExperts:  c = x w1_down^T (d_low), g = c w1_up^T, u = x w3^T, ...      (AoE Eq. 3)
+//     With an activation-norm scorer at the latent node, c is not recomputed: the scorer's cache
+//     rows are passed in as `latent` (AoE Eq. 4: one GEMM for all experts' W_down).
 #pragma once
 
 #include "core/tensor_buf.h"
@@ -13,25 +15,51 @@
 
 namespace am {
 
+// Parameter names with {e} for the expert index, e.g. "<prefix>.experts.{e}.w1.weight".
 struct ExpertNames {
-  // Printf-style patterns with {e} for the expert index, e.g. "<p>.experts.{e}.w1.weight".
   std::string w1, w3, w2;
+  std::string w1_down, w1_up;  // factorized experts
 };
 
-class SwigluExperts {
+class Experts {
  public:
-  SwigluExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_ffn,
-                double init_std, double out_std);
-  void register_params(ParamTable& table);
-  void bind(ParamStore& store);
-  void allocate(int64_t max_rows);  // activations for up to max_rows assignments
+  virtual ~Experts() = default;
+  virtual void register_params(ParamTable& table) = 0;
+  virtual void bind(ParamStore& store) = 0;
+  virtual void allocate(int64_t max_rows) = 0;
+  // x (A,d) grouped by expert -> y (A,d) write. latent (A,d_low): precomputed x W_down rows, or
+  // an empty Tensor. Saves what the backward needs.
+  virtual void forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) = 0;
+  // dy (A,d) -> dx (A,d) write; dlatent (A,d_low) write when latent was given; weights acc.
+  virtual void backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
+                        Tensor dlatent) = 0;
+  // Router-free scoring (evaluation): expert e's activation at `node` (gate, up, act, glu, out)
+  // for every row of x (N,d), into out (N, node_width(node)). scratch: (N, hidden) twice.
+  virtual void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1,
+                               Tensor scratch2) = 0;
+  virtual int hidden() const = 0;  // the expert's hidden width (d_ffn or d_wide)
+  int node_width(const std::string& node, int d_model) const { return node == "out" ? d_model : hidden(); }
+};
 
-  // x (A,d) grouped by expert -> y (A,d) write. Saves gu and a for the backward.
-  void forward(Tensor x, const std::vector<int64_t>& off, Tensor y);
-  // dy (A,d) -> dx (A,d) write; weight gradients acc.
-  void backward(Tensor x, const std::vector<int64_t>& off, Tensor dy, Tensor dx);
+// Helpers shared by the expert kinds (experts.cpp).
+std::string expert_param_name(const std::string& pattern, int e);
+// Router-free node activations from an expert's gate pre-activation g and up projection u (N,h):
+// gate -> g, up -> u, act -> SiLU(g), glu -> SiLU(g) * u, out -> (SiLU(g) * u) w2^T (N,d).
+void node_from_gate_up(Backend& be, const std::string& node, Tensor g, Tensor u, Tensor w2, Tensor out);
 
-  int d_ffn() const { return f_; }
+class SwigluExperts final : public Experts {
+ public:
+  SwigluExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_ffn, double init_std,
+                double out_std);
+  void register_params(ParamTable& table) override;
+  void bind(ParamStore& store) override;
+  void allocate(int64_t max_rows) override;
+  void forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) override;
+  void backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
+                Tensor dlatent) override;
+  void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1,
+                       Tensor scratch2) override;
+  int hidden() const override { return f_; }
 
  private:
   Backend& be_;
@@ -40,8 +68,40 @@ class SwigluExperts {
   double init_std_, out_std_;
   std::vector<int> w1_index_, w3_index_, w2_index_;
   std::vector<Tensor> w1_, dw1_, w3_, dw3_, w2_, dw2_;
-  TensorBuf g_, u_, act_;      // (max_rows, f) each: saved activations
-  TensorBuf dg_, du_, dact_;   // scratch for the backward
+  TensorBuf g_, u_, act_;     // (max_rows, f) each: saved activations
+  TensorBuf dg_, du_, dact_;  // scratch for the backward
+};
+
+class FactorizedExperts final : public Experts {
+ public:
+  FactorizedExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_low, int d_wide,
+                    double init_std, double out_std);
+  void register_params(ParamTable& table) override;
+  void bind(ParamStore& store) override;
+  void allocate(int64_t max_rows) override;
+  void forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) override;
+  void backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
+                Tensor dlatent) override;
+  void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1,
+                       Tensor scratch2) override;
+  int hidden() const override { return w_; }
+  int d_low() const { return dl_; }
+  // All experts' W_down stacked, (n*d_low, d): declared back to back, so it is one matrix (the
+  // activation-norm scorer's one GEMM) and its gradient twin.
+  Tensor stacked_down() const { return down_all_; }
+  Tensor stacked_down_grad() const { return ddown_all_; }
+
+ private:
+  Backend& be_;
+  ExpertNames names_;
+  int n_, d_, dl_, w_;
+  double init_std_, out_std_;
+  std::vector<int> down_index_, up_index_, w3_index_, w2_index_;
+  Tensor down_all_, ddown_all_;
+  std::vector<Tensor> down_, ddown_, up_, dup_, w3_, dw3_, w2_, dw2_;
+  TensorBuf c_;                      // (max_rows, d_low): x W_down rows when no latent is given
+  TensorBuf g_, u_, act_;            // (max_rows, w)
+  TensorBuf dg_, du_, dact_, dc_;    // backward scratch
 };
 
 }  // namespace am

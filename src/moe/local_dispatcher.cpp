@@ -6,17 +6,22 @@ void Routing::allocate(Backend& be, int64_t n_tokens, int k) {
   kmax = k;
   slot_expert = TensorBuf(be, DType::I32, {n_tokens, k});
   slot_gate = TensorBuf(be, be.dtype(), {n_tokens, k});
+  routed = TensorBuf(be, DType::I32, {n_tokens, k});
   assign_slot = TensorBuf(be, DType::I32, {n_tokens * k});
   slot_assign = TensorBuf(be, DType::I32, {n_tokens, k});
 }
 
-void LocalDispatcher::route(Routing& r, int n_experts) {
-  r.n_assign = be_.route_build(r.assign_slot, r.slot_assign, r.expert_offsets, r.slot_expert,
-                               n_experts);
+void LocalDispatcher::route(Routing& r, int n_experts, Tensor scores, int64_t capacity) {
+  be_.capacity_route(r.routed, r.slot_expert, scores, n_experts, capacity);
+  r.n_assign = be_.route_build(r.assign_slot, r.slot_assign, r.expert_offsets, r.routed, n_experts);
 }
 
 void LocalDispatcher::dispatch(const Routing& r, Tensor x, Tensor xg) {
   be_.gather_rows(xg.rows(0, r.n_assign), x, r.assign_slot.t().rows(0, r.n_assign), r.kmax);
+}
+
+void LocalDispatcher::dispatch_blocks(const Routing& r, Tensor c, Tensor cg) {
+  be_.gather_blocks(cg.rows(0, r.n_assign), c, r.assign_slot.t().rows(0, r.n_assign), r.routed);
 }
 
 void LocalDispatcher::combine(const Routing& r, Tensor eo, Tensor y) {
@@ -31,6 +36,10 @@ void LocalDispatcher::combine_backward(const Routing& r, Tensor dy, Tensor eo, T
 
 void LocalDispatcher::dispatch_backward(const Routing& r, Tensor dxg, Tensor dx) {
   be_.scatter_rows_add(dx, dxg.rows(0, r.n_assign), r.slot_assign);
+}
+
+void LocalDispatcher::dispatch_blocks_backward(const Routing& r, Tensor dcg, Tensor dc) {
+  be_.scatter_blocks_add(dc, dcg.rows(0, r.n_assign), r.assign_slot.t().rows(0, r.n_assign), r.routed);
 }
 
 }  // namespace am

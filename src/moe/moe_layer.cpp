@@ -1,133 +1,180 @@
 #include "moe/moe_layer.h"
 
-#include <cmath>
-
 namespace am {
 
-MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer)
-    : be_(be), n_(cfg.moe.n_experts), d_(cfg.d_model), dispatcher_(be) {
-  const MoeConfig& m = cfg.moe;
-  const double out_std = cfg.init_std / std::sqrt(2.0 * cfg.n_layers);
-  const std::string l = "model.layers." + std::to_string(layer);
-  if (m.scorer.type == "none") {
-    // Dense SwiGLU: Llama's names, so a dense checkpoint reads like a Llama one.
-    const std::string p = l + ".mlp";
-    experts_ = std::make_unique<SwigluExperts>(
-        be, ExpertNames{p + ".gate_proj.weight", p + ".up_proj.weight", p + ".down_proj.weight"}, 1,
-        d_, m.d_ffn, cfg.init_std, out_std);
-  } else {
-    const std::string p = l + ".block_sparse_moe";
-    scorer_ = std::make_unique<RouterScorer>(be, p, n_, d_, cfg.init_std);
-    selector_ = std::make_unique<TopKSelector>(be, m.selector.k);
-    experts_ = std::make_unique<SwigluExperts>(
-        be,
-        ExpertNames{p + ".experts.{e}.w1.weight", p + ".experts.{e}.w3.weight",
-                    p + ".experts.{e}.w2.weight"},
-        n_, d_, m.d_ffn, cfg.init_std, out_std);
-    if (m.aux.load_balance.active()) aux_.push_back(std::make_unique<LoadBalanceLoss>(be, m.aux.load_balance.at(0)));
-    if (m.aux.z_loss.active()) aux_.push_back(std::make_unique<ZLoss>(be, m.aux.z_loss.at(0)));
-  }
+MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len)
+    : be_(be),
+      n_(cfg.moe.n_experts),
+      m_(cfg.moe.scorer.type == "none" ? 0 : cfg.moe.selector.n_null),
+      d_(cfg.d_model),
+      act_norm_(cfg.moe.scorer.type == "act_norm"),
+      bias_rate_(cfg.moe.aux.bias_update_rate),
+      prefix_("model.layers." + std::to_string(layer) + ".block_sparse_moe"),
+      parts_(make_moe_components(be, cfg, layer, seq_len)),
+      dispatcher_(be) {
   reset_stats();
 }
 
 void MoeLayer::register_params(ParamTable& table) {
-  if (scorer_) scorer_->register_params(table);
-  experts_->register_params(table);
+  if (parts_.scorer) parts_.scorer->register_params(table);
+  if (bias_rate_ > 0) bias_index_ = table.add_state(prefix_ + ".expert_bias", {n_}, Init::Zeros);
+  parts_.experts->register_params(table);
 }
 
 void MoeLayer::bind(ParamStore& store) {
-  if (scorer_) scorer_->bind(store);
-  experts_->bind(store);
+  if (parts_.scorer) parts_.scorer->bind(store);
+  if (bias_index_ >= 0) bias_ = store.value(bias_index_);
+  parts_.experts->bind(store);
 }
 
 void MoeLayer::allocate(int64_t n_tokens) {
   n_tokens_ = n_tokens;
   const DType dt = be_.dtype();
   if (dense()) {
-    experts_->allocate(n_tokens);
+    parts_.experts->allocate(n_tokens);
     dense_offsets_ = {0, n_tokens};
     dxg_ = TensorBuf(be_, dt, {n_tokens, d_});
     return;
   }
-  const int kmax = selector_->kmax();
+  const int kmax = parts_.selector->kmax(), nt = n_ + m_;
   const int64_t max_assign = n_tokens * kmax;
-  scores_ = TensorBuf(be_, dt, {n_tokens, n_});
-  probs_ = TensorBuf(be_, dt, {n_tokens, n_});
+  for (TensorBuf* t : {&scores_, &probs_, &dscores_, &dprobs_}) *t = TensorBuf(be_, dt, {n_tokens, nt});
+  if (bias_index_ >= 0) rank_ = TensorBuf(be_, dt, {n_tokens, nt});
   routing_.allocate(be_, n_tokens, kmax);
-  xg_ = TensorBuf(be_, dt, {max_assign, d_});
-  eo_ = TensorBuf(be_, dt, {max_assign, d_});
-  experts_->allocate(max_assign);
-  dscores_ = TensorBuf(be_, dt, {n_tokens, n_});
-  dprobs_ = TensorBuf(be_, dt, {n_tokens, n_});
+  for (TensorBuf* t : {&xg_, &eo_, &deo_, &dxg_}) *t = TensorBuf(be_, dt, {max_assign, d_});
   dslot_gate_ = TensorBuf(be_, dt, {n_tokens, kmax});
-  deo_ = TensorBuf(be_, dt, {max_assign, d_});
-  dxg_ = TensorBuf(be_, dt, {max_assign, d_});
+  parts_.scorer->allocate(n_tokens);
+  if (Tensor c = parts_.scorer->latent(); c.data) {
+    cg_ = TensorBuf(be_, dt, {max_assign, c.dim(1) / n_});
+    dcg_ = TensorBuf(be_, dt, {max_assign, c.dim(1) / n_});
+  }
+  parts_.experts->allocate(max_assign);
 }
 
 AuxInputs MoeLayer::aux_inputs() const {
   AuxInputs in;
   in.scores = scores_;
   in.probs = probs_;
-  in.expert_offsets = &routing_.expert_offsets;
+  in.selected = &selected_.per_id;
   in.n_tokens = n_tokens_;
   in.n_experts = n_;
+  in.n_null = m_;
+  in.step = step_;
   return in;
 }
 
 double MoeLayer::forward(Tensor h, Tensor y) {
   AM_CHECK(h.dim(0) == n_tokens_, "MoE layer allocated for {} tokens, got {}", n_tokens_, h.dim(0));
-  stats_.tokens += n_tokens_;
-  stats_.micro_batches += 1;
   if (dense()) {
-    experts_->forward(h, dense_offsets_, y);
+    parts_.experts->forward(h, Tensor(), dense_offsets_, y);
+    stats_.tokens += n_tokens_;
+    stats_.micro_batches += 1;
     stats_.expert_assignments[0] += n_tokens_;
+    stats_.selected[0] += n_tokens_;
     return 0.0;
   }
-  scorer_->forward(h, scores_, probs_);                                    // (N,n) each
-  selector_->select(scores_, probs_, routing_.slot_expert, routing_.slot_gate);  // (N,kmax)
-  dispatcher_.route(routing_, n_);                                         // A, offsets
-  dispatcher_.dispatch(routing_, h, xg_);                                  // (A,d)
-  experts_->forward(Tensor(xg_).rows(0, routing_.n_assign), routing_.expert_offsets,
-                    Tensor(eo_).rows(0, routing_.n_assign));               // (A,d)
-  dispatcher_.combine(routing_, eo_, y);                                   // (N,d)
-
-  for (int e = 0; e < n_; ++e) {
-    stats_.expert_assignments[e] += routing_.expert_offsets[e + 1] - routing_.expert_offsets[e];
+  Scorer& scorer = *parts_.scorer;
+  scorer.forward(h, scores_, probs_);  // (N, n+m) each
+  Tensor rank = scores_;
+  if (bias_index_ >= 0) {  // selection sees scores + bias; the gates see the scores
+    be_.copy(rank_, scores_);
+    std::vector<double> b = download_as_double(be_, bias_);
+    b.resize(static_cast<size_t>(n_ + m_), 0.0);
+    be_.add_to_rows(rank_, b);
+    rank = rank_;
   }
+  parts_.selector->select(rank, scores_, probs_, routing_.slot_expert, routing_.slot_gate);  // (N,kmax)
+  selected_ = be_.slot_stats(routing_.slot_expert, n_ + m_, n_);
+  dispatcher_.route(routing_, n_, rank, parts_.selector->capacity(n_tokens_));  // A, offsets
+  const int64_t A = routing_.n_assign;
+  dispatcher_.dispatch(routing_, h, xg_);  // (A,d)
+  Tensor latent = scorer.latent();
+  if (latent.data) dispatcher_.dispatch_blocks(routing_, latent, cg_);  // (A, d_low): AoE's cache reused
+  parts_.experts->forward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
+                          routing_.expert_offsets, Tensor(eo_).rows(0, A));  // (A,d)
+  dispatcher_.combine(routing_, eo_, y);  // (N,d)
+
   double total = 0;
   const AuxInputs in = aux_inputs();
-  for (auto& loss : aux_) {
+  for (auto& loss : parts_.aux) {
     const double v = loss->forward(in);
     stats_.aux_sum[loss->name()] += v;
     total += v;
   }
+  collect_stats();
   return total;
+}
+
+void MoeLayer::collect_stats() {
+  stats_.tokens += n_tokens_;
+  stats_.micro_batches += 1;
+  int64_t selected_true = 0;
+  for (int i = 0; i < n_ + m_; ++i) stats_.selected[i] += selected_.per_id[i];
+  for (int i = 0; i < n_; ++i) {
+    stats_.expert_assignments[i] += routing_.expert_offsets[i + 1] - routing_.expert_offsets[i];
+    selected_true += selected_.per_id[i];
+    if (bias_index_ >= 0) step_selected_[i] += selected_.per_id[i];
+  }
+  stats_.dropped += selected_true - routing_.n_assign;
+  stats_.unassigned += be_.slot_stats(routing_.routed, n_, n_).rows_without_true;
+  stats_.ent_conf_sum += be_.entropy_sum(probs_) / static_cast<double>(n_tokens_);
+  if (act_norm_) {
+    const std::vector<double> sums = be_.column_sums(scores_);
+    for (int i = 0; i < n_; ++i) stats_.act_norm_sum[i] += sums[i] / static_cast<double>(n_tokens_);
+  }
 }
 
 void MoeLayer::backward(Tensor h, Tensor dy, Tensor dh, double aux_scale) {
   if (dense()) {
-    experts_->backward(h, dense_offsets_, dy, dxg_);
+    parts_.experts->backward(h, Tensor(), dense_offsets_, dy, dxg_, Tensor());
     be_.axpy(dh, dxg_, 1.0);
     return;
   }
+  Scorer& scorer = *parts_.scorer;
   const int64_t A = routing_.n_assign;
-  dispatcher_.combine_backward(routing_, dy, eo_, deo_, dslot_gate_);     // deo (A,d), dgate
-  experts_->backward(Tensor(xg_).rows(0, A), routing_.expert_offsets, Tensor(deo_).rows(0, A),
-                     Tensor(dxg_).rows(0, A));                             // dxg (A,d)
-  dispatcher_.dispatch_backward(routing_, dxg_, dh);                       // dh += scatter
-
+  Tensor latent = scorer.latent();
+  dispatcher_.combine_backward(routing_, dy, eo_, deo_, dslot_gate_);  // deo (A,d), dgate (N,kmax)
+  parts_.experts->backward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
+                           routing_.expert_offsets, Tensor(deo_).rows(0, A), Tensor(dxg_).rows(0, A),
+                           latent.data ? Tensor(dcg_).rows(0, A) : Tensor());
+  dispatcher_.dispatch_backward(routing_, dxg_, dh);  // dh += scatter of dxg
+  if (latent.data) {  // the selected experts' gradient reaches the cache C
+    be_.zero(scorer.latent_grad());
+    dispatcher_.dispatch_blocks_backward(routing_, dcg_, scorer.latent_grad());
+  }
   be_.zero(dscores_);
   be_.zero(dprobs_);
-  selector_->backward(dslot_gate_, routing_.slot_expert, routing_.slot_gate, dscores_, dprobs_);
+  parts_.selector->backward(dslot_gate_, routing_.slot_expert, routing_.slot_gate, probs_, dscores_, dprobs_);
   const AuxInputs in = aux_inputs();
-  for (auto& loss : aux_) loss->backward(in, dscores_, dprobs_, aux_scale);
-  scorer_->backward(h, probs_, dscores_, dprobs_, dh);
+  for (auto& loss : parts_.aux) loss->backward(in, dscores_, dprobs_, aux_scale);
+  scorer.backward(h, scores_, probs_, dscores_, dprobs_, dh);
+}
+
+void MoeLayer::begin_step(int64_t step) {
+  step_ = step;
+  std::fill(step_selected_.begin(), step_selected_.end(), 0);
+}
+
+void MoeLayer::update_selection_bias() {
+  if (bias_index_ < 0) return;
+  double mean = 0;
+  for (int64_t c : step_selected_) mean += static_cast<double>(c) / n_;
+  std::vector<double> b = download_as_double(be_, bias_);
+  for (int i = 0; i < n_; ++i) {
+    const double load = static_cast<double>(step_selected_[i]);
+    if (load > mean) b[i] -= bias_rate_;
+    if (load < mean) b[i] += bias_rate_;
+  }
+  upload_from_double(be_, bias_, b);
 }
 
 void MoeLayer::reset_stats() {
   stats_ = MoeLayerStats{};
   stats_.expert_assignments.assign(static_cast<size_t>(n_), 0);
-  for (auto& loss : aux_) stats_.aux_sum[loss->name()] = 0.0;
+  stats_.selected.assign(static_cast<size_t>(n_ + m_), 0);
+  stats_.act_norm_sum.assign(act_norm_ ? static_cast<size_t>(n_) : 0, 0.0);
+  for (auto& loss : parts_.aux) stats_.aux_sum[loss->name()] = 0.0;
+  if (step_selected_.empty()) step_selected_.assign(static_cast<size_t>(n_), 0);
 }
 
 }  // namespace am

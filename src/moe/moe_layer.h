@@ -1,7 +1,8 @@
 // The MoE feed-forward layer: scorer -> selector -> dispatcher -> experts -> combine, plus the
 // auxiliary losses (Megatron's moe_layer: route, dispatch, compute, combine, nothing else).
-// Each part is chosen by config (model.moe.*) and sits behind its own small interface.
-// A dense model (n_experts = 1, scorer none) runs its one SwiGLU expert on every token directly.
+// Each part is chosen by config (model.moe.*, built in components.cpp) and sits behind its own
+// small interface; any scorer goes with any selector. A dense model (n_experts = 1, scorer none)
+// runs its one SwiGLU expert on every token directly.
 #pragma once
 
 #include "config/config.h"
@@ -18,51 +19,83 @@
 
 namespace am {
 
-// Counters summed over the micro-batches since the last reset (one optimizer step, or a log
-// interval): what metrics.jsonl reports per layer.
+// Counters summed over the micro-batches since the last reset (a log interval): what
+// metrics.jsonl reports per layer (../shared/spec/selection.md §5).
 struct MoeLayerStats {
-  std::vector<int64_t> expert_assignments;  // (n) assignments per expert
+  std::vector<int64_t> expert_assignments;  // (n) routed assignments per true expert
+  std::vector<int64_t> selected;            // (n+m) selector slots per id, before capacity drops
   int64_t tokens = 0;
-  std::map<std::string, double> aux_sum;    // aux loss values (with coefficients), summed
+  int64_t dropped = 0;              // true-expert slots dropped by the capacity factor
+  int64_t unassigned = 0;           // tokens that reached no true expert
+  double ent_conf_sum = 0;          // sum over micro-batches of mean_t H(P_t) (AoE Eq. 8)
+  std::vector<double> act_norm_sum;  // (n) sum over micro-batches of mean_t s_t[i] (activation norms)
+  std::map<std::string, double> aux_sum;  // aux loss values (coefficients applied), summed
   int micro_batches = 0;
 };
 
+// The parts of a layer, as chosen by the config (components.cpp).
+struct MoeComponents {
+  std::unique_ptr<Experts> experts;
+  std::unique_ptr<Scorer> scorer;      // null for a dense layer
+  std::unique_ptr<Selector> selector;  // null for a dense layer
+  std::vector<std::unique_ptr<AuxLoss>> aux;
+};
+// seq_len: tokens per sequence (expert choice with group: sequence).
+MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len);
+
 class MoeLayer {
  public:
-  MoeLayer(Backend& be, const ModelConfig& cfg, int layer);
+  MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len = 0);
   void register_params(ParamTable& table);
   void bind(ParamStore& store);
   void allocate(int64_t n_tokens);
+  // Before each optimizer step's micro-batches: the step the coefficient schedules read, and a
+  // fresh count of the step's load for the selection bias.
+  void begin_step(int64_t step);
 
   // h (N,d) -> y (N,d) write. Returns the sum of the auxiliary losses (coefficients applied).
   double forward(Tensor h, Tensor y);
   // dy (N,d) -> dh (N,d) acc; parameter gradients acc. aux_scale multiplies aux-loss gradients.
   void backward(Tensor h, Tensor dy, Tensor dh, double aux_scale);
+  // Auxiliary-loss-free balancing (DeepSeek-V3), after each optimizer step: b_i -= u for experts
+  // loaded above the mean over that step's micro-batches, += u below it. No-op when u = 0.
+  void update_selection_bias();
 
-  bool dense() const { return scorer_ == nullptr; }
+  bool dense() const { return parts_.scorer == nullptr; }
+  bool trainable() const { return dense() || parts_.scorer->trainable(); }
+  bool reports_act_norms() const { return act_norm_; }
   int n_experts() const { return n_; }
+  int n_null() const { return m_; }
   const MoeLayerStats& stats() const { return stats_; }
+  const Routing& routing() const { return routing_; }  // of the last forward (tests, metrics)
   void reset_stats();
 
  private:
   AuxInputs aux_inputs() const;
+  void collect_stats();
 
   Backend& be_;
-  int n_, d_;
-  int64_t n_tokens_ = 0;
-  std::unique_ptr<Scorer> scorer_;      // null for a dense layer
-  std::unique_ptr<Selector> selector_;  // null for a dense layer
+  int n_, m_, d_;
+  bool act_norm_;
+  double bias_rate_;
+  std::string prefix_;
+  int64_t n_tokens_ = 0, step_ = 0;
+  MoeComponents parts_;
   LocalDispatcher dispatcher_;
-  std::unique_ptr<SwigluExperts> experts_;
-  std::vector<std::unique_ptr<AuxLoss>> aux_;
 
   // activations (saved for the backward)
-  TensorBuf scores_, probs_;  // (N,n)
+  TensorBuf scores_, probs_, rank_;  // (N, n+m); rank_ = scores + selection bias
   Routing routing_;
-  TensorBuf xg_, eo_;         // (N*kmax, d): expert inputs and outputs, expert-major
+  Backend::SlotStats selected_;      // of the current micro-batch
+  TensorBuf xg_, cg_, eo_;           // (N*kmax, d), (N*kmax, d_low), (N*kmax, d): expert-major
   std::vector<int64_t> dense_offsets_;
   // backward scratch
-  TensorBuf dscores_, dprobs_, dslot_gate_, deo_, dxg_;
+  TensorBuf dscores_, dprobs_, dslot_gate_, deo_, dxg_, dcg_;
+
+  // aux-loss-free balancing
+  int bias_index_ = -1;
+  Tensor bias_;                          // (n) selection bias (saved with the model, not trained)
+  std::vector<int64_t> step_selected_;   // (n) slots per true expert since the last update
 
   MoeLayerStats stats_;
 };

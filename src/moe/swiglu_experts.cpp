@@ -3,16 +3,6 @@
 #include <fmt/format.h>
 
 namespace am {
-namespace {
-
-std::string expert_name(const std::string& pattern, int e) {
-  return fmt::format(fmt::runtime(pattern), fmt::arg("e", e));
-}
-
-// A (rows, cols) view of the first `rows` rows starting at `begin`.
-Tensor rows_of(Tensor t, int64_t begin, int64_t rows) { return t.rows(begin, rows); }
-
-}  // namespace
 
 SwigluExperts::SwigluExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_ffn,
                              double init_std, double out_std)
@@ -21,9 +11,9 @@ SwigluExperts::SwigluExperts(Backend& be, ExpertNames names, int n_experts, int 
 
 void SwigluExperts::register_params(ParamTable& table) {
   for (int e = 0; e < n_; ++e) {
-    w1_index_.push_back(table.add(expert_name(names_.w1, e), {f_, d_}, Init::Normal, init_std_));
-    w3_index_.push_back(table.add(expert_name(names_.w3, e), {f_, d_}, Init::Normal, init_std_));
-    w2_index_.push_back(table.add(expert_name(names_.w2, e), {d_, f_}, Init::Normal, out_std_));
+    w1_index_.push_back(table.add(expert_param_name(names_.w1, e), {f_, d_}, Init::Normal, init_std_));
+    w3_index_.push_back(table.add(expert_param_name(names_.w3, e), {f_, d_}, Init::Normal, init_std_));
+    w2_index_.push_back(table.add(expert_param_name(names_.w2, e), {d_, f_}, Init::Normal, out_std_));
   }
 }
 
@@ -43,7 +33,11 @@ void SwigluExperts::allocate(int64_t max_rows) {
   for (TensorBuf* b : {&g_, &u_, &act_, &dg_, &du_, &dact_}) *b = TensorBuf(be_, dt, {max_rows, f_});
 }
 
-void SwigluExperts::forward(Tensor x, const std::vector<int64_t>& off, Tensor y) {
+namespace {
+Tensor rows_of(Tensor t, int64_t begin, int64_t rows) { return t.rows(begin, rows); }
+}  // namespace
+
+void SwigluExperts::forward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor y) {
   for (int e = 0; e < n_; ++e) {
     const int64_t b = off[e], rows = off[e + 1] - off[e];
     if (rows == 0) continue;
@@ -56,7 +50,8 @@ void SwigluExperts::forward(Tensor x, const std::vector<int64_t>& off, Tensor y)
   }
 }
 
-void SwigluExperts::backward(Tensor x, const std::vector<int64_t>& off, Tensor dy, Tensor dx) {
+void SwigluExperts::backward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor dy,
+                             Tensor dx, Tensor /*dlatent*/) {
   for (int e = 0; e < n_; ++e) {
     const int64_t b = off[e], rows = off[e + 1] - off[e];
     if (rows == 0) continue;
@@ -71,6 +66,13 @@ void SwigluExperts::backward(Tensor x, const std::vector<int64_t>& off, Tensor d
     be_.matmul(dxe, dg, false, w1_[e], false, 1.0, 0.0);    // dx = dg w1 + du w3
     be_.matmul(dxe, du, false, w3_[e], false, 1.0, 1.0);
   }
+}
+
+void SwigluExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g,
+                                    Tensor u) {
+  be_.matmul(g, x, false, w1_[e], true, 1.0, 0.0);  // (N, f)
+  be_.matmul(u, x, false, w3_[e], true, 1.0, 0.0);
+  node_from_gate_up(be_, node, g, u, w2_[e], out);
 }
 
 }  // namespace am

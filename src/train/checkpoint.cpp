@@ -5,6 +5,8 @@
 #include "io/safetensors.h"
 #include "model/model_info.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cstring>
 #include <filesystem>
 
@@ -55,13 +57,19 @@ void read_into(Backend& be, const SafetensorsFile& file, const std::string& name
   upload_from_double(be, dst, values);
 }
 
-void check_no_extra(const SafetensorsFile& file, const ParamTable& table, const std::string& suffix) {
+void check_no_extra(const SafetensorsFile& file, const ParamTable& table, bool allow_unused) {
+  std::vector<std::string> unused;
   for (const std::string& name : file.names()) {
-    const bool known = name.ends_with(suffix) && table.has(name.substr(0, name.size() - suffix.size()));
-    if (!known) {
+    if (table.has(name)) continue;
+    if (!allow_unused) {
       throw UserError(fmt::format("{}: holds tensor {} that this model does not have", file.path(), name),
                       "the checkpoint was written for a different model config; check model.* keys");
     }
+    unused.push_back(name);
+  }
+  if (!unused.empty()) {
+    spdlog::info("{}: ignoring {} tensor(s) this model does not use, e.g. {}", file.path(), unused.size(),
+                 unused.front());
   }
 }
 
@@ -103,13 +111,13 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
   return w.commit({{"tokens", state.tokens}});
 }
 
-TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt) {
+TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt, bool allow_unused) {
   verify_checkpoint(dir);
   Backend& be = params.backend();
   const ParamTable& table = params.table();
 
   SafetensorsFile model((fs::path(dir) / "model.safetensors").string());
-  check_no_extra(model, table, "");
+  check_no_extra(model, table, allow_unused);
   for (int i = 0; i < table.size(); ++i) {
     read_into(be, model, table.at(i).name, params.value(i), table.at(i).shape);
   }

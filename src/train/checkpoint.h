@@ -34,7 +34,10 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
 
 // Verifies the checkpoint's checksums, then loads its weights into `params` (names, shapes and
 // dtypes checked; F32 and F64 convert) and, when `opt` is given, the moments and trainer state.
-TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt);
+// Tensors the model lacks are an error, unless allow_unused (evaluating a router-trained model
+// with another scorer: its router weights are then ignored, and listed in the log).
+TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt,
+                             bool allow_unused = false);
 
 // The config a checkpoint was written with (its config.resolved.yaml), with overrides applied.
 Config load_checkpoint_config(const std::string& dir, const std::vector<std::string>& overrides = {});

@@ -34,6 +34,7 @@ void AdamW::update(int64_t step, double lr, double grad_norm) {
   if (cfg_.grad_clip > 0) s.grad_scale = std::min(1.0, cfg_.grad_clip / (grad_norm + 1e-6));
   Backend& be = store_.backend();
   for (int i = 0; i < store_.table().size(); ++i) {
+    if (!store_.table().at(i).trainable) continue;
     s.weight_decay = store_.table().at(i).decay ? cfg_.weight_decay : 0.0;
     be.adamw_update(store_.value(i), store_.grad(i), m(i), v(i), s);
   }

@@ -7,6 +7,7 @@
 #include "io/checkpoint_dir.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
+#include "moe/moe_metrics.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
@@ -75,29 +76,11 @@ std::string fmt_count(double x) {
   return fmt::format("{:.0f}", x);
 }
 
-// Per-layer MoE metrics over the interval since the last reset: load per expert (fraction of
-// assignments) and its entropy (AoE Eq. 7, load normalised to sum 1), experts per token, and each
-// auxiliary loss (mean per micro-batch) under "aux".
+// Per-layer MoE metrics over the interval since the last record (moe/moe_metrics.h); resets them.
 nlohmann::json moe_metrics(Transformer& model) {
   nlohmann::json layers = nlohmann::json::array();
   for (MoeLayer* l : model.moe_layers()) {
-    const MoeLayerStats& s = l->stats();
-    int64_t total = 0;
-    for (int64_t c : s.expert_assignments) total += c;
-    std::vector<double> load;
-    double ent = 0;
-    for (int64_t c : s.expert_assignments) {
-      const double p = total > 0 ? static_cast<double>(c) / static_cast<double>(total) : 0.0;
-      load.push_back(p);
-      if (p > 0) ent -= p * std::log(p);
-    }
-    nlohmann::json j = {{"load", load},
-                        {"ent_load", ent},
-                        {"experts_per_token", s.tokens > 0 ? static_cast<double>(total) / s.tokens : 0.0}};
-    nlohmann::json aux = nlohmann::json::object();
-    for (const auto& [name, sum] : s.aux_sum) aux[name] = s.micro_batches ? sum / s.micro_batches : 0.0;
-    j["aux"] = aux;
-    layers.push_back(j);
+    layers.push_back(moe_layer_metrics(*l, model.config().moe.selector.k));
     l->reset_stats();
   }
   return layers;
@@ -202,6 +185,19 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   }
 
   Transformer model(*be, cfg.model, B, T);
+  for (MoeLayer* l : model.moe_layers()) {
+    if (!l->trainable()) {
+      throw UserError(fmt::format("model.moe.scorer.node {} is for evaluation only: every expert would run "
+                                  "up to that node for every token, and it has no backward pass",
+                                  cfg.model.moe.scorer.node),
+                      "train AoE with scorer.node: latent; use other nodes with `autonomoe eval --set ...`");
+    }
+  }
+  if (cfg.model.moe.scorer.type != "none" && cfg.model.moe.selector.type == "expert_choice") {
+    spdlog::warn("expert choice (group: {}) selects each token by comparing it with every token of its group, "
+                 "later tokens of the same sequence included: training is not causal, and generation sees "
+                 "other groups than training (docs/selection.md)", cfg.model.moe.selector.group);
+  }
   AdamW opt(model.store(), tc);
   TrainerState state;
   if (resume_dir) {
@@ -254,6 +250,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     const int64_t step = state.step;
     const auto t0 = std::chrono::steady_clock::now();
     model.store().zero_grads();
+    model.begin_step(step);
     double ce = 0, aux = 0;
     for (int micro = 0; micro < tc.grad_accum; ++micro) {
       train_data.next(inputs.data(), targets.data());
@@ -271,6 +268,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     }
     const double lr = learning_rate(tc, step);
     opt.update(step, lr, norm);
+    model.end_step();
     be->synchronize();
     const double dt = seconds_since(t0);
     state.step = step + 1;
