@@ -97,8 +97,10 @@ class CudaBackend final : public Backend {
   void attention_backward(Tensor, Tensor, Tensor, Tensor, Tensor, const AttnShape&) override {
     not_yet("attention_backward");
   }
-  void swiglu_forward(Tensor, Tensor) override { not_yet("swiglu_forward"); }
-  void swiglu_backward(Tensor, Tensor, Tensor) override { not_yet("swiglu_backward"); }
+  void silu_forward(Tensor, Tensor) override { not_yet("silu_forward"); }
+  void silu_backward(Tensor, Tensor, Tensor) override { not_yet("silu_backward"); }
+  void swiglu_forward(Tensor, Tensor, Tensor) override { not_yet("swiglu_forward"); }
+  void swiglu_backward(Tensor, Tensor, Tensor, Tensor, Tensor) override { not_yet("swiglu_backward"); }
   void cross_entropy_forward(Tensor, Tensor, Tensor) override { not_yet("cross_entropy_forward"); }
   void cross_entropy_forward_backward(Tensor, Tensor, Tensor, double) override {
     not_yet("cross_entropy_forward_backward");
@@ -109,8 +111,26 @@ class CudaBackend final : public Backend {
   void axpy_rows(Tensor, Tensor, Tensor, double) override { not_yet("axpy_rows"); }
   std::vector<double> column_sums(Tensor) override { not_yet("column_sums"); }
   void add_to_rows(Tensor, const std::vector<double>&) override { not_yet("add_to_rows"); }
-  void topk_select(Tensor, Tensor, Tensor, int) override { not_yet("topk_select"); }
-  void topk_select_backward(Tensor, Tensor, Tensor, Tensor) override { not_yet("topk_select_backward"); }
+  void topk_select(Tensor, Tensor, Tensor, Tensor, int, int) override { not_yet("topk_select"); }
+  void topk_select_backward(Tensor, Tensor, Tensor, Tensor, int) override { not_yet("topk_select_backward"); }
+  void topp_select(Tensor, Tensor, Tensor, double, bool) override { not_yet("topp_select"); }
+  void topp_select_backward(Tensor, Tensor, Tensor, Tensor, Tensor, bool) override {
+    not_yet("topp_select_backward");
+  }
+  void expert_choice_select(Tensor, Tensor, Tensor, int64_t, int64_t) override { not_yet("expert_choice_select"); }
+  void expert_choice_select_backward(Tensor, Tensor, Tensor) override { not_yet("expert_choice_select_backward"); }
+  void capacity_route(Tensor, Tensor, Tensor, int, int64_t) override { not_yet("capacity_route"); }
+  SlotStats slot_stats(Tensor, int, int) override { not_yet("slot_stats"); }
+  void block_norms(Tensor, Tensor, int, NormKind) override { not_yet("block_norms"); }
+  void block_norms_backward(Tensor, Tensor, Tensor, Tensor, int, NormKind) override {
+    not_yet("block_norms_backward");
+  }
+  void gather_blocks(Tensor, Tensor, Tensor, Tensor) override { not_yet("gather_blocks"); }
+  void scatter_blocks_add(Tensor, Tensor, Tensor, Tensor) override { not_yet("scatter_blocks_add"); }
+  void broadcast_columns(Tensor, Tensor, int64_t) override { not_yet("broadcast_columns"); }
+  void copy_columns(Tensor, Tensor, int64_t) override { not_yet("copy_columns"); }
+  double entropy_sum(Tensor) override { not_yet("entropy_sum"); }
+  void entropy_backward(Tensor, Tensor, double) override { not_yet("entropy_backward"); }
   int64_t route_build(Tensor, Tensor, std::vector<int64_t>&, Tensor, int) override { not_yet("route_build"); }
   void gather_rows(Tensor, Tensor, Tensor, int) override { not_yet("gather_rows"); }
   void combine(Tensor, Tensor, Tensor, Tensor) override { not_yet("combine"); }

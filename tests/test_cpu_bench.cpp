@@ -92,10 +92,11 @@ TEST_CASE("cpu timings of representative ops", "[.][cpu-bench]") {
   });
   std::printf("rmsnorm forward+backward 2048 x 128: %.3f ms\n", rn);
   const int64_t f = 512;
-  Tensor gu = ar.randn({T, 2 * f}, rng), h = ar.f({T, f}), dgu = ar.f({T, 2 * f});
+  Tensor sg = ar.randn({T, f}, rng), su = ar.randn({T, f}, rng), h = ar.f({T, f});
+  Tensor dsg = ar.f({T, f}), dsu = ar.f({T, f});
   const double sw = best_ms(15, [&] {
-    be.swiglu_forward(h, gu);
-    be.swiglu_backward(dgu, h, gu);
+    be.swiglu_forward(h, sg, su);
+    be.swiglu_backward(dsg, dsu, h, sg, su);
   });
   std::printf("swiglu forward+backward 2048 x 512: %.3f ms\n", sw);
   {

@@ -99,6 +99,87 @@ TEST_CASE("cpu determinism: 1, 2 and 3 threads give identical bits", "[cpu]") {
                           });
 }
 
+TEST_CASE("cpu determinism: selection, capacity, block norms and entropy across thread counts",
+          "[cpu]") {
+  // Sizes above kParallelGrain for each op, so that 2 and 3 threads really split the work.
+  check_thread_invariance("topp", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
+    std::mt19937_64 rng(55);
+    const int64_t N = 2000, n = 16, kmax = 4;
+    Tensor z = ar.randn({N, n}, rng, 2.0), probs = ar.f({N, n}), R = ar.randn({N, kmax}, rng);
+    be.softmax_rows(probs, z);
+    Tensor ex = ar.i32({N, kmax}), gate = ar.f({N, kmax}), dprobs = ar.f({N, n});
+    be.topp_select(ex, gate, probs, 0.6, true);
+    be.topp_select_backward(dprobs, R, ex, gate, probs, true);
+    out = {ex, gate, dprobs};
+  });
+  check_thread_invariance("expert choice", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
+    std::mt19937_64 rng(56);
+    const int64_t N = 4096, n = 16;
+    Tensor z = ar.f({N, n}), probs = ar.f({N, n}), R = ar.randn({N, n}, rng);
+    for (int64_t i = 0; i < N * n; ++i) Arena::set(z, i, double(rng() % 7));  // many ties
+    be.softmax_rows(probs, z);
+    Tensor ex = ar.i32({N, n}), gate = ar.f({N, n}), dprobs = ar.f({N, n});
+    be.expert_choice_select(ex, gate, probs, 512, 128);
+    be.expert_choice_select_backward(dprobs, R, ex);
+    out = {ex, gate, dprobs};
+  });
+  check_thread_invariance("capacity_route", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
+    std::mt19937_64 rng(57);
+    const int64_t N = 20000, kmax = 2, n_total = 10;
+    Tensor scores = ar.f({N, n_total});
+    for (int64_t i = 0; i < N * n_total; ++i) Arena::set(scores, i, double(rng() % 5));  // ties
+    std::vector<int32_t> se(size_t(N * kmax));
+    for (int64_t t = 0; t < N; ++t) {
+      se[t * kmax] = int32_t(rng() % n_total);
+      se[t * kmax + 1] = int32_t((se[t * kmax] + 1 + rng() % (n_total - 1)) % n_total);
+    }
+    Tensor routed = ar.i32({N, kmax});
+    be.capacity_route(routed, ar.i32({N, kmax}, se), scores, 8, 3000);
+    out = {routed};
+  });
+  check_thread_invariance("block norms", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
+    std::mt19937_64 rng(58);
+    const int64_t N = 512, nb = 8, dl = 16;
+    Tensor c = ar.randn({N, nb * dl}, rng), R = ar.randn({N, nb + 1}, rng);
+    using K = Backend::NormKind;
+    for (const K kind : {K::L2, K::L1, K::Linf}) {
+      Tensor s = ar.f({N, nb + 1}), dc = ar.f({N, nb * dl});
+      be.block_norms(s, c, int(nb), kind);
+      be.block_norms_backward(dc, R, c, s, int(nb), kind);
+      out.push_back(s);
+      out.push_back(dc);
+    }
+  });
+  check_thread_invariance("gather/scatter blocks", [](Backend& be, Arena& ar,
+                                                      std::vector<Tensor>& out) {
+    std::mt19937_64 rng(59);
+    const int64_t N = 2048, kmax = 2, n = 8, dl = 16;
+    std::vector<int32_t> se(size_t(N * kmax));
+    for (int64_t t = 0; t < N; ++t) {
+      se[t * kmax] = int32_t(rng() % n);
+      se[t * kmax + 1] = int32_t((se[t * kmax] + 1 + rng() % (n - 1)) % n);
+    }
+    Tensor slot_expert = ar.i32({N, kmax}, se), slot_assign = ar.i32({N, kmax});
+    Tensor assign_slot = ar.i32({N * kmax});
+    std::vector<int64_t> off;
+    const int64_t A = be.route_build(assign_slot, slot_assign, off, slot_expert, int(n));
+    Tensor c = ar.randn({N, n * dl}, rng), blocks = ar.f({A, dl}), dc = ar.randn({N, n * dl}, rng);
+    be.gather_blocks(blocks, c, assign_slot, slot_expert);
+    be.scatter_blocks_add(dc, blocks, assign_slot, slot_expert);
+    out = {blocks, dc};
+  });
+  check_thread_invariance("entropy", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
+    std::mt19937_64 rng(60);
+    const int64_t N = 20000, n = 8;  // 10 chunks of kReduceChunk
+    Tensor z = ar.randn({N, n}, rng, 2.0), p = ar.f({N, n}), dp = ar.f({N, n});
+    be.softmax_rows(p, z);
+    Tensor res = ar.make(DType::F64, {1});
+    d64(res)[0] = be.entropy_sum(p);
+    be.entropy_backward(dp, p, 0.3);
+    out = {res, dp};
+  });
+}
+
 namespace {
 
 // Inputs drawn once in double, given to an F64 and an F32 backend; the op runs on both and every
@@ -185,7 +266,8 @@ TEST_CASE("cpu float and double kernels agree to ~1e-5 relative", "[cpu]") {
   check_close("attention lse", lse);
   check_close("attention dqkv", dqkv);
   // swiglu, cross-entropy, softmax, top-k, routing, adamw
-  auto gu = w.randn({N, 2 * d}, 2.0), h = w.zeros({N, d}), dgu = w.zeros({N, 2 * d});
+  auto sg = w.randn({N, d}, 2.0), su = w.randn({N, d}), h = w.zeros({N, d});
+  auto dsg = w.zeros({N, d}), dsu = w.zeros({N, d});
   auto logits = w.randn({N, 50}, 3.0), losses = w.zeros({N});
   std::vector<int32_t> tg(N);
   for (int64_t i = 0; i < N; ++i) tg[i] = static_cast<int32_t>((i * 7) % 50) - (i == 3 ? 60 : 0);
@@ -200,21 +282,22 @@ TEST_CASE("cpu float and double kernels agree to ~1e-5 relative", "[cpu]") {
   for (int k = 0; k < 2; ++k) {
     Backend& be = k ? static_cast<Backend&>(w.b32) : w.b64;
     auto pick = [k](const std::pair<Tensor, Tensor>& p) { return k ? p.second : p.first; };
-    be.swiglu_forward(pick(h), pick(gu));
-    be.swiglu_backward(pick(dgu), pick(R), pick(gu));
+    be.swiglu_forward(pick(h), pick(sg), pick(su));
+    be.swiglu_backward(pick(dsg), pick(dsu), pick(R), pick(sg), pick(su));
     be.cross_entropy_forward_backward(pick(losses), pick(logits), pick(targets), 0.5);
     be.softmax_rows(pick(p), pick(z));
     be.softmax_rows_backward(pick(dz), pick(R).reshape({N * 4, 8}).rows(0, N), pick(p));
     be.logsumexp_rows(pick(l), pick(z));
-    be.topk_select(pick(ex), pick(gate), pick(z), 2);
-    be.topk_select_backward(pick(dsc), pick(dgate), pick(ex), pick(gate));
+    be.topk_select(pick(ex), pick(gate), pick(z), pick(z), 2, 8);
+    be.topk_select_backward(pick(dsc), pick(dgate), pick(ex), pick(gate), 8);
     for (int step = 1; step <= 3; ++step) {
       st.step = step;
       be.adamw_update(pick(par), pick(grad), pick(m), pick(v), st);
     }
   }
   check_close("swiglu h", h);
-  check_close("swiglu dgu", dgu);
+  check_close("swiglu dg", dsg);
+  check_close("swiglu du", dsu);
   check_close("cross-entropy losses", losses);
   check_close("cross-entropy dlogits", logits);
   check_close("softmax", p);

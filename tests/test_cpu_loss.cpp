@@ -1,5 +1,5 @@
-// CPU backend: SwiGLU, cross-entropy and the row-softmax helpers (softmax, logsumexp, axpy_rows,
-// column_sums / add_to_rows), forward against direct formulas and gradients.
+// CPU backend: SiLU, SwiGLU, cross-entropy and the row-softmax helpers (softmax, logsumexp,
+// axpy_rows, column_sums / add_to_rows), forward against direct formulas and gradients.
 #include "test_cpu_util.h"
 
 #include <cmath>
@@ -7,25 +7,55 @@
 using namespace am;
 using namespace am::test;
 
-TEST_CASE("cpu swiglu: forward formula and gradient", "[cpu]") {
+TEST_CASE("cpu silu: forward formula and gradient (accumulated)", "[cpu]") {
+  CpuBackend be(DType::F64, 2);
+  Arena ar(be);
+  std::mt19937_64 rng(29);
+  const int64_t M = 4, f = 6;
+  Tensor x = ar.randn({M, f}, rng, 2.0), y = ar.f({M, f}), R = ar.randn({M, f}, rng);
+  be.silu_forward(y, x);
+  for (int64_t i = 0; i < M * f; ++i) {
+    const double v = d64(x)[i];
+    CHECK(d64(y)[i] == Approx(v / (1 + std::exp(-v))).epsilon(1e-14));
+  }
+  auto loss = [&] {
+    be.silu_forward(y, x);
+    return weighted_sum(R, y);
+  };
+  // "acc": the gradient lands on top of what dx held.
+  Tensor dx0 = ar.randn({M, f}, rng), dx = ar.clone(dx0);
+  be.silu_backward(dx, R, x);
+  be.axpy(dx, dx0, -1.0);
+  check_gradient(loss, d64(x), d64(dx), x.numel(), {.what = "silu dx"});
+}
+
+TEST_CASE("cpu swiglu: forward formula and gradients with respect to g and u", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(30);
   const int64_t M = 4, f = 6;
-  Tensor gu = ar.randn({M, 2 * f}, rng, 2.0), h = ar.f({M, f}), R = ar.randn({M, f}, rng);
-  be.swiglu_forward(h, gu);
-  for (int64_t r = 0; r < M; ++r)
-    for (int64_t i = 0; i < f; ++i) {
-      const double g = d64(gu)[r * 2 * f + i], u = d64(gu)[r * 2 * f + f + i];
-      CHECK(d64(h)[r * f + i] == Approx(g / (1 + std::exp(-g)) * u).epsilon(1e-14));
-    }
+  Tensor g = ar.randn({M, f}, rng, 2.0), u = ar.randn({M, f}, rng), h = ar.f({M, f});
+  Tensor R = ar.randn({M, f}, rng);
+  be.swiglu_forward(h, g, u);
+  for (int64_t i = 0; i < M * f; ++i) {
+    const double gv = d64(g)[i], uv = d64(u)[i];
+    CHECK(d64(h)[i] == Approx(gv / (1 + std::exp(-gv)) * uv).epsilon(1e-14));
+  }
   auto loss = [&] {
-    be.swiglu_forward(h, gu);
+    be.swiglu_forward(h, g, u);
     return weighted_sum(R, h);
   };
-  Tensor dgu = ar.f({M, 2 * f});
-  be.swiglu_backward(dgu, R, gu);
-  check_gradient(loss, d64(gu), d64(dgu), gu.numel(), {.what = "swiglu dgu"});
+  Tensor dg = ar.f({M, f}), du = ar.f({M, f});
+  for (int64_t i = 0; i < M * f; ++i) d64(dg)[i] = d64(du)[i] = NAN;  // "write"
+  be.swiglu_backward(dg, du, R, g, u);
+  check_gradient(loss, d64(g), d64(dg), g.numel(), {.what = "swiglu dg"});
+  check_gradient(loss, d64(u), d64(du), u.numel(), {.what = "swiglu du"});
+  // SwiGLU is SiLU(g) * u, the two steps of the SiLU op.
+  Tensor sg = ar.f({M, f});
+  be.swiglu_forward(h, g, u);  // the gradient checks left h at a perturbed g
+  be.silu_forward(sg, g);
+  for (int64_t i = 0; i < M * f; ++i)
+    CHECK(d64(h)[i] == Approx(d64(sg)[i] * d64(u)[i]).epsilon(1e-15));
 }
 
 TEST_CASE("cpu cross-entropy: losses against log-softmax, ignored targets, bad targets", "[cpu]") {

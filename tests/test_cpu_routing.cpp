@@ -22,7 +22,7 @@ TEST_CASE("cpu topk: k largest in descending order, ties to the lower index, gat
   for (int64_t i = 0; i < N * n; ++i) d64(scores)[i] = 0.5 * grid(rng);
   for (int64_t j = 0; j < n; ++j) d64(scores)[j] = 1.0;  // row 0: all tied -> 0, 1, 2
   Tensor ex = ar.i32({N, k}), gate = ar.f({N, k});
-  be.topk_select(ex, gate, scores, k);
+  be.topk_select(ex, gate, scores, scores, k, int(n));
   for (int64_t t = 0; t < N; ++t) {
     const double* s = d64(scores) + t * n;
     std::vector<int> order(n);
@@ -41,7 +41,8 @@ TEST_CASE("cpu topk: k largest in descending order, ties to the lower index, gat
   CHECK(i32p(ex)[0] == 0);
   CHECK(i32p(ex)[1] == 1);
   CHECK(i32p(ex)[2] == 2);
-  CHECK_THROWS_AS(be.topk_select(ar.i32({N, 8}), ar.f({N, 8}), scores, 8), InternalError);
+  CHECK_THROWS_AS(be.topk_select(ar.i32({N, 8}), ar.f({N, 8}), scores, scores, 8, int(n)),
+                  InternalError);
 }
 
 TEST_CASE("cpu topk: gradient of the gates with respect to the scores (fixed selection)", "[cpu]") {
@@ -60,14 +61,14 @@ TEST_CASE("cpu topk: gradient of the gates with respect to the scores (fixed sel
     for (int64_t j = 0; j < n; ++j) d64(scores)[t * n + j] = 0.3 * perm[j] + 0.1 * t;
   }
   Tensor ex = ar.i32({N, k}), gate = ar.f({N, k});
-  be.topk_select(ex, gate, scores, k);
+  be.topk_select(ex, gate, scores, scores, k, int(n));
   const std::vector<int32_t> chosen(i32p(ex), i32p(ex) + N * k);
   auto loss = [&] {
-    be.topk_select(ex, gate, scores, k);
+    be.topk_select(ex, gate, scores, scores, k, int(n));
     return weighted_sum(R, gate);
   };
   Tensor dscores = ar.f({N, n});
-  be.topk_select_backward(dscores, R, ex, gate);
+  be.topk_select_backward(dscores, R, ex, gate, int(n));
   check_gradient(loss, d64(scores), d64(dscores), scores.numel(),
                  {.max_entries = 0, .what = "topk dscores"});
   CHECK(std::equal(chosen.begin(), chosen.end(), i32p(ex)));

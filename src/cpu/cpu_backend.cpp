@@ -1,5 +1,6 @@
-// CpuBackend: construction, memory, dense math, embedding, RMSNorm, RoPE, attention, SwiGLU and
-// cross-entropy. The routing, softmax helpers and the optimizer are in cpu_backend_moe.cpp.
+// CpuBackend: construction, memory, dense math, embedding, RMSNorm, RoPE, attention, SiLU /
+// SwiGLU and cross-entropy. The routing, softmax helpers and the optimizer are in
+// cpu_backend_moe.cpp; selection, activation norms and entropy in cpu_backend_select.cpp.
 #include "cpu/cpu_backend.h"
 
 #include "cpu/cpu_checks.h"
@@ -252,28 +253,54 @@ void CpuBackend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor
   });
 }
 
-// ---- SwiGLU ----
+// ---- SiLU and SwiGLU ----
 
-void CpuBackend::swiglu_forward(Tensor h, Tensor gu) {
-  const int64_t M = row_count(h), f = last_dim(h);
-  check_matrix("swiglu_forward", "h", h, dtype_, M, f);
-  check_matrix("swiglu_forward", "gu", gu, dtype_, M, 2 * f);
+void CpuBackend::silu_forward(Tensor y, Tensor x) {
+  const int64_t M = row_count(x), f = last_dim(x);
+  check_matrix("silu_forward", "x", x, dtype_, M, f);
+  check_matrix("silu_forward", "y", y, dtype_, M, f);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::swiglu_forward<T>(h.as<T>(), gu.as<T>(), M, f);
+    cpu::silu_forward<T>(y.as<T>(), x.as<T>(), M * f);
   });
 }
 
-void CpuBackend::swiglu_backward(Tensor dgu, Tensor dh, Tensor gu) {
-  const int64_t M = row_count(dh), f = last_dim(dh);
-  check_matrix("swiglu_backward", "dh", dh, dtype_, M, f);
-  check_matrix("swiglu_backward", "gu", gu, dtype_, M, 2 * f);
-  check_matrix("swiglu_backward", "dgu", dgu, dtype_, M, 2 * f);
+void CpuBackend::silu_backward(Tensor dx, Tensor dy, Tensor x) {
+  const int64_t M = row_count(x), f = last_dim(x);
+  check_matrix("silu_backward", "x", x, dtype_, M, f);
+  check_matrix("silu_backward", "dy", dy, dtype_, M, f);
+  check_matrix("silu_backward", "dx", dx, dtype_, M, f);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::swiglu_backward<T>(dgu.as<T>(), dh.as<T>(), gu.as<T>(), M, f);
+    cpu::silu_backward<T>(dx.as<T>(), dy.as<T>(), x.as<T>(), M * f);
+  });
+}
+
+void CpuBackend::swiglu_forward(Tensor h, Tensor g, Tensor u) {
+  const int64_t M = row_count(h), f = last_dim(h);
+  check_matrix("swiglu_forward", "h", h, dtype_, M, f);
+  check_matrix("swiglu_forward", "g", g, dtype_, M, f);
+  check_matrix("swiglu_forward", "u", u, dtype_, M, f);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::swiglu_forward<T>(h.as<T>(), g.as<T>(), u.as<T>(), M * f);
+  });
+}
+
+void CpuBackend::swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) {
+  const int64_t M = row_count(dh), f = last_dim(dh);
+  check_matrix("swiglu_backward", "dh", dh, dtype_, M, f);
+  check_matrix("swiglu_backward", "g", g, dtype_, M, f);
+  check_matrix("swiglu_backward", "u", u, dtype_, M, f);
+  check_matrix("swiglu_backward", "dg", dg, dtype_, M, f);
+  check_matrix("swiglu_backward", "du", du, dtype_, M, f);
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::swiglu_backward<T>(dg.as<T>(), du.as<T>(), dh.as<T>(), g.as<T>(), u.as<T>(), M * f);
   });
 }
 

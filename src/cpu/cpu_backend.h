@@ -51,8 +51,10 @@ class CpuBackend final : public Backend {
   void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                           const AttnShape& s) override;
 
-  void swiglu_forward(Tensor h, Tensor gu) override;
-  void swiglu_backward(Tensor dgu, Tensor dh, Tensor gu) override;
+  void silu_forward(Tensor y, Tensor x) override;
+  void silu_backward(Tensor dx, Tensor dy, Tensor x) override;
+  void swiglu_forward(Tensor h, Tensor g, Tensor u) override;
+  void swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) override;
 
   void cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) override;
   void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
@@ -65,9 +67,32 @@ class CpuBackend final : public Backend {
   std::vector<double> column_sums(Tensor x) override;
   void add_to_rows(Tensor x, const std::vector<double>& v) override;
 
-  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor scores, int k) override;
-  void topk_select_backward(Tensor dscores, Tensor dslot_gate, Tensor slot_expert,
-                            Tensor slot_gate) override;
+  // Expert selection, activation norms and entropy: cpu_backend_select.cpp.
+  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores,
+                   int k, int n_true) override;
+  void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
+                            Tensor slot_gate, int n_true) override;
+  void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
+                   bool renormalize) override;
+  void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                            Tensor probs, bool renormalize) override;
+  void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
+                            int64_t capacity) override;
+  void expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) override;
+  void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
+                      int64_t capacity) override;
+  SlotStats slot_stats(Tensor slot_expert, int n_total, int n_true) override;
+
+  void block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) override;
+  void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
+                            NormKind kind) override;
+  void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override;
+  void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override;
+  void broadcast_columns(Tensor x, Tensor v, int64_t col) override;
+  void copy_columns(Tensor dst, Tensor src, int64_t col) override;
+
+  double entropy_sum(Tensor p) override;
+  void entropy_backward(Tensor dp, Tensor p, double scale) override;
 
   int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
                       Tensor slot_expert, int n_experts) override;

@@ -1,10 +1,9 @@
-// CpuBackend: row-softmax helpers, top-k selection, routing and the optimizer.
+// CpuBackend: row-softmax helpers, routing and the optimizer.
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_checks.h"
 #include "cpu/ops_adamw.h"
 #include "cpu/ops_routing.h"
 #include "cpu/ops_softmax.h"
-#include "cpu/ops_topk.h"
 
 namespace am {
 
@@ -77,35 +76,6 @@ void CpuBackend::add_to_rows(Tensor x, const std::vector<double>& v) {
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
     cpu::add_to_rows<T>(x.as<T>(), v.data(), N, n);
-  });
-}
-
-// ---- top-k selection ----
-
-void CpuBackend::topk_select(Tensor slot_expert, Tensor slot_gate, Tensor scores, int k) {
-  const int64_t N = row_count(scores), n = last_dim(scores);
-  check_matrix("topk_select", "scores", scores, dtype_, N, n);
-  check_matrix("topk_select", "slot_expert", slot_expert, DType::I32, N, k);
-  check_matrix("topk_select", "slot_gate", slot_gate, dtype_, N, k);
-  enter();
-  dispatch(dtype_, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::topk_select<T>(slot_expert.as<int32_t>(), slot_gate.as<T>(), scores.as<T>(), N, n, k);
-  });
-}
-
-void CpuBackend::topk_select_backward(Tensor dscores, Tensor dslot_gate, Tensor slot_expert,
-                                      Tensor slot_gate) {
-  const int64_t N = row_count(dscores), n = last_dim(dscores), k = last_dim(slot_gate);
-  check_matrix("topk_select_backward", "dscores", dscores, dtype_, N, n);
-  check_matrix("topk_select_backward", "slot_gate", slot_gate, dtype_, N, k);
-  check_matrix("topk_select_backward", "dslot_gate", dslot_gate, dtype_, N, k);
-  check_matrix("topk_select_backward", "slot_expert", slot_expert, DType::I32, N, k);
-  enter();
-  dispatch(dtype_, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::topk_select_backward<T>(dscores.as<T>(), dslot_gate.as<T>(), slot_expert.as<int32_t>(),
-                                 slot_gate.as<T>(), N, n, k);
   });
 }
 

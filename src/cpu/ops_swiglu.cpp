@@ -7,7 +7,6 @@
 namespace am::cpu {
 
 namespace {
-// In T: element-wise, no reduction to protect, and expf is much cheaper than exp.
 template <typename T>
 inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
@@ -15,36 +14,43 @@ inline T sigmoid(T x) {
 }  // namespace
 
 template <typename T>
-void swiglu_forward(T* h, const T* gu, int64_t M, int64_t f) {
-#pragma omp parallel for schedule(static) if (M * f >= kParallelGrain)
-  for (int64_t r = 0; r < M; ++r) {
-    const T* gate = gu + r * 2 * f;
-    const T* up = gate + f;
-    T* o = h + r * f;
-    for (int64_t i = 0; i < f; ++i) o[i] = gate[i] * sigmoid(gate[i]) * up[i];
+void silu_forward(T* y, const T* x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
+}
+
+template <typename T>
+void silu_backward(T* dx, const T* dy, const T* x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const T s = sigmoid(x[i]);
+    dx[i] += dy[i] * s * (T(1) + x[i] * (T(1) - s));
   }
 }
 
 template <typename T>
-void swiglu_backward(T* dgu, const T* dh, const T* gu, int64_t M, int64_t f) {
-#pragma omp parallel for schedule(static) if (M * f >= kParallelGrain)
-  for (int64_t r = 0; r < M; ++r) {
-    const T* gate = gu + r * 2 * f;
-    const T* up = gate + f;
-    const T* d = dh + r * f;
-    T* dgate = dgu + r * 2 * f;
-    T* dup = dgate + f;
-    for (int64_t i = 0; i < f; ++i) {
-      const T g = gate[i], s = sigmoid(g);
-      dgate[i] = d[i] * up[i] * s * (T(1) + g * (T(1) - s));
-      dup[i] = d[i] * g * s;
-    }
+void swiglu_forward(T* h, const T* g, const T* u, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) h[i] = g[i] * sigmoid(g[i]) * u[i];
+}
+
+template <typename T>
+void swiglu_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const T x = g[i], s = sigmoid(x), d = dh[i], up = u[i];
+    dg[i] = d * up * s * (T(1) + x * (T(1) - s));
+    du[i] = d * x * s;
   }
 }
 
-template void swiglu_forward<float>(float*, const float*, int64_t, int64_t);
-template void swiglu_forward<double>(double*, const double*, int64_t, int64_t);
-template void swiglu_backward<float>(float*, const float*, const float*, int64_t, int64_t);
-template void swiglu_backward<double>(double*, const double*, const double*, int64_t, int64_t);
+#define AM_INSTANTIATE(T)                                                    \
+  template void silu_forward<T>(T*, const T*, int64_t);                      \
+  template void silu_backward<T>(T*, const T*, const T*, int64_t);           \
+  template void swiglu_forward<T>(T*, const T*, const T*, int64_t);          \
+  template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, int64_t);
+AM_INSTANTIATE(float)
+AM_INSTANTIATE(double)
+#undef AM_INSTANTIATE
 
 }  // namespace am::cpu
