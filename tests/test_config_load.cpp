@@ -70,6 +70,24 @@ TEST_CASE("a valid config loads with its values and the documented defaults", "[
   CHECK(cfg.model.moe.selector.type == "topk");
   CHECK(cfg.model.moe.aux.load_balance == 0.01);
   CHECK(cfg.model.moe.aux.z_loss == 0.0);
+  CHECK(cfg.model.moe.expert.type == "swiglu");
+  CHECK(cfg.model.moe.expert.d_low == 0);
+  CHECK(cfg.model.moe.expert.d_wide == 0);
+  CHECK(cfg.model.moe.expert.multiple_of == 1);
+  CHECK(cfg.model.moe.scorer.node == "latent");
+  CHECK(cfg.model.moe.scorer.norm == "l2");
+  CHECK(cfg.model.moe.scorer.d_hidden == 0);
+  CHECK(cfg.model.moe.selector.capacity_factor == 0.0);
+  CHECK(cfg.model.moe.selector.p == 0.6);
+  CHECK(cfg.model.moe.selector.renormalize == false);
+  CHECK(cfg.model.moe.selector.max_k == 0);
+  CHECK(cfg.model.moe.selector.group == "batch");
+  CHECK(cfg.model.moe.selector.n_null == 0);
+  CHECK(cfg.model.moe.aux.load_balance.points ==
+        std::vector<std::pair<int64_t, double>>{{0, 0.01}});
+  CHECK(cfg.model.moe.aux.null_load_balance == 0.0);
+  CHECK(cfg.model.moe.aux.entropy == 0.0);
+  CHECK(cfg.model.moe.aux.bias_update_rate == 0.0);
   CHECK(cfg.data.val == "");
   CHECK(cfg.data.shuffle == true);
   CHECK(cfg.train.grad_accum == 1);
@@ -204,5 +222,8 @@ TEST_CASE("unknown-key suggestions use edit distance over paths and sibling name
   CHECK(suggest_key("model.n_expert") == "model.moe.n_experts");  // both
   CHECK(suggest_key("model.completely_different") == "");
   CHECK_THAT(unknown_key_hint("model.moe.zzzzzz"),
-             Catch::Contains("valid keys in model.moe: n_experts, d_ffn, scorer, selector, aux"));
+             Catch::Contains(
+                 "valid keys in model.moe: n_experts, d_ffn, expert, scorer, selector, aux"));
+  CHECK(suggest_key("model.moe.expert.dlow") == "model.moe.expert.d_low");
+  CHECK(suggest_key("model.moe.aux.null_load_balanc") == "model.moe.aux.null_load_balance");
 }

@@ -61,6 +61,22 @@ void check_equal(const Config& a, const Config& b) {
   CHECK(a.model.moe.selector.k == b.model.moe.selector.k);
   CHECK(a.model.moe.aux.load_balance == b.model.moe.aux.load_balance);
   CHECK(a.model.moe.aux.z_loss == b.model.moe.aux.z_loss);
+  CHECK(a.model.moe.expert.type == b.model.moe.expert.type);
+  CHECK(a.model.moe.expert.d_low == b.model.moe.expert.d_low);
+  CHECK(a.model.moe.expert.d_wide == b.model.moe.expert.d_wide);
+  CHECK(a.model.moe.expert.multiple_of == b.model.moe.expert.multiple_of);
+  CHECK(a.model.moe.scorer.node == b.model.moe.scorer.node);
+  CHECK(a.model.moe.scorer.norm == b.model.moe.scorer.norm);
+  CHECK(a.model.moe.scorer.d_hidden == b.model.moe.scorer.d_hidden);
+  CHECK(a.model.moe.selector.capacity_factor == b.model.moe.selector.capacity_factor);
+  CHECK(a.model.moe.selector.p == b.model.moe.selector.p);
+  CHECK(a.model.moe.selector.renormalize == b.model.moe.selector.renormalize);
+  CHECK(a.model.moe.selector.max_k == b.model.moe.selector.max_k);
+  CHECK(a.model.moe.selector.group == b.model.moe.selector.group);
+  CHECK(a.model.moe.selector.n_null == b.model.moe.selector.n_null);
+  CHECK(a.model.moe.aux.null_load_balance == b.model.moe.aux.null_load_balance);
+  CHECK(a.model.moe.aux.entropy == b.model.moe.aux.entropy);
+  CHECK(a.model.moe.aux.bias_update_rate == b.model.moe.aux.bias_update_rate);
   CHECK(a.data.train == b.data.train);
   CHECK(a.data.val == b.data.val);
   CHECK(a.data.seq_len == b.data.seq_len);
@@ -93,14 +109,22 @@ TEST_CASE("config_to_yaml round-trips exactly, awkward values included", "[confi
       {"run.name=\"null\"", "run.out_dir=' lead: and #hash'", "data.val=\"\"",
        "train.lr=0.30000000000000004", "train.min_lr=1e-300", "model.init_std=0.1",
        "run.seed=18446744073709551615", "model.rope_theta=500000", "checkpoint.save_initial=true",
-       "train.lr_schedule=linear", "model.moe.aux.load_balance=0.0123456789012345678"});
+       "train.lr_schedule=linear", "model.moe.aux.load_balance=0.0123456789012345678",
+       "model.moe.expert={type: factorized, d_low: 16, multiple_of: 8}",
+       "model.moe.scorer={type: act_norm, norm: linf}",
+       "model.moe.selector={type: topp, p: 0.55, renormalize: true, max_k: 3}",
+       "model.moe.aux.z_loss=0", "model.moe.aux.entropy=[[0, 1e-4], [7, 0.30000000000000004]]"});
   CHECK(original.run.name == "null");
   CHECK(original.run.out_dir == " lead: and #hash");
   CHECK(original.train.lr == 0.30000000000000004);
   CHECK(original.run.seed == 18446744073709551615ull);
+  CHECK(original.model.moe.aux.entropy.points ==
+        std::vector<std::pair<int64_t, double>>{{0, 1e-4}, {7, 0.30000000000000004}});
 
   const std::string yaml = config_to_yaml(original);
   CHECK(yaml.find("extends") == std::string::npos);
+  CHECK_THAT(yaml, Catch::Contains("    entropy: [[0, 0.0001], [7, 0.30000000000000004]]\n"));
+  CHECK_THAT(yaml, Catch::Contains("    load_balance: 0.01234567890123456"));  // constant
   for (const KeySpec& key : config_schema()) {  // every key is written
     CHECK_THAT(yaml, Catch::Contains(key.name() + ":"));
   }
@@ -116,9 +140,11 @@ TEST_CASE("config_to_yaml round-trips exactly, awkward values included", "[confi
 TEST_CASE("config_to_yaml nests sections", "[config]") {
   const std::string yaml = config_to_yaml(load_config(fixture("base.yaml")));
   CHECK_THAT(yaml, Catch::Contains("model:\n  vocab_size: 256\n"));
-  CHECK_THAT(yaml, Catch::Contains("\n  moe:\n    n_experts: 4\n    d_ffn: 128\n    scorer:\n"
-                                   "      type: router\n    selector:\n      type: topk\n"
-                                   "      k: 2\n"));
+  CHECK_THAT(yaml, Catch::Contains("\n  moe:\n    n_experts: 4\n    d_ffn: 128\n    expert:\n"
+                                   "      type: swiglu\n"));
+  CHECK_THAT(yaml, Catch::Contains("\n    scorer:\n      type: router\n      node: latent\n"));
+  CHECK_THAT(yaml, Catch::Contains("\n    selector:\n      type: topk\n      k: 2\n"));
+  CHECK_THAT(yaml, Catch::Contains("\n    aux:\n      load_balance: 0.01\n"));  // a schedule
   CHECK_THAT(yaml, Catch::Contains("\n  rope_theta: 10000.0\n"));  // floats stay floats
 }
 

@@ -77,6 +77,11 @@ struct MoeConfig {
   int hidden_width(int d_model) const;
 };
 
+// Tokens each expert takes under selector expert_choice from a group of `group_tokens` tokens:
+// round(capacity_factor * group_tokens / n_experts), halves away from zero. The validator keeps
+// it in [1, group_tokens] for the configured group (micro_batch_size * seq_len, or seq_len).
+int64_t expert_choice_capacity(const MoeConfig& moe, int64_t group_tokens);
+
 struct ModelConfig {
   int vocab_size = 0;   // model.vocab_size (required; must equal the data's)
   int d_model = 0;      // model.d_model (required)

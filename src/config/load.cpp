@@ -37,6 +37,9 @@ std::string what_is_valid(const KeySpec& key) {
       (key.range.lo || key.range.hi)) {
     s += (key.range.lo && key.range.hi ? " in " : " ") + key.range.str();
   }
+  if (key.kind() == KeyKind::Schedule && (key.range.lo || key.range.hi)) {
+    s += ", every value " + key.range.str();
+  }
   return s;
 }
 
@@ -62,11 +65,15 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
                                          unknown_key_hint(e.path)));
       continue;
     }
-    std::string error;
-    std::optional<std::string> text = scalar_text(*key, e, error);
-    std::optional<KeyValue> v = text ? parse_value(*key, *text, error) : std::nullopt;
+    std::string error, where = e.origin;
+    std::optional<KeyValue> v;
+    if (key->kind() == KeyKind::Schedule && e.kind == ConfigEntry::Kind::Sequence) {
+      if (std::optional<Schedule> s = parse_schedule(*key, e, error, where)) v = KeyValue(*s);
+    } else if (std::optional<std::string> text = scalar_text(*key, e, error)) {
+      v = parse_value(*key, *text, error);
+    }
     if (!v) {
-      errors.push_back(fmt::format("{}: {}: {}", e.origin, key->path, error));
+      errors.push_back(fmt::format("{}: {}: {}", where, key->path, error));
       invalid.insert(key->path);
       continue;
     }

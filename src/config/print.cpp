@@ -48,6 +48,9 @@ std::string valid_text(const KeySpec& key) {
       return "0 .. 2^64-1";
     case KeyKind::String:
       return "any string";
+    case KeyKind::Schedule:
+      return (key.range.lo || key.range.hi ? "each value " + key.range.str() + "; " : "") +
+             "a number, or `[[step, value], ...]` with steps rising from 0";
   }
   return "";
 }
@@ -110,6 +113,13 @@ keys. Every key is listed below with its type, default and valid values; a key m
   range, unknown enum values, missing required keys and the cross-field rules at the end of this
   page are all errors. Each message names the file and line (or `--set`), the key, the value and
   what would be valid.
+- **Schedules** (type `schedule`): a coefficient that may change during training. A number is a
+  constant; a list of `[step, value]` pairs with integer steps strictly increasing from 0 is
+  piecewise constant, each value holding from its step until the next:
+  `null_load_balance: [[0, 0.02], [50000, 1.0e-4]]` (AdaMoE's annealing).
+- **Dense models** (`scorer.type: none`, `n_experts: 1`) ignore `model.moe.selector` and
+  `model.moe.aux`. Keys marked (topk), (topp), (act_norm), ... are read only for that choice;
+  the cross-field rules at the end reject settings that would have no effect and mislead.
 - At start-up the resolved config is printed as a table (key, value, source), and
   `runs/<name>/config.resolved.yaml` holds it with every key; loading that file again gives the
   same config.

@@ -33,13 +33,6 @@ std::vector<CrossRule> make_rules() {
          return fmt::format("{} must be 0 (= n_heads) or a divisor of {}", show("model.n_kv_heads"),
                             show("model.n_heads"));
        }},
-      {"model.moe.selector.k is at most model.moe.n_experts (MoE models; a dense model has no selector)",
-       [](const Config& c, const ShowKey& show) -> Msg {
-         if (c.model.moe.scorer.type == "none") return std::nullopt;
-         if (c.model.moe.selector.k <= c.model.moe.n_experts) return std::nullopt;
-         return fmt::format("{} must be <= {} (a token cannot pick more experts than exist)",
-                            show("model.moe.selector.k"), show("model.moe.n_experts"));
-       }},
       {"model.moe.scorer.type is none exactly when model.moe.n_experts is 1 (a dense model)",
        [](const Config& c, const ShowKey& show) -> Msg {
          const bool none = c.model.moe.scorer.type == "none";
@@ -77,7 +70,11 @@ std::vector<CrossRule> make_rules() {
 }  // namespace
 
 const std::vector<CrossRule>& config_rules() {
-  static const std::vector<CrossRule> rules = make_rules();
+  static const std::vector<CrossRule> rules = [] {
+    std::vector<CrossRule> r = make_rules();
+    for (CrossRule& m : moe_rules()) r.push_back(std::move(m));
+    return r;
+  }();
   return rules;
 }
 

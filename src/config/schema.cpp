@@ -72,18 +72,85 @@ std::vector<KeySpec> make_schema() {
           FIELD(model.init_std)),
       key("model.moe.n_experts", "8", kCount, "experts per MoE layer; 1 = dense SwiGLU FFN",
           FIELD(model.moe.n_experts)),
-      key("model.moe.d_ffn", kRequired, kCount, "hidden width of each expert",
+      key("model.moe.d_ffn", kRequired, kCount,
+          "hidden width of each SwiGLU expert; factorized experts match its parameter count",
           FIELD(model.moe.d_ffn)),
-      enum_key("model.moe.scorer.type", "router", {"router", "none"},
-               "how tokens score experts; none = dense model (n_experts: 1)",
+      enum_key("model.moe.expert.type", "swiglu", {"swiglu", "factorized"},
+               "expert FFN: swiglu = (SiLU(x W_g) * x W_p) W_o; factorized = the AoE expert, "
+               "W_g = W_down (d_model x d_low) W_up (d_low x d_wide)",
+               FIELD(model.moe.expert.type)),
+      key("model.moe.expert.d_low", "0", kCount0,
+          "rank of the factorized W_g (factorized experts, where it must be in [1, d_model)); "
+          "also sizes a large_router whose d_hidden is 0; 0 = unset",
+          FIELD(model.moe.expert.d_low)),
+      key("model.moe.expert.d_wide", "0", kCount0,
+          "hidden width of a factorized expert; 0 = derived so that an expert has the "
+          "parameters of a d_ffn SwiGLU expert (AoE Eq. 5: (3 d d_ffn - d_low d) / (d_low + 2 d))",
+          FIELD(model.moe.expert.d_wide)),
+      key("model.moe.expert.multiple_of", "1", kCount,
+          "round a derived d_wide to the nearest multiple of this (ignored when d_wide is set)",
+          FIELD(model.moe.expert.multiple_of)),
+      enum_key("model.moe.scorer.type", "router", {"router", "large_router", "act_norm", "none"},
+               "how tokens score experts: router = x W_r; large_router = SiLU(x A) B (d_hidden "
+               "wide); act_norm = the norm of each expert's activation at scorer.node (AoE); "
+               "none = dense model (n_experts: 1)",
                FIELD(model.moe.scorer.type)),
-      enum_key("model.moe.selector.type", "topk", {"topk"},
-               "how experts are chosen from the scores", FIELD(model.moe.selector.type)),
-      key("model.moe.selector.k", "2", kCount, "experts per token", FIELD(model.moe.selector.k)),
+      enum_key("model.moe.scorer.node", "latent", {"latent", "gate", "up", "act", "glu", "out"},
+               "(act_norm) where the norm is taken: latent = x W_down (AoE; factorized experts); "
+               "gate = x W_g, up = x W_p, act = SiLU(x W_g), glu = act * up, out = the expert's "
+               "output are evaluation-only (every expert runs to the node; training refuses them)",
+               FIELD(model.moe.scorer.node)),
+      enum_key("model.moe.scorer.norm", "l2", {"l2", "l1", "linf"},
+               "(act_norm) the norm of the activation vector", FIELD(model.moe.scorer.norm)),
+      key("model.moe.scorer.d_hidden", "0", kCount0,
+          "(large_router) hidden width of the router; 0 = n_experts * expert.d_low",
+          FIELD(model.moe.scorer.d_hidden)),
+      enum_key("model.moe.selector.type", "topk", {"topk", "topp", "expert_choice"},
+               "how experts are chosen from the scores: topk = each token its k best; topp = "
+               "each token the fewest whose probability reaches p; expert_choice = each expert "
+               "its best tokens of a group",
+               FIELD(model.moe.selector.type)),
+      key("model.moe.selector.k", "2", kCount, "(topk) experts per token, null experts included",
+          FIELD(model.moe.selector.k)),
+      key("model.moe.selector.capacity_factor", "0.0", at_least(0),
+          "topk: each expert takes at most ceil(CF * tokens * k / n_experts) tokens, 0 = "
+          "dropless; expert_choice (must be > 0): each expert takes round(CF * group tokens / "
+          "n_experts) tokens",
+          FIELD(model.moe.selector.capacity_factor)),
+      key("model.moe.selector.p", "0.6", open_closed(0, 1),
+          "(topp) a token keeps the smallest set of experts whose probability reaches p",
+          FIELD(model.moe.selector.p)),
+      key("model.moe.selector.renormalize", "false", kAny,
+          "(topp) gate weights of the kept experts sum to 1; false = raw probabilities",
+          FIELD(model.moe.selector.renormalize)),
+      key("model.moe.selector.max_k", "0", kCount0, "(topp) most experts per token; 0 = n_experts",
+          FIELD(model.moe.selector.max_k)),
+      enum_key("model.moe.selector.group", "batch", {"batch", "sequence"},
+               "(expert_choice) the tokens an expert chooses from: batch = the micro-batch (the "
+               "papers' choice; a token's selection depends on later tokens), sequence = one "
+               "sequence",
+               FIELD(model.moe.selector.group)),
+      key("model.moe.selector.n_null", "0", kCount0,
+          "(topk) null experts (AdaMoE): zero-output experts a token may pick instead of true "
+          "ones; 0 = none",
+          FIELD(model.moe.selector.n_null)),
       key("model.moe.aux.load_balance", "0.01", at_least(0),
-          "Switch load-balancing loss coefficient (alpha)", FIELD(model.moe.aux.load_balance)),
-      key("model.moe.aux.z_loss", "0.0", at_least(0), "router z-loss coefficient (beta)",
+          "Switch load-balancing loss coefficient (alpha); must be 0 with null experts",
+          FIELD(model.moe.aux.load_balance)),
+      key("model.moe.aux.null_load_balance", "0.0", at_least(0),
+          "AdaMoE load balancing over n_experts + n_null with the null experts' loads averaged "
+          "(needs n_null > 0)",
+          FIELD(model.moe.aux.null_load_balance)),
+      key("model.moe.aux.z_loss", "0.0", at_least(0),
+          "router z-loss coefficient (beta); router and large_router scorers only",
           FIELD(model.moe.aux.z_loss)),
+      key("model.moe.aux.entropy", "0.0", at_least(0),
+          "confidence-entropy loss coefficient (gamma); keeps topp from using every expert",
+          FIELD(model.moe.aux.entropy)),
+      key("model.moe.aux.bias_update_rate", "0.0", at_least(0),
+          "(topk) auxiliary-loss-free balancing (DeepSeek-V3): step of the per-expert selection "
+          "bias; 0 = off",
+          FIELD(model.moe.aux.bias_update_rate)),
 
       // ---- data ----
       key("data.train", kRequired, kAny,

@@ -14,14 +14,16 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/sources.h"
 
 namespace am {
 
-enum class KeyKind { Int, UInt64, Float, Bool, String, Enum };
+// Schedule: a number, or a list of [step, value] pairs (a piecewise-constant coefficient).
+enum class KeyKind { Int, UInt64, Float, Bool, String, Enum, Schedule };
 
 // A parsed value of one key. Int holds int64_t (range-checked into int), UInt64 uint64_t,
-// Float double, Bool bool, String and Enum std::string.
-using KeyValue = std::variant<int64_t, uint64_t, double, bool, std::string>;
+// Float double, Bool bool, String and Enum std::string, Schedule a Schedule.
+using KeyValue = std::variant<int64_t, uint64_t, double, bool, std::string, Schedule>;
 
 // Numeric bounds; an absent bound is unbounded.
 struct Range {
@@ -35,6 +37,7 @@ struct Range {
 Range at_least(double lo);                // [lo, inf)
 Range greater_than(double lo);            // (lo, inf)
 Range closed_open(double lo, double hi);  // [lo, hi)
+Range open_closed(double lo, double hi);  // (lo, hi]
 
 // Reads and writes one Config field as a KeyValue; the kind is deduced from the field's type.
 struct Binding {
@@ -48,12 +51,13 @@ template <typename T>
 constexpr KeyKind kind_of() {
   static_assert(std::is_same_v<T, int> || std::is_same_v<T, uint64_t> ||
                     std::is_same_v<T, double> || std::is_same_v<T, bool> ||
-                    std::is_same_v<T, std::string>,
-                "config fields are int, uint64_t, double, bool or std::string");
+                    std::is_same_v<T, std::string> || std::is_same_v<T, Schedule>,
+                "config fields are int, uint64_t, double, bool, std::string or Schedule");
   if constexpr (std::is_same_v<T, int>) return KeyKind::Int;
   if constexpr (std::is_same_v<T, uint64_t>) return KeyKind::UInt64;
   if constexpr (std::is_same_v<T, double>) return KeyKind::Float;
   if constexpr (std::is_same_v<T, bool>) return KeyKind::Bool;
+  if constexpr (std::is_same_v<T, Schedule>) return KeyKind::Schedule;
   return KeyKind::String;
 }
 
@@ -74,7 +78,7 @@ struct KeySpec {
   std::string path;                  // "model.moe.selector.k"
   bool required = false;             // no default: the config must set it
   std::string default_value;         // YAML text of the default (unused when required)
-  Range range;                       // Int / Float keys
+  Range range;                       // Int / Float keys; Schedule keys: every value
   std::vector<std::string> choices;  // Enum keys (their field is a std::string)
   std::string doc;                   // one line for docs/configs.md
   Binding field;
@@ -101,19 +105,31 @@ struct CrossRule {
   std::function<std::optional<std::string>(const Config&, const ShowKey&)> check;
 };
 const std::vector<CrossRule>& config_rules();
+// The MoE layer's rules (rules_moe.cpp): experts, scorers, selectors, auxiliary losses. Part of
+// config_rules(), after the general ones.
+std::vector<CrossRule> moe_rules();
 
 // ---- values: parsing and printing by kind (schema.cpp's helpers, used by the loader) ----
 
 // "an integer", "a number", "true or false", "one of cpu, cuda, auto", ...
 std::string kind_expectation(const KeySpec& key);
-// "int", "uint64", "float", "bool", "string", "enum"
+// "int", "uint64", "float", "bool", "string", "enum", "schedule"
 std::string kind_name(KeyKind kind);
 // Parses YAML scalar text for `key`; on failure returns nullopt and sets `error` to the reason
-// ("expected an integer, got 'four'", "0 is out of range (valid: >= 1)", ...).
+// ("expected an integer, got 'four'", "0 is out of range (valid: >= 1)", ...). A Schedule key
+// takes a number here (a constant schedule); lists go through parse_schedule().
 std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
                                     std::string& error);
-// The value as YAML scalar text that parses back to exactly the same value (floats in the
-// shortest form that round-trips; strings quoted when YAML would read them otherwise).
+// The value as YAML text that parses back to exactly the same value (floats in the shortest
+// form that round-trips; strings quoted when YAML would read them otherwise; a constant schedule
+// as a plain number, any other as a flow list "[[0, 0.02], [1000, 0.0001]]").
 std::string format_value(const KeyValue& v);
+
+// Parses a Schedule key's list value (entry.kind == Sequence): [[step, value], ...] with integer
+// steps strictly increasing from 0 and every value in key.range. On failure returns nullopt, sets
+// `error` to the reason naming the pair ("pair 2 [1000, -0.1]: the value -0.1 is out of range
+// (valid: >= 0)") and `origin` to where that pair was written.
+std::optional<Schedule> parse_schedule(const KeySpec& key, const ConfigEntry& entry,
+                                       std::string& error, std::string& origin);
 
 }  // namespace am

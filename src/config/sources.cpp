@@ -34,6 +34,24 @@ struct Place {
 };
 using Locate = std::function<Place(const YAML::Mark&)>;
 
+// One value as an entry; a sequence keeps its elements (recursively) with their own places.
+ConfigEntry entry_of(const YAML::Node& v, const std::string& path, const Place& place,
+                     const Locate& locate) {
+  using Kind = ConfigEntry::Kind;
+  const Kind kind = v.IsScalar()     ? Kind::Scalar
+                    : v.IsMap()      ? Kind::Map
+                    : v.IsSequence() ? Kind::Sequence
+                                     : Kind::Null;
+  ConfigEntry e{path, kind, v.IsScalar() ? v.Scalar() : "", v.IsScalar() && v.Tag() == "!",
+                place.source, place.origin, {}};
+  if (v.IsSequence()) {
+    for (const YAML::Node& item : v) {
+      e.items.push_back(entry_of(item, "", locate(item.Mark()), locate));
+    }
+  }
+  return e;
+}
+
 // Appends the leaves of map `node` under `prefix`. Maps under known sections are followed; any
 // other value (a key's value, an unknown name, a section set to a scalar) becomes one entry.
 // A section set to null (`moe:` with every child commented out) adds nothing.
@@ -60,14 +78,7 @@ void flatten(const YAML::Node& node, const std::string& prefix, const Locate& lo
     if (is_section(path) && kv.second.IsMap()) {
       flatten(kv.second, path, locate, out, seen, errors);
     } else if (!(is_section(path) && kv.second.IsNull())) {
-      const YAML::Node& v = kv.second;
-      using Kind = ConfigEntry::Kind;
-      const Kind kind = v.IsScalar()     ? Kind::Scalar
-                        : v.IsMap()      ? Kind::Map
-                        : v.IsSequence() ? Kind::Sequence
-                                         : Kind::Null;
-      out.push_back(ConfigEntry{path, kind, v.IsScalar() ? v.Scalar() : "",
-                                v.IsScalar() && v.Tag() == "!", place.source, place.origin});
+      out.push_back(entry_of(kv.second, path, place, locate));
     }
   }
 }

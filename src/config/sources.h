@@ -19,6 +19,9 @@ struct ConfigEntry {
   bool quoted = false;  // a quoted scalar ("64"): a string, never a number or a bool
   std::string source;   // "configs/tiny.yaml:12" or "--set" (what Config::resolved records)
   std::string origin;   // for messages: "configs/tiny.yaml:12" or "--set model.d_model=64"
+  // Kind::Sequence only: the elements in order, each an entry of its own (path empty, its own
+  // source / origin line), nested sequences included. Schedules ([[step, value], ...]) read them.
+  std::vector<ConfigEntry> items;
 
   // "'64'", "the quoted string \"64\"", "a map", "a sequence", "an empty value"
   std::string describe() const;

@@ -39,6 +39,7 @@ bool looks_numeric(const std::string& text) {
 Range at_least(double lo) { return Range{lo, std::nullopt, false, false}; }
 Range greater_than(double lo) { return Range{lo, std::nullopt, true, false}; }
 Range closed_open(double lo, double hi) { return Range{lo, hi, false, true}; }
+Range open_closed(double lo, double hi) { return Range{lo, hi, true, false}; }
 
 bool Range::contains(double v) const {
   if (lo && (lo_open ? !(v > *lo) : !(v >= *lo))) return false;
@@ -69,6 +70,8 @@ std::string kind_name(KeyKind kind) {
       return "string";
     case KeyKind::Enum:
       return "enum";
+    case KeyKind::Schedule:
+      return "schedule";
   }
   return "?";
 }
@@ -87,6 +90,8 @@ std::string kind_expectation(const KeySpec& key) {
       return "a string";
     case KeyKind::Enum:
       return "one of " + fmt::format("{}", fmt::join(key.choices, ", "));
+    case KeyKind::Schedule:
+      return "a number or a list of [step, value] pairs";
   }
   return "?";
 }
@@ -124,7 +129,8 @@ std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
       }
       return KeyValue(v);
     }
-    case KeyKind::Float: {
+    case KeyKind::Float:
+    case KeyKind::Schedule: {  // a number here is a constant schedule
       if (!looks_numeric(text)) return bad_type();
       double v = 0;
       const char* b = text.data() + (text[0] == '+' ? 1 : 0);
@@ -134,7 +140,7 @@ std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
         return std::nullopt;
       }
       if (!key.range.contains(v)) return out_of_range(text);
-      return KeyValue(v);
+      return key.kind() == KeyKind::Schedule ? KeyValue(Schedule(v)) : KeyValue(v);
     }
     case KeyKind::Bool: {
       if (text == "true" || text == "True" || text == "TRUE") return KeyValue(true);
@@ -162,6 +168,14 @@ std::string format_value(const KeyValue& v) {
       std::string s = fmt::format("{}", x);  // shortest text that reads back as the same double
       if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // 10000 -> 10000.0
       return s;
+    }
+    std::string operator()(const Schedule& x) const {
+      if (x.points.size() == 1 && x.points[0].first == 0) return (*this)(x.points[0].second);
+      std::vector<std::string> pairs;
+      for (const auto& [step, value] : x.points) {
+        pairs.push_back(fmt::format("[{}, {}]", step, (*this)(value)));
+      }
+      return fmt::format("[{}]", fmt::join(pairs, ", "));
     }
     std::string operator()(const std::string& x) const {
       YAML::Emitter e;  // quotes only what plain YAML would read differently ("", "null", "a: b")

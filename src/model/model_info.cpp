@@ -1,19 +1,52 @@
 #include "model/model_info.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace am {
 
 ParamCounts count_params(const ModelConfig& m) {
+  const MoeConfig& moe = m.moe;
   const int64_t d = m.d_model, V = m.vocab_size, L = m.n_layers, hd = m.head_dim();
-  const int64_t n = m.moe.n_experts, f = m.moe.d_ffn;
-  const bool dense = m.moe.scorer.type == "none";
+  const int64_t n = moe.n_experts;
+  const bool dense = moe.scorer.type == "none";
+  const int64_t rows = n + (dense ? 0 : moe.selector.n_null);  // router outputs, null experts too
+
+  // The scorer's parameters, per layer.
+  int64_t scorer = 0;
+  if (moe.scorer.type == "router") {
+    scorer = rows * d;  // W_r [n + n_null, d]
+  } else if (moe.scorer.type == "large_router") {
+    const int64_t h = moe.scorer.d_hidden > 0 ? moe.scorer.d_hidden : n * moe.expert.d_low;
+    scorer = h * d + rows * h;  // A [h, d], B [n + n_null, h]
+  } else if (moe.scorer.type == "act_norm") {
+    scorer = dense ? 0 : moe.selector.n_null;  // one learnable score per null expert
+  }
+
+  // One expert's parameters.
+  int64_t expert = 3 * d * moe.d_ffn;  // w1, w3 [d_ffn, d], w2 [d, d_ffn]
+  if (moe.expert.type == "factorized") {
+    const int64_t low = moe.expert.d_low, w = moe.hidden_width(m.d_model);
+    expert = d * low + low * w + 2 * d * w;  // w1_down [low, d], w1_up [w, low], w3, w2
+  }
+
+  // Nominal experts per token: what a token's forward uses at most / on average.
+  double per_token = 1;  // dense
+  if (!dense && moe.selector.type == "topk") {
+    per_token = static_cast<double>(std::min<int64_t>(moe.selector.k, n));  // null slots as true
+  } else if (!dense && moe.selector.type == "topp") {
+    const int64_t cap = moe.selector.max_k > 0 ? std::min<int64_t>(moe.selector.max_k, n) : n;
+    per_token = static_cast<double>(cap);
+  } else if (!dense && moe.selector.type == "expert_choice") {
+    per_token = std::min(moe.selector.capacity_factor, static_cast<double>(n));  // CF on average
+  }
+
   const int64_t attn = d * hd * (2 * m.n_heads + 2 * m.kv_heads());  // q, o and k, v
-  const int64_t expert = 3 * d * f;
-  const int64_t router = dense ? 0 : n * d;
-  const int64_t k = dense ? 1 : m.moe.selector.k;
-  const int64_t embed = V * d * (m.tie_embeddings ? 1 : 2);
+  const int64_t layer_shared = 2 * d + attn + scorer;                  // + the two RMSNorms
   ParamCounts c;
-  c.total = embed + d + L * (2 * d + attn + router + n * expert);
-  c.active = c.total - L * (n - k) * expert;
+  c.total = V * d * (m.tie_embeddings ? 1 : 2) + d + L * (layer_shared + n * expert);
+  c.active = 2 * V * d + d + L * layer_shared +
+             std::llround(static_cast<double>(L) * per_token * static_cast<double>(expert));
   return c;
 }
 

@@ -9,8 +9,19 @@
 namespace am {
 
 struct ParamCounts {
-  int64_t total = 0;   // every parameter, each once (a tied embedding once)
-  int64_t active = 0;  // parameters a token's forward pass uses: total minus unselected experts
+  // Every parameter, each once (a tied embedding once): per layer the two norms, attention, the
+  // scorer (router [n + n_null, d]; large_router A [h, d] + B [n + n_null, h]; act_norm: n_null
+  // null scores) and n experts (swiglu 3 d d_ffn; factorized d d_low + d_low w + 2 d w with
+  // w = hidden_width); embedding, final norm, and the LM head unless tied. The
+  // aux-loss-free bias is not a parameter.
+  int64_t total = 0;
+  // What one token's forward pass uses, with the NOMINAL number of experts per token (topk: k,
+  // null slots counted as true experts, at most n: an upper bound; topp: max_k, or n when 0;
+  // expert_choice: capacity_factor, fractional, rounded at the end; dense: 1), whole experts (an
+  // AoE token also computes every expert's latent x W_down, which this does not count, as in
+  // the AoE paper), and the embedding matrix counted twice, as the input embedding and as the LM
+  // head, tied or not: the convention that gives the AoE paper's 732M total / 247M active.
+  int64_t active = 0;
 };
 
 // By formula (a test holds it to the parameter table the Transformer builds).
