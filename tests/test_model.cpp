@@ -107,10 +107,12 @@ TEST_CASE("parameter-count formula equals the table the model builds", "[model]"
     Transformer model(be, m, 1, 4);
     const ParamCounts c = count_params(m);
     CHECK(c.total == model.store().table().total());
-    // active = total minus the (n - k) unselected experts of every layer
+    // active = total minus the (n - k) unselected experts of every layer; the embedding matrix
+    // counts twice (input and LM head) even when tied
     const int64_t expert = 3LL * m.d_model * m.moe.d_ffn;
     const int64_t k = m.moe.scorer.type == "none" ? 1 : m.moe.selector.k;
-    CHECK(c.active == c.total - m.n_layers * (m.moe.n_experts - k) * expert);
+    const int64_t tied_extra = m.tie_embeddings ? int64_t{m.vocab_size} * m.d_model : 0;
+    CHECK(c.active == c.total - m.n_layers * (m.moe.n_experts - k) * expert + tied_extra);
   }
 }
 

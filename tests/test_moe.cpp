@@ -80,11 +80,11 @@ TEST_CASE("load-balancing loss and its gradient: hand-computed values", "[moe]")
   CpuBackend be(DType::F64, 1);
   // 2 tokens, 3 experts, top-1: token 0 -> expert 0, token 1 -> expert 2.
   std::vector<double> probs = {0.7, 0.2, 0.1, 0.1, 0.3, 0.6}, scores(6, 0.0);
-  std::vector<int64_t> offsets = {0, 1, 1, 2};
+  std::vector<int64_t> selected = {1, 0, 1};  // slots per expert
   AuxInputs in;
   in.probs = Tensor(probs.data(), DType::F64, {2, 3});
   in.scores = Tensor(scores.data(), DType::F64, {2, 3});
-  in.expert_offsets = &offsets;
+  in.selected = &selected;
   in.n_tokens = 2;
   in.n_experts = 3;
   LoadBalanceLoss lb(be, 0.01);
@@ -102,11 +102,11 @@ TEST_CASE("router z-loss and its gradient: hand-computed values", "[moe]") {
   CpuBackend be(DType::F64, 1);
   // logits rows (0, ln 3) and (0, 0): logsumexp ln 4 and ln 2
   std::vector<double> z = {0.0, std::log(3.0), 0.0, 0.0}, p = {0.25, 0.75, 0.5, 0.5};
-  std::vector<int64_t> offsets = {0, 1, 2};
+  std::vector<int64_t> selected = {1, 1};
   AuxInputs in;
   in.scores = Tensor(z.data(), DType::F64, {2, 2});
   in.probs = Tensor(p.data(), DType::F64, {2, 2});
-  in.expert_offsets = &offsets;
+  in.selected = &selected;
   in.n_tokens = 2;
   in.n_experts = 2;
   ZLoss zl(be, 0.1);

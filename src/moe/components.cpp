@@ -53,7 +53,7 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
   } else if (s.type == "topp") {
     c.selector = std::make_unique<TopPSelector>(be, s.p, s.max_k > 0 ? s.max_k : n, s.renormalize);
   } else if (s.type == "expert_choice") {
-    c.selector = std::make_unique<ExpertChoiceSelector>(be, n, s.capacity_factor, s.group == "sequence" ? seq_len : 0);
+    c.selector = std::make_unique<ExpertChoiceSelector>(be, m, s.group == "sequence" ? seq_len : 0);
   } else {
     throw UserError(fmt::format("unknown selector '{}'", s.type), "valid selectors: topk, topp, expert_choice");
   }

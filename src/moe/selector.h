@@ -4,6 +4,7 @@
 // is not. capacity() is the per-expert cap the layer applies afterwards (0: none).
 #pragma once
 
+#include "config/config.h"
 #include "core/backend.h"
 
 namespace am {
@@ -63,18 +64,15 @@ class TopPSelector final : public Selector {
 // each expert takes its round(CF * group / n) most probable tokens; gate = the probability.
 class ExpertChoiceSelector final : public Selector {
  public:
-  ExpertChoiceSelector(Backend& be, int n_experts, double capacity_factor, int64_t group)
-      : be_(be), n_(n_experts), cf_(capacity_factor), group_(group) {}
-  int kmax() const override { return n_; }
+  ExpertChoiceSelector(Backend& be, const MoeConfig& moe, int64_t group) : be_(be), moe_(moe), group_(group) {}
+  int kmax() const override { return moe_.n_experts; }
   void select(Tensor rank_scores, Tensor scores, Tensor probs, Tensor slot_expert, Tensor slot_gate) override;
   void backward(Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, Tensor dscores,
                 Tensor dprobs) override;
-  int64_t per_group_capacity(int64_t group) const;
 
  private:
   Backend& be_;
-  int n_;
-  double cf_;
+  MoeConfig moe_;
   int64_t group_;  // tokens per group; 0 = the whole micro-batch
 };
 

@@ -27,13 +27,9 @@ void TopPSelector::backward(Tensor dslot_gate, Tensor slot_expert, Tensor slot_g
   be_.topp_select_backward(dprobs, dslot_gate, slot_expert, slot_gate, probs, renorm_);
 }
 
-int64_t ExpertChoiceSelector::per_group_capacity(int64_t group) const {
-  return static_cast<int64_t>(std::llround(cf_ * static_cast<double>(group) / n_));
-}
-
 void ExpertChoiceSelector::select(Tensor, Tensor, Tensor probs, Tensor slot_expert, Tensor slot_gate) {
   const int64_t group = group_ > 0 ? group_ : probs.dim(0);
-  be_.expert_choice_select(slot_expert, slot_gate, probs, group, per_group_capacity(group));
+  be_.expert_choice_select(slot_expert, slot_gate, probs, group, expert_choice_capacity(moe_, group));
 }
 
 void ExpertChoiceSelector::backward(Tensor dslot_gate, Tensor slot_expert, Tensor, Tensor, Tensor,

@@ -326,7 +326,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   if (summary.seconds > 0 && steps_run > 0) {
     summary.tokens_per_s = static_cast<double>(tokens_per_step) * steps_run / summary.seconds;
   }
-  if (state.step == tc.max_steps && !summary.interrupted) {
+  if (state.step == tc.max_steps && !summary.interrupted && steps_run > 0) {
     write_run_summary(summary, cfg, pc, state.tokens, last_moe);
   }
   return summary;
