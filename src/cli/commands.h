@@ -9,5 +9,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_validate(int argc, char** argv);
 int cmd_config(int argc, char** argv);
+int cmd_sweep(int argc, char** argv);
 
 }  // namespace am

@@ -18,6 +18,7 @@ commands:
   train      train a model from a YAML config, or resume a run (--resume)
   eval       validation loss and perplexity of a checkpoint
   export     write a checkpoint's weights as safetensors + config.json
+  sweep      run a grid or list of config overrides (resumable) and tabulate the results
   validate   check a config; print the resolved settings and parameter counts
   config     print the documentation of every config key (--docs)
   version    print the version
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     if (cmd == "export") return am::cmd_export(argc - 2, argv + 2);
     if (cmd == "validate") return am::cmd_validate(argc - 2, argv + 2);
     if (cmd == "config") return am::cmd_config(argc - 2, argv + 2);
+    if (cmd == "sweep") return am::cmd_sweep(argc - 2, argv + 2);
     if (cmd == "version" || cmd == "--version") {
       std::puts("autonomoe 0.1.0");
       return 0;

@@ -1,0 +1,204 @@
+#include "sweep/runner.h"
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/checkpoint_dir.h"
+#include "sweep/results.h"
+#include "train/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+
+namespace am {
+namespace fs = std::filesystem;
+namespace {
+
+// ---- signals between points: the first SIGINT/SIGTERM stops the sweep before the next point
+// (while a point trains, the trainer's own handlers are installed and it stops that point) ----
+std::atomic<int> g_sweep_stop{0};
+
+extern "C" void on_sweep_signal(int sig) {
+  if (g_sweep_stop.fetch_add(1) >= 1) {  // a second signal: stop now
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+
+class SweepSignalGuard {
+ public:
+  explicit SweepSignalGuard(bool enable) : enabled_(enable) {
+    g_sweep_stop = 0;
+    if (!enabled_) return;
+    prev_int_ = std::signal(SIGINT, on_sweep_signal);
+    prev_term_ = std::signal(SIGTERM, on_sweep_signal);
+  }
+  ~SweepSignalGuard() {
+    if (!enabled_) return;
+    std::signal(SIGINT, prev_int_);
+    std::signal(SIGTERM, prev_term_);
+  }
+  SweepSignalGuard(const SweepSignalGuard&) = delete;
+  SweepSignalGuard& operator=(const SweepSignalGuard&) = delete;
+
+ private:
+  bool enabled_;
+  void (*prev_int_)(int) = SIG_DFL;
+  void (*prev_term_)(int) = SIG_DFL;
+};
+
+// summary.json of a run directory, or null when there is none (or it cannot be read: then the
+// point is treated as unfinished, with a warning).
+nlohmann::json read_summary(const std::string& run_dir) {
+  const fs::path p = fs::path(run_dir) / "summary.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) return nullptr;
+  try {
+    nlohmann::json j = nlohmann::json::parse(read_file(p.string()));
+    if (j.is_object()) return j;
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: unreadable ({}); treating the run as unfinished", p.string(), e.what());
+    return nullptr;
+  }
+  spdlog::warn("{}: not a JSON object; treating the run as unfinished", p.string());
+  return nullptr;
+}
+
+// <run_dir>.stale-<N> for the first N not taken.
+std::string move_aside(const std::string& run_dir) {
+  for (int n = 1;; ++n) {
+    const std::string to = fmt::format("{}.stale-{}", run_dir, n);
+    std::error_code ec;
+    if (fs::exists(to, ec)) continue;
+    fs::rename(run_dir, to, ec);
+    if (ec) fail("cannot move {} aside to {}: {}", run_dir, to, ec.message());
+    return to;
+  }
+}
+
+// The keys whose resolved value in `cfg` differs from the config the run in its directory was
+// trained with ("train.lr: 0.01 -> 0.02"). A finished point stays skipped either way; the sweep
+// warns, since its results row then describes a run of another config.
+std::vector<std::string> changed_keys(const Config& cfg) {
+  const std::string path = (fs::path(run_dir_of(cfg)) / "config.resolved.yaml").string();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return {};
+  std::vector<std::string> out;
+  try {
+    const Config was = load_config(path);
+    for (const ResolvedKey& now : cfg.resolved) {
+      for (const ResolvedKey& then : was.resolved) {
+        if (then.path == now.path && then.value != now.value && now.path != "run.name") {
+          out.push_back(fmt::format("{}: {} -> {}", now.path, then.value, now.value));
+        }
+      }
+    }
+  } catch (const UserError& e) {
+    out.push_back(fmt::format("(cannot compare with {}: {})", path, e.what()));
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* status_name(PointStatus s) {
+  switch (s) {
+    case PointStatus::Pending: return "pending";
+    case PointStatus::Done: return "done";
+    case PointStatus::SkippedDone: return "skipped-done";
+    case PointStatus::Failed: return "failed";
+    case PointStatus::Interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+std::string PointState::describe() const {
+  switch (action) {
+    case Action::Run: return "run";
+    case Action::Resume: return fmt::format("resume from its checkpoint at step {}", checkpoint_step);
+    case Action::Skip:
+      return changed.empty() ? "skip (done: summary.json)"
+                             : fmt::format("skip (done: summary.json), although its config has changed since "
+                                           "it ran: {}; move its run directory away to run it again",
+                                           fmt::join(changed, ", "));
+    case Action::Rerun:
+      return fmt::format("run again from scratch (finished at step {} but summary.json is missing; "
+                         "the old run directory is moved aside)", checkpoint_step);
+  }
+  return "?";
+}
+
+PointState inspect_point(const Config& cfg) {
+  const std::string run_dir = run_dir_of(cfg);
+  PointState st;
+  const nlohmann::json summary = read_summary(run_dir);
+  if (!summary.is_null() && summary.value("completed", false) &&
+      summary.value("steps", int64_t{-1}) >= cfg.train.max_steps) {
+    st.action = PointState::Action::Skip;
+    st.summary = summary;
+    st.changed = changed_keys(cfg);
+    return st;
+  }
+  const std::optional<CheckpointEntry> latest = latest_checkpoint((fs::path(run_dir) / "checkpoints").string());
+  if (latest) {
+    st.checkpoint_step = latest->step;
+    st.action = latest->step < cfg.train.max_steps ? PointState::Action::Resume : PointState::Action::Rerun;
+  }
+  return st;
+}
+
+SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& options) {
+  AM_CHECK(plan.points.size() == plan.configs.size(), "{} points but {} configs", plan.points.size(),
+           plan.configs.size());
+  SweepOutcome out;
+  out.results.resize(plan.points.size());
+  const size_t n = plan.points.size();
+  SweepSignalGuard signals(options.handle_signals);
+
+  for (size_t i = 0; i < n; ++i) {
+    if (g_sweep_stop.load() > 0) {
+      out.interrupted = true;
+      break;
+    }
+    const SweepPoint& p = plan.points[i];
+    const Config& cfg = plan.configs[i];
+    PointResult& r = out.results[i];
+    const PointState st = inspect_point(cfg);
+    spdlog::log(st.changed.empty() ? spdlog::level::info : spdlog::level::warn, "sweep {}: point {}/{} {} -> {}: {}",
+                plan.file.name, i + 1, n, p.id, run_dir_of(cfg), st.describe());
+    if (st.action == PointState::Action::Skip) {
+      r.status = PointStatus::SkippedDone;
+      r.summary = st.summary;
+      continue;
+    }
+    TrainOptions to;
+    to.handle_signals = options.handle_signals;
+    to.command_hint = options.command_hint;
+    try {
+      if (st.action == PointState::Action::Resume) to.resume = "latest";
+      if (st.action == PointState::Action::Rerun) {
+        spdlog::warn("sweep {}: point {}: moved the old run directory to {}", plan.file.name, p.id,
+                     move_aside(run_dir_of(cfg)));
+      }
+      const TrainSummary s = train(cfg, to);
+      if (s.interrupted) {
+        r.status = PointStatus::Interrupted;
+        out.interrupted = true;
+        break;
+      }
+      r.summary = read_summary(s.run_dir);
+      if (r.summary.is_null()) fail("the run ended at step {} without writing summary.json", s.end_step);
+      r.status = PointStatus::Done;
+    } catch (const std::exception& e) {
+      r.status = PointStatus::Failed;
+      r.error = e.what();
+      spdlog::error("sweep {}: point {} failed: {}", plan.file.name, p.id, r.error);
+    }
+  }
+  std::tie(out.csv_path, out.md_path) = write_results(plan, out.results);
+  return out;
+}
+
+}  // namespace am
