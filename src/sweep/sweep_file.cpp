@@ -39,6 +39,9 @@ std::string label_of(const KeyValue& v) {
     std::string operator()(bool x) const { return x ? "true" : "false"; }
     std::string operator()(double x) const { return fmt::format("{}", x); }
     std::string operator()(const std::string& x) const { return x.empty() ? "none" : x; }
+    std::string operator()(const Schedule& x) const {
+      return x.points.size() == 1 ? fmt::format("{}", x.points[0].second) : format_value(KeyValue(x));
+    }
   };
   return std::visit(Visitor{}, v);
 }
