@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <random>
 
 using namespace am;
@@ -113,6 +114,29 @@ TEST_CASE("parameter-count formula equals the table the model builds", "[model]"
     const int64_t k = m.moe.scorer.type == "none" ? 1 : m.moe.selector.k;
     const int64_t tied_extra = m.tie_embeddings ? int64_t{m.vocab_size} * m.d_model : 0;
     CHECK(c.active == c.total - m.n_layers * (m.moe.n_experts - k) * expert + tied_extra);
+  }
+}
+
+TEST_CASE("parameter-count formula equals the built table for every expert, scorer and selector", "[model]") {
+  std::vector<std::function<void(MoeConfig&)>> variants = {
+      [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; },
+      [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; m.scorer.type = "act_norm"; m.aux.z_loss = 0; },
+      [](MoeConfig& m) {
+        m.expert.type = "factorized"; m.expert.d_low = 2; m.scorer.type = "act_norm"; m.aux.z_loss = 0;
+        m.selector.n_null = 3; m.selector.k = 3;
+      },
+      [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 5; m.selector.n_null = 2; },
+      [](MoeConfig& m) { m.selector.n_null = 4; m.selector.k = 3; },
+      [](MoeConfig& m) { m.aux.bias_update_rate = 1e-3; },  // a saved state, not a parameter
+  };
+  for (auto& set : variants) {
+    ModelConfig m = tiny_moe();
+    set(m.moe);
+    CpuBackend be(DType::F32, 1);
+    Transformer model(be, m, 1, 4);
+    int64_t trainable = 0;
+    for (const ParamSpec& s : model.store().table().specs()) trainable += s.trainable ? s.numel() : 0;
+    CHECK(count_params(m).total == trainable);
   }
 }
 

@@ -4,6 +4,8 @@
 #include "cli/commands.h"
 #include "model/model_info.h"
 
+#include <fmt/format.h>
+
 #include <cstdio>
 
 namespace am {
@@ -29,6 +31,19 @@ std::string with_commas(int64_t x) {
   return out;
 }
 
+// How count_params counted the experts of one token (model/model_info.h).
+std::string active_experts_note(const MoeConfig& m) {
+  if (m.scorer.type == "none") return "the one dense FFN";
+  const SelectorConfig& s = m.selector;
+  if (s.type == "topp") {
+    return fmt::format("{} experts per token: an upper bound, top-p picks a data-dependent number",
+                       s.max_k > 0 ? s.max_k : m.n_experts);
+  }
+  if (s.type == "expert_choice") return fmt::format("capacity_factor {} experts per token on average", s.capacity_factor);
+  if (s.n_null > 0) return fmt::format("k = {} experts per token: an upper bound, null experts compute nothing", s.k);
+  return fmt::format("k = {} experts per token", s.k);
+}
+
 }  // namespace
 
 int cmd_validate(int argc, char** argv) {
@@ -42,6 +57,8 @@ int cmd_validate(int argc, char** argv) {
   std::printf("%s\n", config_table(cfg).c_str());
   std::printf("parameters: %s total, %s active per token\n", with_commas(pc.total).c_str(),
               with_commas(pc.active).c_str());
+  std::printf("  (active counts the embedding matrix twice, as input and LM head, and %s)\n",
+              active_experts_note(cfg.model.moe).c_str());
   std::printf("%s: valid\n", cfg.source_path.c_str());
   return 0;
 }
