@@ -122,3 +122,45 @@ TEST_CASE("router z-loss and its gradient: hand-computed values", "[moe]") {
   CHECK(dz[3] == Approx(0.1 * ln2 * 0.5));
   for (double x : dp) CHECK(x == 0.0);
 }
+
+TEST_CASE("auxiliary-loss-free balancing moves the selection bias against each expert's load", "[moe]") {
+  ModelConfig cfg;
+  cfg.d_model = 2;
+  cfg.n_layers = 1;
+  cfg.moe.n_experts = 4;
+  cfg.moe.d_ffn = 3;
+  cfg.moe.selector.k = 2;
+  cfg.moe.aux.load_balance = 0.0;
+  cfg.moe.aux.bias_update_rate = 0.1;
+  CpuBackend be(DType::F64, 1);
+  MoeLayer layer(be, cfg, 0);
+  ParamTable table;
+  layer.register_params(table);
+  ParamStore store(be, std::move(table));
+  store.init(1);
+  layer.bind(store);
+  layer.allocate(3);
+  // Router rows: every token (1, 0) scores (10, 9, -10, -9): experts 0 and 1 take all the load.
+  double* w = store.value(store.table().index("model.layers.0.block_sparse_moe.gate.weight")).as<double>();
+  const double rows[4][2] = {{10, 0}, {9, 0}, {-10, 0}, {-9, 0}};
+  for (int e = 0; e < 4; ++e) w[2 * e] = rows[e][0], w[2 * e + 1] = rows[e][1];
+  std::vector<double> h = {1, 0, 1, 0, 1, 0}, y(6);
+  const Tensor bias = store.value(store.table().index("model.layers.0.block_sparse_moe.expert_bias"));
+  CHECK_FALSE(store.table().at(store.table().index("model.layers.0.block_sparse_moe.expert_bias")).trainable);
+
+  layer.begin_step(0);
+  layer.forward(Tensor(h.data(), DType::F64, {3, 2}), Tensor(y.data(), DType::F64, {3, 2}));
+  layer.update_selection_bias();
+  const std::vector<double> want = {-0.1, -0.1, 0.1, 0.1};  // over-loaded down, idle up
+  for (int e = 0; e < 4; ++e) CHECK(bias.as<double>()[e] == Approx(want[e]));
+
+  // The bias changes the selection only: with a bias large enough, experts 2 and 3 are chosen,
+  // and their gates are still the softmax of their unbiased scores (-10, -9).
+  bias.as<double>()[2] = bias.as<double>()[3] = 100.0;
+  layer.begin_step(1);
+  layer.forward(Tensor(h.data(), DType::F64, {3, 2}), Tensor(y.data(), DType::F64, {3, 2}));
+  const Tensor slots = layer.routing().slot_expert, gates = layer.routing().slot_gate;
+  CHECK(slots.as<int32_t>()[0] + slots.as<int32_t>()[1] == 5);  // experts 2 and 3
+  const double g3 = 1.0 / (1.0 + std::exp(-1.0));               // softmax(-10, -9)[expert 3]
+  CHECK((gates.as<double>()[0] == Approx(g3) || gates.as<double>()[1] == Approx(g3)));
+}

@@ -69,6 +69,31 @@ TEST_CASE("a resumed run matches an uninterrupted one bit for bit", "[train][res
   CHECK(nlohmann::json::parse(first).at("step").get<int>() == 4);
 }
 
+TEST_CASE("bit-exact resume holds for AoE with null experts, annealed balancing and a selection bias",
+          "[train][resume]") {
+  test::TempDir dir("resume-aoe");
+  const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
+  const std::vector<std::string> aoe = {
+      "model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
+      "model.moe.aux.z_loss=0", "model.moe.aux.load_balance=0", "model.moe.selector.n_null=2",
+      "model.moe.selector.k=3", "model.moe.aux.null_load_balance=[[0, 0.05], [4, 0.001]]",
+      "model.moe.aux.bias_update_rate=0.01"};
+  auto with = [&](std::vector<std::string> v) {
+    v.insert(v.end(), aoe.begin(), aoe.end());
+    return v;
+  };
+  const TrainSummary full = train(load_config(yaml, with({"run.name=full"})), quiet());
+  const auto ckpts = list_checkpoints(full.run_dir + "/checkpoints");
+  REQUIRE(ckpts.size() == 2);
+  TrainOptions opt = quiet();
+  opt.resume = ckpts[0].path;
+  const TrainSummary resumed = train(load_config(yaml, with({"run.name=resumed"})), opt);
+  REQUIRE(resumed.step_losses.size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK(resumed.step_losses[i] == full.step_losses[3 + i]);
+  CHECK(test::file_bytes(resumed.last_checkpoint + "/model.safetensors") ==
+        test::file_bytes(full.last_checkpoint + "/model.safetensors"));
+}
+
 TEST_CASE("resume refuses a different model and a fresh run refuses existing checkpoints", "[train][resume]") {
   test::TempDir dir("refuse");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
