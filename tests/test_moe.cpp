@@ -164,3 +164,44 @@ TEST_CASE("auxiliary-loss-free balancing moves the selection bias against each e
   const double g3 = 1.0 / (1.0 + std::exp(-1.0));               // softmax(-10, -9)[expert 3]
   CHECK((gates.as<double>()[0] == Approx(g3) || gates.as<double>()[1] == Approx(g3)));
 }
+
+TEST_CASE("null-averaged balancing and confidence entropy: hand-computed values", "[moe]") {
+  CpuBackend be(DType::F64, 1);
+  // 2 tokens, 2 true + 2 null experts. Selections: token 0 -> {true 0, null 2}, token 1 -> {null 3, null 2}.
+  std::vector<double> probs = {0.4, 0.1, 0.3, 0.2, 0.1, 0.1, 0.5, 0.3}, scores(8, 0.0);
+  std::vector<int64_t> selected = {1, 0, 2, 1};
+  AuxInputs in;
+  in.probs = Tensor(probs.data(), DType::F64, {2, 4});
+  in.scores = Tensor(scores.data(), DType::F64, {2, 4});
+  in.selected = &selected;
+  in.n_tokens = 2;
+  in.n_experts = 2;
+  in.n_null = 2;
+  // f = (0.5, 0, 1.0, 0.5) -> f~ = (0.5, 0, 0.75, 0.75); Pbar = (0.25, 0.1, 0.4, 0.25)
+  // L = 0.1 * 4 * (0.125 + 0 + 0.3 + 0.1875) = 0.245
+  NullLoadBalanceLoss nlb(be, 0.1);
+  CHECK(nlb.forward(in) == Approx(0.245).epsilon(1e-12));
+  std::vector<double> dp(8, 0.0), ds(8, 0.0);
+  nlb.backward(in, Tensor(ds.data(), DType::F64, {2, 4}), Tensor(dp.data(), DType::F64, {2, 4}), 1.0);
+  // dP_t[i] = alpha (n+m) f~_i / T = 0.2 f~_i
+  const double want[4] = {0.1, 0.0, 0.15, 0.15};
+  for (int t = 0; t < 2; ++t) {
+    for (int i = 0; i < 4; ++i) CHECK(dp[t * 4 + i] == Approx(want[i]).margin(1e-15));
+  }
+  // Entropy: gamma / T * sum_t H(P_t)
+  EntropyLoss ent(be, 0.5);
+  double h = 0;
+  for (double p : probs) h -= p * std::log(p);
+  CHECK(ent.forward(in) == Approx(0.5 * h / 2).epsilon(1e-12));
+  std::fill(dp.begin(), dp.end(), 0.0);
+  ent.backward(in, Tensor(ds.data(), DType::F64, {2, 4}), Tensor(dp.data(), DType::F64, {2, 4}), 1.0);
+  for (int i = 0; i < 8; ++i) CHECK(dp[i] == Approx(-0.25 * (std::log(probs[i]) + 1.0)));
+  // A schedule switches the coefficient at its step.
+  Schedule annealing;
+  annealing.points = {{0, 0.1}, {5, 0.001}};
+  NullLoadBalanceLoss annealed(be, annealing);
+  in.step = 4;
+  CHECK(annealed.forward(in) == Approx(0.245));
+  in.step = 5;
+  CHECK(annealed.forward(in) == Approx(0.00245));
+}

@@ -97,37 +97,47 @@ void aoe(MoeConfig& m, const std::string& norm) {
 
 }  // namespace
 
-TEST_CASE("MoE combinations: router and large router with every selector and loss", "[moe][gradcheck]") {
-  const std::vector<Combo> combos = {
-      {"router topk lb z entropy", [](MoeConfig& m) { m.aux.load_balance = 0.2; m.aux.z_loss = 0.05; m.aux.entropy = 0.1; }},
-      {"router topk capacity", [](MoeConfig& m) { m.selector.capacity_factor = 0.6; m.aux.load_balance = 0.1; }},
-      {"router topk null experts", [](MoeConfig& m) { m.selector.n_null = 2; m.selector.k = 3; m.aux.null_load_balance = 0.2; m.aux.z_loss = 0.01; }},
-      {"router topp raw", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.6; m.aux.entropy = 0.1; m.aux.load_balance = 0.1; }},
-      {"router topp renormalised", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.5; m.selector.renormalize = true; m.selector.max_k = 3; }},
-      {"router expert choice batch", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 1.0; }},
-      {"router expert choice sequence", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 2.0; m.selector.group = "sequence"; m.aux.z_loss = 0.02; }},
-      {"large router topk", [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 7; m.aux.load_balance = 0.1; m.aux.z_loss = 0.02; }},
-      {"large router null", [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 7; m.selector.n_null = 1; m.selector.k = 2; m.aux.null_load_balance = 0.1; }},
-      {"factorized experts with router", [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; m.expert.d_wide = 5; m.aux.load_balance = 0.1; }},
+// The full product: 6 scorers x 7 selectors, each with every auxiliary loss that applies to it
+// switched on at once (balancing or null-averaged balancing, entropy, and z-loss for logits).
+TEST_CASE("MoE combinations: every scorer x selector with its auxiliary losses", "[moe][gradcheck]") {
+  const std::vector<Combo> scorers = {
+      {"router", [](MoeConfig&) {}},
+      {"large router", [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 7; }},
+      {"factorized experts + router", [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; m.expert.d_wide = 5; }},
+      {"aoe l2", [](MoeConfig& m) { aoe(m, "l2"); }},
+      {"aoe l1", [](MoeConfig& m) { aoe(m, "l1"); }},
+      {"aoe linf", [](MoeConfig& m) { aoe(m, "linf"); }},
   };
-  for (const Combo& c : combos) {
-    SECTION(c.name) { check_combo(c); }
+  const std::vector<Combo> selectors = {
+      {"topk", [](MoeConfig&) {}},
+      {"topk capacity", [](MoeConfig& m) { m.selector.capacity_factor = 0.6; }},
+      {"topk null experts", [](MoeConfig& m) { m.selector.n_null = 2; m.selector.k = 3; }},
+      {"topp raw", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.6; }},
+      {"topp renormalised", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.5; m.selector.renormalize = true; m.selector.max_k = 3; }},
+      {"expert choice batch", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 1.0; }},
+      {"expert choice sequence", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 2.0; m.selector.group = "sequence"; }},
+  };
+  for (const Combo& sc : scorers) {
+    for (const Combo& se : selectors) {
+      const Combo c{sc.name + " / " + se.name, [&](MoeConfig& m) {
+                      sc.set(m);
+                      se.set(m);
+                      if (m.selector.n_null > 0) {
+                        m.aux.null_load_balance = 0.2;
+                      } else {
+                        m.aux.load_balance = 0.2;
+                      }
+                      m.aux.entropy = 0.1;
+                      if (m.scorer.type != "act_norm") m.aux.z_loss = 0.02;
+                    }};
+      DYNAMIC_SECTION(c.name) { check_combo(c); }
+    }
   }
 }
 
-TEST_CASE("MoE combinations: AoE activation norms with every selector and loss", "[moe][gradcheck]") {
-  const std::vector<Combo> combos = {
-      {"aoe l2 topk lb", [](MoeConfig& m) { aoe(m, "l2"); m.aux.load_balance = 0.3; }},
-      {"aoe l1 topk entropy", [](MoeConfig& m) { aoe(m, "l1"); m.aux.entropy = 0.1; }},
-      {"aoe linf topk lb", [](MoeConfig& m) { aoe(m, "linf"); m.aux.load_balance = 0.2; }},
-      {"aoe l2 topk capacity", [](MoeConfig& m) { aoe(m, "l2"); m.selector.capacity_factor = 0.6; m.aux.load_balance = 0.2; }},
-      {"aoe l2 null experts", [](MoeConfig& m) { aoe(m, "l2"); m.selector.n_null = 2; m.selector.k = 3; m.aux.null_load_balance = 0.3; }},
-      {"aoe l2 topp", [](MoeConfig& m) { aoe(m, "l2"); m.selector.type = "topp"; m.selector.p = 0.6; m.aux.entropy = 0.1; m.aux.load_balance = 0.1; }},
-      {"aoe l2 expert choice", [](MoeConfig& m) { aoe(m, "l2"); m.selector.type = "expert_choice"; m.selector.capacity_factor = 1.0; }},
-  };
-  for (const Combo& c : combos) {
-    SECTION(c.name) { check_combo(c); }
-  }
+TEST_CASE("MoE combinations: gates alone, without auxiliary losses", "[moe][gradcheck]") {
+  check_combo({"router topk, no aux", [](MoeConfig&) {}});
+  check_combo({"aoe topk, no aux", [](MoeConfig& m) { aoe(m, "l2"); }});
 }
 
 TEST_CASE("AoE: the balancing loss reaches the W_down of experts no token selected", "[moe]") {
