@@ -1,4 +1,4 @@
-// autonomoe: one binary, several subcommands (train, eval, export, validate, config).
+// autonomoe: one binary, several subcommands (train, eval, export, validate, sweep, config).
 // Exit codes: 0 success (also an interrupted run that wrote its checkpoint), 1 bad input (config,
 // data, checkpoint), 2 a malformed command line, 3 an internal error (a bug: please report it).
 #include "cli/args.h"
