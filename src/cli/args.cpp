@@ -65,6 +65,16 @@ std::string Args::require(const std::string& flag) const {
   return *v;
 }
 
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                        "_-.,/=:+@%") == std::string::npos) {
+    return s;
+  }
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 std::string usage_of(const std::string& command, const std::string& synopsis,
                      const std::vector<FlagSpec>& specs) {
   std::string s = fmt::format("usage: autonomoe {} {}\n\noptions:\n", command, synopsis);

@@ -39,6 +39,9 @@ class Args {
   std::vector<std::string> sets_;
 };
 
+// A shell word that pastes back as itself: single-quoted when it holds anything special.
+std::string shell_quote(const std::string& s);
+
 std::string usage_of(const std::string& command, const std::string& synopsis,
                      const std::vector<FlagSpec>& specs);
 

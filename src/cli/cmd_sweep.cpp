@@ -25,17 +25,6 @@ const std::vector<FlagSpec> kFlags = {
 
 const char* const kSynopsis = "SWEEP.yaml [--set key=value]... [--dry-run]";
 
-// A shell word that pastes back as itself: single-quoted when it holds anything special.
-std::string shell_quote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                        "_-.,/=:+@%") == std::string::npos) {
-    return s;
-  }
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 void print_dry_run(const SweepPlan& plan) {
   std::printf("sweep %s: %zu point%s from %s (base %s)\n", plan.file.name.c_str(), plan.points.size(),
               plan.points.size() == 1 ? "" : "s", plan.file.path.c_str(), plan.file.base.c_str());

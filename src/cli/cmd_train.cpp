@@ -38,17 +38,6 @@ ResumeTarget resolve_resume(const std::string& value) {
                   "pass runs/<name> or runs/<name>/checkpoints/step_<N>, or --resume alone with --config");
 }
 
-// A shell word that pastes back as itself: single-quoted when it holds anything special.
-std::string shell_quote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                        "_-.,/=:+@%") == std::string::npos) {
-    return s;
-  }
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 }  // namespace
 
 int cmd_train(int argc, char** argv) {

@@ -29,18 +29,7 @@ void scale(T* x, double s, int64_t n) {
 
 template <typename T>
 double sum_squares(const T* x, int64_t n) {
-  const int64_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
-  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t end = std::min(n, (c + 1) * kReduceChunk);
-    double s = 0;
-    for (int64_t i = c * kReduceChunk; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
-    partial[static_cast<size_t>(c)] = s;
-  }
-  double total = 0;
-  for (double p : partial) total += p;
-  return total;
+  return chunked_sum(n, [x](int64_t i) { return static_cast<double>(x[i]) * x[i]; });
 }
 
 #define AM_INSTANTIATE(T)                                \

@@ -10,21 +10,10 @@ namespace am::cpu {
 
 template <typename T>
 double entropy_sum(const T* p, int64_t n) {
-  const int64_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
-  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t end = std::min(n, (c + 1) * kReduceChunk);
-    double s = 0;
-    for (int64_t i = c * kReduceChunk; i < end; ++i) {
-      const double v = p[i];
-      if (v != 0) s -= v * std::log(v);
-    }
-    partial[static_cast<size_t>(c)] = s;
-  }
-  double total = 0;
-  for (double s : partial) total += s;
-  return total;
+  return chunked_sum(n, [p](int64_t i) {
+    const double v = p[i];
+    return v != 0 ? -v * std::log(v) : 0.0;
+  });
 }
 
 template <typename T>
