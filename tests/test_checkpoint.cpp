@@ -2,6 +2,7 @@
 // dtype conversion on load, bf16 export, and refusal of a checkpoint written for another model.
 #include "cpu/cpu_backend.h"
 #include "io/safetensors.h"
+#include "model/model_info.h"
 #include "model/transformer.h"
 #include "support/synthetic_run.h"
 #include "train/checkpoint.h"
@@ -124,4 +125,22 @@ TEST_CASE("export writes bf16 safetensors and a Mixtral config.json", "[checkpoi
   CHECK(j.at("hidden_size") == 16);
   CHECK(j.at("intermediate_size") == 24);
   CHECK(j.at("torch_dtype") == "bfloat16");
+}
+
+TEST_CASE("config.json claims Mixtral only for models with Mixtral's weights", "[checkpoint]") {
+  ModelConfig m;
+  m.vocab_size = 32;
+  m.d_model = 16;
+  m.n_layers = 2;
+  m.n_heads = 2;
+  m.moe.d_ffn = 24;
+  CHECK(hf_config_json(m, DType::F32).at("model_type") == "mixtral");
+  m.moe.expert.type = "factorized";
+  m.moe.expert.d_low = 4;
+  m.moe.scorer.type = "act_norm";
+  const auto aoe = hf_config_json(m, DType::F32);
+  CHECK(aoe.at("model_type") == "autonomoe_moe");
+  CHECK(aoe.at("autonomoe").at("expert").at("d_low") == 4);
+  CHECK(aoe.at("autonomoe").at("expert").at("d_wide") == m.moe.hidden_width(16));
+  CHECK(aoe.at("intermediate_size") == m.moe.hidden_width(16));
 }

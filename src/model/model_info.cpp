@@ -51,12 +51,17 @@ ParamCounts count_params(const ModelConfig& m) {
 }
 
 nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
-  const bool dense = m.moe.scorer.type == "none";
+  const MoeConfig& moe = m.moe;
+  const bool dense = moe.scorer.type == "none";
+  // Only a plain router + top-k + SwiGLU model has Mixtral's weights; other MoE models say so.
+  const bool mixtral = !dense && moe.scorer.type == "router" && moe.expert.type == "swiglu" &&
+                       moe.selector.type == "topk" && moe.selector.n_null == 0 &&
+                       moe.selector.capacity_factor == 0 && moe.aux.bias_update_rate == 0;
   nlohmann::json j;
-  j["architectures"] = {dense ? "LlamaForCausalLM" : "MixtralForCausalLM"};
-  j["model_type"] = dense ? "llama" : "mixtral";
+  j["architectures"] = {dense ? "LlamaForCausalLM" : mixtral ? "MixtralForCausalLM" : "AutonomoeMoeForCausalLM"};
+  j["model_type"] = dense ? "llama" : mixtral ? "mixtral" : "autonomoe_moe";
   j["hidden_size"] = m.d_model;
-  j["intermediate_size"] = m.moe.d_ffn;
+  j["intermediate_size"] = dense ? moe.d_ffn : moe.hidden_width(m.d_model);
   j["num_hidden_layers"] = m.n_layers;
   j["num_attention_heads"] = m.n_heads;
   j["num_key_value_heads"] = m.kv_heads();
@@ -71,17 +76,27 @@ nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
   j["attention_bias"] = false;
   j["torch_dtype"] = dtype == DType::F64 ? "float64" : dtype == DType::BF16 ? "bfloat16" : "float32";
   if (!dense) {
-    j["num_local_experts"] = m.moe.n_experts;
-    j["num_experts_per_tok"] = m.moe.selector.k;
-    j["router_aux_loss_coef"] = m.moe.aux.load_balance.at(0);
+    j["num_local_experts"] = moe.n_experts;
+    j["num_experts_per_tok"] = moe.selector.k;
+    j["router_aux_loss_coef"] = moe.aux.load_balance.at(0);
     j["output_router_logits"] = false;
   }
+  auto schedule = [](const Schedule& s) {
+    nlohmann::json pts = nlohmann::json::array();
+    for (const auto& [step, v] : s.points) pts.push_back({step, v});
+    return pts;
+  };
   j["autonomoe"] = {
-      {"scorer", m.moe.scorer.type},
-      {"selector", m.moe.selector.type},
-      {"top_k", m.moe.selector.k},
-      {"n_experts", m.moe.n_experts},
-      {"aux", {{"load_balance", m.moe.aux.load_balance.at(0)}, {"z_loss", m.moe.aux.z_loss.at(0)}}},
+      {"expert", {{"type", moe.expert.type}, {"d_low", moe.expert.d_low}, {"d_wide", moe.hidden_width(m.d_model)}}},
+      {"scorer", {{"type", moe.scorer.type}, {"node", moe.scorer.node}, {"norm", moe.scorer.norm},
+                  {"d_hidden", moe.scorer.d_hidden}}},
+      {"selector", {{"type", moe.selector.type}, {"k", moe.selector.k}, {"capacity_factor", moe.selector.capacity_factor},
+                    {"p", moe.selector.p}, {"renormalize", moe.selector.renormalize}, {"max_k", moe.selector.max_k},
+                    {"group", moe.selector.group}, {"n_null", moe.selector.n_null}}},
+      {"n_experts", moe.n_experts},
+      {"aux", {{"load_balance", schedule(moe.aux.load_balance)}, {"null_load_balance", schedule(moe.aux.null_load_balance)},
+               {"z_loss", schedule(moe.aux.z_loss)}, {"entropy", schedule(moe.aux.entropy)},
+               {"bias_update_rate", moe.aux.bias_update_rate}}},
   };
   return j;
 }
