@@ -1,18 +1,15 @@
-// The CUDA backend: device memory, cuBLAS GEMMs (row-major through the column-major API) and the
-// element-wise kernels of elementwise.cu. Ops without a kernel yet throw a UserError naming the op.
+// The CUDA backend: device memory, cuBLAS GEMMs (row-major through the column-major API), the
+// element-wise kernels of elementwise.cu, and every other op forwarded to the kernel families of
+// ops.cuh. Ops without a kernel yet throw a UserError naming the op.
 #include "check.cuh"
 #include "cuda_backend.h"
 #include "elementwise.cuh"
+#include "ops.cuh"
 
 #include <cmath>
 
 namespace am {
 namespace {
-
-[[noreturn]] void not_yet(const char* op) {
-  throw UserError(fmt::format("the CUDA backend has no kernel for '{}' yet", op),
-                  "use run.backend: cpu (or auto, which picks the CPU until the CUDA backend is complete)");
-}
 
 class CudaBackend final : public Backend {
  public:
@@ -86,56 +83,48 @@ class CudaBackend final : public Backend {
                     static_cast<float>(s.grad_scale), bc1, bc2);
   }
 
-  // ---- not implemented yet (issue: CUDA backend) ----
-  void embedding_forward(Tensor, Tensor, Tensor) override { not_yet("embedding_forward"); }
-  void embedding_backward(Tensor, Tensor, Tensor) override { not_yet("embedding_backward"); }
-  void rmsnorm_forward(Tensor, Tensor, Tensor, Tensor, double) override { not_yet("rmsnorm_forward"); }
-  void rmsnorm_backward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor) override { not_yet("rmsnorm_backward"); }
-  void rope_forward(Tensor, const AttnShape&, double) override { not_yet("rope_forward"); }
-  void rope_backward(Tensor, const AttnShape&, double) override { not_yet("rope_backward"); }
-  void attention_forward(Tensor, Tensor, Tensor, const AttnShape&) override { not_yet("attention_forward"); }
-  void attention_backward(Tensor, Tensor, Tensor, Tensor, Tensor, const AttnShape&) override {
-    not_yet("attention_backward");
-  }
-  void silu_forward(Tensor, Tensor) override { not_yet("silu_forward"); }
-  void silu_backward(Tensor, Tensor, Tensor) override { not_yet("silu_backward"); }
-  void swiglu_forward(Tensor, Tensor, Tensor) override { not_yet("swiglu_forward"); }
-  void swiglu_backward(Tensor, Tensor, Tensor, Tensor, Tensor) override { not_yet("swiglu_backward"); }
-  void cross_entropy_forward(Tensor, Tensor, Tensor) override { not_yet("cross_entropy_forward"); }
-  void cross_entropy_forward_backward(Tensor, Tensor, Tensor, double) override {
-    not_yet("cross_entropy_forward_backward");
-  }
-  void softmax_rows(Tensor, Tensor) override { not_yet("softmax_rows"); }
-  void softmax_rows_backward(Tensor, Tensor, Tensor) override { not_yet("softmax_rows_backward"); }
-  void logsumexp_rows(Tensor, Tensor) override { not_yet("logsumexp_rows"); }
-  void axpy_rows(Tensor, Tensor, Tensor, double) override { not_yet("axpy_rows"); }
-  std::vector<double> column_sums(Tensor) override { not_yet("column_sums"); }
-  void add_to_rows(Tensor, const std::vector<double>&) override { not_yet("add_to_rows"); }
-  void topk_select(Tensor, Tensor, Tensor, Tensor, int, int) override { not_yet("topk_select"); }
-  void topk_select_backward(Tensor, Tensor, Tensor, Tensor, int) override { not_yet("topk_select_backward"); }
-  void topp_select(Tensor, Tensor, Tensor, double, bool) override { not_yet("topp_select"); }
-  void topp_select_backward(Tensor, Tensor, Tensor, Tensor, Tensor, bool) override {
-    not_yet("topp_select_backward");
-  }
-  void expert_choice_select(Tensor, Tensor, Tensor, int64_t, int64_t) override { not_yet("expert_choice_select"); }
-  void expert_choice_select_backward(Tensor, Tensor, Tensor) override { not_yet("expert_choice_select_backward"); }
-  void capacity_route(Tensor, Tensor, Tensor, int, int64_t) override { not_yet("capacity_route"); }
-  SlotStats slot_stats(Tensor, int, int) override { not_yet("slot_stats"); }
-  void block_norms(Tensor, Tensor, int, NormKind) override { not_yet("block_norms"); }
-  void block_norms_backward(Tensor, Tensor, Tensor, Tensor, int, NormKind) override {
-    not_yet("block_norms_backward");
-  }
-  void gather_blocks(Tensor, Tensor, Tensor, Tensor) override { not_yet("gather_blocks"); }
-  void scatter_blocks_add(Tensor, Tensor, Tensor, Tensor) override { not_yet("scatter_blocks_add"); }
-  void broadcast_columns(Tensor, Tensor, int64_t) override { not_yet("broadcast_columns"); }
-  void copy_columns(Tensor, Tensor, int64_t) override { not_yet("copy_columns"); }
-  double entropy_sum(Tensor) override { not_yet("entropy_sum"); }
-  void entropy_backward(Tensor, Tensor, double) override { not_yet("entropy_backward"); }
-  int64_t route_build(Tensor, Tensor, std::vector<int64_t>&, Tensor, int) override { not_yet("route_build"); }
-  void gather_rows(Tensor, Tensor, Tensor, int) override { not_yet("gather_rows"); }
-  void combine(Tensor, Tensor, Tensor, Tensor) override { not_yet("combine"); }
-  void combine_backward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor) override { not_yet("combine_backward"); }
-  void scatter_rows_add(Tensor, Tensor, Tensor) override { not_yet("scatter_rows_add"); }
+  // ---- the kernels of ops.cuh, one family per .cu file ----
+  void embedding_forward(Tensor out, Tensor tokens, Tensor table) override { cuda::embedding_forward(*this, out, tokens, table); }
+  void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) override { cuda::embedding_backward(*this, dtable, tokens, dout); }
+  void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) override { cuda::rmsnorm_forward(*this, out, rstd, x, w, eps); }
+  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) override { cuda::rmsnorm_backward(*this, dx, dw, dout, x, w, rstd); }
+  void rope_forward(Tensor qkv, const AttnShape& s, double theta) override { cuda::rope_forward(*this, qkv, s, theta); }
+  void rope_backward(Tensor dqkv, const AttnShape& s, double theta) override { cuda::rope_backward(*this, dqkv, s, theta); }
+  void silu_forward(Tensor y, Tensor x) override { cuda::silu_forward(*this, y, x); }
+  void silu_backward(Tensor dx, Tensor dy, Tensor x) override { cuda::silu_backward(*this, dx, dy, x); }
+  void swiglu_forward(Tensor h, Tensor g, Tensor u) override { cuda::swiglu_forward(*this, h, g, u); }
+  void swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) override { cuda::swiglu_backward(*this, dg, du, dh, g, u); }
+  void cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) override { cuda::cross_entropy_forward(*this, losses, logits, targets); }
+  void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets, double grad_scale) override { cuda::cross_entropy_forward_backward(*this, losses, logits, targets, grad_scale); }
+  void softmax_rows(Tensor p, Tensor z) override { cuda::softmax_rows(*this, p, z); }
+  void softmax_rows_backward(Tensor dz, Tensor dp, Tensor p) override { cuda::softmax_rows_backward(*this, dz, dp, p); }
+  void logsumexp_rows(Tensor out, Tensor z) override { cuda::logsumexp_rows(*this, out, z); }
+  void axpy_rows(Tensor y, Tensor x, Tensor s, double alpha) override { cuda::axpy_rows(*this, y, x, s, alpha); }
+  std::vector<double> column_sums(Tensor x) override { return cuda::column_sums(*this, x); }
+  void add_to_rows(Tensor x, const std::vector<double>& v) override { cuda::add_to_rows(*this, x, v); }
+  double entropy_sum(Tensor p) override { return cuda::entropy_sum(*this, p); }
+  void entropy_backward(Tensor dp, Tensor p, double scale) override { cuda::entropy_backward(*this, dp, p, scale); }
+  void broadcast_columns(Tensor x, Tensor v, int64_t col) override { cuda::broadcast_columns(*this, x, v, col); }
+  void copy_columns(Tensor dst, Tensor src, int64_t col) override { cuda::copy_columns(*this, dst, src, col); }
+  void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override { cuda::attention_forward(*this, out, lse, qkv, s); }
+  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s) override { cuda::attention_backward(*this, dqkv, dout, qkv, out, lse, s); }
+  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true) override { cuda::topk_select(*this, slot_expert, slot_gate, rank_scores, gate_scores, k, n_true); }
+  void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, int n_true) override { cuda::topk_select_backward(*this, dgate_scores, dslot_gate, slot_expert, slot_gate, n_true); }
+  void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) override { cuda::topp_select(*this, slot_expert, slot_gate, probs, p, renormalize); }
+  void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, bool renormalize) override { cuda::topp_select_backward(*this, dprobs, dslot_gate, slot_expert, slot_gate, probs, renormalize); }
+  void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group, int64_t capacity) override { cuda::expert_choice_select(*this, slot_expert, slot_gate, probs, group, capacity); }
+  void expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) override { cuda::expert_choice_select_backward(*this, dprobs, dslot_gate, slot_expert); }
+  void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) override { cuda::capacity_route(*this, routed, slot_expert, scores, n_true, capacity); }
+  SlotStats slot_stats(Tensor slot_expert, int n_total, int n_true) override { return cuda::slot_stats(*this, slot_expert, n_total, n_true); }
+  int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets, Tensor slot_expert, int n_experts) override { return cuda::route_build(*this, assign_slot, slot_assign, expert_offsets, slot_expert, n_experts); }
+  void gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax) override { cuda::gather_rows(*this, out, x, assign_slot, kmax); }
+  void combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine(*this, y, expert_out, slot_gate, slot_assign); }
+  void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine_backward(*this, dexpert_out, dslot_gate, dy, expert_out, slot_gate, slot_assign); }
+  void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) override { cuda::scatter_rows_add(*this, dx, src, slot_assign); }
+  void block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) override { cuda::block_norms(*this, s, c, n_blocks, kind); }
+  void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) override { cuda::block_norms_backward(*this, dc, ds, c, s, n_blocks, kind); }
+  void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override { cuda::gather_blocks(*this, out, c, assign_slot, slot_expert); }
+  void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override { cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert); }
 
  private:
   DType dtype_;

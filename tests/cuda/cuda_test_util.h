@@ -1,0 +1,76 @@
+// Shared helpers of the CUDA parity tests: the same random host data on both backends, and a
+// closeness check that names the first entry that differs.
+#pragma once
+
+#include "cpu/cpu_backend.h"
+#include "cuda_backend.h"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <vector>
+
+namespace am::test {
+
+inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// The two backends under comparison: CUDA fp32 and the CPU reference fp32 (one thread).
+struct Pair {
+  std::unique_ptr<Backend> gpu = make_cuda_backend(DType::F32);
+  std::unique_ptr<Backend> cpu = make_cpu_backend(DType::F32, 1);
+};
+
+// A tensor on each backend holding the same host values (F32 or I32).
+struct Twin {
+  Buffer gbuf, cbuf;
+  Tensor g, c;
+  template <typename T>
+  Twin(Pair& p, const std::vector<int64_t>& shape, const std::vector<T>& host) {
+    const DType dt = dtype_of<T>();
+    Tensor probe(nullptr, dt, shape);
+    AM_CHECK(static_cast<int64_t>(host.size()) == probe.numel(), "twin of {} values for {}", host.size(),
+             probe.shape_str());
+    gbuf = p.gpu->alloc(probe.nbytes());
+    cbuf = p.cpu->alloc(probe.nbytes());
+    g = Tensor(gbuf.get(), dt, shape);
+    c = Tensor(cbuf.get(), dt, shape);
+    p.gpu->upload(g, host.data());
+    p.cpu->upload(c, host.data());
+  }
+  template <typename T = float>
+  std::vector<T> from_gpu(Pair& p) const {
+    std::vector<T> h(static_cast<size_t>(g.numel()));
+    p.gpu->download(h.data(), g);
+    return h;
+  }
+  template <typename T = float>
+  std::vector<T> from_cpu(Pair& p) const {
+    std::vector<T> h(static_cast<size_t>(c.numel()));
+    p.cpu->download(h.data(), c);
+    return h;
+  }
+};
+
+// |cuda - cpu| <= atol + rtol |cpu| for every entry (the first failing entry is reported).
+inline void require_close(const std::vector<float>& a, const std::vector<float>& b, double rtol, double atol) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("entry " << i << ": cuda " << a[i] << " cpu " << b[i]);
+    REQUIRE(std::abs(double(a[i]) - b[i]) <= atol + rtol * std::abs(double(b[i])));
+  }
+}
+
+// The CUDA and CPU versions of a twin agree.
+inline void require_twin_close(Pair& p, const Twin& t, double rtol, double atol) {
+  require_close(t.from_gpu(p), t.from_cpu(p), rtol, atol);
+}
+
+}  // namespace am::test
