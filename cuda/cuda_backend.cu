@@ -32,7 +32,7 @@ class CudaBackend final : public Backend {
   Buffer alloc(size_t bytes) override {
     void* p = nullptr;
     AM_CUDA(cudaMalloc(&p, bytes > 0 ? bytes : 1));
-    return Buffer(p, bytes, [](void* q) { cudaFree(q); });
+    return tracked(p, bytes, [](void* q) { cudaFree(q); });
   }
   void upload(Tensor dst, const void* host) override {
     AM_CUDA(cudaMemcpy(dst.data, host, dst.nbytes(), cudaMemcpyHostToDevice));

@@ -16,6 +16,8 @@
 
 #include "core/tensor.h"
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -205,6 +207,32 @@ class Backend {
 
   // ---- optimizer ----
   virtual void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) = 0;
+
+  // ---- memory accounting (benchmarks): bytes allocated through alloc() and not yet freed, and
+  // the most ever held at once ----
+  size_t bytes_in_use() const { return mem_->in_use.load(); }
+  size_t peak_bytes() const { return mem_->peak.load(); }
+
+ protected:
+  // Wraps a raw allocation of `bytes` in a Buffer whose deleter calls `release` and keeps the
+  // counters above (they outlive the backend if a Buffer does).
+  Buffer tracked(void* p, size_t bytes, std::function<void(void*)> release) {
+    auto mem = mem_;
+    const size_t now = mem->in_use.fetch_add(bytes) + bytes;
+    size_t peak = mem->peak.load();
+    while (now > peak && !mem->peak.compare_exchange_weak(peak, now)) {
+    }
+    return Buffer(p, bytes, [mem, bytes, release = std::move(release)](void* q) {
+      mem->in_use.fetch_sub(bytes);
+      release(q);
+    });
+  }
+
+ private:
+  struct MemoryCounters {
+    std::atomic<size_t> in_use{0}, peak{0};
+  };
+  std::shared_ptr<MemoryCounters> mem_ = std::make_shared<MemoryCounters>();
 };
 
 // kind: "cpu", "cuda" or "auto" (CUDA when it is built, a device is present and the backend is

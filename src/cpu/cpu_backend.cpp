@@ -61,7 +61,7 @@ Buffer CpuBackend::alloc(size_t bytes) {
     throw UserError(fmt::format("out of host memory allocating {} bytes", bytes),
                     "reduce the batch size or the model size");
   }
-  return Buffer(p, bytes, [](void* q) { std::free(q); });
+  return tracked(p, bytes, [](void* q) { std::free(q); });
 }
 
 void CpuBackend::upload(Tensor dst, const void* host) {

@@ -12,7 +12,7 @@
 #include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
-#include "train/schedule.h"
+#include "train/step.h"
 
 #include <spdlog/spdlog.h>
 
@@ -240,7 +240,6 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   SignalGuard signals(options.handle_signals);
   const auto t_start = std::chrono::steady_clock::now();
   const double elapsed_before = state.elapsed_s;
-  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
   double interval_s = 0;
   int interval_steps = 0;
   for (MoeLayer* l : model.moe_layers()) l->reset_stats();
@@ -249,26 +248,8 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   while (state.step < tc.max_steps) {
     const int64_t step = state.step;
     const auto t0 = std::chrono::steady_clock::now();
-    model.store().zero_grads();
-    model.begin_step(step);
-    double ce = 0, aux = 0;
-    for (int micro = 0; micro < tc.grad_accum; ++micro) {
-      train_data.next(inputs.data(), targets.data());
-      const LossParts lp = model.forward(inputs.data(), targets.data(), 1.0 / tc.grad_accum);
-      model.backward();
-      ce += lp.ce / tc.grad_accum;
-      aux += lp.aux / tc.grad_accum;
-    }
-    const double norm = opt.grad_norm();
-    if (!std::isfinite(norm) || !std::isfinite(ce)) {
-      throw UserError(fmt::format("step {}: loss {} / gradient norm {} is not finite; stopping without "
-                                  "writing a checkpoint of the broken state", step + 1, ce, norm),
-                      "lower train.lr, raise train.warmup_steps or check the data; resume from the "
-                      "last checkpoint with --resume");
-    }
-    const double lr = learning_rate(tc, step);
-    opt.update(step, lr, norm);
-    model.end_step();
+    const StepResult r = train_step(model, opt, tc, step, [&](int32_t* in, int32_t* tg) { train_data.next(in, tg); });
+    const double ce = r.ce, aux = r.aux, norm = r.grad_norm, lr = r.lr;
     be->synchronize();
     const double dt = seconds_since(t0);
     state.step = step + 1;

@@ -1,0 +1,37 @@
+#include "train/step.h"
+
+#include "train/schedule.h"
+
+#include <cmath>
+#include <vector>
+
+namespace am {
+
+StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step,
+                      const BatchSource& next_batch) {
+  const size_t n = static_cast<size_t>(model.micro_batch()) * model.seq_len();
+  std::vector<int32_t> inputs(n), targets(n);
+  StepResult r;
+  model.store().zero_grads();
+  model.begin_step(step);
+  for (int micro = 0; micro < tc.grad_accum; ++micro) {
+    next_batch(inputs.data(), targets.data());
+    const LossParts lp = model.forward(inputs.data(), targets.data(), 1.0 / tc.grad_accum);
+    model.backward();
+    r.ce += lp.ce / tc.grad_accum;
+    r.aux += lp.aux / tc.grad_accum;
+  }
+  r.grad_norm = opt.grad_norm();
+  if (!std::isfinite(r.grad_norm) || !std::isfinite(r.ce)) {
+    throw UserError(fmt::format("step {}: loss {} / gradient norm {} is not finite; stopping without "
+                                "writing a checkpoint of the broken state", step + 1, r.ce, r.grad_norm),
+                    "lower train.lr, raise train.warmup_steps or check the data; resume from the "
+                    "last checkpoint with --resume");
+  }
+  r.lr = learning_rate(tc, step);
+  opt.update(step, r.lr, r.grad_norm);
+  model.end_step();
+  return r;
+}
+
+}  // namespace am

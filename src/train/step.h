@@ -1,0 +1,27 @@
+// One optimizer step, exactly as training runs it (the trainer and the benchmark share it):
+// zero the gradients, run grad_accum micro-batches forward and backward, compute the global
+// gradient norm, refuse a non-finite loss or norm, clip + AdamW at the scheduled learning rate,
+// then the auxiliary-loss-free bias updates.
+#pragma once
+
+#include "model/transformer.h"
+#include "train/optimizer.h"
+
+#include <functional>
+
+namespace am {
+
+struct StepResult {
+  double ce = 0;         // mean cross-entropy over the micro-batches
+  double aux = 0;        // mean summed auxiliary loss
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+};
+
+// next_batch(inputs, targets) fills one micro-batch of B*T tokens each (host int32).
+using BatchSource = std::function<void(int32_t* inputs, int32_t* targets)>;
+
+StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step,
+                      const BatchSource& next_batch);
+
+}  // namespace am
