@@ -136,6 +136,11 @@ struct CheckpointConfig {
   bool save_initial = false;  // checkpoint.save_initial: also write step 0
 };
 
+struct DistConfig {
+  int ep = 1;                  // dist.ep: expert-parallel size (divides the world size and n_experts)
+  std::string comm = "auto";   // dist.comm: auto | single | mpi | nccl
+};
+
 // One resolved key: its dotted path, value as YAML text, and where it came from
 // ("default", "<file>:<line>", or "--set").
 struct ResolvedKey {
@@ -152,6 +157,7 @@ struct Config {
   LogConfig log;
   EvalConfig eval;
   CheckpointConfig checkpoint;
+  DistConfig dist;
 
   std::string source_path;            // the file given on the command line
   std::vector<ResolvedKey> resolved;  // every schema key, in schema order

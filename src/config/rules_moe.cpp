@@ -213,6 +213,14 @@ std::vector<CrossRule> selector_and_loss_rules() {
          return fmt::format("{} must be <= {} (0 = no cap)", show("model.moe.selector.max_k"),
                             show("model.moe.n_experts"));
        }},
+      {"dist.ep divides model.moe.n_experts; a dense model has no experts to split (ep 1)",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const int ep = c.dist.ep, n = c.model.moe.n_experts;
+         if (ep == 1 || (!dense(c) && n % ep == 0)) return std::nullopt;
+         if (dense(c)) return fmt::format("{} needs an MoE model, but the model is dense", show("dist.ep"));
+         return fmt::format("{} must divide {} (each rank of an expert-parallel group holds n_experts / ep "
+                            "experts)", show("dist.ep"), show("model.moe.n_experts"));
+       }},
       {"model.moe.aux.bias_update_rate > 0 only with model.moe.selector.type topk",
        [](const Config& c, const ShowKey& show) -> Msg {
          const MoeConfig& m = c.model.moe;

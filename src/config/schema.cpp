@@ -195,6 +195,15 @@ std::vector<KeySpec> make_schema() {
           FIELD(checkpoint.keep_last)),
       key("checkpoint.save_initial", "false", kAny, "also write a checkpoint at step 0",
           FIELD(checkpoint.save_initial)),
+
+      // ---- dist ----
+      key("dist.ep", "1", kCount,
+          "expert-parallel size: each layer's experts split over groups of ep ranks (divides the "
+          "world size and n_experts; docs/distributed.md)",
+          FIELD(dist.ep)),
+      enum_key("dist.comm", "auto", {"auto", "single", "mpi", "nccl"},
+               "communication: auto = nccl for cuda and mpi for cpu under mpirun, single otherwise",
+               FIELD(dist.comm)),
   };
 }
 
@@ -211,6 +220,7 @@ const std::vector<std::pair<std::string, std::string>>& config_sections() {
       {"log", "Progress logging"},
       {"eval", "Validation passes"},
       {"checkpoint", "Checkpoint cadence and retention"},
+      {"dist", "Multi-process runs (mpirun): expert parallelism and communication"},
   };
   return sections;
 }
