@@ -1,0 +1,47 @@
+// Comm: the one communication interface of multi-process runs, with three implementations —
+// single process (no-ops), MPI (CPU buffers: MPI_Allreduce, MPI_Alltoallv) and NCCL (GPU buffers).
+// Tensors live in the memory of the backend the run uses (host for the CPU backend, device for
+// CUDA). Every call is collective over the communicator's ranks unless it says otherwise.
+#pragma once
+
+#include "core/tensor.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace am {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;  // "single", "mpi", "nccl"
+
+  // t (any shape, F32/F64) := sum over ranks of t, in place.
+  virtual void all_reduce_sum(Tensor t) = 0;
+  // Host scalars and counts: the sum over ranks.
+  virtual double all_reduce_sum(double x) = 0;
+  virtual void all_reduce_sum(std::vector<int64_t>& v) = 0;
+  // send[r] goes to rank r; returns recv with recv[r] from rank r. `per_rank` values each (host).
+  virtual std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) = 0;
+  // Row exchange: send (sum send_rows, w) holds the rows for rank 0, then rank 1, ...; recv
+  // (sum recv_rows, w) receives rank 0's rows, then rank 1's, ... (recv_rows from all_to_all).
+  virtual void all_to_all_rows(Tensor send, const std::vector<int64_t>& send_rows, Tensor recv,
+                               const std::vector<int64_t>& recv_rows) = 0;
+  // Host bytes from `root` to every rank.
+  virtual void broadcast(void* host, size_t bytes, int root) = 0;
+  // Point to point, host bytes (checkpoint gathering).
+  virtual void send(const void* host, size_t bytes, int to) = 0;
+  virtual void recv(void* host, size_t bytes, int from) = 0;
+  virtual void barrier() = 0;
+  // The ranks with the same color form a new communicator, ordered by key.
+  virtual std::unique_ptr<Comm> split(int color, int key) = 0;
+};
+
+// A communicator of one process (every collective is the identity).
+std::unique_ptr<Comm> make_single_comm();
+
+}  // namespace am
