@@ -1,18 +1,323 @@
-// dense.cu: kernels not written yet: each op throws a UserError naming itself.
+// dense.cu: token embedding, RMSNorm, RoPE, SiLU and SwiGLU (forward and backward). fp32 tensors,
+// the default stream. The CPU kernels in src/cpu/ops_{embedding,rmsnorm,rope,swiglu}.cpp are the
+// spec: the same formulas in the same precision (double accumulation and double RoPE rotation).
+//
+// Determinism: no floating-point atomics. Row reductions are CUB block reductions of a fixed block
+// size; the embedding gradient sorts tokens (stable radix sort) and sums each token's rows in
+// position order; RMSNorm's dw sums fixed row chunks, then the chunks in order (row_reduce.cuh).
+#include "check.cuh"
+#include "cpu/cpu_checks.h"
+#include "index_check.cuh"
 #include "ops.cuh"
-#include "stub.cuh"
+#include "row_reduce.cuh"
+
+#include <cub/device/device_radix_sort.cuh>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
 
 namespace am::cuda {
 
-void embedding_forward(Backend&, Tensor, Tensor, Tensor) { not_yet("embedding_forward"); }
-void embedding_backward(Backend&, Tensor, Tensor, Tensor) { not_yet("embedding_backward"); }
-void rmsnorm_forward(Backend&, Tensor, Tensor, Tensor, Tensor, double) { not_yet("rmsnorm_forward"); }
-void rmsnorm_backward(Backend&, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor) { not_yet("rmsnorm_backward"); }
-void rope_forward(Backend&, Tensor, const AttnShape&, double) { not_yet("rope_forward"); }
-void rope_backward(Backend&, Tensor, const AttnShape&, double) { not_yet("rope_backward"); }
-void silu_forward(Backend&, Tensor, Tensor) { not_yet("silu_forward"); }
-void silu_backward(Backend&, Tensor, Tensor, Tensor) { not_yet("silu_backward"); }
-void swiglu_forward(Backend&, Tensor, Tensor, Tensor) { not_yet("swiglu_forward"); }
-void swiglu_backward(Backend&, Tensor, Tensor, Tensor, Tensor, Tensor) { not_yet("swiglu_backward"); }
+using cpu::check_matrix;
+using cpu::check_numel;
+using cpu::last_dim;
+using cpu::row_count;
+
+namespace {
+
+constexpr int kThreads = 256;
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
+// Threads of a block that walks the d columns of a row: a multiple of 32, at most 256.
+unsigned column_threads(int64_t d) { return static_cast<unsigned>(std::min<int64_t>((d + 31) / 32 * 32, 256)); }
+
+// ---- embedding ----
+
+void check_tokens(Backend& be, const int32_t* tokens, int64_t N, int64_t V) {
+  const BadId bad = first_id_outside(be, tokens, N, 0, V);
+  AM_CHECK(bad.index < 0, "token {} at position {} is outside [0, {})", bad.value, bad.index, V);
+}
+
+// out (N,d) = table (V,d)[tokens]; a block per row (grid-stride), threads over columns.
+__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* table, int64_t N, int64_t d) {
+  for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+    const float* src = table + int64_t(tokens[i]) * d;
+    float* dst = out + i * d;
+    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) dst[c] = src[c];
+  }
+}
+
+__global__ void iota_kernel(int32_t* v, int64_t n) {
+  AM_GRID_STRIDE(i, n) v[i] = static_cast<int32_t>(i);
+}
+
+// sorted_tok (N) ascending, pos (N) the positions in that order (ascending within equal tokens).
+// The block at the first position i of each run of equal tokens v adds the run's dout rows, in
+// position order, to dtable[v] -- in float, one addition at a time, like the CPU kernel.
+__global__ void embedding_backward_kernel(float* dtable, const uint32_t* sorted_tok, const int32_t* pos,
+                                          const float* dout, int64_t N, int64_t d) {
+  for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+    const uint32_t v = sorted_tok[i];
+    if (i > 0 && sorted_tok[i - 1] == v) continue;  // not the start of a run (the same for the block)
+    int64_t end = i + 1;
+    while (end < N && sorted_tok[end] == v) ++end;
+    float* dst = dtable + int64_t(v) * d;
+    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
+      float acc = dst[c];
+      for (int64_t k = i; k < end; ++k) acc += dout[int64_t(pos[k]) * d + c];
+      dst[c] = acc;
+    }
+  }
+}
+
+// ---- RMSNorm ----
+
+// One block of B threads per row: ss = sum x^2 (double), r = 1/sqrt(ss/d + eps), out = x r w.
+template <int B>
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, const float* w, int64_t N,
+                                       int64_t d, double eps) {
+  for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
+    const float* xr = x + t * d;
+    double ss = 0;
+    for (int64_t j = threadIdx.x; j < d; j += B) ss += double(xr[j]) * double(xr[j]);
+    ss = block_allreduce<B>(ss, SumOp{});
+    const double r = 1.0 / sqrt(ss / double(d) + eps);
+    if (threadIdx.x == 0) rstd[t] = static_cast<float>(r);
+    float* o = out + t * d;  // may alias x: each thread reads and writes only its own columns
+    for (int64_t j = threadIdx.x; j < d; j += B) o[j] = static_cast<float>(double(xr[j]) * r * double(w[j]));
+  }
+}
+
+// dx (N,d) += r (w dout - x k), k = r^2 <w dout, x> / d; one block of B threads per row.
+template <int B>
+__global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
+                                           const float* rstd, int64_t N, int64_t d) {
+  for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
+    const float* xr = x + t * d;
+    const float* gr = dout + t * d;
+    const double r = rstd[t];
+    double c = 0;
+    for (int64_t j = threadIdx.x; j < d; j += B) c += double(w[j]) * double(gr[j]) * double(xr[j]);
+    c = block_allreduce<B>(c, SumOp{});
+    const double k = r * r * c / double(d);
+    float* o = dx + t * d;
+    for (int64_t j = threadIdx.x; j < d; j += B) {
+      o[j] += static_cast<float>(r * (double(w[j]) * double(gr[j]) - double(xr[j]) * k));
+    }
+  }
+}
+
+// Terms of dw[j] = sum_t dout[t][j] x[t][j] rstd[t], and its accumulation into dw.
+struct RmsnormDwTerm {
+  const float* dout;
+  const float* x;
+  const float* rstd;
+  int64_t d;
+  __device__ double operator()(int64_t t, int64_t j) const {
+    return double(dout[t * d + j]) * double(x[t * d + j]) * double(rstd[t]);
+  }
+};
+struct AccumulateF32 {
+  float* dst;
+  __device__ void operator()(int64_t j, double s) const { dst[j] += static_cast<float>(s); }
+};
+
+// ---- RoPE ----
+
+// One thread per (row r, pair i): the angle t * theta^(-2i/hd) in double (as the CPU), its cos and
+// sign * sin, then the rotation of pair i of every q and k head of the row, in double.
+__global__ void rope_kernel(float* qkv, int64_t rows, int64_t T, int64_t hd, int64_t heads, int64_t row_dim,
+                            double theta, double sign) {
+  const int64_t half = hd / 2;
+  AM_GRID_STRIDE(k, rows * half) {
+    const int64_t r = k / half, i = k % half, t = r % T;
+    const double inv_freq = pow(theta, -2.0 * double(i) / double(hd));
+    const double angle = double(t) * inv_freq;
+    double sn, cs;
+    sincos(angle, &sn, &cs);
+    sn *= sign;
+    float* row = qkv + r * row_dim;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* x = row + h * hd;
+      const double a = x[i], b = x[i + half];
+      x[i] = static_cast<float>(a * cs - b * sn);
+      x[i + half] = static_cast<float>(b * cs + a * sn);
+    }
+  }
+}
+
+void rope_apply(const char* op, Tensor qkv, const AttnShape& s, double theta, double sign) {
+  check_matrix(op, "qkv", qkv, DType::F32, s.B * s.T, s.qkv_dim());
+  AM_CHECK(s.head_dim % 2 == 0, "RoPE needs an even head_dim, got {}", s.head_dim);
+  const int64_t rows = s.B * s.T, half = s.head_dim / 2;
+  if (rows * half == 0) return;
+  rope_kernel<<<blocks_for(rows * half), kThreads>>>(qkv.as<float>(), rows, s.T, s.head_dim,
+                                                     s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign);
+  AM_CUDA_LAUNCHED();
+}
+
+// ---- SiLU / SwiGLU (float, like the CPU) ----
+
+__device__ __forceinline__ float sigmoid_f32(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__global__ void silu_forward_kernel(float* y, const float* x, int64_t n) {
+  AM_GRID_STRIDE(i, n) y[i] = x[i] * sigmoid_f32(x[i]);
+}
+
+__global__ void silu_backward_kernel(float* dx, const float* dy, const float* x, int64_t n) {
+  AM_GRID_STRIDE(i, n) {
+    const float s = sigmoid_f32(x[i]);
+    dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+  }
+}
+
+__global__ void swiglu_forward_kernel(float* h, const float* g, const float* u, int64_t n) {
+  AM_GRID_STRIDE(i, n) h[i] = g[i] * sigmoid_f32(g[i]) * u[i];
+}
+
+__global__ void swiglu_backward_kernel(float* dg, float* du, const float* dh, const float* g, const float* u,
+                                       int64_t n) {
+  AM_GRID_STRIDE(i, n) {
+    const float x = g[i], s = sigmoid_f32(x), d = dh[i], up = u[i];
+    dg[i] = d * up * s * (1.0f + x * (1.0f - s));
+    du[i] = d * x * s;
+  }
+}
+
+}  // namespace
+
+// ---- embedding ----
+
+void embedding_forward(Backend& be, Tensor out, Tensor tokens, Tensor table) {
+  const int64_t N = tokens.numel(), V = row_count(table), d = last_dim(table);
+  check_numel("embedding_forward", "tokens", tokens, DType::I32, N);
+  check_matrix("embedding_forward", "table", table, DType::F32, V, d);
+  check_matrix("embedding_forward", "out", out, DType::F32, N, d);
+  check_tokens(be, tokens.as<int32_t>(), N, V);
+  if (N == 0 || d == 0) return;
+  embedding_forward_kernel<<<row_grid(N), column_threads(d)>>>(out.as<float>(), tokens.as<int32_t>(),
+                                                              table.as<float>(), N, d);
+  AM_CUDA_LAUNCHED();
+}
+
+void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) {
+  const int64_t N = tokens.numel(), V = row_count(dtable), d = last_dim(dtable);
+  check_numel("embedding_backward", "tokens", tokens, DType::I32, N);
+  check_matrix("embedding_backward", "dtable", dtable, DType::F32, V, d);
+  check_matrix("embedding_backward", "dout", dout, DType::F32, N, d);
+  check_tokens(be, tokens.as<int32_t>(), N, V);
+  if (N == 0 || d == 0) return;
+  AM_CHECK(N <= std::numeric_limits<int32_t>::max(), "embedding_backward: {} tokens do not fit int32 positions", N);
+  const int n = static_cast<int>(N);
+  // Tokens are in [0, V) now, so their bits read as unsigned sort the same; only the low
+  // end_bit bits can differ.
+  int end_bit = 1;
+  while (end_bit < 32 && (int64_t(1) << end_bit) < V) ++end_bit;
+  Buffer keys_out = be.alloc(sizeof(uint32_t) * N), pos_in = be.alloc(sizeof(int32_t) * N),
+         pos_out = be.alloc(sizeof(int32_t) * N);
+  auto* keys_in = reinterpret_cast<const uint32_t*>(tokens.as<int32_t>());
+  auto* sorted = static_cast<uint32_t*>(keys_out.get());
+  auto* p_in = static_cast<int32_t*>(pos_in.get());
+  auto* p_out = static_cast<int32_t*>(pos_out.get());
+  iota_kernel<<<blocks_for(N), kThreads>>>(p_in, N);
+  AM_CUDA_LAUNCHED();
+  size_t temp_bytes = 0;
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
+  Buffer temp = be.alloc(temp_bytes);
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
+  embedding_backward_kernel<<<row_grid(N), column_threads(d)>>>(dtable.as<float>(), sorted, p_out,
+                                                               dout.as<float>(), N, d);
+  AM_CUDA_LAUNCHED();
+}
+
+// ---- RMSNorm ----
+
+void rmsnorm_forward(Backend&, Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) {
+  const int64_t N = row_count(x), d = last_dim(x);
+  check_matrix("rmsnorm_forward", "x", x, DType::F32, N, d);
+  check_matrix("rmsnorm_forward", "out", out, DType::F32, N, d);
+  check_numel("rmsnorm_forward", "w", w, DType::F32, d);
+  check_numel("rmsnorm_forward", "rstd", rstd, DType::F32, N);
+  if (N == 0) return;
+  with_row_block(d, [&](auto block) {
+    constexpr int B = decltype(block)::value;
+    rmsnorm_forward_kernel<B><<<row_grid(N), B>>>(out.as<float>(), rstd.as<float>(), x.as<float>(),
+                                                   w.as<float>(), N, d, eps);
+    AM_CUDA_LAUNCHED();
+  });
+}
+
+void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) {
+  const int64_t N = row_count(x), d = last_dim(x);
+  check_matrix("rmsnorm_backward", "x", x, DType::F32, N, d);
+  check_matrix("rmsnorm_backward", "dx", dx, DType::F32, N, d);
+  check_matrix("rmsnorm_backward", "dout", dout, DType::F32, N, d);
+  check_numel("rmsnorm_backward", "w", w, DType::F32, d);
+  check_numel("rmsnorm_backward", "dw", dw, DType::F32, d);
+  check_numel("rmsnorm_backward", "rstd", rstd, DType::F32, N);
+  if (N == 0) return;
+  with_row_block(d, [&](auto block) {
+    constexpr int B = decltype(block)::value;
+    rmsnorm_backward_dx_kernel<B><<<row_grid(N), B>>>(dx.as<float>(), dout.as<float>(), x.as<float>(),
+                                                       w.as<float>(), rstd.as<float>(), N, d);
+    AM_CUDA_LAUNCHED();
+  });
+  column_reduce(be, N, d, RmsnormDwTerm{dout.as<float>(), x.as<float>(), rstd.as<float>(), d},
+                AccumulateF32{dw.as<float>()});
+}
+
+// ---- RoPE ----
+
+void rope_forward(Backend&, Tensor qkv, const AttnShape& s, double theta) {
+  rope_apply("rope_forward", qkv, s, theta, 1.0);
+}
+
+void rope_backward(Backend&, Tensor dqkv, const AttnShape& s, double theta) {
+  rope_apply("rope_backward", dqkv, s, theta, -1.0);
+}
+
+// ---- SiLU / SwiGLU ----
+
+void silu_forward(Backend&, Tensor y, Tensor x) {
+  const int64_t M = row_count(x), f = last_dim(x);
+  check_matrix("silu_forward", "x", x, DType::F32, M, f);
+  check_matrix("silu_forward", "y", y, DType::F32, M, f);
+  if (M * f == 0) return;
+  silu_forward_kernel<<<blocks_for(M * f), kThreads>>>(y.as<float>(), x.as<float>(), M * f);
+  AM_CUDA_LAUNCHED();
+}
+
+void silu_backward(Backend&, Tensor dx, Tensor dy, Tensor x) {
+  const int64_t M = row_count(x), f = last_dim(x);
+  check_matrix("silu_backward", "x", x, DType::F32, M, f);
+  check_matrix("silu_backward", "dy", dy, DType::F32, M, f);
+  check_matrix("silu_backward", "dx", dx, DType::F32, M, f);
+  if (M * f == 0) return;
+  silu_backward_kernel<<<blocks_for(M * f), kThreads>>>(dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
+  AM_CUDA_LAUNCHED();
+}
+
+void swiglu_forward(Backend&, Tensor h, Tensor g, Tensor u) {
+  const int64_t M = row_count(h), f = last_dim(h);
+  check_matrix("swiglu_forward", "h", h, DType::F32, M, f);
+  check_matrix("swiglu_forward", "g", g, DType::F32, M, f);
+  check_matrix("swiglu_forward", "u", u, DType::F32, M, f);
+  if (M * f == 0) return;
+  swiglu_forward_kernel<<<blocks_for(M * f), kThreads>>>(h.as<float>(), g.as<float>(), u.as<float>(), M * f);
+  AM_CUDA_LAUNCHED();
+}
+
+void swiglu_backward(Backend&, Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) {
+  const int64_t M = row_count(dh), f = last_dim(dh);
+  check_matrix("swiglu_backward", "dh", dh, DType::F32, M, f);
+  check_matrix("swiglu_backward", "g", g, DType::F32, M, f);
+  check_matrix("swiglu_backward", "u", u, DType::F32, M, f);
+  check_matrix("swiglu_backward", "dg", dg, DType::F32, M, f);
+  check_matrix("swiglu_backward", "du", du, DType::F32, M, f);
+  if (M * f == 0) return;
+  swiglu_backward_kernel<<<blocks_for(M * f), kThreads>>>(dg.as<float>(), du.as<float>(), dh.as<float>(),
+                                                          g.as<float>(), u.as<float>(), M * f);
+  AM_CUDA_LAUNCHED();
+}
 
 }  // namespace am::cuda

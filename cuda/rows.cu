@@ -1,20 +1,339 @@
-// rows.cu: kernels not written yet: each op throws a UserError naming itself.
+// rows.cu: softmax cross-entropy, the row-softmax helpers (softmax, its backward, log-sum-exp,
+// axpy_rows, column sums, add_to_rows), entropy, and the column writers. fp32 tensors, the default
+// stream. The CPU kernels in src/cpu/ops_{cross_entropy,softmax,entropy,norms}.cpp are the spec: the
+// same formulas in the same precision (float exp summed in double for cross-entropy, double exp
+// for the softmax helpers, as the CPU does).
+//
+// Determinism: no floating-point atomics. A row is reduced by one block (CUB block reduction of a
+// fixed size chosen from the row length only); column sums go by fixed row chunks combined in
+// order (row_reduce.cuh); the entropy sum is per-block partials of a fixed grid summed on the host
+// in block order.
+#include "check.cuh"
+#include "cpu/cpu_checks.h"
+#include "index_check.cuh"
 #include "ops.cuh"
-#include "stub.cuh"
+#include "row_reduce.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
 
 namespace am::cuda {
 
-void cross_entropy_forward(Backend&, Tensor, Tensor, Tensor) { not_yet("cross_entropy_forward"); }
-void cross_entropy_forward_backward(Backend&, Tensor, Tensor, Tensor, double) { not_yet("cross_entropy_forward_backward"); }
-void softmax_rows(Backend&, Tensor, Tensor) { not_yet("softmax_rows"); }
-void softmax_rows_backward(Backend&, Tensor, Tensor, Tensor) { not_yet("softmax_rows_backward"); }
-void logsumexp_rows(Backend&, Tensor, Tensor) { not_yet("logsumexp_rows"); }
-void axpy_rows(Backend&, Tensor, Tensor, Tensor, double) { not_yet("axpy_rows"); }
-std::vector<double> column_sums(Backend&, Tensor) { not_yet("column_sums"); }
-void add_to_rows(Backend&, Tensor, const std::vector<double>&) { not_yet("add_to_rows"); }
-double entropy_sum(Backend&, Tensor) { not_yet("entropy_sum"); }
-void entropy_backward(Backend&, Tensor, Tensor, double) { not_yet("entropy_backward"); }
-void broadcast_columns(Backend&, Tensor, Tensor, int64_t) { not_yet("broadcast_columns"); }
-void copy_columns(Backend&, Tensor, Tensor, int64_t) { not_yet("copy_columns"); }
+using cpu::check_dtype;
+using cpu::check_matrix;
+using cpu::check_numel;
+using cpu::last_dim;
+using cpu::row_count;
+
+namespace {
+
+constexpr int kThreads = 256;
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
+
+// ---- cross-entropy ----
+
+// One block of B threads per row i of logits (N,V). Row max (exact), sum of expf(x - max) in
+// double, loss = max + log(sum) - x[y]. kBackward: then the row becomes its gradient
+// grad_scale * (softmax - onehot(y)), the exps recomputed (the same values). y < 0: loss 0 and,
+// with kBackward, a zero row.
+template <int B, bool kBackward>
+__global__ void cross_entropy_kernel(float* losses, float* logits, const int32_t* targets, int64_t N, int64_t V,
+                                     double grad_scale) {
+  for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+    float* x = logits + i * V;
+    const int32_t y = targets[i];  // the same for the whole block
+    if (y < 0) {
+      if (threadIdx.x == 0) losses[i] = 0.0f;
+      if (kBackward) {
+        for (int64_t j = threadIdx.x; j < V; j += B) x[j] = 0.0f;
+      }
+      continue;
+    }
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < V; j += B) mx = MaxOp{}(mx, x[j]);
+    mx = block_allreduce<B>(mx, MaxOp{});
+    double sum = 0;
+    for (int64_t j = threadIdx.x; j < V; j += B) sum += double(expf(x[j] - mx));
+    const float xy = x[y];  // read before the barrier of the reduction: no thread has written yet
+    sum = block_allreduce<B>(sum, SumOp{});
+    if (threadIdx.x == 0) losses[i] = static_cast<float>(double(mx) + log(sum) - double(xy));
+    if (kBackward) {
+      const double k = grad_scale / sum;
+      for (int64_t j = threadIdx.x; j < V; j += B) {
+        const double e = expf(x[j] - mx);
+        x[j] = static_cast<float>(j == y ? grad_scale * (e / sum - 1.0) : e * k);
+      }
+    }
+  }
+}
+
+template <bool kBackward>
+void cross_entropy(Backend& be, const char* op, Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
+  const int64_t N = row_count(logits), V = last_dim(logits);
+  check_matrix(op, "logits", logits, DType::F32, N, V);
+  check_numel(op, "losses", losses, DType::F32, N);
+  check_numel(op, "targets", targets, DType::I32, N);
+  AM_CHECK(V > 0, "cross-entropy over an empty vocabulary");
+  // Negative targets are ignored rows; only targets >= V are errors. Checked before any write.
+  const BadId bad = first_id_outside(be, targets.as<int32_t>(), N, std::numeric_limits<int64_t>::min(), V);
+  AM_CHECK(bad.index < 0, "target {} of row {} is >= the vocabulary size {}", bad.value, bad.index, V);
+  if (N == 0) return;
+  with_row_block(V, [&](auto block) {
+    constexpr int B = decltype(block)::value;
+    cross_entropy_kernel<B, kBackward><<<row_grid(N), B>>>(losses.as<float>(), logits.as<float>(),
+                                                            targets.as<int32_t>(), N, V, grad_scale);
+    AM_CUDA_LAUNCHED();
+  });
+}
+
+// ---- row softmax helpers: one block of B threads per row of (N,n), in double ----
+
+template <int B>
+__device__ __forceinline__ double row_max(const float* zr, int64_t n) {
+  double mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += B) mx = MaxOp{}(mx, double(zr[j]));
+  return block_allreduce<B>(mx, MaxOp{});
+}
+
+template <int B>
+__device__ __forceinline__ double row_sum_exp(const float* zr, int64_t n, double mx) {
+  double sum = 0;
+  for (int64_t j = threadIdx.x; j < n; j += B) sum += exp(double(zr[j]) - mx);
+  return block_allreduce<B>(sum, SumOp{});
+}
+
+// p = softmax(z) by rows. p may alias z: every thread reads and writes only its own columns.
+template <int B>
+__global__ void softmax_rows_kernel(float* p, const float* z, int64_t N, int64_t n) {
+  for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
+    const float* zr = z + t * n;
+    const double mx = row_max<B>(zr, n);
+    const double inv = 1.0 / row_sum_exp<B>(zr, n, mx);
+    float* pr = p + t * n;
+    for (int64_t j = threadIdx.x; j < n; j += B) pr[j] = static_cast<float>(exp(double(zr[j]) - mx) * inv);
+  }
+}
+
+// dz += p (dp - <dp, p>) by rows.
+template <int B>
+__global__ void softmax_rows_backward_kernel(float* dz, const float* dp, const float* p, int64_t N, int64_t n) {
+  for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
+    const float* g = dp + t * n;
+    const float* pr = p + t * n;
+    double c = 0;
+    for (int64_t j = threadIdx.x; j < n; j += B) c += double(g[j]) * double(pr[j]);
+    c = block_allreduce<B>(c, SumOp{});
+    float* o = dz + t * n;
+    for (int64_t j = threadIdx.x; j < n; j += B) o[j] += static_cast<float>(double(pr[j]) * (double(g[j]) - c));
+  }
+}
+
+template <int B>
+__global__ void logsumexp_rows_kernel(float* out, const float* z, int64_t N, int64_t n) {
+  for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
+    const float* zr = z + t * n;
+    const double mx = row_max<B>(zr, n);
+    const double sum = row_sum_exp<B>(zr, n, mx);
+    if (threadIdx.x == 0) out[t] = static_cast<float>(mx + log(sum));
+  }
+}
+
+__global__ void fill_kernel(float* x, float v, int64_t n) {
+  AM_GRID_STRIDE(i, n) x[i] = v;
+}
+
+// y (N,n) += alpha s[t] x, element-wise.
+__global__ void axpy_rows_kernel(float* y, const float* x, const float* s, double alpha, int64_t N, int64_t n) {
+  AM_GRID_STRIDE(i, N * n) {
+    const double a = alpha * double(s[i / n]);
+    y[i] += static_cast<float>(a * double(x[i]));
+  }
+}
+
+struct ColumnTerm {
+  const float* x;
+  int64_t n;
+  __device__ double operator()(int64_t t, int64_t j) const { return double(x[t * n + j]); }
+};
+struct WriteF64 {
+  double* dst;
+  __device__ void operator()(int64_t j, double s) const { dst[j] = s; }
+};
+
+// x (N,n) += v (n, double) in every row.
+__global__ void add_to_rows_kernel(float* x, const double* v, int64_t N, int64_t n) {
+  AM_GRID_STRIDE(i, N * n) x[i] = static_cast<float>(double(x[i]) + v[i % n]);
+}
+
+// ---- entropy ----
+
+constexpr int kEntropyBlocks = 256;
+
+// partial[block] = sum of -p log p over the block's grid-stride share, reduced in a fixed order.
+__global__ void entropy_partial_kernel(const float* p, int64_t n, double* partial) {
+  double acc = 0;
+  AM_GRID_STRIDE(i, n) {
+    const double v = p[i];
+    acc += v != 0 ? -v * log(v) : 0.0;
+  }
+  acc = block_allreduce<kThreads>(acc, SumOp{});
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+__global__ void entropy_backward_kernel(float* dp, const float* p, int64_t n, double scale) {
+  AM_GRID_STRIDE(i, n) {
+    const double v = p[i];
+    if (v > 0) dp[i] = static_cast<float>(double(dp[i]) - scale * (log(v) + 1.0));
+  }
+}
+
+// ---- column writers ----
+
+// x (N,C) columns [col, col + m) = v (m) in every row.
+__global__ void broadcast_columns_kernel(float* x, const float* v, int64_t N, int64_t C, int64_t m, int64_t col) {
+  AM_GRID_STRIDE(i, N * m) x[(i / m) * C + col + i % m] = v[i % m];
+}
+
+// dst (N,C) columns [col, col + w) = src (N,w).
+__global__ void copy_columns_kernel(float* dst, const float* src, int64_t N, int64_t C, int64_t w, int64_t col) {
+  AM_GRID_STRIDE(i, N * w) dst[(i / w) * C + col + i % w] = src[i];
+}
+
+}  // namespace
+
+// ---- cross-entropy ----
+
+void cross_entropy_forward(Backend& be, Tensor losses, Tensor logits, Tensor targets) {
+  cross_entropy<false>(be, "cross_entropy_forward", losses, logits, targets, 0.0);
+}
+
+void cross_entropy_forward_backward(Backend& be, Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
+  cross_entropy<true>(be, "cross_entropy_forward_backward", losses, logits, targets, grad_scale);
+}
+
+// ---- row softmax helpers ----
+
+void softmax_rows(Backend&, Tensor p, Tensor z) {
+  const int64_t N = row_count(z), n = last_dim(z);
+  check_matrix("softmax_rows", "z", z, DType::F32, N, n);
+  check_matrix("softmax_rows", "p", p, DType::F32, N, n);
+  if (N == 0 || n == 0) return;
+  with_row_block(n, [&](auto block) {
+    constexpr int B = decltype(block)::value;
+    softmax_rows_kernel<B><<<row_grid(N), B>>>(p.as<float>(), z.as<float>(), N, n);
+    AM_CUDA_LAUNCHED();
+  });
+}
+
+void softmax_rows_backward(Backend&, Tensor dz, Tensor dp, Tensor p) {
+  const int64_t N = row_count(p), n = last_dim(p);
+  check_matrix("softmax_rows_backward", "p", p, DType::F32, N, n);
+  check_matrix("softmax_rows_backward", "dp", dp, DType::F32, N, n);
+  check_matrix("softmax_rows_backward", "dz", dz, DType::F32, N, n);
+  if (N == 0 || n == 0) return;
+  with_row_block(n, [&](auto block) {
+    constexpr int B = decltype(block)::value;
+    softmax_rows_backward_kernel<B><<<row_grid(N), B>>>(dz.as<float>(), dp.as<float>(), p.as<float>(), N, n);
+    AM_CUDA_LAUNCHED();
+  });
+}
+
+void logsumexp_rows(Backend&, Tensor out, Tensor z) {
+  const int64_t N = row_count(z), n = last_dim(z);
+  check_matrix("logsumexp_rows", "z", z, DType::F32, N, n);
+  check_numel("logsumexp_rows", "out", out, DType::F32, N);
+  if (N == 0) return;
+  if (n == 0) {  // an empty row: log(0) (unreachable while row_count of an (N, 0) matrix is 0)
+    fill_kernel<<<blocks_for(N), kThreads>>>(out.as<float>(), -INFINITY, N);
+    AM_CUDA_LAUNCHED();
+    return;
+  }
+  with_row_block(n, [&](auto block) {
+    constexpr int B = decltype(block)::value;
+    logsumexp_rows_kernel<B><<<row_grid(N), B>>>(out.as<float>(), z.as<float>(), N, n);
+    AM_CUDA_LAUNCHED();
+  });
+}
+
+void axpy_rows(Backend&, Tensor y, Tensor x, Tensor s, double alpha) {
+  const int64_t N = row_count(y), n = last_dim(y);
+  check_matrix("axpy_rows", "y", y, DType::F32, N, n);
+  check_matrix("axpy_rows", "x", x, DType::F32, N, n);
+  check_numel("axpy_rows", "s", s, DType::F32, N);
+  if (N * n == 0) return;
+  axpy_rows_kernel<<<blocks_for(N * n), kThreads>>>(y.as<float>(), x.as<float>(), s.as<float>(), alpha, N, n);
+  AM_CUDA_LAUNCHED();
+}
+
+std::vector<double> column_sums(Backend& be, Tensor x) {
+  const int64_t N = row_count(x), n = last_dim(x);
+  check_matrix("column_sums", "x", x, DType::F32, N, n);
+  std::vector<double> out(static_cast<size_t>(n), 0.0);
+  if (n == 0) return out;
+  Buffer sums = be.alloc(sizeof(double) * static_cast<size_t>(n));
+  column_reduce(be, N, n, ColumnTerm{x.as<float>(), n}, WriteF64{static_cast<double*>(sums.get())});
+  AM_CUDA(cudaMemcpy(out.data(), sums.get(), sizeof(double) * static_cast<size_t>(n), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+void add_to_rows(Backend& be, Tensor x, const std::vector<double>& v) {
+  const int64_t n = static_cast<int64_t>(v.size()), N = row_count(x);
+  check_matrix("add_to_rows", "x", x, DType::F32, N, n);
+  if (N * n == 0) return;
+  Buffer dv = be.alloc(sizeof(double) * v.size());
+  AM_CUDA(cudaMemcpy(dv.get(), v.data(), sizeof(double) * v.size(), cudaMemcpyHostToDevice));
+  add_to_rows_kernel<<<blocks_for(N * n), kThreads>>>(x.as<float>(), static_cast<const double*>(dv.get()), N, n);
+  AM_CUDA_LAUNCHED();
+}
+
+// ---- entropy ----
+
+double entropy_sum(Backend& be, Tensor p) {
+  check_dtype("entropy_sum", "p", p, DType::F32);
+  const int64_t n = p.numel();
+  if (n == 0) return 0.0;
+  Buffer scratch = be.alloc(sizeof(double) * kEntropyBlocks);
+  entropy_partial_kernel<<<kEntropyBlocks, kThreads>>>(p.as<float>(), n, static_cast<double*>(scratch.get()));
+  AM_CUDA_LAUNCHED();
+  std::vector<double> partial(kEntropyBlocks);
+  AM_CUDA(cudaMemcpy(partial.data(), scratch.get(), sizeof(double) * kEntropyBlocks, cudaMemcpyDeviceToHost));
+  double total = 0;
+  for (double s : partial) total += s;
+  return total;
+}
+
+void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
+  check_dtype("entropy_backward", "p", p, DType::F32);
+  check_numel("entropy_backward", "dp", dp, DType::F32, p.numel());
+  const int64_t n = p.numel();
+  if (n == 0) return;
+  entropy_backward_kernel<<<blocks_for(n), kThreads>>>(dp.as<float>(), p.as<float>(), n, scale);
+  AM_CUDA_LAUNCHED();
+}
+
+// ---- column writers ----
+
+void broadcast_columns(Backend&, Tensor x, Tensor v, int64_t col) {
+  const int64_t N = row_count(x), C = last_dim(x), m = v.numel();
+  check_matrix("broadcast_columns", "x", x, DType::F32, N, C);
+  check_dtype("broadcast_columns", "v", v, DType::F32);
+  AM_CHECK(col >= 0 && col + m <= C, "broadcast_columns: columns [{}, {}) outside x {}", col, col + m,
+           x.shape_str());
+  if (N * m == 0) return;
+  broadcast_columns_kernel<<<blocks_for(N * m), kThreads>>>(x.as<float>(), v.as<float>(), N, C, m, col);
+  AM_CUDA_LAUNCHED();
+}
+
+void copy_columns(Backend&, Tensor dst, Tensor src, int64_t col) {
+  const int64_t N = row_count(dst), C = last_dim(dst), w = last_dim(src);
+  check_matrix("copy_columns", "dst", dst, DType::F32, N, C);
+  check_matrix("copy_columns", "src", src, DType::F32, N, w);
+  AM_CHECK(col >= 0 && col + w <= C, "copy_columns: columns [{}, {}) outside dst {}", col, col + w, dst.shape_str());
+  if (N * w == 0) return;
+  copy_columns_kernel<<<blocks_for(N * w), kThreads>>>(dst.as<float>(), src.as<float>(), N, C, w, col);
+  AM_CUDA_LAUNCHED();
+}
 
 }  // namespace am::cuda
