@@ -1,17 +1,454 @@
-// routing.cu: kernels not written yet: each op throws a UserError naming itself.
+// routing.cu: from per-token slots (N, kmax) to the expert-major assignment list and back
+// (route_build, gather_rows, combine, scatter_rows_add), and the AoE activation norms with their
+// block gather / scatter. The executable spec is src/cpu/ops_routing.cpp and ops_norms.cpp.
+//
+// Kernel design (deterministic by construction: no floating-point atomics anywhere):
+//  - route_build: a stable CUB radix sort of (expert id, slot index) pairs, slots listed in
+//    increasing order, is the CPU's stable counting sort; offsets are lower bounds in the sorted
+//    ids (one binary search per expert) and come back to the host with the first bad slot.
+//  - gather_rows / gather_blocks: one thread per output element.
+//  - combine / scatter_rows_add: one thread per (token, column); each sums the token's slots in
+//    slot order, in double, exactly like the CPU (products of two floats are exact in double).
+//  - combine_backward: one warp per slot; the dot product <dy, eo> is a per-lane double sum and a
+//    fixed butterfly (the CPU sums in column order: equal to double rounding, not bit for bit).
+//  - block_norms(_backward): one warp per (row, block), fixed reduction order; Linf's max and
+//    its first index are exact.
+//  - scatter_blocks_add: a stable sort of (block id, a) pairs groups the a's of each target block
+//    in increasing a; one warp per block adds them in that order, column by column: the CPU's
+//    float sums bit for bit, even when two assignments share a block.
+// Out-of-range indices (an AM_CHECK failure on the CPU) are never followed: gathers write NaN
+// there, scatters skip them; route_build checks its ids, as it returns to the host anyway.
+#include "check.cuh"
+#include "cpu/cpu_checks.h"
+#include "moe_common.cuh"
 #include "ops.cuh"
-#include "stub.cuh"
+
+#include <cmath>
 
 namespace am::cuda {
 
-int64_t route_build(Backend&, Tensor, Tensor, std::vector<int64_t>&, Tensor, int) { not_yet("route_build"); }
-void gather_rows(Backend&, Tensor, Tensor, Tensor, int) { not_yet("gather_rows"); }
-void combine(Backend&, Tensor, Tensor, Tensor, Tensor) { not_yet("combine"); }
-void combine_backward(Backend&, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor) { not_yet("combine_backward"); }
-void scatter_rows_add(Backend&, Tensor, Tensor, Tensor) { not_yet("scatter_rows_add"); }
-void block_norms(Backend&, Tensor, Tensor, int, Backend::NormKind) { not_yet("block_norms"); }
-void block_norms_backward(Backend&, Tensor, Tensor, Tensor, Tensor, int, Backend::NormKind) { not_yet("block_norms_backward"); }
-void gather_blocks(Backend&, Tensor, Tensor, Tensor, Tensor) { not_yet("gather_blocks"); }
-void scatter_blocks_add(Backend&, Tensor, Tensor, Tensor, Tensor) { not_yet("scatter_blocks_add"); }
+using cpu::check_dtype;
+using cpu::check_matrix;
+using cpu::last_dim;
+using cpu::row_count;
+using namespace moe;
+using NormKind = Backend::NormKind;
+
+namespace {
+
+// ---- routing ----
+
+// Key of slot i: its expert id, n_experts for an empty slot (-1), n_experts + 1 for a bad id.
+__global__ void route_keys_kernel(uint32_t* keys, int32_t* vals, const int32_t* slot_expert, int64_t slots,
+                                  int n_experts) {
+  for (int64_t i = thread_id(); i < slots; i += thread_stride()) {
+    const int32_t e = slot_expert[i];
+    keys[i] = e >= 0 && e < n_experts ? uint32_t(e) : (e == -1 ? uint32_t(n_experts) : uint32_t(n_experts) + 1);
+    vals[i] = static_cast<int32_t>(i);
+  }
+}
+
+// out[e] = the number of sorted keys < e, for e in [0, n_experts + 1]; out[n_experts + 2] = the
+// first bad slot (the smallest slot index with key n_experts + 1, by stability), or -1.
+__global__ void route_offsets_kernel(int64_t* out, const uint32_t* sorted_keys, const int32_t* sorted_vals,
+                                     int64_t slots, int n_experts) {
+  for (int64_t e = thread_id(); e <= n_experts + 1; e += thread_stride()) {
+    int64_t lo = 0, hi = slots;  // lower bound of e
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (sorted_keys[mid] < uint64_t(e)) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    out[e] = lo;
+    if (e == n_experts + 1) out[n_experts + 2] = lo < slots ? sorted_vals[lo] : -1;
+  }
+}
+
+__global__ void route_invert_kernel(int32_t* slot_assign, const int32_t* sorted_vals, int64_t A) {
+  for (int64_t a = thread_id(); a < A; a += thread_stride()) slot_assign[sorted_vals[a]] = static_cast<int32_t>(a);
+}
+
+// out (A, d) = x[assign_slot[a] / kmax]
+__global__ void gather_rows_kernel(float* out, const float* x, const int32_t* assign_slot, int64_t A, int64_t d,
+                                   int kmax, int64_t slots) {
+  for (int64_t idx = thread_id(); idx < A * d; idx += thread_stride()) {
+    const int64_t a = idx / d, c = idx % d, slot = assign_slot[a];
+    out[idx] = slot >= 0 && slot < slots ? x[(slot / kmax) * d + c] : NAN;
+  }
+}
+
+// y (N, d) write: per (t, c) the double sum over filled slots in slot order.
+__global__ void combine_kernel(float* y, const float* eo, const float* slot_gate, const int32_t* slot_assign,
+                               int64_t N, int64_t d, int kmax, int64_t A) {
+  for (int64_t idx = thread_id(); idx < N * d; idx += thread_stride()) {
+    const int64_t t = idx / d, c = idx % d;
+    const int32_t* sa = slot_assign + t * kmax;
+    const float* g = slot_gate + t * kmax;
+    double acc = 0;
+    for (int j = 0; j < kmax; ++j) {
+      const int64_t a = sa[j];
+      if (a < -1 || a >= A) {  // not a row of eo: an AM_CHECK failure on the CPU
+        acc = NAN;
+        break;
+      }
+      if (a >= 0) acc += double(g[j]) * eo[a * d + c];
+    }
+    y[idx] = static_cast<float>(acc);
+  }
+}
+
+// One warp per slot i: deo[a] = gate * dy[t], dslot_gate[i] = <dy[t], eo[a]>.
+__global__ void combine_backward_kernel(float* deo, float* dslot_gate, const float* dy, const float* eo,
+                                        const float* slot_gate, const int32_t* slot_assign, int64_t slots,
+                                        int kmax, int64_t A, int64_t d) {
+  for (int64_t i = warp_id(); i < slots; i += warp_stride()) {
+    const int64_t a = slot_assign[i];
+    if (a < 0 || a >= A) {
+      if (lane_id() == 0) dslot_gate[i] = a == -1 ? 0.f : NAN;
+      continue;
+    }
+    const double gate = slot_gate[i];
+    const float* g = dy + (i / kmax) * d;
+    const float* e = eo + a * d;
+    float* de = deo + a * d;
+    double dot = 0;
+    for (int64_t c = lane_id(); c < d; c += 32) {
+      dot += double(g[c]) * e[c];
+      de[c] = static_cast<float>(gate * g[c]);
+    }
+    dot = warp_sum(dot);
+    if (lane_id() == 0) dslot_gate[i] = static_cast<float>(dot);
+  }
+}
+
+// dx (N, d) acc: per (t, c) the double sum of the token's slots' rows, in slot order.
+__global__ void scatter_rows_kernel(float* dx, const float* src, const int32_t* slot_assign, int64_t N, int64_t d,
+                                    int kmax, int64_t A) {
+  for (int64_t idx = thread_id(); idx < N * d; idx += thread_stride()) {
+    const int64_t t = idx / d, c = idx % d;
+    const int32_t* sa = slot_assign + t * kmax;
+    double acc = 0;
+    for (int j = 0; j < kmax; ++j) {
+      const int64_t a = sa[j];
+      if (a < -1 || a >= A) {  // not a row of src: an AM_CHECK failure on the CPU
+        acc = NAN;
+        break;
+      }
+      if (a >= 0) acc += src[a * d + c];
+    }
+    dx[idx] = static_cast<float>(double(dx[idx]) + acc);
+  }
+}
+
+// ---- activation norms ----
+
+__device__ __forceinline__ float sign_of(float v) { return v > 0.f ? 1.f : (v < 0.f ? -1.f : 0.f); }
+
+// s (N, S) columns [0, nb): one warp per (t, b) = w, block c[w*dl, (w+1)*dl).
+__global__ void block_norms_kernel(float* s, int64_t S, const float* c, int64_t N, int nb, int64_t dl,
+                                   NormKind kind) {
+  for (int64_t w = warp_id(); w < N * nb; w += warp_stride()) {
+    const float* cb = c + w * dl;
+    double acc = 0;
+    for (int64_t i = lane_id(); i < dl; i += 32) {
+      const double v = cb[i];
+      switch (kind) {
+        case NormKind::L2: acc += v * v; break;
+        case NormKind::L1: acc += fabs(v); break;
+        case NormKind::Linf: acc = acc < fabs(v) ? fabs(v) : acc; break;  // std::max: NaN ignored
+      }
+    }
+    if (kind == NormKind::Linf) {
+      for (int off = 16; off > 0; off >>= 1) {
+        const double o = __shfl_xor_sync(kFullMask, acc, off);
+        acc = acc < o ? o : acc;
+      }
+    } else {
+      acc = warp_sum(acc);
+    }
+    if (lane_id() == 0) s[(w / nb) * S + w % nb] = static_cast<float>(kind == NormKind::L2 ? sqrt(acc) : acc);
+  }
+}
+
+// The CPU's Linf argmax: `at = 0; for i: if |c_i| > |c_at|: at = i`. NaNs never win a strict
+// comparison, so this is the first index of the largest non-NaN |c|, or 0 when c_0 is NaN (or
+// every entry is). Lanes scan their entries in increasing order; the butterfly keeps the larger
+// value and, on equal values, the lower index: the same index in every lane.
+__device__ int64_t linf_first_argmax(const float* cb, int64_t dl) {
+  int64_t bi = -1;
+  float bv = 0.f;
+  for (int64_t i = lane_id(); i < dl; i += 32) {
+    const float v = fabsf(cb[i]);
+    if (isnan(v)) continue;
+    if (bi < 0 || v > bv) {
+      bi = i;
+      bv = v;
+    }
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const int64_t oi = __shfl_xor_sync(kFullMask, bi, off);
+    const float ov = __shfl_xor_sync(kFullMask, bv, off);
+    if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
+      bi = oi;
+      bv = ov;
+    }
+  }
+  return (bi < 0 || isnan(cb[0])) ? 0 : bi;
+}
+
+// dc (N, nb*dl) acc: one warp per (t, b) = w.
+__global__ void block_norms_backward_kernel(float* dc, const float* ds, const float* c, const float* s, int64_t S,
+                                            int64_t N, int nb, int64_t dl, NormKind kind) {
+  for (int64_t w = warp_id(); w < N * nb; w += warp_stride()) {
+    const float* cb = c + w * dl;
+    float* db = dc + w * dl;
+    const int64_t at_s = (w / nb) * S + w % nb;
+    const float g = ds[at_s];
+    switch (kind) {
+      case NormKind::L2: {
+        const float norm = s[at_s];
+        if (norm == 0.f) break;
+        const float k = g / norm;
+        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += k * cb[i];
+        break;
+      }
+      case NormKind::L1:
+        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += g * sign_of(cb[i]);
+        break;
+      case NormKind::Linf: {
+        const int64_t at = linf_first_argmax(cb, dl);
+        if (lane_id() == 0) db[at] += g * sign_of(cb[at]);
+        break;
+      }
+    }
+  }
+}
+
+// out (A, dl) = block e of row t of c (N, n*dl), slot = assign_slot[a].
+__global__ void gather_blocks_kernel(float* out, const float* c, const int32_t* assign_slot,
+                                     const int32_t* slot_expert, int64_t A, int64_t slots, int kmax, int n,
+                                     int64_t dl) {
+  for (int64_t idx = thread_id(); idx < A * dl; idx += thread_stride()) {
+    const int64_t a = idx / dl, j = idx % dl, slot = assign_slot[a];
+    const int64_t e = slot >= 0 && slot < slots ? slot_expert[slot] : -1;
+    out[idx] = e >= 0 && e < n ? c[((slot / kmax) * n + e) * dl + j] : NAN;
+  }
+}
+
+// Key of assignment a: its target block t*n + e, or n_blocks (after every block) when invalid.
+__global__ void block_keys_kernel(uint32_t* keys, int32_t* vals, const int32_t* assign_slot,
+                                  const int32_t* slot_expert, int64_t A, int64_t slots, int kmax, int n,
+                                  uint32_t n_blocks) {
+  for (int64_t a = thread_id(); a < A; a += thread_stride()) {
+    const int64_t slot = assign_slot[a];
+    const int64_t e = slot >= 0 && slot < slots ? slot_expert[slot] : -1;
+    keys[a] = e >= 0 && e < n ? static_cast<uint32_t>((slot / kmax) * n + e) : n_blocks;
+    vals[a] = static_cast<int32_t>(a);
+  }
+}
+
+// One warp per run of equal keys (sorted positions [q, r)): block += src[a] for the run's a's in
+// increasing order, one column per lane.
+__global__ void scatter_blocks_kernel(float* dc, const float* src, const uint32_t* sorted_keys,
+                                      const int32_t* sorted_vals, int64_t A, int64_t dl, uint32_t n_blocks) {
+  for (int64_t q = warp_id(); q < A; q += warp_stride()) {
+    const uint32_t blk = sorted_keys[q];
+    if (blk >= n_blocks || (q > 0 && sorted_keys[q - 1] == blk)) continue;  // invalid, or not a run start
+    int64_t r = q + 1;
+    while (r < A && sorted_keys[r] == blk) ++r;
+    float* d = dc + int64_t(blk) * dl;
+    for (int64_t j = lane_id(); j < dl; j += 32) {
+      float acc = d[j];
+      for (int64_t u = q; u < r; ++u) acc += src[int64_t(sorted_vals[u]) * dl + j];
+      d[j] = acc;
+    }
+  }
+}
+
+// ---- shape checks shared by the block ops ----
+
+// c (N, n_blocks*dl): returns dl.
+int64_t block_width(const char* op, const Tensor& c, int n_blocks) {
+  AM_CHECK(n_blocks >= 1 && last_dim(c) % n_blocks == 0, "{}: c {} does not split into {} blocks", op,
+           c.shape_str(), n_blocks);
+  return last_dim(c) / n_blocks;
+}
+
+// The geometry shared by gather_blocks and scatter_blocks_add: blocks (A,dl), c (N, n*dl).
+struct BlockGeometry {
+  int64_t A, dl, N, kmax, n;
+};
+
+BlockGeometry block_geometry(const char* op, const Tensor& blocks, const Tensor& c, const Tensor& assign_slot,
+                             const Tensor& slot_expert) {
+  BlockGeometry g{row_count(blocks), last_dim(blocks), row_count(slot_expert), last_dim(slot_expert), 0};
+  AM_CHECK(g.dl >= 1 && last_dim(c) % g.dl == 0, "{}: c {} does not split into blocks of {}", op, c.shape_str(),
+           g.dl);
+  g.n = last_dim(c) / g.dl;
+  check_matrix(op, "slot_expert", slot_expert, DType::I32, g.N, g.kmax);
+  check_matrix(op, "c", c, DType::F32, g.N, g.n * g.dl);
+  check_dtype(op, "blocks", blocks, DType::F32);
+  check_dtype(op, "assign_slot", assign_slot, DType::I32);
+  AM_CHECK(assign_slot.numel() >= g.A, "{}: assign_slot {} holds fewer than A = {} entries", op,
+           assign_slot.shape_str(), g.A);
+  return g;
+}
+
+}  // namespace
+
+// ---- routing ----
+
+int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                    Tensor slot_expert, int n_experts) {
+  const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert);
+  check_matrix("route_build", "slot_expert", slot_expert, DType::I32, N, kmax);
+  check_matrix("route_build", "slot_assign", slot_assign, DType::I32, N, kmax);
+  check_dtype("route_build", "assign_slot", assign_slot, DType::I32);
+  AM_CHECK(n_experts >= 1, "route_build: {} experts", n_experts);
+  const int64_t slots = N * kmax;
+  expert_offsets.assign(static_cast<size_t>(n_experts) + 1, 0);
+  if (slots == 0) return 0;
+  AM_CHECK(slots <= INT32_MAX, "route_build over {} slots: more than int32 indices hold", slots);
+
+  Scratch<uint32_t> keys(be, slots), sorted_keys(be, slots);
+  Scratch<int32_t> vals(be, slots), sorted_vals(be, slots);
+  route_keys_kernel<<<grid_for(slots), kThreads>>>(keys.ptr, vals.ptr, slot_expert.as<int32_t>(), slots,
+                                                   n_experts);
+  AM_CUDA_LAUNCHED();
+  sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, slots, bits_for(uint64_t(n_experts) + 1));
+  Scratch<int64_t> found(be, n_experts + 3);
+  route_offsets_kernel<<<grid_for(n_experts + 2), kThreads>>>(found.ptr, sorted_keys.ptr, sorted_vals.ptr, slots,
+                                                              n_experts);
+  AM_CUDA_LAUNCHED();
+  std::vector<int64_t> host(static_cast<size_t>(n_experts) + 3);
+  AM_CUDA(cudaMemcpy(host.data(), found.ptr, sizeof(int64_t) * host.size(), cudaMemcpyDeviceToHost));
+  const int64_t bad = host[static_cast<size_t>(n_experts) + 2];
+  if (bad >= 0) {
+    int32_t id = 0;
+    AM_CUDA(cudaMemcpy(&id, slot_expert.as<int32_t>() + bad, sizeof(id), cudaMemcpyDeviceToHost));
+    AM_CHECK(false, "slot {} holds expert {}, outside [-1, {})", bad, id, n_experts);
+  }
+  for (int e = 0; e <= n_experts; ++e) expert_offsets[static_cast<size_t>(e)] = host[static_cast<size_t>(e)];
+  const int64_t A = expert_offsets[static_cast<size_t>(n_experts)];
+  AM_CHECK(A <= assign_slot.numel(), "{} assignments do not fit assign_slot of {} entries", A, assign_slot.numel());
+
+  AM_CUDA(cudaMemset(slot_assign.data, 0xff, slot_assign.nbytes()));  // -1: empty
+  if (A == 0) return 0;
+  AM_CUDA(cudaMemcpy(assign_slot.data, sorted_vals.ptr, sizeof(int32_t) * A, cudaMemcpyDeviceToDevice));
+  route_invert_kernel<<<grid_for(A), kThreads>>>(slot_assign.as<int32_t>(), sorted_vals.ptr, A);
+  AM_CUDA_LAUNCHED();
+  return A;
+}
+
+void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax) {
+  const int64_t A = row_count(out), d = last_dim(out), N = row_count(x);
+  check_matrix("gather_rows", "out", out, DType::F32, A, d);
+  check_matrix("gather_rows", "x", x, DType::F32, N, d);
+  check_dtype("gather_rows", "assign_slot", assign_slot, DType::I32);
+  AM_CHECK(assign_slot.numel() >= A && kmax >= 1,
+           "gather_rows: assign_slot {} holds fewer than A = {} entries, or kmax = {} < 1", assign_slot.shape_str(),
+           A, kmax);
+  if (A * d == 0) return;
+  gather_rows_kernel<<<grid_for(A * d), kThreads>>>(out.as<float>(), x.as<float>(), assign_slot.as<int32_t>(), A,
+                                                    d, kmax, N * kmax);
+  AM_CUDA_LAUNCHED();
+}
+
+void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
+  const int64_t N = row_count(y), d = last_dim(y), A = row_count(expert_out), kmax = last_dim(slot_assign);
+  check_matrix("combine", "expert_out", expert_out, DType::F32, A, d);
+  check_matrix("combine", "slot_assign", slot_assign, DType::I32, N, kmax);
+  check_matrix("combine", "slot_gate", slot_gate, DType::F32, N, kmax);
+  check_dtype("combine", "y", y, DType::F32);
+  if (N * d == 0) return;
+  combine_kernel<<<grid_for(N * d), kThreads>>>(y.as<float>(), expert_out.as<float>(), slot_gate.as<float>(),
+                                                slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
+  AM_CUDA_LAUNCHED();
+}
+
+void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
+                      Tensor slot_gate, Tensor slot_assign) {
+  const int64_t N = row_count(dy), d = last_dim(dy), A = row_count(expert_out), kmax = last_dim(slot_assign);
+  check_matrix("combine_backward", "dy", dy, DType::F32, N, d);
+  check_matrix("combine_backward", "expert_out", expert_out, DType::F32, A, d);
+  check_matrix("combine_backward", "dexpert_out", dexpert_out, DType::F32, A, d);
+  check_matrix("combine_backward", "slot_assign", slot_assign, DType::I32, N, kmax);
+  check_matrix("combine_backward", "slot_gate", slot_gate, DType::F32, N, kmax);
+  check_matrix("combine_backward", "dslot_gate", dslot_gate, DType::F32, N, kmax);
+  const int64_t slots = N * kmax;
+  if (slots == 0) return;
+  combine_backward_kernel<<<grid_for_warps(slots), kThreads>>>(
+      dexpert_out.as<float>(), dslot_gate.as<float>(), dy.as<float>(), expert_out.as<float>(),
+      slot_gate.as<float>(), slot_assign.as<int32_t>(), slots, static_cast<int>(kmax), A, d);
+  AM_CUDA_LAUNCHED();
+}
+
+void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
+  const int64_t N = row_count(dx), d = last_dim(dx), A = row_count(src), kmax = last_dim(slot_assign);
+  check_matrix("scatter_rows_add", "src", src, DType::F32, A, d);
+  check_matrix("scatter_rows_add", "slot_assign", slot_assign, DType::I32, N, kmax);
+  check_dtype("scatter_rows_add", "dx", dx, DType::F32);
+  if (N * d == 0) return;
+  scatter_rows_kernel<<<grid_for(N * d), kThreads>>>(dx.as<float>(), src.as<float>(), slot_assign.as<int32_t>(), N,
+                                                     d, static_cast<int>(kmax), A);
+  AM_CUDA_LAUNCHED();
+}
+
+// ---- activation norms ----
+
+void block_norms(Backend& be, Tensor s, Tensor c, int n_blocks, NormKind kind) {
+  const int64_t N = row_count(c), dl = block_width("block_norms", c, n_blocks), S = last_dim(s);
+  check_matrix("block_norms", "c", c, DType::F32, N, n_blocks * dl);
+  check_matrix("block_norms", "s", s, DType::F32, N, S);
+  AM_CHECK(S >= n_blocks, "block_norms: s {} has fewer than {} columns", s.shape_str(), n_blocks);
+  if (N == 0) return;
+  block_norms_kernel<<<grid_for_warps(N * n_blocks), kThreads>>>(s.as<float>(), S, c.as<float>(), N, n_blocks, dl,
+                                                                 kind);
+  AM_CUDA_LAUNCHED();
+}
+
+void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) {
+  const int64_t N = row_count(c), dl = block_width("block_norms_backward", c, n_blocks), S = last_dim(s);
+  check_matrix("block_norms_backward", "c", c, DType::F32, N, n_blocks * dl);
+  check_matrix("block_norms_backward", "dc", dc, DType::F32, N, n_blocks * dl);
+  check_matrix("block_norms_backward", "s", s, DType::F32, N, S);
+  check_matrix("block_norms_backward", "ds", ds, DType::F32, N, S);
+  AM_CHECK(S >= n_blocks, "block_norms_backward: s {} has fewer than {} columns", s.shape_str(), n_blocks);
+  if (N == 0 || dl == 0) return;
+  block_norms_backward_kernel<<<grid_for_warps(N * n_blocks), kThreads>>>(
+      dc.as<float>(), ds.as<float>(), c.as<float>(), s.as<float>(), S, N, n_blocks, dl, kind);
+  AM_CUDA_LAUNCHED();
+}
+
+void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) {
+  const BlockGeometry g = block_geometry("gather_blocks", out, c, assign_slot, slot_expert);
+  if (g.A == 0) return;
+  gather_blocks_kernel<<<grid_for(g.A * g.dl), kThreads>>>(out.as<float>(), c.as<float>(),
+                                                           assign_slot.as<int32_t>(), slot_expert.as<int32_t>(),
+                                                           g.A, g.N * g.kmax, static_cast<int>(g.kmax),
+                                                           static_cast<int>(g.n), g.dl);
+  AM_CUDA_LAUNCHED();
+}
+
+void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) {
+  const BlockGeometry g = block_geometry("scatter_blocks_add", src, dc, assign_slot, slot_expert);
+  if (g.A == 0) return;
+  AM_CHECK(g.A <= INT32_MAX && g.N * g.n < int64_t(UINT32_MAX),
+           "scatter_blocks_add: {} assignments into {} blocks: more than 32-bit indices hold", g.A, g.N * g.n);
+  const uint32_t n_blocks = static_cast<uint32_t>(g.N * g.n);
+  Scratch<uint32_t> keys(be, g.A), sorted_keys(be, g.A);
+  Scratch<int32_t> vals(be, g.A), sorted_vals(be, g.A);
+  block_keys_kernel<<<grid_for(g.A), kThreads>>>(keys.ptr, vals.ptr, assign_slot.as<int32_t>(),
+                                                 slot_expert.as<int32_t>(), g.A, g.N * g.kmax,
+                                                 static_cast<int>(g.kmax), static_cast<int>(g.n), n_blocks);
+  AM_CUDA_LAUNCHED();
+  sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, g.A, bits_for(n_blocks));
+  scatter_blocks_kernel<<<grid_for_warps(g.A), kThreads>>>(dc.as<float>(), src.as<float>(), sorted_keys.ptr,
+                                                           sorted_vals.ptr, g.A, g.dl, n_blocks);
+  AM_CUDA_LAUNCHED();
+}
 
 }  // namespace am::cuda
