@@ -69,7 +69,7 @@ int cmd_eval(int argc, char** argv) {
   }
   auto be = make_backend(cfg.run.backend, precision_dtype(cfg), cfg.run.threads);
   Transformer model(*be, cfg.model, B, T);
-  const TrainerState st = load_checkpoint(dir, model.store(), nullptr, scorer_overridden);
+  const TrainerState st = load_checkpoint(dir, model.store(), nullptr, scorer_overridden ? UnusedTensors::Note : UnusedTensors::Refuse);
   const auto t0 = std::chrono::steady_clock::now();
   const EvalResult r = evaluate(model, loader, batches);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

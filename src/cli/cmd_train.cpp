@@ -73,6 +73,7 @@ int cmd_train(int argc, char** argv) {
   for (const std::string& s : args.sets()) opt.command_hint += " --set " + shell_quote(s);
 
   const TrainSummary s = train(cfg, opt);
+  if (s.rank != 0) return 0;  // rank 0 reports for the whole job
   const std::string val =
       std::isnan(s.final_val_loss) ? "n/a" : fmt::format("{:.4f} (ppl {:.2f})", s.final_val_loss, std::exp(s.final_val_loss));
   const std::string uni =

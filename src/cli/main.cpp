@@ -3,6 +3,7 @@
 // data, checkpoint), 2 a malformed command line, 3 an internal error (a bug: please report it).
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "dist/launch.h"
 
 #include <spdlog/spdlog.h>
 
@@ -30,6 +31,7 @@ commands:
 
 int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  am::init_distributed(&argc, &argv);  // MPI only when started by mpirun
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
@@ -50,12 +52,15 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const am::UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    if (am::mpi_active()) am::abort_job(2);  // the other ranks may be waiting in a collective
     return 2;
   } catch (const am::UserError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    if (am::mpi_active()) am::abort_job(1);
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error (a bug in autonomoe; please report it): %s\n", e.what());
+    if (am::mpi_active()) am::abort_job(3);
     return 3;
   }
 }

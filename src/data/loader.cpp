@@ -134,7 +134,10 @@ nlohmann::json DataLoader::fingerprint() const {
   for (size_t i = 0; i < paths_.size(); ++i) {
     shards.push_back({{"name", base_name(paths_[i])}, {"tokens", readers_[i].n_tokens()}});
   }
-  return {{"shards", shards}, {"B", B_}, {"T", T_}, {"shuffle", shuffle_}, {"seed", seed_}};
+  // windows_per_step = world * B: a run may resume on another number of ranks as long as the
+  // global batch is the same (the position is a count of global windows).
+  return {{"shards", shards}, {"windows_per_step", static_cast<int64_t>(B_) * world_}, {"T", T_},
+          {"shuffle", shuffle_}, {"seed", seed_}};
 }
 
 nlohmann::json DataLoader::state() const {
@@ -170,7 +173,7 @@ void DataLoader::restore(const nlohmann::json& s) {
   const nlohmann::json now = fingerprint();
   const nlohmann::json& then = s["fingerprint"];
   std::vector<std::string> diffs;
-  for (const char* key : {"B", "T", "shuffle", "seed"}) {
+  for (const char* key : {"windows_per_step", "T", "shuffle", "seed"}) {
     if (!then.contains(key) || then[key] != now[key]) {
       diffs.push_back(fmt::format("{}: checkpoint {}, now {}", key,
                                   then.contains(key) ? then[key].dump() : "(missing)",

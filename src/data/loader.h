@@ -40,8 +40,8 @@ class DataLoader {
   void seek(const LoaderPosition& p);  // UserError if p.cursor >= windows_per_epoch()
   void reset() { pos_ = {}; }
 
-  // {"epoch", "cursor", "fingerprint": {"shards": [{"name", "tokens"}...], "B", "T", "shuffle",
-  // "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
+  // {"epoch", "cursor", "fingerprint": {"shards": [{"name", "tokens"}...], "windows_per_step"
+  // (world * B), "T", "shuffle", "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
   // match this loader, e.g. because the data changed since the checkpoint.
   nlohmann::json state() const;
   void restore(const nlohmann::json& s);

@@ -69,7 +69,13 @@ class MpiComm final : public Comm {
     AM_CHECK(static_cast<int>(send_rows.size()) == size_ && static_cast<int>(recv_rows.size()) == size_,
              "row exchange counts for {} ranks", size_);
     AM_CHECK(send.dtype == recv.dtype, "row exchange of {} into {}", dtype_name(send.dtype), dtype_name(recv.dtype));
-    const int64_t w = send.ndim > 1 ? send.numel() / std::max<int64_t>(send.dim(0), 1) : 1;
+    auto row_width = [](const Tensor& t) {
+      int64_t w = 1;
+      for (int i = 1; i < t.ndim; ++i) w *= t.dims[i];
+      return w;
+    };
+    const int64_t w = row_width(send);
+    AM_CHECK(row_width(recv) == w, "row exchange of rows of {} into rows of {}", w, row_width(recv));
     std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
     int64_t so = 0, ro = 0;
     for (int r = 0; r < size_; ++r) {

@@ -32,6 +32,13 @@ int ParamTable::add_state(const std::string& name, std::vector<int64_t> shape, I
   return i;
 }
 
+int ParamTable::add_expert(const std::string& name, std::vector<int64_t> shape, Init init, double std,
+                           int expert) {
+  const int i = add(name, std::move(shape), init, std);
+  specs_.back().expert = expert;
+  return i;
+}
+
 int ParamTable::index(const std::string& name) const {
   auto it = by_name_.find(name);
   AM_CHECK(it != by_name_.end(), "no parameter named {}", name);

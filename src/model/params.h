@@ -20,6 +20,8 @@ struct ParamSpec {
   double std = 0;              // standard deviation (Normal) or the value (Constant)
   bool decay = false;          // weight decay applies (every matrix; not norm weights)
   bool trainable = true;       // false: state the optimizer leaves alone (the selection bias)
+  int expert = -1;             // >= 0: a weight of this (global) expert, sharded by expert
+                               // parallelism and reduced over the ranks holding the same experts
   int64_t offset = 0;          // elements from the start of the buffer
   int64_t numel() const;
 };
@@ -31,6 +33,8 @@ class ParamTable {
   int add(const std::string& name, std::vector<int64_t> shape, Init init, double std = 0);
   // A tensor that is saved and loaded with the model but not trained (no gradient step, no decay).
   int add_state(const std::string& name, std::vector<int64_t> shape, Init init, double value = 0);
+  // An expert's weight (see ParamSpec::expert).
+  int add_expert(const std::string& name, std::vector<int64_t> shape, Init init, double std, int expert);
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const ParamSpec& at(int i) const { return specs_.at(static_cast<size_t>(i)); }
   int size() const { return static_cast<int>(specs_.size()); }

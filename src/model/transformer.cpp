@@ -17,31 +17,46 @@ struct Transformer::Layer {
   TensorBuf moe_out;           // (N,d)
 };
 
-Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T)
-    : be_(be), cfg_(cfg), B_(B), T_(T), N_(static_cast<int64_t>(B) * T) {
+ParamTable Transformer::declare(Backend& be, const ModelConfig& cfg, int T, const DistContext* dist,
+                                std::vector<std::unique_ptr<Layer>>& layers, Indices& ix) {
   const int64_t d = cfg.d_model, V = cfg.vocab_size, L = cfg.n_layers;
-  attn_ = AttnShape{B, T, cfg.n_heads, cfg.kv_heads(), cfg.head_dim()};
+  const AttnShape a{0, T, cfg.n_heads, cfg.kv_heads(), cfg.head_dim()};
   const double std = cfg.init_std, out_std = cfg.init_std / std::sqrt(2.0 * L);
-
-  // ---- the parameter table, in memory order ----
   ParamTable table;
-  emb_ = table.add("model.embed_tokens.weight", {V, d}, Init::Normal, std);
+  ix.emb = table.add("model.embed_tokens.weight", {V, d}, Init::Normal, std);
   for (int l = 0; l < L; ++l) {
     auto layer = std::make_unique<Layer>();
     const std::string p = "model.layers." + std::to_string(l);
     layer->ln1 = table.add(p + ".input_layernorm.weight", {d}, Init::Ones);
-    layer->wqkv = table.add(p + ".self_attn.q_proj.weight", {attn_.q_dim(), d}, Init::Normal, std);
-    table.add(p + ".self_attn.k_proj.weight", {attn_.kv_dim(), d}, Init::Normal, std);
-    table.add(p + ".self_attn.v_proj.weight", {attn_.kv_dim(), d}, Init::Normal, std);
-    layer->wo = table.add(p + ".self_attn.o_proj.weight", {d, attn_.q_dim()}, Init::Normal, out_std);
+    layer->wqkv = table.add(p + ".self_attn.q_proj.weight", {a.q_dim(), d}, Init::Normal, std);
+    table.add(p + ".self_attn.k_proj.weight", {a.kv_dim(), d}, Init::Normal, std);
+    table.add(p + ".self_attn.v_proj.weight", {a.kv_dim(), d}, Init::Normal, std);
+    layer->wo = table.add(p + ".self_attn.o_proj.weight", {d, a.q_dim()}, Init::Normal, out_std);
     layer->ln2 = table.add(p + ".post_attention_layernorm.weight", {d}, Init::Ones);
-    layer->moe = std::make_unique<MoeLayer>(be, cfg, l, T);
+    layer->moe = std::make_unique<MoeLayer>(be, cfg, l, T, dist);
     layer->moe->register_params(table);
-    layers_.push_back(std::move(layer));
+    layers.push_back(std::move(layer));
   }
-  norm_f_ = table.add("model.norm.weight", {d}, Init::Ones);
-  lm_head_ = cfg.tie_embeddings ? emb_ : table.add("lm_head.weight", {V, d}, Init::Normal, std);
-  store_ = std::make_unique<ParamStore>(be, std::move(table));
+  ix.norm_f = table.add("model.norm.weight", {d}, Init::Ones);
+  ix.lm_head = cfg.tie_embeddings ? ix.emb : table.add("lm_head.weight", {V, d}, Init::Normal, std);
+  return table;
+}
+
+ParamTable Transformer::full_table(Backend& be, const ModelConfig& cfg) {
+  std::vector<std::unique_ptr<Layer>> layers;
+  Indices ix;
+  return declare(be, cfg, 1, nullptr, layers, ix);
+}
+
+Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T, const DistContext* dist)
+    : be_(be), cfg_(cfg), B_(B), T_(T), N_(static_cast<int64_t>(B) * T) {
+  const int64_t d = cfg.d_model, V = cfg.vocab_size, L = cfg.n_layers;
+  attn_ = AttnShape{B, T, cfg.n_heads, cfg.kv_heads(), cfg.head_dim()};
+  Indices ix;
+  store_ = std::make_unique<ParamStore>(be, declare(be, cfg, T, dist, layers_, ix));
+  emb_ = ix.emb;
+  norm_f_ = ix.norm_f;
+  lm_head_ = ix.lm_head;
 
   // ---- activations ----
   const DType dt = be.dtype();

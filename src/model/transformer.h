@@ -24,8 +24,14 @@ struct LossParts {
 
 class Transformer {
  public:
-  Transformer(Backend& be, const ModelConfig& cfg, int B, int T);
+  // dist: the run's layout (null: one process); with expert parallelism this rank's table holds
+  // its experts only.
+  Transformer(Backend& be, const ModelConfig& cfg, int B, int T, const DistContext* dist = nullptr);
   ~Transformer();
+
+  // The parameter table of the whole model (every expert), as one process holds it: the layout of
+  // checkpoints. Allocates nothing.
+  static ParamTable full_table(Backend& be, const ModelConfig& cfg);
 
   ParamStore& store() { return *store_; }
   const ModelConfig& config() const { return cfg_; }
@@ -47,6 +53,12 @@ class Transformer {
 
  private:
   struct Layer;
+  struct Indices {
+    int emb = -1, norm_f = -1, lm_head = -1;
+  };
+  // Declares every parameter in memory order; fills `layers` (with their MoE layers) and `ix`.
+  static ParamTable declare(Backend& be, const ModelConfig& cfg, int T, const DistContext* dist,
+                            std::vector<std::unique_ptr<Layer>>& layers, Indices& ix);
   Backend& be_;
   ModelConfig cfg_;
   int B_, T_;

@@ -5,7 +5,8 @@
 
 namespace am {
 
-MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len) {
+MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len,
+                                  ExpertShard shard) {
   const MoeConfig& m = cfg.moe;
   const int d = cfg.d_model, n = m.n_experts, n_null = m.selector.n_null;
   const double std = cfg.init_std, out_std = cfg.init_std / std::sqrt(2.0 * cfg.n_layers);
@@ -15,8 +16,8 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
   if (m.scorer.type == "none") {  // dense SwiGLU, under Llama's names
     const std::string p = l + ".mlp";
     c.experts = std::make_unique<SwigluExperts>(
-        be, ExpertNames{p + ".gate_proj.weight", p + ".up_proj.weight", p + ".down_proj.weight", "", ""}, 1, d,
-        m.d_ffn, std, out_std);
+        be, ExpertNames{p + ".gate_proj.weight", p + ".up_proj.weight", p + ".down_proj.weight", "", ""},
+        ExpertShard{0, 1}, d, m.d_ffn, std, out_std, /*moe=*/false);
     return c;
   }
 
@@ -25,10 +26,11 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
   const ExpertNames names{e + "w1.weight", e + "w3.weight", e + "w2.weight", e + "w1_down.weight",
                           e + "w1_up.weight"};
   const int width = m.hidden_width(d);
+  if (shard.count == 0) shard = ExpertShard{0, n};
   if (m.expert.type == "factorized") {
-    c.experts = std::make_unique<FactorizedExperts>(be, names, n, d, m.expert.d_low, width, std, out_std);
+    c.experts = std::make_unique<FactorizedExperts>(be, names, n, shard, d, m.expert.d_low, width, std, out_std);
   } else {
-    c.experts = std::make_unique<SwigluExperts>(be, names, n, d, width, std, out_std);
+    c.experts = std::make_unique<SwigluExperts>(be, names, shard, d, width, std, out_std);
   }
 
   if (m.scorer.type == "router") {

@@ -15,6 +15,13 @@
 
 namespace am {
 
+// Which experts this process holds: [first, first + count) of the layer's n (expert parallelism
+// gives each rank of a group n / ep of them; otherwise all).
+struct ExpertShard {
+  int first = 0;
+  int count = 0;
+};
+
 // Parameter names with {e} for the expert index, e.g. "<prefix>.experts.{e}.w1.weight".
 struct ExpertNames {
   std::string w1, w3, w2;
@@ -27,14 +34,15 @@ class Experts {
   virtual void register_params(ParamTable& table) = 0;
   virtual void bind(ParamStore& store) = 0;
   virtual void allocate(int64_t max_rows) = 0;
-  // x (A,d) grouped by expert -> y (A,d) write. latent (A,d_low): precomputed x W_down rows, or
+  // x (A,d) grouped by the shard's experts (off: count+1 offsets) -> y (A,d) write.
+  // latent (A,d_low): precomputed x W_down rows, or
   // an empty Tensor. Saves what the backward needs.
   virtual void forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) = 0;
   // dy (A,d) -> dx (A,d) write; dlatent (A,d_low) write when latent was given; weights acc.
   virtual void backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
                         Tensor dlatent) = 0;
-  // Router-free scoring (evaluation): expert e's activation at `node` (gate, up, act, glu, out)
-  // for every row of x (N,d), into out (N, node_width(node)). scratch: (N, hidden) twice.
+  // Router-free scoring (evaluation, all experts held): expert e's activation at `node` (gate,
+  // up, act, glu, out) for every row of x (N,d), into out (N, node_width(node)). scratch: (N, hidden) twice.
   virtual void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1,
                                Tensor scratch2) = 0;
   virtual int hidden() const = 0;  // the expert's hidden width (d_ffn or d_wide)
@@ -49,8 +57,8 @@ void node_from_gate_up(Backend& be, const std::string& node, Tensor g, Tensor u,
 
 class SwigluExperts final : public Experts {
  public:
-  SwigluExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_ffn, double init_std,
-                double out_std);
+  SwigluExperts(Backend& be, ExpertNames names, ExpertShard shard, int d_model, int d_ffn, double init_std,
+                double out_std, bool moe = true);
   void register_params(ParamTable& table) override;
   void bind(ParamStore& store) override;
   void allocate(int64_t max_rows) override;
@@ -64,8 +72,10 @@ class SwigluExperts final : public Experts {
  private:
   Backend& be_;
   ExpertNames names_;
+  ExpertShard shard_;
   int n_, d_, f_;
   double init_std_, out_std_;
+  bool moe_;  // expert weights of an MoE layer (sharded), not a dense FFN
   std::vector<int> w1_index_, w3_index_, w2_index_;
   std::vector<Tensor> w1_, dw1_, w3_, dw3_, w2_, dw2_;
   TensorBuf g_, u_, act_;     // (max_rows, f) each: saved activations
@@ -74,8 +84,10 @@ class SwigluExperts final : public Experts {
 
 class FactorizedExperts final : public Experts {
  public:
-  FactorizedExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_low, int d_wide,
-                    double init_std, double out_std);
+  // W_down is held for all n_experts on every rank (the activation-norm scorer needs all of it;
+  // it is small), the other matrices for the shard only.
+  FactorizedExperts(Backend& be, ExpertNames names, int n_experts, ExpertShard shard, int d_model, int d_low,
+                    int d_wide, double init_std, double out_std);
   void register_params(ParamTable& table) override;
   void bind(ParamStore& store) override;
   void allocate(int64_t max_rows) override;
@@ -94,7 +106,9 @@ class FactorizedExperts final : public Experts {
  private:
   Backend& be_;
   ExpertNames names_;
-  int n_, d_, dl_, w_;
+  int n_;
+  ExpertShard shard_;
+  int d_, dl_, w_;
   double init_std_, out_std_;
   std::vector<int> down_index_, up_index_, w3_index_, w2_index_;
   Tensor down_all_, ddown_all_;

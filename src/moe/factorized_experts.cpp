@@ -5,9 +5,9 @@ namespace {
 Tensor rows_of(Tensor t, int64_t begin, int64_t rows) { return t.rows(begin, rows); }
 }  // namespace
 
-FactorizedExperts::FactorizedExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_low,
-                                     int d_wide, double init_std, double out_std)
-    : be_(be), names_(std::move(names)), n_(n_experts), d_(d_model), dl_(d_low), w_(d_wide),
+FactorizedExperts::FactorizedExperts(Backend& be, ExpertNames names, int n_experts, ExpertShard shard,
+                                     int d_model, int d_low, int d_wide, double init_std, double out_std)
+    : be_(be), names_(std::move(names)), n_(n_experts), shard_(shard), d_(d_model), dl_(d_low), w_(d_wide),
       init_std_(init_std), out_std_(out_std) {}
 
 void FactorizedExperts::register_params(ParamTable& table) {
@@ -16,10 +16,10 @@ void FactorizedExperts::register_params(ParamTable& table) {
   for (int e = 0; e < n_; ++e) {
     down_index_.push_back(table.add(expert_param_name(names_.w1_down, e), {dl_, d_}, Init::Normal, init_std_));
   }
-  for (int e = 0; e < n_; ++e) {
-    up_index_.push_back(table.add(expert_param_name(names_.w1_up, e), {w_, dl_}, Init::Normal, init_std_));
-    w3_index_.push_back(table.add(expert_param_name(names_.w3, e), {w_, d_}, Init::Normal, init_std_));
-    w2_index_.push_back(table.add(expert_param_name(names_.w2, e), {d_, w_}, Init::Normal, out_std_));
+  for (int e = shard_.first; e < shard_.first + shard_.count; ++e) {
+    up_index_.push_back(table.add_expert(expert_param_name(names_.w1_up, e), {w_, dl_}, Init::Normal, init_std_, e));
+    w3_index_.push_back(table.add_expert(expert_param_name(names_.w3, e), {w_, d_}, Init::Normal, init_std_, e));
+    w2_index_.push_back(table.add_expert(expert_param_name(names_.w2, e), {d_, w_}, Init::Normal, out_std_, e));
   }
 }
 
@@ -30,6 +30,8 @@ void FactorizedExperts::bind(ParamStore& store) {
   for (int e = 0; e < n_; ++e) {
     down_.push_back(store.value(down_index_[e]));
     ddown_.push_back(store.grad(down_index_[e]));
+  }
+  for (int e = 0; e < shard_.count; ++e) {
     up_.push_back(store.value(up_index_[e]));
     dup_.push_back(store.grad(up_index_[e]));
     w3_.push_back(store.value(w3_index_[e]));
@@ -48,13 +50,14 @@ void FactorizedExperts::allocate(int64_t max_rows) {
 
 void FactorizedExperts::forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) {
   const bool cached = latent.data != nullptr;
-  for (int e = 0; e < n_; ++e) {
+  for (int e = 0; e < shard_.count; ++e) {
+    const int ge = shard_.first + e;  // the global expert: its W_down
     const int64_t b = off[e], rows = off[e + 1] - off[e];
     if (rows == 0) continue;
     Tensor xe = rows_of(x, b, rows), g = rows_of(g_, b, rows), u = rows_of(u_, b, rows);
     Tensor act = rows_of(act_, b, rows);
     Tensor c = cached ? rows_of(latent, b, rows) : rows_of(c_, b, rows);
-    if (!cached) be_.matmul(c, xe, false, down_[e], true, 1.0, 0.0);   // c (rows, d_low) = x W_down^T
+    if (!cached) be_.matmul(c, xe, false, down_[ge], true, 1.0, 0.0);  // c (rows, d_low) = x W_down^T
     be_.matmul(g, c, false, up_[e], true, 1.0, 0.0);                      // g (rows, w) = c W_up^T
     be_.matmul(u, xe, false, w3_[e], true, 1.0, 0.0);                     // u (rows, w) = x w3^T
     be_.swiglu_forward(act, g, u);
@@ -65,7 +68,8 @@ void FactorizedExperts::forward(Tensor x, Tensor latent, const std::vector<int64
 void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy,
                                  Tensor dx, Tensor dlatent) {
   const bool cached = latent.data != nullptr;
-  for (int e = 0; e < n_; ++e) {
+  for (int e = 0; e < shard_.count; ++e) {
+    const int ge = shard_.first + e;
     const int64_t b = off[e], rows = off[e + 1] - off[e];
     if (rows == 0) continue;
     Tensor g = rows_of(g_, b, rows), u = rows_of(u_, b, rows), act = rows_of(act_, b, rows);
@@ -81,14 +85,15 @@ void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int6
     be_.matmul(dup_[e], dg, true, c, false, 1.0, 1.0);      // dW_up (w, d_low) += dg^T c
     be_.matmul(dc, dg, false, up_[e], false, 1.0, 0.0);     // dc (rows, d_low) = dg W_up
     if (!cached) {
-      be_.matmul(ddown_[e], dc, true, xe, false, 1.0, 1.0);   // dW_down (d_low, d) += dc^T x
-      be_.matmul(dxe, dc, false, down_[e], false, 1.0, 1.0);  // dx += dc W_down
+      be_.matmul(ddown_[ge], dc, true, xe, false, 1.0, 1.0);   // dW_down (d_low, d) += dc^T x
+      be_.matmul(dxe, dc, false, down_[ge], false, 1.0, 1.0);  // dx += dc W_down
     }
   }
 }
 
 void FactorizedExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g,
                                         Tensor u) {
+  AM_CHECK(shard_.first == 0 && shard_.count == n_, "router-free scoring needs every expert on this rank");
   const int64_t N = x.dim(0);
   Tensor c = Tensor(c_).rows(0, std::min<int64_t>(N, Tensor(c_).dim(0)));
   AM_CHECK(c.dim(0) == N, "node activation of {} rows with a cache of {}", N, Tensor(c_).dim(0));

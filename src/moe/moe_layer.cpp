@@ -2,7 +2,18 @@
 
 namespace am {
 
-MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len)
+namespace {
+
+ExpertShard shard_of(const ModelConfig& cfg, const DistContext* dist) {
+  const int n = cfg.moe.n_experts;
+  if (!dist || dist->ep_size == 1 || cfg.moe.scorer.type == "none") return ExpertShard{0, n};
+  const int nl = n / dist->ep_size;
+  return ExpertShard{dist->ep_rank * nl, nl};
+}
+
+}  // namespace
+
+MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len, const DistContext* dist)
     : be_(be),
       n_(cfg.moe.n_experts),
       m_(cfg.moe.scorer.type == "none" ? 0 : cfg.moe.selector.n_null),
@@ -10,8 +21,10 @@ MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_l
       act_norm_(cfg.moe.scorer.type == "act_norm"),
       bias_rate_(cfg.moe.aux.bias_update_rate),
       prefix_("model.layers." + std::to_string(layer) + ".block_sparse_moe"),
-      parts_(make_moe_components(be, cfg, layer, seq_len)),
+      dist_(dist),
+      parts_(make_moe_components(be, cfg, layer, seq_len, shard_of(cfg, dist))),
       dispatcher_(be) {
+  if (dist && dist->ep_size > 1 && !dense()) exchange_ = std::make_unique<ExpertExchange>(be, *dist->ep, n_);
   reset_stats();
 }
 
@@ -44,11 +57,23 @@ void MoeLayer::allocate(int64_t n_tokens) {
   for (TensorBuf* t : {&xg_, &eo_, &deo_, &dxg_}) *t = TensorBuf(be_, dt, {max_assign, d_});
   dslot_gate_ = TensorBuf(be_, dt, {n_tokens, kmax});
   parts_.scorer->allocate(n_tokens);
-  if (Tensor c = parts_.scorer->latent(); c.data) {
-    cg_ = TensorBuf(be_, dt, {max_assign, c.dim(1) / n_});
-    dcg_ = TensorBuf(be_, dt, {max_assign, c.dim(1) / n_});
+  const int64_t d_low = parts_.scorer->latent().data ? parts_.scorer->latent().dim(1) / n_ : 0;
+  if (d_low > 0) {
+    cg_ = TensorBuf(be_, dt, {max_assign, d_low});
+    dcg_ = TensorBuf(be_, dt, {max_assign, d_low});
   }
-  parts_.experts->allocate(max_assign);
+  if (!exchange_) {
+    parts_.experts->allocate(max_assign);
+    return;
+  }
+  // With expert parallelism this rank's experts may receive every member's rows.
+  const int64_t max_local = max_assign * dist_->ep_size;
+  for (TensorBuf* t : {&xl_, &eol_, &deol_, &dxl_}) *t = TensorBuf(be_, dt, {max_local, d_});
+  if (d_low > 0) {
+    cl_ = TensorBuf(be_, dt, {max_local, d_low});
+    dcl_ = TensorBuf(be_, dt, {max_local, d_low});
+  }
+  parts_.experts->allocate(max_local);
 }
 
 AuxInputs MoeLayer::aux_inputs() const {
@@ -90,8 +115,18 @@ double MoeLayer::forward(Tensor h, Tensor y) {
   dispatcher_.dispatch(routing_, h, xg_);  // (A,d)
   Tensor latent = scorer.latent();
   if (latent.data) dispatcher_.dispatch_blocks(routing_, latent, cg_);  // (A, d_low): AoE's cache reused
-  parts_.experts->forward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
-                          routing_.expert_offsets, Tensor(eo_).rows(0, A));  // (A,d)
+  if (exchange_) {  // expert parallelism: rows travel to the ranks that hold their experts
+    exchange_->plan(routing_.expert_offsets);
+    const int64_t R = exchange_->received_rows();
+    exchange_->to_experts(Tensor(xg_).rows(0, A), xl_);
+    if (latent.data) exchange_->to_experts(Tensor(cg_).rows(0, A), cl_);
+    parts_.experts->forward(Tensor(xl_).rows(0, R), latent.data ? Tensor(cl_).rows(0, R) : Tensor(),
+                            exchange_->local_offsets(), Tensor(eol_).rows(0, R));
+    exchange_->from_experts(Tensor(eol_).rows(0, R), eo_);
+  } else {
+    parts_.experts->forward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
+                            routing_.expert_offsets, Tensor(eo_).rows(0, A));  // (A,d)
+  }
   dispatcher_.combine(routing_, eo_, y);  // (N,d)
 
   double total = 0;
@@ -134,9 +169,19 @@ void MoeLayer::backward(Tensor h, Tensor dy, Tensor dh, double aux_scale) {
   const int64_t A = routing_.n_assign;
   Tensor latent = scorer.latent();
   dispatcher_.combine_backward(routing_, dy, eo_, deo_, dslot_gate_);  // deo (A,d), dgate (N,kmax)
-  parts_.experts->backward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
-                           routing_.expert_offsets, Tensor(deo_).rows(0, A), Tensor(dxg_).rows(0, A),
-                           latent.data ? Tensor(dcg_).rows(0, A) : Tensor());
+  if (exchange_) {
+    const int64_t R = exchange_->received_rows();
+    exchange_->to_experts(Tensor(deo_).rows(0, A), deol_);
+    parts_.experts->backward(Tensor(xl_).rows(0, R), latent.data ? Tensor(cl_).rows(0, R) : Tensor(),
+                             exchange_->local_offsets(), Tensor(deol_).rows(0, R), Tensor(dxl_).rows(0, R),
+                             latent.data ? Tensor(dcl_).rows(0, R) : Tensor());
+    exchange_->from_experts(Tensor(dxl_).rows(0, R), dxg_);
+    if (latent.data) exchange_->from_experts(Tensor(dcl_).rows(0, R), dcg_);
+  } else {
+    parts_.experts->backward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
+                             routing_.expert_offsets, Tensor(deo_).rows(0, A), Tensor(dxg_).rows(0, A),
+                             latent.data ? Tensor(dcg_).rows(0, A) : Tensor());
+  }
   dispatcher_.dispatch_backward(routing_, dxg_, dh);  // dh += scatter of dxg
   if (latent.data) {  // the selected experts' gradient reaches the cache C
     be_.zero(scorer.latent_grad());
@@ -157,6 +202,8 @@ void MoeLayer::begin_step(int64_t step) {
 
 void MoeLayer::update_selection_bias() {
   if (bias_index_ < 0) return;
+  // Every replica must move its bias the same way: the load is the whole step's, over all ranks.
+  if (dist_ && dist_->world_size() > 1) dist_->world->all_reduce_sum(step_selected_);
   double mean = 0;
   for (int64_t c : step_selected_) mean += static_cast<double>(c) / n_;
   std::vector<double> b = download_as_double(be_, bias_);

@@ -6,8 +6,10 @@
 #pragma once
 
 #include "config/config.h"
+#include "dist/dist.h"
 #include "moe/aux_loss.h"
 #include "moe/dispatcher.h"
+#include "moe/expert_exchange.h"
 #include "moe/experts.h"
 #include "moe/scorer.h"
 #include "moe/selector.h"
@@ -40,12 +42,17 @@ struct MoeComponents {
   std::unique_ptr<Selector> selector;  // null for a dense layer
   std::vector<std::unique_ptr<AuxLoss>> aux;
 };
-// seq_len: tokens per sequence (expert choice with group: sequence).
-MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len);
+// seq_len: tokens per sequence (expert choice with group: sequence). shard: the experts this
+// process holds (count 0 = all).
+MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len,
+                                  ExpertShard shard = {});
 
 class MoeLayer {
  public:
-  MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len = 0);
+  // dist: the run's layout (null: one process). With expert parallelism (dist->ep_size > 1) this
+  // rank holds n/ep experts and exchanges token rows with its group (ExpertExchange).
+  MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len = 0,
+           const DistContext* dist = nullptr);
   void register_params(ParamTable& table);
   void bind(ParamStore& store);
   void allocate(int64_t n_tokens);
@@ -80,17 +87,21 @@ class MoeLayer {
   double bias_rate_;
   std::string prefix_;
   int64_t n_tokens_ = 0, step_ = 0;
+  const DistContext* dist_;
   MoeComponents parts_;
   LocalDispatcher dispatcher_;
+  std::unique_ptr<ExpertExchange> exchange_;  // expert parallelism only
 
   // activations (saved for the backward)
   TensorBuf scores_, probs_, rank_;  // (N, n+m); rank_ = scores + selection bias
   Routing routing_;
   Backend::SlotStats selected_;      // of the current micro-batch
   TensorBuf xg_, cg_, eo_;           // (N*kmax, d), (N*kmax, d_low), (N*kmax, d): expert-major
+  TensorBuf xl_, cl_, eol_;          // expert parallelism: the rows this rank's experts received
   std::vector<int64_t> dense_offsets_;
   // backward scratch
   TensorBuf dscores_, dprobs_, dslot_gate_, deo_, dxg_, dcg_;
+  TensorBuf deol_, dxl_, dcl_;
 
   // aux-loss-free balancing
   int bias_index_ = -1;

@@ -4,16 +4,21 @@
 
 namespace am {
 
-SwigluExperts::SwigluExperts(Backend& be, ExpertNames names, int n_experts, int d_model, int d_ffn,
-                             double init_std, double out_std)
-    : be_(be), names_(std::move(names)), n_(n_experts), d_(d_model), f_(d_ffn),
-      init_std_(init_std), out_std_(out_std) {}
+SwigluExperts::SwigluExperts(Backend& be, ExpertNames names, ExpertShard shard, int d_model, int d_ffn,
+                             double init_std, double out_std, bool moe)
+    : be_(be), names_(std::move(names)), shard_(shard), n_(shard.count), d_(d_model), f_(d_ffn),
+      init_std_(init_std), out_std_(out_std), moe_(moe) {}
 
 void SwigluExperts::register_params(ParamTable& table) {
-  for (int e = 0; e < n_; ++e) {
-    w1_index_.push_back(table.add(expert_param_name(names_.w1, e), {f_, d_}, Init::Normal, init_std_));
-    w3_index_.push_back(table.add(expert_param_name(names_.w3, e), {f_, d_}, Init::Normal, init_std_));
-    w2_index_.push_back(table.add(expert_param_name(names_.w2, e), {d_, f_}, Init::Normal, out_std_));
+  auto add = [&](const std::string& pattern, int e, std::vector<int64_t> shape, double std) {
+    const std::string name = expert_param_name(pattern, e);
+    return moe_ ? table.add_expert(name, std::move(shape), Init::Normal, std, e)
+                : table.add(name, std::move(shape), Init::Normal, std);
+  };
+  for (int e = shard_.first; e < shard_.first + n_; ++e) {
+    w1_index_.push_back(add(names_.w1, e, {f_, d_}, init_std_));
+    w3_index_.push_back(add(names_.w3, e, {f_, d_}, init_std_));
+    w2_index_.push_back(add(names_.w2, e, {d_, f_}, out_std_));
   }
 }
 
@@ -70,6 +75,7 @@ void SwigluExperts::backward(Tensor x, Tensor /*latent*/, const std::vector<int6
 
 void SwigluExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g,
                                     Tensor u) {
+  AM_CHECK(shard_.first == 0, "router-free scoring needs every expert on this rank (expert {})", e);
   be_.matmul(g, x, false, w1_[e], true, 1.0, 0.0);  // (N, f)
   be_.matmul(u, x, false, w3_[e], true, 1.0, 0.0);
   node_from_gate_up(be_, node, g, u, w2_[e], out);

@@ -4,6 +4,7 @@
 #include "io/checkpoint_dir.h"
 #include "io/safetensors.h"
 #include "model/model_info.h"
+#include "model/transformer.h"
 
 #include <spdlog/spdlog.h>
 
@@ -57,17 +58,17 @@ void read_into(Backend& be, const SafetensorsFile& file, const std::string& name
   upload_from_double(be, dst, values);
 }
 
-void check_no_extra(const SafetensorsFile& file, const ParamTable& table, bool allow_unused) {
+void check_no_extra(const SafetensorsFile& file, const ParamTable& table, UnusedTensors policy) {
   std::vector<std::string> unused;
   for (const std::string& name : file.names()) {
     if (table.has(name)) continue;
-    if (!allow_unused) {
+    if (policy == UnusedTensors::Refuse) {
       throw UserError(fmt::format("{}: holds tensor {} that this model does not have", file.path(), name),
                       "the checkpoint was written for a different model config; check model.* keys");
     }
     unused.push_back(name);
   }
-  if (!unused.empty()) {
+  if (!unused.empty() && policy == UnusedTensors::Note) {
     spdlog::info("{}: ignoring {} tensor(s) this model does not use, e.g. {}", file.path(), unused.size(),
                  unused.front());
   }
@@ -83,22 +84,65 @@ uint16_t f32_to_bf16(float x) {  // round to nearest even; NaN stays NaN
 
 }  // namespace
 
+// The host bytes of `all` (the values or an AdamW moment of this rank's tensors, laid out like
+// `local`) for the whole model, laid out like `full`, on rank 0. With expert parallelism the
+// ranks of the first expert-parallel group send rank 0 their experts, in `full`'s order;
+// other ranks return nothing.
+std::vector<char> gather_full(const ParamTable& full, const ParamTable& local, Backend& be, Tensor all,
+                              const DistContext* dist, int n_experts) {
+  const std::vector<char> mine = to_host(be, all);
+  const int ep = dist ? dist->ep_size : 1;
+  if (ep == 1) return mine;  // rank 0 holds the whole model
+  const size_t es = dtype_size(all.dtype);
+  const int rank = dist->rank(), per_rank = n_experts / ep;
+  if (rank >= ep) return {};  // only the first expert-parallel group takes part
+  std::vector<char> out(rank == 0 ? static_cast<size_t>(full.total()) * es : 0);
+  for (const ParamSpec& sp : full.specs()) {
+    const size_t bytes = static_cast<size_t>(sp.numel()) * es;
+    if (local.has(sp.name)) {  // dense, or one of this rank's experts
+      const ParamSpec& mine_spec = local.at(local.index(sp.name));
+      const char* src = mine.data() + static_cast<size_t>(mine_spec.offset) * es;
+      if (rank == 0) {
+        std::memcpy(out.data() + static_cast<size_t>(sp.offset) * es, src, bytes);
+      } else if (sp.expert >= 0) {
+        dist->world->send(src, bytes, 0);
+      }
+    } else if (rank == 0) {  // another rank's expert: ranks of group 0 send in table order
+      AM_CHECK(sp.expert >= 0, "dense tensor {} missing on rank 0", sp.name);
+      const int owner = sp.expert / per_rank;
+      dist->world->recv(out.data() + static_cast<size_t>(sp.offset) * es, bytes, owner);
+    }
+  }
+  return out;
+}
+
+std::string checkpoint_path(const std::string& root, int64_t step) {
+  return (fs::path(root) / checkpoint_dir_name(step)).string();
+}
+
 std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
-                            const AdamW* opt, const TrainerState& state) {
+                            const AdamW* opt, const TrainerState& state, const DistContext* dist) {
   Backend& be = params.backend();
   const DType dt = be.dtype();
-  const ParamTable& table = params.table();
+  // The checkpoint holds the whole model as one process holds it, whatever this run's layout.
+  const ParamTable full = dist && dist->ep_size > 1 ? Transformer::full_table(be, cfg.model) : params.table();
+  const int n = cfg.model.moe.n_experts;
+  const std::vector<char> values = gather_full(full, params.table(), be, params.all_values(), dist, n);
+  std::vector<char> m, v;
+  if (opt) {
+    m = gather_full(full, params.table(), be, opt->all_m(), dist, n);
+    v = gather_full(full, params.table(), be, opt->all_v(), dist, n);
+  }
+  if (dist && !dist->is_root()) return checkpoint_path(root, state.step);
+
   fs::create_directories(root);
   CheckpointWriter w(root, state.step);
-
-  const std::vector<char> values = to_host(be, params.all_values());
   const std::map<std::string, std::string> meta = {{"format", "autonomoe"},
                                                    {"step", std::to_string(state.step)}};
-  write_safetensors(w.path("model.safetensors"), entries(table, dt, values, ""), meta);
+  write_safetensors(w.path("model.safetensors"), entries(full, dt, values, ""), meta);
   if (opt) {
-    const std::vector<char> m = to_host(be, opt->all_m()), v = to_host(be, opt->all_v());
-    std::vector<StEntry> moments = entries(table, dt, m, ".exp_avg");
-    for (StEntry& e : entries(table, dt, v, ".exp_avg_sq")) moments.push_back(e);
+    std::vector<StEntry> moments = entries(full, dt, m, ".exp_avg");
+    for (StEntry& e : entries(full, dt, v, ".exp_avg_sq")) moments.push_back(e);
     write_safetensors(w.path("optimizer.safetensors"), moments, meta);
   }
   nlohmann::json st = {{"format", "autonomoe-trainer-state"}, {"version", 1},
@@ -111,13 +155,13 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
   return w.commit({{"tokens", state.tokens}});
 }
 
-TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt, bool allow_unused) {
+TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt, UnusedTensors unused) {
   verify_checkpoint(dir);
   Backend& be = params.backend();
   const ParamTable& table = params.table();
 
   SafetensorsFile model((fs::path(dir) / "model.safetensors").string());
-  check_no_extra(model, table, allow_unused);
+  check_no_extra(model, table, unused);
   for (int i = 0; i < table.size(); ++i) {
     read_into(be, model, table.at(i).name, params.value(i), table.at(i).shape);
   }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "config/config.h"
+#include "dist/dist.h"
 #include "model/params.h"
 #include "train/optimizer.h"
 
@@ -28,16 +29,20 @@ struct TrainerState {
 };
 
 // Writes step_<state.step> under `root` (atomically); returns its path. `opt` may be null (weights
-// only: the initial model, or an export).
+// only: the initial model, or an export). In a multi-process run every rank calls it (expert
+// weights are gathered to rank 0, which writes the whole model as one process would hold it, so
+// the checkpoint loads on any layout); the other ranks write nothing.
 std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
-                            const AdamW* opt, const TrainerState& state);
+                            const AdamW* opt, const TrainerState& state, const DistContext* dist = nullptr);
 
 // Verifies the checkpoint's checksums, then loads its weights into `params` (names, shapes and
 // dtypes checked; F32 and F64 convert) and, when `opt` is given, the moments and trainer state.
-// Tensors the model lacks are an error, unless allow_unused (evaluating a router-trained model
-// with another scorer: its router weights are then ignored, and listed in the log).
+// Tensors the model lacks are an error (Refuse), or ignored: with a note in the log (Note:
+// evaluating a router-trained model with another scorer ignores its router) or silently (Quiet:
+// an expert-parallel rank takes its own experts from the whole model).
+enum class UnusedTensors { Refuse, Note, Quiet };
 TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt,
-                             bool allow_unused = false);
+                             UnusedTensors unused = UnusedTensors::Refuse);
 
 // The config a checkpoint was written with (its config.resolved.yaml), with overrides applied.
 Config load_checkpoint_config(const std::string& dir, const std::vector<std::string>& overrides = {});

@@ -1,5 +1,6 @@
 #include "train/step.h"
 
+#include "dist/grad_sync.h"
 #include "train/schedule.h"
 
 #include <cmath>
@@ -8,7 +9,7 @@
 namespace am {
 
 StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step,
-                      const BatchSource& next_batch) {
+                      const BatchSource& next_batch, const DistContext* dist) {
   const size_t n = static_cast<size_t>(model.micro_batch()) * model.seq_len();
   std::vector<int32_t> inputs(n), targets(n);
   StepResult r;
@@ -21,7 +22,12 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
     r.ce += lp.ce / tc.grad_accum;
     r.aux += lp.aux / tc.grad_accum;
   }
-  r.grad_norm = opt.grad_norm();
+  if (dist && dist->world_size() > 1) {
+    reduce_gradients(model.store(), *dist);
+    r.ce = dist->world->all_reduce_sum(r.ce) / dist->world_size();
+    r.aux = dist->world->all_reduce_sum(r.aux) / dist->world_size();
+  }
+  r.grad_norm = dist ? global_grad_norm(model.store(), *dist) : opt.grad_norm();
   if (!std::isfinite(r.grad_norm) || !std::isfinite(r.ce)) {
     throw UserError(fmt::format("step {}: loss {} / gradient norm {} is not finite; stopping without "
                                 "writing a checkpoint of the broken state", step + 1, r.ce, r.grad_norm),

@@ -1,9 +1,11 @@
 // One optimizer step, exactly as training runs it (the trainer and the benchmark share it):
 // zero the gradients, run grad_accum micro-batches forward and backward, compute the global
 // gradient norm, refuse a non-finite loss or norm, clip + AdamW at the scheduled learning rate,
-// then the auxiliary-loss-free bias updates.
+// then the auxiliary-loss-free bias updates. In a multi-process run the gradients are reduced
+// (dist/grad_sync.h) before the norm is taken.
 #pragma once
 
+#include "dist/dist.h"
 #include "model/transformer.h"
 #include "train/optimizer.h"
 
@@ -21,7 +23,9 @@ struct StepResult {
 // next_batch(inputs, targets) fills one micro-batch of B*T tokens each (host int32).
 using BatchSource = std::function<void(int32_t* inputs, int32_t* targets)>;
 
+// dist: gradients are reduced over the run's ranks before the norm (null: one process); the
+// returned losses are then means over all ranks.
 StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step,
-                      const BatchSource& next_batch);
+                      const BatchSource& next_batch, const DistContext* dist = nullptr);
 
 }  // namespace am

@@ -3,6 +3,7 @@
 #include "core/backend.h"
 #include "data/dataset_meta.h"
 #include "data/loader.h"
+#include "dist/launch.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
 #include "model/model_info.h"
@@ -159,7 +160,13 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
         "continue it with --resume, or start a new run with --set run.name=<another name>");
   }
 
-  // ---- backend, data, model, optimizer ----
+  // ---- processes, backend, data, model, optimizer ----
+  std::unique_ptr<Comm> own_world = options.world ? nullptr : make_world_comm(cfg.dist.comm, cfg.run.backend);
+  Comm& world = options.world ? *options.world : *own_world;
+  const Distributed layout(world, cfg.dist.ep);
+  const DistContext& dist = layout.context();
+  const bool root = dist.is_root();
+  summary.rank = dist.rank();
   const DType dtype = cfg.run.precision == "fp64" ? DType::F64 : DType::F32;
   std::unique_ptr<Backend> be = make_backend(cfg.run.backend, dtype, cfg.run.threads);
 
@@ -171,7 +178,8 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
                                 meta->vocab_size, meta->vocab_size));
   }
   if (meta) summary.unigram_entropy = meta->unigram_entropy_nats;
-  DataLoader train_data(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size);
+  DataLoader train_data(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size, dist.rank(),
+                        dist.world_size());
   std::unique_ptr<DataLoader> val_data;
   int eval_batches = cfg.eval.batches;
   if (!cfg.data.val.empty()) {
@@ -184,7 +192,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     }
   }
 
-  Transformer model(*be, cfg.model, B, T);
+  Transformer model(*be, cfg.model, B, T, &dist);
   for (MoeLayer* l : model.moe_layers()) {
     if (!l->trainable()) {
       throw UserError(fmt::format("model.moe.scorer.node {} is for evaluation only: every expert would run "
@@ -203,7 +211,8 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   if (resume_dir) {
     const Config ckpt_cfg = load_checkpoint_config(*resume_dir);
     check_resume_compatible(ckpt_cfg, cfg, *resume_dir);
-    state = load_checkpoint(*resume_dir, model.store(), &opt);
+    state = load_checkpoint(*resume_dir, model.store(), &opt,
+                            dist.ep_size > 1 ? UnusedTensors::Quiet : UnusedTensors::Refuse);
     train_data.restore(state.train_loader);
     summary.last_checkpoint = *resume_dir;
   } else {
@@ -211,16 +220,25 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   }
   summary.start_step = summary.end_step = state.step;
 
-  fs::create_directories(summary.run_dir);
-  if (fs::exists(ckpt_root)) remove_stale_temp_dirs(ckpt_root);
-  write_file_atomic((fs::path(summary.run_dir) / "config.resolved.yaml").string(), config_to_yaml(cfg));
-  MetricsLog metrics((fs::path(summary.run_dir) / "metrics.jsonl").string(),
-                     resume_dir ? state.step : -1);
+  // Rank 0 writes the run directory; the others write nothing.
+  std::unique_ptr<MetricsLog> metrics;
+  if (root) {
+    fs::create_directories(summary.run_dir);
+    if (fs::exists(ckpt_root)) remove_stale_temp_dirs(ckpt_root);
+    write_file_atomic((fs::path(summary.run_dir) / "config.resolved.yaml").string(), config_to_yaml(cfg));
+    metrics = std::make_unique<MetricsLog>((fs::path(summary.run_dir) / "metrics.jsonl").string(),
+                                           resume_dir ? state.step : -1);
+  }
+  world.barrier();
 
   const ParamCounts pc = count_params(cfg.model);
-  const int64_t tokens_per_step = static_cast<int64_t>(B) * T * tc.grad_accum;
+  const int64_t tokens_per_step = static_cast<int64_t>(B) * T * tc.grad_accum * dist.world_size();
   spdlog::info("config {}\n{}", cfg.source_path, config_table(cfg));
   spdlog::info("backend: {}", be->describe());
+  if (dist.world_size() > 1) {
+    spdlog::info("processes: {} ({} communication), expert-parallel groups of {}", dist.world_size(), world.name(),
+                 dist.ep_size);
+  }
   spdlog::info("model: {} parameters, {} active per token", fmt_count(pc.total), fmt_count(pc.active));
   spdlog::info("data: {} shard(s), {} tokens, {} windows of {} per epoch; {} tokens per step",
                train_data.shards().size(), fmt_count(train_data.total_tokens()),
@@ -230,9 +248,12 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
 
   auto write_checkpoint = [&]() {
     state.train_loader = train_data.state();
-    summary.last_checkpoint = save_checkpoint(ckpt_root, cfg, model.store(), &opt, state);
-    prune_checkpoints(ckpt_root, cfg.checkpoint.keep_last, state.step);
-    spdlog::info("checkpoint: {}", summary.last_checkpoint);
+    summary.last_checkpoint = save_checkpoint(ckpt_root, cfg, model.store(), &opt, state, &dist);
+    if (root) {
+      prune_checkpoints(ckpt_root, cfg.checkpoint.keep_last, state.step);
+      spdlog::info("checkpoint: {}", summary.last_checkpoint);
+    }
+    world.barrier();  // the checkpoint is complete before any rank goes on (or exits)
   };
   if (!resume_dir && cfg.checkpoint.save_initial) write_checkpoint();
 
@@ -248,7 +269,8 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   while (state.step < tc.max_steps) {
     const int64_t step = state.step;
     const auto t0 = std::chrono::steady_clock::now();
-    const StepResult r = train_step(model, opt, tc, step, [&](int32_t* in, int32_t* tg) { train_data.next(in, tg); });
+    const StepResult r =
+        train_step(model, opt, tc, step, [&](int32_t* in, int32_t* tg) { train_data.next(in, tg); }, &dist);
     const double ce = r.ce, aux = r.aux, norm = r.grad_norm, lr = r.lr;
     be->synchronize();
     const double dt = seconds_since(t0);
@@ -262,7 +284,8 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     summary.seconds += dt;
 
     const bool last = state.step == tc.max_steps;
-    const bool stopping = g_stop_signals.load() > 0;
+    // Every rank stops at the same step: a signal seen by any rank stops all of them.
+    const bool stopping = world.all_reduce_sum(g_stop_signals.load() > 0 ? 1.0 : 0.0) > 0;
     if (state.step % cfg.log.every == 0 || last || stopping || step == summary.start_step) {
       const double tps = static_cast<double>(tokens_per_step) * interval_steps / interval_s;
       const double eta = (tc.max_steps - state.step) * interval_s / interval_steps;
@@ -277,7 +300,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       for (const auto& [k, v] : aux_by_name) aux_text += fmt::format(" | {} {:.4f}", k, v);
       spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}",
                    state.step, tc.max_steps, ce, aux_text, lr, norm, fmt_count(tps), fmt_duration(eta));
-      metrics.write({{"type", "train"}, {"step", state.step}, {"loss", ce}, {"aux", aux},
+      if (metrics) metrics->write({{"type", "train"}, {"step", state.step}, {"loss", ce}, {"aux", aux},
                      {"aux_by_name", aux_by_name}, {"lr", lr}, {"grad_norm", norm},
                      {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
                      {"moe", layers}});
@@ -289,7 +312,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       summary.final_val_loss = ev.loss;
       spdlog::info("step {:>6}/{} | val loss {:.4f} | val ppl {:.2f} ({} tokens)", state.step,
                    tc.max_steps, ev.loss, ev.perplexity, ev.tokens);
-      metrics.write({{"type", "val"}, {"step", state.step}, {"val_loss", ev.loss},
+      if (metrics) metrics->write({{"type", "val"}, {"step", state.step}, {"val_loss", ev.loss},
                      {"val_ppl", ev.perplexity}, {"tokens", ev.tokens}});
     }
     if ((cfg.checkpoint.every > 0 && state.step % cfg.checkpoint.every == 0) || last || stopping) {
@@ -307,7 +330,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   if (summary.seconds > 0 && steps_run > 0) {
     summary.tokens_per_s = static_cast<double>(tokens_per_step) * steps_run / summary.seconds;
   }
-  if (state.step == tc.max_steps && !summary.interrupted && steps_run > 0) {
+  if (root && state.step == tc.max_steps && !summary.interrupted && steps_run > 0) {
     write_run_summary(summary, cfg, pc, state.tokens, last_moe);
   }
   return summary;

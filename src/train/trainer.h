@@ -4,6 +4,7 @@
 #pragma once
 
 #include "config/config.h"
+#include "dist/comm.h"
 
 #include <limits>
 #include <string>
@@ -17,6 +18,9 @@ struct TrainOptions {
   std::string resume;
   bool handle_signals = true;  // install the SIGINT/SIGTERM handlers
   std::string command_hint;    // how to resume, printed when interrupted
+  // The world communicator; null: made from dist.comm (single process, or MPI under mpirun).
+  // Tests pass one to run several layouts in one job.
+  Comm* world = nullptr;
 };
 
 struct TrainSummary {
@@ -31,6 +35,7 @@ struct TrainSummary {
   double tokens_per_s = 0;           // mean over this call's steps (evaluation excluded)
   double seconds = 0;                // time in this call's training steps
   bool interrupted = false;
+  int rank = 0;                      // this process's rank (0 prints the summary)
 };
 
 TrainSummary train(const Config& cfg, const TrainOptions& options);
