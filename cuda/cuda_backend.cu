@@ -148,6 +148,11 @@ bool cuda_device_available() {
 
 bool cuda_backend_complete() { return false; }
 
-std::unique_ptr<Backend> make_cuda_backend(DType dtype) { return std::make_unique<CudaBackend>(dtype); }
+std::unique_ptr<Backend> make_cuda_backend(DType dtype, int device) {
+  int count = 0;
+  AM_CUDA(cudaGetDeviceCount(&count));
+  AM_CUDA(cudaSetDevice(device % count));
+  return std::make_unique<CudaBackend>(dtype);
+}
 
 }  // namespace am

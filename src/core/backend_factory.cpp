@@ -4,6 +4,8 @@
 #include "cuda_backend.h"
 #endif
 
+#include "dist/launch.h"
+
 #include <spdlog/spdlog.h>
 
 namespace am {
@@ -18,10 +20,10 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, DType dtype, int 
                       "use run.backend: cpu or auto (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
     }
     if (dtype == DType::F64) throw UserError("run.precision fp64 needs run.backend: cpu");
-    return make_cuda_backend(dtype);
+    return make_cuda_backend(dtype, local_rank());
   }
   if (kind == "auto") {
-    if (device && cuda_backend_complete() && dtype != DType::F64) return make_cuda_backend(dtype);
+    if (device && cuda_backend_complete() && dtype != DType::F64) return make_cuda_backend(dtype, local_rank());
     if (device) {
       spdlog::warn("a CUDA device is present but the CUDA backend does not implement every op yet; "
                    "training on the CPU");

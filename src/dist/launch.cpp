@@ -3,6 +3,9 @@
 #include "core/error.h"
 
 #include <mpi.h>
+#ifdef AM_HAVE_CUDA
+#include "nccl_comm.h"
+#endif
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
@@ -56,6 +59,16 @@ void abort_job(int code) {
 }
 
 std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string& backend) {
+  if (kind == "nccl" || (kind == "auto" && backend == "cuda")) {
+#ifdef AM_HAVE_CUDA
+    // Host-side traffic (counts, checkpoints) over MPI, or nothing for one process.
+    MPI_Comm world = MPI_COMM_WORLD;
+    return make_nccl_comm(g_mpi ? make_mpi_comm(&world) : make_single_comm());
+#else
+    throw UserError("dist.comm nccl needs the CUDA build (nvcc was not found when this was built)",
+                    "use dist.comm: mpi or auto with run.backend: cpu");
+#endif
+  }
   if (kind == "single" || (kind == "auto" && !g_mpi)) {
     if (g_mpi) {
       int size = 1;
@@ -66,9 +79,6 @@ std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string
       }
     }
     return make_single_comm();
-  }
-  if (kind == "nccl" || (kind == "auto" && backend == "cuda")) {
-    throw UserError("dist.comm nccl is not available yet", "use dist.comm: mpi with run.backend: cpu");
   }
   if (!g_mpi) {
     throw UserError("dist.comm is mpi but this process was not started by mpirun",

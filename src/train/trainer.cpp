@@ -161,14 +161,14 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   }
 
   // ---- processes, backend, data, model, optimizer ----
-  std::unique_ptr<Comm> own_world = options.world ? nullptr : make_world_comm(cfg.dist.comm, cfg.run.backend);
+  const DType dtype = cfg.run.precision == "fp64" ? DType::F64 : DType::F32;
+  std::unique_ptr<Backend> be = make_backend(cfg.run.backend, dtype, cfg.run.threads);  // GPU: node-local rank's
+  std::unique_ptr<Comm> own_world = options.world ? nullptr : make_world_comm(cfg.dist.comm, be->name());
   Comm& world = options.world ? *options.world : *own_world;
   const Distributed layout(world, cfg.dist.ep);
   const DistContext& dist = layout.context();
   const bool root = dist.is_root();
   summary.rank = dist.rank();
-  const DType dtype = cfg.run.precision == "fp64" ? DType::F64 : DType::F32;
-  std::unique_ptr<Backend> be = make_backend(cfg.run.backend, dtype, cfg.run.threads);
 
   const std::optional<DatasetMeta> meta = read_dataset_meta(cfg.data.train);
   if (meta && meta->vocab_size != cfg.model.vocab_size) {

@@ -1,0 +1,105 @@
+#include "check.cuh"
+#include "nccl_comm.h"
+
+#include <nccl.h>
+
+#include <chrono>
+
+namespace am {
+namespace {
+
+#define AM_NCCL(call)                                                                                 \
+  do {                                                                                                \
+    ncclResult_t r_ = (call);                                                                         \
+    if (r_ != ncclSuccess) {                                                                          \
+      throw ::am::InternalError(fmt::format("{}:{}: {} failed: {}", __FILE__, __LINE__, #call,      \
+                                            ncclGetErrorString(r_)));                                \
+    }                                                                                                 \
+  } while (0)
+
+ncclDataType_t nccl_type(DType t) {
+  switch (t) {
+    case DType::F32: return ncclFloat32;
+    case DType::F64: return ncclFloat64;
+    case DType::BF16: return ncclBfloat16;
+    case DType::I32: return ncclInt32;
+  }
+  return ncclFloat32;
+}
+
+int64_t row_width(const Tensor& t) {
+  int64_t w = 1;
+  for (int i = 1; i < t.ndim; ++i) w *= t.dims[i];
+  return w;
+}
+
+class NcclComm final : public Comm {
+ public:
+  NcclComm(std::unique_ptr<Comm> host, ncclComm_t comm) : host_(std::move(host)), comm_(comm) {}
+  ~NcclComm() override {
+    if (comm_) ncclCommDestroy(comm_);
+  }
+  int rank() const override { return host_->rank(); }
+  int size() const override { return host_->size(); }
+  std::string name() const override { return "nccl"; }
+
+  void all_reduce_sum(Tensor t) override {
+    if (t.numel() == 0 || size() == 1) return;
+    AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_, 0));
+    AM_CUDA(cudaStreamSynchronize(0));
+  }
+  double all_reduce_sum(double x) override { return host_->all_reduce_sum(x); }
+  void all_reduce_sum(std::vector<int64_t>& v) override { host_->all_reduce_sum(v); }
+  std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) override {
+    return host_->all_to_all(send, per_rank);
+  }
+  void all_to_all_rows(Tensor send, const std::vector<int64_t>& send_rows, Tensor recv,
+                       const std::vector<int64_t>& recv_rows) override {
+    const int64_t w = row_width(send);
+    AM_CHECK(row_width(recv) == w && send.dtype == recv.dtype, "row exchange shapes");
+    const size_t es = dtype_size(send.dtype);
+    int64_t so = 0, ro = 0;
+    AM_NCCL(ncclGroupStart());
+    for (int r = 0; r < size(); ++r) {
+      if (send_rows[r] > 0) {
+        AM_NCCL(ncclSend(static_cast<char*>(send.data) + so * w * es, static_cast<size_t>(send_rows[r] * w),
+                         nccl_type(send.dtype), r, comm_, 0));
+      }
+      if (recv_rows[r] > 0) {
+        AM_NCCL(ncclRecv(static_cast<char*>(recv.data) + ro * w * es, static_cast<size_t>(recv_rows[r] * w),
+                         nccl_type(recv.dtype), r, comm_, 0));
+      }
+      so += send_rows[r];
+      ro += recv_rows[r];
+    }
+    AM_NCCL(ncclGroupEnd());
+    AM_CUDA(cudaStreamSynchronize(0));
+  }
+  void broadcast(void* host, size_t bytes, int root) override { host_->broadcast(host, bytes, root); }
+  void send(const void* host, size_t bytes, int to) override { host_->send(host, bytes, to); }
+  void recv(void* host, size_t bytes, int from) override { host_->recv(host, bytes, from); }
+  void barrier() override { host_->barrier(); }
+  std::unique_ptr<Comm> split(int color, int key) override {
+    std::unique_ptr<Comm> sub_host = host_->split(color, key);
+    ncclComm_t sub = nullptr;
+    AM_NCCL(ncclCommSplit(comm_, color, key, &sub, nullptr));
+    return std::make_unique<NcclComm>(std::move(sub_host), sub);
+  }
+
+ private:
+  std::unique_ptr<Comm> host_;
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_nccl_comm(std::unique_ptr<Comm> host) {
+  ncclUniqueId id{};
+  if (host->rank() == 0) AM_NCCL(ncclGetUniqueId(&id));
+  host->broadcast(&id, sizeof id, 0);
+  ncclComm_t comm = nullptr;
+  AM_NCCL(ncclCommInitRank(&comm, host->size(), id, host->rank()));
+  return std::make_unique<NcclComm>(std::move(host), comm);
+}
+
+}  // namespace am
