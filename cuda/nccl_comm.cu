@@ -35,18 +35,37 @@ int64_t row_width(const Tensor& t) {
 
 class NcclComm final : public Comm {
  public:
-  NcclComm(std::unique_ptr<Comm> host, ncclComm_t comm) : host_(std::move(host)), comm_(comm) {}
+  NcclComm(std::unique_ptr<Comm> host, ncclComm_t comm) : host_(std::move(host)), comm_(comm) {
+    // Its own non-blocking stream, so started reductions run beside the backward pass's kernels.
+    AM_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    AM_CUDA(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+  }
   ~NcclComm() override {
     if (comm_) ncclCommDestroy(comm_);
+    cudaEventDestroy(ready_);
+    cudaStreamDestroy(stream_);
   }
   int rank() const override { return host_->rank(); }
   int size() const override { return host_->size(); }
   std::string name() const override { return "nccl"; }
 
   void all_reduce_sum(Tensor t) override {
+    all_reduce_sum_start(t);
+    wait();
+  }
+  void all_reduce_sum_start(Tensor t) override {
     if (t.numel() == 0 || size() == 1) return;
-    AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_, 0));
-    AM_CUDA(cudaStreamSynchronize(0));
+    const auto t0 = std::chrono::steady_clock::now();
+    AM_CUDA(cudaEventRecord(ready_, 0));  // after the kernels that produced t
+    AM_CUDA(cudaStreamWaitEvent(stream_, ready_, 0));
+    AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_,
+                          stream_));
+    timing_.all_reduce_s += seconds_since(t0);
+  }
+  void wait() override {
+    const auto t0 = std::chrono::steady_clock::now();
+    AM_CUDA(cudaStreamSynchronize(stream_));
+    timing_.all_reduce_s += seconds_since(t0);
   }
   double all_reduce_sum(double x) override { return host_->all_reduce_sum(x); }
   void all_reduce_sum(std::vector<int64_t>& v) override { host_->all_reduce_sum(v); }
@@ -58,6 +77,7 @@ class NcclComm final : public Comm {
     const int64_t w = row_width(send);
     AM_CHECK(row_width(recv) == w && send.dtype == recv.dtype, "row exchange shapes");
     const size_t es = dtype_size(send.dtype);
+    const auto t0 = std::chrono::steady_clock::now();
     int64_t so = 0, ro = 0;
     AM_NCCL(ncclGroupStart());
     for (int r = 0; r < size(); ++r) {
@@ -74,6 +94,7 @@ class NcclComm final : public Comm {
     }
     AM_NCCL(ncclGroupEnd());
     AM_CUDA(cudaStreamSynchronize(0));
+    timing_.all_to_all_s += seconds_since(t0);
   }
   void broadcast(void* host, size_t bytes, int root) override { host_->broadcast(host, bytes, root); }
   void send(const void* host, size_t bytes, int to) override { host_->send(host, bytes, to); }
@@ -87,8 +108,13 @@ class NcclComm final : public Comm {
   }
 
  private:
+  static double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   std::unique_ptr<Comm> host_;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;
 };
 
 }  // namespace

@@ -22,6 +22,10 @@ class Comm {
 
   // t (any shape, F32/F64) := sum over ranks of t, in place.
   virtual void all_reduce_sum(Tensor t) = 0;
+  // The same, started without waiting (gradient reduction overlapped with the backward pass);
+  // t must not be touched until wait() returns. wait() completes every started reduction.
+  virtual void all_reduce_sum_start(Tensor t) = 0;
+  virtual void wait() = 0;
   // Host scalars and counts: the sum over ranks.
   virtual double all_reduce_sum(double x) = 0;
   virtual void all_reduce_sum(std::vector<int64_t>& v) = 0;
@@ -39,6 +43,16 @@ class Comm {
   virtual void barrier() = 0;
   // The ranks with the same color form a new communicator, ordered by key.
   virtual std::unique_ptr<Comm> split(int color, int key) = 0;
+
+  // Seconds spent blocked in gradient reductions (calls and waits) and in row exchanges.
+  struct Timing {
+    double all_reduce_s = 0, all_to_all_s = 0;
+  };
+  const Timing& timing() const { return timing_; }
+  void reset_timing() { timing_ = {}; }
+
+ protected:
+  Timing timing_;
 };
 
 // A communicator of one process (every collective is the identity).

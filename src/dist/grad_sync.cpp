@@ -5,18 +5,19 @@
 namespace am {
 namespace {
 
-// Calls f(first, last, expert) for each maximal run of consecutive trainable tensors of one kind.
+// Calls f(a, b, expert) for each maximal run [a, b] of consecutive trainable tensors of one kind
+// within [first, last].
 template <typename F>
-void for_each_bucket(const ParamTable& t, F f) {
-  int i = 0;
-  while (i < t.size()) {
+void for_each_bucket(const ParamTable& t, int first, int last, F f) {
+  int i = first;
+  while (i <= last) {
     if (!t.at(i).trainable) {
       ++i;
       continue;
     }
     const bool expert = t.at(i).expert >= 0;
     int j = i;
-    while (j + 1 < t.size() && t.at(j + 1).trainable && (t.at(j + 1).expert >= 0) == expert) ++j;
+    while (j + 1 <= last && t.at(j + 1).trainable && (t.at(j + 1).expert >= 0) == expert) ++j;
     f(i, j, expert);
     i = j + 1;
   }
@@ -33,18 +34,37 @@ Tensor span(ParamStore& store, int first, int last) {
 
 }  // namespace
 
-void reduce_gradients(ParamStore& store, const DistContext& dist) {
-  if (dist.world_size() == 1) return;
-  for_each_bucket(store.table(), [&](int first, int last, bool expert) {
-    Comm* comm = expert ? dist.replica : dist.world;
-    if (comm->size() > 1) comm->all_reduce_sum(span(store, first, last));
+GradReducer::GradReducer(ParamStore& store, const DistContext& dist)
+    : store_(store), dist_(dist), started_(static_cast<size_t>(store.table().size()), 0) {}
+
+void GradReducer::start(int first, int last) {
+  if (dist_.world_size() == 1) return;
+  for_each_bucket(store_.table(), first, last, [&](int a, int b, bool expert) {
+    Comm* comm = expert ? dist_.replica : dist_.world;
+    if (comm->size() > 1) comm->all_reduce_sum_start(span(store_, a, b));
   });
-  store.backend().scale(store.all_grads(), 1.0 / dist.world_size());
+  for (int i = first; i <= last; ++i) started_[i] = 1;
+}
+
+void GradReducer::ready(int first, int last) { start(first, last); }
+
+void GradReducer::finish() {
+  if (dist_.world_size() == 1) return;
+  for (int i = 0; i < store_.table().size(); ++i) {  // runs of tensors not started yet
+    if (started_[i]) continue;
+    int j = i;
+    while (j + 1 < store_.table().size() && !started_[j + 1]) ++j;
+    start(i, j);
+    i = j;
+  }
+  dist_.world->wait();
+  if (dist_.replica != dist_.world) dist_.replica->wait();
+  store_.backend().scale(store_.all_grads(), 1.0 / dist_.world_size());
 }
 
 double global_grad_norm(ParamStore& store, const DistContext& dist) {
   double dense = 0, experts = 0;
-  for_each_bucket(store.table(), [&](int first, int last, bool expert) {
+  for_each_bucket(store.table(), 0, store.table().size() - 1, [&](int first, int last, bool expert) {
     (expert ? experts : dense) += store.backend().sum_squares(span(store, first, last));
   });
   if (dist.ep && dist.ep->size() > 1) experts = dist.ep->all_reduce_sum(experts);

@@ -3,7 +3,9 @@
 //   dense parameters (replicated everywhere):  sum over all ranks, / world
 //   expert weights (one copy per EP group):    sum over the replica group, / world
 // (an expert's gradient already holds the contributions of every rank of its EP group, which sent
-// it their tokens). Consecutive tensors of one kind are reduced in one call (buckets).
+// it their tokens). Consecutive tensors of one kind are reduced in one call (buckets), and a
+// layer's buckets start reducing as soon as the backward pass has finished that layer, while it
+// goes on with the layers below (overlap; NCCL on its own stream, MPI non-blocking).
 #pragma once
 
 #include "dist/dist.h"
@@ -11,7 +13,21 @@
 
 namespace am {
 
-void reduce_gradients(ParamStore& store, const DistContext& dist);
+class GradReducer {
+ public:
+  GradReducer(ParamStore& store, const DistContext& dist);
+  // Tensors [first, last] of the table hold their final gradients: start reducing them.
+  void ready(int first, int last);
+  // Reduce what has not started (embedding, final norm, LM head), wait for everything, and divide
+  // by the world size. Then every rank holds the gradient of the mean loss.
+  void finish();
+
+ private:
+  void start(int first, int last);
+  ParamStore& store_;
+  const DistContext& dist_;
+  std::vector<char> started_;  // per tensor
+};
 
 // The L2 norm of the whole model's gradient: dense gradients (identical on every rank after the
 // reduction) once, and every expert's once (summed over the EP group).

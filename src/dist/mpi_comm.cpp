@@ -6,6 +6,8 @@
 
 #include <mpi.h>
 
+#include <chrono>
+
 namespace am {
 namespace {
 
@@ -17,6 +19,10 @@ MPI_Datatype mpi_type(DType t) {
     case DType::BF16: break;
   }
   throw InternalError(fmt::format("MPI has no datatype for {}", dtype_name(t)));
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void check(int rc, const char* what) {
@@ -43,8 +49,26 @@ class MpiComm final : public Comm {
 
   void all_reduce_sum(Tensor t) override {
     if (t.numel() == 0) return;
+    const double t0 = now_s();
     check(MPI_Allreduce(MPI_IN_PLACE, t.data, as_int(t.numel(), "numel"), mpi_type(t.dtype), MPI_SUM, comm_),
           "MPI_Allreduce");
+    timing_.all_reduce_s += now_s() - t0;
+  }
+  void all_reduce_sum_start(Tensor t) override {
+    if (t.numel() == 0) return;
+    const double t0 = now_s();
+    pending_.emplace_back();
+    check(MPI_Iallreduce(MPI_IN_PLACE, t.data, as_int(t.numel(), "numel"), mpi_type(t.dtype), MPI_SUM, comm_,
+                         &pending_.back()),
+          "MPI_Iallreduce");
+    timing_.all_reduce_s += now_s() - t0;
+  }
+  void wait() override {
+    if (pending_.empty()) return;
+    const double t0 = now_s();
+    check(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    pending_.clear();
+    timing_.all_reduce_s += now_s() - t0;
   }
   double all_reduce_sum(double x) override {
     check(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce");
@@ -88,9 +112,11 @@ class MpiComm final : public Comm {
     }
     AM_CHECK(so <= send.numel() && ro <= recv.numel(), "row exchange of {} / {} elements into {} / {}", so, ro,
              send.numel(), recv.numel());
+    const double t0 = now_s();
     check(MPI_Alltoallv(send.data, sc.data(), sd.data(), mpi_type(send.dtype), recv.data, rc.data(), rd.data(),
                         mpi_type(recv.dtype), comm_),
           "MPI_Alltoallv");
+    timing_.all_to_all_s += now_s() - t0;
   }
   void broadcast(void* host, size_t bytes, int root) override {
     check(MPI_Bcast(host, as_int(static_cast<int64_t>(bytes), "bytes"), MPI_BYTE, root, comm_), "MPI_Bcast");
@@ -123,6 +149,7 @@ class MpiComm final : public Comm {
   static constexpr size_t kPiece = size_t{1} << 30;
   MPI_Comm comm_;
   bool owned_;
+  std::vector<MPI_Request> pending_;
   int rank_ = 0, size_ = 1;
 };
 

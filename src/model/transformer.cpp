@@ -8,6 +8,7 @@ namespace am {
 // One transformer block: its parameter indices and saved activations.
 struct Transformer::Layer {
   int ln1, wqkv, wo, ln2;      // parameter indices (wqkv: q, k, v declared back to back)
+  int last = -1;               // the layer's tensors are [ln1, last] of the table
   std::unique_ptr<MoeLayer> moe;
   TensorBuf ln1_out, rstd1;    // (N,d), (N)
   TensorBuf qkv;               // (N, qkv_dim), after RoPE
@@ -35,6 +36,7 @@ ParamTable Transformer::declare(Backend& be, const ModelConfig& cfg, int T, cons
     layer->ln2 = table.add(p + ".post_attention_layernorm.weight", {d}, Init::Ones);
     layer->moe = std::make_unique<MoeLayer>(be, cfg, l, T, dist);
     layer->moe->register_params(table);
+    layer->last = table.size() - 1;
     layers.push_back(std::move(layer));
   }
   ix.norm_f = table.add("model.norm.weight", {d}, Init::Ones);
@@ -143,7 +145,7 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   return out;
 }
 
-void Transformer::backward() {
+void Transformer::backward(const GradsReady& grads_ready) {
   AM_CHECK(grad_scale_ > 0, "backward() without a training forward()");
   ParamStore& P = *store_;
   const int64_t qkv_dim = attn_.qkv_dim(), d = cfg_.d_model;
@@ -173,6 +175,7 @@ void Transformer::backward() {
     be_.matmul(dln_, dqkv_, false, wqkv, false, 1.0, 0.0);                  // (N,d)
     be_.matmul(dwqkv, dqkv_, true, y.ln1_out, false, 1.0, 1.0);             // (qkv_dim, d)
     be_.rmsnorm_backward(dres_, P.grad(y.ln1), dln_, res_[li], P.value(y.ln1), y.rstd1);
+    if (grads_ready) grads_ready(y.ln1, y.last);
   }
   be_.embedding_backward(P.grad(emb_), tokens_, dres_);
 }

@@ -11,6 +11,7 @@
 #include "model/params.h"
 #include "moe/moe_layer.h"
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -43,7 +44,11 @@ class Transformer {
   // training backward with dL/dloss = grad_scale (1 / grad_accum); grad_scale == 0 evaluates only.
   LossParts forward(const int32_t* tokens, const int32_t* targets, double grad_scale);
   // Accumulates dL/dparam (scaled by the forward's grad_scale) into store().all_grads().
-  void backward();
+  // grads_ready(first, last), when given, is called as soon as the tensors [first, last] of the
+  // table hold their final gradients (each layer's, top to bottom), so their reduction across
+  // ranks can overlap the rest of the backward pass.
+  using GradsReady = std::function<void(int first, int last)>;
+  void backward(const GradsReady& grads_ready = {});
 
   std::vector<MoeLayer*> moe_layers();
   // Around each optimizer step: begin_step sets the step the loss schedules read; end_step runs

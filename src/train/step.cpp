@@ -4,6 +4,7 @@
 #include "train/schedule.h"
 
 #include <cmath>
+#include <optional>
 #include <vector>
 
 namespace am {
@@ -15,15 +16,20 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
   StepResult r;
   model.store().zero_grads();
   model.begin_step(step);
+  const bool multi = dist && dist->world_size() > 1;
+  std::optional<GradReducer> reducer;
+  if (multi) reducer.emplace(model.store(), *dist);
   for (int micro = 0; micro < tc.grad_accum; ++micro) {
     next_batch(inputs.data(), targets.data());
     const LossParts lp = model.forward(inputs.data(), targets.data(), 1.0 / tc.grad_accum);
-    model.backward();
+    const bool last = micro + 1 == tc.grad_accum;  // gradients are final in its backward
+    model.backward(multi && last ? Transformer::GradsReady([&](int a, int b) { reducer->ready(a, b); })
+                                 : Transformer::GradsReady());
     r.ce += lp.ce / tc.grad_accum;
     r.aux += lp.aux / tc.grad_accum;
   }
-  if (dist && dist->world_size() > 1) {
-    reduce_gradients(model.store(), *dist);
+  if (multi) {
+    reducer->finish();
     r.ce = dist->world->all_reduce_sum(r.ce) / dist->world_size();
     r.aux = dist->world->all_reduce_sum(r.aux) / dist->world_size();
   }

@@ -298,11 +298,22 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       }
       std::string aux_text;
       for (const auto& [k, v] : aux_by_name) aux_text += fmt::format(" | {} {:.4f}", k, v);
+      // Time blocked in communication over the interval (gradient reductions, expert exchanges).
+      Comm::Timing comm_time;
+      for (Comm* c : {dist.world, dist.ep, dist.replica}) {
+        comm_time.all_reduce_s += c->timing().all_reduce_s;
+        comm_time.all_to_all_s += c->timing().all_to_all_s;
+        c->reset_timing();
+      }
+      if (dist.world_size() > 1) {
+        aux_text += fmt::format(" | comm {:.0f}+{:.0f} ms", 1e3 * comm_time.all_reduce_s, 1e3 * comm_time.all_to_all_s);
+      }
       spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}",
                    state.step, tc.max_steps, ce, aux_text, lr, norm, fmt_count(tps), fmt_duration(eta));
       if (metrics) metrics->write({{"type", "train"}, {"step", state.step}, {"loss", ce}, {"aux", aux},
                      {"aux_by_name", aux_by_name}, {"lr", lr}, {"grad_norm", norm},
                      {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
+                     {"comm", {{"all_reduce_s", comm_time.all_reduce_s}, {"all_to_all_s", comm_time.all_to_all_s}}},
                      {"moe", layers}});
       interval_s = 0;
       interval_steps = 0;
