@@ -103,6 +103,28 @@ __device__ __forceinline__ float dot4(float acc, const float4& a, const float4& 
   return fmaf(a.w, b.w, acc);
 }
 
+// acc[i][j] = <row ra + 16 i of A, row rb + 16 j of B> over the first hd4 columns, for two
+// shared-memory tiles of row stride S (float4 steps, lanes in order: the same bits as dot4 chains).
+template <int R, int C>
+__device__ __forceinline__ void tile_dots(float (&acc)[R][C], const float* A, int ra, const float* B, int rb,
+                                          int S, int hd4) {
+  #pragma unroll
+  for (int i = 0; i < R; ++i)
+    #pragma unroll
+    for (int j = 0; j < C; ++j) acc[i][j] = 0.f;
+  for (int d = 0; d < hd4; d += 4) {
+    float4 av[R], bv[C];
+    #pragma unroll
+    for (int i = 0; i < R; ++i) av[i] = ld4(A + (ra + 16 * i) * S + d);
+    #pragma unroll
+    for (int j = 0; j < C; ++j) bv[j] = ld4(B + (rb + 16 * j) * S + d);
+    #pragma unroll
+    for (int i = 0; i < R; ++i)
+      #pragma unroll
+      for (int j = 0; j < C; ++j) acc[i][j] = dot4(acc[i][j], av[i], bv[j]);
+  }
+}
+
 // Butterfly reductions over the 16 lanes of a half-warp (every lane ends with the same bits:
 // each step adds a commutative pair).
 __device__ __forceinline__ float max16(float v) {
@@ -171,6 +193,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     if constexpr (!kAliasKV) load_tile<D, BC>(Vs, vbase, g.row, k0, g.T, g.hd);
     __syncthreads();
 
+    // Scores: rows queries, columns keys. Written out rather than with tile_dots(): through the
+    // helper, ptxas spilled 8 bytes in the D = 256 instance of this kernel.
     float s[RI][CJ];
     #pragma unroll
     for (int i = 0; i < RI; ++i)
@@ -326,32 +350,8 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
 
       // S^T and dP^T: rows are keys ty + 16 i, columns queries tx + 16 j.
       float s[RK][CQ], dp[RK][CQ];
-      #pragma unroll
-      for (int i = 0; i < RK; ++i)
-        #pragma unroll
-        for (int j = 0; j < CQ; ++j) s[i][j] = dp[i][j] = 0.f;
-      for (int d = 0; d < g.hd4; d += 4) {
-        float4 kv[RK], qv[CQ];
-        #pragma unroll
-        for (int i = 0; i < RK; ++i) kv[i] = ld4(Ks + (ty + 16 * i) * S + d);
-        #pragma unroll
-        for (int j = 0; j < CQ; ++j) qv[j] = ld4(Qs + (tx + 16 * j) * S + d);
-        #pragma unroll
-        for (int i = 0; i < RK; ++i)
-          #pragma unroll
-          for (int j = 0; j < CQ; ++j) s[i][j] = dot4(s[i][j], qv[j], kv[i]);
-      }
-      for (int d = 0; d < g.hd4; d += 4) {
-        float4 vv[RK], ov[CQ];
-        #pragma unroll
-        for (int i = 0; i < RK; ++i) vv[i] = ld4(Vs + (ty + 16 * i) * S + d);
-        #pragma unroll
-        for (int j = 0; j < CQ; ++j) ov[j] = ld4(dOs + (tx + 16 * j) * S + d);
-        #pragma unroll
-        for (int i = 0; i < RK; ++i)
-          #pragma unroll
-          for (int j = 0; j < CQ; ++j) dp[i][j] = dot4(dp[i][j], ov[j], vv[i]);
-      }
+      tile_dots(s, Ks, ty, Qs, tx, S, g.hd4);    // (fmaf(k, q) == fmaf(q, k): the same bits)
+      tile_dots(dp, Vs, ty, dOs, tx, S, g.hd4);
       #pragma unroll
       for (int i = 0; i < RK; ++i) {
         const int kj = k0 + ty + 16 * i;
@@ -457,32 +457,8 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
 
     // S and dP: rows are queries ty + 16 i, columns keys tx + 16 j.
     float s[RI][CJ], dp[RI][CJ];
-    #pragma unroll
-    for (int i = 0; i < RI; ++i)
-      #pragma unroll
-      for (int j = 0; j < CJ; ++j) s[i][j] = dp[i][j] = 0.f;
-    for (int d = 0; d < g.hd4; d += 4) {
-      float4 qv[RI], kv[CJ];
-      #pragma unroll
-      for (int i = 0; i < RI; ++i) qv[i] = ld4(Qs + (ty + 16 * i) * S + d);
-      #pragma unroll
-      for (int j = 0; j < CJ; ++j) kv[j] = ld4(Ks + (tx + 16 * j) * S + d);
-      #pragma unroll
-      for (int i = 0; i < RI; ++i)
-        #pragma unroll
-        for (int j = 0; j < CJ; ++j) s[i][j] = dot4(s[i][j], qv[i], kv[j]);
-    }
-    for (int d = 0; d < g.hd4; d += 4) {
-      float4 ov[RI], vv[CJ];
-      #pragma unroll
-      for (int i = 0; i < RI; ++i) ov[i] = ld4(dOs + (ty + 16 * i) * S + d);
-      #pragma unroll
-      for (int j = 0; j < CJ; ++j) vv[j] = ld4(Vs + (tx + 16 * j) * S + d);
-      #pragma unroll
-      for (int i = 0; i < RI; ++i)
-        #pragma unroll
-        for (int j = 0; j < CJ; ++j) dp[i][j] = dot4(dp[i][j], ov[i], vv[j]);
-    }
+    tile_dots(s, Qs, ty, Ks, tx, S, g.hd4);
+    tile_dots(dp, dOs, ty, Vs, tx, S, g.hd4);
     #pragma unroll
     for (int i = 0; i < RI; ++i) {
       const int qr = ty + 16 * i, qi = q0 + qr;
