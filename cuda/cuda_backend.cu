@@ -2,6 +2,7 @@
 // element-wise kernels of elementwise.cu, and every other op forwarded to the kernel families of
 // ops.cuh. Ops without a kernel yet throw a UserError naming the op.
 #include "check.cuh"
+#include "core/caching_allocator.h"
 #include "cuda_backend.h"
 #include "elementwise.cuh"
 #include "ops.cuh"
@@ -29,10 +30,18 @@ class CudaBackend final : public Backend {
                        props_.minor, props_.totalGlobalMem / 1073741824.0, dtype_name(dtype_));
   }
 
+  // Through the caching allocator: ops allocate scratch per call, and cudaFree would synchronise
+  // the device each time. Everything runs on the default stream, so reuse is ordered.
   Buffer alloc(size_t bytes) override {
-    void* p = nullptr;
-    AM_CUDA(cudaMalloc(&p, bytes > 0 ? bytes : 1));
-    return tracked(p, bytes, [](void* q) { cudaFree(q); });
+    void* p = cache_.allocate(bytes);
+    if (!p) {
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      throw UserError(fmt::format("out of GPU memory allocating {:.2f} GiB ({:.2f} GiB free of {:.2f})",
+                                  bytes / 1073741824.0, free_b / 1073741824.0, total_b / 1073741824.0),
+                      "lower train.micro_batch_size or data.seq_len, or use expert parallelism (dist.ep)");
+    }
+    return tracked(p, bytes, [this, bytes](void* q) { cache_.release(q, bytes); });
   }
   void upload(Tensor dst, const void* host) override {
     AM_CUDA(cudaMemcpy(dst.data, host, dst.nbytes(), cudaMemcpyHostToDevice));
@@ -131,6 +140,11 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   cudaDeviceProp props_{};
   cublasHandle_t cublas_ = nullptr;
+  CachingAllocator cache_{[](size_t n) -> void* {
+                            void* p = nullptr;
+                            return cudaMalloc(&p, n) == cudaSuccess ? p : (cudaGetLastError(), nullptr);
+                          },
+                          [](void* p) { cudaFree(p); }};
   Buffer scratch_;
 };
 

@@ -52,7 +52,7 @@ class Backend {
   virtual std::string describe() const = 0;  // one line for the start-up table
 
   // ---- memory ----
-  virtual Buffer alloc(size_t bytes) = 0;                     // contents undefined
+  virtual Buffer alloc(size_t bytes) = 0;  // contents undefined; the Buffer must not outlive the backend
   virtual void upload(Tensor dst, const void* host) = 0;      // host holds dst.nbytes()
   virtual void download(void* host, Tensor src) = 0;          // host receives src.nbytes()
   virtual void zero(Tensor t) = 0;
