@@ -99,8 +99,7 @@ int main(int argc, char** argv) {
     const am::Config cfg = am::load_config(o.config, sets);
     const am::ModelConfig& m = cfg.model;
     const int B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
-    const am::DType dtype = cfg.run.precision == "fp64" ? am::DType::F64 : am::DType::F32;
-    auto be = am::make_backend(cfg.run.backend, dtype, cfg.run.threads);
+    auto be = am::make_backend(cfg.run.backend, am::precision_from_name(cfg.run.precision), cfg.run.threads);
     am::Transformer model(*be, m, B, T);
     model.store().init(cfg.run.seed);
     am::AdamW opt(model.store(), cfg.train);

@@ -14,8 +14,9 @@ namespace {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(DType dtype) : dtype_(dtype) {
-    if (dtype != DType::F32) throw UserError("the CUDA backend runs fp32 for now (run.precision: fp32)");
+  CudaBackend(DType dtype, bool bf16_matmul) : dtype_(dtype) {
+    if (dtype != DType::F32) throw UserError("the CUDA backend runs run.precision fp32 or bf16");
+    bf16_matmul_ = bf16_matmul;
     AM_CUDA(cudaGetDevice(&device_));
     AM_CUDA(cudaGetDeviceProperties(&props_, device_));
     AM_CUBLAS(cublasCreate(&cublas_));
@@ -26,8 +27,9 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   DType dtype() const override { return dtype_; }
   std::string describe() const override {
-    return fmt::format("cuda, device {} ({}, sm_{}{}, {:.1f} GiB), {}", device_, props_.name, props_.major,
-                       props_.minor, props_.totalGlobalMem / 1073741824.0, dtype_name(dtype_));
+    return fmt::format("cuda, device {} ({}, sm_{}{}, {:.1f} GiB), {}{}", device_, props_.name, props_.major,
+                       props_.minor, props_.totalGlobalMem / 1073741824.0, dtype_name(dtype_),
+                       bf16_matmul_ ? " with bf16 matmuls (fp32 accumulate)" : "");
   }
 
   // Through the caching allocator: ops allocate scratch per call, and cudaFree would synchronise
@@ -65,10 +67,35 @@ class CudaBackend final : public Backend {
     if (M == 0 || N == 0) return;
     const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+    if (bf16_matmul_) {
+      Buffer tmp_a, tmp_b;
+      const __nv_bfloat16* a16 = bf16_operand(a, tmp_a);
+      const __nv_bfloat16* b16 = bf16_operand(b, tmp_b);
+      AM_CUBLAS(cublasGemmEx(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                             static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &al, b16,
+                             CUDA_R_16BF, static_cast<int>(b.dim(1)), a16, CUDA_R_16BF,
+                             static_cast<int>(a.dim(1)), &be, c.as<float>(), CUDA_R_32F,
+                             static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      return;
+    }
     AM_CUBLAS(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                           static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &al,
                           b.as<float>(), static_cast<int>(b.dim(1)), a.as<float>(),
                           static_cast<int>(a.dim(1)), &be, c.as<float>(), static_cast<int>(N)));
+  }
+  void refresh_weight_copy(Tensor master) override {
+    if (!bf16_matmul_) return;
+    if (!master.data) {
+      master_ = nullptr;
+      master_bytes_ = 0;
+      weight_copy_ = Buffer();
+      return;
+    }
+    const size_t bytes = sizeof(__nv_bfloat16) * static_cast<size_t>(master.numel());
+    if (weight_copy_.bytes() < bytes) weight_copy_ = alloc(bytes);
+    master_ = static_cast<const char*>(master.data);
+    master_bytes_ = master.nbytes();
+    cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(weight_copy_.get()), master.as<float>(), master.numel());
   }
   void add(Tensor out, Tensor a, Tensor b) override {
     AM_CHECK(out.numel() == a.numel() && a.numel() == b.numel(), "add sizes");
@@ -136,6 +163,18 @@ class CudaBackend final : public Backend {
   void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override { cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert); }
 
  private:
+  // A matmul operand in bf16: its place in the weight copy when it lies inside the registered
+  // master weights, else a fresh cast into `tmp` (scratch from the caching allocator).
+  const __nv_bfloat16* bf16_operand(const Tensor& t, Buffer& tmp) {
+    const char* p = static_cast<const char*>(t.data);
+    if (master_ && p >= master_ && p + t.nbytes() <= master_ + master_bytes_) {
+      return static_cast<const __nv_bfloat16*>(weight_copy_.get()) + (p - master_) / sizeof(float);
+    }
+    tmp = alloc(sizeof(__nv_bfloat16) * static_cast<size_t>(t.numel()));
+    cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(tmp.get()), t.as<float>(), t.numel());
+    return static_cast<const __nv_bfloat16*>(tmp.get());
+  }
+
   DType dtype_;
   int device_ = 0;
   cudaDeviceProp props_{};
@@ -146,6 +185,9 @@ class CudaBackend final : public Backend {
                           },
                           [](void* p) { cudaFree(p); }};
   Buffer scratch_;
+  const char* master_ = nullptr;  // the registered fp32 master weights (refresh_weight_copy)
+  size_t master_bytes_ = 0;
+  Buffer weight_copy_;  // their bf16 copy
 };
 
 }  // namespace
@@ -162,11 +204,11 @@ bool cuda_device_available() {
 
 bool cuda_backend_complete() { return false; }
 
-std::unique_ptr<Backend> make_cuda_backend(DType dtype, int device) {
+std::unique_ptr<Backend> make_cuda_backend(DType dtype, int device, bool bf16_matmul) {
   int count = 0;
   AM_CUDA(cudaGetDeviceCount(&count));
   AM_CUDA(cudaSetDevice(device % count));
-  return std::make_unique<CudaBackend>(dtype);
+  return std::make_unique<CudaBackend>(dtype, bf16_matmul);
 }
 
 }  // namespace am

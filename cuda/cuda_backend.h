@@ -11,8 +11,9 @@ namespace am {
 
 bool cuda_device_available();   // a device is visible and the driver works
 bool cuda_backend_complete();   // every Backend op has a CUDA kernel
-// F32 (bf16 mixed precision: later), on device `device` modulo the number of devices (the
-// node-local rank of a multi-process run picks its GPU this way).
-std::unique_ptr<Backend> make_cuda_backend(DType dtype, int device = 0);
+// F32 tensors, with bf16 matrix products when bf16_matmul (run.precision: bf16), on device
+// `device` modulo the number of devices (the node-local rank of a multi-process run picks its GPU
+// this way).
+std::unique_ptr<Backend> make_cuda_backend(DType dtype, int device = 0, bool bf16_matmul = false);
 
 }  // namespace am

@@ -58,6 +58,12 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64
   }
 }
 
+__global__ void cast_bf16_kernel(__nv_bfloat16* out, const float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = __float2bfloat16_rn(x[i]);
+  }
+}
+
 }  // namespace
 
 void add_f32(float* out, const float* a, const float* b, int64_t n) {
@@ -93,6 +99,12 @@ void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr
   if (n == 0) return;
   adamw_kernel<<<blocks_for(n), kThreads>>>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay,
                                            grad_scale, bc1, bc2);
+  AM_CUDA_LAUNCHED();
+}
+
+void cast_f32_to_bf16(__nv_bfloat16* out, const float* x, int64_t n) {
+  if (n == 0) return;
+  cast_bf16_kernel<<<blocks_for(n), kThreads>>>(out, x, n);
   AM_CUDA_LAUNCHED();
 }
 

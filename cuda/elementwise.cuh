@@ -1,5 +1,8 @@
-// Element-wise kernels: add, axpy, scale, sum of squares, AdamW. fp32 tensors.
+// Element-wise kernels: add, axpy, scale, sum of squares, AdamW (fp32 tensors), and the fp32 ->
+// bf16 cast of mixed precision.
 #pragma once
+
+#include <cuda_bf16.h>
 
 #include <cstdint>
 
@@ -13,5 +16,8 @@ double sum_squares_f32(const float* x, int64_t n, double* scratch /* device, >= 
 inline constexpr int kSumSquaresBlocks = 256;
 void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2);
+
+// out[i] = x[i] rounded to bf16 (nearest even, like am::f32_to_bf16_bits).
+void cast_f32_to_bf16(__nv_bfloat16* out, const float* x, int64_t n);
 
 }  // namespace am::cuda

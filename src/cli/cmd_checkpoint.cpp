@@ -41,8 +41,6 @@ int parse_positive(const std::string& flag, const std::string& v) {
   throw UsageError(fmt::format("--{} {}: expected a positive integer", flag, v));
 }
 
-DType precision_dtype(const Config& cfg) { return cfg.run.precision == "fp64" ? DType::F64 : DType::F32; }
-
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
@@ -67,7 +65,7 @@ int cmd_eval(int argc, char** argv) {
     spdlog::warn("{} holds {} micro-batches of {}x{}; evaluating on {}", data, avail, B, T, std::max(avail, 1));
     batches = std::max(avail, 1);
   }
-  auto be = make_backend(cfg.run.backend, precision_dtype(cfg), cfg.run.threads);
+  auto be = make_backend(cfg.run.backend, precision_from_name(cfg.run.precision), cfg.run.threads);
   Transformer model(*be, cfg.model, B, T);
   const TrainerState st = load_checkpoint(dir, model.store(), nullptr, scorer_overridden ? UnusedTensors::Note : UnusedTensors::Refuse);
   const auto t0 = std::chrono::steady_clock::now();
@@ -91,7 +89,7 @@ int cmd_export(int argc, char** argv) {
     throw UsageError(fmt::format("--dtype {}: expected float32 or bfloat16", dtype));
   }
   Config cfg = load_checkpoint_config(dir, {"run.backend=cpu"});
-  auto be = make_backend("cpu", precision_dtype(cfg), cfg.run.threads);
+  auto be = make_backend("cpu", precision_from_name(cfg.run.precision), cfg.run.threads);
   Transformer model(*be, cfg.model, 1, 1);
   load_checkpoint(dir, model.store(), nullptr);
   export_weights(out, cfg, model.store(), dtype);

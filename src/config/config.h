@@ -16,7 +16,7 @@ struct RunConfig {
   uint64_t seed = 1234;        // run.seed: initialisation and data shuffling
   std::string backend = "auto";  // run.backend: cpu | cuda | auto
   int threads = 0;             // run.threads: CPU threads, 0 = all cores
-  std::string precision = "fp32";  // run.precision: fp32 | fp64 (CPU only; for tests)
+  std::string precision = "fp32";  // run.precision: fp32 | bf16 | fp64 (CPU only; for tests)
 };
 
 // A coefficient that may change during training: piecewise constant in the step. In YAML a

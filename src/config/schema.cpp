@@ -50,8 +50,10 @@ std::vector<KeySpec> make_schema() {
       enum_key("run.backend", "auto", {"cpu", "cuda", "auto"},
                "compute backend; auto = cuda when a GPU is present, else cpu", FIELD(run.backend)),
       key("run.threads", "0", kCount0, "CPU threads; 0 = all cores", FIELD(run.threads)),
-      enum_key("run.precision", "fp32", {"fp32", "fp64"},
-               "parameter and activation precision; fp64 is CPU-only (for tests)",
+      enum_key("run.precision", "fp32", {"fp32", "bf16", "fp64"},
+               "fp32: everything fp32; bf16: fp32 master weights, optimizer state and activations, "
+               "bf16 operands in every matrix product (fp32 accumulate; emulated exactly on the "
+               "CPU); fp64: CPU only (for tests)",
                FIELD(run.precision)),
 
       // ---- model ----

@@ -61,7 +61,8 @@ class Backend {
 
   // ---- dense math ----
   // c (M,N) = alpha * op(a) op(b) + beta * c, op(a) (M,K), op(b) (K,N); a, b, c are 2-D.
-  // beta == 0 overwrites c whatever it held.
+  // beta == 0 overwrites c whatever it held. With bf16_matmul(), a and b are rounded to bf16
+  // (nearest even) before the product, which is accumulated in fp32: c is fp32 either way.
   virtual void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
                       double beta) = 0;
   virtual void add(Tensor out, Tensor a, Tensor b) = 0;      // out = a + b; out may alias a or b
@@ -208,6 +209,18 @@ class Backend {
   // ---- optimizer ----
   virtual void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) = 0;
 
+  // ---- mixed precision (run.precision: bf16) ----
+  // When on, matmul takes bf16 operands and accumulates in fp32 (tensor cores on the GPU, an exact
+  // emulation on the CPU); every other op, the parameters (the fp32 master weights), their
+  // gradients and the optimizer state stay fp32.
+  bool bf16_matmul() const { return bf16_matmul_; }
+  // Makes the bf16 copy of `master`, the flat fp32 buffer of every parameter: from then on, matmul
+  // operands that lie inside `master` are read from that copy instead of being rounded per call
+  // (the same values, rounded once). Call it after every change of the values (Transformer::forward
+  // does, first thing); an empty Tensor forgets the copy (~Transformer does). Without
+  // bf16_matmul() it does nothing.
+  virtual void refresh_weight_copy(Tensor master) = 0;
+
   // ---- memory accounting (benchmarks): bytes allocated through alloc() and not yet freed, and
   // the most ever held at once ----
   size_t bytes_in_use() const { return mem_->in_use.load(); }
@@ -228,6 +241,8 @@ class Backend {
     });
   }
 
+  bool bf16_matmul_ = false;
+
  private:
   struct MemoryCounters {
     std::atomic<size_t> in_use{0}, peak{0};
@@ -235,8 +250,14 @@ class Backend {
   std::shared_ptr<MemoryCounters> mem_ = std::make_shared<MemoryCounters>();
 };
 
+// run.precision: fp32 (everything fp32), fp64 (CPU only: the finite-difference tests' precision)
+// or bf16 (fp32 tensors and master weights, bf16 matrix products: see bf16_matmul()).
+enum class Precision { FP32, FP64, BF16 };
+Precision precision_from_name(const std::string& name);  // "fp32", "fp64", "bf16"; else UserError
+DType precision_dtype(Precision p);                       // the dtype of float tensors: F64 or F32
+
 // kind: "cpu", "cuda" or "auto" (CUDA when it is built, a device is present and the backend is
-// complete; else CPU). dtype: F32 or F64 on the CPU. threads <= 0: all cores.
-std::unique_ptr<Backend> make_backend(const std::string& kind, DType dtype, int threads);
+// complete; else CPU). threads <= 0: all cores.
+std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precision, int threads);
 
 }  // namespace am

@@ -10,8 +10,19 @@
 
 namespace am {
 
-std::unique_ptr<Backend> make_backend(const std::string& kind, DType dtype, int threads) {
-  if (kind == "cpu") return make_cpu_backend(dtype, threads);
+Precision precision_from_name(const std::string& name) {
+  if (name == "fp32") return Precision::FP32;
+  if (name == "fp64") return Precision::FP64;
+  if (name == "bf16") return Precision::BF16;
+  throw UserError(fmt::format("unknown precision '{}'", name), "valid precisions: fp32, bf16, fp64 (CPU only)");
+}
+
+DType precision_dtype(Precision p) { return p == Precision::FP64 ? DType::F64 : DType::F32; }
+
+std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precision, int threads) {
+  const DType dtype = precision_dtype(precision);
+  const bool bf16 = precision == Precision::BF16;
+  if (kind == "cpu") return make_cpu_backend(dtype, threads, bf16);
 #ifdef AM_HAVE_CUDA
   const bool device = cuda_device_available();
   if (kind == "cuda") {
@@ -20,15 +31,15 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, DType dtype, int 
                       "use run.backend: cpu or auto (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
     }
     if (dtype == DType::F64) throw UserError("run.precision fp64 needs run.backend: cpu");
-    return make_cuda_backend(dtype, local_rank());
+    return make_cuda_backend(dtype, local_rank(), bf16);
   }
   if (kind == "auto") {
-    if (device && cuda_backend_complete() && dtype != DType::F64) return make_cuda_backend(dtype, local_rank());
+    if (device && cuda_backend_complete() && dtype != DType::F64) return make_cuda_backend(dtype, local_rank(), bf16);
     if (device) {
       spdlog::warn("a CUDA device is present but the CUDA backend does not implement every op yet; "
                    "training on the CPU");
     }
-    return make_cpu_backend(dtype, threads);
+    return make_cpu_backend(dtype, threads, bf16);
   }
 #else
   if (kind == "cuda") {
@@ -36,7 +47,7 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, DType dtype, int 
                     "when it was configured)",
                     "use run.backend: cpu or auto, or rebuild where nvcc is on PATH");
   }
-  if (kind == "auto") return make_cpu_backend(dtype, threads);
+  if (kind == "auto") return make_cpu_backend(dtype, threads, bf16);
 #endif
   throw UserError(fmt::format("unknown backend '{}'", kind), "valid backends: cpu, cuda, auto");
 }

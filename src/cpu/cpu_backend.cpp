@@ -3,6 +3,7 @@
 // cpu_backend_moe.cpp; selection, activation norms and entropy in cpu_backend_select.cpp.
 #include "cpu/cpu_backend.h"
 
+#include "core/bf16.h"
 #include "cpu/cpu_checks.h"
 #include "cpu/ops_attention.h"
 #include "cpu/ops_cross_entropy.h"
@@ -12,6 +13,7 @@
 #include "cpu/ops_rmsnorm.h"
 #include "cpu/ops_rope.h"
 #include "cpu/ops_swiglu.h"
+#include "cpu/parallel.h"
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -25,11 +27,13 @@ namespace am {
 
 using namespace am::cpu;
 
-CpuBackend::CpuBackend(DType dtype, int threads) : dtype_(dtype), threads_(threads) {
+CpuBackend::CpuBackend(DType dtype, int threads, bool bf16_matmul) : dtype_(dtype), threads_(threads) {
   if (dtype != DType::F32 && dtype != DType::F64) {
     throw UserError(fmt::format("the CPU backend cannot compute in {}", dtype_name(dtype)),
                     "use precision fp32 or fp64 on the CPU");
   }
+  AM_CHECK(!bf16_matmul || dtype == DType::F32, "bf16 matrix products need F32 tensors");
+  bf16_matmul_ = bf16_matmul;
   if (threads_ <= 0) threads_ = omp_get_num_procs();
   // OpenBLAS stays single-threaded: matmul parallelises over fixed tiles itself (see
   // ops_matmul.h), which keeps its bits independent of the thread count and leaves no OpenBLAS
@@ -38,8 +42,8 @@ CpuBackend::CpuBackend(DType dtype, int threads) : dtype_(dtype), threads_(threa
   enter();
 }
 
-std::unique_ptr<Backend> make_cpu_backend(DType dtype, int threads) {
-  return std::make_unique<CpuBackend>(dtype, threads);
+std::unique_ptr<Backend> make_cpu_backend(DType dtype, int threads, bool bf16_matmul) {
+  return std::make_unique<CpuBackend>(dtype, threads, bf16_matmul);
 }
 
 void CpuBackend::enter() const {
@@ -47,8 +51,8 @@ void CpuBackend::enter() const {
 }
 
 std::string CpuBackend::describe() const {
-  return fmt::format("cpu, {}, {} threads, OpenBLAS ({})", dtype_name(dtype_), threads_,
-                     openblas_get_config());
+  return fmt::format("cpu, {}{}, {} threads, OpenBLAS ({})", dtype_name(dtype_),
+                     bf16_matmul_ ? " (bf16 matmul operands, emulated)" : "", threads_, openblas_get_config());
 }
 
 // ---- memory ----
@@ -100,10 +104,50 @@ void CpuBackend::matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b
   enter();
   // Someone else in the process may have changed it; the tiles must not run threaded BLAS.
   if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  if (bf16_matmul_) {
+    // Products of two bf16 values are exact in fp32, so this is a bf16-in, fp32-accumulate GEMM.
+    const float* ar = bf16_operand(a, scratch_a_);
+    const float* br = bf16_operand(b, scratch_b_);
+    cpu::matmul<float>(c.as<float>(), ar, trans_a, br, trans_b, M, N, K, alpha, beta);
+    return;
+  }
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
     cpu::matmul<T>(c.as<T>(), a.as<T>(), trans_a, b.as<T>(), trans_b, M, N, K, alpha, beta);
   });
+}
+
+namespace {
+void round_to_bf16(float* out, const float* in, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_round(in[i]);
+}
+}  // namespace
+
+void CpuBackend::refresh_weight_copy(Tensor master) {
+  if (!bf16_matmul_) return;
+  if (!master.data) {  // forget the copy (its model is gone)
+    master_ = nullptr;
+    master_bytes_ = 0;
+    weight_copy_ = {};
+    return;
+  }
+  check_dtype("refresh_weight_copy", "master", master, DType::F32);
+  enter();
+  master_ = static_cast<const char*>(master.data);
+  master_bytes_ = master.nbytes();
+  weight_copy_.resize(static_cast<size_t>(master.numel()));
+  round_to_bf16(weight_copy_.data(), master.as<float>(), master.numel());
+}
+
+const float* CpuBackend::bf16_operand(const Tensor& t, std::vector<float>& scratch) const {
+  const char* p = static_cast<const char*>(t.data);
+  if (master_ && p >= master_ && p + t.nbytes() <= master_ + master_bytes_) {
+    return weight_copy_.data() + (p - master_) / sizeof(float);
+  }
+  scratch.resize(static_cast<size_t>(t.numel()));
+  round_to_bf16(scratch.data(), t.as<float>(), t.numel());
+  return scratch.data();
 }
 
 void CpuBackend::add(Tensor out, Tensor a, Tensor b) {

@@ -11,12 +11,14 @@
 #include "core/backend.h"
 
 #include <memory>
+#include <vector>
 
 namespace am {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(DType dtype, int threads);
+  // bf16_matmul (F32 only): matmul emulates bf16 operands exactly (see Backend::bf16_matmul()).
+  CpuBackend(DType dtype, int threads, bool bf16_matmul = false);
 
   std::string name() const override { return "cpu"; }
   DType dtype() const override { return dtype_; }
@@ -32,6 +34,7 @@ class CpuBackend final : public Backend {
 
   void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
               double beta) override;
+  void refresh_weight_copy(Tensor master) override;
   void add(Tensor out, Tensor a, Tensor b) override;
   void axpy(Tensor y, Tensor x, double alpha) override;
   void scale(Tensor x, double s) override;
@@ -109,11 +112,18 @@ class CpuBackend final : public Backend {
   // counts may live in one process (the determinism tests do).
   void enter() const;
 
+  // bf16 matmul operands: `t`'s values rounded to bf16 (kept as floats), read from the weight
+  // copy when t lies inside the master weights, else rounded into `scratch`.
+  const float* bf16_operand(const Tensor& t, std::vector<float>& scratch) const;
+
   DType dtype_;
   int threads_;
+  const char* master_ = nullptr;  // the registered fp32 master weights (refresh_weight_copy)
+  size_t master_bytes_ = 0;
+  std::vector<float> weight_copy_, scratch_a_, scratch_b_;  // rounded values
 };
 
-// dtype: F32 or F64; threads <= 0: all cores.
-std::unique_ptr<Backend> make_cpu_backend(DType dtype, int threads);
+// dtype: F32 or F64; threads <= 0: all cores; bf16_matmul: see CpuBackend.
+std::unique_ptr<Backend> make_cpu_backend(DType dtype, int threads, bool bf16_matmul = false);
 
 }  // namespace am

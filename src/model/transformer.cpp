@@ -88,7 +88,8 @@ Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T, cons
   datt_ = TensorBuf(be, dt, {N_, attn_.q_dim()});
 }
 
-Transformer::~Transformer() = default;
+// The backend's bf16 weight copy (if any) points into this model's parameters: drop it with them.
+Transformer::~Transformer() { be_.refresh_weight_copy(Tensor()); }
 
 std::vector<MoeLayer*> Transformer::moe_layers() {
   std::vector<MoeLayer*> out;
@@ -108,6 +109,7 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   ParamStore& P = *store_;
   const double eps = cfg_.norm_eps;
   grad_scale_ = grad_scale;
+  be_.refresh_weight_copy(P.all_values());  // bf16 runs: round the fp32 master weights once per pass
   be_.upload(tokens_, tokens);
   be_.upload(targets_, targets);
   LossParts out;

@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include "core/bf16.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
 #include "io/safetensors.h"
@@ -74,13 +75,6 @@ void check_no_extra(const SafetensorsFile& file, const ParamTable& table, Unused
   }
 }
 
-uint16_t f32_to_bf16(float x) {  // round to nearest even; NaN stays NaN
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu)) return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
 
 }  // namespace
 
@@ -211,7 +205,7 @@ void export_weights(const std::string& out_dir, const Config& cfg, const ParamSt
     if (out_dt == DType::F32) {
       std::memcpy(converted.data() + 4 * i, &x, 4);
     } else {
-      const uint16_t b = f32_to_bf16(x);
+      const uint16_t b = f32_to_bf16_bits(x);
       std::memcpy(converted.data() + 2 * i, &b, 2);
     }
   }

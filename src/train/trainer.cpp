@@ -161,8 +161,8 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   }
 
   // ---- processes, backend, data, model, optimizer ----
-  const DType dtype = cfg.run.precision == "fp64" ? DType::F64 : DType::F32;
-  std::unique_ptr<Backend> be = make_backend(cfg.run.backend, dtype, cfg.run.threads);  // GPU: node-local rank's
+  // GPU: the node-local rank's
+  std::unique_ptr<Backend> be = make_backend(cfg.run.backend, precision_from_name(cfg.run.precision), cfg.run.threads);
   std::unique_ptr<Comm> own_world = options.world ? nullptr : make_world_comm(cfg.dist.comm, be->name());
   Comm& world = options.world ? *options.world : *own_world;
   const Distributed layout(world, cfg.dist.ep);

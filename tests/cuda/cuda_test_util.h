@@ -22,10 +22,13 @@ inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.f) {
   return v;
 }
 
-// The two backends under comparison: CUDA fp32 and the CPU reference fp32 (one thread).
+// The two backends under comparison: CUDA fp32 and the CPU reference fp32 (one thread); with
+// bf16_matmul, both take bf16 matrix-product operands (the CPU emulating them exactly).
 struct Pair {
-  std::unique_ptr<Backend> gpu = make_cuda_backend(DType::F32);
-  std::unique_ptr<Backend> cpu = make_cpu_backend(DType::F32, 1);
+  explicit Pair(bool bf16_matmul = false)
+      : gpu(make_cuda_backend(DType::F32, 0, bf16_matmul)), cpu(make_cpu_backend(DType::F32, 1, bf16_matmul)) {}
+  std::unique_ptr<Backend> gpu;
+  std::unique_ptr<Backend> cpu;
 };
 
 // A tensor on each backend holding the same host values (F32 or I32).
