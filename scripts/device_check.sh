@@ -32,12 +32,20 @@ fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
   : >"$out/bench.log"
   : >"$out/bench.jsonl"
+  # AoE Table 4's layout (MoE, then AoE d_low 64..512), then the top-p, expert-choice and
+  # null-expert variants of both. The paper configs run bf16 (fp32 master weights).
   for cfg in t2_r02_moe_aux t2_r06_aoe_dlow64_aux t2_r08_aoe_dlow128_aux t2_r10_aoe_dlow256_aux \
-             t2_r12_aoe_dlow512_aux t3_moe_topp t3_moe_expert_choice null_moe; do
+             t2_r12_aoe_dlow512_aux t3_moe_topp t3_aoe_topp t3_moe_expert_choice t3_aoe_expert_choice \
+             null_moe null_aoe; do
     "$bin/autonomoe-bench" --config "configs/paper/$cfg.yaml" --set run.backend=cuda \
       --set train.micro_batch_size="${AM_BENCH_B:-8}" --steps "${AM_BENCH_STEPS:-10}" --warmup 2 \
       --json /tmp/bench.json >>"$out/bench.log" 2>&1 && cat /tmp/bench.json | tr -d '\n' >>"$out/bench.jsonl" \
       && echo >>"$out/bench.jsonl" || status=1
+  done
+  # Per-expert GEMM loop vs one GEMM of the same FLOPs: what a grouped GEMM could save.
+  for cfg in t2_r02_moe_aux t2_r10_aoe_dlow256_aux; do
+    "$bin/autonomoe-gemm-probe" --config "configs/paper/$cfg.yaml" --set run.backend=cuda \
+      --set train.micro_batch_size="${AM_BENCH_B:-8}" >>"$out/bench.log" 2>&1 || status=1
   done
   cat "$out/bench.log"
 fi
