@@ -34,12 +34,6 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.data, b.data, a.nbytes()) == 0;
 }
 
-TrainOptions quiet() {
-  TrainOptions o;
-  o.handle_signals = false;
-  return o;
-}
-
 }  // namespace
 
 TEST_CASE("bf16 rounding: nearest, ties to even, NaN and infinity kept", "[bf16]") {
@@ -142,9 +136,9 @@ TEST_CASE("bf16 matmul reads parameters from the weight copy, refreshed on deman
 TEST_CASE("bf16 training follows fp32 closely, is deterministic and resumes bit for bit", "[bf16][train]") {
   test::TempDir dir("bf16_train");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  const TrainSummary fp32 = train(load_config(yaml, {"run.name=fp32"}), quiet());
-  const TrainSummary a = train(load_config(yaml, {"run.name=a", "run.precision=bf16"}), quiet());
-  const TrainSummary b = train(load_config(yaml, {"run.name=b", "run.precision=bf16"}), quiet());
+  const TrainSummary fp32 = train(load_config(yaml, {"run.name=fp32"}), test::quiet_train());
+  const TrainSummary a = train(load_config(yaml, {"run.name=a", "run.precision=bf16"}), test::quiet_train());
+  const TrainSummary b = train(load_config(yaml, {"run.name=b", "run.precision=bf16"}), test::quiet_train());
   REQUIRE(a.step_losses.size() == fp32.step_losses.size());
   CHECK(a.step_losses == b.step_losses);  // exact
   CHECK(a.step_losses != fp32.step_losses);
@@ -159,7 +153,7 @@ TEST_CASE("bf16 training follows fp32 closely, is deterministic and resumes bit 
   // copy is rebuilt from them, so the resumed run matches bit for bit.
   const auto ckpts = list_checkpoints(a.run_dir + "/checkpoints");
   REQUIRE(ckpts.size() >= 2);
-  TrainOptions opt = quiet();
+  TrainOptions opt = test::quiet_train();
   opt.resume = ckpts[0].path;
   const TrainSummary resumed = train(load_config(yaml, {"run.name=resumed", "run.precision=bf16"}), opt);
   const size_t start = static_cast<size_t>(resumed.start_step);

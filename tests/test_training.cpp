@@ -12,27 +12,17 @@
 using namespace am;
 namespace fs = std::filesystem;
 
-namespace {
-
-TrainOptions quiet() {
-  TrainOptions o;
-  o.handle_signals = false;
-  return o;
-}
-
-}  // namespace
-
 TEST_CASE("same config and seed give bitwise-equal losses and weights", "[train]") {
   test::TempDir dir("determinism");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  const TrainSummary a = train(load_config(yaml, {"run.name=a"}), quiet());
-  const TrainSummary b = train(load_config(yaml, {"run.name=b"}), quiet());
+  const TrainSummary a = train(load_config(yaml, {"run.name=a"}), test::quiet_train());
+  const TrainSummary b = train(load_config(yaml, {"run.name=b"}), test::quiet_train());
   REQUIRE(a.step_losses.size() == 6);
   CHECK(a.step_losses == b.step_losses);  // exact
   CHECK(test::file_bytes(a.last_checkpoint + "/model.safetensors") ==
         test::file_bytes(b.last_checkpoint + "/model.safetensors"));
   // a different seed gives a different run
-  const TrainSummary c = train(load_config(yaml, {"run.name=c", "run.seed=99"}), quiet());
+  const TrainSummary c = train(load_config(yaml, {"run.name=c", "run.seed=99"}), test::quiet_train());
   CHECK(c.step_losses != a.step_losses);
 }
 
@@ -45,14 +35,14 @@ TEST_CASE("a resumed run matches an uninterrupted one bit for bit", "[train][res
     v.insert(v.end(), common.begin(), common.end());
     return v;
   };
-  const TrainSummary full = train(load_config(yaml, with({"run.name=full"})), quiet());
+  const TrainSummary full = train(load_config(yaml, with({"run.name=full"})), test::quiet_train());
   REQUIRE(full.step_losses.size() == 6);
   const auto ckpts = list_checkpoints(full.run_dir + "/checkpoints");
   REQUIRE(ckpts.size() == 2);
   REQUIRE(ckpts[0].step == 3);
 
   // Resume from the step-3 checkpoint into another run directory.
-  TrainOptions opt = quiet();
+  TrainOptions opt = test::quiet_train();
   opt.resume = ckpts[0].path;
   const TrainSummary resumed = train(load_config(yaml, with({"run.name=resumed"})), opt);
   CHECK(resumed.start_step == 3);
@@ -82,10 +72,10 @@ TEST_CASE("bit-exact resume holds for AoE with null experts, annealed balancing 
     v.insert(v.end(), aoe.begin(), aoe.end());
     return v;
   };
-  const TrainSummary full = train(load_config(yaml, with({"run.name=full"})), quiet());
+  const TrainSummary full = train(load_config(yaml, with({"run.name=full"})), test::quiet_train());
   const auto ckpts = list_checkpoints(full.run_dir + "/checkpoints");
   REQUIRE(ckpts.size() == 2);
-  TrainOptions opt = quiet();
+  TrainOptions opt = test::quiet_train();
   opt.resume = ckpts[0].path;
   const TrainSummary resumed = train(load_config(yaml, with({"run.name=resumed"})), opt);
   REQUIRE(resumed.step_losses.size() == 3);
@@ -97,13 +87,13 @@ TEST_CASE("bit-exact resume holds for AoE with null experts, annealed balancing 
 TEST_CASE("resume refuses a different model and a fresh run refuses existing checkpoints", "[train][resume]") {
   test::TempDir dir("refuse");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  const TrainSummary s = train(load_config(yaml, {"run.name=r", "train.max_steps=3"}), quiet());
+  const TrainSummary s = train(load_config(yaml, {"run.name=r", "train.max_steps=3"}), test::quiet_train());
 
   // same run again without --resume
-  CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=r", "train.max_steps=3"}), quiet()),
+  CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=r", "train.max_steps=3"}), test::quiet_train()),
                     Catch::Contains("already holds checkpoints") && Catch::Contains("--resume"));
   // resume with a different model
-  TrainOptions opt = quiet();
+  TrainOptions opt = test::quiet_train();
   opt.resume = s.last_checkpoint;
   CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=r2", "model.d_model=32"}), opt),
                     Catch::Contains("model.d_model"));
@@ -116,7 +106,7 @@ TEST_CASE("resume refuses a different model and a fresh run refuses existing che
   CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=r3", "train.max_steps=6"}), opt),
                     Catch::Contains("corrupt") && Catch::Contains("model.safetensors"));
   // --resume latest of a run without checkpoints
-  TrainOptions latest = quiet();
+  TrainOptions latest = test::quiet_train();
   latest.resume = "latest";
   CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=none"}), latest),
                     Catch::Contains("no complete checkpoint"));
@@ -125,11 +115,11 @@ TEST_CASE("resume refuses a different model and a fresh run refuses existing che
 TEST_CASE("save_initial writes a step-0 checkpoint that a run can resume from", "[train][resume]") {
   test::TempDir dir("initial");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  const TrainSummary a = train(load_config(yaml, {"run.name=a", "checkpoint.save_initial=true"}), quiet());
+  const TrainSummary a = train(load_config(yaml, {"run.name=a", "checkpoint.save_initial=true"}), test::quiet_train());
   const auto ckpts = list_checkpoints(a.run_dir + "/checkpoints");
   REQUIRE(ckpts.size() == 3);  // steps 0, 3, 6
   CHECK(ckpts[0].step == 0);
-  TrainOptions opt = quiet();
+  TrainOptions opt = test::quiet_train();
   opt.resume = ckpts[0].path;
   const TrainSummary b = train(load_config(yaml, {"run.name=b"}), opt);
   CHECK(b.step_losses == a.step_losses);  // the whole run, reproduced from step 0
@@ -146,8 +136,8 @@ TEST_CASE("gradient accumulation over 2 micro-batches equals one batch twice as 
     v.insert(v.end(), base.begin(), base.end());
     return v;
   };
-  const TrainSummary a = train(load_config(yaml, with({"run.name=a", "train.micro_batch_size=2", "train.grad_accum=2"})), quiet());
-  const TrainSummary b = train(load_config(yaml, with({"run.name=b", "train.micro_batch_size=4", "train.grad_accum=1"})), quiet());
+  const TrainSummary a = train(load_config(yaml, with({"run.name=a", "train.micro_batch_size=2", "train.grad_accum=2"})), test::quiet_train());
+  const TrainSummary b = train(load_config(yaml, with({"run.name=b", "train.micro_batch_size=4", "train.grad_accum=1"})), test::quiet_train());
   REQUIRE(a.step_losses.size() == 3);
   for (int i = 0; i < 3; ++i) CHECK(a.step_losses[i] == Approx(b.step_losses[i]).epsilon(1e-10));
 }
@@ -156,7 +146,7 @@ TEST_CASE("training lowers the loss on learnable data", "[train]") {
   test::TempDir dir("learn");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
   const TrainSummary s = train(load_config(yaml, {"run.name=l", "train.max_steps=60", "train.lr=0.02",
-                                                  "eval.every=0", "checkpoint.every=0"}), quiet());
+                                                  "eval.every=0", "checkpoint.every=0"}), test::quiet_train());
   REQUIRE(s.step_losses.size() == 60);
   // log(32) = 3.47 at the start; the 17-cycle with 10% noise is learnable well below that.
   CHECK(s.step_losses.front() > 3.0);

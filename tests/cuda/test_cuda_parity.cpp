@@ -13,37 +13,35 @@
 using namespace am;
 using namespace am::test;
 
-TEST_CASE("cuda matmul matches the CPU for every transpose combination", "[cuda]") {
-  Pair p;
-  const int64_t M = 37, K = 53, N = 29;
+namespace {
+
+// c = 0.7 op(a) op(b) + 0.3 c on both backends, for the four transpose combinations.
+void check_matmul_transposes(Pair& p, int64_t M, int64_t K, int64_t N, uint64_t seed, double rtol, double atol) {
   for (int ta = 0; ta < 2; ++ta) {
     for (int tb = 0; tb < 2; ++tb) {
-      Twin a(p, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, randn(M * K, 1 + ta));
-      Twin b(p, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N}, randn(K * N, 3 + tb));
-      Twin c(p, {M, N}, randn(M * N, 5));
+      Twin a(p, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, randn(M * K, seed + ta));
+      Twin b(p, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N}, randn(K * N, seed + 2 + tb));
+      Twin c(p, {M, N}, randn(M * N, seed + 4));
       p.gpu->matmul(c.g, a.g, ta, b.g, tb, 0.7, 0.3);
       p.cpu->matmul(c.c, a.c, ta, b.c, tb, 0.7, 0.3);
       INFO("trans_a " << ta << " trans_b " << tb);
-      require_close(c.from_gpu(p), c.from_cpu(p), 1e-4, 1e-5);
+      require_close(c.from_gpu(p), c.from_cpu(p), rtol, atol);
     }
   }
+}
+
+}  // namespace
+
+TEST_CASE("cuda matmul matches the CPU for every transpose combination", "[cuda]") {
+  Pair p;
+  check_matmul_transposes(p, 37, 53, 29, 1, 1e-4, 1e-5);
 }
 
 TEST_CASE("cuda bf16 matmul matches the CPU's bf16 emulation, with and without the weight copy", "[cuda][bf16]") {
   Pair p(/*bf16_matmul=*/true);
   REQUIRE(p.gpu->bf16_matmul());
   const int64_t M = 70, K = 300, N = 45;
-  for (int ta = 0; ta < 2; ++ta) {
-    for (int tb = 0; tb < 2; ++tb) {
-      Twin a(p, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, randn(M * K, 11 + ta));
-      Twin b(p, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N}, randn(K * N, 13 + tb));
-      Twin c(p, {M, N}, randn(M * N, 15));
-      p.gpu->matmul(c.g, a.g, ta, b.g, tb, 0.7, 0.3);
-      p.cpu->matmul(c.c, a.c, ta, b.c, tb, 0.7, 0.3);
-      INFO("trans_a " << ta << " trans_b " << tb);
-      require_close(c.from_gpu(p), c.from_cpu(p), 1e-4, 1e-4);
-    }
-  }
+  check_matmul_transposes(p, M, K, N, 11, 1e-4, 1e-4);
   // b inside a registered master buffer: read from the bf16 weight copy, same result.
   Twin master(p, {K * N + 64}, randn(K * N + 64, 17));
   const Tensor wg(static_cast<float*>(master.g.data) + 64, DType::F32, {N, K});

@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "data/synthetic.h"
 #include "support/temp_dir.h"
+#include "train/trainer.h"
 
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,13 @@
 #include <vector>
 
 namespace am::test {
+
+// Options of a training run inside a test: no signal handlers (the test process owns them).
+inline TrainOptions quiet_train() {
+  TrainOptions o;
+  o.handle_signals = false;
+  return o;
+}
 
 // Writes <dir>/data/synth_{train,val}_000000.bin (+ dataset.json) and <dir>/run.yaml; returns
 // the yaml's path.
