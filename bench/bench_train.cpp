@@ -19,6 +19,7 @@
 #include "core/backend.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
+#include "train/backend_check.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
     const am::Config cfg = am::load_config(o.config, sets);
     const am::ModelConfig& m = cfg.model;
     const int B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
-    auto be = am::make_backend(cfg.run.backend, am::precision_from_name(cfg.run.precision), cfg.run.threads);
+    auto be = am::make_checked_backend(cfg.run);
     am::Transformer model(*be, m, B, T);
     model.store().init(cfg.run.seed);
     am::AdamW opt(model.store(), cfg.train);

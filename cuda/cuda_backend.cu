@@ -1,6 +1,6 @@
-// The CUDA backend: device memory, cuBLAS GEMMs (row-major through the column-major API), the
-// element-wise kernels of elementwise.cu, and every other op forwarded to the kernel families of
-// ops.cuh. Ops without a kernel yet throw a UserError naming the op.
+// The CUDA backend: device memory, cuBLAS GEMMs (row-major through the column-major API; bf16
+// operands in mixed precision), the element-wise kernels of elementwise.cu, and every other op
+// forwarded to the kernel families of ops.cuh.
 #include "check.cuh"
 #include "core/caching_allocator.h"
 #include "cuda_backend.h"
@@ -201,8 +201,6 @@ bool cuda_device_available() {
   }
   return n > 0;
 }
-
-bool cuda_backend_complete() { return false; }
 
 std::unique_ptr<Backend> make_cuda_backend(DType dtype, int device, bool bf16_matmul) {
   int count = 0;

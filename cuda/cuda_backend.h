@@ -1,6 +1,5 @@
-// Entry points of the CUDA backend (compiled when nvcc is found). The backend holds memory
-// management, cuBLAS GEMMs and the first kernels; ops it does not implement yet throw a UserError
-// naming the op, and `run.backend: auto` keeps training on the CPU until cuda_backend_complete().
+// Entry points of the CUDA backend (compiled when nvcc is found): every Backend op, on the
+// default stream. A run checks it against the CPU reference at start-up (train/backend_check.h).
 #pragma once
 
 #include "core/backend.h"
@@ -10,7 +9,6 @@
 namespace am {
 
 bool cuda_device_available();   // a device is visible and the driver works
-bool cuda_backend_complete();   // every Backend op has a CUDA kernel
 // F32 tensors, with bf16 matrix products when bf16_matmul (run.precision: bf16), on device
 // `device` modulo the number of devices (the node-local rank of a multi-process run picks its GPU
 // this way).

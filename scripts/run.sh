@@ -4,7 +4,8 @@
 # summary (final train and validation loss, tokens/s, where the checkpoint is).
 #   scripts/run.sh [CONFIG=configs/tiny.yaml] [extra autonomoe train options, e.g. --set train.max_steps=100]
 # Each call starts a new run directory, runs/<config name>-<date>-<time>, so nothing is overwritten.
-# run.backend: auto trains on the GPU when the CUDA backend can run the whole model, else on the CPU.
+# run.backend: auto trains on the GPU when one is present and the CUDA backend passes its start-up
+# check against the CPU reference (src/train/backend_check.cpp), else on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "data/loader.h"
 #include "model/transformer.h"
+#include "train/backend_check.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 
@@ -65,7 +66,7 @@ int cmd_eval(int argc, char** argv) {
     spdlog::warn("{} holds {} micro-batches of {}x{}; evaluating on {}", data, avail, B, T, std::max(avail, 1));
     batches = std::max(avail, 1);
   }
-  auto be = make_backend(cfg.run.backend, precision_from_name(cfg.run.precision), cfg.run.threads);
+  auto be = make_checked_backend(cfg.run);
   Transformer model(*be, cfg.model, B, T);
   const TrainerState st = load_checkpoint(dir, model.store(), nullptr, scorer_overridden ? UnusedTensors::Note : UnusedTensors::Refuse);
   const auto t0 = std::chrono::steady_clock::now();

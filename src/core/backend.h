@@ -256,8 +256,9 @@ enum class Precision { FP32, FP64, BF16 };
 Precision precision_from_name(const std::string& name);  // "fp32", "fp64", "bf16"; else UserError
 DType precision_dtype(Precision p);                       // the dtype of float tensors: F64 or F32
 
-// kind: "cpu", "cuda" or "auto" (CUDA when it is built, a device is present and the backend is
-// complete; else CPU). threads <= 0: all cores.
+// kind: "cpu", "cuda" or "auto" (CUDA when it is built and a device is present, else CPU).
+// threads <= 0: all cores. Runs create theirs through make_checked_backend (train/backend_check.h),
+// which checks a GPU backend against the CPU reference first.
 std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precision, int threads);
 
 }  // namespace am

@@ -6,8 +6,6 @@
 
 #include "dist/launch.h"
 
-#include <spdlog/spdlog.h>
-
 namespace am {
 
 Precision precision_from_name(const std::string& name) {
@@ -34,11 +32,7 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precisi
     return make_cuda_backend(dtype, local_rank(), bf16);
   }
   if (kind == "auto") {
-    if (device && cuda_backend_complete() && dtype != DType::F64) return make_cuda_backend(dtype, local_rank(), bf16);
-    if (device) {
-      spdlog::warn("a CUDA device is present but the CUDA backend does not implement every op yet; "
-                   "training on the CPU");
-    }
+    if (device && dtype != DType::F64) return make_cuda_backend(dtype, local_rank(), bf16);
     return make_cpu_backend(dtype, threads, bf16);
   }
 #else

@@ -9,6 +9,7 @@
 #include "model/model_info.h"
 #include "model/transformer.h"
 #include "moe/moe_metrics.h"
+#include "train/backend_check.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
@@ -161,8 +162,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   }
 
   // ---- processes, backend, data, model, optimizer ----
-  // GPU: the node-local rank's
-  std::unique_ptr<Backend> be = make_backend(cfg.run.backend, precision_from_name(cfg.run.precision), cfg.run.threads);
+  std::unique_ptr<Backend> be = make_checked_backend(cfg.run);  // GPU: the node-local rank's
   std::unique_ptr<Comm> own_world = options.world ? nullptr : make_world_comm(cfg.dist.comm, be->name());
   Comm& world = options.world ? *options.world : *own_world;
   const Distributed layout(world, cfg.dist.ep);
