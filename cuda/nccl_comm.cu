@@ -96,6 +96,22 @@ class NcclComm final : public Comm {
     AM_CUDA(cudaStreamSynchronize(0));
     timing_.all_to_all_s += seconds_since(t0);
   }
+  // Rank r's part broadcast from r, all parts in one group (ncclAllGather would need equal parts).
+  void all_gather(Tensor t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) override {
+    check_gather_parts(t, counts, offsets, size());
+    if (size() == 1) return;
+    const size_t es = dtype_size(t.dtype);
+    const auto t0 = std::chrono::steady_clock::now();
+    AM_NCCL(ncclGroupStart());
+    for (int r = 0; r < size(); ++r) {
+      if (counts[r] == 0) continue;
+      char* part = static_cast<char*>(t.data) + static_cast<size_t>(offsets[r]) * es;
+      AM_NCCL(ncclBroadcast(part, part, static_cast<size_t>(counts[r]), nccl_type(t.dtype), r, comm_, 0));
+    }
+    AM_NCCL(ncclGroupEnd());
+    AM_CUDA(cudaStreamSynchronize(0));  // on the compute stream, after the updates that wrote the parts
+    timing_.all_gather_s += seconds_since(t0);
+  }
   void broadcast(void* host, size_t bytes, int root) override { host_->broadcast(host, bytes, root); }
   void send(const void* host, size_t bytes, int to) override { host_->send(host, bytes, to); }
   void recv(void* host, size_t bytes, int from) override { host_->recv(host, bytes, from); }

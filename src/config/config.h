@@ -139,6 +139,7 @@ struct CheckpointConfig {
 struct DistConfig {
   int ep = 1;                  // dist.ep: expert-parallel size (divides the world size and n_experts)
   std::string comm = "auto";   // dist.comm: auto | single | mpi | nccl
+  int zero = 0;                // dist.zero: 0 = off, 1 = ZeRO-1 (AdamW moments sharded over ranks)
 };
 
 // One resolved key: its dotted path, value as YAML text, and where it came from

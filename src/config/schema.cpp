@@ -206,6 +206,11 @@ std::vector<KeySpec> make_schema() {
       enum_key("dist.comm", "auto", {"auto", "single", "mpi", "nccl"},
                "communication: auto = nccl for cuda and mpi for cpu under mpirun, single otherwise",
                FIELD(dist.comm)),
+      key("dist.zero", "0", Range{0, 1, false, false},
+          "ZeRO stage: 0 = off; 1 = AdamW moments sharded over the data-parallel ranks (each rank "
+          "updates its shard, then the parameters are all-gathered; bit-identical results, any "
+          "backend and precision; docs/distributed.md). Stages 2 and 3 are not implemented",
+          FIELD(dist.zero)),
   };
 }
 
@@ -222,7 +227,7 @@ const std::vector<std::pair<std::string, std::string>>& config_sections() {
       {"log", "Progress logging"},
       {"eval", "Validation passes"},
       {"checkpoint", "Checkpoint cadence and retention"},
-      {"dist", "Multi-process runs (mpirun): expert parallelism and communication"},
+      {"dist", "Multi-process runs (mpirun): expert parallelism, communication, ZeRO-1"},
   };
   return sections;
 }

@@ -1,5 +1,6 @@
 // Comm: the one communication interface of multi-process runs, with three implementations —
-// single process (no-ops), MPI (CPU buffers: MPI_Allreduce, MPI_Alltoallv) and NCCL (GPU buffers).
+// single process (no-ops), MPI (CPU buffers: MPI_Allreduce, MPI_Alltoallv, MPI_Allgatherv) and NCCL
+// (GPU buffers).
 // Tensors live in the memory of the backend the run uses (host for the CPU backend, device for
 // CUDA). Every call is collective over the communicator's ranks unless it says otherwise.
 #pragma once
@@ -35,6 +36,11 @@ class Comm {
   // (sum recv_rows, w) receives rank 0's rows, then rank 1's, ... (recv_rows from all_to_all).
   virtual void all_to_all_rows(Tensor send, const std::vector<int64_t>& send_rows, Tensor recv,
                                const std::vector<int64_t>& recv_rows) = 0;
+  // In-place all-gather with a part of its own size per rank (MPI_Allgatherv): t is flat (F32/F64)
+  // and rank r's part is elements [offsets[r], offsets[r] + counts[r]) (parts disjoint; a count
+  // may be 0). On return every rank's t holds every rank's part; elements outside all parts are
+  // left alone. (ZeRO-1: the parameters each rank updated, to every rank.)
+  virtual void all_gather(Tensor t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) = 0;
   // Host bytes from `root` to every rank.
   virtual void broadcast(void* host, size_t bytes, int root) = 0;
   // Point to point, host bytes (checkpoint gathering).
@@ -44,9 +50,10 @@ class Comm {
   // The ranks with the same color form a new communicator, ordered by key.
   virtual std::unique_ptr<Comm> split(int color, int key) = 0;
 
-  // Seconds spent blocked in gradient reductions (calls and waits) and in row exchanges.
+  // Seconds spent blocked in gradient reductions (calls and waits), in row exchanges and in
+  // all-gathers.
   struct Timing {
-    double all_reduce_s = 0, all_to_all_s = 0;
+    double all_reduce_s = 0, all_to_all_s = 0, all_gather_s = 0;
   };
   const Timing& timing() const { return timing_; }
   void reset_timing() { timing_ = {}; }
@@ -54,6 +61,11 @@ class Comm {
  protected:
   Timing timing_;
 };
+
+// AM_CHECKs all_gather's arguments for a communicator of `ranks` ranks: one count and offset per
+// rank, every part inside t, parts disjoint.
+void check_gather_parts(const Tensor& t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets,
+                        int ranks);
 
 // A communicator of one process (every collective is the identity).
 std::unique_ptr<Comm> make_single_comm();

@@ -118,6 +118,18 @@ class MpiComm final : public Comm {
           "MPI_Alltoallv");
     timing_.all_to_all_s += now_s() - t0;
   }
+  void all_gather(Tensor t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) override {
+    check_gather_parts(t, counts, offsets, size_);
+    std::vector<int> c(size_), d(size_);
+    for (int r = 0; r < size_; ++r) {
+      c[r] = as_int(counts[r], "all-gather count");
+      d[r] = as_int(offsets[r], "all-gather offset");
+    }
+    const double t0 = now_s();
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t.data, c.data(), d.data(), mpi_type(t.dtype), comm_),
+          "MPI_Allgatherv");
+    timing_.all_gather_s += now_s() - t0;
+  }
   void broadcast(void* host, size_t bytes, int root) override {
     check(MPI_Bcast(host, as_int(static_cast<int64_t>(bytes), "bytes"), MPI_BYTE, root, comm_), "MPI_Bcast");
   }

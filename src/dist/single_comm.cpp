@@ -24,6 +24,9 @@ class SingleComm final : public Comm {
     // The caller copies through the backend when the buffers differ (host or device memory).
     AM_CHECK(send.data == recv.data, "single-process row exchange needs send == recv");
   }
+  void all_gather(Tensor t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) override {
+    check_gather_parts(t, counts, offsets, 1);  // the one part is already in place
+  }
   void broadcast(void*, size_t, int root) override { AM_CHECK(root == 0, "broadcast from rank {}", root); }
   void send(const void*, size_t, int to) override { AM_CHECK(false, "send to rank {} in a single process", to); }
   void recv(void*, size_t, int from) override { AM_CHECK(false, "recv from rank {} in a single process", from); }

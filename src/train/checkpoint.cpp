@@ -34,29 +34,35 @@ std::vector<StEntry> entries(const ParamTable& table, DType dt, const std::vecto
   return out;
 }
 
-// Reads tensor `name` of `file` into `dst` (a tensor of the store's dtype), converting F32 <-> F64.
-void read_into(Backend& be, const SafetensorsFile& file, const std::string& name, Tensor dst,
-               const std::vector<int64_t>& shape) {
+// Tensor `name` of `file` (of `shape`) as host bytes of dtype dt (the store's), converting
+// F32 <-> F64.
+std::vector<char> read_host(const SafetensorsFile& file, const std::string& name, DType dt,
+                            const std::vector<int64_t>& shape) {
   const DType stored = file.info(name).dtype;
-  if (stored == dst.dtype) {
-    std::vector<char> host(dst.nbytes());
-    file.copy_to(name, host.data(), dst.dtype, shape);
-    be.upload(dst, host.data());
-    return;
+  const Tensor probe(nullptr, dt, shape);
+  std::vector<char> host(probe.nbytes());
+  if (stored == dt) {
+    file.copy_to(name, host.data(), dt, shape);
+    return host;
   }
   if (stored != DType::F32 && stored != DType::F64) {
     throw UserError(fmt::format("{}: tensor {} is {}; checkpoints hold F32 or F64", file.path(),
                                 name, dtype_name(stored)));
   }
-  std::vector<double> values(static_cast<size_t>(dst.numel()));
-  if (stored == DType::F64) {
-    file.copy_to(name, values.data(), DType::F64, shape);
-  } else {
-    std::vector<float> f(values.size());
+  AM_CHECK(dt == DType::F32 || dt == DType::F64, "a parameter store of {}", dtype_name(dt));
+  const size_t n = static_cast<size_t>(probe.numel());
+  if (stored == DType::F64) {  // into F32
+    std::vector<double> d(n);
+    file.copy_to(name, d.data(), DType::F64, shape);
+    const std::vector<float> f(d.begin(), d.end());
+    std::memcpy(host.data(), f.data(), host.size());
+  } else {  // F32 into F64
+    std::vector<float> f(n);
     file.copy_to(name, f.data(), DType::F32, shape);
-    for (size_t i = 0; i < f.size(); ++i) values[i] = f[i];
+    const std::vector<double> d(f.begin(), f.end());
+    std::memcpy(host.data(), d.data(), host.size());
   }
-  upload_from_double(be, dst, values);
+  return host;
 }
 
 void check_no_extra(const SafetensorsFile& file, const ParamTable& table, UnusedTensors policy) {
@@ -78,16 +84,15 @@ void check_no_extra(const SafetensorsFile& file, const ParamTable& table, Unused
 
 }  // namespace
 
-// The host bytes of `all` (the values or an AdamW moment of this rank's tensors, laid out like
+// The host bytes `mine` (the values or an AdamW moment of this rank's tensors, laid out like
 // `local`) for the whole model, laid out like `full`, on rank 0. With expert parallelism the
 // ranks of the first expert-parallel group send rank 0 their experts, in `full`'s order;
 // other ranks return nothing.
-std::vector<char> gather_full(const ParamTable& full, const ParamTable& local, Backend& be, Tensor all,
+std::vector<char> gather_full(const ParamTable& full, const ParamTable& local, DType dt, std::vector<char> mine,
                               const DistContext* dist, int n_experts) {
-  const std::vector<char> mine = to_host(be, all);
   const int ep = dist ? dist->ep_size : 1;
   if (ep == 1) return mine;  // rank 0 holds the whole model
-  const size_t es = dtype_size(all.dtype);
+  const size_t es = dtype_size(dt);
   const int rank = dist->rank(), per_rank = n_experts / ep;
   if (rank >= ep) return {};  // only the first expert-parallel group takes part
   std::vector<char> out(rank == 0 ? static_cast<size_t>(full.total()) * es : 0);
@@ -121,11 +126,11 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
   // The checkpoint holds the whole model as one process holds it, whatever this run's layout.
   const ParamTable full = dist && dist->ep_size > 1 ? Transformer::full_table(be, cfg.model) : params.table();
   const int n = cfg.model.moe.n_experts;
-  const std::vector<char> values = gather_full(full, params.table(), be, params.all_values(), dist, n);
+  const std::vector<char> values = gather_full(full, params.table(), dt, to_host(be, params.all_values()), dist, n);
   std::vector<char> m, v;
-  if (opt) {
-    m = gather_full(full, params.table(), be, opt->all_m(), dist, n);
-    v = gather_full(full, params.table(), be, opt->all_v(), dist, n);
+  if (opt) {  // a ZeRO-1 optimizer first collects its shards (on the ranks gather_full reads)
+    m = gather_full(full, params.table(), dt, opt->gather_moment(AdamW::Moment::M), dist, n);
+    v = gather_full(full, params.table(), dt, opt->gather_moment(AdamW::Moment::V), dist, n);
   }
   if (dist && !dist->is_root()) return checkpoint_path(root, state.step);
 
@@ -157,7 +162,7 @@ TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* 
   SafetensorsFile model((fs::path(dir) / "model.safetensors").string());
   check_no_extra(model, table, unused);
   for (int i = 0; i < table.size(); ++i) {
-    read_into(be, model, table.at(i).name, params.value(i), table.at(i).shape);
+    be.upload(params.value(i), read_host(model, table.at(i).name, be.dtype(), table.at(i).shape).data());
   }
 
   const nlohmann::json st = nlohmann::json::parse(read_file((fs::path(dir) / "trainer_state.json").string()));
@@ -172,9 +177,10 @@ TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* 
                       "resume from a checkpoint written during training, or start a new run");
     }
     SafetensorsFile moments((fs::path(dir) / "optimizer.safetensors").string());
-    for (int i = 0; i < table.size(); ++i) {
-      read_into(be, moments, table.at(i).name + ".exp_avg", opt->m(i), table.at(i).shape);
-      read_into(be, moments, table.at(i).name + ".exp_avg_sq", opt->v(i), table.at(i).shape);
+    for (int i = 0; i < table.size(); ++i) {  // a ZeRO-1 optimizer keeps its shard of each
+      const ParamSpec& s = table.at(i);
+      opt->set_moment(i, AdamW::Moment::M, read_host(moments, s.name + ".exp_avg", be.dtype(), s.shape).data());
+      opt->set_moment(i, AdamW::Moment::V, read_host(moments, s.name + ".exp_avg_sq", be.dtype(), s.shape).data());
     }
   }
   return state;

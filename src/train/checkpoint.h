@@ -30,13 +30,15 @@ struct TrainerState {
 
 // Writes step_<state.step> under `root` (atomically); returns its path. `opt` may be null (weights
 // only: the initial model, or an export). In a multi-process run every rank calls it (expert
-// weights are gathered to rank 0, which writes the whole model as one process would hold it, so
-// the checkpoint loads on any layout); the other ranks write nothing.
+// weights, and a ZeRO-1 optimizer's moment shards, are gathered to rank 0, which writes the whole
+// model as one process would hold it, so the checkpoint loads on any layout, with ZeRO-1 or
+// without); the other ranks write nothing.
 std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
                             const AdamW* opt, const TrainerState& state, const DistContext* dist = nullptr);
 
 // Verifies the checkpoint's checksums, then loads its weights into `params` (names, shapes and
-// dtypes checked; F32 and F64 convert) and, when `opt` is given, the moments and trainer state.
+// dtypes checked; F32 and F64 convert) and, when `opt` is given, the moments (a ZeRO-1 optimizer
+// keeps its shard of them) and trainer state.
 // Tensors the model lacks are an error (Refuse), or ignored: with a note in the log (Note:
 // evaluating a router-trained model with another scorer ignores its router) or silently (Quiet:
 // an expert-parallel rank takes its own experts from the whole model).

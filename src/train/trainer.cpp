@@ -71,6 +71,13 @@ std::string fmt_duration(double s) {
   return fmt::format("{}s", t);
 }
 
+std::string fmt_bytes(double b) {
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024) return fmt::format("{:.2f} MiB", b / (1024.0 * 1024));
+  if (b >= 1024.0) return fmt::format("{:.1f} KiB", b / 1024.0);
+  return fmt::format("{:.0f} B", b);
+}
+
 std::string fmt_count(double x) {
   if (x >= 1e9) return fmt::format("{:.2f}B", x / 1e9);
   if (x >= 1e6) return fmt::format("{:.2f}M", x / 1e6);
@@ -206,7 +213,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
                  "later tokens of the same sequence included: training is not causal, and generation sees "
                  "other groups than training (docs/selection.md)", cfg.model.moe.selector.group);
   }
-  AdamW opt(model.store(), tc);
+  AdamW opt(model.store(), tc, cfg.dist.zero == 1 ? &dist : nullptr);  // ZeRO-1: moments sharded
   TrainerState state;
   if (resume_dir) {
     const Config ckpt_cfg = load_checkpoint_config(*resume_dir);
@@ -240,6 +247,15 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
                  dist.ep_size);
   }
   spdlog::info("model: {} parameters, {} active per token", fmt_count(pc.total), fmt_count(pc.active));
+  summary.opt_state_bytes = opt.state_bytes();
+  if (opt.sharded()) {
+    spdlog::info("optimizer: AdamW moments {} on rank 0, {} unsharded (ZeRO-1: those of dense tensors sharded "
+                 "over {} rank(s), of expert weights over {})",
+                 fmt_bytes(static_cast<double>(opt.state_bytes())),
+                 fmt_bytes(static_cast<double>(opt.unsharded_state_bytes())), dist.world_size(), dist.replica->size());
+  } else {
+    spdlog::info("optimizer: AdamW moments {} per rank", fmt_bytes(static_cast<double>(opt.state_bytes())));
+  }
   spdlog::info("data: {} shard(s), {} tokens, {} windows of {} per epoch; {} tokens per step",
                train_data.shards().size(), fmt_count(train_data.total_tokens()),
                train_data.windows_per_epoch(), T, tokens_per_step);
@@ -298,22 +314,27 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       }
       std::string aux_text;
       for (const auto& [k, v] : aux_by_name) aux_text += fmt::format(" | {} {:.4f}", k, v);
-      // Time blocked in communication over the interval (gradient reductions, expert exchanges).
+      // Time blocked in communication over the interval (gradient reductions, expert exchanges,
+      // ZeRO-1's parameter all-gathers).
       Comm::Timing comm_time;
       for (Comm* c : {dist.world, dist.ep, dist.replica}) {
         comm_time.all_reduce_s += c->timing().all_reduce_s;
         comm_time.all_to_all_s += c->timing().all_to_all_s;
+        comm_time.all_gather_s += c->timing().all_gather_s;
         c->reset_timing();
       }
       if (dist.world_size() > 1) {
-        aux_text += fmt::format(" | comm {:.0f}+{:.0f} ms", 1e3 * comm_time.all_reduce_s, 1e3 * comm_time.all_to_all_s);
+        aux_text += fmt::format(" | comm {:.0f}+{:.0f}", 1e3 * comm_time.all_reduce_s, 1e3 * comm_time.all_to_all_s);
+        if (opt.sharded()) aux_text += fmt::format("+{:.0f}", 1e3 * comm_time.all_gather_s);
+        aux_text += " ms";
       }
       spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}",
                    state.step, tc.max_steps, ce, aux_text, lr, norm, fmt_count(tps), fmt_duration(eta));
       if (metrics) metrics->write({{"type", "train"}, {"step", state.step}, {"loss", ce}, {"aux", aux},
                      {"aux_by_name", aux_by_name}, {"lr", lr}, {"grad_norm", norm},
                      {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
-                     {"comm", {{"all_reduce_s", comm_time.all_reduce_s}, {"all_to_all_s", comm_time.all_to_all_s}}},
+                     {"comm", {{"all_reduce_s", comm_time.all_reduce_s}, {"all_to_all_s", comm_time.all_to_all_s},
+                               {"all_gather_s", comm_time.all_gather_s}}},
                      {"moe", layers}});
       interval_s = 0;
       interval_steps = 0;

@@ -36,6 +36,7 @@ struct TrainSummary {
   double seconds = 0;                // time in this call's training steps
   bool interrupted = false;
   int rank = 0;                      // this process's rank (0 prints the summary)
+  size_t opt_state_bytes = 0;        // this rank's AdamW moments (a shard of them with dist.zero 1)
 };
 
 TrainSummary train(const Config& cfg, const TrainOptions& options);

@@ -1,6 +1,7 @@
 // Multi-process tests on the CPU backend with MPI (mpirun -np 2): expert parallelism equals
 // plain data parallelism for every selector; data parallelism equals one process with the whole
-// batch; ranks or experts with no tokens; checkpoints that resume on another layout.
+// batch; ranks or experts with no tokens; checkpoints that resume on another layout; ZeRO-1
+// (sharded AdamW moments) giving ZeRO-off's bits, its memory, its checkpoints on other layouts.
 // Tolerance: fp32 runs whose reductions happen in another order: 1e-5 relative on losses; on
 // weights after 6 AdamW steps 1e-5 absolute + 1e-3 relative (Adam's m / sqrt(v) turns ulp-level
 // differences of near-zero gradients into differences of up to lr per step); fp64 layer checks:
@@ -118,6 +119,21 @@ void require_same_weights(const std::string& ckpt_a, const std::string& ckpt_b) 
   }
 }
 
+std::vector<char> file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  REQUIRE(f.good());
+  return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Rank 0: two checkpoints hold the same bits (weights and AdamW moments).
+void require_identical_checkpoints(const std::string& ckpt_a, const std::string& ckpt_b) {
+  if (job().rank() != 0) return;
+  for (const char* file : {"/model.safetensors", "/optimizer.safetensors"}) {
+    INFO(ckpt_a << file << " vs " << ckpt_b << file);
+    CHECK(file_bytes(ckpt_a + file) == file_bytes(ckpt_b + file));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("expert parallelism (ep=2) equals data parallelism (ep=1) for every selector", "[mpi]") {
@@ -203,6 +219,118 @@ TEST_CASE("a checkpoint resumes on another layout: 2 ranks (ep=2) -> 1 and 1 -> 
   if (job().rank() == 0) {
     require_close(cont2.step_losses, {one_then.begin() + 3, one_then.end()}, 1e-5);
     require_same_weights(cont2.last_checkpoint, dir + "/runs/one/checkpoints/step_00000006");
+  }
+  job().world->barrier();
+}
+
+TEST_CASE("all_gather: parts of different sizes, an empty part, the rest untouched", "[mpi][zero]") {
+  const int r = job().rank();
+  // rank 0's part is [1, 6), rank 1's [7, 9); elements 0, 6 and 9 belong to nobody
+  auto check_parts = [&](const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) {
+    std::vector<double> x(10, -1.0);
+    for (int64_t i = 0; i < counts[r]; ++i) x[offsets[r] + i] = 100.0 * r + i;
+    job().world->all_gather(Tensor(x.data(), DType::F64, {10}), counts, offsets);
+    std::vector<double> want(10, -1.0);
+    for (int q = 0; q < 2; ++q) {
+      for (int64_t i = 0; i < counts[q]; ++i) want[offsets[q] + i] = 100.0 * q + i;
+    }
+    CHECK(x == want);
+  };
+  check_parts({5, 2}, {1, 7});
+  check_parts({0, 3}, {0, 2});  // rank 0 sends nothing
+  std::vector<float> f = {static_cast<float>(r), -1.0f};
+  job().world->all_gather(Tensor(f.data(), DType::F32, {2}), {1, 0}, {0, 1});
+  CHECK(f == std::vector<float>{0.0f, -1.0f});
+}
+
+TEST_CASE("ZeRO-1 gives ZeRO-off's bits with half the moments per rank", "[mpi][zero]") {
+  const SharedDir shared("zero");
+  const std::string& dir = shared.path;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> layouts = {
+      {"dp", {}},
+      {"ep2", {"dist.ep=2"}},
+      {"aoe-bias", {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
+                    "model.moe.aux.z_loss=0", "model.moe.aux.bias_update_rate=0.01"}},
+      {"fp64-accum", {"run.precision=fp64", "train.grad_accum=2"}},
+  };
+  for (const auto& [name, sets] : layouts) {
+    SECTION(name) {
+      std::vector<std::string> off = sets, on1 = sets;
+      off.push_back("run.name=" + name + "-z0");
+      on1.push_back("run.name=" + name + "-z1");
+      on1.push_back("dist.zero=1");
+      const TrainSummary a = train(load_config(dir + "/run.yaml", off), on(*job().world));
+      const TrainSummary b = train(load_config(dir + "/run.yaml", on1), on(*job().world));
+      CHECK(b.step_losses == a.step_losses);  // exact
+      CHECK(b.final_val_loss == a.final_val_loss);
+      require_identical_checkpoints(b.last_checkpoint, a.last_checkpoint);
+      // Memory: with ep 1 each rank holds about half the moments (dense and experts both shared by
+      // 2 ranks); with ep 2 the dense half only (each rank's experts are its own already).
+      const double mine = static_cast<double>(b.opt_state_bytes), unsharded = static_cast<double>(a.opt_state_bytes);
+      INFO("rank " << job().rank() << ": " << mine << " of " << unsharded << " bytes");
+      const double both = job().world->all_reduce_sum(mine);
+      if (name == "ep2") {
+        CHECK(mine < 0.9 * unsharded);
+      } else {
+        CHECK(mine < 0.6 * unsharded);
+        CHECK(mine > 0.4 * unsharded);
+        CHECK(both <= unsharded);  // every trainable element's moments on one rank only
+      }
+    }
+  }
+}
+
+TEST_CASE("ZeRO-1 checkpoints resume with ZeRO off, on 1 process, and 1 -> 2 ranks with ZeRO-1",
+          "[mpi][zero][resume]") {
+  const SharedDir shared("zero-resume");
+  const std::string& dir = shared.path;
+  const std::vector<std::string> base = {"model.moe.aux.load_balance=0", "model.moe.aux.z_loss=0"};
+  auto with = [&](std::vector<std::string> v) {
+    v.insert(v.end(), base.begin(), base.end());
+    return v;
+  };
+  auto ckpt = [&](const std::string& run, int step) {
+    return fmt::format("{}/runs/{}/checkpoints/step_{:08d}", dir, run, step);
+  };
+  // 2 ranks (ep 2) with ZeRO-1, continued by the same layout with ZeRO off: bit for bit
+  const TrainSummary two = train(load_config(dir + "/run.yaml", with({"run.name=two", "dist.ep=2", "dist.zero=1"})),
+                                 on(*job().world));
+  const TrainSummary off = train(load_config(dir + "/run.yaml", with({"run.name=two-off", "dist.ep=2"})),
+                                 on(*job().world, ckpt("two", 3)));
+  REQUIRE(off.start_step == 3);
+  CHECK(off.step_losses == std::vector<double>(two.step_losses.begin() + 3, two.step_losses.end()));
+  require_identical_checkpoints(off.last_checkpoint, two.last_checkpoint);
+  // 2 -> 1 process (ZeRO off, the same global batch): as the uninterrupted 2-rank run
+  std::vector<double> one_losses;
+  if (job().rank() == 0) {
+    const TrainSummary cont = train(load_config(dir + "/run.yaml", with({"run.name=two-to-one", "train.micro_batch_size=8"})),
+                                    on(*job().self, ckpt("two", 3)));
+    REQUIRE(cont.start_step == 3);
+    require_close(cont.step_losses, {two.step_losses.begin() + 3, two.step_losses.end()}, 1e-5);
+    require_same_weights(cont.last_checkpoint, two.last_checkpoint);
+    // one process, continued by one process with ZeRO-1 (the sharded code path): bit for bit
+    const TrainSummary one = train(load_config(dir + "/run.yaml", with({"run.name=one", "train.micro_batch_size=8"})),
+                                   on(*job().self));
+    one_losses = one.step_losses;
+    const TrainSummary one_z1 =
+        train(load_config(dir + "/run.yaml", with({"run.name=one-z1", "train.micro_batch_size=8", "dist.zero=1"})),
+              on(*job().self, ckpt("one", 3)));
+    CHECK(one_z1.step_losses == std::vector<double>(one.step_losses.begin() + 3, one.step_losses.end()));
+    require_identical_checkpoints(one_z1.last_checkpoint, one.last_checkpoint);
+  }
+  job().world->barrier();
+  // 1 -> 2 ranks (ep 1, so dense tensors and experts are both sharded) with ZeRO-1: as the
+  // uninterrupted 1-process run, and bit for bit as the same resume with ZeRO off
+  const TrainSummary z1 = train(load_config(dir + "/run.yaml", with({"run.name=one-to-two", "dist.zero=1"})),
+                                on(*job().world, ckpt("one", 3)));
+  const TrainSummary z0 = train(load_config(dir + "/run.yaml", with({"run.name=one-to-two-off"})),
+                                on(*job().world, ckpt("one", 3)));
+  REQUIRE(z1.start_step == 3);
+  CHECK(z1.step_losses == z0.step_losses);
+  require_identical_checkpoints(z1.last_checkpoint, z0.last_checkpoint);
+  if (job().rank() == 0) {
+    require_close(z1.step_losses, {one_losses.begin() + 3, one_losses.end()}, 1e-5);
+    require_same_weights(z1.last_checkpoint, ckpt("one", 6));
   }
   job().world->barrier();
 }
