@@ -3,7 +3,7 @@
 # configs, with logs in $OUT (at most 8 files come back). Needs .device-pack/ from
 # scripts/device_pack.sh (carried). Commit the logs under bench/results/<date>-<device>/ and quote
 # them in docs/benchmarks.md.
-#   scripts/device_check.sh [tests|bench|all]   (default all)
+#   scripts/device_check.sh [tests|bench|nccl|all]   (default all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -48,5 +48,19 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
       --set train.micro_batch_size="${AM_BENCH_B:-8}" >>"$out/bench.log" 2>&1 || status=1
   done
   cat "$out/bench.log"
+fi
+if [ "$what" = all ] || [ "$what" = nccl ]; then
+  # One GPU, NCCL: the collectives timed through the run's communicator, then a world-size-1 NCCL
+  # training run end to end (its log states the communication time per interval).
+  : >"$out/nccl.log"
+  for cfg in configs/paper/t2_r02_moe_aux.yaml configs/paper/t2_r10_aoe_dlow256_aux.yaml; do
+    "$bin/autonomoe-comm-bench" --config "$cfg" --set run.backend=cuda --set dist.comm=nccl \
+      --set train.micro_batch_size="${AM_BENCH_B:-8}" >>"$out/nccl.log" 2>&1 || status=1
+  done
+  "$bin/autonomoe-data" synthetic --out-dir /tmp/am-synth --vocab-size 4096 --tokens 400000 >>"$out/nccl.log" 2>&1 || status=1
+  "$bin/autonomoe" train --config configs/tiny.yaml --set run.backend=cuda --set dist.comm=nccl \
+    --set "data.train=/tmp/am-synth/synth_train_*.bin" --set "data.val=/tmp/am-synth/synth_val_*.bin" \
+    --set train.max_steps=30 --set log.every=10 --set run.out_dir=/tmp/am-runs >>"$out/nccl.log" 2>&1 || status=1
+  tail -n 25 "$out/nccl.log"
 fi
 exit $status

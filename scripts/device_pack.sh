@@ -10,10 +10,11 @@ pack=.device-pack
 export PATH=/usr/local/cuda/bin:$PATH
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DAUTONOMOE_MARCH=x86-64-v3 \
   -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build "$build" -j "${AM_JOBS:-$(nproc)}" --target autonomoe autonomoe-bench autonomoe-gemm-probe \
+cmake --build "$build" -j "${AM_JOBS:-$(nproc)}" --target autonomoe autonomoe-bench autonomoe-gemm-probe autonomoe-comm-bench \
   autonomoe_cuda_tests autonomoe_tests autonomoe-data
 rm -rf "$pack" && mkdir -p "$pack/bin"
-cp "$build"/autonomoe "$build"/bench/autonomoe-bench "$build"/bench/autonomoe-gemm-probe "$build"/tests/autonomoe_cuda_tests \
+cp "$build"/autonomoe "$build"/bench/autonomoe-bench "$build"/bench/autonomoe-gemm-probe \
+  "$build"/bench/autonomoe-comm-bench "$build"/tests/autonomoe_cuda_tests \
   "$build"/tests/autonomoe_tests "$build"/data_tools/autonomoe-data "$pack/bin/"
 strip "$pack"/bin/* || true
 ../shared/device/pack-libs.sh "$pack/libs" "$pack"/bin/* >/dev/null

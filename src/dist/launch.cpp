@@ -59,6 +59,10 @@ void abort_job(int code) {
 }
 
 std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string& backend) {
+  if (kind == "nccl" && backend != "cuda") {
+    throw UserError(fmt::format("dist.comm is nccl but the run's backend is {}: NCCL moves GPU buffers", backend),
+                    "use run.backend: cuda (or auto on a machine with a GPU), or dist.comm: auto / mpi");
+  }
   if (kind == "nccl" || (kind == "auto" && backend == "cuda")) {
 #ifdef AM_HAVE_CUDA
     // Host-side traffic (counts, checkpoints) over MPI, or nothing for one process.
