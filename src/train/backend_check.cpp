@@ -1,6 +1,7 @@
 #include "train/backend_check.h"
 
 #include "cpu/cpu_backend.h"
+#include "dist/launch.h"
 #include "model/transformer.h"
 #include "train/optimizer.h"
 #include "train/step.h"
@@ -111,7 +112,8 @@ std::unique_ptr<Backend> make_checked_backend(const RunConfig& run) {
   const std::string what = fmt::format("the {} backend failed its start-up check against the CPU reference: {}",
                                        be->name(), c.detail);
   const char* hint = "run scripts/device_check.sh for the full parity tests, and report the log";
-  if (run.backend != "auto") throw UserError(what, hint);
+  // Under mpirun every rank must use the same backend and communicator: no fallback rank by rank.
+  if (run.backend != "auto" || mpi_active()) throw UserError(what, hint);
   spdlog::warn("{}; training on the CPU instead ({})", what, hint);
   return make_backend("cpu", p, run.threads);
 }

@@ -26,7 +26,8 @@ struct BackendCheck {
 BackendCheck check_against_cpu(Backend& be, Precision p, double rtol = 0);
 
 // make_backend for a run, then the check above when the backend is not the CPU: a failure throws
-// a UserError under run.backend: cuda, and falls back to the CPU with a warning under auto.
+// a UserError under run.backend: cuda or under mpirun (ranks must agree on their backend), and
+// falls back to the CPU with a warning for a single-process run.backend: auto.
 std::unique_ptr<Backend> make_checked_backend(const RunConfig& run);
 
 }  // namespace am
