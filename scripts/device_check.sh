@@ -10,11 +10,11 @@ what=${1:-all}
 out=${OUT:-/tmp/autonomoe-out}
 mkdir -p "$out"
 pack=.device-pack
-[ -d "$pack/bin" ] || { echo "device_check: $pack missing: run scripts/device_pack.sh here first and carry it" >&2; exit 1; }
-mkdir -p /tmp/am-libs && tar -C /tmp/am-libs -xJf "$pack/libs.tar.xz"
+[ -f "$pack/bin.tar.xz" ] || { echo "device_check: $pack missing: run scripts/device_pack.sh here first and carry it" >&2; exit 1; }
+mkdir -p /tmp/am-libs /tmp/am-pack && tar -C /tmp/am-libs -xJf "$pack/libs.tar.xz" && tar -C /tmp/am-pack -xJf "$pack/bin.tar.xz"
 nccl=$(python3 -c "import nvidia.nccl,os;print(os.path.dirname(nvidia.nccl.__file__))" 2>/dev/null || true)
 export LD_LIBRARY_PATH=/tmp/am-libs/libs${nccl:+:$nccl/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-bin=$pack/bin
+bin=/tmp/am-pack/bin
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
