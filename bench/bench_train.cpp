@@ -15,6 +15,8 @@
 // attention: QK^T and PV are 2 * T * H * hd multiply-adds each per token, halved by the mask,
 // times 3 for forward + backward. MFU = FLOPs per token * tokens/s / peak FLOP/s (default peak:
 // H100 SXM dense BF16, 989 TFLOP/s; pass --peak-tflops for another device or precision).
+#include "cli/args.h"
+#include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"
 #include "model/model_info.h"
@@ -39,6 +41,16 @@
 
 namespace {
 
+const std::vector<am::FlagSpec> kFlags = {
+    {"config", true, false, "config file (required)"},
+    {"set", true, false, "key=value override (repeatable)"},
+    {"steps", true, false, "timed steps (default 20)"},
+    {"warmup", true, false, "untimed steps first (default 3)"},
+    {"peak-tflops", true, false, "the device's peak for MFU (default 989: H100 SXM dense bf16)"},
+    {"json", true, false, "also write the results here"},
+    {"help", false, false, "this help"},
+};
+
 struct Options {
   std::string config, json;
   std::vector<std::string> sets;
@@ -46,40 +58,20 @@ struct Options {
   double peak_tflops = 989.0;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "error: %s\nusage: autonomoe-bench --config FILE [--set key=value]... [--steps N] [--warmup N]\n"
-               "                       [--peak-tflops X] [--json FILE]\n",
-               why);
-  std::exit(2);
-}
-
 Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value after " + a).c_str());
-      return argv[++i];
-    };
-    auto positive = [&](const std::string& v) {
-      try {
-        const int x = std::stoi(v);
-        if (x >= 0) return x;
-      } catch (const std::exception&) {
-      }
-      usage(("not a count: " + v).c_str());
-    };
-    if (a == "--config") o.config = value();
-    else if (a == "--set") o.sets.push_back(value());
-    else if (a == "--steps") o.steps = positive(value());
-    else if (a == "--warmup") o.warmup = positive(value());
-    else if (a == "--peak-tflops") o.peak_tflops = std::stod(value());
-    else if (a == "--json") o.json = value();
-    else usage(("unknown argument " + a).c_str());
+  const am::Args args("autonomoe-bench", kFlags, argc - 1, argv + 1);
+  if (args.has("help")) {
+    std::fputs(am::usage_of("autonomoe-bench", "--config FILE [--set key=value]... [--steps N] [--warmup N] "
+                            "[--peak-tflops X] [--json FILE]", kFlags).c_str(), stdout);
+    std::exit(0);
   }
-  if (o.config.empty()) usage("--config is required");
-  if (o.steps < 1) usage("--steps must be at least 1");
+  Options o;
+  o.config = args.require("config");
+  o.sets = args.sets();
+  o.steps = args.integer("steps", o.steps, 1);
+  o.warmup = args.integer("warmup", o.warmup, 0);
+  o.peak_tflops = args.number("peak-tflops", o.peak_tflops);
+  o.json = args.get("json").value_or("");
   return o;
 }
 
@@ -93,8 +85,8 @@ double peak_rss_bytes() {
 
 int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
-  const Options o = parse(argc, argv);
-  try {
+  return am::run_guarded([&] {
+    const Options o = parse(argc, argv);
     std::vector<std::string> sets = {"train.grad_accum=1"};  // throughput per micro-batch step
     sets.insert(sets.end(), o.sets.begin(), o.sets.end());
     const am::Config cfg = am::load_config(o.config, sets);
@@ -151,11 +143,5 @@ int main(int argc, char** argv) {
       std::ofstream(o.json) << j.dump(2) << "\n";
     }
     return 0;
-  } catch (const am::UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    return 3;
-  }
+  });
 }

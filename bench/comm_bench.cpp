@@ -11,6 +11,8 @@
 //                spread evenly over the ranks, there and back (what an expert-parallel layer sends).
 // Unlike training, which skips collectives in a one-process run, both run at world size 1 too, so
 // a single GPU measures the NCCL path end to end (its local copies and launch costs).
+#include "cli/args.h"
+#include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"
 #include "dist/launch.h"
@@ -34,40 +36,25 @@ struct Options {
   int repeats = 10;
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "error: %s\nusage: autonomoe-comm-bench --config FILE [--set key=value]... [--repeats N] [--json FILE]\n",
-               why.c_str());
-  std::exit(2);
-}
+const std::vector<am::FlagSpec> kFlags = {
+    {"config", true, false, "config file (required)"},
+    {"set", true, false, "key=value override (repeatable)"},
+    {"repeats", true, false, "timed rounds, median reported (default 10)"},
+    {"json", true, false, "also write the results here"},
+    {"help", false, false, "this help"},
+};
 
 Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value after " + a);
-      return argv[++i];
-    };
-    if (a == "--config") {
-      o.config = value();
-    } else if (a == "--set") {
-      o.sets.push_back(value());
-    } else if (a == "--repeats") {
-      const std::string v = value();
-      try {
-        o.repeats = std::stoi(v);
-      } catch (const std::exception&) {
-        usage("--repeats: not a count: " + v);
-      }
-      if (o.repeats < 1) usage("--repeats must be at least 1");
-    } else if (a == "--json") {
-      o.json = value();
-    } else {
-      usage("unknown argument " + a);
-    }
+  const am::Args args("autonomoe-comm-bench", kFlags, argc - 1, argv + 1);
+  if (args.has("help")) {
+    std::fputs(am::usage_of("autonomoe-comm-bench", "--config FILE [--set key=value]... [--repeats N] [--json FILE]", kFlags).c_str(), stdout);
+    std::exit(0);
   }
-  if (o.config.empty()) usage("--config is required");
+  Options o;
+  o.config = args.require("config");
+  o.sets = args.sets();
+  o.repeats = args.integer("repeats", o.repeats, 1);
+  o.json = args.get("json").value_or("");
   return o;
 }
 
@@ -90,8 +77,8 @@ double median_ms(am::Backend& be, am::Comm& comm, int repeats, F&& f) {
 
 int main(int argc, char** argv) {
   am::init_distributed(&argc, &argv);
-  const Options o = parse(argc, argv);
-  try {
+  return am::run_guarded([&] {
+    const Options o = parse(argc, argv);
     const am::Config cfg = am::load_config(o.config, o.sets);
     auto be = am::make_backend(cfg.run.backend, am::precision_from_name(cfg.run.precision), cfg.run.threads);
     std::unique_ptr<am::Comm> world = am::make_world_comm(cfg.dist.comm, be->name());
@@ -140,11 +127,5 @@ int main(int argc, char** argv) {
       }
     }
     return 0;
-  } catch (const am::UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    am::abort_job(1);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    am::abort_job(3);
-  }
+  });
 }

@@ -13,6 +13,8 @@
 //   single: one GEMM of all A rows against one weight matrix -- the same FLOPs in one call, the
 //           best a grouped GEMM of these shapes could do.
 // single / loop near 1 means a grouped GEMM has nothing to win (docs/benchmarks.md).
+#include "cli/args.h"
+#include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"
 
@@ -35,41 +37,25 @@ struct Options {
   int repeats = 20;
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "error: %s\nusage: autonomoe-gemm-probe --config FILE [--set key=value]... [--repeats N] "
-               "[--json FILE]\n",
-               why.c_str());
-  std::exit(2);
-}
+const std::vector<am::FlagSpec> kFlags = {
+    {"config", true, false, "config file (required)"},
+    {"set", true, false, "key=value override (repeatable)"},
+    {"repeats", true, false, "timed rounds, median reported (default 20)"},
+    {"json", true, false, "also write the results here"},
+    {"help", false, false, "this help"},
+};
 
 Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value after " + a);
-      return argv[++i];
-    };
-    if (a == "--config") {
-      o.config = value();
-    } else if (a == "--set") {
-      o.sets.push_back(value());
-    } else if (a == "--repeats") {
-      const std::string v = value();
-      try {
-        o.repeats = std::stoi(v);
-      } catch (const std::exception&) {
-        usage("--repeats: not a count: " + v);
-      }
-      if (o.repeats < 1) usage("--repeats must be at least 1");
-    } else if (a == "--json") {
-      o.json = value();
-    } else {
-      usage("unknown argument " + a);
-    }
+  const am::Args args("autonomoe-gemm-probe", kFlags, argc - 1, argv + 1);
+  if (args.has("help")) {
+    std::fputs(am::usage_of("autonomoe-gemm-probe", "--config FILE [--set key=value]... [--repeats N] [--json FILE]", kFlags).c_str(), stdout);
+    std::exit(0);
   }
-  if (o.config.empty()) usage("--config is required");
+  Options o;
+  o.config = args.require("config");
+  o.sets = args.sets();
+  o.repeats = args.integer("repeats", o.repeats, 1);
+  o.json = args.get("json").value_or("");
   return o;
 }
 
@@ -138,8 +124,8 @@ class Probe {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
-  try {
+  return am::run_guarded([&] {
+    const Options o = parse(argc, argv);
     const am::Config cfg = am::load_config(o.config, o.sets);
     const am::ModelConfig& m = cfg.model;
     if (m.moe.n_experts == 0) throw am::UserError(fmt::format("{} has no MoE layers", o.config), "pick an MoE config");
@@ -211,11 +197,5 @@ int main(int argc, char** argv) {
       std::ofstream(o.json) << j.dump(2) << "\n";
     }
     return 0;
-  } catch (const am::UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    return 3;
-  }
+  });
 }

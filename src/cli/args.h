@@ -26,15 +26,19 @@ struct FlagSpec {
 
 class Args {
  public:
-  // Throws UsageError on unknown flags or missing values (the message names the flag).
-  Args(const std::string& command, const std::vector<FlagSpec>& specs, int argc, char** argv);
+  // program: how messages name the command ("autonomoe train", "autonomoe-bench"). Throws
+  // UsageError on unknown flags or missing values (the message names the flag).
+  Args(const std::string& program, const std::vector<FlagSpec>& specs, int argc, char** argv);
   bool has(const std::string& flag) const { return values_.count(flag) > 0; }
   std::optional<std::string> get(const std::string& flag) const;
   std::string require(const std::string& flag) const;  // UserError if missing
+  // The flag's value as an integer >= min (fallback when absent); UsageError otherwise.
+  int integer(const std::string& flag, int fallback, int min) const;
+  double number(const std::string& flag, double fallback) const;  // any finite number
   const std::vector<std::string>& sets() const { return sets_; }  // the --set values, in order
 
  private:
-  std::string command_;
+  std::string program_;
   std::map<std::string, std::string> values_;
   std::vector<std::string> sets_;
 };
@@ -42,7 +46,8 @@ class Args {
 // A shell word that pastes back as itself: single-quoted when it holds anything special.
 std::string shell_quote(const std::string& s);
 
-std::string usage_of(const std::string& command, const std::string& synopsis,
+// "usage: PROGRAM SYNOPSIS" and a line per flag.
+std::string usage_of(const std::string& program, const std::string& synopsis,
                      const std::vector<FlagSpec>& specs);
 
 }  // namespace am

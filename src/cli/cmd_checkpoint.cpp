@@ -32,22 +32,12 @@ const std::vector<FlagSpec> kExportFlags = {
     {"help", false, false, "this help"},
 };
 
-int parse_positive(const std::string& flag, const std::string& v) {
-  try {
-    size_t used = 0;
-    const long x = std::stol(v, &used);
-    if (used == v.size() && x > 0 && x < (1L << 30)) return static_cast<int>(x);
-  } catch (const std::exception&) {
-  }
-  throw UsageError(fmt::format("--{} {}: expected a positive integer", flag, v));
-}
-
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
-  Args args("eval", kEvalFlags, argc, argv);
+  Args args("autonomoe eval", kEvalFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("eval", "--checkpoint DIR [--data GLOB] [--batches N]", kEvalFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe eval", "--checkpoint DIR [--data GLOB] [--batches N]", kEvalFlags).c_str(), stdout);
     return 0;
   }
   const std::string dir = args.require("checkpoint");
@@ -60,7 +50,7 @@ int cmd_eval(int argc, char** argv) {
   }
   const int B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
   DataLoader loader(data, B, T, false, cfg.run.seed, cfg.model.vocab_size);
-  int batches = args.has("batches") ? parse_positive("batches", *args.get("batches")) : cfg.eval.batches;
+  int batches = args.integer("batches", cfg.eval.batches, 1);
   const int avail = eval_batches_available(loader, B);
   if (batches > avail) {
     spdlog::warn("{} holds {} micro-batches of {}x{}; evaluating on {}", data, avail, B, T, std::max(avail, 1));
@@ -79,9 +69,9 @@ int cmd_eval(int argc, char** argv) {
 }
 
 int cmd_export(int argc, char** argv) {
-  Args args("export", kExportFlags, argc, argv);
+  Args args("autonomoe export", kExportFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("export", "--checkpoint DIR --out DIR [--dtype float32|bfloat16]", kExportFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe export", "--checkpoint DIR --out DIR [--dtype float32|bfloat16]", kExportFlags).c_str(), stdout);
     return 0;
   }
   const std::string dir = args.require("checkpoint"), out = args.require("out");

@@ -59,9 +59,9 @@ int cmd_sweep(int argc, char** argv) {
                        "give one sweep file; see `autonomoe sweep --help`");
     }
   }
-  Args args("sweep", kFlags, static_cast<int>(rest.size()), rest.data());
+  Args args("autonomoe sweep", kFlags, static_cast<int>(rest.size()), rest.data());
   if (args.has("help")) {
-    std::fputs(usage_of("sweep", kSynopsis, kFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe sweep", kSynopsis, kFlags).c_str(), stdout);
     return 0;
   }
   if (sweep_file.empty()) {

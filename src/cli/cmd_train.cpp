@@ -41,9 +41,9 @@ ResumeTarget resolve_resume(const std::string& value) {
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
-  Args args("train", kFlags, argc, argv);
+  Args args("autonomoe train", kFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("train", "--config FILE [--set key=value]... [--resume [DIR]]", kFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe train", "--config FILE [--set key=value]... [--resume [DIR]]", kFlags).c_str(), stdout);
     return 0;
   }
   TrainOptions opt;

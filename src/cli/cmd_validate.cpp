@@ -47,9 +47,9 @@ std::string active_experts_note(const MoeConfig& m) {
 }  // namespace
 
 int cmd_validate(int argc, char** argv) {
-  Args args("validate", kValidateFlags, argc, argv);
+  Args args("autonomoe validate", kValidateFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("validate", "--config FILE [--set key=value]...", kValidateFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe validate", "--config FILE [--set key=value]...", kValidateFlags).c_str(), stdout);
     return 0;
   }
   const Config cfg = load_config(args.require("config"), args.sets());
@@ -64,12 +64,12 @@ int cmd_validate(int argc, char** argv) {
 }
 
 int cmd_config(int argc, char** argv) {
-  Args args("config", kConfigFlags, argc, argv);
+  Args args("autonomoe config", kConfigFlags, argc, argv);
   if (args.has("docs")) {
     std::fputs(config_docs_markdown().c_str(), stdout);
     return 0;
   }
-  std::fputs(usage_of("config", "--docs", kConfigFlags).c_str(), stdout);
+  std::fputs(usage_of("autonomoe config", "--docs", kConfigFlags).c_str(), stdout);
   return args.has("help") ? 0 : 2;
 }
 

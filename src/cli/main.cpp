@@ -3,6 +3,7 @@
 // data, checkpoint), 2 a malformed command line, 3 an internal error (a bug: please report it).
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/guarded.h"
 #include "dist/launch.h"
 
 #include <spdlog/spdlog.h>
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
-  try {
+  return am::run_guarded([&] {
     if (cmd == "train") return am::cmd_train(argc - 2, argv + 2);
     if (cmd == "eval") return am::cmd_eval(argc - 2, argv + 2);
     if (cmd == "export") return am::cmd_export(argc - 2, argv + 2);
@@ -50,17 +51,5 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "error: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
-  } catch (const am::UsageError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    if (am::mpi_active()) am::abort_job(2);  // the other ranks may be waiting in a collective
-    return 2;
-  } catch (const am::UserError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    if (am::mpi_active()) am::abort_job(1);
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error (a bug in autonomoe; please report it): %s\n", e.what());
-    if (am::mpi_active()) am::abort_job(3);
-    return 3;
-  }
+  });
 }
