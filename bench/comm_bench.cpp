@@ -11,12 +11,12 @@
 //                spread evenly over the ranks, there and back (what an expert-parallel layer sends).
 // Unlike training, which skips collectives in a one-process run, both run at world size 1 too, so
 // a single GPU measures the NCCL path end to end (its local copies and launch costs).
-#include "cli/args.h"
 #include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"
 #include "dist/launch.h"
 #include "model/transformer.h"
+#include "probe_options.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -29,34 +29,6 @@
 #include <vector>
 
 namespace {
-
-struct Options {
-  std::string config, json;
-  std::vector<std::string> sets;
-  int repeats = 10;
-};
-
-const std::vector<am::FlagSpec> kFlags = {
-    {"config", true, false, "config file (required)"},
-    {"set", true, false, "key=value override (repeatable)"},
-    {"repeats", true, false, "timed rounds, median reported (default 10)"},
-    {"json", true, false, "also write the results here"},
-    {"help", false, false, "this help"},
-};
-
-Options parse(int argc, char** argv) {
-  const am::Args args("autonomoe-comm-bench", kFlags, argc - 1, argv + 1);
-  if (args.has("help")) {
-    std::fputs(am::usage_of("autonomoe-comm-bench", "--config FILE [--set key=value]... [--repeats N] [--json FILE]", kFlags).c_str(), stdout);
-    std::exit(0);
-  }
-  Options o;
-  o.config = args.require("config");
-  o.sets = args.sets();
-  o.repeats = args.integer("repeats", o.repeats, 1);
-  o.json = args.get("json").value_or("");
-  return o;
-}
 
 template <typename F>
 double median_ms(am::Backend& be, am::Comm& comm, int repeats, F&& f) {
@@ -78,7 +50,7 @@ double median_ms(am::Backend& be, am::Comm& comm, int repeats, F&& f) {
 int main(int argc, char** argv) {
   am::init_distributed(&argc, &argv);
   return am::run_guarded([&] {
-    const Options o = parse(argc, argv);
+    const am::bench::ProbeOptions o = am::bench::parse_probe_options("autonomoe-comm-bench", 10, argc, argv);
     const am::Config cfg = am::load_config(o.config, o.sets);
     auto be = am::make_backend(cfg.run.backend, am::precision_from_name(cfg.run.precision), cfg.run.threads);
     std::unique_ptr<am::Comm> world = am::make_world_comm(cfg.dist.comm, be->name());

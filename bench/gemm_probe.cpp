@@ -13,10 +13,10 @@
 //   single: one GEMM of all A rows against one weight matrix -- the same FLOPs in one call, the
 //           best a grouped GEMM of these shapes could do.
 // single / loop near 1 means a grouped GEMM has nothing to win (docs/benchmarks.md).
-#include "cli/args.h"
 #include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"
+#include "probe_options.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -30,34 +30,6 @@
 #include <vector>
 
 namespace {
-
-struct Options {
-  std::string config, json;
-  std::vector<std::string> sets;
-  int repeats = 20;
-};
-
-const std::vector<am::FlagSpec> kFlags = {
-    {"config", true, false, "config file (required)"},
-    {"set", true, false, "key=value override (repeatable)"},
-    {"repeats", true, false, "timed rounds, median reported (default 20)"},
-    {"json", true, false, "also write the results here"},
-    {"help", false, false, "this help"},
-};
-
-Options parse(int argc, char** argv) {
-  const am::Args args("autonomoe-gemm-probe", kFlags, argc - 1, argv + 1);
-  if (args.has("help")) {
-    std::fputs(am::usage_of("autonomoe-gemm-probe", "--config FILE [--set key=value]... [--repeats N] [--json FILE]", kFlags).c_str(), stdout);
-    std::exit(0);
-  }
-  Options o;
-  o.config = args.require("config");
-  o.sets = args.sets();
-  o.repeats = args.integer("repeats", o.repeats, 1);
-  o.json = args.get("json").value_or("");
-  return o;
-}
 
 struct Matrix {
   std::string name;
@@ -125,7 +97,7 @@ class Probe {
 
 int main(int argc, char** argv) {
   return am::run_guarded([&] {
-    const Options o = parse(argc, argv);
+    const am::bench::ProbeOptions o = am::bench::parse_probe_options("autonomoe-gemm-probe", 20, argc, argv);
     const am::Config cfg = am::load_config(o.config, o.sets);
     const am::ModelConfig& m = cfg.model;
     if (m.moe.n_experts == 0) throw am::UserError(fmt::format("{} has no MoE layers", o.config), "pick an MoE config");
