@@ -6,6 +6,7 @@
 // size; the embedding gradient sorts tokens (stable radix sort) and sums each token's rows in
 // position order; RMSNorm's dw sums fixed row chunks, then the chunks in order (row_reduce.cuh).
 #include "check.cuh"
+#include "launch.cuh"
 #include "cpu/cpu_checks.h"
 #include "index_check.cuh"
 #include "ops.cuh"
@@ -26,8 +27,6 @@ using cpu::row_count;
 
 namespace {
 
-constexpr int kThreads = 256;
-unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
 // Threads of a block that walks the d columns of a row: a multiple of 32, at most 256.
 unsigned column_threads(int64_t d) { return static_cast<unsigned>(std::min<int64_t>((d + 31) / 32 * 32, 256)); }
 

@@ -1,13 +1,11 @@
 #include "check.cuh"
 #include "elementwise.cuh"
+#include "launch.cuh"
 
 #include <vector>
 
 namespace am::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
 
 __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
   for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {

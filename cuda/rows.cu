@@ -9,6 +9,7 @@
 // order (row_reduce.cuh); the entropy sum is per-block partials of a fixed grid summed on the host
 // in block order.
 #include "check.cuh"
+#include "launch.cuh"
 #include "cpu/cpu_checks.h"
 #include "index_check.cuh"
 #include "ops.cuh"
@@ -29,8 +30,6 @@ using cpu::row_count;
 
 namespace {
 
-constexpr int kThreads = 256;
-unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
 
 // ---- cross-entropy ----
 
