@@ -22,6 +22,15 @@ inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.f) {
   return v;
 }
 
+// n ids drawn uniformly from [lo, hi).
+inline std::vector<int32_t> random_ids(size_t n, int32_t lo, int32_t hi, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> d(lo, hi - 1);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
 // The two backends under comparison: CUDA fp32 and the CPU reference fp32 (one thread); with
 // bf16_matmul, both take bf16 matrix-product operands (the CPU emulating them exactly).
 struct Pair {

@@ -22,18 +22,6 @@
 using namespace am;
 using namespace am::test;
 
-namespace {
-
-std::vector<int32_t> random_ids(size_t n, int32_t lo, int32_t hi, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> d(lo, hi - 1);
-  std::vector<int32_t> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-}  // namespace
-
 TEST_CASE("cuda embedding forward and backward match the CPU, with repeated tokens", "[cuda]") {
   Pair p;
   struct Shape { int64_t N, V, d; };

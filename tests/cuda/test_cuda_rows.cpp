@@ -24,14 +24,6 @@ using namespace am::test;
 
 namespace {
 
-std::vector<int32_t> random_ids(size_t n, int32_t lo, int32_t hi, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> d(lo, hi - 1);
-  std::vector<int32_t> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 void require_close_f64(const std::vector<double>& a, const std::vector<double>& b, double rtol, double atol) {
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
