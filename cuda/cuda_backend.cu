@@ -85,17 +85,15 @@ class CudaBackend final : public Backend {
   }
   void refresh_weight_copy(Tensor master) override {
     if (!bf16_matmul_) return;
+    set_master(Tensor());
     if (!master.data) {
-      master_ = nullptr;
-      master_bytes_ = 0;
       weight_copy_ = Buffer();
       return;
     }
     const size_t bytes = sizeof(__nv_bfloat16) * static_cast<size_t>(master.numel());
     if (weight_copy_.bytes() < bytes) weight_copy_ = alloc(bytes);
-    master_ = static_cast<const char*>(master.data);
-    master_bytes_ = master.nbytes();
     cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(weight_copy_.get()), master.as<float>(), master.numel());
+    set_master(master);  // only once the copy is made
   }
   void add(Tensor out, Tensor a, Tensor b) override {
     AM_CHECK(out.numel() == a.numel() && a.numel() == b.numel(), "add sizes");
@@ -166,9 +164,8 @@ class CudaBackend final : public Backend {
   // A matmul operand in bf16: its place in the weight copy when it lies inside the registered
   // master weights, else a fresh cast into `tmp` (scratch from the caching allocator).
   const __nv_bfloat16* bf16_operand(const Tensor& t, Buffer& tmp) {
-    const char* p = static_cast<const char*>(t.data);
-    if (master_ && p >= master_ && p + t.nbytes() <= master_ + master_bytes_) {
-      return static_cast<const __nv_bfloat16*>(weight_copy_.get()) + (p - master_) / sizeof(float);
+    if (const int64_t at = master_offset(t); at >= 0) {
+      return static_cast<const __nv_bfloat16*>(weight_copy_.get()) + at;
     }
     tmp = alloc(sizeof(__nv_bfloat16) * static_cast<size_t>(t.numel()));
     cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(tmp.get()), t.as<float>(), t.numel());
@@ -185,9 +182,7 @@ class CudaBackend final : public Backend {
                           },
                           [](void* p) { cudaFree(p); }};
   Buffer scratch_;
-  const char* master_ = nullptr;  // the registered fp32 master weights (refresh_weight_copy)
-  size_t master_bytes_ = 0;
-  Buffer weight_copy_;  // their bf16 copy
+  Buffer weight_copy_;  // the bf16 copy of the master weights (refresh_weight_copy)
 };
 
 }  // namespace

@@ -242,8 +242,17 @@ class Backend {
   }
 
   bool bf16_matmul_ = false;
+  // The master weights of the last refresh_weight_copy (an empty Tensor: none), and where a matmul
+  // operand lies in them: its element offset, or -1 when it is not wholly inside.
+  void set_master(Tensor master) { master_ = master; }
+  int64_t master_offset(const Tensor& t) const {
+    const char *p = static_cast<const char*>(t.data), *m = static_cast<const char*>(master_.data);
+    if (!m || p < m || p + t.nbytes() > m + master_.nbytes()) return -1;
+    return static_cast<int64_t>((p - m) / dtype_size(master_.dtype));
+  }
 
  private:
+  Tensor master_;
   struct MemoryCounters {
     std::atomic<size_t> in_use{0}, peak{0};
   };

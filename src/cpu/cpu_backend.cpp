@@ -126,25 +126,20 @@ void round_to_bf16(float* out, const float* in, int64_t n) {
 
 void CpuBackend::refresh_weight_copy(Tensor master) {
   if (!bf16_matmul_) return;
+  set_master(Tensor());
   if (!master.data) {  // forget the copy (its model is gone)
-    master_ = nullptr;
-    master_bytes_ = 0;
     weight_copy_ = {};
     return;
   }
   check_dtype("refresh_weight_copy", "master", master, DType::F32);
   enter();
-  master_ = static_cast<const char*>(master.data);
-  master_bytes_ = master.nbytes();
   weight_copy_.resize(static_cast<size_t>(master.numel()));
   round_to_bf16(weight_copy_.data(), master.as<float>(), master.numel());
+  set_master(master);  // only once the copy holds its values
 }
 
 const float* CpuBackend::bf16_operand(const Tensor& t, std::vector<float>& scratch) const {
-  const char* p = static_cast<const char*>(t.data);
-  if (master_ && p >= master_ && p + t.nbytes() <= master_ + master_bytes_) {
-    return weight_copy_.data() + (p - master_) / sizeof(float);
-  }
+  if (const int64_t at = master_offset(t); at >= 0) return weight_copy_.data() + at;
   scratch.resize(static_cast<size_t>(t.numel()));
   round_to_bf16(scratch.data(), t.as<float>(), t.numel());
   return scratch.data();

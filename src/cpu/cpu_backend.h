@@ -118,8 +118,6 @@ class CpuBackend final : public Backend {
 
   DType dtype_;
   int threads_;
-  const char* master_ = nullptr;  // the registered fp32 master weights (refresh_weight_copy)
-  size_t master_bytes_ = 0;
   std::vector<float> weight_copy_, scratch_a_, scratch_b_;  // rounded values
 };
 
