@@ -44,11 +44,13 @@
 //    tensor cores: TF32 would not meet the 1e-4 parity with the CPU).
 #include "check.cuh"
 #include "cpu/cpu_checks.h"
+#include "launch.cuh"
 #include "ops.cuh"
 
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 namespace am::cuda {
 namespace {
@@ -161,7 +163,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     attn_fwd_kernel(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, Geo g) {
   constexpr int S = D + 4, PS = BC + 16, RI = BR / 16, CJ = BC / 16;
   using C = Cols<D>;
-  extern __shared__ float4 attn_smem[];
+  AM_DYNAMIC_SHARED(float4, attn_smem);
   float* Qs = reinterpret_cast<float*>(attn_smem);
   float* Ks = Qs + BR * S;
   float* Vs = kAliasKV ? Ks : Ks + BC * S;
@@ -308,7 +310,7 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
                          const float* __restrict__ lse, const float* __restrict__ delta, Geo g) {
   constexpr int S = D + 4, PS = BR + 16, RK = BC / 16, CQ = BR / 16;
   using C = Cols<D>;
-  extern __shared__ float4 attn_smem[];
+  AM_DYNAMIC_SHARED(float4, attn_smem);
   float* Ks = reinterpret_cast<float*>(attn_smem);
   float* Vs = Ks + BC * S;
   float* Qs = Vs + BC * S;
@@ -421,7 +423,7 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
                        const float* __restrict__ lse, const float* __restrict__ delta, Geo g) {
   constexpr int S = D + 4, PS = BC + 16, RI = BR / 16, CJ = BC / 16;
   using C = Cols<D>;
-  extern __shared__ float4 attn_smem[];
+  AM_DYNAMIC_SHARED(float4, attn_smem);
   float* Qs = reinterpret_cast<float*>(attn_smem);
   float* dOs = Qs + BR * S;
   float* Ks = dOs + BR * S;
@@ -548,6 +550,13 @@ void allow_smem(K kernel, size_t bytes) {
   AM_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
+// Launches Kernel on `grid` blocks of kThreads threads with `bytes` of dynamic shared memory (allowed first).
+template <auto Kernel, typename... Args>
+void launch_tiles(dim3 grid, size_t bytes, Args&&... args) {
+  allow_smem(Kernel, bytes);
+  launch<Kernel>(grid, kThreads, bytes, 0, std::forward<Args>(args)...);
+}
+
 void check_shape(const char* op, const AttnShape& s) {
   AM_CHECK(s.B >= 0 && s.T >= 0 && s.head_dim > 0 && s.n_heads > 0 && s.n_kv_heads > 0 &&
                s.n_heads % s.n_kv_heads == 0,
@@ -590,11 +599,9 @@ void attention_forward(Backend&, Tensor out, Tensor lse, Tensor qkv, const AttnS
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     using C = FwdCfg<D>;
-    auto kernel = attn_fwd_kernel<D, C::BR, C::BC, C::kAliasKV>;
-    allow_smem(kernel, C::smem);
     const dim3 grid(tiles(s.T, C::BR), unsigned(s.n_heads), unsigned(s.B));
-    kernel<<<grid, kThreads, C::smem>>>(out.as<float>(), lse.as<float>(), qkv.as<float>(), g);
-    AM_CUDA_LAUNCHED();
+    launch_tiles<attn_fwd_kernel<D, C::BR, C::BC, C::kAliasKV>>(grid, C::smem, out.as<float>(), lse.as<float>(),
+                                                                qkv.as<float>(), g);
   });
 }
 
@@ -614,25 +621,18 @@ void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tenso
   Buffer delta_buf = be.alloc(sizeof(float) * size_t(rows));
   float* delta = static_cast<float*>(delta_buf.get());
   const int delta_blocks = int(std::min<int64_t>((rows + 7) / 8, 65535));  // 8 warps per block
-  attn_delta_kernel<<<delta_blocks, 256>>>(delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H, g.hd);
-  AM_CUDA_LAUNCHED();
+  launch<attn_delta_kernel>(delta_blocks, 256, 0, 0, delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H, g.hd);
 
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     using C = BwdCfg<D>;
-    auto dkdv = attn_bwd_dkdv_kernel<D, C::BR, C::BC>;
-    allow_smem(dkdv, C::smem_dkdv);
     const dim3 grid_kv(tiles(s.T, C::BC), unsigned(s.n_kv_heads), unsigned(s.B));
-    dkdv<<<grid_kv, kThreads, C::smem_dkdv>>>(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(),
-                                              lse.as<float>(), delta, g);
-    AM_CUDA_LAUNCHED();
+    launch_tiles<attn_bwd_dkdv_kernel<D, C::BR, C::BC>>(grid_kv, C::smem_dkdv, dqkv.as<float>(), dout.as<float>(),
+                                                        qkv.as<float>(), lse.as<float>(), delta, g);
 
-    auto dq = attn_bwd_dq_kernel<D, C::BR, C::BC>;
-    allow_smem(dq, C::smem_dq);
     const dim3 grid_q(tiles(s.T, C::BR), unsigned(s.n_heads), unsigned(s.B));
-    dq<<<grid_q, kThreads, C::smem_dq>>>(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(), lse.as<float>(),
-                                         delta, g);
-    AM_CUDA_LAUNCHED();
+    launch_tiles<attn_bwd_dq_kernel<D, C::BR, C::BC>>(grid_q, C::smem_dq, dqkv.as<float>(), dout.as<float>(),
+                                                      qkv.as<float>(), lse.as<float>(), delta, g);
   });
 }
 

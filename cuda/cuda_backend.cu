@@ -8,6 +8,9 @@
 #include "ops.cuh"
 
 #include <cmath>
+#ifdef AM_CUDA_SIM
+#include "am_sim/sim.h"
+#endif
 
 namespace am {
 namespace {
@@ -43,7 +46,16 @@ class CudaBackend final : public Backend {
                                   bytes / 1073741824.0, free_b / 1073741824.0, total_b / 1073741824.0),
                       "lower train.micro_batch_size or data.seq_len, or use expert parallelism (dist.ep)");
     }
+#ifdef AM_CUDA_SIM
+    // The simulator checks bounds at the requested size and poisons the block on each reuse.
+    sim::note_handout(p, bytes);
+    return tracked(p, bytes, [this, bytes](void* q) {
+      sim::note_cached(q);
+      cache_.release(q, bytes);
+    });
+#else
     return tracked(p, bytes, [this, bytes](void* q) { cache_.release(q, bytes); });
+#endif
   }
   void upload(Tensor dst, const void* host) override {
     AM_CUDA(cudaMemcpy(dst.data, host, dst.nbytes(), cudaMemcpyHostToDevice));

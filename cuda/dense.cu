@@ -150,9 +150,8 @@ void rope_apply(const char* op, Tensor qkv, const AttnShape& s, double theta, do
   AM_CHECK(s.head_dim % 2 == 0, "RoPE needs an even head_dim, got {}", s.head_dim);
   const int64_t rows = s.B * s.T, half = s.head_dim / 2;
   if (rows * half == 0) return;
-  rope_kernel<<<blocks_for(rows * half), kThreads>>>(qkv.as<float>(), rows, s.T, s.head_dim,
-                                                     s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign);
-  AM_CUDA_LAUNCHED();
+  launch<rope_kernel>(blocks_for(rows * half), kThreads, 0, 0, qkv.as<float>(), rows, s.T, s.head_dim,
+                      s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign);
 }
 
 // ---- SiLU / SwiGLU (float, like the CPU) ----
@@ -194,9 +193,8 @@ void embedding_forward(Backend& be, Tensor out, Tensor tokens, Tensor table) {
   check_matrix("embedding_forward", "out", out, DType::F32, N, d);
   check_tokens(be, tokens.as<int32_t>(), N, V);
   if (N == 0 || d == 0) return;
-  embedding_forward_kernel<<<row_grid(N), column_threads(d)>>>(out.as<float>(), tokens.as<int32_t>(),
-                                                              table.as<float>(), N, d);
-  AM_CUDA_LAUNCHED();
+  launch<embedding_forward_kernel>(row_grid(N), column_threads(d), 0, 0, out.as<float>(), tokens.as<int32_t>(),
+                                   table.as<float>(), N, d);
 }
 
 void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) {
@@ -218,15 +216,13 @@ void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) 
   auto* sorted = static_cast<uint32_t*>(keys_out.get());
   auto* p_in = static_cast<int32_t*>(pos_in.get());
   auto* p_out = static_cast<int32_t*>(pos_out.get());
-  iota_kernel<<<blocks_for(N), kThreads>>>(p_in, N);
-  AM_CUDA_LAUNCHED();
+  launch<iota_kernel>(blocks_for(N), kThreads, 0, 0, p_in, N);
   size_t temp_bytes = 0;
   AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
   Buffer temp = be.alloc(temp_bytes);
   AM_CUDA(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
-  embedding_backward_kernel<<<row_grid(N), column_threads(d)>>>(dtable.as<float>(), sorted, p_out,
-                                                               dout.as<float>(), N, d);
-  AM_CUDA_LAUNCHED();
+  launch<embedding_backward_kernel>(row_grid(N), column_threads(d), 0, 0, dtable.as<float>(), sorted, p_out,
+                                    dout.as<float>(), N, d);
 }
 
 // ---- RMSNorm ----
@@ -240,9 +236,8 @@ void rmsnorm_forward(Backend&, Tensor out, Tensor rstd, Tensor x, Tensor w, doub
   if (N == 0) return;
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    rmsnorm_forward_kernel<B><<<row_grid(N), B>>>(out.as<float>(), rstd.as<float>(), x.as<float>(),
-                                                   w.as<float>(), N, d, eps);
-    AM_CUDA_LAUNCHED();
+    launch<rmsnorm_forward_kernel<B>>(row_grid(N), B, 0, 0, out.as<float>(), rstd.as<float>(), x.as<float>(),
+                                      w.as<float>(), N, d, eps);
   });
 }
 
@@ -257,9 +252,8 @@ void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, 
   if (N == 0) return;
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    rmsnorm_backward_dx_kernel<B><<<row_grid(N), B>>>(dx.as<float>(), dout.as<float>(), x.as<float>(),
-                                                       w.as<float>(), rstd.as<float>(), N, d);
-    AM_CUDA_LAUNCHED();
+    launch<rmsnorm_backward_dx_kernel<B>>(row_grid(N), B, 0, 0, dx.as<float>(), dout.as<float>(), x.as<float>(),
+                                          w.as<float>(), rstd.as<float>(), N, d);
   });
   column_reduce(be, N, d, RmsnormDwTerm{dout.as<float>(), x.as<float>(), rstd.as<float>(), d},
                 AccumulateF32{dw.as<float>()});
@@ -282,8 +276,7 @@ void silu_forward(Backend&, Tensor y, Tensor x) {
   check_matrix("silu_forward", "x", x, DType::F32, M, f);
   check_matrix("silu_forward", "y", y, DType::F32, M, f);
   if (M * f == 0) return;
-  silu_forward_kernel<<<blocks_for(M * f), kThreads>>>(y.as<float>(), x.as<float>(), M * f);
-  AM_CUDA_LAUNCHED();
+  launch<silu_forward_kernel>(blocks_for(M * f), kThreads, 0, 0, y.as<float>(), x.as<float>(), M * f);
 }
 
 void silu_backward(Backend&, Tensor dx, Tensor dy, Tensor x) {
@@ -292,8 +285,7 @@ void silu_backward(Backend&, Tensor dx, Tensor dy, Tensor x) {
   check_matrix("silu_backward", "dy", dy, DType::F32, M, f);
   check_matrix("silu_backward", "dx", dx, DType::F32, M, f);
   if (M * f == 0) return;
-  silu_backward_kernel<<<blocks_for(M * f), kThreads>>>(dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
-  AM_CUDA_LAUNCHED();
+  launch<silu_backward_kernel>(blocks_for(M * f), kThreads, 0, 0, dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
 }
 
 void swiglu_forward(Backend&, Tensor h, Tensor g, Tensor u) {
@@ -302,8 +294,7 @@ void swiglu_forward(Backend&, Tensor h, Tensor g, Tensor u) {
   check_matrix("swiglu_forward", "g", g, DType::F32, M, f);
   check_matrix("swiglu_forward", "u", u, DType::F32, M, f);
   if (M * f == 0) return;
-  swiglu_forward_kernel<<<blocks_for(M * f), kThreads>>>(h.as<float>(), g.as<float>(), u.as<float>(), M * f);
-  AM_CUDA_LAUNCHED();
+  launch<swiglu_forward_kernel>(blocks_for(M * f), kThreads, 0, 0, h.as<float>(), g.as<float>(), u.as<float>(), M * f);
 }
 
 void swiglu_backward(Backend&, Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) {
@@ -314,9 +305,8 @@ void swiglu_backward(Backend&, Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor
   check_matrix("swiglu_backward", "dg", dg, DType::F32, M, f);
   check_matrix("swiglu_backward", "du", du, DType::F32, M, f);
   if (M * f == 0) return;
-  swiglu_backward_kernel<<<blocks_for(M * f), kThreads>>>(dg.as<float>(), du.as<float>(), dh.as<float>(),
-                                                          g.as<float>(), u.as<float>(), M * f);
-  AM_CUDA_LAUNCHED();
+  launch<swiglu_backward_kernel>(blocks_for(M * f), kThreads, 0, 0, dg.as<float>(), du.as<float>(), dh.as<float>(),
+                                 g.as<float>(), u.as<float>(), M * f);
 }
 
 }  // namespace am::cuda

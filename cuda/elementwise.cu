@@ -28,7 +28,7 @@ __global__ void scale_kernel(float* x, float s, int64_t n) {
 // Each block reduces a fixed strided subset in a fixed order; block results are summed on the host
 // in block order, so the result does not depend on scheduling.
 __global__ void sum_squares_kernel(const float* x, int64_t n, double* partial) {
-  __shared__ double s[kThreads];
+  AM_SHARED(double, s, [kThreads]);
   double acc = 0;
   for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     acc += double(x[i]) * double(x[i]);
@@ -66,25 +66,21 @@ __global__ void cast_bf16_kernel(__nv_bfloat16* out, const float* x, int64_t n) 
 
 void add_f32(float* out, const float* a, const float* b, int64_t n) {
   if (n == 0) return;
-  add_kernel<<<blocks_for(n), kThreads>>>(out, a, b, n);
-  AM_CUDA_LAUNCHED();
+  launch<add_kernel>(blocks_for(n), kThreads, 0, 0, out, a, b, n);
 }
 
 void axpy_f32(float* y, const float* x, float alpha, int64_t n) {
   if (n == 0) return;
-  axpy_kernel<<<blocks_for(n), kThreads>>>(y, x, alpha, n);
-  AM_CUDA_LAUNCHED();
+  launch<axpy_kernel>(blocks_for(n), kThreads, 0, 0, y, x, alpha, n);
 }
 
 void scale_f32(float* x, float s, int64_t n) {
   if (n == 0) return;
-  scale_kernel<<<blocks_for(n), kThreads>>>(x, s, n);
-  AM_CUDA_LAUNCHED();
+  launch<scale_kernel>(blocks_for(n), kThreads, 0, 0, x, s, n);
 }
 
 double sum_squares_f32(const float* x, int64_t n, double* scratch) {
-  sum_squares_kernel<<<kSumSquaresBlocks, kThreads>>>(x, n, scratch);
-  AM_CUDA_LAUNCHED();
+  launch<sum_squares_kernel>(kSumSquaresBlocks, kThreads, 0, 0, x, n, scratch);
   std::vector<double> partial(kSumSquaresBlocks);
   AM_CUDA(cudaMemcpy(partial.data(), scratch, sizeof(double) * kSumSquaresBlocks, cudaMemcpyDeviceToHost));
   double total = 0;
@@ -95,15 +91,13 @@ double sum_squares_f32(const float* x, int64_t n, double* scratch) {
 void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2) {
   if (n == 0) return;
-  adamw_kernel<<<blocks_for(n), kThreads>>>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay,
-                                           grad_scale, bc1, bc2);
-  AM_CUDA_LAUNCHED();
+  launch<adamw_kernel>(blocks_for(n), kThreads, 0, 0, p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
+                       bc1, bc2);
 }
 
 void cast_f32_to_bf16(__nv_bfloat16* out, const float* x, int64_t n) {
   if (n == 0) return;
-  cast_bf16_kernel<<<blocks_for(n), kThreads>>>(out, x, n);
-  AM_CUDA_LAUNCHED();
+  launch<cast_bf16_kernel>(blocks_for(n), kThreads, 0, 0, out, x, n);
 }
 
 }  // namespace am::cuda

@@ -6,6 +6,7 @@
 
 #include "check.cuh"
 #include "core/backend.h"
+#include "launch.cuh"
 
 #include <algorithm>
 #include <cstdint>
@@ -37,8 +38,7 @@ BadId first_id_outside(Backend& be, const int32_t* ids, int64_t n, int64_t lo, i
   AM_CUDA(cudaMemcpy(flag.get(), &first, sizeof(first), cudaMemcpyHostToDevice));
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 4096));
-  first_id_outside_kernel<<<blocks, threads>>>(ids, n, lo, hi, static_cast<unsigned long long*>(flag.get()));
-  AM_CUDA_LAUNCHED();
+  launch<first_id_outside_kernel>(blocks, threads, 0, 0, ids, n, lo, hi, static_cast<unsigned long long*>(flag.get()));
   AM_CUDA(cudaMemcpy(&first, flag.get(), sizeof(first), cudaMemcpyDeviceToHost));
   if (first == std::numeric_limits<unsigned long long>::max()) return bad;
   bad.index = static_cast<int64_t>(first);

@@ -1,11 +1,47 @@
-// Launch geometry of the element-wise and row kernels (elementwise.cu, dense.cu, rows.cu):
-// 256-thread blocks, grids capped at 65535 blocks (their grid-stride loops cover the rest).
+// How a kernel is launched and how it declares shared memory: one idiom that both builds of
+// cuda/*.cu understand, nvcc for the GPU and g++ for the simulator (cuda/sim/, docs/simulator.md).
+//
+//   launch<kernel>(grid, block, smem_bytes, stream, args...);   // not kernel<<<...>>>(args...)
+//   AM_SHARED(float, tile, [64][65]);                          // not __shared__ float tile[64][65];
+//   AM_SHARED(typename Reduce::TempStorage, tmp, );            // a scalar: empty dimensions
+//   AM_DYNAMIC_SHARED(float4, smem);                           // not extern __shared__ float4 smem[];
+//
+// launch() also checks the launch (cudaGetLastError), so no call site can forget to. In the
+// simulator build `__shared__`, `<<<...>>>` and `extern __shared__` do not compile.
+//
+// Also here: the launch geometry of the element-wise and row kernels (elementwise.cu, dense.cu,
+// rows.cu): 256-thread blocks, grids capped at 65535 blocks (their grid-stride loops cover the rest).
 #pragma once
+
+#include "check.cuh"
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
+
+#ifdef AM_CUDA_SIM
+#include "am_sim/launch.h"
+#define AM_SHARED(T, name, dims)         \
+  static char am_shared_site_##name = 0; \
+  auto& name = ::am::sim::block_shared<T dims>(&am_shared_site_##name)
+#define AM_DYNAMIC_SHARED(T, name) T* name = ::am::sim::dynamic_shared<T>()
+#else
+#define AM_SHARED(T, name, dims) __shared__ T name dims
+#define AM_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 
 namespace am::cuda {
+
+// kernel<<<grid, block, smem, stream>>>(args...), then the launch error check.
+template <auto Kernel, typename... Args>
+void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+#ifdef AM_CUDA_SIM
+  ::am::sim::launch<Kernel>(grid, block, smem, stream, std::forward<Args>(args)...);
+#else
+  Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+#endif
+  AM_CUDA_LAUNCHED();
+}
 
 inline constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n) {

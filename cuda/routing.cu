@@ -20,6 +20,7 @@
 // there, scatters skip them; route_build checks its ids, as it returns to the host anyway.
 #include "check.cuh"
 #include "cpu/cpu_checks.h"
+#include "launch.cuh"
 #include "moe_common.cuh"
 #include "ops.cuh"
 
@@ -315,14 +316,12 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
 
   Scratch<uint32_t> keys(be, slots), sorted_keys(be, slots);
   Scratch<int32_t> vals(be, slots), sorted_vals(be, slots);
-  route_keys_kernel<<<grid_for(slots), kThreads>>>(keys.ptr, vals.ptr, slot_expert.as<int32_t>(), slots,
-                                                   n_experts);
-  AM_CUDA_LAUNCHED();
+  launch<route_keys_kernel>(grid_for(slots), moe::kThreads, 0, 0, keys.ptr, vals.ptr, slot_expert.as<int32_t>(), slots,
+                            n_experts);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, slots, bits_for(uint64_t(n_experts) + 1));
   Scratch<int64_t> found(be, n_experts + 3);
-  route_offsets_kernel<<<grid_for(n_experts + 2), kThreads>>>(found.ptr, sorted_keys.ptr, sorted_vals.ptr, slots,
-                                                              n_experts);
-  AM_CUDA_LAUNCHED();
+  launch<route_offsets_kernel>(grid_for(n_experts + 2), moe::kThreads, 0, 0, found.ptr, sorted_keys.ptr,
+                               sorted_vals.ptr, slots, n_experts);
   std::vector<int64_t> host(static_cast<size_t>(n_experts) + 3);
   AM_CUDA(cudaMemcpy(host.data(), found.ptr, sizeof(int64_t) * host.size(), cudaMemcpyDeviceToHost));
   const int64_t bad = host[static_cast<size_t>(n_experts) + 2];
@@ -338,8 +337,7 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
   AM_CUDA(cudaMemset(slot_assign.data, 0xff, slot_assign.nbytes()));  // -1: empty
   if (A == 0) return 0;
   AM_CUDA(cudaMemcpy(assign_slot.data, sorted_vals.ptr, sizeof(int32_t) * A, cudaMemcpyDeviceToDevice));
-  route_invert_kernel<<<grid_for(A), kThreads>>>(slot_assign.as<int32_t>(), sorted_vals.ptr, A);
-  AM_CUDA_LAUNCHED();
+  launch<route_invert_kernel>(grid_for(A), moe::kThreads, 0, 0, slot_assign.as<int32_t>(), sorted_vals.ptr, A);
   return A;
 }
 
@@ -352,9 +350,8 @@ void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax
            "gather_rows: assign_slot {} holds fewer than A = {} entries, or kmax = {} < 1", assign_slot.shape_str(),
            A, kmax);
   if (A * d == 0) return;
-  gather_rows_kernel<<<grid_for(A * d), kThreads>>>(out.as<float>(), x.as<float>(), assign_slot.as<int32_t>(), A,
-                                                    d, kmax, N * kmax);
-  AM_CUDA_LAUNCHED();
+  launch<gather_rows_kernel>(grid_for(A * d), moe::kThreads, 0, 0, out.as<float>(), x.as<float>(),
+                             assign_slot.as<int32_t>(), A, d, kmax, N * kmax);
 }
 
 void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
@@ -364,9 +361,8 @@ void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor 
   check_matrix("combine", "slot_gate", slot_gate, DType::F32, N, kmax);
   check_dtype("combine", "y", y, DType::F32);
   if (N * d == 0) return;
-  combine_kernel<<<grid_for(N * d), kThreads>>>(y.as<float>(), expert_out.as<float>(), slot_gate.as<float>(),
-                                                slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
-  AM_CUDA_LAUNCHED();
+  launch<combine_kernel>(grid_for(N * d), moe::kThreads, 0, 0, y.as<float>(), expert_out.as<float>(),
+                         slot_gate.as<float>(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
 }
 
 void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
@@ -380,10 +376,9 @@ void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor
   check_matrix("combine_backward", "dslot_gate", dslot_gate, DType::F32, N, kmax);
   const int64_t slots = N * kmax;
   if (slots == 0) return;
-  combine_backward_kernel<<<grid_for_warps(slots), kThreads>>>(
-      dexpert_out.as<float>(), dslot_gate.as<float>(), dy.as<float>(), expert_out.as<float>(),
-      slot_gate.as<float>(), slot_assign.as<int32_t>(), slots, static_cast<int>(kmax), A, d);
-  AM_CUDA_LAUNCHED();
+  launch<combine_backward_kernel>(grid_for_warps(slots), moe::kThreads, 0, 0, dexpert_out.as<float>(),
+                                  dslot_gate.as<float>(), dy.as<float>(), expert_out.as<float>(), slot_gate.as<float>(),
+                                  slot_assign.as<int32_t>(), slots, static_cast<int>(kmax), A, d);
 }
 
 void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
@@ -392,9 +387,8 @@ void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
   check_matrix("scatter_rows_add", "slot_assign", slot_assign, DType::I32, N, kmax);
   check_dtype("scatter_rows_add", "dx", dx, DType::F32);
   if (N * d == 0) return;
-  scatter_rows_kernel<<<grid_for(N * d), kThreads>>>(dx.as<float>(), src.as<float>(), slot_assign.as<int32_t>(), N,
-                                                     d, static_cast<int>(kmax), A);
-  AM_CUDA_LAUNCHED();
+  launch<scatter_rows_kernel>(grid_for(N * d), moe::kThreads, 0, 0, dx.as<float>(), src.as<float>(),
+                              slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
 }
 
 // ---- activation norms ----
@@ -405,9 +399,8 @@ void block_norms(Backend& be, Tensor s, Tensor c, int n_blocks, NormKind kind) {
   check_matrix("block_norms", "s", s, DType::F32, N, S);
   AM_CHECK(S >= n_blocks, "block_norms: s {} has fewer than {} columns", s.shape_str(), n_blocks);
   if (N == 0) return;
-  block_norms_kernel<<<grid_for_warps(N * n_blocks), kThreads>>>(s.as<float>(), S, c.as<float>(), N, n_blocks, dl,
-                                                                 kind);
-  AM_CUDA_LAUNCHED();
+  launch<block_norms_kernel>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, s.as<float>(), S, c.as<float>(), N,
+                             n_blocks, dl, kind);
 }
 
 void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) {
@@ -418,19 +411,16 @@ void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s,
   check_matrix("block_norms_backward", "ds", ds, DType::F32, N, S);
   AM_CHECK(S >= n_blocks, "block_norms_backward: s {} has fewer than {} columns", s.shape_str(), n_blocks);
   if (N == 0 || dl == 0) return;
-  block_norms_backward_kernel<<<grid_for_warps(N * n_blocks), kThreads>>>(
-      dc.as<float>(), ds.as<float>(), c.as<float>(), s.as<float>(), S, N, n_blocks, dl, kind);
-  AM_CUDA_LAUNCHED();
+  launch<block_norms_backward_kernel>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, dc.as<float>(), ds.as<float>(),
+                                      c.as<float>(), s.as<float>(), S, N, n_blocks, dl, kind);
 }
 
 void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) {
   const BlockGeometry g = block_geometry("gather_blocks", out, c, assign_slot, slot_expert);
   if (g.A == 0) return;
-  gather_blocks_kernel<<<grid_for(g.A * g.dl), kThreads>>>(out.as<float>(), c.as<float>(),
-                                                           assign_slot.as<int32_t>(), slot_expert.as<int32_t>(),
-                                                           g.A, g.N * g.kmax, static_cast<int>(g.kmax),
-                                                           static_cast<int>(g.n), g.dl);
-  AM_CUDA_LAUNCHED();
+  launch<gather_blocks_kernel>(grid_for(g.A * g.dl), moe::kThreads, 0, 0, out.as<float>(), c.as<float>(),
+                               assign_slot.as<int32_t>(), slot_expert.as<int32_t>(), g.A, g.N * g.kmax,
+                               static_cast<int>(g.kmax), static_cast<int>(g.n), g.dl);
 }
 
 void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) {
@@ -441,14 +431,12 @@ void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, 
   const uint32_t n_blocks = static_cast<uint32_t>(g.N * g.n);
   Scratch<uint32_t> keys(be, g.A), sorted_keys(be, g.A);
   Scratch<int32_t> vals(be, g.A), sorted_vals(be, g.A);
-  block_keys_kernel<<<grid_for(g.A), kThreads>>>(keys.ptr, vals.ptr, assign_slot.as<int32_t>(),
-                                                 slot_expert.as<int32_t>(), g.A, g.N * g.kmax,
-                                                 static_cast<int>(g.kmax), static_cast<int>(g.n), n_blocks);
-  AM_CUDA_LAUNCHED();
+  launch<block_keys_kernel>(grid_for(g.A), moe::kThreads, 0, 0, keys.ptr, vals.ptr, assign_slot.as<int32_t>(),
+                            slot_expert.as<int32_t>(), g.A, g.N * g.kmax, static_cast<int>(g.kmax),
+                            static_cast<int>(g.n), n_blocks);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, g.A, bits_for(n_blocks));
-  scatter_blocks_kernel<<<grid_for_warps(g.A), kThreads>>>(dc.as<float>(), src.as<float>(), sorted_keys.ptr,
-                                                           sorted_vals.ptr, g.A, g.dl, n_blocks);
-  AM_CUDA_LAUNCHED();
+  launch<scatter_blocks_kernel>(grid_for_warps(g.A), moe::kThreads, 0, 0, dc.as<float>(), src.as<float>(),
+                                sorted_keys.ptr, sorted_vals.ptr, g.A, g.dl, n_blocks);
 }
 
 }  // namespace am::cuda

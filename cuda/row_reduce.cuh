@@ -9,6 +9,7 @@
 
 #include "check.cuh"
 #include "core/backend.h"
+#include "launch.cuh"
 
 #include <cub/block/block_reduce.cuh>
 
@@ -37,8 +38,8 @@ struct MaxOp {
 template <int kBlock, typename T, typename Op>
 __device__ __forceinline__ T block_allreduce(T v, Op op) {
   using Reduce = cub::BlockReduce<T, kBlock>;
-  __shared__ typename Reduce::TempStorage tmp;
-  __shared__ T result;
+  AM_SHARED(typename Reduce::TempStorage, tmp, );
+  AM_SHARED(T, result, );
   const T r = Reduce(tmp).Reduce(v, op);  // valid in thread 0
   if (threadIdx.x == 0) result = r;
   __syncthreads();
@@ -107,11 +108,9 @@ void column_reduce(Backend& be, int64_t N, int64_t n, Term term, Out out) {
   const unsigned col_blocks = static_cast<unsigned>((n + kColumnThreads - 1) / kColumnThreads);
   if (chunks > 0) {
     const dim3 grid(col_blocks, static_cast<unsigned>(std::min<int64_t>(chunks, 65535)));
-    detail::column_chunks_kernel<<<grid, kColumnThreads>>>(part, N, n, chunks, term);
-    AM_CUDA_LAUNCHED();
+    launch<detail::column_chunks_kernel<Term>>(grid, kColumnThreads, 0, 0, part, N, n, chunks, term);
   }
-  detail::column_total_kernel<<<std::min(col_blocks, 65535u), kColumnThreads>>>(part, n, chunks, out);
-  AM_CUDA_LAUNCHED();
+  launch<detail::column_total_kernel<Out>>(std::min(col_blocks, 65535u), kColumnThreads, 0, 0, part, n, chunks, out);
 }
 
 }  // namespace am::cuda

@@ -81,9 +81,8 @@ void cross_entropy(Backend& be, const char* op, Tensor losses, Tensor logits, Te
   if (N == 0) return;
   with_row_block(V, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    cross_entropy_kernel<B, kBackward><<<row_grid(N), B>>>(losses.as<float>(), logits.as<float>(),
-                                                            targets.as<int32_t>(), N, V, grad_scale);
-    AM_CUDA_LAUNCHED();
+    launch<cross_entropy_kernel<B, kBackward>>(row_grid(N), B, 0, 0, losses.as<float>(), logits.as<float>(),
+                                               targets.as<int32_t>(), N, V, grad_scale);
   });
 }
 
@@ -221,8 +220,7 @@ void softmax_rows(Backend&, Tensor p, Tensor z) {
   if (N == 0 || n == 0) return;
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    softmax_rows_kernel<B><<<row_grid(N), B>>>(p.as<float>(), z.as<float>(), N, n);
-    AM_CUDA_LAUNCHED();
+    launch<softmax_rows_kernel<B>>(row_grid(N), B, 0, 0, p.as<float>(), z.as<float>(), N, n);
   });
 }
 
@@ -234,8 +232,7 @@ void softmax_rows_backward(Backend&, Tensor dz, Tensor dp, Tensor p) {
   if (N == 0 || n == 0) return;
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    softmax_rows_backward_kernel<B><<<row_grid(N), B>>>(dz.as<float>(), dp.as<float>(), p.as<float>(), N, n);
-    AM_CUDA_LAUNCHED();
+    launch<softmax_rows_backward_kernel<B>>(row_grid(N), B, 0, 0, dz.as<float>(), dp.as<float>(), p.as<float>(), N, n);
   });
 }
 
@@ -245,14 +242,12 @@ void logsumexp_rows(Backend&, Tensor out, Tensor z) {
   check_numel("logsumexp_rows", "out", out, DType::F32, N);
   if (N == 0) return;
   if (n == 0) {  // an empty row: log(0) (unreachable while row_count of an (N, 0) matrix is 0)
-    fill_kernel<<<blocks_for(N), kThreads>>>(out.as<float>(), -INFINITY, N);
-    AM_CUDA_LAUNCHED();
+    launch<fill_kernel>(blocks_for(N), kThreads, 0, 0, out.as<float>(), -INFINITY, N);
     return;
   }
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    logsumexp_rows_kernel<B><<<row_grid(N), B>>>(out.as<float>(), z.as<float>(), N, n);
-    AM_CUDA_LAUNCHED();
+    launch<logsumexp_rows_kernel<B>>(row_grid(N), B, 0, 0, out.as<float>(), z.as<float>(), N, n);
   });
 }
 
@@ -262,8 +257,7 @@ void axpy_rows(Backend&, Tensor y, Tensor x, Tensor s, double alpha) {
   check_matrix("axpy_rows", "x", x, DType::F32, N, n);
   check_numel("axpy_rows", "s", s, DType::F32, N);
   if (N * n == 0) return;
-  axpy_rows_kernel<<<blocks_for(N * n), kThreads>>>(y.as<float>(), x.as<float>(), s.as<float>(), alpha, N, n);
-  AM_CUDA_LAUNCHED();
+  launch<axpy_rows_kernel>(blocks_for(N * n), kThreads, 0, 0, y.as<float>(), x.as<float>(), s.as<float>(), alpha, N, n);
 }
 
 std::vector<double> column_sums(Backend& be, Tensor x) {
@@ -283,8 +277,8 @@ void add_to_rows(Backend& be, Tensor x, const std::vector<double>& v) {
   if (N * n == 0) return;
   Buffer dv = be.alloc(sizeof(double) * v.size());
   AM_CUDA(cudaMemcpy(dv.get(), v.data(), sizeof(double) * v.size(), cudaMemcpyHostToDevice));
-  add_to_rows_kernel<<<blocks_for(N * n), kThreads>>>(x.as<float>(), static_cast<const double*>(dv.get()), N, n);
-  AM_CUDA_LAUNCHED();
+  launch<add_to_rows_kernel>(blocks_for(N * n), kThreads, 0, 0, x.as<float>(), static_cast<const double*>(dv.get()),
+                             N, n);
 }
 
 // ---- entropy ----
@@ -294,8 +288,7 @@ double entropy_sum(Backend& be, Tensor p) {
   const int64_t n = p.numel();
   if (n == 0) return 0.0;
   Buffer scratch = be.alloc(sizeof(double) * kEntropyBlocks);
-  entropy_partial_kernel<<<kEntropyBlocks, kThreads>>>(p.as<float>(), n, static_cast<double*>(scratch.get()));
-  AM_CUDA_LAUNCHED();
+  launch<entropy_partial_kernel>(kEntropyBlocks, kThreads, 0, 0, p.as<float>(), n, static_cast<double*>(scratch.get()));
   std::vector<double> partial(kEntropyBlocks);
   AM_CUDA(cudaMemcpy(partial.data(), scratch.get(), sizeof(double) * kEntropyBlocks, cudaMemcpyDeviceToHost));
   double total = 0;
@@ -308,8 +301,7 @@ void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
   check_numel("entropy_backward", "dp", dp, DType::F32, p.numel());
   const int64_t n = p.numel();
   if (n == 0) return;
-  entropy_backward_kernel<<<blocks_for(n), kThreads>>>(dp.as<float>(), p.as<float>(), n, scale);
-  AM_CUDA_LAUNCHED();
+  launch<entropy_backward_kernel>(blocks_for(n), kThreads, 0, 0, dp.as<float>(), p.as<float>(), n, scale);
 }
 
 // ---- column writers ----
@@ -321,8 +313,7 @@ void broadcast_columns(Backend&, Tensor x, Tensor v, int64_t col) {
   AM_CHECK(col >= 0 && col + m <= C, "broadcast_columns: columns [{}, {}) outside x {}", col, col + m,
            x.shape_str());
   if (N * m == 0) return;
-  broadcast_columns_kernel<<<blocks_for(N * m), kThreads>>>(x.as<float>(), v.as<float>(), N, C, m, col);
-  AM_CUDA_LAUNCHED();
+  launch<broadcast_columns_kernel>(blocks_for(N * m), kThreads, 0, 0, x.as<float>(), v.as<float>(), N, C, m, col);
 }
 
 void copy_columns(Backend&, Tensor dst, Tensor src, int64_t col) {
@@ -331,8 +322,7 @@ void copy_columns(Backend&, Tensor dst, Tensor src, int64_t col) {
   check_matrix("copy_columns", "src", src, DType::F32, N, w);
   AM_CHECK(col >= 0 && col + w <= C, "copy_columns: columns [{}, {}) outside dst {}", col, col + w, dst.shape_str());
   if (N * w == 0) return;
-  copy_columns_kernel<<<blocks_for(N * w), kThreads>>>(dst.as<float>(), src.as<float>(), N, C, w, col);
-  AM_CUDA_LAUNCHED();
+  launch<copy_columns_kernel>(blocks_for(N * w), kThreads, 0, 0, dst.as<float>(), src.as<float>(), N, C, w, col);
 }
 
 }  // namespace am::cuda

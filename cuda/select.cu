@@ -19,6 +19,7 @@
 // host anyway; capacity_route passes ids < -1 through, for route_build's check to catch).
 #include "check.cuh"
 #include "cpu/cpu_checks.h"
+#include "launch.cuh"
 #include "moe_common.cuh"
 #include "ops.cuh"
 
@@ -245,7 +246,7 @@ __global__ void capacity_drop_kernel(int32_t* routed, const uint64_t* sorted_key
 // histograms when `shared` (n_total small enough), else global atomics.
 __global__ void slot_stats_kernel(unsigned long long* counts, const int32_t* slot_expert, int64_t N, int kmax,
                                   int n_total, int n_true, bool shared) {
-  extern __shared__ unsigned int hist[];
+  AM_DYNAMIC_SHARED(unsigned int, hist);
   if (shared) {
     for (int i = threadIdx.x; i < n_total; i += blockDim.x) hist[i] = 0;
     __syncthreads();
@@ -296,10 +297,8 @@ void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_
   AM_CHECK(k >= 1 && k <= n_total, "top-k with k = {} of {} experts", k, n_total);
   AM_CHECK(n_true >= 1 && n_true <= n_total, "top-k with {} true experts of {}", n_true, n_total);
   if (N == 0) return;
-  topk_kernel<<<grid_for_warps(N), kThreads>>>(slot_expert.as<int32_t>(), slot_gate.as<float>(),
-                                               rank_scores.as<float>(), gate_scores.as<float>(), N,
-                                               static_cast<int>(n_total), k, n_true);
-  AM_CUDA_LAUNCHED();
+  launch<topk_kernel>(grid_for_warps(N), moe::kThreads, 0, 0, slot_expert.as<int32_t>(), slot_gate.as<float>(),
+                      rank_scores.as<float>(), gate_scores.as<float>(), N, static_cast<int>(n_total), k, n_true);
 }
 
 void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
@@ -311,10 +310,9 @@ void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, T
   check_matrix("topk_select_backward", "slot_expert", slot_expert, DType::I32, N, k);
   AM_CHECK(n_true >= 1 && n_true <= n_total, "topk_select_backward: {} true experts of {}", n_true, n_total);
   if (N == 0 || k == 0) return;
-  topk_backward_kernel<<<grid_for(N), kThreads>>>(dgate_scores.as<float>(), dslot_gate.as<float>(),
-                                                  slot_expert.as<int32_t>(), slot_gate.as<float>(), N,
-                                                  static_cast<int>(n_total), static_cast<int>(k), n_true);
-  AM_CUDA_LAUNCHED();
+  launch<topk_backward_kernel>(grid_for(N), moe::kThreads, 0, 0, dgate_scores.as<float>(), dslot_gate.as<float>(),
+                               slot_expert.as<int32_t>(), slot_gate.as<float>(), N, static_cast<int>(n_total),
+                               static_cast<int>(k), n_true);
 }
 
 // ---- top-p and expert choice ----
@@ -327,10 +325,8 @@ void topp_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs
   AM_CHECK(p > 0 && p <= 1, "top-p with p = {}, expected 0 < p <= 1", p);
   AM_CHECK(kmax >= 1 && n >= 1, "top-p with kmax = {} slots over {} experts", kmax, n);
   if (N == 0) return;
-  topp_kernel<<<grid_for_warps(N), kThreads>>>(slot_expert.as<int32_t>(), slot_gate.as<float>(),
-                                               probs.as<float>(), N, static_cast<int>(n),
-                                               static_cast<int>(kmax), p, renormalize);
-  AM_CUDA_LAUNCHED();
+  launch<topp_kernel>(grid_for_warps(N), moe::kThreads, 0, 0, slot_expert.as<int32_t>(), slot_gate.as<float>(),
+                      probs.as<float>(), N, static_cast<int>(n), static_cast<int>(kmax), p, renormalize);
 }
 
 void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
@@ -342,11 +338,9 @@ void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor 
   check_matrix("topp_select_backward", "slot_gate", slot_gate, DType::F32, N, kmax);
   check_matrix("topp_select_backward", "dslot_gate", dslot_gate, DType::F32, N, kmax);
   if (N == 0 || kmax == 0) return;
-  topp_backward_kernel<<<grid_for(N), kThreads>>>(dprobs.as<float>(), dslot_gate.as<float>(),
-                                                  slot_expert.as<int32_t>(), slot_gate.as<float>(),
-                                                  probs.as<float>(), N, static_cast<int>(n),
-                                                  static_cast<int>(kmax), renormalize);
-  AM_CUDA_LAUNCHED();
+  launch<topp_backward_kernel>(grid_for(N), moe::kThreads, 0, 0, dprobs.as<float>(), dslot_gate.as<float>(),
+                               slot_expert.as<int32_t>(), slot_gate.as<float>(), probs.as<float>(), N,
+                               static_cast<int>(n), static_cast<int>(kmax), renormalize);
 }
 
 void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
@@ -366,15 +360,13 @@ void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Ten
   if (capacity == 0) return;
   Scratch<uint64_t> keys(be, total), sorted_keys(be, total);
   Scratch<int32_t> vals(be, total), sorted_vals(be, total);
-  expert_choice_keys_kernel<<<grid_for(total), kThreads>>>(keys.ptr, vals.ptr, probs.as<float>(), total,
-                                                            static_cast<int>(n), group);
-  AM_CUDA_LAUNCHED();
+  launch<expert_choice_keys_kernel>(grid_for(total), moe::kThreads, 0, 0, keys.ptr, vals.ptr, probs.as<float>(), total,
+                                    static_cast<int>(n), group);
   const uint64_t segments = static_cast<uint64_t>((N / group) * n);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, total, 32 + bits_for(segments - 1));
-  expert_choice_pick_kernel<<<grid_for(total), kThreads>>>(slot_expert.as<int32_t>(), slot_gate.as<float>(),
-                                                            sorted_vals.ptr, probs.as<float>(), total,
-                                                            static_cast<int>(n), group, capacity);
-  AM_CUDA_LAUNCHED();
+  launch<expert_choice_pick_kernel>(grid_for(total), moe::kThreads, 0, 0, slot_expert.as<int32_t>(),
+                                    slot_gate.as<float>(), sorted_vals.ptr, probs.as<float>(), total,
+                                    static_cast<int>(n), group, capacity);
 }
 
 void expert_choice_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) {
@@ -384,9 +376,8 @@ void expert_choice_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate
   check_matrix("expert_choice_select_backward", "dprobs", dprobs, DType::F32, N, n);
   const int64_t total = N * n;
   if (total == 0) return;
-  expert_choice_backward_kernel<<<grid_for(total), kThreads>>>(dprobs.as<float>(), dslot_gate.as<float>(),
-                                                                slot_expert.as<int32_t>(), total);
-  AM_CUDA_LAUNCHED();
+  launch<expert_choice_backward_kernel>(grid_for(total), moe::kThreads, 0, 0, dprobs.as<float>(),
+                                        dslot_gate.as<float>(), slot_expert.as<int32_t>(), total);
 }
 
 // ---- capacity and counts ----
@@ -403,19 +394,15 @@ void capacity_route(Backend& be, Tensor routed, Tensor slot_expert, Tensor score
   if (slots == 0) return;
   AM_CHECK(slots <= INT32_MAX, "capacity_route over {} slots: more than int32 indices hold", slots);
   int32_t* out = routed.as<int32_t>();
-  capacity_map_kernel<<<grid_for(slots), kThreads>>>(out, slot_expert.as<int32_t>(), slots, n_true);
-  AM_CUDA_LAUNCHED();
+  launch<capacity_map_kernel>(grid_for(slots), moe::kThreads, 0, 0, out, slot_expert.as<int32_t>(), slots, n_true);
   if (capacity == 0) return;  // no cap
   Scratch<uint64_t> keys(be, slots), sorted_keys(be, slots);
   Scratch<int32_t> vals(be, slots), sorted_vals(be, slots);
-  capacity_keys_kernel<<<grid_for(slots), kThreads>>>(keys.ptr, vals.ptr, out, scores.as<float>(), slots,
-                                                      static_cast<int>(kmax), static_cast<int>(n_scores),
-                                                      n_true);
-  AM_CUDA_LAUNCHED();
+  launch<capacity_keys_kernel>(grid_for(slots), moe::kThreads, 0, 0, keys.ptr, vals.ptr, out, scores.as<float>(), slots,
+                               static_cast<int>(kmax), static_cast<int>(n_scores), n_true);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, slots, 32 + bits_for(uint64_t(n_true)));
-  capacity_drop_kernel<<<grid_for(slots), kThreads>>>(out, sorted_keys.ptr, sorted_vals.ptr, slots, n_true,
-                                                      capacity);
-  AM_CUDA_LAUNCHED();
+  launch<capacity_drop_kernel>(grid_for(slots), moe::kThreads, 0, 0, out, sorted_keys.ptr, sorted_vals.ptr, slots,
+                               n_true, capacity);
 }
 
 Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int n_true) {
@@ -430,9 +417,8 @@ Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int 
   AM_CUDA(cudaMemset(counts.ptr + n_total + 1, 0xff, sizeof(unsigned long long)));
   const bool shared = n_total <= 8192;  // 32 KiB of shared memory at most
   const size_t shmem = shared ? sizeof(unsigned int) * static_cast<size_t>(n_total) : 0;
-  slot_stats_kernel<<<grid_for(N), kThreads, shmem>>>(counts.ptr, slot_expert.as<int32_t>(), N,
-                                                      static_cast<int>(kmax), n_total, n_true, shared);
-  AM_CUDA_LAUNCHED();
+  launch<slot_stats_kernel>(grid_for(N), moe::kThreads, shmem, 0, counts.ptr, slot_expert.as<int32_t>(), N,
+                            static_cast<int>(kmax), n_total, n_true, shared);
   std::vector<unsigned long long> host(static_cast<size_t>(n_total) + 2);
   AM_CUDA(cudaMemcpy(host.data(), counts.ptr, sizeof(unsigned long long) * host.size(), cudaMemcpyDeviceToHost));
   const unsigned long long bad = host[static_cast<size_t>(n_total) + 1];

@@ -32,7 +32,9 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precisi
     return make_cuda_backend(dtype, local_rank(), bf16);
   }
   if (kind == "auto") {
+#ifndef AM_CUDA_SIM  // the simulator is for tests: only run.backend: cuda selects it
     if (device && dtype != DType::F64) return make_cuda_backend(dtype, local_rank(), bf16);
+#endif
     return make_cpu_backend(dtype, threads, bf16);
   }
 #else

@@ -1,0 +1,360 @@
+// Running a grid: its blocks one after another (in the schedule's block order), and in each block
+// its threads as fibers (Boost.Context). A fiber runs until it reaches __syncthreads or a warp
+// collective, or returns. When no thread can run:
+//  - each warp collective whose lanes (its mask) have all arrived, with the same op and mask,
+//    completes and its lanes run again; a lane of the mask waiting elsewhere, exited or missing is
+//    an error;
+//  - otherwise, when every live thread waits at __syncthreads, the barrier opens; a thread that
+//    exited while others wait there is an error.
+// Between these points threads run in the schedule's order (ascending, descending, warp-reversed
+// or a seeded random permutation drawn afresh each time), so a missing barrier changes results
+// under some schedule; AM_SIM_RACECHECK runs every launch under two schedules and compares.
+#include "memcheck.h"
+#include "sim_internal.h"
+
+#include <boost/context/fiber.hpp>
+#include <fmt/format.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <numeric>
+#include <random>
+
+namespace am::sim {
+namespace {
+
+namespace bc = boost::context;
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr size_t kGuardBytes = 4096;
+
+const char* op_name(WarpOp op) {
+  switch (op) {
+    case WarpOp::Sync: return "__syncwarp";
+    case WarpOp::ShflIdx: return "__shfl_sync";
+    case WarpOp::ShflXor: return "__shfl_xor_sync";
+    case WarpOp::ShflUp: return "__shfl_up_sync";
+    case WarpOp::ShflDown: return "__shfl_down_sync";
+    case WarpOp::Ballot: return "__ballot_sync";
+    case WarpOp::Any: return "__any_sync";
+    case WarpOp::All: return "__all_sync";
+  }
+  return "?";
+}
+
+// Fiber stacks, reused from block to block (a guard page below each).
+struct StackPool {
+  std::vector<char*> stacks;
+  char* get(size_t i) {
+    while (stacks.size() <= i) {
+      void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+      if (p == MAP_FAILED) fail("cannot map a fiber stack");
+      mprotect(p, kGuardBytes, PROT_NONE);
+      stacks.push_back(static_cast<char*>(p) + kGuardBytes);
+    }
+    return stacks[i];
+  }
+};
+thread_local StackPool t_stacks;
+
+struct NoDealloc {
+  bc::stack_context allocate() { return {}; }
+  void deallocate(bc::stack_context&) noexcept {}
+};
+
+enum class State : uint8_t { Runnable, AtBarrier, AtWarp, Done };
+
+struct Block;
+
+struct Thread {
+  KernelContext ctx;  // first: memcheck's view
+  Block* block = nullptr;
+  State state = State::Runnable;
+  bc::fiber fiber;
+  bc::fiber sched;
+  WarpOp op = WarpOp::Sync;
+  unsigned mask = 0;
+  uint64_t value = 0, result = 0;
+  int arg = 0, width = 32;
+  std::exception_ptr error;
+};
+
+struct Block {
+  const LaunchRequest* req = nullptr;
+  uint3 idx{};
+  std::vector<Thread> threads;
+  std::vector<SharedObject> shared;
+  char* dynamic = nullptr;
+};
+
+thread_local Thread* t_thread = nullptr;
+
+Thread& current_thread(const char* what) {
+  if (!t_thread) fail(fmt::format("{} called outside a kernel", what));
+  return *t_thread;
+}
+
+void yield(Thread& t) { t.sched = std::move(t.sched).resume(); }
+
+std::string where(const Block& b, int tid = -1) {
+  const dim3 bd = b.req->block;
+  std::string s = fmt::format("kernel {} block ({},{},{})", b.req->kernel, b.idx.x, b.idx.y, b.idx.z);
+  if (tid >= 0) {
+    s += fmt::format(" thread ({},{},{})", tid % bd.x, (tid / bd.x) % bd.y, tid / (bd.x * bd.y));
+  }
+  return s;
+}
+
+std::vector<int> thread_order(const Schedule& sch, int n, std::mt19937_64& rng) {
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  switch (sch.order) {
+    case Schedule::Ascending: break;
+    case Schedule::Descending: std::reverse(order.begin(), order.end()); break;
+    case Schedule::WarpReversed:
+      for (int w = 0; w < n; w += 32) std::reverse(order.begin() + w, order.begin() + std::min(n, w + 32));
+      break;
+    case Schedule::Random: std::shuffle(order.begin(), order.end(), rng); break;
+  }
+  return order;
+}
+
+// Completes the warp collectives whose lanes have all arrived; true when any did.
+bool resolve_warps(Block& b) {
+  bool progressed = false;
+  const int n = static_cast<int>(b.threads.size());
+  for (int w = 0; w < n; w += 32) {
+    const int lanes = std::min(32, n - w);
+    for (int l = 0; l < lanes; ++l) {
+      Thread& t = b.threads[w + l];
+      if (t.state != State::AtWarp) continue;
+      const unsigned m = t.mask;
+      if (!(m & (1u << l))) {
+        fail(fmt::format("{}: {} with mask {:#010x}, which does not include the calling lane {}", where(b, w + l),
+                         op_name(t.op), m, l));
+      }
+      bool ready = true;
+      for (int j = 0; j < 32; ++j) {
+        if (!(m & (1u << j))) continue;
+        if (j >= lanes) {
+          fail(fmt::format("{}: {} with mask {:#010x} names lane {}, which does not exist (the block's last warp has "
+                           "{} lanes)",
+                           where(b, w + l), op_name(t.op), m, j, lanes));
+        }
+        const Thread& u = b.threads[w + j];
+        if (u.state == State::AtWarp && (u.mask != m || u.op != t.op)) {
+          fail(fmt::format("{}: lane {} calls {} with mask {:#010x} while lane {} waits in {} with mask {:#010x}",
+                           where(b, w + l), l, op_name(t.op), m, j, op_name(u.op), u.mask));
+        }
+        if (u.state == State::Done || u.state == State::AtBarrier) {
+          fail(fmt::format("{}: lane {} calls {} with mask {:#010x}, but lane {} {}", where(b, w + l), l,
+                           op_name(t.op), m, j,
+                           u.state == State::Done ? "has exited" : "waits at __syncthreads"));
+        }
+        if (u.state != State::AtWarp) ready = false;
+      }
+      if (!ready) continue;
+      uint64_t vote = 0;
+      for (int j = 0; j < lanes; ++j) {
+        if ((m & (1u << j)) && b.threads[w + j].value != 0) vote |= 1ull << j;
+      }
+      for (int j = 0; j < lanes; ++j) {
+        if (!(m & (1u << j))) continue;
+        Thread& u = b.threads[w + j];
+        const int width = u.width, seg = j & ~(width - 1);
+        int src = j;
+        switch (u.op) {
+          case WarpOp::ShflIdx: src = seg + (u.arg & (width - 1)); break;
+          case WarpOp::ShflXor: src = j ^ u.arg; if (src >= seg + width) src = j; break;
+          case WarpOp::ShflUp: src = j - u.arg; if (src < seg) src = j; break;
+          case WarpOp::ShflDown: src = j + u.arg; if (src >= seg + width) src = j; break;
+          default: break;
+        }
+        switch (u.op) {
+          case WarpOp::Sync: u.result = 0; break;
+          case WarpOp::Ballot: u.result = vote; break;
+          case WarpOp::Any: u.result = vote != 0; break;
+          case WarpOp::All: u.result = (vote & m) == m; break;
+          default:
+            if (src < 0 || src >= lanes || !(m & (1u << src))) {
+              fail(fmt::format("{}: {} on lane {} reads lane {}, which is not in the mask {:#010x}", where(b, w + j),
+                               op_name(u.op), j, src, m));
+            }
+            u.result = b.threads[w + src].value;
+        }
+      }
+      for (int j = 0; j < lanes; ++j) {
+        if (m & (1u << j)) {
+          b.threads[w + j].state = State::Runnable;
+          if (t.op == WarpOp::Sync) memcheck_warp_synced(b.threads[w + j].ctx);
+        }
+      }
+      progressed = true;
+    }
+  }
+  return progressed;
+}
+
+void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
+  const LaunchRequest& req = *b.req;
+  const int n = static_cast<int>(req.block.x * req.block.y * req.block.z);
+  b.threads.clear();
+  b.threads.resize(n);
+  std::vector<char> dyn(req.smem + 1);  // +1: a valid pointer even for 0 bytes
+  std::memset(dyn.data(), 0xff, dyn.size());
+  b.dynamic = dyn.data();
+  b.shared.clear();
+  b.shared.push_back(SharedObject{dyn.data(), req.smem, "dynamic shared memory", nullptr, false});
+  for (int i = 0; i < n; ++i) {
+    Thread& t = b.threads[i];
+    t.block = &b;
+    t.ctx.thread = uint3{unsigned(i % req.block.x), unsigned((i / req.block.x) % req.block.y),
+                         unsigned(i / (req.block.x * req.block.y))};
+    t.ctx.block = b.idx;
+    t.ctx.linear_thread = i;
+    t.ctx.req = &req;
+    t.ctx.shared = &b.shared;
+    t.ctx.block_tag = 1 + b.idx.x + req.grid.x * (b.idx.y + req.grid.y * b.idx.z);
+    char* stack = t_stacks.get(i);
+    t.ctx.stack_lo = reinterpret_cast<uintptr_t>(stack);
+    t.ctx.stack_size = kStackBytes;
+    bc::stack_context sctx;
+    sctx.sp = stack + kStackBytes;
+    sctx.size = kStackBytes;
+    Thread* tp = &t;
+    t.fiber = bc::fiber(std::allocator_arg, bc::preallocated(sctx.sp, sctx.size, sctx), NoDealloc{},
+                        [tp](bc::fiber&& sched) {
+                          tp->sched = std::move(sched);
+                          try {
+                            tp->ctx.req->thread_body(tp->ctx.req->storage_begin);
+                          } catch (const bc::detail::forced_unwind&) {
+                            throw;
+                          } catch (...) {
+                            tp->error = std::current_exception();
+                          }
+                          tp->state = State::Done;
+                          return std::move(tp->sched);
+                        });
+  }
+  auto abort_block = [&](std::exception_ptr e) {
+    for (Thread& t : b.threads) t.fiber = bc::fiber();  // unwinds suspended fibers
+    std::rethrow_exception(e);
+  };
+  for (;;) {
+    bool ran = false;
+    for (int i : thread_order(sch, n, rng)) {
+      Thread& t = b.threads[i];
+      if (t.state != State::Runnable) continue;
+      t_thread = &t;
+      memcheck_enter(&t.ctx);
+      t.fiber = std::move(t.fiber).resume();
+      memcheck_enter(nullptr);
+      t_thread = nullptr;
+      ran = true;
+      if (t.error) abort_block(t.error);
+    }
+    try {
+      if (resolve_warps(b)) continue;
+    } catch (...) {
+      abort_block(std::current_exception());
+    }
+    if (ran) continue;  // (nothing ran and nothing resolved: look at the barrier)
+    int at_barrier = 0, done = 0, first_done = -1, first_waiting = -1;
+    for (int i = 0; i < n; ++i) {
+      if (b.threads[i].state == State::AtBarrier) {
+        ++at_barrier;
+        if (first_waiting < 0) first_waiting = i;
+      } else if (b.threads[i].state == State::Done) {
+        ++done;
+        if (first_done < 0) first_done = i;
+      }
+    }
+    if (at_barrier == 0) break;  // every thread returned
+    if (done > 0) {
+      try {
+        fail(fmt::format("{}: __syncthreads reached by {} of {} threads; {} has exited without reaching it", where(b),
+                         at_barrier, n, where(b, first_done).substr(where(b).size() + 1)));
+      } catch (...) {
+        abort_block(std::current_exception());
+      }
+    }
+    for (Thread& t : b.threads) t.state = State::Runnable;
+    memcheck_barrier();
+  }
+  for (SharedObject& o : b.shared) {
+    if (o.owned) ::operator delete(o.ptr, std::align_val_t(16));
+  }
+  b.shared.clear();
+}
+
+}  // namespace
+
+uint3 thread_index() { return current_thread("threadIdx").ctx.thread; }
+uint3 block_index() { return current_thread("blockIdx").ctx.block; }
+dim3 block_dim() { return current_thread("blockDim").ctx.req->block; }
+dim3 grid_dim() { return current_thread("gridDim").ctx.req->grid; }
+
+void syncthreads() {
+  Thread& t = current_thread("__syncthreads");
+  t.state = State::AtBarrier;
+  yield(t);
+}
+
+uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width) {
+  Thread& t = current_thread(op_name(op));
+  if (width <= 0 || width > 32 || (width & (width - 1)) != 0) {
+    fail(fmt::format("{}: {} with width {} (valid: a power of two up to 32)", where(*t.block, t.ctx.linear_thread),
+                     op_name(op), width));
+  }
+  t.state = State::AtWarp;
+  t.op = op;
+  t.mask = mask;
+  t.value = value;
+  t.arg = arg;
+  t.width = width;
+  yield(t);
+  return t.result;
+}
+
+void* block_shared_bytes(const void* site, size_t bytes, size_t align) {
+  Thread& t = current_thread("shared memory");
+  for (const SharedObject& o : t.block->shared) {
+    if (o.site == site) return o.ptr;
+  }
+  void* p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t(16));
+  (void)align;
+  std::memset(p, 0xff, bytes);  // poison: shared memory starts as NaN / -1
+  t.block->shared.push_back(SharedObject{p, bytes, "static shared memory", site, true});
+  return p;
+}
+
+void* dynamic_shared_bytes() { return current_thread("dynamic shared memory").block->dynamic; }
+
+void run_grid(const LaunchRequest& req, const Schedule& schedule) {
+  const dim3 g = req.grid;
+  const uint64_t blocks = uint64_t(g.x) * g.y * g.z;
+  std::mt19937_64 rng(schedule.seed * 0x9e3779b97f4a7c15ull + current_op()->id);
+  std::vector<uint64_t> order(blocks);
+  std::iota(order.begin(), order.end(), 0);
+  if (schedule.order == Schedule::Descending || schedule.order == Schedule::WarpReversed) {
+    std::reverse(order.begin(), order.end());
+  } else if (schedule.order == Schedule::Random) {
+    std::shuffle(order.begin(), order.end(), rng);
+  }
+  ArenaOpen open;
+  memcheck_launch_start(&req);
+  struct End {
+    ~End() { memcheck_launch_end(); }
+  } end;
+  Block b;
+  b.req = &req;
+  for (uint64_t lin : order) {
+    b.idx = uint3{unsigned(lin % g.x), unsigned((lin / g.x) % g.y), unsigned(lin / (uint64_t(g.x) * g.y))};
+    run_block(b, schedule, rng);
+  }
+}
+
+}  // namespace am::sim

@@ -1,0 +1,585 @@
+// Streams, events and the CUDA runtime API of the simulator.
+//
+// Every operation (kernel, copy, memset, library call) is queued on a stream and gets an id and
+// a vector clock: known[s] is the last operation of stream s it is ordered after (its own stream's
+// earlier operations, the events it waited for, what the host had synchronised with when it was
+// queued, and the legacy default stream's implicit ordering with blocking streams). The memory
+// checker compares a reader's clock with the last writer of each word, so reading or writing a
+// buffer last written on another stream without an event wait in between is an error that names
+// both operations, whatever order the operations ran in.
+//
+// When they run: eagerly (AM_SIM_STREAMS=eager, the default: each operation as it is queued) or
+// lazily (lazy: as late as the host's synchronisations allow, each stream's queue run only when
+// something waits for it: the adversarial order, in which a missing wait changes results).
+#include "sim_internal.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+
+struct CUstream_st {
+  int id = 0;
+};
+struct CUevent_st {
+  int stream = -1;  // -1: never recorded
+  uint64_t clock = 0;
+  std::vector<uint64_t> known;
+};
+
+namespace am::sim {
+namespace {
+
+struct PendingOp {
+  uint32_t id = 0;
+  uint64_t clock = 0;
+  std::vector<uint64_t> known;
+  const char* name = "";
+  std::function<void()> fn;
+};
+
+struct StreamState {
+  int id = 0;
+  bool blocking = true;
+  bool destroyed = false;
+  uint64_t clock = 0;        // operations queued so far
+  uint64_t done = 0;         // operations run so far
+  std::vector<uint64_t> known;
+  std::deque<PendingOp> pending;
+  std::unique_ptr<CUstream_st> handle;
+};
+
+struct Runtime {
+  std::vector<std::unique_ptr<StreamState>> streams;
+  std::vector<uint64_t> host_known;  // what the host has synchronised with
+  std::vector<OpInfo> ops{OpInfo{}};  // ops[0]: "never written"
+  Counters counters;
+  Settings settings;
+  cudaError_t last_error = cudaSuccess;
+  int device = 0;
+  std::map<const void*, int> max_dynamic_smem;
+  std::recursive_mutex mu;
+
+  Runtime() {
+    auto s0 = std::make_unique<StreamState>();
+    s0->handle = std::make_unique<CUstream_st>();
+    streams.push_back(std::move(s0));
+    resize_clocks();
+    if (const char* v = std::getenv("AM_SIM_SCHEDULE"); v && *v) settings.schedule = parse_schedule(v);
+    if (const char* v = std::getenv("AM_SIM_RACECHECK"); v && *v && std::strcmp(v, "off") != 0) {
+      settings.racecheck = true;
+      settings.racecheck_schedule = parse_schedule(v);
+    }
+    if (const char* v = std::getenv("AM_SIM_STREAMS"); v && *v) {
+      if (std::strcmp(v, "lazy") == 0) {
+        settings.lazy_streams = true;
+      } else if (std::strcmp(v, "eager") != 0) {
+        fail(fmt::format("AM_SIM_STREAMS={}: expected eager or lazy", v));
+      }
+    }
+  }
+  void resize_clocks() {
+    const size_t n = streams.size();
+    host_known.resize(n, 0);
+    for (auto& s : streams) s->known.resize(n, 0);
+  }
+  StreamState& state(cudaStream_t s) {
+    if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return *streams[0];
+    const int id = s->id;
+    if (id <= 0 || id >= int(streams.size()) || streams[id]->destroyed) {
+      fail(fmt::format("stream {} is not a live stream (destroyed, or never created)", static_cast<void*>(s)));
+    }
+    return *streams[id];
+  }
+};
+
+Runtime& rt() {
+  static Runtime* r = new Runtime();  // never destroyed (work may be queued from static destructors)
+  return *r;
+}
+
+thread_local CurrentOp* t_current = nullptr;
+
+void merge(std::vector<uint64_t>& into, const std::vector<uint64_t>& from) {
+  if (into.size() < from.size()) into.resize(from.size(), 0);
+  for (size_t i = 0; i < from.size(); ++i) into[i] = std::max(into[i], from[i]);
+}
+
+void run_op(StreamState& s, PendingOp& op) {
+  CurrentOp cur{op.id, s.id, op.name, op.known};
+  CurrentOp* saved = t_current;
+  t_current = &cur;
+  struct Restore {
+    CurrentOp* saved;
+    ~Restore() { t_current = saved; }
+  } restore{saved};
+  op.fn();
+  s.done = op.clock;
+}
+
+// Runs stream s's queued operations up to `clock`, each after those it is ordered after.
+void drain(StreamState& s, uint64_t clock) {
+  Runtime& r = rt();
+  while (!s.pending.empty() && s.pending.front().clock <= clock) {
+    PendingOp op = std::move(s.pending.front());
+    s.pending.pop_front();
+    for (size_t j = 0; j < op.known.size(); ++j) {
+      if (int(j) != s.id && op.known[j] > r.streams[j]->done) drain(*r.streams[j], op.known[j]);
+    }
+    run_op(s, op);
+  }
+}
+
+void drain_all() {
+  Runtime& r = rt();
+  for (auto& s : r.streams) drain(*s, s->clock);
+}
+
+// The host waits for stream s (and learns what s knew).
+void host_sync(StreamState& s) {
+  Runtime& r = rt();
+  drain(s, s.clock);
+  merge(r.host_known, s.known);
+  r.host_known[s.id] = std::max(r.host_known[s.id], s.clock);
+}
+
+// The legacy default stream: the host's synchronous calls wait for it and for blocking streams.
+void host_sync_legacy() {
+  Runtime& r = rt();
+  for (auto& s : r.streams) {
+    if (s->id == 0 || (s->blocking && !s->destroyed)) host_sync(*s);
+  }
+}
+
+bool is_device(const void* p) { return in_arena(p); }
+
+}  // namespace
+
+std::string Schedule::name() const {
+  switch (order) {
+    case Ascending: return "asc";
+    case Descending: return "desc";
+    case WarpReversed: return "warprev";
+    case Random: return fmt::format("random:{}", seed);
+  }
+  return "?";
+}
+
+Schedule parse_schedule(const std::string& text) {
+  Schedule s;
+  if (text == "asc") {
+    s.order = Schedule::Ascending;
+  } else if (text == "desc") {
+    s.order = Schedule::Descending;
+  } else if (text == "warprev") {
+    s.order = Schedule::WarpReversed;
+  } else if (text == "random" || text.rfind("random:", 0) == 0) {
+    s.order = Schedule::Random;
+    if (text.size() > 7) {
+      char* end = nullptr;
+      s.seed = std::strtoull(text.c_str() + 7, &end, 10);
+      if (*end != '\0') throw SimError(fmt::format("schedule '{}': the seed must be an integer", text));
+    }
+  } else {
+    throw SimError(fmt::format("unknown schedule '{}' (valid: asc, desc, warprev, random, random:SEED)", text));
+  }
+  return s;
+}
+
+Settings& settings() { return rt().settings; }
+const Counters& counters() { return rt().counters; }
+void reset_counters() {
+  rt().counters = Counters{};
+  rt().counters.peak_device_bytes = device_bytes_in_use();
+}
+
+void fail(const std::string& msg) {
+  std::fprintf(stderr, "[cuda-sim] error: %s\n", msg.c_str());
+  std::fflush(stderr);
+  throw SimError(msg);
+}
+
+const CurrentOp* current_op() { return t_current; }
+const OpInfo& op_info(uint32_t id) { return rt().ops[id]; }
+void set_last_error(cudaError_t e) { rt().last_error = e; }
+
+void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted) {
+  Runtime& r = rt();
+  std::lock_guard<std::recursive_mutex> lock(r.mu);
+  StreamState& s = r.state(stream);
+  merge(s.known, r.host_known);
+  if (s.id == 0) {
+    for (auto& b : r.streams) {
+      if (b->id != 0 && b->blocking && !b->destroyed) s.known[b->id] = std::max(s.known[b->id], b->clock);
+    }
+  } else if (s.blocking) {
+    s.known[0] = std::max(s.known[0], r.streams[0]->clock);
+  }
+  PendingOp op;
+  op.clock = ++s.clock;
+  s.known[s.id] = op.clock;
+  op.id = static_cast<uint32_t>(r.ops.size());
+  r.ops.push_back(OpInfo{s.id, op.clock, name});
+  op.known = s.known;
+  op.name = name;
+  op.fn = std::move(fn);
+  if (counted) ++r.counters.launches;
+  if (r.settings.lazy_streams) {
+    s.pending.push_back(std::move(op));
+  } else {
+    run_op(s, op);
+  }
+}
+
+void runtime_access(const void* p, size_t bytes, bool write, bool require_init, const char* what) {
+  if (bytes == 0) return;
+  const CurrentOp* cur = current_op();
+  const Allocation* al = find_allocation(p);
+  if (!al || al->freed || !al->live) {
+    fail(fmt::format("{} {} {} bytes at {}: {}", what, write ? "writes" : "reads", bytes, p, describe_address(p)));
+  }
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (a + bytes > al->base + al->logical) {
+    fail(fmt::format("{} {} {} bytes at {} of device allocation #{} of {} bytes: {} bytes past its end", what,
+                     write ? "writes" : "reads", bytes, describe_address(p), al->id, al->logical,
+                     a + bytes - (al->base + al->logical)));
+  }
+  Shadow* s = shadow_of(p);
+  Shadow* e = shadow_of(static_cast<const char*>(p) + bytes - 1) + 1;
+  for (Shadow* w = s; w != e; ++w) {
+    if (w->op == 0) {
+      if (require_init) {
+        fail(fmt::format("{} reads device memory never written: {}", what,
+                         describe_address(reinterpret_cast<const char*>(al->base) + ((w - shadow_of(reinterpret_cast<const void*>(al->base))) * 4))));
+      }
+      continue;
+    }
+    if (!cur) continue;
+    const OpInfo& wi = op_info(w->op);
+    if (wi.stream != cur->stream && (size_t(wi.stream) >= cur->known.size() || cur->known[wi.stream] < wi.clock)) {
+      fail(fmt::format("{} on stream {} {} {} last written by {} on stream {} with no event wait or "
+                       "synchronisation in between (cudaStreamWaitEvent missing?)",
+                       what, cur->stream, write ? "overwrites" : "reads", describe_address(p), wi.name, wi.stream));
+    }
+  }
+  if (write && cur) {
+    for (Shadow* w = s; w != e; ++w) *w = Shadow{cur->id, 0};
+  }
+}
+
+}  // namespace am::sim
+
+using namespace am::sim;
+
+namespace {
+
+const char* copy_name(cudaMemcpyKind k) {
+  switch (k) {
+    case cudaMemcpyHostToDevice: return "cudaMemcpy host to device";
+    case cudaMemcpyDeviceToHost: return "cudaMemcpy device to host";
+    case cudaMemcpyDeviceToDevice: return "cudaMemcpy device to device";
+    default: return "cudaMemcpy";
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t cudaGetLastError(void) {
+  const cudaError_t e = rt().last_error;
+  rt().last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return rt().last_error; }
+
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotReady: return "device not ready";
+    default: return "unknown error (simulator)";
+  }
+}
+const char* cudaGetErrorName(cudaError_t e) { return cudaGetErrorString(e); }
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = rt().device;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  if (device != 0) return rt().last_error = cudaErrorInvalidDevice;
+  rt().device = device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  std::memset(prop, 0, sizeof *prop);
+  std::snprintf(prop->name, sizeof prop->name, "autonomoe CUDA simulator (CPU)");
+  prop->major = 9;
+  prop->minor = 0;
+  prop->totalGlobalMem = device_bytes_limit();
+  prop->sharedMemPerBlock = 48 * 1024;
+  prop->sharedMemPerBlockOptin = 227 * 1024;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->maxThreadsDim[0] = prop->maxThreadsDim[1] = 1024;
+  prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 0x7fffffff;
+  prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
+  prop->multiProcessorCount = 132;
+  prop->regsPerBlock = 65536;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = 227 * 1024; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+    case cudaDevAttrWarpSize: *value = 32; return cudaSuccess;
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
+  if (value < 0 || value > 227 * 1024) return cudaErrorInvalidValue;
+  rt().max_dynamic_smem[func] = value;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
+  *total = device_bytes_limit();
+  *free_bytes = *total - device_bytes_in_use();
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  Runtime& r = rt();
+  ++r.counters.sync_malloc;
+  *p = arena_alloc(bytes);
+  if (!*p) return r.last_error = cudaErrorMemoryAllocation;
+  r.counters.peak_device_bytes = std::max(r.counters.peak_device_bytes, device_bytes_in_use());
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  ++rt().counters.sync_free;
+  drain_all();  // cudaFree waits for the device
+  host_sync_legacy();
+  arena_free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  Runtime& r = rt();
+  if (bytes == 0) return cudaSuccess;
+  const bool dd = is_device(dst), sd = is_device(src);
+  if (kind == cudaMemcpyDefault) {
+    kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+              : (sd ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  }
+  const bool want_dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool want_sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind == cudaMemcpyHostToHost || dd != want_dd || sd != want_sd) {
+    fail(fmt::format("{}: destination {} is {} memory and source {} is {} memory", copy_name(kind), dst,
+                     dd ? "device" : "host", src, sd ? "device" : "host"));
+  }
+  const char* name = copy_name(kind);
+  if (kind == cudaMemcpyDeviceToDevice) {
+    ++r.counters.memcpy_d2d;
+    // Asynchronous with respect to the host: one operation on the legacy stream.
+    enqueue(nullptr, name, [=] {
+      runtime_access(src, bytes, false, false, name);
+      runtime_access(dst, bytes, true, false, name);
+      ArenaOpen open;
+      std::memmove(dst, src, bytes);
+      shadow_copy(dst, src, bytes);
+    });
+    return cudaSuccess;
+  }
+  ++r.counters.sync_memcpy;
+  if (kind == cudaMemcpyHostToDevice) {
+    ++r.counters.memcpy_h2d;
+    r.counters.bytes_h2d += bytes;
+  } else {
+    ++r.counters.memcpy_d2h;
+    r.counters.bytes_d2h += bytes;
+  }
+  host_sync_legacy();
+  // The host's buffer is read (or written) now, so the copy runs now, whatever the stream mode.
+  std::vector<char> staged;
+  if (kind == cudaMemcpyHostToDevice) staged.assign(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+  enqueue(nullptr, name, [&] {
+    ArenaOpen open;
+    if (kind == cudaMemcpyHostToDevice) {
+      runtime_access(dst, bytes, true, false, name);
+      std::memcpy(dst, staged.data(), bytes);
+    } else {
+      runtime_access(src, bytes, false, true, name);
+      std::memcpy(dst, src, bytes);
+    }
+  });
+  host_sync_legacy();
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  if (bytes == 0) return cudaSuccess;
+  if (!is_device(dst)) fail(fmt::format("cudaMemset: {} is not device memory", dst));
+  ++rt().counters.memsets;
+  enqueue(nullptr, "cudaMemset", [=] {
+    runtime_access(dst, bytes, true, false, "cudaMemset");
+    ArenaOpen open;
+    std::memset(dst, value, bytes);
+  });
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  Runtime& r = rt();
+  auto s = std::make_unique<StreamState>();
+  s->id = static_cast<int>(r.streams.size());
+  s->blocking = (flags & cudaStreamNonBlocking) == 0;
+  s->handle = std::make_unique<CUstream_st>();
+  s->handle->id = s->id;
+  *stream = s->handle.get();
+  r.streams.push_back(std::move(s));
+  r.resize_clocks();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  StreamState& s = rt().state(stream);
+  if (s.id == 0) return cudaErrorInvalidResourceHandle;
+  drain(s, s.clock);  // queued work still completes
+  s.destroyed = true;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  ++rt().counters.sync_stream;
+  StreamState& s = rt().state(stream);
+  if (s.id == 0) {
+    host_sync_legacy();
+  } else {
+    host_sync(s);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+  Runtime& r = rt();
+  ++r.counters.sync_device;
+  drain_all();
+  for (auto& s : r.streams) host_sync(*s);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
+  *event = new CUevent_st();
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, 0); }
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  Runtime& r = rt();
+  StreamState& s = r.state(stream);
+  // The event completes after everything queued on s so far (and what s is ordered after).
+  merge(s.known, r.host_known);
+  if (s.id == 0) {
+    for (auto& b : r.streams) {
+      if (b->id != 0 && b->blocking && !b->destroyed) s.known[b->id] = std::max(s.known[b->id], b->clock);
+    }
+  }
+  event->stream = s.id;
+  event->clock = s.clock;
+  event->known = s.known;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
+  if (event->stream < 0) return cudaSuccess;  // never recorded: nothing to wait for
+  StreamState& s = rt().state(stream);
+  merge(s.known, event->known);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  Runtime& r = rt();
+  ++r.counters.sync_event;
+  if (event->stream < 0) return cudaSuccess;
+  drain(*r.streams[event->stream], event->clock);
+  for (size_t j = 0; j < event->known.size(); ++j) drain(*r.streams[j], event->known[j]);
+  merge(r.host_known, event->known);
+  return cudaSuccess;
+}
+
+}  // extern "C"
+
+namespace am::sim {
+
+void submit_launch(LaunchRequest&& req) {
+  Runtime& r = rt();
+  ++r.counters.kernel_launches;
+  const dim3 g = req.grid, b = req.block;
+  const uint64_t threads = uint64_t(b.x) * b.y * b.z;
+  int smem_limit = 48 * 1024;
+  if (auto it = r.max_dynamic_smem.find(req.key); it != r.max_dynamic_smem.end()) smem_limit = std::max(smem_limit, it->second);
+  if (threads == 0 || threads > 1024 || b.z > 64 || g.x == 0 || g.y == 0 || g.z == 0 || g.x > 0x7fffffffu ||
+      g.y > 65535 || g.z > 65535) {
+    std::fprintf(stderr, "[cuda-sim] launch of %s with grid (%u,%u,%u) block (%u,%u,%u): invalid configuration\n",
+                 req.kernel, g.x, g.y, g.z, b.x, b.y, b.z);
+    r.last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  if (req.smem > size_t(smem_limit)) {
+    std::fprintf(stderr, "[cuda-sim] launch of %s asks for %zu bytes of dynamic shared memory; the limit is %d%s\n",
+                 req.kernel, req.smem, smem_limit,
+                 smem_limit == 48 * 1024 ? " (raise it with cudaFuncSetAttribute MaxDynamicSharedMemorySize)" : "");
+    r.last_error = cudaErrorInvalidValue;
+    return;
+  }
+  for (size_t i = 0; i < req.args.size(); ++i) {
+    const KernelArg& a = req.args[i];
+    if (a.kind != KernelArg::Pointer || a.ptr == nullptr) continue;
+    const Allocation* al = find_allocation(a.ptr);
+    if (!in_arena(a.ptr)) {
+      fail(fmt::format("launch of {}: argument {} ({}) is a host pointer: kernels reach only device memory", req.kernel,
+                       i + 1, a.ptr));
+    }
+    if (!al || al->freed) {
+      fail(fmt::format("launch of {}: argument {} ({}) points to freed device memory ({})", req.kernel, i + 1, a.ptr,
+                       describe_address(a.ptr)));
+    }
+  }
+  auto shared = std::make_shared<LaunchRequest>(std::move(req));
+  enqueue(shared->stream, shared->kernel, [shared] { run_grid(*shared, rt().settings.schedule); });
+}
+
+}  // namespace am::sim
