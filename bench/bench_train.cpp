@@ -19,6 +19,7 @@
 #include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"
+#include "core/device_counts.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
 #include "train/backend_check.h"
@@ -34,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <sys/resource.h>
@@ -81,6 +83,8 @@ double peak_rss_bytes() {
   return static_cast<double>(u.ru_maxrss) * 1024.0;
 }
 
+unsigned long long ull(uint64_t x) { return static_cast<unsigned long long>(x); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,13 +108,16 @@ int main(int argc, char** argv) {
       targets[i] = static_cast<int32_t>(rng() % static_cast<uint64_t>(m.vocab_size));
     }
     std::vector<double> ms;
+    std::optional<am::DeviceCounts> counts;  // of the last step (the simulator counts; a GPU does not)
     for (int s = 0; s < o.warmup + o.steps; ++s) {
       be->synchronize();
+      am::reset_device_counts();
       const auto t0 = std::chrono::steady_clock::now();
       am::train_step(model, opt, cfg.train, s, [&](int32_t* in, int32_t* tg) {
         std::copy(tokens.begin(), tokens.end(), in);
         std::copy(targets.begin(), targets.end(), tg);
       });
+      counts = am::device_counts();  // before the benchmark's own synchronisation
       be->synchronize();
       const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (s >= o.warmup) ms.push_back(dt);
@@ -131,8 +138,17 @@ int main(int argc, char** argv) {
                 "%.3g GFLOP/token | MFU %.2f%% of %.0f TFLOP/s | peak memory %.2f GiB\n",
                 o.config.c_str(), be->describe().c_str(), B, T, median_ms, o.steps, o.warmup, tokens_per_s,
                 flops_per_token / 1e9, 100.0 * mfu, o.peak_tflops, peak_mem / 1073741824.0);
+    if (counts) {
+      std::printf("per step (counted by the CUDA simulator): %llu launches (%llu kernels), %llu host "
+                  "synchronisations (%llu synchronous copies, %llu cudaMalloc, %llu cudaFree, %llu stream, %llu event, "
+                  "%llu device), %llu copies to the device, %llu to the host, peak device memory %.2f MiB\n",
+                  ull(counts->launches), ull(counts->kernel_launches), ull(counts->host_syncs), ull(counts->sync_memcpy),
+                  ull(counts->sync_malloc), ull(counts->sync_free), ull(counts->sync_stream), ull(counts->sync_event),
+                  ull(counts->sync_device), ull(counts->memcpy_h2d), ull(counts->memcpy_d2h),
+                  counts->peak_device_bytes / 1048576.0);
+    }
     if (!o.json.empty()) {
-      const nlohmann::json j = {{"config", o.config},           {"sets", o.sets},
+      nlohmann::json j = {{"config", o.config},           {"sets", o.sets},
                                 {"backend", be->describe()},    {"micro_batch", B},
                                 {"seq_len", T},                 {"steps", o.steps},
                                 {"warmup", o.warmup},           {"step_ms", ms},
@@ -140,6 +156,18 @@ int main(int argc, char** argv) {
                                 {"params_total", pc.total},     {"params_active", pc.active},
                                 {"flops_per_token", flops_per_token}, {"peak_tflops", o.peak_tflops},
                                 {"mfu", mfu},                   {"peak_memory_bytes", peak_mem}};
+      if (counts) {
+        j["counted_by"] = "cuda simulator";
+        j["launches_per_step"] = counts->launches;
+        j["kernel_launches_per_step"] = counts->kernel_launches;
+        j["host_syncs_per_step"] = counts->host_syncs;
+        j["host_syncs_by_kind"] = {{"synchronous_memcpy", counts->sync_memcpy}, {"cuda_malloc", counts->sync_malloc},
+                                   {"cuda_free", counts->sync_free},          {"stream_sync", counts->sync_stream},
+                                   {"event_sync", counts->sync_event},        {"device_sync", counts->sync_device}};
+        j["memcpy_per_step"] = {{"host_to_device", counts->memcpy_h2d}, {"device_to_host", counts->memcpy_d2h},
+                                {"device_to_device", counts->memcpy_d2d}, {"memset", counts->memsets}};
+        j["peak_device_bytes"] = counts->peak_device_bytes;
+      }
       std::ofstream(o.json) << j.dump(2) << "\n";
     }
     return 0;

@@ -115,6 +115,8 @@ void Arena::install_handler() {
 
 }  // namespace
 
+void install_fault_handler() { arena().install_handler(); }
+
 void* arena_alloc(size_t bytes) {
   Arena& a = arena();
   std::lock_guard<std::recursive_mutex> lock(a.mu);

@@ -333,7 +333,9 @@ void* block_shared_bytes(const void* site, size_t bytes, size_t align) {
 
 void* dynamic_shared_bytes() { return current_thread("dynamic shared memory").block->dynamic; }
 
-void run_grid(const LaunchRequest& req, const Schedule& schedule) {
+namespace {
+
+void run_grid_once(const LaunchRequest& req, const Schedule& schedule) {
   const dim3 g = req.grid;
   const uint64_t blocks = uint64_t(g.x) * g.y * g.z;
   std::mt19937_64 rng(schedule.seed * 0x9e3779b97f4a7c15ull + current_op()->id);
@@ -344,7 +346,6 @@ void run_grid(const LaunchRequest& req, const Schedule& schedule) {
   } else if (schedule.order == Schedule::Random) {
     std::shuffle(order.begin(), order.end(), rng);
   }
-  ArenaOpen open;
   memcheck_launch_start(&req);
   struct End {
     ~End() { memcheck_launch_end(); }
@@ -354,6 +355,92 @@ void run_grid(const LaunchRequest& req, const Schedule& schedule) {
   for (uint64_t lin : order) {
     b.idx = uint3{unsigned(lin % g.x), unsigned((lin / g.x) % g.y), unsigned(lin / (uint64_t(g.x) * g.y))};
     run_block(b, schedule, rng);
+  }
+}
+
+// The device memory a launch may write: what its non-const pointer arguments point into, and
+// any allocation a by-value argument (a functor) holds a pointer into.
+struct Candidate {
+  Allocation* al;
+  int arg;  // 1-based argument number
+};
+std::vector<Candidate> writable_allocations(const LaunchRequest& req) {
+  std::vector<Candidate> out;
+  auto add = [&](const void* p, int arg) {
+    Allocation* al = find_allocation(p);
+    if (!al || !al->live) return;
+    for (const Candidate& c : out) {
+      if (c.al == al) return;
+    }
+    out.push_back(Candidate{al, arg});
+  };
+  for (size_t i = 0; i < req.args.size(); ++i) {
+    const KernelArg& a = req.args[i];
+    if (a.kind == KernelArg::Pointer) {
+      if (a.ptr && a.writable) add(a.ptr, int(i) + 1);
+    } else {
+      for (size_t off = 0; off + sizeof(void*) <= a.size; off += alignof(void*)) {
+        const void* p = nullptr;
+        std::memcpy(&p, static_cast<const char*>(a.bytes) + off, sizeof p);
+        if (in_arena(p)) add(p, int(i) + 1);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// Under AM_SIM_RACECHECK, each launch runs twice from the same inputs (device memory and its
+// shadow restored in between), under the main schedule and the race-check schedule; a single
+// bit of difference in what it wrote is a race (or a missing barrier) in that kernel.
+void run_grid(const LaunchRequest& req, const Schedule& schedule) {
+  ArenaOpen open;
+  const Settings& set = settings();
+  if (!set.racecheck) return run_grid_once(req, schedule);
+  std::vector<Candidate> cands = writable_allocations(req);
+  struct Saved {
+    std::vector<char> data;
+    std::vector<Shadow> shadow;
+  };
+  std::vector<Saved> before(cands.size()), after(cands.size());
+  auto save = [&](std::vector<Saved>& into) {
+    for (size_t i = 0; i < cands.size(); ++i) {
+      const Allocation* al = cands[i].al;
+      const char* p = reinterpret_cast<const char*>(al->base);
+      into[i].data.assign(p, p + al->logical);
+      const Shadow* s = shadow_of(p);
+      into[i].shadow.assign(s, s + (al->logical + 3) / 4);
+    }
+  };
+  auto restore = [&](const std::vector<Saved>& from) {
+    for (size_t i = 0; i < cands.size(); ++i) {
+      const Allocation* al = cands[i].al;
+      char* p = reinterpret_cast<char*>(al->base);
+      std::memcpy(p, from[i].data.data(), from[i].data.size());
+      std::memcpy(static_cast<void*>(shadow_of(p)), from[i].shadow.data(), from[i].shadow.size() * sizeof(Shadow));
+    }
+  };
+  save(before);
+  run_grid_once(req, schedule);
+  save(after);
+  restore(before);
+  run_grid_once(req, set.racecheck_schedule);
+  for (size_t i = 0; i < cands.size(); ++i) {
+    const Allocation* al = cands[i].al;
+    const char* now = reinterpret_cast<const char*>(al->base);
+    const std::vector<char>& ref = after[i].data;
+    for (size_t off = 0; off < ref.size(); ++off) {
+      if (ref[off] == now[off]) continue;
+      const size_t w = off & ~size_t(3);
+      uint32_t a = 0, b = 0;
+      std::memcpy(&a, ref.data() + w, std::min<size_t>(4, ref.size() - w));
+      std::memcpy(&b, now + w, std::min<size_t>(4, ref.size() - w));
+      fail(fmt::format("kernel {} is not deterministic: run under schedules {} and {} from the same inputs, it "
+                       "wrote different bits to device allocation #{} (argument {}) at byte offset {} (word "
+                       "{:#010x} vs {:#010x}): a race between its threads or blocks, or a missing barrier",
+                       req.kernel, schedule.name(), set.racecheck_schedule.name(), al->id, cands[i].arg, off, a, b));
+    }
   }
 }
 

@@ -76,7 +76,8 @@ struct CurrentOp {
 const CurrentOp* current_op();
 const OpInfo& op_info(uint32_t id);
 // Queues fn as one operation on `stream` and runs it (in stream order; see streams.cpp). Counted
-// as a launch unless it is the simulator's own bookkeeping.
+// as a launch (kernels, library calls) unless it is a copy, a memset or the simulator's own
+// bookkeeping.
 void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted = true);
 void set_last_error(cudaError_t e);
 // Checks a range the runtime is about to read or write for the current operation: live, in

@@ -415,7 +415,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
       ArenaOpen open;
       std::memmove(dst, src, bytes);
       shadow_copy(dst, src, bytes);
-    });
+    }, false);
     return cudaSuccess;
   }
   ++r.counters.sync_memcpy;
@@ -439,7 +439,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
       runtime_access(src, bytes, false, true, name);
       std::memcpy(dst, src, bytes);
     }
-  });
+  }, false);
   host_sync_legacy();
   return cudaSuccess;
 }
@@ -452,7 +452,7 @@ cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
     runtime_access(dst, bytes, true, false, "cudaMemset");
     ArenaOpen open;
     std::memset(dst, value, bytes);
-  });
+  }, false);
   return cudaSuccess;
 }
 

@@ -40,7 +40,7 @@ Settings& settings();
 
 // Counts since the last reset_counters() (or the start).
 struct Counters {
-  uint64_t launches = 0;          // kernels, library operations (GEMMs, sorts, collectives)
+  uint64_t launches = 0;          // kernels and library operations (GEMMs, sorts, collectives)
   uint64_t kernel_launches = 0;   // kernels alone
   uint64_t memcpy_h2d = 0, memcpy_d2h = 0, memcpy_d2d = 0, memsets = 0;
   uint64_t bytes_h2d = 0, bytes_d2h = 0;
@@ -58,6 +58,10 @@ struct Counters {
 };
 const Counters& counters();
 void reset_counters();
+
+// Installs (again) the handler that reports host code touching device memory (SIGSEGV in the
+// arena), for a program that installed its own SIGSEGV handler after the simulator started.
+void install_fault_handler();
 
 // The caching allocator's blocks: handed out for `bytes` (bounds checks and the uninitialised-
 // memory check use that size; the bytes are poisoned again), or parked in the cache (no kernel
