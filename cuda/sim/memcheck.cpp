@@ -21,6 +21,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#ifdef AM_SIM_COVERAGE
+extern "C" char __data_start[], _end[];  // the executable's static data (the linker's symbols)
+#endif
+
 namespace am::sim {
 namespace {
 
@@ -94,6 +98,10 @@ void check_global(KernelContext& c, uintptr_t a, size_t n, bool write, bool atom
 void check_shared(KernelContext& c, uintptr_t a, size_t n, bool write) {
   const uintptr_t args = reinterpret_cast<uintptr_t>(c.req->storage_begin);
   if (a >= args && a + n <= args + c.req->storage_size) return;  // the launch's argument copy
+#ifdef AM_SIM_COVERAGE
+  // gcov's counters (static data of the executable), which kernel code updates in a coverage build.
+  if (a >= reinterpret_cast<uintptr_t>(__data_start) && a < reinterpret_cast<uintptr_t>(_end)) return;
+#endif
   for (const SharedObject& o : *c.shared) {
     const uintptr_t lo = reinterpret_cast<uintptr_t>(o.ptr);
     if (a >= lo && a < lo + std::max<size_t>(o.bytes, 1)) {

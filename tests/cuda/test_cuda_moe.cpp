@@ -298,7 +298,8 @@ TEST_CASE("cuda slot_stats matches the CPU", "[cuda]") {
   };
   const Case cases[] = {{500, 2, 8, 8, 0.1, 0}, {300, 4, 12, 8, 0.3, 0}, {100, 3, 10, 0, 0.2, 0},
                         {64, 2, 8, 6, 0, 1},    {64, 2, 8, 6, 0, 2},     {1, 1, 1, 1, 0, 0},
-                        {20000, 2, 300, 256, 0.05, 0}, {0, 2, 8, 8, 0, 0}};
+                        {20000, 2, 300, 256, 0.05, 0}, {0, 2, 8, 8, 0, 0},
+                        {3000, 2, 9000, 9000, 0.1, 0}};  // > 8192 ids: global atomics, no shared histogram
   uint64_t seed = 500;
   for (const Case& c : cases) {
     INFO("N " << c.N << " kmax " << c.kmax << " n_total " << c.n_total << " n_true " << c.n_true << " mode "
