@@ -9,15 +9,13 @@ set -euo pipefail
 build=$1
 src=$2
 work=$3
-rm -rf "$work"
-mkdir -p "$work"
-"$build/data_tools/autonomoe-data" synthetic --out-dir "$work/data" --name synth --vocab-size 64 \
-  --tokens 20000 --val-tokens 4000 >/dev/null
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+sim_setup "$build" "$work"
 common=(--config "$src/tests/data/cli/small.yaml" --set "run.out_dir=$work/runs"
   --set "data.train=$work/data/synth_train_*.bin" --set "data.val=$work/data/synth_val_*.bin"
   --set train.max_steps=10 --set checkpoint.every=0 --set log.every=1 --set eval.every=0)
 mpi=(mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1 -x AM_SIM_STREAMS=${AM_SIM_STREAMS:-eager})
-losses() { jq -r 'select(.type == "train") | .loss' "$1/metrics.jsonl"; }
 
 status=0
 for layout in "dp:--set dist.ep=1" "ep2:--set dist.ep=2" "zero1:--set dist.zero=1"; do
@@ -29,9 +27,7 @@ for layout in "dp:--set dist.ep=1" "ep2:--set dist.ep=2" "zero1:--set dist.zero=
   "${mpi[@]}" "$build/autonomoe" train "${common[@]}" "${extra[@]}" --set run.backend=cuda --set dist.comm=nccl \
     --set "run.name=$name-nccl" >"$work/$name-nccl.log" 2>&1
   grep -q "processes: 2 (nccl communication)" "$work/$name-nccl.log"
-  result=$(paste <(losses "$work/runs/$name-mpi") <(losses "$work/runs/$name-nccl") | awk '
-    { n++; d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > worst) worst = r; if (r > 2e-3) bad++ }
-    END { printf "%d steps, largest relative difference %.2e (tolerance 2e-3)%s", n, worst, (n == 10 && bad == 0) ? "" : " FAILED" }')
+  result=$(compare_losses "$work/runs/$name-mpi" "$work/runs/$name-nccl" 2e-3 10)
   echo "$name (cuda + nccl on the simulator vs cpu + mpi, 2 ranks): $result"
   case "$result" in *FAILED*) status=1 ;; esac
 done

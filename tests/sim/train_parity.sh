@@ -9,10 +9,9 @@ set -euo pipefail
 build=$1
 src=$2
 work=$3
-rm -rf "$work"
-mkdir -p "$work"
-"$build/data_tools/autonomoe-data" synthetic --out-dir "$work/data" --name synth --vocab-size 64 \
-  --tokens 20000 --val-tokens 4000 >/dev/null
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+sim_setup "$build" "$work"
 
 common=(--config "$src/tests/data/cli/small.yaml" --set "run.out_dir=$work/runs"
   --set "data.train=$work/data/synth_train_*.bin" --set "data.val=$work/data/synth_val_*.bin"
@@ -23,8 +22,6 @@ declare -A strategy=(
   [aoe]="--set model.moe.expert.type=factorized --set model.moe.expert.d_low=8 --set model.moe.scorer.type=act_norm"
   [aoe_topp]="--set model.moe.expert.type=factorized --set model.moe.expert.d_low=8 --set model.moe.scorer.type=act_norm --set model.moe.selector.type=topp --set model.moe.selector.p=0.6"
 )
-
-losses() { jq -r 'select(.type == "train") | .loss' "$1/metrics.jsonl"; }
 
 status=0
 for name in router aoe aoe_topp; do
@@ -40,9 +37,7 @@ for name in router aoe aoe_topp; do
       --set run.backend=cuda --set "run.name=$run-cuda" >"$work/$run-cuda.log" 2>&1
     grep -q "backend: cuda, device 0 (autonomoe CUDA simulator" "$work/$run-cuda.log"
     check=$(grep -o "backend check: cuda agrees with the CPU reference.*" "$work/$run-cuda.log")
-    result=$(paste <(losses "$work/runs/$run-cpu") <(losses "$work/runs/$run-cuda") | awk -v tol="$tol" '
-      { n++; d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > worst) worst = r; if (r > tol) bad++ }
-      END { printf "%d steps, largest relative difference %.2e (tolerance %s)%s", n, worst, tol, (n == 20 && bad == 0) ? "" : " FAILED" }')
+    result=$(compare_losses "$work/runs/$run-cpu" "$work/runs/$run-cuda" "$tol" 20)
     echo "$run: $result; $check"
     case "$result" in *FAILED*) status=1 ;; esac
   done

@@ -6,6 +6,7 @@
 // kernel's own accesses.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -144,26 +145,10 @@ inline long min(long a, long b) { return a < b ? a : b; }
 inline long max(long a, long b) { return a < b ? b : a; }
 
 // ---- intrinsics ----
-inline unsigned __float_as_uint(float x) {
-  unsigned u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-inline float __uint_as_float(unsigned u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-inline int __float_as_int(float x) {
-  int u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-inline float __int_as_float(int u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }
+inline float __uint_as_float(unsigned u) { return std::bit_cast<float>(u); }
+inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
+inline float __int_as_float(int u) { return std::bit_cast<float>(u); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __ffs(int x) { return __builtin_ffs(x); }
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
