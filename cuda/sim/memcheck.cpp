@@ -31,6 +31,7 @@ namespace {
 thread_local KernelContext* t_ctx = nullptr;
 thread_local const LaunchRequest* t_req = nullptr;
 thread_local const CurrentOp* t_op = nullptr;
+thread_local bool t_shared_checks = true;
 
 std::string access_text(uintptr_t a, size_t n, bool write) {
   return fmt::format("{} of {} byte{} at {:#x}", write ? "write" : "read", n, n == 1 ? "" : "s", a);
@@ -95,20 +96,75 @@ void check_global(KernelContext& c, uintptr_t a, size_t n, bool write, bool atom
   }
 }
 
-void check_shared(KernelContext& c, uintptr_t a, size_t n, bool write) {
+// A block's shared memory, per 4-byte word: a read of a word no thread of the block has written
+// is an error; so is a word written by one thread and read or written by another with no barrier
+// between them, or read by one thread and then written by another (threads of one warp: no
+// __syncwarp by the first since). One reader is kept per word (the first not yet ordered before
+// the threads that come after), so a write after several reads is checked against one of them.
+// Atomics may share words with atomics.
+bool ordered_after(const KernelContext& c, uint32_t other, uint32_t other_epoch, uint32_t other_warp_epoch) {
+  const uint32_t me = static_cast<uint32_t>(c.linear_thread) + 1;
+  if (other == me || other_epoch != *c.block_epoch) return true;  // a barrier since, or itself
+  if (other == kAtomicBlock) return false;
+  return (other - 1) / 32 == (me - 1) / 32 && c.warp_epochs[other - 1] != other_warp_epoch;  // warp-synced since
+}
+
+void check_shared_word(KernelContext& c, SharedObject& o, uintptr_t a, size_t n, bool write, bool atomic) {
+  const uint32_t me = static_cast<uint32_t>(c.linear_thread) + 1, epoch = *c.block_epoch;
+  const uint32_t my_warp_epoch = c.warp_epochs[me - 1];
+  const size_t first = (a - reinterpret_cast<uintptr_t>(o.ptr)) / 4;
+  const size_t last = (a + n - 1 - reinterpret_cast<uintptr_t>(o.ptr)) / 4;
+  for (size_t i = first; i <= last && i < o.shadow.size(); ++i) {
+    SharedWord& w = o.shadow[i];
+    auto race = [&](uint32_t who, const char* what) {
+      kernel_fault(c, a, n, write,
+                   who == kAtomicBlock
+                       ? fmt::format("a race: offset {} of {} was updated by an atomic with no barrier since", i * 4,
+                                     o.what)
+                       : fmt::format("a race: offset {} of {} was {} by thread {} with no barrier since{}", i * 4, o.what,
+                                     what, who - 1,
+                                     (who - 1) / 32 == (me - 1) / 32 ? " (same warp: no __syncwarp since)" : ""));
+    };
+    if (w.thread == 0) {
+      if (!write || atomic) {
+        kernel_fault(c, a, n, write, fmt::format("reads {} never written in this block (offset {})", o.what, i * 4));
+      }
+    } else if (!(atomic && w.thread == kAtomicBlock) && !ordered_after(c, w.thread, w.epoch, w.warp_epoch)) {
+      race(w.thread, "written");
+    }
+    if (write && w.reader != 0 && !(atomic && w.reader == kAtomicBlock) &&
+        !ordered_after(c, w.reader, w.reader_epoch, w.reader_warp_epoch)) {
+      race(w.reader, "read");
+    }
+    if (write) {
+      w.thread = atomic ? kAtomicBlock : me;
+      w.epoch = epoch;
+      w.warp_epoch = atomic ? 0 : my_warp_epoch;
+      w.reader = 0;
+    } else if (w.reader == 0 || ordered_after(c, w.reader, w.reader_epoch, w.reader_warp_epoch)) {
+      // (An earlier reader not yet ordered before this thread is kept: a write by anyone else races it.)
+      w.reader = me;
+      w.reader_epoch = epoch;
+      w.reader_warp_epoch = my_warp_epoch;
+    }
+  }
+}
+
+void check_shared(KernelContext& c, uintptr_t a, size_t n, bool write, bool atomic) {
   const uintptr_t args = reinterpret_cast<uintptr_t>(c.req->storage_begin);
   if (a >= args && a + n <= args + c.req->storage_size) return;  // the launch's argument copy
 #ifdef AM_SIM_COVERAGE
   // gcov's counters (static data of the executable), which kernel code updates in a coverage build.
   if (a >= reinterpret_cast<uintptr_t>(__data_start) && a < reinterpret_cast<uintptr_t>(_end)) return;
 #endif
-  for (const SharedObject& o : *c.shared) {
+  for (SharedObject& o : *c.shared) {
     const uintptr_t lo = reinterpret_cast<uintptr_t>(o.ptr);
     if (a >= lo && a < lo + std::max<size_t>(o.bytes, 1)) {
       if (a + n > lo + o.bytes) {
         kernel_fault(c, a, n, write,
                      fmt::format("out of bounds: offset {} of {} of {} bytes", a - lo, o.what, o.bytes));
       }
+      if (t_shared_checks) check_shared_word(c, o, a, n, write, atomic);
       return;
     }
   }
@@ -141,7 +197,7 @@ inline void check(const volatile void* p, size_t n, bool write, bool atomic = fa
   if (in_arena(const_cast<const void*>(p))) {
     check_global(*c, a, n, write, atomic);
   } else {
-    check_shared(*c, a, n, write);
+    check_shared(*c, a, n, write, atomic);
   }
 }
 
@@ -156,13 +212,12 @@ void memcheck_enter(KernelContext* ctx) { t_ctx = ctx; }
 void memcheck_launch_start(const LaunchRequest* req) {
   t_req = req;
   t_op = current_op();
+  t_shared_checks = settings().shared_checks;
 }
 void memcheck_launch_end() {
   t_req = nullptr;
   t_op = nullptr;
 }
-void memcheck_barrier() {}
-void memcheck_warp_synced(KernelContext&) {}
 
 }  // namespace am::sim
 

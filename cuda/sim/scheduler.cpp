@@ -88,6 +88,8 @@ struct Block {
   std::vector<Thread> threads;
   std::vector<SharedObject> shared;
   char* dynamic = nullptr;
+  uint32_t epoch = 0;                 // barriers passed (the shared-memory race check)
+  std::vector<uint32_t> warp_epochs;  // per thread: __syncwarp calls passed
 };
 
 thread_local Thread* t_thread = nullptr;
@@ -189,7 +191,7 @@ bool resolve_warps(Block& b) {
       for (int j = 0; j < lanes; ++j) {
         if (m & (1u << j)) {
           b.threads[w + j].state = State::Runnable;
-          if (t.op == WarpOp::Sync) memcheck_warp_synced(b.threads[w + j].ctx);
+          if (t.op == WarpOp::Sync) ++b.warp_epochs[w + j];
         }
       }
       progressed = true;
@@ -203,11 +205,13 @@ void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
   const int n = static_cast<int>(req.block.x * req.block.y * req.block.z);
   b.threads.clear();
   b.threads.resize(n);
+  b.epoch = 0;
+  b.warp_epochs.assign(n, 0);
   std::vector<char> dyn(req.smem + 1);  // +1: a valid pointer even for 0 bytes
   std::memset(dyn.data(), 0xff, dyn.size());
   b.dynamic = dyn.data();
   b.shared.clear();
-  b.shared.push_back(SharedObject{dyn.data(), req.smem, "dynamic shared memory", nullptr, false});
+  b.shared.emplace_back(SharedObject{dyn.data(), req.smem, "dynamic shared memory", nullptr, false});
   for (int i = 0; i < n; ++i) {
     Thread& t = b.threads[i];
     t.block = &b;
@@ -217,6 +221,8 @@ void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
     t.ctx.linear_thread = i;
     t.ctx.req = &req;
     t.ctx.shared = &b.shared;
+    t.ctx.block_epoch = &b.epoch;
+    t.ctx.warp_epochs = b.warp_epochs.data();
     t.ctx.block_tag = 1 + b.idx.x + req.grid.x * (b.idx.y + req.grid.y * b.idx.z);
     char* stack = t_stacks.get(i);
     t.ctx.stack_lo = reinterpret_cast<uintptr_t>(stack);
@@ -282,7 +288,7 @@ void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
       }
     }
     for (Thread& t : b.threads) t.state = State::Runnable;
-    memcheck_barrier();
+    ++b.epoch;
   }
   for (SharedObject& o : b.shared) {
     if (o.owned) ::operator delete(o.ptr, std::align_val_t(16));
@@ -327,7 +333,7 @@ void* block_shared_bytes(const void* site, size_t bytes, size_t align) {
   void* p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t(16));
   (void)align;
   std::memset(p, 0xff, bytes);  // poison: shared memory starts as NaN / -1
-  t.block->shared.push_back(SharedObject{p, bytes, "static shared memory", site, true});
+  t.block->shared.emplace_back(SharedObject{p, bytes, "static shared memory", site, true});
   return p;
 }
 

@@ -76,6 +76,7 @@ struct Runtime {
       settings.racecheck = true;
       settings.racecheck_schedule = parse_schedule(v);
     }
+    if (const char* v = std::getenv("AM_SIM_SHARED_CHECKS"); v && std::strcmp(v, "0") == 0) settings.shared_checks = false;
     if (const char* v = std::getenv("AM_SIM_STREAMS"); v && *v) {
       if (std::strcmp(v, "lazy") == 0) {
         settings.lazy_streams = true;

@@ -157,26 +157,50 @@ TEST_CASE("sim: bounds are exact inside the caching allocator's rounded blocks, 
   REQUIRE_THROWS_WITH(launch<copy_kernel>(1, 32, 0, 0, y, x, n), Contains("released to the caching allocator"));
 }
 
-TEST_CASE("sim: a missing __syncthreads gives different bits under another schedule", "[sim]") {
+TEST_CASE("sim: a missing __syncthreads is a shared-memory race, and gives different bits under another schedule",
+          "[sim]") {
   std::vector<float> host(64);
   for (int i = 0; i < 64; ++i) host[i] = static_cast<float>(i + 1);
   float* x = to_device(host);
   float* out = nullptr;
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&out), sizeof(float)) == cudaSuccess);
-  RaceCheck check("asc", "desc");
-  launch<block_sum_kernel>(1, 64, 0, 0, out, x, false);
-  REQUIRE(to_host(out, 1)[0] == 64.f * 65.f / 2.f);
-  REQUIRE_THROWS_WITH(launch<block_sum_kernel>(1, 64, 0, 0, out, x, true),
-                      Contains("block_sum_kernel is not deterministic: run under schedules"));
+  {
+    Eager eager;  // the shared-memory race detector
+    launch<block_sum_kernel>(1, 64, 0, 0, out, x, false);
+    REQUIRE(to_host(out, 1)[0] == 64.f * 65.f / 2.f);
+    REQUIRE_THROWS_WITH(launch<block_sum_kernel>(1, 64, 0, 0, out, x, true),
+                        Contains("block_sum_kernel block (0,0,0)") && Contains("of static shared memory was") &&
+                            Contains("with no barrier since"));
+  }
+  {
+    RaceCheck check("asc", "desc");  // the same bug, found by the second schedule alone
+    am::sim::settings().shared_checks = false;
+    launch<block_sum_kernel>(1, 64, 0, 0, out, x, false);
+    REQUIRE_THROWS_WITH(launch<block_sum_kernel>(1, 64, 0, 0, out, x, true),
+                        Contains("block_sum_kernel is not deterministic: run under schedules"));
+  }
   cudaFree(x);
   cudaFree(out);
 }
 
-TEST_CASE("sim: a missing __syncwarp is caught by the warp-reversed and descending schedules", "[sim]") {
+TEST_CASE("sim: a missing __syncwarp is a shared-memory race, and caught by the warp-reversed and descending schedules",
+          "[sim]") {
   int* out = nullptr;
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&out), sizeof(int) * 32) == cudaSuccess);
+  {
+    Eager eager;
+    launch<warp_table_kernel>(1, 32, 0, 0, out, false);
+    REQUIRE(to_host(out, 32)[0] == 131);
+    // (Lane 0 first: the others read its writes with no __syncwarp between; lane 0 last: they
+    // read words nobody has written yet.)
+    REQUIRE_THROWS_WITH(launch<warp_table_kernel>(1, 32, 0, 0, out, true),
+                        Contains("warp_table_kernel block (0,0,0)") &&
+                            (Contains("written by thread 0 with no barrier since (same warp: no __syncwarp since)") ||
+                             Contains("reads static shared memory never written in this block")));
+  }
   for (const char* second : {"desc", "warprev"}) {
     RaceCheck check("asc", second);
+    am::sim::settings().shared_checks = false;
     launch<warp_table_kernel>(1, 32, 0, 0, out, false);
     REQUIRE(to_host(out, 32)[0] == 131);
     REQUIRE_THROWS_WITH(launch<warp_table_kernel>(1, 32, 0, 0, out, true),
@@ -334,4 +358,11 @@ TEST_CASE("sim: more dynamic shared memory than the default limit needs cudaFunc
   CHECK_THROWS_WITH(launch<copy_kernel>(1, 32, 64 * 1024, 0, y, y, 0), Contains("invalid argument"));
   CHECK_THROWS_WITH(launch<copy_kernel>(1, 2048, 0, 0, y, y, 0), Contains("invalid configuration argument"));
   cudaFree(y);
+}
+
+TEST_CASE("sim: run.backend auto never selects the simulator; cuda does, and says what it is", "[sim]") {
+  CHECK(am::make_backend("auto", am::Precision::FP32, 1)->name() == "cpu");
+  auto be = am::make_backend("cuda", am::Precision::FP32, 1);
+  CHECK(be->name() == "cuda");
+  CHECK_THAT(be->describe(), Contains("autonomoe CUDA simulator (CPU)"));
 }

@@ -27,7 +27,7 @@ mutate() {  # name file sed-expression test-pattern expected-text
   mv "$file.orig" "$file"
   touch "$file"
   local line
-  line=$(grep -m1 -o "$expect.*" <<<"$out" | cut -c1-220)
+  line=$(grep -m1 -oE "($expect).*" <<<"$out" | cut -c1-220)
   if [ $rc -ne 0 ] && [ -n "$line" ]; then
     echo "$name: caught ($pattern fails): $line"
   else
@@ -38,9 +38,9 @@ mutate() {  # name file sed-expression test-pattern expected-text
 mutate "off-by-one index (elementwise.cu add_kernel: i <= n)" cuda/elementwise.cu \
   '11s/i < n; i += int64_t(gridDim.x)/i <= n; i += int64_t(gridDim.x)/' "cuda element-wise*" "out of bounds"
 mutate "missing __syncthreads (elementwise.cu sum_squares_kernel reduction loop)" cuda/elementwise.cu \
-  '40s/__syncthreads();//' "cuda element-wise*" "is not deterministic"
+  '40s/__syncthreads();//' "cuda element-wise*" "a race|is not deterministic"
 mutate "missing __syncwarp (select.cu top-p: lane 0's writes of ex[])" cuda/select.cu \
-  '138s/__syncwarp();//' "cuda topp_select*" "is not deterministic"
+  '138s/__syncwarp();//' "cuda topp_select*" "a race|is not deterministic"
 mutate "wrong shuffle lane (moe_common.cuh warp_sum: lane ^ (off >> 1))" cuda/moe_common.cuh \
   '56s/__shfl_xor_sync(kFullMask, v, off)/__shfl_xor_sync(kFullMask, v, off >> 1)/' "cuda block_norms*" "FAILED"
 ninja -C "$build" autonomoe_cuda_tests >/dev/null 2>&1

@@ -30,11 +30,14 @@ Schedule parse_schedule(const std::string& text);
 //                     must give the same bits (default off)
 //   AM_SIM_STREAMS    eager (run each operation when queued) or lazy (run as late as the host's
 //                     synchronisations and the events allow: the adversarial order)
+//   AM_SIM_SHARED_CHECKS  0 turns off the shared-memory checks: reads of words never written in
+//                     the block, races between barriers (on by default)
 struct Settings {
   Schedule schedule;
   bool racecheck = false;
   Schedule racecheck_schedule;
   bool lazy_streams = false;
+  bool shared_checks = true;
 };
 Settings& settings();
 
