@@ -48,7 +48,7 @@ MoeConfig factorized(int d_ffn, int d_low) {
 
 }  // namespace
 
-TEST_CASE("Schedule: piecewise constant in the step; active when some value is > 0",
+TEST_CASE("Schedule: piecewise constant in the step, active when some value is > 0",
           "[config]") {
   Schedule s;
   s.points = {{0, 0.02}, {100, 1e-4}, {250, 0.0}};

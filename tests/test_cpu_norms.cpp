@@ -11,7 +11,7 @@ using namespace am::test;
 
 using NormKind = Backend::NormKind;
 
-TEST_CASE("cpu block_norms: hand-computed L2, L1 and Linf; other columns untouched", "[cpu]") {
+TEST_CASE("cpu block_norms: hand-computed L2, L1 and Linf, other columns untouched", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   const int nb = 3;

@@ -178,7 +178,7 @@ TEST_CASE("loader: seek to a saved position continues identically", "[data]") {
   }
 }
 
-TEST_CASE("loader state: restore continues; a changed shard list is refused", "[data]") {
+TEST_CASE("loader state: restore continues, and a changed shard list is refused", "[data]") {
   TempDir d;
   make_shards(d, {50, 50});
   DataLoader a(d.file("s_*.bin"), 2, 4, true, 5, 10000);

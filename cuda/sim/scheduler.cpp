@@ -18,7 +18,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -400,7 +403,43 @@ std::vector<Candidate> writable_allocations(const LaunchRequest& req) {
 // Under AM_SIM_RACECHECK, each launch runs twice from the same inputs (device memory and its
 // shadow restored in between), under the main schedule and the race-check schedule; a single
 // bit of difference in what it wrote is a race (or a missing barrier) in that kernel.
+// AM_SIM_KERNEL_STATS=FILE: at exit, per kernel, its launches and the largest grid and block it
+// ran with (which geometries the tests reach: docs/testing.md).
+struct KernelStats {
+  uint64_t launches = 0, max_blocks = 0, max_threads = 0, multi_block_multi_warp = 0;
+};
+std::map<std::string, KernelStats>* kernel_stats() {
+  static std::map<std::string, KernelStats>* stats = [] {
+    const char* path = std::getenv("AM_SIM_KERNEL_STATS");
+    if (!path || !*path) return static_cast<std::map<std::string, KernelStats>*>(nullptr);
+    static std::string file = path;
+    static std::map<std::string, KernelStats> m;
+    std::atexit([] {
+      if (FILE* f = std::fopen(file.c_str(), "w")) {
+        std::fprintf(f, "kernel,launches,max_blocks,max_threads_per_block,launches_with_several_blocks_and_warps\n");
+        for (const auto& [k, v] : m) {
+          std::fprintf(f, "\"%s\",%llu,%llu,%llu,%llu\n", k.c_str(), static_cast<unsigned long long>(v.launches),
+                       static_cast<unsigned long long>(v.max_blocks), static_cast<unsigned long long>(v.max_threads),
+                       static_cast<unsigned long long>(v.multi_block_multi_warp));
+        }
+        std::fclose(f);
+      }
+    });
+    return &m;
+  }();
+  return stats;
+}
+
 void run_grid(const LaunchRequest& req, const Schedule& schedule) {
+  if (auto* stats = kernel_stats()) {
+    KernelStats& k = (*stats)[req.kernel];
+    const uint64_t blocks = uint64_t(req.grid.x) * req.grid.y * req.grid.z;
+    const uint64_t threads = uint64_t(req.block.x) * req.block.y * req.block.z;
+    ++k.launches;
+    k.max_blocks = std::max(k.max_blocks, blocks);
+    k.max_threads = std::max(k.max_threads, threads);
+    if (blocks > 1 && threads > 32) ++k.multi_block_multi_warp;
+  }
   ArenaOpen open;
   const Settings& set = settings();
   if (!set.racecheck) return run_grid_once(req, schedule);

@@ -4,7 +4,7 @@
 //    the allocation table, and the shadow memory (per 4-byte word: the operation and block that
 //    last wrote it; 0 = never written);
 //  - streams.cpp: streams, events, operations with their vector clocks, host synchronisations,
-//    counters, errors, and the CUDA runtime API;
+//    counters, errors; device_api.cpp: the rest of the CUDA runtime API (device, memory, launches);
 //  - scheduler.cpp: a grid's blocks and threads (fibers), barriers and warp collectives;
 //  - memcheck.cpp: every load and store of kernel code (GCC's -fsanitize=thread instrumentation,
 //    with the simulator's own callbacks) checked against the above;
@@ -80,6 +80,10 @@ const OpInfo& op_info(uint32_t id);
 // bookkeeping.
 void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted = true);
 void set_last_error(cudaError_t e);
+cudaError_t last_error(bool clear);  // cudaGetLastError (clear) / cudaPeekAtLastError
+Counters& mutable_counters();
+void drain_all();         // runs every queued operation (lazy streams)
+void host_sync_legacy();  // the host waits for the legacy default stream and the blocking streams
 // Checks a range the runtime is about to read or write for the current operation: live, in
 // bounds, written before (reads with require_init), ordered after its last writer's stream.
 void runtime_access(const void* p, size_t bytes, bool write, bool require_init, const char* what);

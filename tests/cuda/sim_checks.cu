@@ -232,7 +232,7 @@ TEST_CASE("sim: a __syncthreads that some threads never reach is an error", "[si
   cudaFree(y);
 }
 
-TEST_CASE("sim: two blocks writing one word is a race; shared-memory overruns are caught", "[sim]") {
+TEST_CASE("sim: two blocks writing one word is a race, and shared-memory overruns are caught", "[sim]") {
   Eager eager;
   float* y = nullptr;
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float) * 64) == cudaSuccess);
@@ -360,7 +360,7 @@ TEST_CASE("sim: more dynamic shared memory than the default limit needs cudaFunc
   cudaFree(y);
 }
 
-TEST_CASE("sim: run.backend auto never selects the simulator; cuda does, and says what it is", "[sim]") {
+TEST_CASE("sim: run.backend auto never selects the simulator, and cuda says what it is", "[sim]") {
   CHECK(am::make_backend("auto", am::Precision::FP32, 1)->name() == "cpu");
   auto be = am::make_backend("cuda", am::Precision::FP32, 1);
   CHECK(be->name() == "cuda");
