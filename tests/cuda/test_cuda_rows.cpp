@@ -191,9 +191,10 @@ TEST_CASE("cuda entropy sum and backward match the CPU", "[cuda]") {
 TEST_CASE("cuda broadcast_columns and copy_columns match the CPU", "[cuda]") {
   Pair p;
   struct Case { int64_t N, C, m, col; };
-  // The last columns, one column, an empty column range, no rows.
+  // The last columns, one column, an empty column range, no rows, and several blocks (N * m >
+  // 256: a partial last block and warp).
   for (const Case c : {Case{13, 10, 4, 3}, Case{1, 1, 1, 0}, Case{40, 9, 3, 6}, Case{5, 6, 0, 6},
-                       Case{0, 4, 2, 1}}) {
+                       Case{0, 4, 2, 1}, Case{300, 11, 5, 2}}) {
     INFO("N " << c.N << " C " << c.C << " m " << c.m << " col " << c.col);
     const size_t nc = static_cast<size_t>(c.N * c.C);
     const int64_t vn = std::max<int64_t>(c.m, 1);  // a Twin of >= 1 element, viewed as its first m
