@@ -4,50 +4,16 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
 #include "sweep/results.h"
+#include "train/stop_signals.h"
 #include "train/trainer.h"
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
-#include <csignal>
 #include <filesystem>
 
 namespace am {
 namespace fs = std::filesystem;
 namespace {
-
-// ---- signals between points: the first SIGINT/SIGTERM stops the sweep before the next point
-// (while a point trains, the trainer's own handlers are installed and it stops that point) ----
-std::atomic<int> g_sweep_stop{0};
-
-extern "C" void on_sweep_signal(int sig) {
-  if (g_sweep_stop.fetch_add(1) >= 1) {  // a second signal: stop now
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
-  }
-}
-
-class SweepSignalGuard {
- public:
-  explicit SweepSignalGuard(bool enable) : enabled_(enable) {
-    g_sweep_stop = 0;
-    if (!enabled_) return;
-    prev_int_ = std::signal(SIGINT, on_sweep_signal);
-    prev_term_ = std::signal(SIGTERM, on_sweep_signal);
-  }
-  ~SweepSignalGuard() {
-    if (!enabled_) return;
-    std::signal(SIGINT, prev_int_);
-    std::signal(SIGTERM, prev_term_);
-  }
-  SweepSignalGuard(const SweepSignalGuard&) = delete;
-  SweepSignalGuard& operator=(const SweepSignalGuard&) = delete;
-
- private:
-  bool enabled_;
-  void (*prev_int_)(int) = SIG_DFL;
-  void (*prev_term_)(int) = SIG_DFL;
-};
 
 // summary.json of a run directory, or null when there is none (or it cannot be read: then the
 // point is treated as unfinished, with a warning).
@@ -155,10 +121,12 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   SweepOutcome out;
   out.results.resize(plan.points.size());
   const size_t n = plan.points.size();
-  SweepSignalGuard signals(options.handle_signals);
+  // Between points the first SIGINT/SIGTERM stops the sweep before the next point; while a point
+  // trains, the trainer's own guard (nested in this one) counts it and stops that point.
+  StopSignals signals(options.handle_signals);
 
   for (size_t i = 0; i < n; ++i) {
-    if (g_sweep_stop.load() > 0) {
+    if (signals.requested()) {
       out.interrupted = true;
       break;
     }

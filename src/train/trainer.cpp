@@ -15,50 +15,20 @@
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/step.h"
+#include "train/stop_signals.h"
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 
 namespace am {
 namespace fs = std::filesystem;
 namespace {
-
-// ---- signals: the first SIGINT/SIGTERM asks the loop to stop after the current step ----
-std::atomic<int> g_stop_signals{0};
-
-extern "C" void on_stop_signal(int sig) {
-  if (g_stop_signals.fetch_add(1) >= 1) {  // a second signal: stop now (checkpoints are atomic)
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
-  }
-}
-
-class SignalGuard {
- public:
-  explicit SignalGuard(bool enable) : enabled_(enable) {
-    g_stop_signals = 0;
-    if (!enabled_) return;
-    prev_int_ = std::signal(SIGINT, on_stop_signal);
-    prev_term_ = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~SignalGuard() {
-    if (!enabled_) return;
-    std::signal(SIGINT, prev_int_);
-    std::signal(SIGTERM, prev_term_);
-  }
-
- private:
-  bool enabled_;
-  void (*prev_int_)(int) = SIG_DFL;
-  void (*prev_term_)(int) = SIG_DFL;
-};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -137,46 +107,78 @@ void write_run_summary(const TrainSummary& s, const Config& cfg, const ParamCoun
   write_file_atomic((fs::path(s.run_dir) / "summary.json").string(), j.dump(2) + "\n");
 }
 
-}  // namespace
+// ---- train(), in pieces: setup_run builds a Run, run_loop trains it, finish_run sums it up ----
 
-std::string run_dir_of(const Config& cfg) {
-  return (fs::path(cfg.run.out_dir) / cfg.run.name).string();
-}
+// What train() builds before its loop, and what the loop, its log lines and the summary work on.
+// Members are declared in the order they are built, so they are destroyed in the reverse order (the
+// optimizer and model before the data, the communicators and then the backend last).
+struct Run {
+  Run(const Config& c, const TrainOptions& o)
+      : cfg(c), tc(c.train), options(o), B(c.train.micro_batch_size), T(c.data.seq_len) {}
+  Run(const Run&) = delete;  // the model and optimizer keep pointers into it
+  Run& operator=(const Run&) = delete;
 
-TrainSummary train(const Config& cfg, const TrainOptions& options) {
-  const TrainConfig& tc = cfg.train;
-  const int B = tc.micro_batch_size, T = cfg.data.seq_len;
+  const Config& cfg;
+  const TrainConfig& tc;
+  const TrainOptions& options;
+  const int B, T;
   TrainSummary summary;
-  summary.run_dir = run_dir_of(cfg);
-  const std::string ckpt_root = (fs::path(summary.run_dir) / "checkpoints").string();
+  std::string ckpt_root;                  // <run dir>/checkpoints
+  std::optional<std::string> resume_dir;  // the checkpoint resumed from, if any
+  std::unique_ptr<Backend> be;
+  std::unique_ptr<Comm> own_world;  // made here unless options.world is given
+  Comm* world = nullptr;
+  std::optional<Distributed> layout;
+  const DistContext* dist = nullptr;
+  bool root = false;  // rank 0: writes the run directory and the summary
+  std::optional<DataLoader> train_data;
+  std::unique_ptr<DataLoader> val_data;  // null without data.val
+  int eval_batches = 0;
+  std::optional<Transformer> model;
+  std::optional<AdamW> opt;
+  TrainerState state;
+  std::unique_ptr<MetricsLog> metrics;  // rank 0 only
+  ParamCounts pc;
+  int64_t tokens_per_step = 0;
+};
 
-  // ---- where we start from ----
-  std::optional<std::string> resume_dir;
+// Where the run starts: the checkpoint to resume from, or none. A fresh run refuses a run directory
+// that already holds checkpoints, so that it never mixes two runs' checkpoints and metrics.
+std::optional<std::string> resume_point(const TrainOptions& options, const std::string& run_dir,
+                                        const std::string& ckpt_root) {
   if (options.resume == "latest") {
     auto latest = fs::exists(ckpt_root) ? latest_checkpoint(ckpt_root) : std::nullopt;
     if (!latest) {
-      throw UserError(fmt::format("--resume: run directory {} has no complete checkpoint", summary.run_dir),
+      throw UserError(fmt::format("--resume: run directory {} has no complete checkpoint", run_dir),
                       "start the run without --resume, or pass a checkpoint directory to --resume");
     }
-    resume_dir = latest->path;
-  } else if (!options.resume.empty()) {
-    resume_dir = options.resume;
-  } else if (fs::exists(ckpt_root) && latest_checkpoint(ckpt_root)) {
+    return latest->path;
+  }
+  if (!options.resume.empty()) return options.resume;
+  if (fs::exists(ckpt_root) && latest_checkpoint(ckpt_root)) {
     throw UserError(
-        fmt::format("run directory {} already holds checkpoints (newest: {})", summary.run_dir,
+        fmt::format("run directory {} already holds checkpoints (newest: {})", run_dir,
                     latest_checkpoint(ckpt_root)->path),
         "continue it with --resume, or start a new run with --set run.name=<another name>");
   }
+  return std::nullopt;
+}
 
-  // ---- processes, backend, data, model, optimizer ----
-  std::unique_ptr<Backend> be = make_checked_backend(cfg.run);  // GPU: the node-local rank's
-  std::unique_ptr<Comm> own_world = options.world ? nullptr : make_world_comm(cfg.dist.comm, be->name());
-  Comm& world = options.world ? *options.world : *own_world;
-  const Distributed layout(world, cfg.dist.ep);
-  const DistContext& dist = layout.context();
-  const bool root = dist.is_root();
-  summary.rank = dist.rank();
+// The backend, the world communicator and this rank's place in the expert-parallel layout.
+void open_processes(Run& run) {
+  run.be = make_checked_backend(run.cfg.run);  // GPU: the node-local rank's
+  if (!run.options.world) run.own_world = make_world_comm(run.cfg.dist.comm, run.be->name());
+  run.world = run.options.world ? run.options.world : run.own_world.get();
+  run.layout.emplace(*run.world, run.cfg.dist.ep);
+  run.dist = &run.layout->context();
+  run.root = run.dist->is_root();
+  run.summary.rank = run.dist->rank();
+}
 
+// The training data (this rank's share of it) and the validation data, checked against the model.
+void open_data(Run& run) {
+  const Config& cfg = run.cfg;
+  const int B = run.B, T = run.T;
   const std::optional<DatasetMeta> meta = read_dataset_meta(cfg.data.train);
   if (meta && meta->vocab_size != cfg.model.vocab_size) {
     throw UserError(fmt::format("model.vocab_size is {} but the data's vocabulary ({}) has {} tokens",
@@ -184,23 +186,26 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
                     fmt::format("set model.vocab_size: {} (or --set model.vocab_size={})",
                                 meta->vocab_size, meta->vocab_size));
   }
-  if (meta) summary.unigram_entropy = meta->unigram_entropy_nats;
-  DataLoader train_data(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size, dist.rank(),
-                        dist.world_size());
-  std::unique_ptr<DataLoader> val_data;
-  int eval_batches = cfg.eval.batches;
+  if (meta) run.summary.unigram_entropy = meta->unigram_entropy_nats;
+  run.train_data.emplace(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size,
+                         run.dist->rank(), run.dist->world_size());
+  run.eval_batches = cfg.eval.batches;
   if (!cfg.data.val.empty()) {
-    val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, false, cfg.run.seed, cfg.model.vocab_size);
-    const int avail = eval_batches_available(*val_data, B);
-    if (avail < eval_batches) {
+    run.val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, false, cfg.run.seed, cfg.model.vocab_size);
+    const int avail = eval_batches_available(*run.val_data, B);
+    if (avail < run.eval_batches) {
       spdlog::warn("eval.batches is {} but {} holds only {} micro-batches of {}x{}; evaluating on {}",
-                   eval_batches, cfg.data.val, avail, B, T, std::max(avail, 1));
-      eval_batches = std::max(avail, 1);
+                   run.eval_batches, cfg.data.val, avail, B, T, std::max(avail, 1));
+      run.eval_batches = std::max(avail, 1);
     }
   }
+}
 
-  Transformer model(*be, cfg.model, B, T, &dist);
-  for (MoeLayer* l : model.moe_layers()) {
+// The model and optimizer, from the checkpoint resumed from or freshly initialized.
+void build_model(Run& run) {
+  const Config& cfg = run.cfg;
+  run.model.emplace(*run.be, cfg.model, run.B, run.T, run.dist);
+  for (MoeLayer* l : run.model->moe_layers()) {
     if (!l->trainable()) {
       throw UserError(fmt::format("model.moe.scorer.node {} is for evaluation only: every expert would run "
                                   "up to that node for every token, and it has no backward pass",
@@ -213,41 +218,44 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
                  "later tokens of the same sequence included: training is not causal, and generation sees "
                  "other groups than training (docs/selection.md)", cfg.model.moe.selector.group);
   }
-  AdamW opt(model.store(), tc, cfg.dist.zero == 1 ? &dist : nullptr);  // ZeRO-1: moments sharded
-  TrainerState state;
-  if (resume_dir) {
-    const Config ckpt_cfg = load_checkpoint_config(*resume_dir);
-    check_resume_compatible(ckpt_cfg, cfg, *resume_dir);
-    state = load_checkpoint(*resume_dir, model.store(), &opt,
-                            dist.ep_size > 1 ? UnusedTensors::Quiet : UnusedTensors::Refuse);
-    train_data.restore(state.train_loader);
-    summary.last_checkpoint = *resume_dir;
+  run.opt.emplace(run.model->store(), run.tc, cfg.dist.zero == 1 ? run.dist : nullptr);  // ZeRO-1: moments sharded
+  if (run.resume_dir) {
+    const Config ckpt_cfg = load_checkpoint_config(*run.resume_dir);
+    check_resume_compatible(ckpt_cfg, cfg, *run.resume_dir);
+    run.state = load_checkpoint(*run.resume_dir, run.model->store(), &*run.opt,
+                                run.dist->ep_size > 1 ? UnusedTensors::Quiet : UnusedTensors::Refuse);
+    run.train_data->restore(run.state.train_loader);
+    run.summary.last_checkpoint = *run.resume_dir;
   } else {
-    model.store().init(cfg.run.seed);
+    run.model->store().init(cfg.run.seed);
   }
-  summary.start_step = summary.end_step = state.step;
+  run.summary.start_step = run.summary.end_step = run.state.step;
+}
 
-  // Rank 0 writes the run directory; the others write nothing.
-  std::unique_ptr<MetricsLog> metrics;
-  if (root) {
-    fs::create_directories(summary.run_dir);
-    if (fs::exists(ckpt_root)) remove_stale_temp_dirs(ckpt_root);
-    write_file_atomic((fs::path(summary.run_dir) / "config.resolved.yaml").string(), config_to_yaml(cfg));
-    metrics = std::make_unique<MetricsLog>((fs::path(summary.run_dir) / "metrics.jsonl").string(),
-                                           resume_dir ? state.step : -1);
+// Rank 0 writes the run directory (config.resolved.yaml, metrics.jsonl); the others write nothing.
+void open_run_dir(Run& run) {
+  if (run.root) {
+    fs::create_directories(run.summary.run_dir);
+    if (fs::exists(run.ckpt_root)) remove_stale_temp_dirs(run.ckpt_root);
+    write_file_atomic((fs::path(run.summary.run_dir) / "config.resolved.yaml").string(), config_to_yaml(run.cfg));
+    run.metrics = std::make_unique<MetricsLog>((fs::path(run.summary.run_dir) / "metrics.jsonl").string(),
+                                               run.resume_dir ? run.state.step : -1);
   }
-  world.barrier();
+  run.world->barrier();
+}
 
-  const ParamCounts pc = count_params(cfg.model);
-  const int64_t tokens_per_step = static_cast<int64_t>(B) * T * tc.grad_accum * dist.world_size();
+// The start-up lines: config, backend, processes, model, optimizer, data, run directory.
+void log_setup(const Run& run) {
+  const Config& cfg = run.cfg;
+  const DistContext& dist = *run.dist;
   spdlog::info("config {}\n{}", cfg.source_path, config_table(cfg));
-  spdlog::info("backend: {}", be->describe());
+  spdlog::info("backend: {}", run.be->describe());
   if (dist.world_size() > 1) {
-    spdlog::info("processes: {} ({} communication), expert-parallel groups of {}", dist.world_size(), world.name(),
-                 dist.ep_size);
+    spdlog::info("processes: {} ({} communication), expert-parallel groups of {}", dist.world_size(),
+                 run.world->name(), dist.ep_size);
   }
-  spdlog::info("model: {} parameters, {} active per token", fmt_count(pc.total), fmt_count(pc.active));
-  summary.opt_state_bytes = opt.state_bytes();
+  spdlog::info("model: {} parameters, {} active per token", fmt_count(run.pc.total), fmt_count(run.pc.active));
+  const AdamW& opt = *run.opt;
   if (opt.sharded()) {
     spdlog::info("optimizer: AdamW moments {} on rank 0, {} unsharded (ZeRO-1: those of dense tensors sharded "
                  "over {} rank(s), of expert weights over {})",
@@ -257,115 +265,180 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     spdlog::info("optimizer: AdamW moments {} per rank", fmt_bytes(static_cast<double>(opt.state_bytes())));
   }
   spdlog::info("data: {} shard(s), {} tokens, {} windows of {} per epoch; {} tokens per step",
-               train_data.shards().size(), fmt_count(train_data.total_tokens()),
-               train_data.windows_per_epoch(), T, tokens_per_step);
-  spdlog::info("run directory: {}{}", summary.run_dir,
-               resume_dir ? fmt::format(" (resuming from step {}: {})", state.step, *resume_dir) : "");
+               run.train_data->shards().size(), fmt_count(run.train_data->total_tokens()),
+               run.train_data->windows_per_epoch(), run.T, run.tokens_per_step);
+  spdlog::info("run directory: {}{}", run.summary.run_dir,
+               run.resume_dir ? fmt::format(" (resuming from step {}: {})", run.state.step, *run.resume_dir) : "");
+}
 
-  auto write_checkpoint = [&]() {
-    state.train_loader = train_data.state();
-    summary.last_checkpoint = save_checkpoint(ckpt_root, cfg, model.store(), &opt, state, &dist);
-    if (root) {
-      prune_checkpoints(ckpt_root, cfg.checkpoint.keep_last, state.step);
-      spdlog::info("checkpoint: {}", summary.last_checkpoint);
-    }
-    world.barrier();  // the checkpoint is complete before any rank goes on (or exits)
-  };
-  if (!resume_dir && cfg.checkpoint.save_initial) write_checkpoint();
+// A checkpoint of the current step (every rank takes part; rank 0 writes it and prunes old ones).
+void write_checkpoint(Run& run) {
+  run.state.train_loader = run.train_data->state();
+  run.summary.last_checkpoint =
+      save_checkpoint(run.ckpt_root, run.cfg, run.model->store(), &*run.opt, run.state, run.dist);
+  if (run.root) {
+    prune_checkpoints(run.ckpt_root, run.cfg.checkpoint.keep_last, run.state.step);
+    spdlog::info("checkpoint: {}", run.summary.last_checkpoint);
+  }
+  run.world->barrier();  // the checkpoint is complete before any rank goes on (or exits)
+}
 
-  // ---- the loop ----
-  SignalGuard signals(options.handle_signals);
-  const auto t_start = std::chrono::steady_clock::now();
-  const double elapsed_before = state.elapsed_s;
+// Everything before the loop, in this order: the resume point, processes, data, model and
+// optimizer, the run directory, the start-up lines and the initial checkpoint (if configured).
+void setup_run(Run& run) {
+  run.summary.run_dir = run_dir_of(run.cfg);
+  run.ckpt_root = (fs::path(run.summary.run_dir) / "checkpoints").string();
+  run.resume_dir = resume_point(run.options, run.summary.run_dir, run.ckpt_root);
+  open_processes(run);
+  open_data(run);
+  build_model(run);
+  open_run_dir(run);
+  run.pc = count_params(run.cfg.model);
+  run.tokens_per_step = static_cast<int64_t>(run.B) * run.T * run.tc.grad_accum * run.dist->world_size();
+  run.summary.opt_state_bytes = run.opt->state_bytes();
+  log_setup(run);
+  if (!run.resume_dir && run.cfg.checkpoint.save_initial) write_checkpoint(run);
+}
+
+// The loop's clocks: since its start (for state.elapsed_s) and since the last log line (for tok/s).
+struct LoopTimes {
+  std::chrono::steady_clock::time_point start;
+  double elapsed_before = 0;  // state.elapsed_s when the loop started (resumed runs)
   double interval_s = 0;
   int interval_steps = 0;
-  for (MoeLayer* l : model.moe_layers()) l->reset_stats();
+};
+
+// One optimizer step, timed, and its bookkeeping.
+StepResult run_step(Run& run, LoopTimes& times) {
+  const int64_t step = run.state.step;
+  const auto t0 = std::chrono::steady_clock::now();
+  const StepResult r = train_step(*run.model, *run.opt, run.tc, step,
+                                  [&](int32_t* in, int32_t* tg) { run.train_data->next(in, tg); }, run.dist);
+  run.be->synchronize();
+  const double dt = seconds_since(t0);
+  run.state.step = step + 1;
+  run.state.tokens += run.tokens_per_step;
+  run.state.elapsed_s = times.elapsed_before + seconds_since(times.start);
+  run.summary.step_losses.push_back(r.ce);
+  run.summary.final_train_loss = r.ce;
+  times.interval_s += dt;
+  times.interval_steps += 1;
+  run.summary.seconds += dt;
+  return r;
+}
+
+// Time blocked in communication since the last log line (gradient reductions, expert exchanges,
+// ZeRO-1's parameter all-gathers), over the three communicators; resets their timers.
+Comm::Timing take_comm_timing(const DistContext& dist) {
+  Comm::Timing t;
+  for (Comm* c : {dist.world, dist.ep, dist.replica}) {
+    t.all_reduce_s += c->timing().all_reduce_s;
+    t.all_to_all_s += c->timing().all_to_all_s;
+    t.all_gather_s += c->timing().all_gather_s;
+    c->reset_timing();
+  }
+  return t;
+}
+
+// The log line and metrics.jsonl record of a step, over the interval since the last one (which it
+// starts anew). Returns the record's per-layer MoE metrics.
+nlohmann::json log_train_step(Run& run, const StepResult& r, LoopTimes& times) {
+  const TrainerState& state = run.state;
+  const double tps = static_cast<double>(run.tokens_per_step) * times.interval_steps / times.interval_s;
+  const double eta = (run.tc.max_steps - state.step) * times.interval_s / times.interval_steps;
+  const nlohmann::json layers = moe_metrics(*run.model);
+  // Each auxiliary loss summed over layers (mean over the interval's micro-batches).
+  std::map<std::string, double> aux_by_name;
+  for (const auto& l : layers) {
+    for (const auto& [k, v] : l.at("aux").items()) aux_by_name[k] += v.get<double>();
+  }
+  std::string aux_text;
+  for (const auto& [k, v] : aux_by_name) aux_text += fmt::format(" | {} {:.4f}", k, v);
+  const Comm::Timing comm_time = take_comm_timing(*run.dist);
+  if (run.dist->world_size() > 1) {
+    aux_text += fmt::format(" | comm {:.0f}+{:.0f}", 1e3 * comm_time.all_reduce_s, 1e3 * comm_time.all_to_all_s);
+    if (run.opt->sharded()) aux_text += fmt::format("+{:.0f}", 1e3 * comm_time.all_gather_s);
+    aux_text += " ms";
+  }
+  spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}", state.step,
+               run.tc.max_steps, r.ce, aux_text, r.lr, r.grad_norm, fmt_count(tps), fmt_duration(eta));
+  if (run.metrics) run.metrics->write({{"type", "train"}, {"step", state.step}, {"loss", r.ce}, {"aux", r.aux},
+                       {"aux_by_name", aux_by_name}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
+                       {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
+                       {"comm", {{"all_reduce_s", comm_time.all_reduce_s}, {"all_to_all_s", comm_time.all_to_all_s},
+                                 {"all_gather_s", comm_time.all_gather_s}}},
+                       {"moe", layers}});
+  times.interval_s = 0;
+  times.interval_steps = 0;
+  return layers;
+}
+
+// The validation loss at the current step: its log line and metrics.jsonl record.
+void evaluate_and_log(Run& run) {
+  const EvalResult ev = evaluate(*run.model, *run.val_data, run.eval_batches);
+  run.summary.final_val_loss = ev.loss;
+  spdlog::info("step {:>6}/{} | val loss {:.4f} | val ppl {:.2f} ({} tokens)", run.state.step,
+               run.tc.max_steps, ev.loss, ev.perplexity, ev.tokens);
+  if (run.metrics) run.metrics->write({{"type", "val"}, {"step", run.state.step}, {"val_loss", ev.loss},
+                       {"val_ppl", ev.perplexity}, {"tokens", ev.tokens}});
+}
+
+// Steps until train.max_steps, or until a SIGINT/SIGTERM (on any rank) stops the run after the
+// current step with a checkpoint. Returns the MoE metrics of the last log record.
+nlohmann::json run_loop(Run& run) {
+  const Config& cfg = run.cfg;
+  StopSignals signals(run.options.handle_signals);
+  LoopTimes times{std::chrono::steady_clock::now(), run.state.elapsed_s};
+  for (MoeLayer* l : run.model->moe_layers()) l->reset_stats();
   nlohmann::json last_moe = nlohmann::json::array();  // the MoE metrics of the last log record
 
-  while (state.step < tc.max_steps) {
-    const int64_t step = state.step;
-    const auto t0 = std::chrono::steady_clock::now();
-    const StepResult r =
-        train_step(model, opt, tc, step, [&](int32_t* in, int32_t* tg) { train_data.next(in, tg); }, &dist);
-    const double ce = r.ce, aux = r.aux, norm = r.grad_norm, lr = r.lr;
-    be->synchronize();
-    const double dt = seconds_since(t0);
-    state.step = step + 1;
-    state.tokens += tokens_per_step;
-    state.elapsed_s = elapsed_before + seconds_since(t_start);
-    summary.step_losses.push_back(ce);
-    summary.final_train_loss = ce;
-    interval_s += dt;
-    interval_steps += 1;
-    summary.seconds += dt;
-
-    const bool last = state.step == tc.max_steps;
+  while (run.state.step < run.tc.max_steps) {
+    const int64_t step = run.state.step;
+    const StepResult r = run_step(run, times);
+    const int64_t done = run.state.step;
+    const bool last = done == run.tc.max_steps;
     // Every rank stops at the same step: a signal seen by any rank stops all of them.
-    const bool stopping = world.all_reduce_sum(g_stop_signals.load() > 0 ? 1.0 : 0.0) > 0;
-    if (state.step % cfg.log.every == 0 || last || stopping || step == summary.start_step) {
-      const double tps = static_cast<double>(tokens_per_step) * interval_steps / interval_s;
-      const double eta = (tc.max_steps - state.step) * interval_s / interval_steps;
-      const nlohmann::json layers = moe_metrics(model);
-      last_moe = layers;
-      // Each auxiliary loss summed over layers (mean over the interval's micro-batches).
-      std::map<std::string, double> aux_by_name;
-      for (const auto& l : layers) {
-        for (const auto& [k, v] : l.at("aux").items()) aux_by_name[k] += v.get<double>();
-      }
-      std::string aux_text;
-      for (const auto& [k, v] : aux_by_name) aux_text += fmt::format(" | {} {:.4f}", k, v);
-      // Time blocked in communication over the interval (gradient reductions, expert exchanges,
-      // ZeRO-1's parameter all-gathers).
-      Comm::Timing comm_time;
-      for (Comm* c : {dist.world, dist.ep, dist.replica}) {
-        comm_time.all_reduce_s += c->timing().all_reduce_s;
-        comm_time.all_to_all_s += c->timing().all_to_all_s;
-        comm_time.all_gather_s += c->timing().all_gather_s;
-        c->reset_timing();
-      }
-      if (dist.world_size() > 1) {
-        aux_text += fmt::format(" | comm {:.0f}+{:.0f}", 1e3 * comm_time.all_reduce_s, 1e3 * comm_time.all_to_all_s);
-        if (opt.sharded()) aux_text += fmt::format("+{:.0f}", 1e3 * comm_time.all_gather_s);
-        aux_text += " ms";
-      }
-      spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}",
-                   state.step, tc.max_steps, ce, aux_text, lr, norm, fmt_count(tps), fmt_duration(eta));
-      if (metrics) metrics->write({{"type", "train"}, {"step", state.step}, {"loss", ce}, {"aux", aux},
-                     {"aux_by_name", aux_by_name}, {"lr", lr}, {"grad_norm", norm},
-                     {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
-                     {"comm", {{"all_reduce_s", comm_time.all_reduce_s}, {"all_to_all_s", comm_time.all_to_all_s},
-                               {"all_gather_s", comm_time.all_gather_s}}},
-                     {"moe", layers}});
-      interval_s = 0;
-      interval_steps = 0;
+    const bool stopping = run.world->all_reduce_sum(signals.requested() ? 1.0 : 0.0) > 0;
+    if (done % cfg.log.every == 0 || last || stopping || step == run.summary.start_step) {
+      last_moe = log_train_step(run, r, times);
     }
-    if (val_data && ((cfg.eval.every > 0 && state.step % cfg.eval.every == 0) || last)) {
-      const EvalResult ev = evaluate(model, *val_data, eval_batches);
-      summary.final_val_loss = ev.loss;
-      spdlog::info("step {:>6}/{} | val loss {:.4f} | val ppl {:.2f} ({} tokens)", state.step,
-                   tc.max_steps, ev.loss, ev.perplexity, ev.tokens);
-      if (metrics) metrics->write({{"type", "val"}, {"step", state.step}, {"val_loss", ev.loss},
-                     {"val_ppl", ev.perplexity}, {"tokens", ev.tokens}});
-    }
-    if ((cfg.checkpoint.every > 0 && state.step % cfg.checkpoint.every == 0) || last || stopping) {
-      write_checkpoint();
-    }
+    if (run.val_data && ((cfg.eval.every > 0 && done % cfg.eval.every == 0) || last)) evaluate_and_log(run);
+    if ((cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0) || last || stopping) write_checkpoint(run);
     if (stopping) {
-      summary.interrupted = true;
-      spdlog::warn("interrupted at step {}: checkpoint written to {}", state.step, summary.last_checkpoint);
-      if (!options.command_hint.empty()) spdlog::warn("resume with: {}", options.command_hint);
+      run.summary.interrupted = true;
+      spdlog::warn("interrupted at step {}: checkpoint written to {}", done, run.summary.last_checkpoint);
+      if (!run.options.command_hint.empty()) spdlog::warn("resume with: {}", run.options.command_hint);
       break;
     }
   }
-  summary.end_step = state.step;
+  return last_moe;
+}
+
+// After the loop: the step reached, the mean throughput, and summary.json when the run is complete.
+void finish_run(Run& run, const nlohmann::json& last_moe) {
+  TrainSummary& summary = run.summary;
+  summary.end_step = run.state.step;
   const int64_t steps_run = summary.end_step - summary.start_step;
   if (summary.seconds > 0 && steps_run > 0) {
-    summary.tokens_per_s = static_cast<double>(tokens_per_step) * steps_run / summary.seconds;
+    summary.tokens_per_s = static_cast<double>(run.tokens_per_step) * steps_run / summary.seconds;
   }
-  if (root && state.step == tc.max_steps && !summary.interrupted && steps_run > 0) {
-    write_run_summary(summary, cfg, pc, state.tokens, last_moe);
+  if (run.root && run.state.step == run.tc.max_steps && !summary.interrupted && steps_run > 0) {
+    write_run_summary(summary, run.cfg, run.pc, run.state.tokens, last_moe);
   }
-  return summary;
+}
+
+}  // namespace
+
+std::string run_dir_of(const Config& cfg) {
+  return (fs::path(cfg.run.out_dir) / cfg.run.name).string();
+}
+
+TrainSummary train(const Config& cfg, const TrainOptions& options) {
+  Run run(cfg, options);
+  setup_run(run);
+  const nlohmann::json last_moe = run_loop(run);
+  finish_run(run, last_moe);
+  return std::move(run.summary);
 }
 
 }  // namespace am

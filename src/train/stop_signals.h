@@ -1,0 +1,33 @@
+// SIGINT/SIGTERM as a request to stop at the next safe point, shared by the trainer (it stops after
+// the current step, with a checkpoint) and the sweep (it stops before the next point).
+#pragma once
+
+namespace am {
+
+// While an enabled StopSignals lives, the first SIGINT or SIGTERM is only counted: requested()
+// turns true and the owner stops where it is safe to. A second one restores the default action and
+// re-raises the signal, which ends the process at once (checkpoints and results are written
+// atomically, so nothing is left half written). The destructor restores the handlers installed
+// before. enable = false installs nothing and requested() stays false: signals go where they went.
+//
+// Guards nest as scopes do: the sweep holds one while each point's trainer holds its own inside it,
+// and a signal is counted by the innermost enabled guard only, each counting from zero from its
+// construction on. A first signal while a point trains therefore stops that point (which reports
+// it interrupted); one between points is counted by the sweep's guard.
+class StopSignals {
+ public:
+  explicit StopSignals(bool enable);
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  // A signal has arrived since construction (always false when not enabled).
+  bool requested() const;
+
+ private:
+  int level_ = -1;  // this guard's nesting level, which picks its counter; -1: not enabled
+  void (*prev_int_)(int) = nullptr;
+  void (*prev_term_)(int) = nullptr;
+};
+
+}  // namespace am
