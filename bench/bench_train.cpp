@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
       std::printf("per step (counted by the CUDA simulator): %llu launches (%llu kernels), %llu host "
                   "synchronisations (%llu synchronous copies, %llu cudaMalloc, %llu cudaFree, %llu stream, %llu event, "
                   "%llu device), %llu copies to the device, %llu to the host, peak device memory %.2f MiB\n",
-                  ull(counts->launches), ull(counts->kernel_launches), ull(counts->host_syncs), ull(counts->sync_memcpy),
+                  ull(counts->launches), ull(counts->kernel_launches), ull(counts->host_syncs()),
+                  ull(counts->sync_memcpy),
                   ull(counts->sync_malloc), ull(counts->sync_free), ull(counts->sync_stream), ull(counts->sync_event),
                   ull(counts->sync_device), ull(counts->memcpy_h2d), ull(counts->memcpy_d2h),
                   counts->peak_device_bytes / 1048576.0);
@@ -160,7 +161,7 @@ int main(int argc, char** argv) {
         j["counted_by"] = "cuda simulator";
         j["launches_per_step"] = counts->launches;
         j["kernel_launches_per_step"] = counts->kernel_launches;
-        j["host_syncs_per_step"] = counts->host_syncs;
+        j["host_syncs_per_step"] = counts->host_syncs();
         j["host_syncs_by_kind"] = {{"synchronous_memcpy", counts->sync_memcpy}, {"cuda_malloc", counts->sync_malloc},
                                    {"cuda_free", counts->sync_free},          {"stream_sync", counts->sync_stream},
                                    {"event_sync", counts->sync_event},        {"device_sync", counts->sync_device}};

@@ -104,12 +104,14 @@ Thread& current_thread(const char* what) {
 
 void yield(Thread& t) { t.sched = std::move(t.sched).resume(); }
 
-std::string where(const Block& b, int tid = -1) {
+std::string thread_name(const Block& b, int tid) {
   const dim3 bd = b.req->block;
+  return fmt::format("thread ({},{},{})", tid % bd.x, (tid / bd.x) % bd.y, tid / (bd.x * bd.y));
+}
+
+std::string where(const Block& b, int tid = -1) {
   std::string s = fmt::format("kernel {} block ({},{},{})", b.req->kernel, b.idx.x, b.idx.y, b.idx.z);
-  if (tid >= 0) {
-    s += fmt::format(" thread ({},{},{})", tid % bd.x, (tid / bd.x) % bd.y, tid / (bd.x * bd.y));
-  }
+  if (tid >= 0) s += fmt::format(" {}", thread_name(b, tid));
   return s;
 }
 
@@ -252,9 +254,12 @@ void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
     for (Thread& t : b.threads) t.fiber = bc::fiber();  // unwinds suspended fibers
     std::rethrow_exception(e);
   };
+  std::vector<int> order;
   for (;;) {
     bool ran = false;
-    for (int i : thread_order(sch, n, rng)) {
+    // The order of this round: fixed, or (random) drawn afresh each time.
+    if (order.empty() || sch.order == Schedule::Random) order = thread_order(sch, n, rng);
+    for (int i : order) {
       Thread& t = b.threads[i];
       if (t.state != State::Runnable) continue;
       t_thread = &t;
@@ -285,7 +290,7 @@ void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
     if (done > 0) {
       try {
         fail(fmt::format("{}: __syncthreads reached by {} of {} threads; {} has exited without reaching it", where(b),
-                         at_barrier, n, where(b, first_done).substr(where(b).size() + 1)));
+                         at_barrier, n, thread_name(b, first_done)));
       } catch (...) {
         abort_block(std::current_exception());
       }

@@ -122,6 +122,20 @@ void run_op(StreamState& s, PendingOp& op) {
   s.done = op.clock;
 }
 
+// What a new operation (or event) on s is ordered after besides s's own work: what the host has
+// synchronised with, and the legacy default stream's implicit ordering with blocking streams.
+void order_implicitly(StreamState& s) {
+  Runtime& r = rt();
+  merge(s.known, r.host_known);
+  if (s.id == 0) {
+    for (auto& b : r.streams) {
+      if (b->id != 0 && b->blocking && !b->destroyed) s.known[b->id] = std::max(s.known[b->id], b->clock);
+    }
+  } else if (s.blocking) {
+    s.known[0] = std::max(s.known[0], r.streams[0]->clock);
+  }
+}
+
 // Runs stream s's queued operations up to `clock`, each after those it is ordered after.
 void drain(StreamState& s, uint64_t clock) {
   Runtime& r = rt();
@@ -217,14 +231,7 @@ void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bo
   Runtime& r = rt();
   std::lock_guard<std::recursive_mutex> lock(r.mu);
   StreamState& s = r.state(stream);
-  merge(s.known, r.host_known);
-  if (s.id == 0) {
-    for (auto& b : r.streams) {
-      if (b->id != 0 && b->blocking && !b->destroyed) s.known[b->id] = std::max(s.known[b->id], b->clock);
-    }
-  } else if (s.blocking) {
-    s.known[0] = std::max(s.known[0], r.streams[0]->clock);
-  }
+  order_implicitly(s);
   PendingOp op;
   op.clock = ++s.clock;
   s.known[s.id] = op.clock;
@@ -259,8 +266,9 @@ void runtime_access(const void* p, size_t bytes, bool write, bool require_init, 
   for (Shadow* w = s; w != e; ++w) {
     if (w->op == 0) {
       if (require_init) {
+        const uintptr_t word = (a & ~uintptr_t(3)) + static_cast<uintptr_t>(w - s) * 4;
         fail(fmt::format("{} reads device memory never written: {}", what,
-                         describe_address(reinterpret_cast<const char*>(al->base) + ((w - shadow_of(reinterpret_cast<const void*>(al->base))) * 4))));
+                         describe_address(reinterpret_cast<const void*>(word))));
       }
       continue;
     }
@@ -337,13 +345,9 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   Runtime& r = rt();
   StreamState& s = r.state(stream);
-  // The event completes after everything queued on s so far (and what s is ordered after).
-  merge(s.known, r.host_known);
-  if (s.id == 0) {
-    for (auto& b : r.streams) {
-      if (b->id != 0 && b->blocking && !b->destroyed) s.known[b->id] = std::max(s.known[b->id], b->clock);
-    }
-  }
+  // The event completes after everything queued on s so far (and what s is ordered after): a
+  // record is a stream operation, with the same implicit ordering.
+  order_implicitly(s);
   event->stream = s.id;
   event->clock = s.clock;
   event->known = s.known;

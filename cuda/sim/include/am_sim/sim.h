@@ -2,6 +2,8 @@
 // the hooks the caching allocator calls. Only the simulator build (AM_CUDA_SIM) has this header.
 #pragma once
 
+#include "core/device_counts.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -41,24 +43,9 @@ struct Settings {
 };
 Settings& settings();
 
-// Counts since the last reset_counters() (or the start).
-struct Counters {
-  uint64_t launches = 0;          // kernels and library operations (GEMMs, sorts, collectives)
-  uint64_t kernel_launches = 0;   // kernels alone
-  uint64_t memcpy_h2d = 0, memcpy_d2h = 0, memcpy_d2d = 0, memsets = 0;
-  uint64_t bytes_h2d = 0, bytes_d2h = 0;
-  // Host synchronisations: every point where the host waits for the device.
-  uint64_t sync_memcpy = 0;   // synchronous cudaMemcpy to or from the host
-  uint64_t sync_malloc = 0;   // cudaMalloc
-  uint64_t sync_free = 0;     // cudaFree
-  uint64_t sync_stream = 0;   // cudaStreamSynchronize
-  uint64_t sync_event = 0;    // cudaEventSynchronize
-  uint64_t sync_device = 0;   // cudaDeviceSynchronize
-  size_t peak_device_bytes = 0;   // cudaMalloc'd bytes, highest since the reset
-  uint64_t host_syncs() const {
-    return sync_memcpy + sync_malloc + sync_free + sync_stream + sync_event + sync_device;
-  }
-};
+// Counts since the last reset_counters() (or the start): src/core/device_counts.h's struct, which
+// autonomoe-bench reports.
+using Counters = DeviceCounts;
 const Counters& counters();
 void reset_counters();
 
