@@ -91,9 +91,7 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   return am::run_guarded([&] {
     const Options o = parse(argc, argv);
-    std::vector<std::string> sets = {"train.grad_accum=1"};  // throughput per micro-batch step
-    sets.insert(sets.end(), o.sets.begin(), o.sets.end());
-    const am::Config cfg = am::load_config(o.config, sets);
+    const am::Config cfg = am::load_config(o.config, o.sets);
     const am::ModelConfig& m = cfg.model;
     const int B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
     auto be = am::make_checked_backend(cfg.run);
@@ -113,7 +111,7 @@ int main(int argc, char** argv) {
       be->synchronize();
       am::reset_device_counts();
       const auto t0 = std::chrono::steady_clock::now();
-      am::train_step(model, opt, cfg.train, s, [&](int32_t* in, int32_t* tg) {
+      am::train_step(model, opt, cfg.train, s, /*accum=*/1, [&](int32_t* in, int32_t* tg) {
         std::copy(tokens.begin(), tokens.end(), in);
         std::copy(targets.begin(), targets.end(), tg);
       });

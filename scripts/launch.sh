@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Launches a multi-process training run with mpirun (docs/distributed.md).
 #   scripts/launch.sh -np N [--hostfile FILE] [--] CONFIG [autonomoe train options...]
-# One node: `scripts/launch.sh -np 2 configs/tiny.yaml --set dist.ep=2`.
+# One node: `scripts/launch.sh -np 2 configs/tiny.yaml --set dist.ep=2 --set train.micro_batch_size=8`
+# (the global batch is train.global_batch on any number of processes: docs/training.md).
 # Several nodes: a hostfile ("node1 slots=8" per line) with the same paths on every node.
 # Each process takes the GPU of its node-local rank; without GPUs they train on the CPU (MPI).
 set -euo pipefail

@@ -90,7 +90,7 @@ TEST_CASE("a valid config loads with its values and the documented defaults", "[
   CHECK(cfg.model.moe.aux.bias_update_rate == 0.0);
   CHECK(cfg.data.val == "");
   CHECK(cfg.data.shuffle == true);
-  CHECK(cfg.train.grad_accum == 1);
+  CHECK(cfg.train.grad_accum == 0);
   CHECK(cfg.train.lr_schedule == "cosine");
   CHECK(cfg.train.weight_decay == 0.1);
   CHECK(cfg.train.beta1 == 0.9);
@@ -113,7 +113,7 @@ TEST_CASE("a valid config loads with its values and the documented defaults", "[
   CHECK(resolved(cfg, "model.d_model").value == "64");
   CHECK(resolved(cfg, "model.d_model").source == fixture("base.yaml") + ":7");
   CHECK(resolved(cfg, "train.lr").value == "0.003");
-  CHECK(resolved(cfg, "train.lr").source == fixture("base.yaml") + ":23");
+  CHECK(resolved(cfg, "train.lr").source == fixture("base.yaml") + ":24");
   CHECK(resolved(cfg, "train.beta1").source == "default");
   CHECK(resolved(cfg, "run.name").value == "base");
   CHECK(resolved(cfg, "run.name").source == "default");

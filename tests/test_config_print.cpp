@@ -83,6 +83,7 @@ void check_equal(const Config& a, const Config& b) {
   CHECK(a.data.shuffle == b.data.shuffle);
   CHECK(a.train.micro_batch_size == b.train.micro_batch_size);
   CHECK(a.train.grad_accum == b.train.grad_accum);
+  CHECK(a.train.global_batch == b.train.global_batch);
   CHECK(a.train.max_steps == b.train.max_steps);
   CHECK(a.train.lr == b.train.lr);
   CHECK(a.train.min_lr == b.train.min_lr);
@@ -149,7 +150,7 @@ TEST_CASE("config_to_yaml nests sections", "[config]") {
 }
 
 TEST_CASE("config_table: one aligned row per key with value and source", "[config]") {
-  const Config cfg = load_config(fixture("base.yaml"), {"train.grad_accum=2"});
+  const Config cfg = load_config(fixture("base.yaml"), {"train.micro_batch_size=2"});
   const std::string table = config_table(cfg);
   std::istringstream lines(table);
   std::string header;

@@ -1,6 +1,7 @@
 // The shipped experiment configs: configs/paper/ (the AoE and AdaMoE papers' settings) and
 // configs/tiny/ (CPU-sized analogs) all load and validate, their READMEs list every file, and
-// count_params gives the AoE paper's sizes: 732M total / 247M active for the small models, ~4B /
+// their global batch is the paper's 2048 x 2048 tokens on 1, 8 and 16 GPUs, and count_params gives
+// the AoE paper's sizes: 732M total / 247M active for the small models, ~4B /
 // 1.18B for the 4B pair, with AoE matching MoE in total parameters (AoE Eq. 5).
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -15,6 +16,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "model/model_info.h"
+#include "train/batch.h"
 
 using namespace am;
 namespace fs = std::filesystem;
@@ -87,8 +89,16 @@ TEST_CASE("configs/paper: every file loads and validates, and README.md lists it
     CHECK(cfg.model.vocab_size == 32000);
     CHECK(cfg.model.tie_embeddings);
     CHECK(cfg.model.moe.n_experts == 8);
-    CHECK(int64_t(cfg.train.micro_batch_size) * cfg.train.grad_accum * cfg.data.seq_len ==
-          4194304);  // 4.2M tokens per step
+    // 4.2M tokens per step, the same on 1, 8 and 16 GPUs (the accumulation is derived).
+    CHECK(cfg.train.global_batch == 2048);
+    CHECK(cfg.train.grad_accum == 0);
+    for (const auto& [gpus, accum] : std::vector<std::pair<int, int>>{{1, 256}, {8, 32}, {16, 16}}) {
+      INFO(gpus << " GPUs");
+      const BatchPlan p = derive_batch(cfg, gpus, "test");
+      CHECK(p.global * cfg.data.seq_len == 4194304);
+      CHECK(p.accum == accum);
+      CHECK(int64_t{p.micro} * p.accum * p.dp == 2048);
+    }
     CHECK(within(double(cfg.train.max_steps) * 4194304, 100e9, 1e-4));  // 100B tokens
     CHECK(cfg.train.warmup_steps == 4800);
     CHECK(cfg.train.min_lr == 1.28e-5);

@@ -29,8 +29,8 @@ TEST_CASE("same config and seed give bitwise-equal losses and weights", "[train]
 TEST_CASE("a resumed run matches an uninterrupted one bit for bit", "[train][resume]") {
   test::TempDir dir("resume");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  // The uninterrupted run: 6 steps, checkpoints at 3 and 6 (data shuffled, grad accumulation 2).
-  const std::vector<std::string> common = {"data.shuffle=true", "train.grad_accum=2"};
+  // The uninterrupted run: 6 steps, checkpoints at 3 and 6 (data shuffled, global batch 4 in micro-batches of 2: accumulation 2).
+  const std::vector<std::string> common = {"data.shuffle=true", "train.micro_batch_size=2"};
   auto with = [&](std::vector<std::string> v) {
     v.insert(v.end(), common.begin(), common.end());
     return v;
@@ -103,7 +103,7 @@ TEST_CASE("resume refuses a different model and a fresh run refuses existing che
     f.seekp(-5, std::ios::end);
     f.put('\x7f');
   }
-  CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=r3", "train.max_steps=6"}), opt),
+  CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=r3", "train.max_steps=3"}), opt),
                     Catch::Contains("corrupt") && Catch::Contains("model.safetensors"));
   // --resume latest of a run without checkpoints
   TrainOptions latest = test::quiet_train();
@@ -136,8 +136,8 @@ TEST_CASE("gradient accumulation over 2 micro-batches equals one batch twice as 
     v.insert(v.end(), base.begin(), base.end());
     return v;
   };
-  const TrainSummary a = train(load_config(yaml, with({"run.name=a", "train.micro_batch_size=2", "train.grad_accum=2"})), test::quiet_train());
-  const TrainSummary b = train(load_config(yaml, with({"run.name=b", "train.micro_batch_size=4", "train.grad_accum=1"})), test::quiet_train());
+  const TrainSummary a = train(load_config(yaml, with({"run.name=a", "train.micro_batch_size=2"})), test::quiet_train());
+  const TrainSummary b = train(load_config(yaml, with({"run.name=b", "train.micro_batch_size=4"})), test::quiet_train());
   REQUIRE(a.step_losses.size() == 3);
   for (int i = 0; i < 3; ++i) CHECK(a.step_losses[i] == Approx(b.step_losses[i]).epsilon(1e-10));
 }

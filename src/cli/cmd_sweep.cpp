@@ -1,12 +1,15 @@
 // autonomoe sweep SWEEP.yaml [--set key=value]... [--dry-run]
 // Runs every point of a sweep file (docs/sweeps.md) that is not done yet, then writes and prints
-// the results table. Exit code 1 when a point failed (the others still ran).
+// the results table. Exit code 1 when a point failed (the others still ran). Under mpirun every
+// point runs on all ranks and rank 0 alone writes and prints the results (sweep/runner.h).
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "dist/launch.h"
 #include "sweep/results.h"
 #include "sweep/runner.h"
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -20,10 +23,13 @@ const std::vector<FlagSpec> kFlags = {
      "override a key for every point, e.g. --set data.train=... (repeatable; wins over the sweep's "
      "set:, may not name a key the sweep varies)"},
     {"dry-run", false, false, "list the points, their overrides and run directories; run nothing"},
+    {"allow-schedule-change", false, false,
+     "resume points although their train.* keys (e.g. a raised max_steps) differ from their checkpoints' "
+     "(each change is logged); refused otherwise"},
     {"help", false, false, "this help"},
 };
 
-const char* const kSynopsis = "SWEEP.yaml [--set key=value]... [--dry-run]";
+const char* const kSynopsis = "SWEEP.yaml [--set key=value]... [--dry-run] [--allow-schedule-change]";
 
 void print_dry_run(const SweepPlan& plan) {
   std::printf("sweep %s: %zu point%s from %s (base %s)\n", plan.file.name.c_str(), plan.points.size(),
@@ -71,14 +77,20 @@ int cmd_sweep(int argc, char** argv) {
 
   const SweepPlan plan = plan_sweep(sweep_file, args.sets());
   if (args.has("dry-run")) {
-    print_dry_run(plan);
+    if (make_job_comm()->rank() == 0) print_dry_run(plan);  // under mpirun: once
     return 0;
   }
 
   SweepOptions opt;
+  opt.allow_schedule_change = args.has("allow-schedule-change");
   opt.command_hint = "autonomoe sweep " + shell_quote(sweep_file);
   for (const std::string& s : args.sets()) opt.command_hint += " --set " + shell_quote(s);
   const SweepOutcome out = run_sweep(plan, opt);
+  if (out.rank != 0) {  // under mpirun rank 0 reports; every rank has the same statuses
+    const bool failed = std::any_of(out.results.begin(), out.results.end(),
+                                    [](const PointResult& r) { return r.status == PointStatus::Failed; });
+    return failed ? 1 : 0;
+  }
 
   std::printf("\n%s\nresults: %s\n         %s\n", results_markdown(plan, out.results).c_str(),
               out.csv_path.c_str(), out.md_path.c_str());

@@ -1,4 +1,5 @@
 // autonomoe train --config FILE [--set key=value]... [--resume [RUN_DIR | CHECKPOINT_DIR]]
+//                 [--allow-schedule-change]
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "train/checkpoint.h"
@@ -19,6 +20,9 @@ const std::vector<FlagSpec> kFlags = {
     {"set", true, false, "override a key, e.g. --set train.lr=1e-3 (repeatable)"},
     {"resume", true, true,
      "continue the run: alone, from its newest complete checkpoint; or from a run or checkpoint dir"},
+    {"allow-schedule-change", false, false,
+     "with --resume: go on although train.* keys (max_steps, lr schedule, optimizer, global_batch) differ "
+     "from the checkpoint's (each change is logged); refused otherwise"},
     {"help", false, false, "this help"},
 };
 
@@ -43,10 +47,14 @@ ResumeTarget resolve_resume(const std::string& value) {
 int cmd_train(int argc, char** argv) {
   Args args("autonomoe train", kFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("autonomoe train", "--config FILE [--set key=value]... [--resume [DIR]]", kFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe train", "--config FILE [--set key=value]... [--resume [DIR] [--allow-schedule-change]]", kFlags).c_str(), stdout);
     return 0;
   }
   TrainOptions opt;
+  opt.allow_schedule_change = args.has("allow-schedule-change");
+  if (opt.allow_schedule_change && !args.get("resume")) {
+    throw UsageError("--allow-schedule-change only applies with --resume", "add --resume, or drop the flag");
+  }
   Config cfg;
   const std::optional<std::string> resume = args.get("resume");
   if (resume && !resume->empty()) {

@@ -3,6 +3,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "model/model_info.h"
+#include "train/batch.h"
 
 #include <fmt/format.h>
 
@@ -44,6 +45,21 @@ std::string active_experts_note(const MoeConfig& m) {
   return fmt::format("k = {} experts per token", s.k);
 }
 
+// The global batch and the accumulation per number of processes (train/batch.h).
+std::string batch_summary(const Config& cfg) {
+  const TrainConfig& tc = cfg.train;
+  const int64_t global = stated_global_batch(tc);
+  std::string s = fmt::format("batch: global {} sequences ({} tokens) per optimizer step, micro-batch {} per rank",
+                              global, with_commas(global * cfg.data.seq_len), tc.micro_batch_size);
+  if (tc.global_batch == 0) {
+    return s + fmt::format("\n  (train.global_batch not set: {} x grad_accum on one process only; set it to run "
+                           "on several)", tc.micro_batch_size);
+  }
+  s += "\n  processes -> accumulation:";
+  for (int dp : valid_data_parallel_sizes(tc, 1024)) s += fmt::format(" {}->{}", dp, global / (int64_t{tc.micro_batch_size} * dp));
+  return s + " (other numbers of processes do not divide the global batch)";
+}
+
 }  // namespace
 
 int cmd_validate(int argc, char** argv) {
@@ -59,6 +75,7 @@ int cmd_validate(int argc, char** argv) {
               with_commas(pc.active).c_str());
   std::printf("  (active counts the embedding matrix twice, as input and LM head, and %s)\n",
               active_experts_note(cfg.model.moe).c_str());
+  std::printf("%s\n", batch_summary(cfg).c_str());
   std::printf("%s: valid\n", cfg.source_path.c_str());
   return 0;
 }

@@ -107,8 +107,11 @@ struct DataConfig {
 };
 
 struct TrainConfig {
-  int micro_batch_size = 0;  // train.micro_batch_size: sequences per micro-batch (required)
-  int grad_accum = 1;        // train.grad_accum: micro-batches per optimizer step
+  // The batch (train/batch.h derives the accumulation once the data-parallel size is known):
+  int global_batch = 0;      // train.global_batch: sequences per optimizer step, all ranks together
+                             // (0 = not stated: micro_batch_size x grad_accum, one process only)
+  int micro_batch_size = 0;  // train.micro_batch_size: sequences per micro-batch and rank (required)
+  int grad_accum = 0;        // train.grad_accum: 0 = derived; set: must equal the derived value
   int max_steps = 0;         // train.max_steps (required)
   double lr = 0;             // train.lr: peak learning rate (required)
   double min_lr = 0;         // train.min_lr: floor the schedule decays to

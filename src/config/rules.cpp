@@ -47,6 +47,24 @@ std::vector<CrossRule> make_rules() {
          if (c.data.seq_len <= c.model.max_seq_len) return std::nullopt;
          return fmt::format("{} must be <= {}", show("data.seq_len"), show("model.max_seq_len"));
        }},
+      {"train.global_batch, when set, is a multiple of train.micro_batch_size (and of "
+       "micro_batch_size x grad_accum when grad_accum is set too)",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const TrainConfig& t = c.train;
+         if (t.global_batch == 0) return std::nullopt;
+         if (t.global_batch % t.micro_batch_size != 0) {
+           return fmt::format("{} must be a multiple of {} (sequences per optimizer step = "
+                              "micro-batch x accumulation x data-parallel size)",
+                              show("train.global_batch"), show("train.micro_batch_size"));
+         }
+         if (t.grad_accum == 0 || int64_t{t.global_batch} % (int64_t{t.micro_batch_size} * t.grad_accum) == 0) {
+           return std::nullopt;
+         }
+         return fmt::format("{} must be a multiple of {} x {}: no number of processes gives that "
+                            "accumulation (leave train.grad_accum out: it is derived)",
+                            show("train.global_batch"), show("train.micro_batch_size"),
+                            show("train.grad_accum"));
+       }},
       {"train.min_lr is at most train.lr",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (c.train.min_lr <= c.train.lr) return std::nullopt;

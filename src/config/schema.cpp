@@ -164,9 +164,20 @@ std::vector<KeySpec> make_schema() {
           FIELD(data.shuffle)),
 
       // ---- train ----
-      key("train.micro_batch_size", kRequired, kCount, "sequences per micro-batch",
+      key("train.global_batch", "0", kCount0,
+          "sequences per optimizer step, over all ranks together (the paper's batch); the "
+          "accumulation is derived at start-up: global_batch / (micro_batch_size x data-parallel "
+          "size, the number of processes). 0 = not stated: micro_batch_size x grad_accum, allowed "
+          "on one process only (docs/training.md)",
+          FIELD(train.global_batch)),
+      key("train.micro_batch_size", kRequired, kCount,
+          "sequences per micro-batch on each rank: sets the memory and the expert-choice group; "
+          "must divide global_batch",
           FIELD(train.micro_batch_size)),
-      key("train.grad_accum", "1", kCount, "micro-batches per optimizer step",
+      key("train.grad_accum", "0", kCount0,
+          "micro-batches per optimizer step on each rank: 0 = derived from global_batch (use "
+          "that); when set it must equal the derived value (start-up checks it), and without "
+          "global_batch it states global_batch = micro_batch_size x grad_accum on one process",
           FIELD(train.grad_accum)),
       key("train.max_steps", kRequired, kCount, "optimizer steps to train for",
           FIELD(train.max_steps)),

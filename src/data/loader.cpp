@@ -134,9 +134,10 @@ nlohmann::json DataLoader::fingerprint() const {
   for (size_t i = 0; i < paths_.size(); ++i) {
     shards.push_back({{"name", base_name(paths_[i])}, {"tokens", readers_[i].n_tokens()}});
   }
-  // windows_per_step = world * B: a run may resume on another number of ranks as long as the
-  // global batch is the same (the position is a count of global windows).
-  return {{"shards", shards}, {"windows_per_step", static_cast<int64_t>(B_) * world_}, {"T", T_},
+  // windows_per_step = the global batch: a run may resume on another number of ranks or another
+  // micro-batch as long as the global batch is the same (the position is a count of global windows).
+  const int64_t per_step = windows_per_step_ > 0 ? windows_per_step_ : static_cast<int64_t>(B_) * world_;
+  return {{"shards", shards}, {"windows_per_step", per_step}, {"T", T_},
           {"shuffle", shuffle_}, {"seed", seed_}};
 }
 
@@ -159,7 +160,7 @@ std::string describe_shards(const nlohmann::json& shards) {
 
 }  // namespace
 
-void DataLoader::restore(const nlohmann::json& s) {
+void DataLoader::restore(const nlohmann::json& s, bool allow_batch_change) {
   const char* hint = "resume with the same data and data settings, or start a new run";
   if (!s.is_object() || !s.contains("epoch") || !s.contains("cursor") ||
       !s.contains("fingerprint") || !s["epoch"].is_number_integer() ||
@@ -174,6 +175,7 @@ void DataLoader::restore(const nlohmann::json& s) {
   const nlohmann::json& then = s["fingerprint"];
   std::vector<std::string> diffs;
   for (const char* key : {"windows_per_step", "T", "shuffle", "seed"}) {
+    if (allow_batch_change && std::string(key) == "windows_per_step") continue;
     if (!then.contains(key) || then[key] != now[key]) {
       diffs.push_back(fmt::format("{}: checkpoint {}, now {}", key,
                                   then.contains(key) ? then[key].dump() : "(missing)",

@@ -41,10 +41,15 @@ class DataLoader {
   void reset() { pos_ = {}; }
 
   // {"epoch", "cursor", "fingerprint": {"shards": [{"name", "tokens"}...], "windows_per_step"
-  // (world * B), "T", "shuffle", "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
-  // match this loader, e.g. because the data changed since the checkpoint.
+  // (the global batch), "T", "shuffle", "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
+  // match this loader, e.g. because the data changed since the checkpoint; a different
+  // windows_per_step only when `allow_batch_change` is false (the position counts global windows,
+  // so a run that changes its global batch on purpose continues from the same window).
   nlohmann::json state() const;
-  void restore(const nlohmann::json& s);
+  void restore(const nlohmann::json& s, bool allow_batch_change = false);
+  // The windows one optimizer step reads over all ranks: the global batch (train/batch.h).
+  // Default world * B (one micro-batch per step).
+  void set_windows_per_step(int64_t w) { windows_per_step_ = w; }
 
   int64_t windows_per_epoch() const { return window_start_.back(); }
   int64_t total_tokens() const { return total_tokens_; }
@@ -58,6 +63,7 @@ class DataLoader {
   bool shuffle_;
   uint64_t seed_;
   int vocab_size_, rank_, world_;
+  int64_t windows_per_step_ = 0;  // 0: world_ * B_
   std::vector<std::string> paths_;
   std::vector<ShardReader> readers_;
   std::vector<int64_t> window_start_;  // (n_shards + 1): first global window of each shard

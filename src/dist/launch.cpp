@@ -58,6 +58,12 @@ void abort_job(int code) {
   std::exit(code);
 }
 
+std::unique_ptr<Comm> make_job_comm() {
+  if (!g_mpi) return make_single_comm();
+  MPI_Comm world = MPI_COMM_WORLD;
+  return make_mpi_comm(&world);
+}
+
 std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string& backend) {
   if (kind == "nccl" && backend != "cuda") {
     throw UserError(fmt::format("dist.comm is nccl but the run's backend is {}: NCCL moves GPU buffers", backend),

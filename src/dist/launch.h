@@ -22,6 +22,9 @@ int local_rank();
 [[noreturn]] void abort_job(int code);
 // The world communicator for dist.comm (auto | single | mpi | nccl) and the run's backend.
 std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string& backend);
+// The job's processes for host-side coordination (a sweep's decisions and results): MPI's world
+// when mpirun started this process, else a single-process communicator.
+std::unique_ptr<Comm> make_job_comm();
 // A communicator over an MPI_Comm (pointer to it); the world's and MPI_COMM_SELF's (tests).
 std::unique_ptr<Comm> make_mpi_comm(void* mpi_comm);
 

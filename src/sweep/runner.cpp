@@ -1,15 +1,18 @@
 #include "sweep/runner.h"
 
 #include "core/error.h"
+#include "dist/launch.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
 #include "sweep/results.h"
+#include "train/batch.h"
 #include "train/stop_signals.h"
 #include "train/trainer.h"
 
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <memory>
 
 namespace am {
 namespace fs = std::filesystem;
@@ -54,9 +57,15 @@ std::vector<std::string> changed_keys(const Config& cfg) {
   std::vector<std::string> out;
   try {
     const Config was = load_config(path);
+    // The run's file states the global batch it trained with, and grad_accum 0 (derived).
+    if (stated_global_batch(was.train) != stated_global_batch(cfg.train)) {
+      out.push_back(fmt::format("train.global_batch: {} -> {}", stated_global_batch(was.train),
+                                stated_global_batch(cfg.train)));
+    }
     for (const ResolvedKey& now : cfg.resolved) {
+      if (now.path == "run.name" || now.path == "train.global_batch" || now.path == "train.grad_accum") continue;
       for (const ResolvedKey& then : was.resolved) {
-        if (then.path == now.path && then.value != now.value && now.path != "run.name") {
+        if (then.path == now.path && then.value != now.value) {
           out.push_back(fmt::format("{}: {} -> {}", now.path, then.value, now.value));
         }
       }
@@ -65,6 +74,76 @@ std::vector<std::string> changed_keys(const Config& cfg) {
     out.push_back(fmt::format("(cannot compare with {}: {})", path, e.what()));
   }
   return out;
+}
+
+// What rank 0 judged from the point's run directory, the same on every rank (the other ranks never
+// look: rank 0 may be writing there).
+PointState agreed_state(Comm& job, const Config& cfg) {
+  PointState st;
+  if (job.rank() == 0) st = inspect_point(cfg);
+  int64_t msg[2] = {static_cast<int64_t>(st.action), st.checkpoint_step};
+  job.broadcast(msg, sizeof msg, 0);
+  st.action = static_cast<PointState::Action>(msg[0]);
+  st.checkpoint_step = msg[1];
+  return st;
+}
+
+// Rank 0 moves a finished run without summary.json aside; every rank learns whether it could.
+void move_aside_on_root(Comm& job, const std::string& sweep, const std::string& id, const Config& cfg) {
+  std::string error;
+  if (job.rank() == 0) {
+    try {
+      spdlog::warn("sweep {}: point {}: moved the old run directory to {}", sweep, id, move_aside(run_dir_of(cfg)));
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (job.all_reduce_sum(error.empty() ? 0.0 : 1.0) == 0) return;
+  throw UserError(job.rank() == 0 ? error : "rank 0 could not move the old run directory aside",
+                  "move or remove the run directory by hand and run the sweep again");
+}
+
+// Trains one point on every rank (rank 0 reads its summary). The point's status is the same on
+// every rank afterwards: failed if it failed on any of them.
+void run_point(Comm& job, const SweepPlan& plan, size_t i, const SweepOptions& options, SweepOutcome& out) {
+  const SweepPoint& p = plan.points[i];
+  const Config& cfg = plan.configs[i];
+  PointResult& r = out.results[i];
+  const PointState st = agreed_state(job, cfg);
+  spdlog::log(st.changed.empty() ? spdlog::level::info : spdlog::level::warn, "sweep {}: point {}/{} {} -> {}: {}",
+              plan.file.name, i + 1, plan.points.size(), p.id, run_dir_of(cfg), st.describe());
+  if (st.action == PointState::Action::Skip) {
+    r.status = PointStatus::SkippedDone;
+    r.summary = st.summary;  // rank 0's (the others do not need it)
+    return;
+  }
+  TrainOptions to;
+  to.handle_signals = options.handle_signals;
+  to.command_hint = options.command_hint;
+  to.allow_schedule_change = options.allow_schedule_change;
+  if (st.action == PointState::Action::Resume) to.resume = "latest";
+  try {
+    if (st.action == PointState::Action::Rerun) move_aside_on_root(job, plan.file.name, p.id, cfg);
+    const TrainSummary s = train(cfg, to);
+    if (s.interrupted) {  // on every rank alike: the trainer agrees on a stop
+      r.status = PointStatus::Interrupted;
+      out.interrupted = true;
+      return;
+    }
+    if (job.rank() == 0) {
+      r.summary = read_summary(s.run_dir);
+      if (r.summary.is_null()) fail("the run ended at step {} without writing summary.json", s.end_step);
+    }
+    r.status = PointStatus::Done;
+  } catch (const std::exception& e) {
+    r.status = PointStatus::Failed;
+    r.error = e.what();
+    spdlog::error("sweep {}: point {} failed: {}", plan.file.name, p.id, r.error);
+  }
+  if (job.all_reduce_sum(r.status == PointStatus::Failed ? 1.0 : 0.0) > 0 && r.status != PointStatus::Failed) {
+    r.status = PointStatus::Failed;
+    r.error = "failed on another rank (its message is in the log)";
+  }
 }
 
 }  // namespace
@@ -118,54 +197,24 @@ PointState inspect_point(const Config& cfg) {
 SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   AM_CHECK(plan.points.size() == plan.configs.size(), "{} points but {} configs", plan.points.size(),
            plan.configs.size());
+  const std::unique_ptr<Comm> job = make_job_comm();  // under mpirun every rank runs every point
   SweepOutcome out;
+  out.rank = job->rank();
   out.results.resize(plan.points.size());
-  const size_t n = plan.points.size();
-  // Between points the first SIGINT/SIGTERM stops the sweep before the next point; while a point
-  // trains, the trainer's own guard (nested in this one) counts it and stops that point.
+  // Between points the first SIGINT/SIGTERM (on any rank) stops the sweep before the next point;
+  // while a point trains, the trainer's own guard (nested in this one) counts it and stops that point.
   StopSignals signals(options.handle_signals);
-
-  for (size_t i = 0; i < n; ++i) {
-    if (signals.requested()) {
+  for (size_t i = 0; i < plan.points.size() && !out.interrupted; ++i) {
+    if (job->all_reduce_sum(signals.requested() ? 1.0 : 0.0) > 0) {
       out.interrupted = true;
       break;
     }
-    const SweepPoint& p = plan.points[i];
-    const Config& cfg = plan.configs[i];
-    PointResult& r = out.results[i];
-    const PointState st = inspect_point(cfg);
-    spdlog::log(st.changed.empty() ? spdlog::level::info : spdlog::level::warn, "sweep {}: point {}/{} {} -> {}: {}",
-                plan.file.name, i + 1, n, p.id, run_dir_of(cfg), st.describe());
-    if (st.action == PointState::Action::Skip) {
-      r.status = PointStatus::SkippedDone;
-      r.summary = st.summary;
-      continue;
-    }
-    TrainOptions to;
-    to.handle_signals = options.handle_signals;
-    to.command_hint = options.command_hint;
-    try {
-      if (st.action == PointState::Action::Resume) to.resume = "latest";
-      if (st.action == PointState::Action::Rerun) {
-        spdlog::warn("sweep {}: point {}: moved the old run directory to {}", plan.file.name, p.id,
-                     move_aside(run_dir_of(cfg)));
-      }
-      const TrainSummary s = train(cfg, to);
-      if (s.interrupted) {
-        r.status = PointStatus::Interrupted;
-        out.interrupted = true;
-        break;
-      }
-      r.summary = read_summary(s.run_dir);
-      if (r.summary.is_null()) fail("the run ended at step {} without writing summary.json", s.end_step);
-      r.status = PointStatus::Done;
-    } catch (const std::exception& e) {
-      r.status = PointStatus::Failed;
-      r.error = e.what();
-      spdlog::error("sweep {}: point {} failed: {}", plan.file.name, p.id, r.error);
-    }
+    run_point(*job, plan, i, options, out);
   }
-  std::tie(out.csv_path, out.md_path) = write_results(plan, out.results);
+  out.csv_path = (fs::path(plan.dir) / "results.csv").string();
+  out.md_path = (fs::path(plan.dir) / "results.md").string();
+  if (job->rank() == 0) write_results(plan, out.results);  // rank 0 alone writes
+  job->barrier();
   return out;
 }
 

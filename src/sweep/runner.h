@@ -8,6 +8,9 @@
 //   - anything else runs from scratch.
 // A point that throws is reported and the sweep goes on; SIGINT/SIGTERM let the running point
 // checkpoint (the trainer handles them) and stop the sweep before the next point.
+// Under mpirun every point runs on all N ranks in turn: rank 0 alone inspects the run
+// directories (its decision is broadcast), reads the summaries and writes the results files; a
+// point's status is the same on every rank (failed when it failed on any).
 #pragma once
 
 #include "sweep/points.h"
@@ -45,12 +48,14 @@ struct PointResult {
 struct SweepOptions {
   bool handle_signals = true;  // SIGINT/SIGTERM stop the sweep (see above)
   std::string command_hint;    // how to continue an interrupted sweep (the same command)
+  bool allow_schedule_change = false;  // TrainOptions::allow_schedule_change for resumed points
 };
 
 struct SweepOutcome {
   std::vector<PointResult> results;  // one per point, in sweep order
   bool interrupted = false;
-  std::string csv_path, md_path;     // the results files written at the end
+  std::string csv_path, md_path;     // the results files written at the end (by rank 0)
+  int rank = 0;                      // this process's rank under mpirun (0 prints the results)
 };
 
 // Runs (or skips) every point in order, then writes <plan.dir>/results.csv and results.md, also

@@ -60,7 +60,7 @@ std::vector<double> two_steps(Backend& be, const ModelConfig& m) {
   }
   std::vector<double> out;
   for (int64_t s = 0; s < 2; ++s) {
-    const StepResult r = train_step(model, opt, tc, s, [&](int32_t* in, int32_t* tg) {
+    const StepResult r = train_step(model, opt, tc, s, /*accum=*/1, [&](int32_t* in, int32_t* tg) {
       std::copy(tokens.begin(), tokens.end(), in);
       std::copy(targets.begin(), targets.end(), tg);
     });

@@ -9,7 +9,7 @@
 
 namespace am {
 
-StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step,
+StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step, int accum,
                       const BatchSource& next_batch, const DistContext* dist) {
   const size_t n = static_cast<size_t>(model.micro_batch()) * model.seq_len();
   std::vector<int32_t> inputs(n), targets(n);
@@ -19,14 +19,14 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
   const bool multi = dist && dist->world_size() > 1;
   std::optional<GradReducer> reducer;
   if (multi) reducer.emplace(model.store(), *dist);
-  for (int micro = 0; micro < tc.grad_accum; ++micro) {
+  for (int micro = 0; micro < accum; ++micro) {
     next_batch(inputs.data(), targets.data());
-    const LossParts lp = model.forward(inputs.data(), targets.data(), 1.0 / tc.grad_accum);
-    const bool last = micro + 1 == tc.grad_accum;  // gradients are final in its backward
+    const LossParts lp = model.forward(inputs.data(), targets.data(), 1.0 / accum);
+    const bool last = micro + 1 == accum;  // gradients are final in its backward
     model.backward(multi && last ? Transformer::GradsReady([&](int a, int b) { reducer->ready(a, b); })
                                  : Transformer::GradsReady());
-    r.ce += lp.ce / tc.grad_accum;
-    r.aux += lp.aux / tc.grad_accum;
+    r.ce += lp.ce / accum;
+    r.aux += lp.aux / accum;
   }
   if (multi) {
     reducer->finish();

@@ -1,5 +1,5 @@
 // One optimizer step, exactly as training runs it (the trainer and the benchmark share it):
-// zero the gradients, run grad_accum micro-batches forward and backward, compute the global
+// zero the gradients, run `accum` micro-batches (train/batch.h derives it) forward and backward, compute the global
 // gradient norm, refuse a non-finite loss or norm, clip + AdamW at the scheduled learning rate,
 // then the auxiliary-loss-free bias updates. In a multi-process run the gradients are reduced
 // (dist/grad_sync.h) before the norm is taken.
@@ -25,7 +25,7 @@ using BatchSource = std::function<void(int32_t* inputs, int32_t* targets)>;
 
 // dist: gradients are reduced over the run's ranks before the norm (null: one process); the
 // returned losses are then means over all ranks.
-StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step,
+StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int64_t step, int accum,
                       const BatchSource& next_batch, const DistContext* dist = nullptr);
 
 }  // namespace am

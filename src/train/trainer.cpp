@@ -10,10 +10,12 @@
 #include "model/transformer.h"
 #include "moe/moe_metrics.h"
 #include "train/backend_check.h"
+#include "train/batch.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/resume_check.h"
 #include "train/step.h"
 #include "train/stop_signals.h"
 
@@ -65,24 +67,6 @@ nlohmann::json moe_metrics(Transformer& model) {
   return layers;
 }
 
-// Model keys must match between a checkpoint and the config that resumes it.
-void check_resume_compatible(const Config& ckpt, const Config& now, const std::string& dir) {
-  std::vector<std::string> diffs;
-  for (size_t i = 0; i < ckpt.resolved.size() && i < now.resolved.size(); ++i) {
-    const ResolvedKey &a = ckpt.resolved[i], &b = now.resolved[i];
-    if (a.path.rfind("model.", 0) == 0 && a.value != b.value) {
-      diffs.push_back(fmt::format("{}: checkpoint {}, config {}", a.path, a.value, b.value));
-    }
-  }
-  if (!diffs.empty()) {
-    std::string list;
-    for (const auto& d : diffs) list += "\n    " + d;
-    throw UserError(fmt::format("cannot resume from {}: the model differs from the config:{}", dir, list),
-                    "resume with the config the run was started with (it is in the run directory as "
-                    "config.resolved.yaml)");
-  }
-}
-
 // runs/<name>/summary.json, written when a run reaches max_steps (sweeps read it; docs/training.md).
 void write_run_summary(const TrainSummary& s, const Config& cfg, const ParamCounts& pc, int64_t tokens,
                        const nlohmann::json& moe) {
@@ -114,11 +98,11 @@ void write_run_summary(const TrainSummary& s, const Config& cfg, const ParamCoun
 // optimizer and model before the data, the communicators and then the backend last).
 struct Run {
   Run(const Config& c, const TrainOptions& o)
-      : cfg(c), tc(c.train), options(o), B(c.train.micro_batch_size), T(c.data.seq_len) {}
+      : cfg(c), tc(cfg.train), options(o), B(c.train.micro_batch_size), T(c.data.seq_len) {}
   Run(const Run&) = delete;  // the model and optimizer keep pointers into it
   Run& operator=(const Run&) = delete;
 
-  const Config& cfg;
+  Config cfg;  // as trained: the global batch stated (set_batch), whatever the config left derived
   const TrainConfig& tc;
   const TrainOptions& options;
   const int B, T;
@@ -130,6 +114,7 @@ struct Run {
   Comm* world = nullptr;
   std::optional<Distributed> layout;
   const DistContext* dist = nullptr;
+  BatchPlan batch;  // global batch = B x accumulation x data-parallel size
   bool root = false;  // rank 0: writes the run directory and the summary
   std::optional<DataLoader> train_data;
   std::unique_ptr<DataLoader> val_data;  // null without data.val
@@ -175,6 +160,15 @@ void open_processes(Run& run) {
   run.summary.rank = run.dist->rank();
 }
 
+// The global batch over this run's ranks (train/batch.h): the accumulation derived, and the config
+// the run writes stating the global batch it trains with.
+void plan_batch(Run& run) {
+  const int dp = run.dist->world_size();  // every rank trains its own micro-batches (ep too)
+  run.batch = derive_batch(run.cfg, dp, dp == 1 ? std::string("one process")
+                                                : fmt::format("{} processes, {} communication", dp, run.world->name()));
+  set_batch(run.cfg, run.batch);
+}
+
 // The training data (this rank's share of it) and the validation data, checked against the model.
 void open_data(Run& run) {
   const Config& cfg = run.cfg;
@@ -189,6 +183,7 @@ void open_data(Run& run) {
   if (meta) run.summary.unigram_entropy = meta->unigram_entropy_nats;
   run.train_data.emplace(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size,
                          run.dist->rank(), run.dist->world_size());
+  run.train_data->set_windows_per_step(run.batch.global);
   run.eval_batches = cfg.eval.batches;
   if (!cfg.data.val.empty()) {
     run.val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, false, cfg.run.seed, cfg.model.vocab_size);
@@ -221,10 +216,11 @@ void build_model(Run& run) {
   run.opt.emplace(run.model->store(), run.tc, cfg.dist.zero == 1 ? run.dist : nullptr);  // ZeRO-1: moments sharded
   if (run.resume_dir) {
     const Config ckpt_cfg = load_checkpoint_config(*run.resume_dir);
-    check_resume_compatible(ckpt_cfg, cfg, *run.resume_dir);
+    const bool allow = run.options.allow_schedule_change;
+    check_resume_compatible(ckpt_cfg, cfg, *run.resume_dir, allow, run.root);
     run.state = load_checkpoint(*run.resume_dir, run.model->store(), &*run.opt,
                                 run.dist->ep_size > 1 ? UnusedTensors::Quiet : UnusedTensors::Refuse);
-    run.train_data->restore(run.state.train_loader);
+    run.train_data->restore(run.state.train_loader, allow);
     run.summary.last_checkpoint = *run.resume_dir;
   } else {
     run.model->store().init(cfg.run.seed);
@@ -254,6 +250,7 @@ void log_setup(const Run& run) {
     spdlog::info("processes: {} ({} communication), expert-parallel groups of {}", dist.world_size(),
                  run.world->name(), dist.ep_size);
   }
+  spdlog::info("batch: {}", run.batch.describe());
   spdlog::info("model: {} parameters, {} active per token", fmt_count(run.pc.total), fmt_count(run.pc.active));
   const AdamW& opt = *run.opt;
   if (opt.sharded()) {
@@ -283,18 +280,19 @@ void write_checkpoint(Run& run) {
   run.world->barrier();  // the checkpoint is complete before any rank goes on (or exits)
 }
 
-// Everything before the loop, in this order: the resume point, processes, data, model and
+// Everything before the loop, in this order: the resume point, processes, the batch, data, model and
 // optimizer, the run directory, the start-up lines and the initial checkpoint (if configured).
 void setup_run(Run& run) {
   run.summary.run_dir = run_dir_of(run.cfg);
   run.ckpt_root = (fs::path(run.summary.run_dir) / "checkpoints").string();
   run.resume_dir = resume_point(run.options, run.summary.run_dir, run.ckpt_root);
   open_processes(run);
+  plan_batch(run);
   open_data(run);
   build_model(run);
   open_run_dir(run);
   run.pc = count_params(run.cfg.model);
-  run.tokens_per_step = static_cast<int64_t>(run.B) * run.T * run.tc.grad_accum * run.dist->world_size();
+  run.tokens_per_step = run.batch.global * run.T;
   run.summary.opt_state_bytes = run.opt->state_bytes();
   log_setup(run);
   if (!run.resume_dir && run.cfg.checkpoint.save_initial) write_checkpoint(run);
@@ -312,7 +310,7 @@ struct LoopTimes {
 StepResult run_step(Run& run, LoopTimes& times) {
   const int64_t step = run.state.step;
   const auto t0 = std::chrono::steady_clock::now();
-  const StepResult r = train_step(*run.model, *run.opt, run.tc, step,
+  const StepResult r = train_step(*run.model, *run.opt, run.tc, step, run.batch.accum,
                                   [&](int32_t* in, int32_t* tg) { run.train_data->next(in, tg); }, run.dist);
   run.be->synchronize();
   const double dt = seconds_since(t0);

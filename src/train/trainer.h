@@ -18,6 +18,10 @@ struct TrainOptions {
   std::string resume;
   bool handle_signals = true;  // install the SIGINT/SIGTERM handlers
   std::string command_hint;    // how to resume, printed when interrupted
+  // Resuming with other train.* values than the checkpoint's (steps, learning-rate schedule,
+  // optimizer, global batch) is refused unless this is set; then each change is a warning
+  // (train/resume_check.h).
+  bool allow_schedule_change = false;
   // The world communicator; null: made from dist.comm (single process, or MPI under mpirun).
   // Tests pass one to run several layouts in one job.
   Comm* world = nullptr;

@@ -28,7 +28,13 @@ ckpt=$(ls -d "$out"/interrupted/checkpoints/step_* 2>/dev/null | tail -n 1)
 [ -n "$ckpt" ] && [ -f "$ckpt/manifest.json" ] || { echo "FAIL: no complete checkpoint"; exit 1; }
 step=$((10#${ckpt##*step_}))
 echo "interrupted at step $step; resuming for 2 more steps"
-"$bin" train "${common[@]}" --set "train.max_steps=$((step + 2))" --resume >"$out/resume.log" 2>&1
+# a shorter max_steps changes the schedule: refused without --allow-schedule-change (docs/training.md)
+"$bin" train "${common[@]}" --set "train.max_steps=$((step + 2))" --resume >"$out/refused.log" 2>&1
+code=$?
+[ "$code" -eq 1 ] && grep -q "train.max_steps: checkpoint 1000000, config $((step + 2))" "$out/refused.log" ||
+  { echo "FAIL: a resume with another max_steps was not refused (exit code $code)"; cat "$out/refused.log"; exit 1; }
+"$bin" train "${common[@]}" --set "train.max_steps=$((step + 2))" --resume --allow-schedule-change \
+  >"$out/resume.log" 2>&1
 code=$?
 tail -n 4 "$out/resume.log"
 [ "$code" -eq 0 ] || { echo "FAIL: resume exit code $code"; exit 1; }

@@ -77,7 +77,7 @@ std::string make_shared_run_dir(const std::string& tag) {
     d_ffn: 24
     selector: {type: topk, k: 2}
     aux: {load_balance: 0.01, z_loss: 0.001}
-train: {micro_batch_size: 4, max_steps: 6, lr: 0.01, warmup_steps: 2}
+train: {global_batch: 8, micro_batch_size: 4, max_steps: 6, lr: 0.01, warmup_steps: 2}
 log: {every: 1}
 eval: {every: 3, batches: 2}
 checkpoint: {every: 3, keep_last: 0}
@@ -251,7 +251,7 @@ TEST_CASE("ZeRO-1 gives ZeRO-off's bits with half the moments per rank", "[mpi][
       {"ep2", {"dist.ep=2"}},
       {"aoe-bias", {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
                     "model.moe.aux.z_loss=0", "model.moe.aux.bias_update_rate=0.01"}},
-      {"fp64-accum", {"run.precision=fp64", "train.grad_accum=2"}},
+      {"fp64-accum", {"run.precision=fp64", "train.micro_batch_size=2"}},
   };
   for (const auto& [name, sets] : layouts) {
     SECTION(name) {

@@ -14,7 +14,8 @@ work=$3
 sim_setup "$build" "$work"
 common=(--config "$src/tests/data/cli/small.yaml" --set "run.out_dir=$work/runs"
   --set "data.train=$work/data/synth_train_*.bin" --set "data.val=$work/data/synth_val_*.bin"
-  --set train.max_steps=10 --set checkpoint.every=0 --set log.every=1 --set eval.every=0)
+  --set train.max_steps=10 --set checkpoint.every=0 --set log.every=1 --set eval.every=0
+  --set train.global_batch=8)   # 2 ranks x micro-batch 4
 mpi=(mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1 -x AM_SIM_STREAMS=${AM_SIM_STREAMS:-eager})
 
 status=0

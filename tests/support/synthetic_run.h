@@ -51,6 +51,7 @@ inline const char* kSmallMoe = R"(model:
     selector: {type: topk, k: 2}
     aux: {load_balance: 0.01, z_loss: 0.001}
 train:
+  global_batch: 4
   micro_batch_size: 4
   max_steps: 6
   lr: 0.01
