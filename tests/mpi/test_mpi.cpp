@@ -187,6 +187,31 @@ TEST_CASE("data parallelism over 2 ranks with batch B equals one process with 2B
   job().world->barrier();
 }
 
+TEST_CASE("the global batch is the same on 2 ranks with accumulation as on one process", "[mpi][batch]") {
+  // train.global_batch 8: 2 ranks x micro-batch 2 x accumulation 2 (ep 2) = one process x 8 x 1
+  // = one process x 4 x 2 (train/batch.h); no auxiliary losses (they are per micro-batch).
+  const SharedDir shared("global_batch");
+  const std::string& dir = shared.path;
+  const std::vector<std::string> no_aux = {"model.moe.aux.load_balance=0", "model.moe.aux.z_loss=0"};
+  auto with = [&](std::vector<std::string> v) {
+    v.insert(v.end(), no_aux.begin(), no_aux.end());
+    return v;
+  };
+  const TrainSummary two = train(load_config(dir + "/run.yaml", with({"run.name=two", "dist.ep=2",
+                                                                      "train.micro_batch_size=2"})), on(*job().world));
+  if (job().rank() == 0) {
+    for (const std::string micro : {"8", "4"}) {
+      INFO("micro-batch " << micro);
+      const TrainSummary one = train(
+          load_config(dir + "/run.yaml", with({"run.name=one-" + micro, "train.micro_batch_size=" + micro})),
+          on(*job().self));
+      require_close(two.step_losses, one.step_losses, 1e-5);
+      require_same_weights(two.last_checkpoint, one.last_checkpoint);
+    }
+  }
+  job().world->barrier();
+}
+
 TEST_CASE("a checkpoint resumes on another layout: 2 ranks (ep=2) -> 1 and 1 -> 2", "[mpi][resume]") {
   const SharedDir shared("reshard");
   const std::string& dir = shared.path;
