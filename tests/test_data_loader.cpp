@@ -261,3 +261,27 @@ TEST_CASE("loader errors: vocabulary, too little data, no match, bad arguments",
       user_error([&] { DataLoader x(d.file("v_*.bin"), 1, 4, false, 0, 1000); });
   CHECK(bad.find(d.file("v_1.bin")) != std::string::npos);
 }
+
+TEST_CASE("loader state: windows per step is the global batch, and changes only when allowed", "[data][batch]") {
+  TempDir d;
+  make_shards(d, {50, 50});
+  DataLoader a(d.file("s_*.bin"), 2, 4, true, 5, 10000);
+  CHECK(a.state()["fingerprint"]["windows_per_step"] == 2);  // default: world x B
+  a.set_windows_per_step(8);  // global batch 8 = micro-batch 2 x accumulation 4
+  for (int i = 0; i < 4; ++i) batch(a);
+  const nlohmann::json st = nlohmann::json::parse(a.state().dump());
+  CHECK(st["fingerprint"]["windows_per_step"] == 8);
+  const auto rest = epoch_windows(a, 4);
+  // Another micro-batch with the same global batch resumes (the position counts windows).
+  DataLoader four(d.file("s_*.bin"), 4, 4, true, 5, 10000);
+  four.set_windows_per_step(8);
+  four.restore(st);
+  CHECK(four.state()["cursor"] == st["cursor"]);
+  CHECK(four.state()["cursor"] == 8);
+  // Another global batch: refused, unless the schedule change is allowed; then the same window.
+  DataLoader other(d.file("s_*.bin"), 2, 4, true, 5, 10000);
+  other.set_windows_per_step(16);
+  CHECK_THAT(user_error([&] { other.restore(st); }), Catch::Contains("windows_per_step: checkpoint 8, now 16"));
+  other.restore(st, /*allow_batch_change=*/true);
+  CHECK(epoch_windows(other, 4) == rest);
+}
