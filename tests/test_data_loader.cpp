@@ -248,7 +248,7 @@ TEST_CASE("loader errors: vocabulary, too little data, no match, bad arguments",
   // 4 windows of T = 4 but a global batch of 2 * 3 = 6.
   const std::string few =
       user_error([&] { DataLoader x(d.file("v_*.bin"), 3, 4, false, 0, 1000, 0, 2); });
-  CHECK(few.find("fewer than one global batch") != std::string::npos);
+  CHECK(few.find("fewer than one micro-batch on every rank") != std::string::npos);
   const std::string none =
       user_error([&] { DataLoader x(d.file("nope_*.bin"), 1, 4, false, 0, 1000); });
   CHECK(none.find(d.file("nope_*.bin")) != std::string::npos);

@@ -60,7 +60,7 @@ DataLoader::DataLoader(const std::string& pattern, int B, int T, bool shuffle, u
     throw UserError(
         fmt::format(
             "\"{}\": {} shard(s) with {} tokens hold {} windows of T + 1 = {} tokens, fewer "
-            "than one global batch of world * B = {} * {} = {}",
+            "than one micro-batch on every rank, world * B = {} * {} = {}",
             pattern, paths_.size(), total_tokens_, W, T + 1, world, B, need),
         "use more data, a shorter sequence length or a smaller batch");
   }

@@ -29,7 +29,8 @@ class DataLoader {
  public:
   // pattern: a glob (e.g. "data/brown/brown_train_*.bin"), matches sorted by name; every shard is
   // validated up front. B sequences of T tokens per batch; every token must be < vocab_size.
-  // rank/world: data-parallel slicing of each global batch of world * B windows.
+  // rank/world: data-parallel slicing of each read of world * B windows (one micro-batch per rank;
+  // an optimizer step reads `accumulation` of them: its global batch, train/batch.h).
   DataLoader(const std::string& pattern, int B, int T, bool shuffle, uint64_t seed, int vocab_size,
              int rank = 0, int world = 1);
 
