@@ -62,8 +62,8 @@ void check_resume_compatible(const Config& ckpt, const Config& now, const std::s
                                 "(the learning rate and the data of every later step would change):{}",
                                 dir, list(schedule)),
                     "resume with the config the run was started with (config.resolved.yaml in the run "
-                    "directory), or pass --allow-schedule-change to `autonomoe train` to go on with the new "
-                    "values (docs/training.md, \"Resuming\")");
+                    "directory), or pass --allow-schedule-change (to `autonomoe train --resume` or `autonomoe "
+                    "sweep`) to go on with the new values (docs/training.md, \"Checkpoints and resuming\")");
   }
   if (!log) return;
   for (const std::string& d : schedule) {

@@ -1,4 +1,4 @@
-// What may change when a run is resumed (docs/training.md, "Resuming"): nothing of the model
+// What may change when a run is resumed (docs/training.md, "Checkpoints and resuming"): nothing of the model
 // (model.* keys), and nothing of the training schedule (every train.* key but the per-rank
 // micro-batch: steps, learning-rate schedule, optimizer settings and the global batch) unless the
 // user allows it explicitly (`autonomoe train --allow-schedule-change`), in which case every
