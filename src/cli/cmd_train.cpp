@@ -74,6 +74,17 @@ int cmd_train(int argc, char** argv) {
 
   const TrainSummary s = train(cfg, opt);
   if (s.rank != 0) return 0;  // rank 0 reports for the whole job
+  if (s.already_complete) {
+    std::printf("\nthe run is already complete at step %lld (train.max_steps %lld): nothing to train\n"
+                "to train further, raise train.max_steps\n",
+                static_cast<long long>(s.end_step), static_cast<long long>(cfg.train.max_steps));
+    return 0;
+  }
+  if (s.interrupted && s.step_losses.empty()) {
+    std::printf("\ninterrupted before training started: nothing was trained or written; run the same "
+                "command again to %s\n", opt.resume.empty() ? "start" : "resume");
+    return 0;
+  }
   const std::string val =
       std::isnan(s.final_val_loss) ? "n/a" : fmt::format("{:.4f} (ppl {:.2f})", s.final_val_loss, std::exp(s.final_val_loss));
   const std::string uni =
@@ -83,7 +94,9 @@ int cmd_train(int argc, char** argv) {
               s.final_train_loss, val.c_str(), uni.c_str(), s.tokens_per_s, s.seconds);
   std::printf("run directory: %s\ncheckpoint: %s\n", s.run_dir.c_str(),
               s.last_checkpoint.empty() ? "(none)" : s.last_checkpoint.c_str());
-  if (s.interrupted) std::printf("interrupted; resume with: %s\n", opt.command_hint.c_str());
+  if (s.interrupted) {
+    std::printf("interrupted; resume with: %s\n", opt.command_hint.c_str());
+  }
   return 0;
 }
 

@@ -111,6 +111,10 @@ void DataLoader::read_window(uint64_t window, int32_t* out) {
 }
 
 void DataLoader::next(int32_t* inputs, int32_t* targets) {
+  if (pos_.epoch != checked_epoch_) {
+    for (const ShardReader& r : readers_) r.check_unchanged();
+    checked_epoch_ = pos_.epoch;
+  }
   LoaderPosition p = advanced(pos_, static_cast<uint64_t>(rank_) * B_);
   for (int b = 0; b < B_; ++b) {
     read_window(window_at(p.epoch, p.cursor), window_.data());
@@ -127,6 +131,7 @@ void DataLoader::seek(const LoaderPosition& p) {
          pattern_, p.cursor, windows_per_epoch(), windows_per_epoch() - 1);
   }
   pos_ = p;
+  checked_epoch_ = UINT64_MAX;
 }
 
 nlohmann::json DataLoader::fingerprint() const {

@@ -6,6 +6,7 @@
 #include "dist/launch.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
+#include "io/output_dir.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
 #include "moe/moe_metrics.h"
@@ -138,6 +139,7 @@ struct Run {
   std::optional<AdamW> opt;
   TrainerState state;
   std::unique_ptr<MetricsLog> metrics;  // rank 0 only
+  const StopSignals* signals = nullptr;   // train()'s guard, from the set-up on
   ParamCounts pc;
   int64_t tokens_per_step = 0;
 };
@@ -283,15 +285,41 @@ void write_checkpoint(Run& run) {
   run.world->barrier();  // the checkpoint is complete before any rank goes on (or exits)
 }
 
-// Everything before the loop, in this order: the resume point, processes, data, model and
-// optimizer, the run directory, the start-up lines and the initial checkpoint (if configured).
+// A resumed run whose checkpoint is at or past train.max_steps has nothing to train: it is said so
+// (and how to train further), and the run directory is left as it is.
+bool already_complete(Run& run) {
+  if (!run.resume_dir || run.state.step < run.tc.max_steps) return false;
+  run.summary.already_complete = true;
+  spdlog::info("the run is already complete: checkpoint {} is at step {}, train.max_steps is {}; "
+               "nothing to train (raise train.max_steps to train further)",
+               *run.resume_dir, run.state.step, run.tc.max_steps);
+  return true;
+}
+
+// After a phase of the set-up: whether a SIGINT/SIGTERM has arrived on any rank (every rank
+// calls it at the same points), and if so the run stops here, before its first step.
+bool interrupted_in_setup(Run& run, const char* phase) {
+  if (run.options.on_setup_phase) run.options.on_setup_phase(phase);
+  if (run.world->all_reduce_sum(run.signals->requested() ? 1.0 : 0.0) == 0) return false;
+  run.summary.interrupted = true;
+  spdlog::warn("interrupted before training started (after: {}); nothing was trained or written", phase);
+  return true;
+}
+
+// Everything before the loop, in this order: the output directory check, the resume point,
+// processes, data, model and optimizer, the run directory, the start-up lines and the initial
+// checkpoint (if configured). Returns early (summary.already_complete) when there is nothing to do.
 void setup_run(Run& run) {
+  check_output_dir(run.cfg.run.out_dir, "run.out_dir");
   run.summary.run_dir = run_dir_of(run.cfg);
+  check_output_dir(run.summary.run_dir, "the run directory (run.out_dir/run.name)");
   run.ckpt_root = (fs::path(run.summary.run_dir) / "checkpoints").string();
   run.resume_dir = resume_point(run.options, run.summary.run_dir, run.ckpt_root);
   open_processes(run);
   open_data(run);
+  if (interrupted_in_setup(run, "data")) return;
   build_model(run);
+  if (already_complete(run) || interrupted_in_setup(run, "model")) return;
   open_run_dir(run);
   run.pc = count_params(run.cfg.model);
   run.tokens_per_step = static_cast<int64_t>(run.B) * run.T * run.tc.grad_accum * run.dist->world_size();
@@ -387,7 +415,7 @@ void evaluate_and_log(Run& run) {
 // current step with a checkpoint. Returns the MoE metrics of the last log record.
 nlohmann::json run_loop(Run& run) {
   const Config& cfg = run.cfg;
-  StopSignals signals(run.options.handle_signals);
+  const StopSignals& signals = *run.signals;
   LoopTimes times{std::chrono::steady_clock::now(), run.state.elapsed_s};
   for (MoeLayer* l : run.model->moe_layers()) l->reset_stats();
   nlohmann::json last_moe = nlohmann::json::array();  // the MoE metrics of the last log record
@@ -435,7 +463,10 @@ std::string run_dir_of(const Config& cfg) {
 
 TrainSummary train(const Config& cfg, const TrainOptions& options) {
   Run run(cfg, options);
+  const StopSignals signals(options.handle_signals);  // from the set-up on, through the loop
+  run.signals = &signals;
   setup_run(run);
+  if (run.summary.already_complete || run.summary.interrupted) return std::move(run.summary);
   const nlohmann::json last_moe = run_loop(run);
   finish_run(run, last_moe);
   return std::move(run.summary);
