@@ -136,3 +136,25 @@ TEST_CASE("trainer_state.json errors name the file and the key", "[checkpoint][h
   replace_listed(not_json, "trainer_state.json", "{\"step\": ");
   CHECK_THROWS_WITH(resume_load(not_json), Catch::Contains(not_json + "/trainer_state.json: not valid JSON"));
 }
+
+TEST_CASE("a damaged data loader state names trainer_state.json and train_loader", "[checkpoint][hostile]") {
+  const Fixture fx;
+  const nlohmann::json good = nlohmann::json::parse(read_file(fx.ckpt + "/trainer_state.json"));
+  const std::vector<std::pair<nlohmann::json, const char*>> cases = {
+      {{{"epoch", "x"}, {"cursor", 0}, {"fingerprint", nlohmann::json::object()}}, "is malformed"},
+      {{{"epoch", 0}, {"cursor", 0}, {"fingerprint", {{"shards", {{{"name", 5}}}}}}}, "does not match"},
+      {{{"epoch", 0}, {"cursor", 0}, {"fingerprint", {{"shards", {{"name", "x"}}}}}}, "does not match"},
+  };
+  int i = 0;
+  for (const auto& [loader, expect] : cases) {
+    const std::string ckpt = fx.copy(fmt::format("loader_{}", i++));
+    nlohmann::json st = good;
+    st["train_loader"] = loader;
+    replace_listed(ckpt, "trainer_state.json", st.dump(2));
+    TrainOptions o = test::quiet_train();
+    o.resume = ckpt;
+    CHECK_THROWS_WITH(train(load_config(fx.yaml, {"run.name=h2", "train.max_steps=4"}), o),
+                      Catch::Contains(ckpt + "/trainer_state.json: train_loader: data loader state") &&
+                          Catch::Contains(expect));
+  }
+}

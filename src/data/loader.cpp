@@ -155,8 +155,12 @@ std::string describe_shards(const nlohmann::json& shards) {
   std::string s = fmt::format("{} shard(s)", shards.size());
   const size_t show = std::min<size_t>(shards.size(), 3);
   for (size_t i = 0; i < show; ++i) {
-    s += fmt::format("{} {} ({} tokens)", i == 0 ? ":" : ",", shards[i].value("name", "?"),
-                     shards[i].value("tokens", int64_t{-1}));
+    const nlohmann::json& sh = shards[i];
+    const bool ok = sh.is_object() && sh.contains("name") && sh["name"].is_string() &&
+                    sh.contains("tokens") && sh["tokens"].is_number_integer();
+    s += ok ? fmt::format("{} {} ({} tokens)", i == 0 ? ":" : ",", sh["name"].get<std::string>(),
+                          sh["tokens"].get<int64_t>())
+            : fmt::format("{} {}", i == 0 ? ":" : ",", sh.dump());
   }
   if (shards.size() > show) s += ", ...";
   return s;
@@ -185,7 +189,8 @@ void DataLoader::restore(const nlohmann::json& s) {
                                   now[key].dump()));
     }
   }
-  const nlohmann::json& ts = then.contains("shards") ? then["shards"] : nlohmann::json::array();
+  static const nlohmann::json kNoShards = nlohmann::json::array();
+  const nlohmann::json& ts = then.contains("shards") && then["shards"].is_array() ? then["shards"] : kNoShards;
   const nlohmann::json& ns = now["shards"];
   if (ts != ns) {
     std::string d =

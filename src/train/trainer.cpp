@@ -203,6 +203,15 @@ void open_data(Run& run) {
   }
 }
 
+// The data loader's position from a checkpoint's trainer state; errors name the file and key.
+void restore_loader(DataLoader& loader, const nlohmann::json& state, const std::string& dir) {
+  try {
+    loader.restore(state);
+  } catch (const UserError& e) {
+    throw UserError(fmt::format("{}: train_loader: {}", (fs::path(dir) / "trainer_state.json").string(), e.what()));
+  }
+}
+
 // The model and optimizer, from the checkpoint resumed from or freshly initialized.
 void build_model(Run& run) {
   const Config& cfg = run.cfg;
@@ -226,7 +235,7 @@ void build_model(Run& run) {
     check_resume_compatible(ckpt_cfg, cfg, *run.resume_dir);
     run.state = load_checkpoint(*run.resume_dir, run.model->store(), &*run.opt,
                                 run.dist->ep_size > 1 ? UnusedTensors::Quiet : UnusedTensors::Refuse);
-    run.train_data->restore(run.state.train_loader);
+    restore_loader(*run.train_data, run.state.train_loader, *run.resume_dir);
     run.summary.last_checkpoint = *run.resume_dir;
   } else {
     run.model->store().init(cfg.run.seed);
