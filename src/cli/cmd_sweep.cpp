@@ -3,6 +3,7 @@
 // the results table. Exit code 1 when a point failed (the others still ran).
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "io/output_dir.h"
 #include "sweep/results.h"
 #include "sweep/runner.h"
 #include "train/trainer.h"
@@ -75,6 +76,7 @@ int cmd_sweep(int argc, char** argv) {
     return 0;
   }
 
+  check_output_dir(plan.dir, "the sweep directory (run.out_dir/<sweep name>)");  // before any point runs
   SweepOptions opt;
   opt.command_hint = "autonomoe sweep " + shell_quote(sweep_file);
   for (const std::string& s : args.sets()) opt.command_hint += " --set " + shell_quote(s);

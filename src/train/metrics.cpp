@@ -29,7 +29,7 @@ std::string records_up_to(const std::string& path, int64_t resume_step) {
 
 [[noreturn]] void write_failed(const std::string& path, int err) {
   throw UserError(fmt::format("cannot write '{}': {}", path, std::generic_category().message(err)),
-                  err == ENOSPC ? "free disk space (the run stopped at once, so that no metrics are lost)"
+                  err == ENOSPC ? "free disk space, then resume from the last checkpoint (autonomoe train ... --resume)"
                                 : "check the run directory is writable");
 }
 

@@ -57,12 +57,22 @@ case $case_name in
   export_out_file)
     printf 'x' >"$dir/file"
     exec "$bin" export --checkpoint "$ckpt" --out "$dir/file" ;;
+  sweep_out_dir_file)
+    printf 'x' >"$dir/file"
+    exec "$bin" sweep "$src/configs/sweeps/tiny_dlow.yaml" --set "run.out_dir=$dir/file" \
+      --set "data.train=$dir/data/synth_train_*.bin" --set "data.val=" ;;
   already_complete)  # the fixture's run ended at train.max_steps 6
     exec "$bin" train "${common[@]}" "${with_data[@]}" --resume "$ckpt" ;;
   metrics_full)  # metrics.jsonl on a full disk
     mkdir -p "$dir/runs/small"
     ln -s /dev/full "$dir/runs/small/metrics.jsonl"
     exec "$bin" train "${common[@]}" "${with_data[@]}" ;;
+  signal_in_setup)  # SIGTERM right after the model is built: exit 0, nothing written
+    set +e
+    AM_TEST_SIGNAL_IN_SETUP=model "$bin" train "${common[@]}" "${with_data[@]}"
+    code=$?
+    if [ -e "$dir/runs/small" ]; then echo "FAIL: the run directory was created"; exit 1; fi
+    exit $code ;;
   *)
     echo "hostile.sh: unknown case $case_name" >&2
     exit 2 ;;
