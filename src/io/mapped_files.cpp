@@ -23,7 +23,6 @@ static_assert(std::atomic<uintptr_t>::is_always_lock_free);
 
 Slot g_slots[kMaxMappedFiles];
 std::mutex g_mutex;  // registrations only; never taken by the handler
-bool g_installed = false;
 
 void write_all(const char* s) {
   size_t n = std::strlen(s);
@@ -52,21 +51,25 @@ extern "C" void on_sigbus(int sig, siginfo_t* info, void*) {
   ::raise(sig);
 }
 
-void install_once() {
-  if (g_installed) return;
+// Installs the handler unless it is in place (a library, e.g. MPI's, may have replaced it since).
+void install() {
+  struct sigaction cur {};
+  if (::sigaction(SIGBUS, nullptr, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+      cur.sa_sigaction == on_sigbus) {
+    return;
+  }
   struct sigaction sa {};
   sa.sa_sigaction = on_sigbus;
   sa.sa_flags = SA_SIGINFO;
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGBUS, &sa, nullptr);
-  g_installed = true;
 }
 
 }  // namespace
 
 void register_mapping(const void* addr, size_t bytes, const std::string& path, std::string_view what) {
   const std::lock_guard<std::mutex> lock(g_mutex);
-  install_once();
+  install();
   for (Slot& s : g_slots) {
     if (s.start.load(std::memory_order_relaxed) != 0) continue;
     s.bytes = bytes;

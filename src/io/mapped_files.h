@@ -1,8 +1,8 @@
 // Memory-mapped files that change under a running job. Reading a page of a mapping whose file was
-// truncated raises SIGBUS, which would kill the process without a word. Every mapping of a file
-// the framework reads (token shards, safetensors files) is registered here; a SIGBUS handler
-// (installed with the first registration) finds the mapping the faulting address lies in and ends
-// the process with a message naming the file and exit code 1. A SIGBUS elsewhere keeps its default
+// truncated raises SIGBUS, which would kill the process without a word. Every mapping of a file the
+// framework reads (token shards, safetensors files) is registered here; a SIGBUS handler (installed,
+// or put back, at each registration) finds the mapping the faulting address lies in and ends the
+// process with a message naming the file and exit code 1. A SIGBUS elsewhere keeps its default
 // action. The handler is async-signal-safe: it reads the registry without locks and writes with
 // write(2), then calls _exit.
 #pragma once

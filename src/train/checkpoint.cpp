@@ -94,15 +94,16 @@ TrainerState read_trainer_state(const std::string& dir) {
   return trainer_state_from_json(j, path);
 }
 
-// verify_checkpoint with the files every loader reads. A resume also reads the optimizer's moments:
-// a checkpoint whose trainer state says it has them must list them (one that says it has none gets
-// load_checkpoint's "weights only" error).
-void verify_for_loading(const std::string& dir, bool with_optimizer) {
-  const nlohmann::json m =
-      verify_checkpoint(dir, {"model.safetensors", "trainer_state.json", "config.resolved.yaml"});
+// verify_checkpoint with the files every loader reads (all hashed, or only `hash_only`). A resume
+// also reads the optimizer's moments: a checkpoint whose trainer state says it has them must list
+// them (one that says it has none gets load_checkpoint's "weights only" error).
+void verify_for_loading(const std::string& dir, bool with_optimizer,
+                        const std::vector<std::string>& hash_only = {}) {
+  const nlohmann::json m = verify_checkpoint(
+      dir, {"model.safetensors", "trainer_state.json", "config.resolved.yaml"}, hash_only);
   if (with_optimizer && !m["files"].contains("optimizer.safetensors") &&
       read_trainer_state(dir).has_optimizer) {
-    verify_checkpoint(dir, {"optimizer.safetensors"});  // fails, naming the file
+    verify_checkpoint(dir, {"optimizer.safetensors"}, {"manifest.json"});  // fails, naming the file
   }
 }
 
@@ -208,7 +209,7 @@ Config load_checkpoint_config(const std::string& dir, const std::vector<std::str
     throw UserError(fmt::format("{} is not a checkpoint: it has no config.resolved.yaml", dir),
                     "pass a directory like runs/<name>/checkpoints/step_00001000");
   }
-  verify_for_loading(dir, false);
+  verify_for_loading(dir, false, {"config.resolved.yaml"});  // the weights: when they are loaded
   return load_config(p.string(), overrides);
 }
 
