@@ -74,6 +74,12 @@ TEST_CASE("a shard replaced or truncated since it was opened is refused at the n
   for (int i = 1; i < 12; ++i) loader.next(in.data(), tg.data());  // the rest of epoch 0 (the old map)
   CHECK_THROWS_WITH(loader.next(in.data(), tg.data()),
                     Catch::Contains(shard + ": token shard was modified, truncated or replaced"));
+  // A validation loader starts each evaluation with reset(), which checks again.
+  DataLoader val(dir / "s_*.bin", 2, 8, false, 0, 32);
+  val.next(in.data(), tg.data());
+  fs::resize_file(shard, fs::file_size(shard) - 2);
+  val.reset();
+  CHECK_THROWS_WITH(val.next(in.data(), tg.data()), Catch::Contains(shard + ": token shard was modified"));
 }
 
 TEST_CASE("reading a truncated mapped shard ends the process with a message naming it", "[data][hostile]") {

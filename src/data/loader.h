@@ -34,13 +34,13 @@ class DataLoader {
              int rank = 0, int world = 1);
 
   // inputs, targets: (B, T) int32 each; targets are the inputs shifted left by one token. The
-  // first call of each epoch (and the first after construction or a seek) checks that no shard
+  // first call of each epoch (and the first after construction, a seek or a reset) checks that no shard
   // changed since it was opened (ShardReader::check_unchanged).
   void next(int32_t* inputs, int32_t* targets);
 
   LoaderPosition position() const { return pos_; }
   void seek(const LoaderPosition& p);  // UserError if p.cursor >= windows_per_epoch()
-  void reset() { pos_ = {}; }
+  void reset() { seek({}); }
 
   // {"epoch", "cursor", "fingerprint": {"shards": [{"name", "tokens"}...], "windows_per_step"
   // (world * B), "T", "shuffle", "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
