@@ -158,3 +158,24 @@ TEST_CASE("a damaged data loader state names trainer_state.json and train_loader
                           Catch::Contains(expect));
   }
 }
+
+TEST_CASE("a bad manifest entry and a bad config value in a checkpoint name the file and key", "[checkpoint][hostile]") {
+  const Fixture fx;
+  const std::string entry = fx.copy("bad_entry");
+  nlohmann::json m = manifest_of(entry);
+  m["files"]["model.safetensors"]["bytes"] = -1;
+  set_manifest(entry, m);
+  CHECK_THROWS_WITH(load_checkpoint_config(entry),
+                    Catch::Contains("manifest.json: files: 'model.safetensors': expected") &&
+                        Catch::Contains("\"bytes\":-1"));
+  // A config whose checksum was made to match: the error of a user's config, naming file and key.
+  const std::string cfg = fx.copy("bad_value");
+  std::string yaml = read_file(cfg + "/config.resolved.yaml");
+  const size_t at = yaml.find("max_steps: 2");
+  REQUIRE(at != std::string::npos);
+  yaml.replace(at, 12, "max_steps: many");
+  replace_listed(cfg, "config.resolved.yaml", yaml);
+  CHECK_THROWS_WITH(load_checkpoint_config(cfg),
+                    Catch::Contains(cfg + "/config.resolved.yaml:") &&
+                        Catch::Contains("train.max_steps: expected an integer, got 'many'"));
+}

@@ -211,7 +211,9 @@ void verify_entry(const fs::path& dir, const std::string& name, const nlohmann::
   if (rel.empty() || !entry.is_object() || !entry.contains("bytes") ||
       !entry["bytes"].is_number_unsigned() || !entry.contains("xxh3") ||
       !entry["xxh3"].is_string()) {
-    verify_fail(dir, fmt::format("is corrupt: bad manifest entry for file '{}'", name));
+    verify_fail(dir, fmt::format("is corrupt: manifest.json: files: '{}': expected a relative path "
+                                 "inside the checkpoint with {{\"bytes\": <size>, \"xxh3\": "
+                                 "\"<16 hex digits>\"}}, got {}", name, entry.dump()));
   }
   const fs::path p = dir / rel;
   std::error_code ec;
