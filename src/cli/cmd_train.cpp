@@ -106,9 +106,7 @@ int cmd_train(int argc, char** argv) {
               s.final_train_loss, val.c_str(), uni.c_str(), s.tokens_per_s, s.seconds);
   std::printf("run directory: %s\ncheckpoint: %s\n", s.run_dir.c_str(),
               s.last_checkpoint.empty() ? "(none)" : s.last_checkpoint.c_str());
-  if (s.interrupted) {
-    std::printf("interrupted; resume with: %s\n", opt.command_hint.c_str());
-  }
+  if (s.interrupted) std::printf("interrupted; resume with: %s\n", opt.command_hint.c_str());
   return 0;
 }
 
