@@ -11,6 +11,7 @@
 
 #include "data/loader.h"
 #include "data/shard.h"
+#include "io/safetensors.h"
 #include "io/checkpoint_dir.h"
 #include "support/synthetic_run.h"
 #include "train/metrics.h"
@@ -97,6 +98,23 @@ TEST_CASE("reading a truncated mapped shard ends the process with a message nami
   CHECK(WEXITSTATUS(status) == 1);
   CHECK_THAT(err, Catch::Contains("token shard '" + shard + "' was truncated or replaced") &&
                       Catch::Contains("SIGBUS"));
+}
+
+TEST_CASE("reading a truncated mapped safetensors file ends the process with a message naming it", "[io][hostile]") {
+  test::TempDir dir("sigbus-st");
+  const std::string path = dir / "model.safetensors";
+  const std::vector<float> w(1 << 16, 1.0f);  // 256 KiB
+  write_safetensors(path, {StEntry{"w", DType::F32, {1 << 16}, w.data()}});
+  const auto [status, err] = in_child([&] {
+    SafetensorsFile f(path);
+    fs::resize_file(path, 4096);
+    std::vector<float> out(w.size());
+    f.copy_to("w", out.data(), DType::F32, {1 << 16});  // pages past the new end: SIGBUS
+  });
+  INFO(err);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK_THAT(err, Catch::Contains("safetensors file '" + path + "' was truncated or replaced"));
 }
 
 TEST_CASE("a signal during the set-up stops the run before its first step, writing nothing", "[train][hostile]") {
