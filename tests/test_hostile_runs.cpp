@@ -2,6 +2,7 @@
 // a signal before training has started, a resume past train.max_steps, and shards changed under a
 // running job (checked at each epoch; a truncated mapping that is read ends the process with a
 // message naming the shard instead of a silent SIGBUS).
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,6 +63,19 @@ TEST_CASE("metrics.jsonl on a full disk fails at the first record, naming the fi
   MetricsLog log(dir / "metrics.jsonl", -1);
   CHECK_THROWS_WITH(log.write({{"step", 1}}), Catch::Contains("cannot write '" + (dir / "metrics.jsonl") + "'") &&
                                                   Catch::Contains("No space left on device"));
+}
+
+TEST_CASE("metrics.jsonl as a FIFO or a directory is refused without blocking", "[train][hostile]") {
+  test::TempDir dir("metrics-kind");
+  REQUIRE(::mkfifo((dir / "fifo.jsonl").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(MetricsLog(dir / "fifo.jsonl", -1),
+                    Catch::Contains("metrics file '" + (dir / "fifo.jsonl") + "' is a FIFO"));
+  CHECK_THROWS_WITH(MetricsLog(dir / "fifo.jsonl", 5), Catch::Contains("is a FIFO"));
+  fs::create_directory(dir / "dir.jsonl");
+  CHECK_THROWS_WITH(MetricsLog(dir / "dir.jsonl", -1), Catch::Contains("is a directory"));
+  fs::create_symlink("/dev/null", dir / "null.jsonl");  // discarding metrics is allowed
+  MetricsLog null_log(dir / "null.jsonl", 3);
+  CHECK_NOTHROW(null_log.write({{"step", 4}}));
 }
 
 TEST_CASE("a shard replaced or truncated since it was opened is refused at the next epoch", "[data][hostile]") {

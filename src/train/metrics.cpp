@@ -2,6 +2,9 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/regular_file.h"
+
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <filesystem>
@@ -33,13 +36,26 @@ std::string records_up_to(const std::string& path, int64_t resume_step) {
                                 : "check the run directory is writable");
 }
 
+// A FIFO (opening it for writing would block until a reader comes), a directory or a socket in
+// place of metrics.jsonl is refused; a regular file or a character device (/dev/null) is fine.
+void check_writable_kind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) return;
+  throw UserError(fmt::format("metrics file '{}' is {}, not a regular file", path, file_kind(st.st_mode)),
+                  "remove it; the run writes metrics.jsonl there");
+}
+
 }  // namespace
 
 // A fresh run truncates the file in place (following a symlink, as a log file would); a resume
 // rewrites it atomically with the records it keeps.
 MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) : path_(path) {
   namespace fs = std::filesystem;
-  if (resume_step >= 0 && fs::exists(path)) write_file_atomic(path, records_up_to(path, resume_step));
+  check_writable_kind(path);
+  std::error_code ec;
+  if (resume_step >= 0 && fs::is_regular_file(path, ec)) {
+    write_file_atomic(path, records_up_to(path, resume_step));
+  }
   errno = 0;
   out_.open(path, resume_step >= 0 ? std::ios::app : std::ios::trunc);
   if (!out_) write_failed(path, errno != 0 ? errno : EIO);
