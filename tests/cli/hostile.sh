@@ -22,6 +22,9 @@ case $case_name in
     rm "$dir/data/synth_train_000000.bin"
     mkfifo "$dir/data/synth_train_000000.bin"
     exec "$bin" train "${common[@]}" "${with_data[@]}" ;;
+  dir_shard)  # a directory matched by the shard pattern
+    mkdir "$dir/data/synth_train_000001.bin"
+    exec "$bin" train "${common[@]}" "${with_data[@]}" ;;
   devnull_dataset)  # dataset.json is /dev/null (a character device)
     ln -sf /dev/null "$dir/data/dataset.json"
     exec "$bin" train "${common[@]}" "${with_data[@]}" ;;
@@ -32,6 +35,12 @@ case $case_name in
   fifo_config)
     mkfifo "$dir/config.yaml"
     exec "$bin" validate --config "$dir/config.yaml" ;;
+  devzero_config)  # a config that is /dev/zero (endless zeros, were it read)
+    ln -s /dev/zero "$dir/config.yaml"
+    exec "$bin" train --config "$dir/config.yaml" ;;
+  fifo_sweep)
+    mkfifo "$dir/sweep.yaml"
+    exec "$bin" sweep "$dir/sweep.yaml" --dry-run ;;
   dir_tokenizer)
     mkdir "$dir/tok.model"
     printf 'some text\n' >"$dir/doc.txt"
@@ -44,6 +53,11 @@ case $case_name in
     rm "$dir/ckpt/model.safetensors"
     mkfifo "$dir/ckpt/model.safetensors"
     exec "$bin" eval --checkpoint "$dir/ckpt" ;;
+  dir_ckpt_file)  # a directory in place of the trainer state, at resume
+    cp -r "$ckpt" "$dir/ckpt"
+    rm "$dir/ckpt/trainer_state.json"
+    mkdir "$dir/ckpt/trainer_state.json"
+    exec "$bin" train "${common[@]}" "${with_data[@]}" --resume "$dir/ckpt" ;;
   manifest_omits)  # an edited manifest that no longer lists the weights
     cp -r "$ckpt" "$dir/ckpt"
     sed -i '/"model.safetensors": {/,/}/d' "$dir/ckpt/manifest.json"
