@@ -49,7 +49,20 @@ RegularFile::~RegularFile() {
 
 int RegularFile::release() { return std::exchange(fd_, -1); }
 
+namespace {
+
+[[noreturn]] void not_regular(const std::string& path, std::string_view what, unsigned mode) {
+  throw UserError(fmt::format("{} '{}' is {}, not a regular file", what, path, file_kind(mode)),
+                  "give the path of a regular file");
+}
+
+}  // namespace
+
 RegularFile open_regular_file(const std::string& path, std::string_view what) {
+  // A device is refused before it is opened at all (opening one can have effects); the fstat on
+  // the descriptor below is what counts (the path may change in between).
+  struct stat before {};
+  if (::stat(path.c_str(), &before) == 0 && !S_ISREG(before.st_mode)) not_regular(path, what, before.st_mode);
   int fd = -1;
   do {
     fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -66,9 +79,7 @@ RegularFile open_regular_file(const std::string& path, std::string_view what) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw UserError(fmt::format("{} '{}' is {}, not a regular file", what, path,
-                                file_kind(st.st_mode)),
-                    "give the path of a regular file");
+    not_regular(path, what, st.st_mode);
   }
   // Regular files ignore O_NONBLOCK; cleared anyway so that reads behave as usual.
   const int flags = ::fcntl(fd, F_GETFL);
