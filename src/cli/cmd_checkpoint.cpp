@@ -3,6 +3,7 @@
 //   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16]
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "io/output_dir.h"
 #include "data/loader.h"
 #include "model/transformer.h"
 #include "train/backend_check.h"
@@ -79,6 +80,7 @@ int cmd_export(int argc, char** argv) {
   if (dtype != "float32" && dtype != "bfloat16") {
     throw UsageError(fmt::format("--dtype {}: expected float32 or bfloat16", dtype));
   }
+  check_output_dir(out, "--out");
   Config cfg = load_checkpoint_config(dir, {"run.backend=cpu"});
   auto be = make_backend("cpu", precision_from_name(cfg.run.precision), cfg.run.threads);
   Transformer model(*be, cfg.model, 1, 1);

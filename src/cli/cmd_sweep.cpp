@@ -5,6 +5,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "dist/launch.h"
+#include "io/output_dir.h"
 #include "sweep/results.h"
 #include "sweep/runner.h"
 #include "train/trainer.h"
@@ -81,6 +82,7 @@ int cmd_sweep(int argc, char** argv) {
     return 0;
   }
 
+  check_output_dir(plan.dir, "the sweep directory (run.out_dir/<sweep name>)");  // before any point runs
   SweepOptions opt;
   opt.allow_schedule_change = args.has("allow-schedule-change");
   opt.command_hint = "autonomoe sweep " + shell_quote(sweep_file);

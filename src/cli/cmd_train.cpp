@@ -8,7 +8,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 namespace am {
@@ -40,6 +43,14 @@ ResumeTarget resolve_resume(const std::string& value) {
   throw UserError(fmt::format("--resume {}: not a checkpoint directory (no manifest.json) nor a run "
                               "directory (no checkpoints/)", value),
                   "pass runs/<name> or runs/<name>/checkpoints/step_<N>, or --resume alone with --config");
+}
+
+// AM_TEST_SIGNAL_IN_SETUP=<phase> ("data", "model"; TrainOptions::on_setup_phase): SIGTERM to this
+// process right after that phase of the set-up, as a scheduler's signal arriving then would. Only
+// for the CLI test of an interrupted set-up (tests/cli/hostile.sh), which cannot time it otherwise.
+void signal_in_setup(const char* phase) {
+  static const char* const want = std::getenv("AM_TEST_SIGNAL_IN_SETUP");
+  if (want && std::strcmp(want, phase) == 0) std::raise(SIGTERM);
 }
 
 }  // namespace
@@ -80,8 +91,21 @@ int cmd_train(int argc, char** argv) {
   opt.command_hint = fmt::format("autonomoe train --config {} --resume", shell_quote(cfg.source_path));
   for (const std::string& s : args.sets()) opt.command_hint += " --set " + shell_quote(s);
 
+  if (std::getenv("AM_TEST_SIGNAL_IN_SETUP")) opt.on_setup_phase = signal_in_setup;
   const TrainSummary s = train(cfg, opt);
   if (s.rank != 0) return 0;  // rank 0 reports for the whole job
+  if (s.already_complete) {
+    std::printf("\nthe run is already complete at step %lld (train.max_steps %lld): nothing to train\n"
+                "to train further, resume with a higher train.max_steps (--set train.max_steps=N) and "
+                "--allow-schedule-change\n",
+                static_cast<long long>(s.end_step), static_cast<long long>(cfg.train.max_steps));
+    return 0;
+  }
+  if (s.interrupted && s.step_losses.empty()) {
+    std::printf("\ninterrupted before training started: nothing was trained or written; run the same "
+                "command again to %s\n", opt.resume.empty() ? "start" : "resume");
+    return 0;
+  }
   const std::string val =
       std::isnan(s.final_val_loss) ? "n/a" : fmt::format("{:.4f} (ppl {:.2f})", s.final_val_loss, std::exp(s.final_val_loss));
   const std::string uni =

@@ -14,6 +14,7 @@
 #include "config/schema.h"
 #include "config/suggest.h"
 #include "core/error.h"
+#include "io/regular_file.h"
 
 namespace fs = std::filesystem;
 
@@ -102,7 +103,7 @@ void merge_into(std::vector<ConfigEntry>& base, std::vector<ConfigEntry> child) 
 
 YAML::Node parse_file(const std::string& path, const std::string& named_by) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
+  if (!fs::exists(path, ec)) {
     if (named_by.empty()) {
       throw UserError(fmt::format("config file '{}' not found", path),
                       "give the path of a YAML config, e.g. configs/tiny.yaml");
@@ -110,12 +111,9 @@ YAML::Node parse_file(const std::string& path, const std::string& named_by) {
     throw UserError(fmt::format("{}: extends: config file '{}' not found", named_by, path),
                     "extends paths are relative to the directory of the file that names them");
   }
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) fail("config file '{}': could not be read", path);
+  const std::string text = read_regular_file(path, "config file");
   try {
-    return YAML::Load(text.str());
+    return YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw UserError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
                                 e.mark.column + 1, e.msg),

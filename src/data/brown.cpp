@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/regular_file.h"
 
 namespace am {
 
@@ -148,11 +149,7 @@ BrownSummary brown_to_jsonl(const std::string& dir, const std::string& out_path)
   BrownSummary s;
   for (const auto& n : names) {
     const fs::path p = fs::path(dir) / n;
-    std::ifstream in(p, std::ios::binary);
-    if (!in) fail("{}: cannot open", p.string());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    BrownText t = brown_detokenize(ss.str());
+    BrownText t = brown_detokenize(read_regular_file(p.string(), "Brown corpus file"));
     const nlohmann::ordered_json line = {{"text", t.text}, {"id", n}};
     out << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
     s.documents += 1;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/regular_file.h"
 
 namespace am {
 
@@ -136,13 +137,10 @@ DatasetMeta dataset_meta_from_json(const nlohmann::json& j, const std::string& p
 }
 
 DatasetMeta read_dataset_meta_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open dataset description", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_regular_file(path, "dataset description");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw UserError(fmt::format("{}: not valid JSON: {}", path, e.what()),
                     "dataset.json is written by `autonomoe-data encode`; re-run it to regenerate");

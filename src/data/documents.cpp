@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/regular_file.h"
 
 namespace am {
 
@@ -27,9 +28,7 @@ DocumentReader::DocumentReader(std::vector<std::string> inputs, std::string text
     : inputs_(std::move(inputs)), field_(std::move(text_field)) {
   if (inputs_.empty()) fail("no input files given");
   for (const auto& p : inputs_) {
-    std::error_code ec;
-    if (!fs::is_regular_file(p, ec)) fail("{}: input file not found (or not a regular file)", p);
-    total_bytes_ += static_cast<int64_t>(fs::file_size(p, ec));
+    total_bytes_ += open_regular_file(p, "input file").size();
   }
 }
 
@@ -44,19 +43,14 @@ bool DocumentReader::next(Document& doc) {
     const std::string& path = inputs_[file_];
     if (!is_jsonl_path(path)) {
       // A plain-text file is one document.
-      std::ifstream f(path, std::ios::binary);
-      if (!f) fail("{}: cannot open", path);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      doc.text = ss.str();
+      doc.text = read_regular_file(path, "input file");
       doc.source = path;
       done_bytes_ += static_cast<int64_t>(doc.text.size());
       ++file_;
       return true;
     }
     if (!in_) {
-      in_ = std::make_unique<std::ifstream>(path, std::ios::binary);
-      if (!*in_) fail("{}: cannot open", path);
+      in_ = open_regular_stream(path, "input file");
       line_ = 0;
     }
     while (std::getline(*in_, buf_)) {

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
+#include <istream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,7 +29,7 @@ class DocumentReader {
   std::vector<std::string> inputs_;
   std::string field_;
   size_t file_ = 0;  // index of the open (or next) input
-  std::unique_ptr<std::ifstream> in_;
+  std::unique_ptr<std::istream> in_;
   int64_t line_ = 0;
   int64_t done_bytes_ = 0;  // bytes of the inputs already finished
   int64_t total_bytes_ = 0;

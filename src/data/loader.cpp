@@ -111,6 +111,10 @@ void DataLoader::read_window(uint64_t window, int32_t* out) {
 }
 
 void DataLoader::next(int32_t* inputs, int32_t* targets) {
+  if (pos_.epoch != checked_epoch_) {
+    for (const ShardReader& r : readers_) r.check_unchanged();
+    checked_epoch_ = pos_.epoch;
+  }
   LoaderPosition p = advanced(pos_, static_cast<uint64_t>(rank_) * B_);
   for (int b = 0; b < B_; ++b) {
     read_window(window_at(p.epoch, p.cursor), window_.data());
@@ -127,6 +131,7 @@ void DataLoader::seek(const LoaderPosition& p) {
          pattern_, p.cursor, windows_per_epoch(), windows_per_epoch() - 1);
   }
   pos_ = p;
+  checked_epoch_ = UINT64_MAX;
 }
 
 nlohmann::json DataLoader::fingerprint() const {
@@ -151,8 +156,12 @@ std::string describe_shards(const nlohmann::json& shards) {
   std::string s = fmt::format("{} shard(s)", shards.size());
   const size_t show = std::min<size_t>(shards.size(), 3);
   for (size_t i = 0; i < show; ++i) {
-    s += fmt::format("{} {} ({} tokens)", i == 0 ? ":" : ",", shards[i].value("name", "?"),
-                     shards[i].value("tokens", int64_t{-1}));
+    const nlohmann::json& sh = shards[i];
+    const bool ok = sh.is_object() && sh.contains("name") && sh["name"].is_string() &&
+                    sh.contains("tokens") && sh["tokens"].is_number_integer();
+    s += ok ? fmt::format("{} {} ({} tokens)", i == 0 ? ":" : ",", sh["name"].get<std::string>(),
+                          sh["tokens"].get<int64_t>())
+            : fmt::format("{} {}", i == 0 ? ":" : ",", sh.dump());
   }
   if (shards.size() > show) s += ", ...";
   return s;
@@ -182,7 +191,8 @@ void DataLoader::restore(const nlohmann::json& s, bool allow_batch_change) {
                                   now[key].dump()));
     }
   }
-  const nlohmann::json& ts = then.contains("shards") ? then["shards"] : nlohmann::json::array();
+  static const nlohmann::json kNoShards = nlohmann::json::array();
+  const nlohmann::json& ts = then.contains("shards") && then["shards"].is_array() ? then["shards"] : kNoShards;
   const nlohmann::json& ns = now["shards"];
   if (ts != ns) {
     std::string d =

@@ -34,12 +34,14 @@ class DataLoader {
   DataLoader(const std::string& pattern, int B, int T, bool shuffle, uint64_t seed, int vocab_size,
              int rank = 0, int world = 1);
 
-  // inputs, targets: (B, T) int32 each; targets are the inputs shifted left by one token.
+  // inputs, targets: (B, T) int32 each; targets are the inputs shifted left by one token. The
+  // first call of each epoch (and the first after construction, a seek or a reset) checks that no shard
+  // changed since it was opened (ShardReader::check_unchanged).
   void next(int32_t* inputs, int32_t* targets);
 
   LoaderPosition position() const { return pos_; }
   void seek(const LoaderPosition& p);  // UserError if p.cursor >= windows_per_epoch()
-  void reset() { pos_ = {}; }
+  void reset() { seek({}); }
 
   // {"epoch", "cursor", "fingerprint": {"shards": [{"name", "tokens"}...], "windows_per_step"
   // (the global batch), "T", "shuffle", "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
@@ -70,6 +72,7 @@ class DataLoader {
   std::vector<int64_t> window_start_;  // (n_shards + 1): first global window of each shard
   int64_t total_tokens_ = 0;
   LoaderPosition pos_;
+  uint64_t checked_epoch_ = UINT64_MAX;  // the epoch at whose start the shards were last checked
   std::vector<int32_t> window_;  // (T + 1) scratch
 
   // Two cached epoch permutations (a batch can straddle two epochs).

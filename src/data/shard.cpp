@@ -12,6 +12,8 @@
 #include <utility>
 
 #include "core/error.h"
+#include "io/mapped_files.h"
+#include "io/regular_file.h"
 
 namespace am {
 
@@ -109,27 +111,21 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens, in
 // ---- reader ----
 
 ShardReader::ShardReader(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open token shard: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path);
-  }
-  const int64_t file_bytes = st.st_size;
+  const RegularFile f = open_regular_file(path, "token shard");
+  const int64_t file_bytes = f.size();
   if (file_bytes < kShardHeaderBytes) {
-    ::close(fd);
     throw UserError(
         fmt::format("{}: too short to be a token shard: {} bytes, the header alone is {}", path,
                     file_bytes, kShardHeaderBytes),
         "token shards are written by `autonomoe-data encode` or llm.c's data scripts");
   }
-  void* map = ::mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_SHARED, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file alive
+  void* map = ::mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_SHARED, f.fd(), 0);
+  const int map_err = errno;  // the mapping keeps the file alive after f closes
   if (map == MAP_FAILED) fail("{}: mmap failed: {}", path, std::strerror(map_err));
   map_ = map;
   map_bytes_ = static_cast<size_t>(file_bytes);
+  status_ = f.status();
+  register_mapping(map_, map_bytes_, path, "token shard");
 
   int32_t header[3];
   std::memcpy(header, map_, sizeof(header));
@@ -188,6 +184,7 @@ ShardReader& ShardReader::operator=(ShardReader&& o) noexcept {
     n_tokens_ = std::exchange(o.n_tokens_, 0);
     token_bytes_ = std::exchange(o.token_bytes_, 0);
     version_ = std::exchange(o.version_, 0);
+    status_ = o.status_;
   }
   return *this;
 }
@@ -195,10 +192,21 @@ ShardReader& ShardReader::operator=(ShardReader&& o) noexcept {
 ShardReader::~ShardReader() { unmap(); }
 
 void ShardReader::unmap() {
-  if (map_) ::munmap(map_, map_bytes_);
+  if (map_) {
+    unregister_mapping(map_);
+    ::munmap(map_, map_bytes_);
+  }
   map_ = nullptr;
   map_bytes_ = 0;
   tokens_ = nullptr;
+}
+
+void ShardReader::check_unchanged() const {
+  if (same_file(path_, status_)) return;
+  throw UserError(fmt::format("{}: token shard was modified, truncated or replaced since this run "
+                              "opened it ({} bytes then)", path_, map_bytes_),
+                  "never modify the shards of a running job; restore them and resume from the "
+                  "last checkpoint");
 }
 
 uint32_t ShardReader::at(int64_t i) const {

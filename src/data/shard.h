@@ -6,6 +6,8 @@
 // shard and validates it up front. Every error names the file.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -58,7 +60,8 @@ class ShardWriter {
 // Writes a whole shard in one call (tests, small tools).
 void write_shard(const std::string& path, const std::vector<int32_t>& tokens, int64_t vocab_size);
 
-// A read-only memory map of one validated shard (RAII: unmapped on destruction).
+// A read-only memory map of one validated shard (RAII: unmapped on destruction), registered with
+// io/mapped_files.h so that a SIGBUS from it names the shard.
 class ShardReader {
  public:
   explicit ShardReader(const std::string& path);
@@ -76,6 +79,10 @@ class ShardReader {
   uint32_t at(int64_t i) const;  // token i, 0 <= i < n_tokens
   // Copies tokens [offset, offset + count) into out (count int32).
   void read(int64_t offset, int64_t count, int32_t* out) const;
+  // UserError naming the shard when its path no longer names the file mapped (other size,
+  // modification time or inode: truncated, rewritten or replaced since it was opened). A truncated
+  // shard whose missing pages are read before this check ends the process via io/mapped_files.h.
+  void check_unchanged() const;
 
  private:
   std::string path_;
@@ -85,6 +92,7 @@ class ShardReader {
   int64_t n_tokens_ = 0;
   int token_bytes_ = 0;
   int32_t version_ = 0;
+  struct stat status_ {};  // of the file when it was mapped
   void unmap();
 };
 

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "data/documents.h"
+#include "io/regular_file.h"
 
 namespace am {
 
@@ -130,11 +131,11 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
 Tokenizer::Tokenizer(const std::string& model_path)
     : path_(model_path), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(model_path, ec)) {
+  if (!std::filesystem::exists(model_path, ec)) {
     throw UserError(fmt::format("{}: tokenizer model not found", model_path),
                     "train one with `autonomoe-data train-tokenizer`");
   }
-  const auto status = sp_->Load(model_path);
+  const auto status = sp_->LoadFromSerializedProto(read_regular_file(model_path, "tokenizer model"));
   if (!status.ok()) fail("{}: cannot load SentencePiece model: {}", model_path, status.ToString());
 }
 

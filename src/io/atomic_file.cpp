@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "io/regular_file.h"
 
 namespace am {
 namespace fs = std::filesystem;
@@ -101,34 +102,7 @@ void write_file_atomic(const std::string& path, std::string_view content) {
   f.commit();
 }
 
-std::string read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    fail("cannot read '{}': {}", path, errno_text(e));
-  }
-  std::string out;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    fail("cannot read '{}': it is a directory", path);
-  }
-  if (st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      fail("cannot read '{}': {}", path, errno_text(e));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
+std::string read_file(const std::string& path) { return read_regular_file(path, "file"); }
 
 void fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -38,7 +38,8 @@ class AtomicFile {
 
 void write_file_atomic(const std::string& path, std::string_view content);
 
-// The whole file as bytes; UserError naming the path if it cannot be read.
+// The whole file as bytes; UserError naming the path if it cannot be read or is not a regular
+// file (io/regular_file.h).
 std::string read_file(const std::string& path);
 
 // fsync of a directory, so that a rename or a new entry in it survives a crash.

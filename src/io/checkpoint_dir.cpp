@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/checksum.h"
+#include "io/regular_file.h"
 
 namespace am {
 namespace fs = std::filesystem;
@@ -174,20 +175,20 @@ std::string CheckpointWriter::commit(const nlohmann::json& extra) {
 
 // ---------------------------------------------------------------- verification
 
-nlohmann::json verify_checkpoint(const std::string& dir_str) {
-  fs::path dir(dir_str);
-  if (!fs::is_directory(dir)) {
-    throw UserError(fmt::format("checkpoint '{}' does not exist or is not a directory", dir_str),
-                    older_checkpoint_hint(dir));
-  }
-  fs::path mpath = dir / kManifest;
-  if (!fs::exists(mpath))
+namespace {
+
+nlohmann::json read_manifest(const fs::path& dir) {
+  const fs::path mpath = dir / kManifest;
+  std::error_code ec;
+  if (!fs::exists(mpath, ec))
     verify_fail(dir, "is incomplete: it has no manifest.json (the write was interrupted)");
   nlohmann::json m;
   try {
-    m = nlohmann::json::parse(read_file(mpath.string()));
+    m = nlohmann::json::parse(read_regular_file(mpath.string(), "checkpoint manifest"));
   } catch (const nlohmann::json::exception& e) {
     verify_fail(dir, fmt::format("is corrupt: manifest.json is not valid JSON: {}", e.what()));
+  } catch (const UserError& e) {
+    verify_fail(dir, fmt::format("is corrupt: {}", e.what()));
   }
   if (!m.is_object() || m.value("format", "") != kCheckpointFormat) {
     verify_fail(dir,
@@ -200,33 +201,68 @@ nlohmann::json verify_checkpoint(const std::string& dir_str) {
   if (!m.contains("files") || !m["files"].is_object()) {
     verify_fail(dir, "is corrupt: manifest.json has no \"files\" object");
   }
+  return m;
+}
+
+// One manifest entry: the file exists, is a regular file, and has the listed size (and hash).
+void verify_entry(const fs::path& dir, const std::string& name, const nlohmann::json& entry,
+                  bool hash) {
+  fs::path rel = safe_relative(name);
+  if (rel.empty() || !entry.is_object() || !entry.contains("bytes") ||
+      !entry["bytes"].is_number_unsigned() || !entry.contains("xxh3") ||
+      !entry["xxh3"].is_string()) {
+    verify_fail(dir, fmt::format("is corrupt: manifest.json: files: '{}': expected a relative path "
+                                 "inside the checkpoint with {{\"bytes\": <size>, \"xxh3\": "
+                                 "\"<16 hex digits>\"}}, got {}", name, entry.dump()));
+  }
+  const fs::path p = dir / rel;
+  std::error_code ec;
+  if (!fs::exists(p, ec)) {
+    verify_fail(dir,
+                fmt::format("is incomplete: file '{}' listed in the manifest is missing", name));
+  }
+  int64_t size = 0;
+  try {
+    size = open_regular_file(p.string(), "checkpoint file").size();
+  } catch (const UserError& e) {
+    verify_fail(dir, fmt::format("is corrupt: {}", e.what()));
+  }
+  const uint64_t want = entry["bytes"].get<uint64_t>(), have = static_cast<uint64_t>(size);
+  if (have != want) {
+    verify_fail(dir, fmt::format("is {}: file '{}' has {} bytes, the manifest says {}",
+                                 have < want ? "truncated" : "corrupt", name, have, want));
+  }
+  if (!hash) return;
+  const std::string have_hash = xxh3_file(p.string());
+  if (have_hash != entry["xxh3"].get<std::string>()) {
+    verify_fail(dir, fmt::format("is corrupt: file '{}' has xxh3 {}, the manifest says {}", name,
+                                 have_hash, entry["xxh3"].get<std::string>()));
+  }
+}
+
+}  // namespace
+
+nlohmann::json verify_checkpoint(const std::string& dir_str,
+                                 const std::vector<std::string>& required,
+                                 const std::vector<std::string>& hash_only) {
+  fs::path dir(dir_str);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    throw UserError(fmt::format("checkpoint '{}' does not exist or is not a directory", dir_str),
+                    older_checkpoint_hint(dir));
+  }
+  const nlohmann::json m = read_manifest(dir);
+  for (const std::string& name : required) {
+    if (!m["files"].contains(name)) {
+      verify_fail(dir, fmt::format("is incomplete or corrupt: its manifest.json does not list "
+                                   "'{}' (every file the loader reads must be listed with its "
+                                   "checksum)", name));
+    }
+  }
   for (const auto& [name, entry] : m["files"].items()) {
-    fs::path rel = safe_relative(name);
-    if (rel.empty() || !entry.is_object() || !entry.contains("bytes") ||
-        !entry["bytes"].is_number_unsigned() || !entry.contains("xxh3") ||
-        !entry["xxh3"].is_string()) {
-      verify_fail(dir, fmt::format("is corrupt: bad manifest entry for file '{}'", name));
-    }
-    fs::path p = dir / rel;
-    if (!fs::is_regular_file(p)) {
-      verify_fail(dir,
-                  fmt::format("is incomplete: file '{}' listed in the manifest is missing", name));
-    }
-    uint64_t want = entry["bytes"].get<uint64_t>();
-    uint64_t have = fs::file_size(p);
-    if (have < want) {
-      verify_fail(dir, fmt::format("is truncated: file '{}' has {} bytes, the manifest says {}",
-                                   name, have, want));
-    }
-    if (have > want) {
-      verify_fail(dir, fmt::format("is corrupt: file '{}' has {} bytes, the manifest says {}", name,
-                                   have, want));
-    }
-    std::string hash = xxh3_file(p.string());
-    if (hash != entry["xxh3"].get<std::string>()) {
-      verify_fail(dir, fmt::format("is corrupt: file '{}' has xxh3 {}, the manifest says {}", name,
-                                   hash, entry["xxh3"].get<std::string>()));
-    }
+    const bool hash = hash_only.empty() ||
+                      std::find(hash_only.begin(), hash_only.end(), name) != hash_only.end();
+    verify_entry(dir, name, entry, hash);
   }
   return m;
 }

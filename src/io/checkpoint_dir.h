@@ -51,12 +51,18 @@ class CheckpointWriter {
   bool committed_ = false;
 };
 
-// Checks that manifest.json exists and parses, and every listed file exists with the listed size
-// and hash. UserError naming the checkpoint and the file, saying "incomplete" (no manifest, or a
-// listed file missing), "truncated" (file shorter than listed) or "corrupt" (hash or size
-// mismatch, bad manifest), with a hint naming the newest other checkpoint in the same root.
-// Returns the manifest.
-nlohmann::json verify_checkpoint(const std::string& dir);
+// Checks that manifest.json exists and parses, lists every file in `required` (the files the
+// caller will read: a manifest that omits one, or an empty "files" map, is refused), and every
+// listed file is a regular file with the listed size and hash. UserError naming the checkpoint
+// and the file, saying "incomplete" (no manifest, a listed file missing, a required file not
+// listed), "truncated" (file shorter than listed) or "corrupt" (hash or size mismatch, bad
+// manifest, not a regular file), with a hint naming the newest other checkpoint in the same root.
+// Returns the manifest. A non-empty `hash_only` hashes only the files it names (the others are
+// checked for presence, type and size): reading a checkpoint's config verifies that file without
+// reading the whole checkpoint, whose weights are hashed when they are loaded.
+nlohmann::json verify_checkpoint(const std::string& dir,
+                                 const std::vector<std::string>& required = {},
+                                 const std::vector<std::string>& hash_only = {});
 
 struct CheckpointEntry {
   int64_t step;

@@ -1,6 +1,5 @@
 #include "io/checksum.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/regular_file.h"
 
 namespace am {
 
@@ -21,28 +21,17 @@ struct StateDeleter {
   void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
 };
 
-struct Fd {
-  int fd;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 }  // namespace
 
 std::string xxh3_file(const std::string& path) {
   constexpr size_t kChunk = size_t{8} << 20;
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) {
-    int e = errno;
-    fail("cannot hash '{}': {}", path, std::generic_category().message(e));
-  }
+  const RegularFile f = open_regular_file(path, "file");
   std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
   AM_CHECK(state != nullptr, "XXH3_createState failed");
   AM_CHECK(XXH3_64bits_reset(state.get()) == XXH_OK, "XXH3_64bits_reset failed");
   std::vector<char> buf(kChunk);
   for (;;) {
-    ssize_t n = ::read(f.fd, buf.data(), buf.size());
+    ssize_t n = ::read(f.fd(), buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       int e = errno;

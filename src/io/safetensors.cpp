@@ -14,6 +14,8 @@
 #include <system_error>
 
 #include "io/atomic_file.h"
+#include "io/mapped_files.h"
+#include "io/regular_file.h"
 
 namespace am {
 
@@ -121,31 +123,21 @@ void write_safetensors(const std::string& path, const std::vector<StEntry>& tens
 // ---------------------------------------------------------------- reader
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    fail("cannot open safetensors file '{}': {}", path, std::generic_category().message(e));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("safetensors file '{}' is not a regular file", path);
-  }
-  size_t size = static_cast<size_t>(st.st_size);
+  const RegularFile f = open_regular_file(path, "safetensors file");
+  size_t size = static_cast<size_t>(f.size());
   if (size < 8) {
-    ::close(fd);
     throw UserError(fmt::format("safetensors file '{}' is truncated: {} bytes, fewer than the "
                                 "8-byte header length",
                                 path, size),
                     "the file was not fully written or copied; re-create or re-download it");
   }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int e = errno;
-  ::close(fd);  // the mapping keeps the file alive
+  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, f.fd(), 0);
+  int e = errno;  // the mapping keeps the file alive after f closes
   if (m == MAP_FAILED)
     fail("cannot map safetensors file '{}': {}", path, std::generic_category().message(e));
   map_ = m;
   map_size_ = size;
+  register_mapping(map_, map_size_, path, "safetensors file");
   try {
     const auto* bytes = static_cast<const unsigned char*>(map_);
     uint64_t n = 0;
@@ -327,7 +319,10 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
 SafetensorsFile::~SafetensorsFile() { unmap(); }
 
 void SafetensorsFile::unmap() noexcept {
-  if (map_) ::munmap(map_, map_size_);
+  if (map_) {
+    unregister_mapping(map_);
+    ::munmap(map_, map_size_);
+  }
   map_ = nullptr;
   map_size_ = 0;
 }

@@ -5,6 +5,7 @@
 #include "config/schema.h"
 #include "config/suggest.h"
 #include "core/error.h"
+#include "io/regular_file.h"
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -149,12 +150,12 @@ bool valid_name(const std::string& s) {
 
 YAML::Node load_yaml(const std::string& path) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
+  if (!fs::exists(path, ec)) {
     throw UserError(fmt::format("sweep file '{}' not found", path),
                     "give the path of a sweep YAML, e.g. configs/sweeps/tiny_dlow.yaml");
   }
   try {
-    return YAML::LoadFile(path);
+    return YAML::Load(read_regular_file(path, "sweep file"));
   } catch (const YAML::ParserException& e) {
     throw UserError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
                                 e.mark.column + 1, e.msg),
@@ -206,7 +207,7 @@ SweepFile read_sweep_file(const std::string& path) {
       const fs::path p(v.Scalar());
       sf.base = (p.is_absolute() ? p : fs::path(path).parent_path() / p).lexically_normal().string();
       std::error_code ec;
-      if (!fs::is_regular_file(sf.base, ec)) {
+      if (!fs::exists(sf.base, ec)) {
         errors.push_back(fmt::format("{}: base: config file '{}' not found (base '{}' is relative "
                                      "to the sweep file's directory)", where, sf.base, v.Scalar()));
       }

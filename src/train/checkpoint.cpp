@@ -82,6 +82,32 @@ void check_no_extra(const SafetensorsFile& file, const ParamTable& table, Unused
 }
 
 
+// trainer_state.json of a verified checkpoint.
+TrainerState read_trainer_state(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "trainer_state.json").string();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw UserError(fmt::format("{}: not valid JSON: {}", path, e.what()), "use another checkpoint");
+  }
+  return trainer_state_from_json(j, path);
+}
+
+// verify_checkpoint with the files every loader reads (all hashed, or only `hash_only`). A resume
+// also reads the optimizer's moments: a checkpoint whose trainer state says it has them must list
+// them (one that says it has none gets load_checkpoint's "weights only" error).
+void verify_for_loading(const std::string& dir, bool with_optimizer,
+                        const std::vector<std::string>& hash_only = {}) {
+  const nlohmann::json m = verify_checkpoint(
+      dir, {"model.safetensors", "trainer_state.json", "config.resolved.yaml"}, hash_only);
+  if (with_optimizer && !m["files"].contains("optimizer.safetensors") &&
+      read_trainer_state(dir).has_optimizer) {
+    // Fails on the unlisted file, naming it (hashing nothing: manifest.json is never listed).
+    verify_checkpoint(dir, {"optimizer.safetensors"}, {"manifest.json"});
+  }
+}
+
 }  // namespace
 
 // The host bytes `mine` (the values or an AdamW moment of this rank's tensors, laid out like
@@ -144,10 +170,7 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
     for (StEntry& e : entries(full, dt, v, ".exp_avg_sq")) moments.push_back(e);
     write_safetensors(w.path("optimizer.safetensors"), moments, meta);
   }
-  nlohmann::json st = {{"format", "autonomoe-trainer-state"}, {"version", 1},
-                       {"step", state.step}, {"tokens", state.tokens},
-                       {"elapsed_s", state.elapsed_s}, {"train_loader", state.train_loader},
-                       {"dtype", dtype_name(dt)}, {"has_optimizer", opt != nullptr}};
+  const nlohmann::json st = trainer_state_to_json(state, dtype_name(dt), opt != nullptr);
   write_file_atomic(w.path("trainer_state.json"), st.dump(2) + "\n");
   write_file_atomic(w.path("config.json"), hf_config_json(cfg.model, dt).dump(2) + "\n");
   write_file_atomic(w.path("config.resolved.yaml"), config_to_yaml(cfg));
@@ -155,7 +178,7 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
 }
 
 TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt, UnusedTensors unused) {
-  verify_checkpoint(dir);
+  verify_for_loading(dir, opt != nullptr);
   Backend& be = params.backend();
   const ParamTable& table = params.table();
 
@@ -164,15 +187,9 @@ TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* 
   for (int i = 0; i < table.size(); ++i) {
     be.upload(params.value(i), read_host(model, table.at(i).name, be.dtype(), table.at(i).shape).data());
   }
-
-  const nlohmann::json st = nlohmann::json::parse(read_file((fs::path(dir) / "trainer_state.json").string()));
-  TrainerState state;
-  state.step = st.at("step").get<int64_t>();
-  state.tokens = st.at("tokens").get<int64_t>();
-  state.elapsed_s = st.at("elapsed_s").get<double>();
-  state.train_loader = st.at("train_loader");
+  const TrainerState state = read_trainer_state(dir);
   if (opt) {
-    if (!st.value("has_optimizer", false)) {
+    if (!state.has_optimizer) {
       throw UserError(fmt::format("checkpoint {} holds weights only (no optimizer state)", dir),
                       "resume from a checkpoint written during training, or start a new run");
     }
@@ -188,10 +205,12 @@ TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* 
 
 Config load_checkpoint_config(const std::string& dir, const std::vector<std::string>& overrides) {
   const fs::path p = fs::path(dir) / "config.resolved.yaml";
-  if (!fs::exists(p)) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec) && !fs::exists(p, ec) && !fs::exists(fs::path(dir) / "manifest.json", ec)) {
     throw UserError(fmt::format("{} is not a checkpoint: it has no config.resolved.yaml", dir),
                     "pass a directory like runs/<name>/checkpoints/step_00001000");
   }
+  verify_for_loading(dir, false, {"config.resolved.yaml"});  // the weights: when they are loaded
   return load_config(p.string(), overrides);
 }
 

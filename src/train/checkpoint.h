@@ -14,19 +14,13 @@
 #include "dist/dist.h"
 #include "model/params.h"
 #include "train/optimizer.h"
+#include "train/trainer_state.h"
 
 #include <nlohmann/json.hpp>
 
 #include <string>
 
 namespace am {
-
-struct TrainerState {
-  int64_t step = 0;            // optimizer steps completed
-  int64_t tokens = 0;          // training tokens consumed
-  double elapsed_s = 0;        // wall time spent training so far
-  nlohmann::json train_loader; // DataLoader::state()
-};
 
 // Writes step_<state.step> under `root` (atomically); returns its path. `opt` may be null (weights
 // only: the initial model, or an export). In a multi-process run every rank calls it (expert
@@ -36,7 +30,8 @@ struct TrainerState {
 std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
                             const AdamW* opt, const TrainerState& state, const DistContext* dist = nullptr);
 
-// Verifies the checkpoint's checksums, then loads its weights into `params` (names, shapes and
+// Verifies the checkpoint (its manifest lists every file read here, with checksums that match;
+// a corrupt checkpoint is reported as corrupt), then loads its weights into `params` (names, shapes and
 // dtypes checked; F32 and F64 convert) and, when `opt` is given, the moments (a ZeRO-1 optimizer
 // keeps its shard of them) and trainer state.
 // Tensors the model lacks are an error (Refuse), or ignored: with a note in the log (Note:
@@ -46,7 +41,8 @@ enum class UnusedTensors { Refuse, Note, Quiet };
 TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* opt,
                              UnusedTensors unused = UnusedTensors::Refuse);
 
-// The config a checkpoint was written with (its config.resolved.yaml), with overrides applied.
+// The config a checkpoint was written with (its config.resolved.yaml), with overrides applied. The
+// checkpoint is verified first, so that a damaged one is reported as such, not as a bad config.
 Config load_checkpoint_config(const std::string& dir, const std::vector<std::string>& overrides = {});
 
 // Writes weights + config.json into `out_dir` (for other tools). dtype: "float32" or "bfloat16".

@@ -6,6 +6,7 @@
 #include "dist/launch.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
+#include "io/output_dir.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
 #include "moe/moe_metrics.h"
@@ -123,6 +124,7 @@ struct Run {
   std::optional<AdamW> opt;
   TrainerState state;
   std::unique_ptr<MetricsLog> metrics;  // rank 0 only
+  const StopSignals* signals = nullptr;   // train()'s guard, from the set-up on
   ParamCounts pc;
   int64_t tokens_per_step = 0;
 };
@@ -196,6 +198,16 @@ void open_data(Run& run) {
   }
 }
 
+// The data loader's position from a checkpoint's trainer state; errors name the file and key.
+void restore_loader(DataLoader& loader, const nlohmann::json& state, const std::string& dir,
+                    bool allow_batch_change) {
+  try {
+    loader.restore(state, allow_batch_change);
+  } catch (const UserError& e) {
+    throw UserError(fmt::format("{}: train_loader: {}", (fs::path(dir) / "trainer_state.json").string(), e.what()));
+  }
+}
+
 // The model and optimizer, from the checkpoint resumed from or freshly initialized.
 void build_model(Run& run) {
   const Config& cfg = run.cfg;
@@ -220,7 +232,7 @@ void build_model(Run& run) {
     check_resume_compatible(ckpt_cfg, cfg, *run.resume_dir, allow, run.root);
     run.state = load_checkpoint(*run.resume_dir, run.model->store(), &*run.opt,
                                 run.dist->ep_size > 1 ? UnusedTensors::Quiet : UnusedTensors::Refuse);
-    run.train_data->restore(run.state.train_loader, allow);
+    restore_loader(*run.train_data, run.state.train_loader, *run.resume_dir, allow);
     run.summary.last_checkpoint = *run.resume_dir;
   } else {
     run.model->store().init(cfg.run.seed);
@@ -280,16 +292,42 @@ void write_checkpoint(Run& run) {
   run.world->barrier();  // the checkpoint is complete before any rank goes on (or exits)
 }
 
-// Everything before the loop, in this order: the resume point, processes, the batch, data, model and
-// optimizer, the run directory, the start-up lines and the initial checkpoint (if configured).
+// A resumed run whose checkpoint is at or past train.max_steps has nothing to train: it is said so
+// (and how to train further), and the run directory is left as it is.
+bool already_complete(Run& run) {
+  if (!run.resume_dir || run.state.step < run.tc.max_steps) return false;
+  run.summary.already_complete = true;
+  spdlog::info("the run is already complete: checkpoint {} is at step {}, train.max_steps is {}; "
+               "nothing to train",
+               *run.resume_dir, run.state.step, run.tc.max_steps);
+  return true;
+}
+
+// After a phase of the set-up: whether a SIGINT/SIGTERM has arrived on any rank (every rank
+// calls it at the same points), and if so the run stops here, before its first step.
+bool interrupted_in_setup(Run& run, const char* phase) {
+  if (run.options.on_setup_phase) run.options.on_setup_phase(phase);
+  if (run.world->all_reduce_sum(run.signals->requested() ? 1.0 : 0.0) == 0) return false;
+  run.summary.interrupted = true;
+  spdlog::warn("interrupted before training started (after: {}); nothing was trained or written", phase);
+  return true;
+}
+
+// Everything before the loop, in this order: the output directory check, the resume point,
+// processes, the batch, data, model and optimizer, the run directory, the start-up lines and the initial
+// checkpoint (if configured). Returns early (summary.already_complete) when there is nothing to do.
 void setup_run(Run& run) {
+  check_output_dir(run.cfg.run.out_dir, "run.out_dir");
   run.summary.run_dir = run_dir_of(run.cfg);
+  check_output_dir(run.summary.run_dir, "the run directory (run.out_dir/run.name)");
   run.ckpt_root = (fs::path(run.summary.run_dir) / "checkpoints").string();
   run.resume_dir = resume_point(run.options, run.summary.run_dir, run.ckpt_root);
   open_processes(run);
   plan_batch(run);
   open_data(run);
+  if (interrupted_in_setup(run, "data")) return;
   build_model(run);
+  if (already_complete(run) || interrupted_in_setup(run, "model")) return;
   open_run_dir(run);
   run.pc = count_params(run.cfg.model);
   run.tokens_per_step = run.batch.global * run.T;
@@ -385,7 +423,7 @@ void evaluate_and_log(Run& run) {
 // current step with a checkpoint. Returns the MoE metrics of the last log record.
 nlohmann::json run_loop(Run& run) {
   const Config& cfg = run.cfg;
-  StopSignals signals(run.options.handle_signals);
+  const StopSignals& signals = *run.signals;
   LoopTimes times{std::chrono::steady_clock::now(), run.state.elapsed_s};
   for (MoeLayer* l : run.model->moe_layers()) l->reset_stats();
   nlohmann::json last_moe = nlohmann::json::array();  // the MoE metrics of the last log record
@@ -433,7 +471,10 @@ std::string run_dir_of(const Config& cfg) {
 
 TrainSummary train(const Config& cfg, const TrainOptions& options) {
   Run run(cfg, options);
+  const StopSignals signals(options.handle_signals);  // from the set-up on, through the loop
+  run.signals = &signals;
   setup_run(run);
+  if (run.summary.already_complete || run.summary.interrupted) return std::move(run.summary);
   const nlohmann::json last_moe = run_loop(run);
   finish_run(run, last_moe);
   return std::move(run.summary);

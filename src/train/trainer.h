@@ -1,6 +1,8 @@
 // The training loop: data -> model forward/backward over micro-batches -> clip -> AdamW -> log,
 // evaluate, checkpoint. Resumes bit-exactly from a checkpoint; SIGINT/SIGTERM finish the current
-// step, write a checkpoint and return (the CLI then exits 0).
+// step, write a checkpoint and return (the CLI then exits 0). One that arrives during the set-up
+// (data, model, checkpoint loading) stops the run before its first step, with nothing written:
+// summary.interrupted with end_step == start_step (the CLI says so and exits 0).
 #pragma once
 
 #include "config/config.h"
@@ -25,6 +27,9 @@ struct TrainOptions {
   // The world communicator; null: made from dist.comm (single process, or MPI under mpirun).
   // Tests pass one to run several layouts in one job.
   Comm* world = nullptr;
+  // Called after each phase of the set-up ("data", "model", "run_dir") with its name; tests raise
+  // a signal there to interrupt the set-up at a known point. Null: nothing is called.
+  void (*on_setup_phase)(const char* phase) = nullptr;
 };
 
 struct TrainSummary {
@@ -39,6 +44,7 @@ struct TrainSummary {
   double tokens_per_s = 0;           // mean over this call's steps (evaluation excluded)
   double seconds = 0;                // time in this call's training steps
   bool interrupted = false;
+  bool already_complete = false;     // resumed at or past train.max_steps: nothing was run
   int rank = 0;                      // this process's rank (0 prints the summary)
   size_t opt_state_bytes = 0;        // this rank's AdamW moments (a shard of them with dist.zero 1)
 };
