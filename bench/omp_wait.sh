@@ -8,7 +8,7 @@
 #   bench/omp_wait.sh [STEPS=20]
 # Writes bench/results/<date>-omp-wait/ (or $AM_BENCH_OUT): env.txt, one log per case, results.md.
 # It measures: run it on a quiet machine (other jobs on the cores distort every number).
-# Uses build/ (or $AM_BUILD_DIR): autonomoe and autonomoe-data; taskset pins the run (and the busy
+# Uses build/ (or $AM_BUILD_DIR): autonomoe and data_tools/autonomoe-data; taskset pins the run (and the busy
 # process) to cores 0 and 1 when it is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ mkdir -p "$out"
 pin=()
 command -v taskset >/dev/null 2>&1 && pin=(taskset -c 0,1)
 
-"$build/autonomoe-data" synthetic --out-dir "$work/data" --name synth --vocab-size 4096 \
+"$build/data_tools/autonomoe-data" synthetic --out-dir "$work/data" --name synth --vocab-size 4096 \
   --tokens $((steps * 2048 + 40000)) --val-tokens 10000 >/dev/null
 {
   date -u +%Y-%m-%dT%H:%M:%SZ

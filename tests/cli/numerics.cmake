@@ -21,6 +21,13 @@ am_cli_test(config_float_overflow 1 "--set train.lr=1e39: train.lr: 1e39 does no
 am_cli_test(train_diverged_update 1
             "diverged: the AdamW update of step 1 \\(learning rate 1e\\+30\\) made tensor model.embed_tokens.weight non-finite.*no checkpoint written"
             bash -c "rm -rf ${AM_CLI_WORK}/diverge && ${AM_BIN} train ${AM_SMALL_DATA_STR} --set run.out_dir=${AM_CLI_WORK}/diverge --set train.lr=1e30 --set train.weight_decay=1e12 --set train.warmup_steps=0 --set checkpoint.every=1 || ( test ! -e ${AM_CLI_WORK}/diverge/small/checkpoints && echo no checkpoint written && exit 1 )")
+# 6, on the CUDA simulator: the device flag read with the next step's losses (no checkpoint is due)
+if(AUTONOMOE_CUDA_SIM)
+  am_cli_test(sim_train_diverged_update 1
+              "step +1/6 .*diverged: the AdamW update of step 1 \\(learning rate 1e\\+30\\) made tensor model.embed_tokens.weight non-finite.*no checkpoint written"
+              bash -c "rm -rf ${AM_CLI_WORK}/diverge_sim && ${AM_BIN} train ${AM_SMALL_DATA_STR} --set run.backend=cuda --set run.out_dir=${AM_CLI_WORK}/diverge_sim --set train.lr=1e30 --set train.weight_decay=1e12 --set train.warmup_steps=0 --set checkpoint.every=0 || ( test ! -e ${AM_CLI_WORK}/diverge_sim/small/checkpoints && echo no checkpoint written && exit 1 )")
+  set_tests_properties(cli_sim_train_diverged_update PROPERTIES LABELS sim)
+endif()
 # 6: eval and export refuse a checkpoint that holds a NaN weight (its checksums are right)
 set(AM_OUT_eval "")
 set(AM_OUT_export "--out ${AM_CLI_WORK}/poisoned_export/out")
