@@ -13,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -97,6 +98,30 @@ TEST_CASE("the next step's forward reads the flag with its losses and names the 
   CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 1, batch),
                     Catch::Contains("diverged: the AdamW update of step 1 (learning rate 1e+30) made tensor "
                                     "model.embed_tokens.weight non-finite"));
+}
+
+TEST_CASE("a non-finite loss or gradient stops the step before the update", "[training]") {
+  test::TempDir dir("nan_grad");
+  const Config cfg = small_config(dir, {"train.warmup_steps=0"});
+  CpuBackend be(DType::F32, 1);
+  Transformer model(be, cfg.model, cfg.train.micro_batch_size, cfg.data.seq_len);
+  model.store().init(1);
+  AdamW opt(model.store(), cfg.train);
+  const ParamTable& t = model.store().table();
+  Tensor head = model.store().value(t.index("lm_head.weight"));
+  std::vector<double> w = download_as_double(be, head);
+  w[3] = std::numeric_limits<double>::infinity();
+  upload_from_double(be, head, w);
+  const std::vector<double> before = download_as_double(be, model.store().all_values());
+  auto batch = [](int32_t* in, int32_t* tg) {
+    for (int i = 0; i < 4 * 16; ++i) in[i] = tg[i] = i % 32;
+  };
+  CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 0, batch), Catch::Contains("is not finite; stopping without"));
+  const std::vector<double> after = download_as_double(be, model.store().all_values());
+  CHECK(std::equal(before.begin(), before.end(), after.begin(), [](double a, double b) {
+    return a == b || (std::isnan(a) && std::isnan(b));
+  }));
+  CHECK(opt.read_update_flag() == 0);  // no update ran
 }
 
 TEST_CASE("a diverging run stops without writing a checkpoint", "[training]") {
