@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace am {
@@ -13,11 +15,11 @@ namespace {
 
 // The first number of an OMP_NUM_THREADS value ("4" or "4,2"), or 0 when it has none.
 int first_count(const char* text) {
+  const char* end = text + std::strlen(text);
   int n = 0;
-  const char* p = text;
-  while (*p >= '0' && *p <= '9' && n < 1000000) n = n * 10 + (*p++ - '0');
-  const bool ends = *p == '\0' || *p == ',';
-  return p != text && ends ? n : 0;
+  const auto [p, ec] = std::from_chars(text, end, n);
+  const bool whole = ec == std::errc() && (p == end || *p == ',');
+  return whole && n > 0 ? n : 0;
 }
 
 int env_int(const char* name) {
