@@ -43,7 +43,7 @@ ThreadChoice choose_cpu_threads(int configured, const char* omp_num_threads, int
     return {std::max(available / local_ranks, 1),
             fmt::format("{}{} cores shared by {} ranks on this node", unset, available, local_ranks)};
   }
-  return {available, fmt::format("{}all {} cores", unset, available)};
+  return {available, fmt::format("{}{} cores available", unset, available)};
 }
 
 ThreadChoice cpu_threads(int configured) {

@@ -8,7 +8,7 @@ namespace am {
 
 struct ThreadChoice {
   int threads = 1;
-  std::string source;  // why: "run.threads", "OMP_NUM_THREADS", "all 16 cores", ...
+  std::string source;  // why: "run.threads", "OMP_NUM_THREADS", "16 cores available", ...
 };
 
 // The rule, as a pure function of its inputs:
