@@ -49,3 +49,7 @@ am_cli_test(omp_passive_default 0
 am_cli_test(omp_user_settings 0
             "backend: cpu, F32, 2 threads \\(OMP_NUM_THREADS. OMP_WAIT_POLICY=ACTIVE \\(from the environment\\)\\)"
             bash -c "rm -rf ${AM_CLI_WORK}/omp_user && exec env -u AM_OMP_WAIT_REEXEC OMP_WAIT_POLICY=ACTIVE OMP_NUM_THREADS=2 ${AM_BIN} train ${AM_SMALL_DATA_STR} --set run.out_dir=${AM_CLI_WORK}/omp_user --set train.max_steps=2 --set run.threads=0")
+# the marker of the re-execution stops a second one (no loop): with it set and nothing else, the
+# binary runs once with OpenMP's default
+am_cli_test(omp_reexec_marker 0 "backend: cpu, F32, 1 threads \\(run.threads. OpenMP's default wait policy\\)"
+            bash -c "rm -rf ${AM_CLI_WORK}/omp_marker && exec env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT AM_OMP_WAIT_REEXEC=1 ${AM_BIN} train ${AM_SMALL_DATA_STR} --set run.out_dir=${AM_CLI_WORK}/omp_marker --set train.max_steps=2")
