@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "core/backend.h"
 #include "core/device_counts.h"
+#include "cpu/threads.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
 #include "train/backend_check.h"
@@ -88,6 +89,7 @@ unsigned long long ull(uint64_t x) { return static_cast<unsigned long long>(x); 
 }  // namespace
 
 int main(int argc, char** argv) {
+  am::reexec_with_passive_omp_wait(argv);  // the CPU steps timed as autonomoe train runs them
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   return am::run_guarded([&] {
     const Options o = parse(argc, argv);

@@ -24,6 +24,8 @@ class CudaBackend final : public Backend {
     AM_CUDA(cudaGetDeviceProperties(&props_, device_));
     AM_CUBLAS(cublasCreate(&cublas_));
     scratch_ = alloc(sizeof(double) * cuda::kSumSquaresBlocks);
+    update_flag_ = alloc(sizeof(int));
+    clear_update_flag();
   }
   ~CudaBackend() override { cublasDestroy(cublas_); }
 
@@ -121,13 +123,19 @@ class CudaBackend final : public Backend {
   }
   void adamw_update(Tensor p, Tensor g, Tensor m, Tensor v, const AdamWStep& s) override {
     AM_CHECK(p.numel() == g.numel() && p.numel() == m.numel() && p.numel() == v.numel(), "adamw sizes");
+    AM_CHECK(s.tag > 0, "adamw_update tag {} (must be > 0)", s.tag);
     const float bc1 = static_cast<float>(1.0 - std::pow(s.beta1, double(s.step)));
     const float bc2 = static_cast<float>(1.0 - std::pow(s.beta2, double(s.step)));
     cuda::adamw_f32(p.as<float>(), g.as<float>(), m.as<float>(), v.as<float>(), p.numel(),
                     static_cast<float>(s.lr), static_cast<float>(s.beta1), static_cast<float>(s.beta2),
                     static_cast<float>(s.eps), static_cast<float>(s.weight_decay),
-                    static_cast<float>(s.grad_scale), bc1, bc2);
+                    static_cast<float>(s.grad_scale), bc1, bc2, static_cast<int*>(update_flag_.get()), s.tag);
   }
+  void copy_update_flag(Tensor dst) override {
+    AM_CHECK(dst.dtype == DType::F32 && dst.numel() == 1, "copy_update_flag into {}", dst.shape_str());
+    cuda::flag_to_f32(dst.as<float>(), static_cast<const int*>(update_flag_.get()));
+  }
+  void clear_update_flag() override { AM_CUDA(cudaMemset(update_flag_.get(), 0, sizeof(int))); }
 
   // ---- the kernels of ops.cuh, one family per .cu file ----
   void embedding_forward(Tensor out, Tensor tokens, Tensor table) override { cuda::embedding_forward(*this, out, tokens, table); }
@@ -194,6 +202,7 @@ class CudaBackend final : public Backend {
                           },
                           [](void* p) { cudaFree(p); }};
   Buffer scratch_;
+  Buffer update_flag_;  // int on the device: see Backend::adamw_update
   Buffer weight_copy_;  // the bf16 copy of the master weights (refresh_weight_copy)
 };
 

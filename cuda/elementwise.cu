@@ -42,8 +42,11 @@ __global__ void sum_squares_kernel(const float* x, int64_t n, double* partial) {
   if (threadIdx.x == 0) partial[blockIdx.x] = s[0];
 }
 
+// A thread that wrote a non-finite value sets *flag to tag unless an earlier update set it.
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n, float lr,
-                             float beta1, float beta2, float eps, float wd, float gs, float bc1, float bc2) {
+                             float beta1, float beta2, float eps, float wd, float gs, float bc1, float bc2,
+                             int* flag, int tag) {
+  bool bad = false;
   for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float gi = g[i] * gs;
     const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
@@ -53,8 +56,12 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64
     float pi = p[i] - lr * wd * p[i];
     pi -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
     p[i] = pi;
+    bad = bad || !isfinite(pi) || !isfinite(mi) || !isfinite(vi);
   }
+  if (bad) atomicCAS(flag, 0, tag);
 }
+
+__global__ void flag_to_float_kernel(float* dst, const int* flag) { *dst = static_cast<float>(*flag); }
 
 __global__ void cast_bf16_kernel(__nv_bfloat16* out, const float* x, int64_t n) {
   for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -89,11 +96,14 @@ double sum_squares_f32(const float* x, int64_t n, double* scratch) {
 }
 
 void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
-               float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2) {
+               float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2, int* flag,
+               int tag) {
   if (n == 0) return;
   launch<adamw_kernel>(blocks_for(n), kThreads, 0, 0, p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
-                       bc1, bc2);
+                       bc1, bc2, flag, tag);
 }
+
+void flag_to_f32(float* dst, const int* flag) { launch<flag_to_float_kernel>(1, 1, 0, 0, dst, flag); }
 
 void cast_f32_to_bf16(__nv_bfloat16* out, const float* x, int64_t n) {
   if (n == 0) return;

@@ -1,5 +1,5 @@
 // Commands that read a checkpoint:
-//   autonomoe eval --checkpoint DIR [--data GLOB] [--batches N] [--set key=value]...
+//   autonomoe eval --checkpoint DIR [--data GLOB] [--batches N] [--set key=value]... [--json]
 //   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16]
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -10,6 +10,8 @@
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -23,6 +25,7 @@ const std::vector<FlagSpec> kEvalFlags = {
     {"data", true, false, "shard glob to evaluate on (default: the run's data.val)"},
     {"batches", true, false, "micro-batches to read (default: the run's eval.batches)"},
     {"set", true, false, "override a key of the checkpoint's config, e.g. run.backend=cpu"},
+    {"json", false, false, "print the result as one JSON object (full precision) instead of a line"},
     {"help", false, false, "this help"},
 };
 
@@ -33,14 +36,32 @@ const std::vector<FlagSpec> kExportFlags = {
     {"help", false, false, "this help"},
 };
 
+// Log lines (warnings, notes) to stderr from here on, in the same format.
+void log_to_stderr() {
+  auto logger = spdlog::stderr_color_mt("stderr");
+  logger->set_level(spdlog::default_logger()->level());
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+}
+
+// `autonomoe eval --json`: one object, the doubles at full precision (they read back exactly).
+std::string eval_json(const std::string& dir, int64_t step, const std::string& data, const EvalResult& r,
+                      double secs) {
+  const nlohmann::json j = {{"checkpoint", dir}, {"step", step},           {"data", data},
+                            {"loss", r.loss},    {"perplexity", r.perplexity}, {"tokens", r.tokens},
+                            {"batches", r.batches}, {"seconds", secs}};
+  return j.dump();
+}
+
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
   Args args("autonomoe eval", kEvalFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("autonomoe eval", "--checkpoint DIR [--data GLOB] [--batches N]", kEvalFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe eval", "--checkpoint DIR [--data GLOB] [--batches N] [--json]", kEvalFlags).c_str(), stdout);
     return 0;
   }
+  if (args.has("json")) log_to_stderr();  // stdout holds the JSON alone
   const std::string dir = args.require("checkpoint");
   const Config cfg = load_checkpoint_config(dir, args.sets());
   // Router-free evaluation (AoE Table 1): a router-trained checkpoint scored by activation norms.
@@ -63,9 +84,13 @@ int cmd_eval(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const EvalResult r = evaluate(model, loader, batches);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("checkpoint %s (step %lld) on %s: loss %.4f | perplexity %.3f | %lld tokens | %.2f s\n",
-              dir.c_str(), static_cast<long long>(st.step), data.c_str(), r.loss, r.perplexity,
-              static_cast<long long>(r.tokens), secs);
+  if (args.has("json")) {
+    std::puts(eval_json(dir, st.step, data, r, secs).c_str());
+  } else {
+    std::printf("checkpoint %s (step %lld) on %s: loss %.7f | perplexity %.5f | %lld tokens | %.2f s\n",
+                dir.c_str(), static_cast<long long>(st.step), data.c_str(), r.loss, r.perplexity,
+                static_cast<long long>(r.tokens), secs);
+  }
   return 0;
 }
 

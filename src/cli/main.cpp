@@ -4,6 +4,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/guarded.h"
+#include "cpu/threads.h"
 #include "dist/launch.h"
 
 #include <spdlog/spdlog.h>
@@ -31,6 +32,7 @@ commands:
 }  // namespace
 
 int main(int argc, char** argv) {
+  am::reexec_with_passive_omp_wait(argv);  // once, before MPI and OpenMP start (cpu/threads.h)
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   am::init_distributed(&argc, &argv);  // MPI only when started by mpirun
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {

@@ -15,7 +15,7 @@ struct RunConfig {
   std::string out_dir = "runs";  // run.out_dir: parent of the run directory
   uint64_t seed = 1234;        // run.seed: initialisation and data shuffling
   std::string backend = "auto";  // run.backend: cpu | cuda | auto
-  int threads = 0;             // run.threads: CPU threads, 0 = all cores
+  int threads = 0;             // run.threads: CPU threads, 0 = OMP_NUM_THREADS or the cores (cpu/threads.h)
   std::string precision = "fp32";  // run.precision: fp32 | bf16 | fp64 (CPU only; for tests)
 };
 

@@ -110,7 +110,7 @@ keys. Every key is listed below with its type, default and valid values; a key m
 - **--set key.path=value** on the command line overrides one key after all files are merged; the
   value is parsed as YAML (`--set train.lr=3e-4`, `--set model.moe={n_experts: 1}`).
 - **Validation**: unknown keys (with the closest valid key suggested), wrong types, values out of
-  range, unknown enum values, missing required keys and the cross-field rules at the end of this
+  range (and floats beyond fp32's ±3.4028235e+38: training computes in fp32), unknown enum values, missing required keys and the cross-field rules at the end of this
   page are all errors. Each message names the file and line (or `--set`), the key, the value and
   what would be valid.
 - **Schedules** (type `schedule`): a coefficient that may change during training. A number is a
@@ -122,7 +122,8 @@ keys. Every key is listed below with its type, default and valid values; a key m
   the cross-field rules at the end reject settings that would have no effect and mislead.
 - At start-up the resolved config is printed as a table (key, value, source), and
   `runs/<name>/config.resolved.yaml` holds it with every key; loading that file again gives the
-  same config.
+  same config. Floats are written with a `.` in the mantissa (`1.0e-08`), which every YAML parser
+  (YAML 1.1's PyYAML too) reads as a float.
 - `autonomoe config --docs` prints this page.
 )";
   for (const auto& [section, doc] : config_sections()) {

@@ -49,7 +49,9 @@ std::vector<KeySpec> make_schema() {
       key("run.seed", "1234", kAny, "seed for initialisation and data shuffling", FIELD(run.seed)),
       enum_key("run.backend", "auto", {"cpu", "cuda", "auto"},
                "compute backend; auto = cuda when a GPU is present, else cpu", FIELD(run.backend)),
-      key("run.threads", "0", kCount0, "CPU threads; 0 = all cores", FIELD(run.threads)),
+      key("run.threads", "0", kCount0,
+          "CPU threads; 0 = OMP_NUM_THREADS when set, else all cores (shared among the ranks of a node)",
+          FIELD(run.threads)),
       enum_key("run.precision", "fp32", {"fp32", "bf16", "fp64"},
                "fp32: everything fp32; bf16: fp32 master weights, optimizer state and activations, "
                "bf16 operands in every matrix product (fp32 accumulate; emulated exactly on the "

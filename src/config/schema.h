@@ -124,6 +124,10 @@ std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
 // form that round-trips; strings quoted when YAML would read them otherwise; a constant schedule
 // as a plain number, any other as a flow list "[[0, 0.02], [1000, 0.0001]]").
 std::string format_value(const KeyValue& v);
+// A float as YAML 1.1 and 1.2 parsers both read it as a float: the shortest text that reads back
+// as the same double, with a '.' in the mantissa (10000.0, 1.0e-08, 2.5e+20; YAML 1.1 reads 1e-08
+// as a string) and .inf / -.inf / .nan for the non-finite.
+std::string yaml_float(double x);
 
 // Parses a Schedule key's list value (entry.kind == Sequence): [[step, value], ...] with integer
 // steps strictly increasing from 0 and every value in key.range. On failure returns nullopt, sets

@@ -36,6 +36,15 @@ bool looks_numeric(const std::string& text) {
 
 }  // namespace
 
+std::string yaml_float(double x) {
+  if (!std::isfinite(x)) return std::isnan(x) ? ".nan" : (x > 0 ? ".inf" : "-.inf");
+  std::string s = fmt::format("{}", x);  // shortest text that reads back as the same double
+  const size_t e = s.find_first_of("eE");
+  const std::string mantissa = s.substr(0, e);
+  if (mantissa.find('.') == std::string::npos) s.insert(mantissa.size(), ".0");  // 1e-08 -> 1.0e-08
+  return s;
+}
+
 Range at_least(double lo) { return Range{lo, std::nullopt, false, false}; }
 Range greater_than(double lo) { return Range{lo, std::nullopt, true, false}; }
 Range closed_open(double lo, double hi) { return Range{lo, hi, false, true}; }
@@ -139,6 +148,12 @@ std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
         error = fmt::format("expected a finite number, got '{}'", text);
         return std::nullopt;
       }
+      if (std::fabs(v) > std::numeric_limits<float>::max()) {  // the model and optimizer compute in float
+        error = fmt::format("{} does not fit a float (largest magnitude {}); the model and optimizer "
+                            "compute in fp32, where it would be infinite (valid: {})",
+                            text, std::numeric_limits<float>::max(), key.range.str());
+        return std::nullopt;
+      }
       if (!key.range.contains(v)) return out_of_range(text);
       return key.kind() == KeyKind::Schedule ? KeyValue(Schedule(v)) : KeyValue(v);
     }
@@ -165,9 +180,7 @@ std::string format_value(const KeyValue& v) {
     std::string operator()(uint64_t x) const { return std::to_string(x); }
     std::string operator()(bool x) const { return x ? "true" : "false"; }
     std::string operator()(double x) const {
-      std::string s = fmt::format("{}", x);  // shortest text that reads back as the same double
-      if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // 10000 -> 10000.0
-      return s;
+      return yaml_float(x);
     }
     std::string operator()(const Schedule& x) const {
       if (x.points.size() == 1 && x.points[0].first == 0) return (*this)(x.points[0].second);

@@ -41,6 +41,7 @@ struct AttnShape {
 struct AdamWStep {
   double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0, grad_scale = 1;
   int64_t step = 1;  // 1-based, for bias correction
+  int tag = 1;       // > 0: what the update flag records when this call writes a non-finite value
 };
 
 class Backend {
@@ -207,7 +208,17 @@ class Backend {
   virtual void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) = 0;
 
   // ---- optimizer ----
+  // param, m, v updated in place, grad read (all of one numel). The update flag: when a value this
+  // call writes to param, m or v is not finite and the flag is 0, the flag becomes s.tag, so that
+  // it names the first such call since clear_update_flag() (the optimizer tags each tensor). The
+  // update records it as it goes: no extra pass over the values.
   virtual void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) = 0;
+  // dst (1) write = the update flag as a number of dst's dtype (0: every update was finite),
+  // ordered after the ops before it and without waiting for them: on the GPU a device-to-device
+  // copy, so the flag reaches the host with the next download of dst's buffer
+  // (Transformer::forward reads it together with the losses). The flag stays set until cleared.
+  virtual void copy_update_flag(Tensor dst) = 0;
+  virtual void clear_update_flag() = 0;
 
   // ---- mixed precision (run.precision: bf16) ----
   // When on, matmul takes bf16 operands and accumulates in fp32 (tensor cores on the GPU, an exact

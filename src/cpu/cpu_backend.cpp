@@ -14,6 +14,7 @@
 #include "cpu/ops_rope.h"
 #include "cpu/ops_swiglu.h"
 #include "cpu/parallel.h"
+#include "cpu/threads.h"
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -34,7 +35,9 @@ CpuBackend::CpuBackend(DType dtype, int threads, bool bf16_matmul) : dtype_(dtyp
   }
   AM_CHECK(!bf16_matmul || dtype == DType::F32, "bf16 matrix products need F32 tensors");
   bf16_matmul_ = bf16_matmul;
-  if (threads_ <= 0) threads_ = omp_get_num_procs();
+  const ThreadChoice choice = cpu_threads(threads);  // run.threads, OMP_NUM_THREADS or the cores
+  threads_ = choice.threads;
+  threads_source_ = choice.source;
   // OpenBLAS stays single-threaded: matmul parallelises over fixed tiles itself (see
   // ops_matmul.h), which keeps its bits independent of the thread count and leaves no OpenBLAS
   // thread pool spinning beside the OpenMP one.
@@ -51,8 +54,9 @@ void CpuBackend::enter() const {
 }
 
 std::string CpuBackend::describe() const {
-  return fmt::format("cpu, {}{}, {} threads, OpenBLAS ({})", dtype_name(dtype_),
-                     bf16_matmul_ ? " (bf16 matmul operands, emulated)" : "", threads_, openblas_get_config());
+  return fmt::format("cpu, {}{}, {} threads ({}; {}), OpenBLAS ({})", dtype_name(dtype_),
+                     bf16_matmul_ ? " (bf16 matmul operands, emulated)" : "", threads_, threads_source_,
+                     omp_wait_description(), openblas_get_config());
 }
 
 // ---- memory ----

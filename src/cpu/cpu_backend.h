@@ -3,7 +3,8 @@
 // checks its tensors' dtypes and shapes, then dispatches on the compute dtype (F32 or F64) to a
 // templated kernel in src/cpu/ops_*.h. Matrix products go to OpenBLAS, the rest is OpenMP.
 //
-// Threads: `threads` OpenMP threads run each op; <= 0 means all cores. OpenBLAS is set to one
+// Threads: `threads` OpenMP threads run each op; <= 0 means OMP_NUM_THREADS when set, else the
+// cores (shared among the ranks of a node): cpu/threads.h. OpenBLAS is set to one
 // thread (process-wide): matmul runs one BLAS call per fixed tile of C on the OpenMP threads.
 // Results are bit-identical whatever the thread count (see cpu/parallel.h, cpu/ops_matmul.h).
 #pragma once
@@ -106,6 +107,8 @@ class CpuBackend final : public Backend {
   void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) override;
 
   void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) override;
+  void copy_update_flag(Tensor dst) override;
+  void clear_update_flag() override { update_flag_ = 0; }
 
  private:
   // Makes this backend's thread count current for OpenMP: several backends with different
@@ -118,6 +121,8 @@ class CpuBackend final : public Backend {
 
   DType dtype_;
   int threads_;
+  std::string threads_source_;  // why threads_ (cpu/threads.h)
+  int update_flag_ = 0;  // see Backend::adamw_update
   std::vector<float> weight_copy_, scratch_a_, scratch_b_;  // rounded values
 };
 

@@ -161,10 +161,20 @@ void CpuBackend::adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, con
   check_numel("adamw_update", "grad", grad, dtype_, n);
   check_numel("adamw_update", "m", m, dtype_, n);
   check_numel("adamw_update", "v", v, dtype_, n);
+  AM_CHECK(s.tag > 0, "adamw_update tag {} (must be > 0)", s.tag);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::adamw_update<T>(param.as<T>(), grad.as<T>(), m.as<T>(), v.as<T>(), n, s);
+    const bool finite = cpu::adamw_update<T>(param.as<T>(), grad.as<T>(), m.as<T>(), v.as<T>(), n, s);
+    if (!finite && update_flag_ == 0) update_flag_ = s.tag;
+  });
+}
+
+void CpuBackend::copy_update_flag(Tensor dst) {
+  check_numel("copy_update_flag", "dst", dst, dtype_, 1);
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    *dst.as<T>() = static_cast<T>(update_flag_);
   });
 }
 

@@ -6,8 +6,9 @@
 
 namespace am::cpu {
 
-// param, m, v (n) updated in place; grad (n) read.
+// param, m, v (n) updated in place; grad (n) read. Returns whether every value it wrote (param, m
+// and v, as stored in T) is finite.
 template <typename T>
-void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& s);
+bool adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& s);
 
 }  // namespace am::cpu

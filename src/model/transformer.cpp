@@ -81,7 +81,7 @@ Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T, cons
   lnf_ = TensorBuf(be, dt, {N_, d});
   rstdf_ = TensorBuf(be, dt, {N_});
   logits_ = TensorBuf(be, dt, {N_, V});
-  losses_ = TensorBuf(be, dt, {N_});
+  losses_ = TensorBuf(be, dt, {N_ + 1});
   dres_ = TensorBuf(be, dt, {N_, d});
   dln_ = TensorBuf(be, dt, {N_, d});
   dqkv_ = TensorBuf(be, dt, {N_, attn_.qkv_dim()});
@@ -137,12 +137,17 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   be_.matmul(logits_, lnf_, false, P.value(lm_head_), true, 1.0, 0.0);  // (N,V)
 
   const double denom = static_cast<double>(std::max<int64_t>(out.targets, 1));
+  const Tensor losses_n(losses_.t().data, losses_.t().dtype, {N_});
   if (grad_scale > 0) {
-    be_.cross_entropy_forward_backward(losses_, logits_, targets_, grad_scale / denom);
+    be_.cross_entropy_forward_backward(losses_n, logits_, targets_, grad_scale / denom);
   } else {
-    be_.cross_entropy_forward(losses_, logits_, targets_);
+    be_.cross_entropy_forward(losses_n, logits_, targets_);
   }
+  // The update flag travels in the same download as the losses (no extra host synchronisation).
+  be_.copy_update_flag(Tensor(static_cast<char*>(losses_.t().data) + losses_n.nbytes(), losses_n.dtype, {1}));
   std::vector<double> losses = download_as_double(be_, losses_);
+  out.update_flag = static_cast<int>(losses.back());
+  losses.pop_back();
   out.ce = std::accumulate(losses.begin(), losses.end(), 0.0) / denom;
   return out;
 }

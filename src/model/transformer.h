@@ -21,6 +21,9 @@ struct LossParts {
   double ce = 0;       // mean cross-entropy over the micro-batch's targets
   double aux = 0;      // sum over layers of the auxiliary losses (coefficients applied)
   int64_t targets = 0; // number of targets counted (target >= 0)
+  // The backend's update flag (Backend::copy_update_flag), read in the same copy as the losses: 0,
+  // or the tag of the first AdamW update that wrote a non-finite value (AdamW::check_update_flag).
+  int update_flag = 0;
 };
 
 class Transformer {
@@ -77,7 +80,8 @@ class Transformer {
   TensorBuf tokens_, targets_;   // (N) I32
   std::vector<TensorBuf> res_;   // L+1 residual streams (N,d): res_[l] enters layer l
   TensorBuf lnf_, rstdf_;        // (N,d), (N)
-  TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N)
+  TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N+1): the
+                                 // per-token losses, then the backend's update flag
   TensorBuf dres_, dln_, dqkv_, datt_;  // backward scratch
 };
 

@@ -3,6 +3,7 @@
 #include "core/bf16.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
+#include "io/finite_values.h"
 #include "io/safetensors.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
@@ -160,6 +161,9 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
   }
   if (dist && !dist->is_root()) return checkpoint_path(root, state.step);
 
+  refuse_nonfinite(entries(full, dt, values, ""), fmt::format("refusing to write the checkpoint of step {}", state.step),
+                   "the run diverged: lower train.lr or raise train.warmup_steps, and resume from the last "
+                   "checkpoint with --resume");
   fs::create_directories(root);
   CheckpointWriter w(root, state.step);
   const std::map<std::string, std::string> meta = {{"format", "autonomoe"},
@@ -185,7 +189,11 @@ TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* 
   SafetensorsFile model((fs::path(dir) / "model.safetensors").string());
   check_no_extra(model, table, unused);
   for (int i = 0; i < table.size(); ++i) {
-    be.upload(params.value(i), read_host(model, table.at(i).name, be.dtype(), table.at(i).shape).data());
+    const ParamSpec& s = table.at(i);
+    const std::vector<char> host = read_host(model, s.name, be.dtype(), s.shape);
+    refuse_nonfinite({StEntry{s.name, be.dtype(), s.shape, host.data()}}, model.path(),
+                     "the checkpoint holds the weights of a diverged run; use an earlier checkpoint");
+    be.upload(params.value(i), host.data());
   }
   const TrainerState state = read_trainer_state(dir);
   if (opt) {

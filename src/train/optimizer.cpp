@@ -27,6 +27,8 @@ AdamW::AdamW(ParamStore& store, const TrainConfig& cfg, const DistContext* zero1
   v_ = TensorBuf(be, be.dtype(), {n});
   be.zero(m_);
   be.zero(v_);
+  flag_ = TensorBuf(be, be.dtype(), {1});
+  be.clear_update_flag();
 }
 
 Tensor AdamW::view(const TensorBuf& b, int i) const {
@@ -72,6 +74,7 @@ void AdamW::update(int64_t step, double lr, double grad_norm) {
   s.beta2 = cfg_.beta2;
   s.eps = cfg_.eps;
   s.step = step + 1;
+  last_lr_ = lr;
   // PyTorch's clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1.
   s.grad_scale = 1.0;
   if (cfg_.grad_clip > 0) s.grad_scale = std::min(1.0, cfg_.grad_clip / (grad_norm + 1e-6));
@@ -83,6 +86,7 @@ void AdamW::update(int64_t step, double lr, double grad_norm) {
   for (int i = 0; i < store_.table().size(); ++i) {
     if (!store_.table().at(i).trainable) continue;
     s.weight_decay = store_.table().at(i).decay ? cfg_.weight_decay : 0.0;
+    s.tag = i + 1;
     be.adamw_update(store_.value(i), store_.grad(i), m(i), v(i), s);
   }
 }
@@ -96,6 +100,7 @@ void AdamW::update_sharded(AdamWStep s) {
     const int64_t base = part == &z.dense ? 0 : z.dense_numel;
     for (const ShardPiece& p : *part) {
       s.weight_decay = t.at(p.tensor).decay ? cfg_.weight_decay : 0.0;
+      s.tag = p.tensor + 1;
       be.adamw_update(flat(store_.value(p.tensor), p.begin, p.numel()), flat(store_.grad(p.tensor), p.begin, p.numel()),
                       state_part(Moment::M, base + p.at, p.numel()), state_part(Moment::V, base + p.at, p.numel()),
                       s);
@@ -108,6 +113,23 @@ void AdamW::update_sharded(AdamWStep s) {
     const ParamSpec &a = t.at(run.first), &b = t.at(run.last);
     comm->all_gather(flat(values, a.offset, b.offset + b.numel() - a.offset), run.counts, run.offsets);
   }
+}
+
+int AdamW::read_update_flag() const {
+  Backend& be = store_.backend();
+  be.copy_update_flag(flag_);
+  return static_cast<int>(download_as_double(be, flag_).front());
+}
+
+void AdamW::check_update_flag(int flag, int64_t step) const {
+  if (flag == 0) return;
+  const ParamTable& t = store_.table();
+  const std::string name = flag >= 1 && flag <= t.size() ? t.at(flag - 1).name : fmt::format("#{}", flag);
+  throw UserError(fmt::format("diverged: the AdamW update of step {} (learning rate {:g}) made tensor {} "
+                              "non-finite; stopping without writing a checkpoint of the broken state",
+                              step, last_lr_, name),
+                  "lower train.lr (or train.weight_decay) or raise train.warmup_steps; "
+                  "resume from the last checkpoint with --resume");
 }
 
 std::vector<char> AdamW::gather_moment(Moment which) const {

@@ -31,6 +31,15 @@ class AdamW {
   // parameter all-gather).
   void update(int64_t step, double lr, double grad_norm);
 
+  // Non-finite updates. update() tags each tensor's AdamW call with its table index + 1, so the
+  // backend's update flag (Backend::adamw_update) names the first tensor an update made non-finite.
+  // The flag of the last forward (LossParts::update_flag, read with the losses), or read here on
+  // its own (a host synchronisation: before a checkpoint).
+  int read_update_flag() const;
+  // UserError when flag != 0: the update of (1-based) step `step` made that tensor non-finite; the
+  // run stops without writing a checkpoint.
+  void check_update_flag(int flag, int64_t step) const;
+
   bool sharded() const { return shard_.has_value(); }
   const ZeroShard& shard() const;   // sharded only
   size_t state_bytes() const;       // bytes of m and v held by this rank
@@ -62,6 +71,8 @@ class AdamW {
   const DistContext* dist_ = nullptr;
   std::optional<ZeroShard> shard_;
   TensorBuf m_, v_;  // (total), or sharded: (shard numel) = dense pieces, then expert pieces
+  TensorBuf flag_;   // (1): read_update_flag's copy of the backend's update flag
+  double last_lr_ = 0;  // of the last update (for check_update_flag's message)
 };
 
 }  // namespace am

@@ -22,6 +22,7 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
   for (int micro = 0; micro < accum; ++micro) {
     next_batch(inputs.data(), targets.data());
     const LossParts lp = model.forward(inputs.data(), targets.data(), 1.0 / accum);
+    opt.check_update_flag(lp.update_flag, step);  // did the last step's update leave finite values?
     const bool last = micro + 1 == accum;  // gradients are final in its backward
     model.backward(multi && last ? Transformer::GradsReady([&](int a, int b) { reducer->ready(a, b); })
                                  : Transformer::GradsReady());

@@ -1,7 +1,8 @@
 // One optimizer step, exactly as training runs it (the trainer and the benchmark share it):
 // zero the gradients, run `accum` micro-batches (train/batch.h derives it) forward and backward, compute the global
 // gradient norm, refuse a non-finite loss or norm, clip + AdamW at the scheduled learning rate,
-// then the auxiliary-loss-free bias updates. In a multi-process run the gradients are reduced
+// then the auxiliary-loss-free bias updates. The next step's first forward reads the backend's
+// update flag with its losses and stops when the previous update wrote a non-finite value. In a multi-process run the gradients are reduced
 // (dist/grad_sync.h) before the norm is taken.
 #pragma once
 

@@ -282,6 +282,7 @@ void log_setup(const Run& run) {
 
 // A checkpoint of the current step (every rank takes part; rank 0 writes it and prunes old ones).
 void write_checkpoint(Run& run) {
+  run.opt->check_update_flag(run.opt->read_update_flag(), run.state.step);  // never a diverged state
   run.state.train_loader = run.train_data->state();
   run.summary.last_checkpoint =
       save_checkpoint(run.ckpt_root, run.cfg, run.model->store(), &*run.opt, run.state, run.dist);
