@@ -93,9 +93,9 @@ TEST_CASE("the next step's forward reads the flag with its losses and names the 
   auto batch = [](int32_t* in, int32_t* tg) {
     for (int i = 0; i < 4 * 16; ++i) in[i] = tg[i] = i % 32;
   };
-  train_step(model, opt, cfg.train, 0, batch);  // its own loss is finite: the update overflows
+  train_step(model, opt, cfg.train, 0, 1, batch);  // its own loss is finite: the update overflows
   CHECK(opt.read_update_flag() == 1);            // tag 1: table index 0, the first decayed tensor
-  CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 1, batch),
+  CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 1, 1, batch),
                     Catch::Contains("diverged: the AdamW update of step 1 (learning rate 1e+30) made tensor "
                                     "model.embed_tokens.weight non-finite"));
 }
@@ -116,7 +116,7 @@ TEST_CASE("a non-finite loss or gradient stops the step before the update", "[tr
   auto batch = [](int32_t* in, int32_t* tg) {
     for (int i = 0; i < 4 * 16; ++i) in[i] = tg[i] = i % 32;
   };
-  CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 0, batch), Catch::Contains("is not finite; stopping without"));
+  CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 0, 1, batch), Catch::Contains("is not finite; stopping without"));
   const std::vector<double> after = download_as_double(be, model.store().all_values());
   CHECK(std::equal(before.begin(), before.end(), after.begin(), [](double a, double b) {
     return a == b || (std::isnan(a) && std::isnan(b));
@@ -145,6 +145,7 @@ TEST_CASE("save_checkpoint refuses non-finite weights, load_checkpoint a checkpo
   model.store().init(2);
   TrainerState st;
   st.step = 4;
+  st.train_loader = nlohmann::json::object();
   const std::string good = save_checkpoint(dir / "ck", cfg, model.store(), nullptr, st);
 
   const std::string name = "model.layers.1.block_sparse_moe.experts.2.w2.weight";
