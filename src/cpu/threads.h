@@ -1,5 +1,5 @@
-// How many OpenMP threads a CPU backend runs, and how OpenMP waits (docs/performance.md, "CPU
-// threads and a busy machine").
+// How many OpenMP threads a CPU backend runs, and how OpenMP waits (docs/benchmarks.md, "CPU
+// threads, and OpenMP on a busy machine").
 #pragma once
 
 #include <string>
