@@ -14,6 +14,7 @@
 #include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/run_facts.h"
 #include "train/step.h"
 #include "train/stop_signals.h"
 
@@ -201,6 +202,13 @@ void open_data(Run& run) {
   }
 }
 
+// Every rank runs the same config on the same data, resuming the same checkpoint, or the job stops
+// here on every rank naming the first difference (before anything that would hang or mix shapes).
+void check_ranks_agree(const Run& run) {
+  require_ranks_agree(*run.world, run_facts(run.cfg, run.be->name(), run.world->name(), run.resume_dir,
+                                            *run.train_data, run.val_data.get()));
+}
+
 // The model and optimizer, from the checkpoint resumed from or freshly initialized.
 void build_model(Run& run) {
   const Config& cfg = run.cfg;
@@ -283,14 +291,16 @@ void write_checkpoint(Run& run) {
   run.world->barrier();  // the checkpoint is complete before any rank goes on (or exits)
 }
 
-// Everything before the loop, in this order: the resume point, processes, data, model and
-// optimizer, the run directory, the start-up lines and the initial checkpoint (if configured).
+// Everything before the loop, in this order: the resume point, processes, data, the ranks'
+// agreement, model and optimizer, the run directory, the start-up lines and the initial checkpoint
+// (if configured).
 void setup_run(Run& run) {
   run.summary.run_dir = run_dir_of(run.cfg);
   run.ckpt_root = (fs::path(run.summary.run_dir) / "checkpoints").string();
   run.resume_dir = resume_point(run.options, run.summary.run_dir, run.ckpt_root);
   open_processes(run);
   open_data(run);
+  check_ranks_agree(run);
   build_model(run);
   open_run_dir(run);
   run.pc = count_params(run.cfg.model);
@@ -406,8 +416,11 @@ nlohmann::json run_loop(Run& run) {
     if ((cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0) || last || stopping) write_checkpoint(run);
     if (stopping) {
       run.summary.interrupted = true;
-      spdlog::warn("interrupted at step {}: checkpoint written to {}", done, run.summary.last_checkpoint);
-      if (!run.options.command_hint.empty()) spdlog::warn("resume with: {}", run.options.command_hint);
+      // After write_checkpoint's barrier: rank 0 has written the checkpoint. Rank 0 alone says so.
+      if (run.root) {
+        spdlog::warn("interrupted at step {}: checkpoint written to {}", done, run.summary.last_checkpoint);
+        if (!run.options.command_hint.empty()) spdlog::warn("resume with: {}", run.options.command_hint);
+      }
       break;
     }
   }
