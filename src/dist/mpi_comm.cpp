@@ -80,6 +80,12 @@ class MpiComm final : public Comm {
                         MPI_SUM, comm_),
           "MPI_Allreduce");
   }
+  void all_reduce_sum_values(std::vector<double>& v) override {
+    if (v.empty()) return;
+    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), as_int(static_cast<int64_t>(v.size()), "size"), MPI_DOUBLE,
+                        MPI_SUM, comm_),
+          "MPI_Allreduce");
+  }
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) override {
     AM_CHECK(static_cast<int>(send.size()) == per_rank * size_, "all_to_all of {} values, {} per rank x {}",
              send.size(), per_rank, size_);
