@@ -11,7 +11,7 @@ namespace am {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr std::streamoff kSample = 64 * 1024;
+constexpr std::streamoff kSample = 4096;
 
 // Up to kSample bytes of `f` from `offset`.
 std::string read_sample(std::ifstream& f, const std::string& path, std::streamoff offset, std::streamoff size) {

@@ -21,7 +21,7 @@ std::vector<RunFact> run_facts(const Config& cfg, const std::string& backend, co
                                const DataLoader* val);
 
 // A data file as a fact: "<path>: <bytes> bytes, sampled xxh3 <hex>" with the hash of its first
-// and last 64 KiB (not the whole file: that would read terabytes at every start-up).
+// and last 4 KiB (not the whole file: that would read terabytes at every start-up).
 std::string data_file_fact(const std::string& path);
 
 }  // namespace am

@@ -129,7 +129,7 @@ TEST_CASE("train() with another config on rank 1 stops on both ranks", "[mpi][ag
 TEST_CASE("a data file's fact: its size and a hash of its start and end", "[mpi][agree]") {
   if (rank1()) return;
   const fs::path p = fs::temp_directory_path() / "autonomoe-fact.bin";
-  std::string bytes(200 * 1024, 'a');
+  std::string bytes(200 * 1024, 'a');  // the first and last 4 KiB are sampled
   std::ofstream(p, std::ios::binary) << bytes;
   const std::string a = data_file_fact(p.string());
   CHECK_THAT(a, Catch::Contains("204800 bytes, sampled xxh3 "));
