@@ -63,7 +63,9 @@ while :; do
   kill -0 "$pid" 2>/dev/null || break  # still running: a trapped signal ended the wait early
 done
 if [ "$code" -gt 128 ]; then  # the status of a trapped wait, if mpirun ended meanwhile: ask again
-  wait "$pid" && code=0 || { c=$?; [ "$c" -ne 127 ] && code=$c; }
+  c=0
+  wait "$pid" || c=$?
+  [ "$c" -eq 127 ] || code=$c  # 127: bash no longer knows the process
 fi
-[ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null
+[ -z "$watchdog" ] || kill "$watchdog" 2>/dev/null || true
 exit "$code"
