@@ -10,10 +10,10 @@ work=$3
 out=$work/launch_sigterm
 rm -rf "$out"
 mkdir -p "$out"
-# A step of a few seconds on a CPU: 32 micro-batches of 8 x 16 tokens per rank, d_model 128.
+# A step of a few seconds on a CPU: 64 micro-batches of 8 x 16 tokens per rank, d_model 128.
 common=(--set "run.out_dir=$out" --set run.name=slow --set "data.train=$work/data/synth_train_*.bin"
         --set data.val= --set dist.ep=2 --set model.d_model=128 --set model.moe.d_ffn=512
-        --set train.micro_batch_size=8 --set train.grad_accum=32 --set log.every=1 --set checkpoint.every=0)
+        --set train.micro_batch_size=8 --set train.grad_accum=64 --set log.every=1 --set checkpoint.every=0)
 export AM_BUILD_DIR=$build
 "$src/scripts/launch.sh" -np 2 --grace 120 "$src/tests/data/cli/small.yaml" "${common[@]}" \
   --set train.max_steps=1000 >"$out/log" 2>&1 &
@@ -22,7 +22,7 @@ for _ in $(seq 1 1200); do  # wait (at most 120 s) for the first step
   grep -q "step .* 1/1000" "$out/log" 2>/dev/null && break
   sleep 0.1
 done
-sleep 0.2  # inside step 2
+# now inside step 2
 t0=$(date +%s%N)
 kill -TERM "$pid"
 wait "$pid"
