@@ -24,6 +24,24 @@ std::vector<double> randn(size_t n, uint64_t seed) {
 
 }  // namespace
 
+namespace {
+
+// The balancing statistics of one micro-batch (balance_scope micro_batch): its slots per id, the
+// column sums of probs (N, width) and N.
+BalanceStats micro_batch_stats(const std::vector<int64_t>& selected, const std::vector<double>& probs, int64_t N) {
+  BalanceStats b;
+  b.selected = selected;
+  const size_t w = selected.size();
+  b.prob_sums.assign(w, 0.0);
+  for (size_t t = 0; t < static_cast<size_t>(N); ++t) {
+    for (size_t i = 0; i < w; ++i) b.prob_sums[i] += probs[t * w + i];
+  }
+  b.tokens = N;
+  return b;
+}
+
+}  // namespace
+
 TEST_CASE("MoE layer: d(R.y + aux)/d(input, router, experts) matches finite differences", "[moe][gradcheck]") {
   ModelConfig cfg;
   cfg.d_model = 6;
@@ -81,10 +99,11 @@ TEST_CASE("load-balancing loss and its gradient: hand-computed values", "[moe]")
   // 2 tokens, 3 experts, top-1: token 0 -> expert 0, token 1 -> expert 2.
   std::vector<double> probs = {0.7, 0.2, 0.1, 0.1, 0.3, 0.6}, scores(6, 0.0);
   std::vector<int64_t> selected = {1, 0, 1};  // slots per expert
+  const BalanceStats stats = micro_batch_stats(selected, probs, 2);
   AuxInputs in;
   in.probs = Tensor(probs.data(), DType::F64, {2, 3});
   in.scores = Tensor(scores.data(), DType::F64, {2, 3});
-  in.selected = &selected;
+  in.balance = &stats;
   in.n_tokens = 2;
   in.n_experts = 3;
   LoadBalanceLoss lb(be, 0.01);
@@ -98,15 +117,41 @@ TEST_CASE("load-balancing loss and its gradient: hand-computed values", "[moe]")
   for (double x : dscores) CHECK(x == 0.0);
 }
 
+TEST_CASE("load balancing over 2 ranks (balance_scope data_parallel): hand-computed values", "[moe]") {
+  CpuBackend be(DType::F64, 1);
+  // This rank: the 2 tokens of the case above. The other rank's 2 tokens: probs (0.2, 0.2, 0.6)
+  // and (0.5, 0.4, 0.1), both to expert 1. Over the 4 tokens: slots (1, 2, 1), f = (0.25, 0.5,
+  // 0.25); P sums (1.5, 1.1, 1.4), Pbar = (0.375, 0.275, 0.35).
+  std::vector<double> probs = {0.7, 0.2, 0.1, 0.1, 0.3, 0.6}, scores(6, 0.0);
+  BalanceStats stats;
+  stats.selected = {1, 2, 1};
+  stats.prob_sums = {1.5, 1.1, 1.4};
+  stats.tokens = 4;
+  stats.replicas = 2;
+  AuxInputs in;
+  in.probs = Tensor(probs.data(), DType::F64, {2, 3});
+  in.scores = Tensor(scores.data(), DType::F64, {2, 3});
+  in.n_tokens = 2;
+  in.n_experts = 3;
+  in.balance = &stats;
+  LoadBalanceLoss lb(be, 0.01);
+  // L = 0.01 * 3 * (0.25 * 0.375 + 0.5 * 0.275 + 0.25 * 0.35) = 0.0095625, the same on both ranks
+  CHECK(lb.forward(in) == Approx(0.0095625).epsilon(1e-12));
+  std::vector<double> dprobs(6, 0.0), dscores(6, 0.0);
+  lb.backward(in, Tensor(dscores.data(), DType::F64, {2, 3}), Tensor(dprobs.data(), DType::F64, {2, 3}), 1.0);
+  // dL/dP_t[i] = alpha n f_i / 4 per token of either rank; times 2 here, because the gradient
+  // reduction averages the 2 ranks' gradients: 2 * 0.03 * f_i / 4 = (0.00375, 0.0075, 0.00375)
+  const std::vector<double> want = {0.00375, 0.0075, 0.00375, 0.00375, 0.0075, 0.00375};
+  for (int i = 0; i < 6; ++i) CHECK(dprobs[i] == Approx(want[i]).margin(1e-15));
+}
+
 TEST_CASE("router z-loss and its gradient: hand-computed values", "[moe]") {
   CpuBackend be(DType::F64, 1);
   // logits rows (0, ln 3) and (0, 0): logsumexp ln 4 and ln 2
   std::vector<double> z = {0.0, std::log(3.0), 0.0, 0.0}, p = {0.25, 0.75, 0.5, 0.5};
-  std::vector<int64_t> selected = {1, 1};
   AuxInputs in;
   in.scores = Tensor(z.data(), DType::F64, {2, 2});
   in.probs = Tensor(p.data(), DType::F64, {2, 2});
-  in.selected = &selected;
   in.n_tokens = 2;
   in.n_experts = 2;
   ZLoss zl(be, 0.1);
@@ -170,10 +215,11 @@ TEST_CASE("null-averaged balancing and confidence entropy: hand-computed values"
   // 2 tokens, 2 true + 2 null experts. Selections: token 0 -> {true 0, null 2}, token 1 -> {null 3, null 2}.
   std::vector<double> probs = {0.4, 0.1, 0.3, 0.2, 0.1, 0.1, 0.5, 0.3}, scores(8, 0.0);
   std::vector<int64_t> selected = {1, 0, 2, 1};
+  const BalanceStats stats = micro_batch_stats(selected, probs, 2);
   AuxInputs in;
   in.probs = Tensor(probs.data(), DType::F64, {2, 4});
   in.scores = Tensor(scores.data(), DType::F64, {2, 4});
-  in.selected = &selected;
+  in.balance = &stats;
   in.n_tokens = 2;
   in.n_experts = 2;
   in.n_null = 2;

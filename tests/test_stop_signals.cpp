@@ -1,4 +1,4 @@
-// The SIGINT/SIGTERM guard shared by the trainer and the sweep (src/train/stop_signals.h): a first
+// The SIGINT/SIGTERM/SIGUSR1 guard shared by the trainer and the sweep (src/train/stop_signals.h): a first
 // signal is counted by the innermost enabled guard, a second one ends the process, handlers are
 // restored, a disabled guard installs nothing.
 #include "train/stop_signals.h"
@@ -63,6 +63,7 @@ TEST_CASE("stop signals: the innermost enabled guard counts a first signal, hand
   }
   CHECK(std::signal(SIGINT, SIG_DFL) == SIG_DFL);  // restored
   CHECK(std::signal(SIGTERM, SIG_DFL) == SIG_DFL);
+  CHECK(std::signal(SIGUSR1, SIG_DFL) == SIG_DFL);
   auto mine = +[](int) {};
   std::signal(SIGINT, mine);
   { StopSignals g(true); }
@@ -83,6 +84,17 @@ TEST_CASE("stop signals: a second signal ends the process, a first does not", "[
           std::raise(SIGINT);
           _exit(7);
         }) == 128 + SIGINT);
+  CHECK(in_child([] {  // SIGUSR1 (what mpirun forwards for scripts/launch.sh): a first one is counted
+          StopSignals g(true);
+          std::raise(SIGUSR1);
+          _exit(g.requested() ? 7 : 8);
+        }) == 7);
+  CHECK(in_child([] {  // and a second one, or a SIGTERM after it, ends the process
+          StopSignals g(true);
+          std::raise(SIGUSR1);
+          std::raise(SIGTERM);
+          _exit(7);
+        }) == 128 + SIGTERM);
   CHECK(in_child([] {  // inside a sweep's guard
           StopSignals sweep(true);
           StopSignals trainer(true);

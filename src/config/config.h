@@ -62,6 +62,7 @@ struct AuxConfig {
   Schedule z_loss = 0;             // model.moe.aux.z_loss: router z-loss (beta)
   Schedule entropy = 0;            // model.moe.aux.entropy: confidence entropy (gamma)
   double bias_update_rate = 0;     // model.moe.aux.bias_update_rate: aux-loss-free balancing (u)
+  std::string balance_scope = "micro_batch";  // model.moe.aux.balance_scope: micro_batch | data_parallel
 };
 
 struct MoeConfig {

@@ -155,6 +155,12 @@ std::vector<KeySpec> make_schema() {
           "(topk) auxiliary-loss-free balancing (DeepSeek-V3): step of the per-expert selection "
           "bias; 0 = off",
           FIELD(model.moe.aux.bias_update_rate)),
+      enum_key("model.moe.aux.balance_scope", "micro_batch", {"micro_batch", "data_parallel"},
+               "the tokens the load-balancing statistics (f, P) are over: micro_batch = each rank's "
+               "micro-batch; data_parallel = the micro-batches of all ranks at once (summed over "
+               "ranks), so the trajectory does not depend on how they are split over ranks "
+               "(docs/distributed.md)",
+               FIELD(model.moe.aux.balance_scope)),
 
       // ---- data ----
       key("data.train", kRequired, kAny,

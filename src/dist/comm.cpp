@@ -7,6 +7,25 @@
 
 namespace am {
 
+MessageSizeError::MessageSizeError(const std::string& what, size_t expected_bytes, size_t received_bytes,
+                                   bool at_least, int from_rank)
+    : UserError(fmt::format("{}: expected a message of {} bytes from rank {}, received {}{} bytes",
+                            what.empty() ? "point-to-point message" : what, expected_bytes, from_rank,
+                            at_least ? "at least " : "", received_bytes),
+                "the ranks disagree about what they exchange: run every rank with the same config and the same "
+                "build of autonomoe"),
+      expected(expected_bytes),
+      received(received_bytes),
+      from(from_rank) {}
+
+void recv_expecting(Comm& comm, void* host, size_t bytes, int from, const std::string& what) {
+  try {
+    comm.recv(host, bytes, from);
+  } catch (const MessageSizeError& e) {
+    throw MessageSizeError(what, e.expected, e.received, e.received > e.expected, e.from);
+  }
+}
+
 void check_gather_parts(const Tensor& t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets,
                         int ranks) {
   AM_CHECK(static_cast<int>(counts.size()) == ranks && static_cast<int>(offsets.size()) == ranks,

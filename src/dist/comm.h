@@ -5,6 +5,7 @@
 // CUDA). Every call is collective over the communicator's ranks unless it says otherwise.
 #pragma once
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 #include <cstdint>
@@ -30,6 +31,11 @@ class Comm {
   // Host scalars and counts: the sum over ranks.
   virtual double all_reduce_sum(double x) = 0;
   virtual void all_reduce_sum(std::vector<int64_t>& v) = 0;
+  // A host vector of doubles (MoE balancing statistics). This default makes one scalar call per
+  // element; MPI overrides it with one call.
+  virtual void all_reduce_sum_values(std::vector<double>& v) {
+    for (double& x : v) x = all_reduce_sum(x);
+  }
   // send[r] goes to rank r; returns recv with recv[r] from rank r. `per_rank` values each (host).
   virtual std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) = 0;
   // Row exchange: send (sum send_rows, w) holds the rows for rank 0, then rank 1, ...; recv
@@ -43,7 +49,8 @@ class Comm {
   virtual void all_gather(Tensor t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) = 0;
   // Host bytes from `root` to every rank.
   virtual void broadcast(void* host, size_t bytes, int root) = 0;
-  // Point to point, host bytes (checkpoint gathering).
+  // Point to point, host bytes (checkpoint gathering). recv() throws MessageSizeError when the
+  // message sent is not `bytes` long (recv_expecting() says what the message was).
   virtual void send(const void* host, size_t bytes, int to) = 0;
   virtual void recv(void* host, size_t bytes, int from) = 0;
   virtual void barrier() = 0;
@@ -61,6 +68,19 @@ class Comm {
  protected:
   Timing timing_;
 };
+
+// A received message of another size than the receiver expected: the ranks disagree about what
+// they exchange (another config or another build on some rank).
+class MessageSizeError : public UserError {
+ public:
+  MessageSizeError(const std::string& what, size_t expected, size_t received, bool at_least, int from);
+  size_t expected, received;
+  int from;
+};
+
+// comm.recv(), with a MessageSizeError that names `what` the message was (e.g. "tensor
+// layers.1.moe.w_up of the checkpoint").
+void recv_expecting(Comm& comm, void* host, size_t bytes, int from, const std::string& what);
 
 // AM_CHECKs all_gather's arguments for a communicator of `ranks` ranks: one count and offset per
 // rank, every part inside t, parts disjoint.

@@ -80,6 +80,12 @@ class MpiComm final : public Comm {
                         MPI_SUM, comm_),
           "MPI_Allreduce");
   }
+  void all_reduce_sum_values(std::vector<double>& v) override {
+    if (v.empty()) return;
+    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), as_int(static_cast<int64_t>(v.size()), "size"), MPI_DOUBLE,
+                        MPI_SUM, comm_),
+          "MPI_Allreduce");
+  }
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) override {
     AM_CHECK(static_cast<int>(send.size()) == per_rank * size_, "all_to_all of {} values, {} per rank x {}",
              send.size(), per_rank, size_);
@@ -138,15 +144,22 @@ class MpiComm final : public Comm {
     const char* p = static_cast<const char*>(host);
     for (size_t off = 0; off < bytes || off == 0; off += kPiece) {
       const int n = static_cast<int>(std::min(kPiece, bytes - off));
-      check(MPI_Send(p + off, n, MPI_BYTE, to, 7, comm_), "MPI_Send");
+      check(MPI_Send(p + off, n, MPI_BYTE, to, kTag, comm_), "MPI_Send");
       if (bytes == 0) break;
     }
   }
   void recv(void* host, size_t bytes, int from) override {
+    // The size of each piece is checked before it is received (MPI_Probe): a shorter message would
+    // leave the rest of the buffer as it was, a longer one fail as truncated.
     char* p = static_cast<char*>(host);
     for (size_t off = 0; off < bytes || off == 0; off += kPiece) {
       const int n = static_cast<int>(std::min(kPiece, bytes - off));
-      check(MPI_Recv(p + off, n, MPI_BYTE, from, 7, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
+      MPI_Status st;
+      check(MPI_Probe(from, kTag, comm_, &st), "MPI_Probe");
+      int got = 0;
+      check(MPI_Get_count(&st, MPI_BYTE, &got), "MPI_Get_count");
+      if (got != n) throw MessageSizeError("", bytes, off + static_cast<size_t>(got), got > n, from);
+      check(MPI_Recv(p + off, n, MPI_BYTE, from, kTag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
       if (bytes == 0) break;
     }
   }
@@ -159,6 +172,7 @@ class MpiComm final : public Comm {
 
  private:
   static constexpr size_t kPiece = size_t{1} << 30;
+  static constexpr int kTag = 7;
   MPI_Comm comm_;
   bool owned_;
   std::vector<MPI_Request> pending_;

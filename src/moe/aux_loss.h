@@ -12,10 +12,23 @@
 
 namespace am {
 
+// The statistics of the load-balancing losses, over the tokens of their scope
+// (model.moe.aux.balance_scope): this rank's micro-batch, or the micro-batches of all W ranks at
+// once (data_parallel: summed over ranks, identical on every rank).
+struct BalanceStats {
+  std::vector<int64_t> selected;  // (n+m): slots per id over the scope, before capacity drops
+  std::vector<double> prob_sums;  // (n+m): sum over the scope's tokens of P_t[i]
+  int64_t tokens = 0;             // tokens in the scope
+  // The ranks whose gradients the data-parallel reduction averages when the scope spans them (W),
+  // else 1: a rank's share of the gradient of one loss over W ranks' tokens is multiplied by W to
+  // survive the reduction's 1/W.
+  int replicas = 1;
+};
+
 struct AuxInputs {
   Tensor scores;  // (N, n+m)
   Tensor probs;   // (N, n+m)
-  const std::vector<int64_t>* selected = nullptr;  // (n+m): slots per id, before capacity drops
+  const BalanceStats* balance = nullptr;  // the balancing losses' statistics (null if none needs them)
   int64_t n_tokens = 0;
   int n_experts = 0;  // n
   int n_null = 0;     // m
@@ -27,6 +40,7 @@ class AuxLoss {
   explicit AuxLoss(Schedule coef) : coef_(std::move(coef)) {}
   virtual ~AuxLoss() = default;
   virtual std::string name() const = 0;  // the metrics key
+  virtual bool needs_balance_stats() const { return false; }  // reads AuxInputs::balance
   virtual double forward(const AuxInputs& in) = 0;
   // scale multiplies the gradient (1 / grad_accum). dscores, dprobs (N, n+m) acc.
   virtual void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) = 0;
@@ -36,11 +50,14 @@ class AuxLoss {
 };
 
 // Switch load balancing over the n true experts: L = alpha n sum_i f_i Pbar_i, f_i = (slots of
-// expert i) / T (no gradient), Pbar_i = mean_t P_t[i]. dL/dP_t[i] = alpha n f_i / T.
+// expert i) / T (no gradient), Pbar_i = mean_t P_t[i], T and both statistics over the scope's
+// tokens (AuxInputs::balance). dL/dP_t[i] = alpha n f_i / T for each of this rank's tokens t (times
+// replicas: see BalanceStats).
 class LoadBalanceLoss final : public AuxLoss {
  public:
   LoadBalanceLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "load_balance"; }
+  bool needs_balance_stats() const override { return true; }
   double forward(const AuxInputs& in) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
 
@@ -55,6 +72,7 @@ class NullLoadBalanceLoss final : public AuxLoss {
  public:
   NullLoadBalanceLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "null_load_balance"; }
+  bool needs_balance_stats() const override { return true; }
   double forward(const AuxInputs& in) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
 

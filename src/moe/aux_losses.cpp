@@ -4,11 +4,11 @@ namespace am {
 namespace {
 
 // f~ of AdaMoE: the selection fraction of each of the n+m columns, null columns averaged; with
-// `average_nulls` false, f of the n true experts and 0 for null columns.
+// `average_nulls` false, f of the n true experts and 0 for null columns. Over the balance scope.
 std::vector<double> load_fraction(const AuxInputs& in, bool average_nulls) {
   const int n = in.n_experts, m = in.n_null;
-  const auto& sel = *in.selected;
-  const double T = static_cast<double>(in.n_tokens);
+  const auto& sel = in.balance->selected;
+  const double T = static_cast<double>(in.balance->tokens);
   std::vector<double> f(static_cast<size_t>(n + m), 0.0);
   for (int i = 0; i < n; ++i) f[i] = static_cast<double>(sel[i]) / T;
   if (average_nulls && m > 0) {
@@ -20,17 +20,18 @@ std::vector<double> load_fraction(const AuxInputs& in, bool average_nulls) {
 }
 
 // alpha * width * sum_i f_i Pbar_i
-double balance_value(Backend& be, const AuxInputs& in, const std::vector<double>& f, double alpha, int width) {
-  const std::vector<double> psum = be.column_sums(in.probs);
+double balance_value(const AuxInputs& in, const std::vector<double>& f, double alpha, int width) {
+  const BalanceStats& b = *in.balance;
   double dot = 0;
-  for (size_t i = 0; i < f.size(); ++i) dot += f[i] * psum[i] / static_cast<double>(in.n_tokens);
+  for (size_t i = 0; i < f.size(); ++i) dot += f[i] * b.prob_sums[i] / static_cast<double>(b.tokens);
   return alpha * width * dot;
 }
 
-// dP_t[i] += scale * alpha * width * f_i / T
+// dP_t[i] += scale * replicas * alpha * width * f_i / T, for this rank's tokens t
 void balance_grad(Backend& be, const AuxInputs& in, std::vector<double> f, double alpha, int width,
                   Tensor dprobs, double scale) {
-  const double c = scale * alpha * width / static_cast<double>(in.n_tokens);
+  const BalanceStats& b = *in.balance;
+  const double c = scale * b.replicas * alpha * width / static_cast<double>(b.tokens);
   for (double& x : f) x *= c;
   be.add_to_rows(dprobs, f);
 }
@@ -38,7 +39,7 @@ void balance_grad(Backend& be, const AuxInputs& in, std::vector<double> f, doubl
 }  // namespace
 
 double LoadBalanceLoss::forward(const AuxInputs& in) {
-  return balance_value(be_, in, load_fraction(in, false), coef_.at(in.step), in.n_experts);
+  return balance_value(in, load_fraction(in, false), coef_.at(in.step), in.n_experts);
 }
 
 void LoadBalanceLoss::backward(const AuxInputs& in, Tensor, Tensor dprobs, double scale) {
@@ -46,7 +47,7 @@ void LoadBalanceLoss::backward(const AuxInputs& in, Tensor, Tensor dprobs, doubl
 }
 
 double NullLoadBalanceLoss::forward(const AuxInputs& in) {
-  return balance_value(be_, in, load_fraction(in, true), coef_.at(in.step), in.n_experts + in.n_null);
+  return balance_value(in, load_fraction(in, true), coef_.at(in.step), in.n_experts + in.n_null);
 }
 
 void NullLoadBalanceLoss::backward(const AuxInputs& in, Tensor, Tensor dprobs, double scale) {

@@ -25,6 +25,8 @@ MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_l
       parts_(make_moe_components(be, cfg, layer, seq_len, shard_of(cfg, dist))),
       dispatcher_(be) {
   if (dist && dist->ep_size > 1 && !dense()) exchange_ = std::make_unique<ExpertExchange>(be, *dist->ep, n_);
+  for (const auto& loss : parts_.aux) needs_balance_ = needs_balance_ || loss->needs_balance_stats();
+  balance_over_ranks_ = cfg.moe.aux.balance_scope == "data_parallel" && dist && dist->world_size() > 1;
   reset_stats();
 }
 
@@ -80,12 +82,28 @@ AuxInputs MoeLayer::aux_inputs() const {
   AuxInputs in;
   in.scores = scores_;
   in.probs = probs_;
-  in.selected = &selected_.per_id;
+  in.balance = needs_balance_ ? &balance_ : nullptr;
   in.n_tokens = n_tokens_;
   in.n_experts = n_;
   in.n_null = m_;
   in.step = step_;
   return in;
+}
+
+// The balancing losses' statistics of this micro-batch; with balance_scope data_parallel summed
+// over the data-parallel group (every rank: each runs the same micro-batches and layers).
+void MoeLayer::gather_balance_stats() {
+  balance_.selected = selected_.per_id;
+  balance_.prob_sums = be_.column_sums(probs_);
+  balance_.tokens = n_tokens_;
+  balance_.replicas = 1;
+  if (!balance_over_ranks_) return;
+  balance_.selected.push_back(n_tokens_);  // one reduction for the counts and the token count
+  dist_->world->all_reduce_sum(balance_.selected);
+  balance_.tokens = balance_.selected.back();
+  balance_.selected.pop_back();
+  dist_->world->all_reduce_sum_values(balance_.prob_sums);
+  balance_.replicas = dist_->world_size();
 }
 
 double MoeLayer::forward(Tensor h, Tensor y) {
@@ -129,6 +147,7 @@ double MoeLayer::forward(Tensor h, Tensor y) {
   }
   dispatcher_.combine(routing_, eo_, y);  // (N,d)
 
+  if (needs_balance_) gather_balance_stats();
   double total = 0;
   const AuxInputs in = aux_inputs();
   for (auto& loss : parts_.aux) {

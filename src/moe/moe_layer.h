@@ -80,6 +80,7 @@ class MoeLayer {
  private:
   AuxInputs aux_inputs() const;
   void collect_stats();
+  void gather_balance_stats();
 
   Backend& be_;
   int n_, m_, d_;
@@ -96,6 +97,9 @@ class MoeLayer {
   TensorBuf scores_, probs_, rank_;  // (N, n+m); rank_ = scores + selection bias
   Routing routing_;
   Backend::SlotStats selected_;      // of the current micro-batch
+  bool needs_balance_ = false;       // a balancing loss reads balance_
+  bool balance_over_ranks_ = false;  // model.moe.aux.balance_scope data_parallel, more than one rank
+  BalanceStats balance_;             // of the current micro-batch (and the other ranks', if over ranks)
   TensorBuf xg_, cg_, eo_;           // (N*kmax, d), (N*kmax, d_low), (N*kmax, d): expert-major
   TensorBuf xl_, cl_, eol_;          // expert parallelism: the rows this rank's experts received
   std::vector<int64_t> dense_offsets_;

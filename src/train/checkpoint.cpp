@@ -136,7 +136,8 @@ std::vector<char> gather_full(const ParamTable& full, const ParamTable& local, D
     } else if (rank == 0) {  // another rank's expert: ranks of group 0 send in table order
       AM_CHECK(sp.expert >= 0, "dense tensor {} missing on rank 0", sp.name);
       const int owner = sp.expert / per_rank;
-      dist->world->recv(out.data() + static_cast<size_t>(sp.offset) * es, bytes, owner);
+      recv_expecting(*dist->world, out.data() + static_cast<size_t>(sp.offset) * es, bytes, owner,
+                     fmt::format("checkpoint gather: tensor {} ({} x {})", sp.name, sp.numel(), dtype_name(dt)));
     }
   }
   return out;

@@ -169,7 +169,9 @@ std::vector<char> AdamW::gather_moment(Moment which) const {
       int64_t n = 0;
       for (const ShardPiece& p : theirs) n += p.numel();
       std::vector<char> buf(static_cast<size_t>(n) * es);
-      comm.recv(buf.data(), buf.size(), q);
+      recv_expecting(comm, buf.data(), buf.size(), q,
+                     fmt::format("checkpoint gather: rank {}'s ZeRO-1 shard of the {} AdamW moments", q,
+                                 kind == ShardKind::Dense ? "dense" : "expert"));
       place(theirs, buf.data());
     }
   };

@@ -37,6 +37,7 @@ StopSignals::StopSignals(bool enable) {
   g_levels = level_ + 1;    // before the handler is installed, so that it never sees a guard without a counter
   prev_int_ = std::signal(SIGINT, on_stop_signal);
   prev_term_ = std::signal(SIGTERM, on_stop_signal);
+  prev_usr1_ = std::signal(SIGUSR1, on_stop_signal);
 }
 
 StopSignals::~StopSignals() {
@@ -44,6 +45,7 @@ StopSignals::~StopSignals() {
   // Handlers first, then the level: a signal in between still finds this guard's counter.
   std::signal(SIGINT, prev_int_);
   std::signal(SIGTERM, prev_term_);
+  std::signal(SIGUSR1, prev_usr1_);
   g_levels = level_;
 }
 

@@ -1,14 +1,16 @@
-// SIGINT/SIGTERM as a request to stop at the next safe point, shared by the trainer (it stops after
-// the current step, with a checkpoint) and the sweep (it stops before the next point).
+// SIGINT/SIGTERM/SIGUSR1 as a request to stop at the next safe point, shared by the trainer (it
+// stops after the current step, with a checkpoint) and the sweep (it stops before the next point).
 #pragma once
 
 namespace am {
 
-// While an enabled StopSignals lives, the first SIGINT or SIGTERM is only counted: requested()
-// turns true and the owner stops where it is safe to. A second one restores the default action and
-// re-raises the signal, which ends the process at once (checkpoints and results are written
-// atomically, so nothing is left half written). The destructor restores the handlers installed
-// before. enable = false installs nothing and requested() stays false: signals go where they went.
+// While an enabled StopSignals lives, the first SIGINT, SIGTERM or SIGUSR1 is only counted:
+// requested() turns true and the owner stops where it is safe to. A second one restores the default
+// action and re-raises the signal, which ends the process at once (checkpoints and results are
+// written atomically, so nothing is left half written). The destructor restores the handlers
+// installed before. SIGUSR1 is how scripts/launch.sh stops a multi-process job: mpirun forwards it
+// to every rank, where a SIGTERM to mpirun is followed by SIGKILL a second later. enable = false
+// installs nothing and requested() stays false: signals go where they went.
 //
 // Guards nest as scopes do: the sweep holds one while each point's trainer holds its own inside it,
 // and a signal is counted by the innermost enabled guard only, each counting from zero from its
@@ -28,6 +30,7 @@ class StopSignals {
   int level_ = -1;  // this guard's nesting level, which picks its counter; -1: not enabled
   void (*prev_int_)(int) = nullptr;
   void (*prev_term_)(int) = nullptr;
+  void (*prev_usr1_)(int) = nullptr;
 };
 
 }  // namespace am

@@ -17,6 +17,7 @@
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/resume_check.h"
+#include "train/run_facts.h"
 #include "train/step.h"
 #include "train/stop_signals.h"
 
@@ -208,6 +209,13 @@ void restore_loader(DataLoader& loader, const nlohmann::json& state, const std::
   }
 }
 
+// Every rank runs the same config on the same data, resuming the same checkpoint, or the job stops
+// here on every rank naming the first difference (before anything that would hang or mix shapes).
+void check_ranks_agree(const Run& run) {
+  require_ranks_agree(*run.world, run_facts(run.cfg, run.be->name(), run.world->name(), run.resume_dir,
+                                            *run.train_data, run.val_data.get()));
+}
+
 // The model and optimizer, from the checkpoint resumed from or freshly initialized.
 void build_model(Run& run) {
   const Config& cfg = run.cfg;
@@ -315,7 +323,7 @@ bool interrupted_in_setup(Run& run, const char* phase) {
 }
 
 // Everything before the loop, in this order: the output directory check, the resume point,
-// processes, the batch, data, model and optimizer, the run directory, the start-up lines and the initial
+// processes, the batch, data, the ranks' agreement, model and optimizer, the run directory, the start-up lines and the initial
 // checkpoint (if configured). Returns early (summary.already_complete) when there is nothing to do.
 void setup_run(Run& run) {
   check_output_dir(run.cfg.run.out_dir, "run.out_dir");
@@ -326,6 +334,7 @@ void setup_run(Run& run) {
   open_processes(run);
   plan_batch(run);
   open_data(run);
+  check_ranks_agree(run);
   if (interrupted_in_setup(run, "data")) return;
   build_model(run);
   if (already_complete(run) || interrupted_in_setup(run, "model")) return;
@@ -443,8 +452,11 @@ nlohmann::json run_loop(Run& run) {
     if ((cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0) || last || stopping) write_checkpoint(run);
     if (stopping) {
       run.summary.interrupted = true;
-      spdlog::warn("interrupted at step {}: checkpoint written to {}", done, run.summary.last_checkpoint);
-      if (!run.options.command_hint.empty()) spdlog::warn("resume with: {}", run.options.command_hint);
+      // After write_checkpoint's barrier: rank 0 has written the checkpoint. Rank 0 alone says so.
+      if (run.root) {
+        spdlog::warn("interrupted at step {}: checkpoint written to {}", done, run.summary.last_checkpoint);
+        if (!run.options.command_hint.empty()) spdlog::warn("resume with: {}", run.options.command_hint);
+      }
       break;
     }
   }

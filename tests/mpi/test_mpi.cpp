@@ -436,3 +436,50 @@ TEST_CASE("expert parallelism: every token to one expert, and a rank that receiv
   SECTION("both ranks' tokens to rank 1's experts: rank 0 receives nothing") { check_layer(3, 2); }
   SECTION("each rank's tokens to the other rank's experts") { check_layer(2, 1); }
 }
+
+namespace {
+
+// The largest relative difference between two runs' step losses.
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("balance_scope data_parallel: 2 ranks (ep 2) train as 1 process with both micro-batches",
+          "[mpi][balance]") {
+  const SharedDir shared("balance");
+  const std::string& dir = shared.path;
+  auto with = [&](const std::string& scope, std::vector<std::string> v) {
+    v.push_back("model.moe.aux.balance_scope=" + scope);
+    v.push_back("model.moe.aux.load_balance=0.1");  // strong enough for the scopes to differ visibly
+    return v;
+  };
+  const TrainSummary two = train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=two", "dist.ep=2"})),
+                                 on(*job().world));
+  const TrainSummary two_mb = train(load_config(dir + "/run.yaml", with("micro_batch", {"run.name=two-mb", "dist.ep=2"})),
+                                    on(*job().world));
+  if (job().rank() == 0) {
+    // one process, micro-batch 8 = both ranks' micro-batches (the loader gives rank r windows
+    // [4r, 4r + 4) of each global batch of 8): the same statistics, so the same run
+    const TrainSummary one = train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=one", "train.micro_batch_size=8"})),
+                                   on(*job().self));
+    require_close(two.step_losses, one.step_losses, 1e-5);
+    require_same_weights(two.last_checkpoint, one.last_checkpoint);
+    // the 2-rank checkpoint continued by one process: as the uninterrupted 2-rank run
+    const TrainSummary cont = train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=two-to-one", "train.micro_batch_size=8"})),
+                                    on(*job().self, dir + "/runs/two/checkpoints/step_00000003"));
+    REQUIRE(cont.start_step == 3);
+    require_close(cont.step_losses, {two.step_losses.begin() + 3, two.step_losses.end()}, 1e-5);
+    require_same_weights(cont.last_checkpoint, two.last_checkpoint);
+    // with micro_batch scope the same two layouts differ (each rank balances its own half)
+    const TrainSummary one_mb = train(load_config(dir + "/run.yaml", with("micro_batch", {"run.name=one-mb", "train.micro_batch_size=8"})),
+                                      on(*job().self));
+    INFO("micro_batch scope, 2 ranks vs 1 process: losses differ by up to " << max_rel_diff(two_mb.step_losses, one_mb.step_losses)
+         << " relative; data_parallel: " << max_rel_diff(two.step_losses, one.step_losses));
+    CHECK(max_rel_diff(two_mb.step_losses, one_mb.step_losses) > 1e-5);
+  }
+  job().world->barrier();
+}
