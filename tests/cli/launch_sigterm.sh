@@ -10,10 +10,11 @@ work=$3
 out=$work/launch_sigterm
 rm -rf "$out"
 mkdir -p "$out"
-# A step of a few seconds on a CPU: 64 micro-batches of 8 x 16 tokens per rank, d_model 128.
+# A step of a few seconds on a CPU: a global batch of 1024 sequences of 16 tokens (64 micro-batches
+# of 8 per rank), d_model 128.
 common=(--set "run.out_dir=$out" --set run.name=slow --set "data.train=$work/data/synth_train_*.bin"
         --set data.val= --set dist.ep=2 --set model.d_model=128 --set model.moe.d_ffn=512
-        --set train.micro_batch_size=8 --set train.grad_accum=64 --set log.every=1 --set checkpoint.every=0)
+        --set train.micro_batch_size=8 --set train.global_batch=1024 --set log.every=1 --set checkpoint.every=0)
 export AM_BUILD_DIR=$build
 "$src/scripts/launch.sh" -np 2 --grace 120 "$src/tests/data/cli/small.yaml" "${common[@]}" \
   --set train.max_steps=1000 >"$out/log" 2>&1 &
@@ -31,7 +32,7 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 tail -n 6 "$out/log"
 echo "launch.sh exited $code, $ms ms after SIGTERM"
 [ "$code" -eq 0 ] || { echo "FAIL: exit code $code after SIGTERM, expected 0"; exit 1; }
-[ "$ms" -gt 1000 ] || { echo "FAIL: the step took under 1 s: this tests nothing (raise grad_accum)"; exit 1; }
+[ "$ms" -gt 1000 ] || { echo "FAIL: the step took under 1 s: this tests nothing (raise train.global_batch)"; exit 1; }
 n=$(grep -c "interrupted at step .*: checkpoint written to" "$out/log")
 [ "$n" -eq 1 ] || { echo "FAIL: $n 'checkpoint written' lines, expected 1 (rank 0's)"; exit 1; }
 ckpt=$(ls -d "$out"/slow/checkpoints/step_* 2>/dev/null | tail -n 1)
@@ -40,7 +41,7 @@ grep -q "checkpoint written to $ckpt" "$out/log" || { echo "FAIL: the message na
 step=$((10#${ckpt##*step_}))
 echo "interrupted at step $step; resuming for 1 more step"
 "$src/scripts/launch.sh" -np 2 "$src/tests/data/cli/small.yaml" "${common[@]}" \
-  --set "train.max_steps=$((step + 1))" --resume >"$out/resume.log" 2>&1
+  --set "train.max_steps=$((step + 1))" --resume --allow-schedule-change >"$out/resume.log" 2>&1
 code=$?
 tail -n 3 "$out/resume.log"
 [ "$code" -eq 0 ] || { echo "FAIL: resume exit code $code"; exit 1; }

@@ -107,7 +107,7 @@ TEST_CASE("train() with another config on rank 1 stops on both ranks", "[mpi][ag
       "run.out_dir=" + dir + "/runs", "data.train=" + dir + "/data/synth_train_*.bin",
       "data.val=", "data.seq_len=16", "model.vocab_size=32", "model.d_model=16", "model.n_layers=1",
       "model.n_heads=2", "model.max_seq_len=16", "model.moe.n_experts=4", "model.moe.d_ffn=24", "train.lr=0.01",
-      "train.micro_batch_size=2", "train.max_steps=3", "dist.ep=2"};
+      "train.global_batch=4", "train.micro_batch_size=2", "train.max_steps=3", "dist.ep=2"};
   TrainOptions o;
   o.handle_signals = false;
   o.world = &world();
