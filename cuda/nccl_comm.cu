@@ -71,6 +71,7 @@ class NcclComm final : public Comm {
   }
   double all_reduce_sum(double x) override { return host_->all_reduce_sum(x); }
   void all_reduce_sum(std::vector<int64_t>& v) override { host_->all_reduce_sum(v); }
+  void all_reduce_sum_values(std::vector<double>& v) override { host_->all_reduce_sum_values(v); }
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) override {
     return host_->all_to_all(send, per_rank);
   }

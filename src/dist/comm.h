@@ -31,11 +31,8 @@ class Comm {
   // Host scalars and counts: the sum over ranks.
   virtual double all_reduce_sum(double x) = 0;
   virtual void all_reduce_sum(std::vector<int64_t>& v) = 0;
-  // A host vector of doubles (MoE balancing statistics). This default makes one scalar call per
-  // element; MPI overrides it with one call.
-  virtual void all_reduce_sum_values(std::vector<double>& v) {
-    for (double& x : v) x = all_reduce_sum(x);
-  }
+  // A host vector of doubles, in one call (MoE balancing statistics).
+  virtual void all_reduce_sum_values(std::vector<double>& v) = 0;
   // send[r] goes to rank r; returns recv with recv[r] from rank r. `per_rank` values each (host).
   virtual std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) = 0;
   // Row exchange: send (sum send_rows, w) holds the rows for rank 0, then rank 1, ...; recv

@@ -16,6 +16,7 @@ class SingleComm final : public Comm {
   void wait() override {}
   double all_reduce_sum(double x) override { return x; }
   void all_reduce_sum(std::vector<int64_t>&) override {}
+  void all_reduce_sum_values(std::vector<double>&) override {}
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int) override { return send; }
   void all_to_all_rows(Tensor send, const std::vector<int64_t>& send_rows, Tensor recv,
                        const std::vector<int64_t>& recv_rows) override {

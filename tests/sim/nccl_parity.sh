@@ -2,8 +2,9 @@
 # cuda/nccl_comm.cu on the simulator (its NCCL calls run over MPI, cuda/sim/nccl.cpp): `mpirun -np
 # 2` training with run.backend cuda and dist.comm nccl must match the same job on the CPU backend
 # with dist.comm mpi, step by step (relative 2e-3): data parallel (gradient all-reduce on NCCL's
-# own stream), expert parallel ep 2 (token all-to-all by send/recv groups) and ZeRO-1 (parameter
-# all-gather by broadcasts).
+# own stream), expert parallel ep 2 (token all-to-all by send/recv groups), ZeRO-1 (parameter
+# all-gather by broadcasts) and ep 2 with the balancing statistics summed over the ranks
+# (model.moe.aux.balance_scope data_parallel).
 #   nccl_parity.sh BUILD_SIM_DIR SOURCE_DIR WORK
 set -euo pipefail
 build=$1
@@ -19,7 +20,8 @@ common=(--config "$src/tests/data/cli/small.yaml" --set "run.out_dir=$work/runs"
 mpi=(mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1 -x AM_SIM_STREAMS=${AM_SIM_STREAMS:-eager})
 
 status=0
-for layout in "dp:--set dist.ep=1" "ep2:--set dist.ep=2" "zero1:--set dist.zero=1"; do
+for layout in "dp:--set dist.ep=1" "ep2:--set dist.ep=2" "zero1:--set dist.zero=1" \
+  "ep2-balance-dp:--set dist.ep=2 --set model.moe.aux.balance_scope=data_parallel"; do
   name=${layout%%:*}
   # shellcheck disable=SC2206
   extra=(${layout#*:})
