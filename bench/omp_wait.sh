@@ -59,6 +59,8 @@ for load in idle busy; do
   result[default-$load]=$(run default "$load")
   result[old-$load]=$(run old "$load" GOMP_SPINCOUNT=300000)
   result[active-$load]=$(run active "$load" OMP_WAIT_POLICY=ACTIVE)
+  result[spin10k-$load]=$(run spin10k "$load" GOMP_SPINCOUNT=10000)
+  result[spin1k-$load]=$(run spin1k "$load" GOMP_SPINCOUNT=1000)
   if [ -n "$busy_pid" ]; then
     kill "$busy_pid"
     wait "$busy_pid" 2>/dev/null || true
@@ -77,6 +79,8 @@ done
   echo "| autonomoe's default (OMP_WAIT_POLICY=PASSIVE) | ${result[default-idle]} | ${result[default-busy]} |"
   echo "| libgomp's default, before (GOMP_SPINCOUNT=300000) | ${result[old-idle]} | ${result[old-busy]} |"
   echo "| OMP_WAIT_POLICY=ACTIVE | ${result[active-idle]} | ${result[active-busy]} |"
+  echo "| short spin, GOMP_SPINCOUNT=10000 | ${result[spin10k-idle]} | ${result[spin10k-busy]} |"
+  echo "| short spin, GOMP_SPINCOUNT=1000 | ${result[spin1k-idle]} | ${result[spin1k-busy]} |"
   echo
   echo "Backend lines:"
   echo

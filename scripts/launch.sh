@@ -32,9 +32,11 @@ config=$1
 shift
 extra=()
 [ "$(id -u)" -eq 0 ] && extra+=(--allow-run-as-root)
-# More processes than cores on one node is fine for testing (--oversubscribe); OMP threads per
-# process default to 1 under mpirun so the processes do not fight over cores.
-mpirun -np "$np" "${hostfile[@]}" "${extra[@]}" --oversubscribe -x OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" \
+# More processes than cores on one node is fine for testing (--oversubscribe). CPU threads: each
+# rank takes its share of its node's cores (run.threads: 0, docs/benchmarks.md "CPU threads"), or
+# OMP_NUM_THREADS when it is set here (then passed to every rank).
+[ -n "${OMP_NUM_THREADS:-}" ] && extra+=(-x OMP_NUM_THREADS)
+mpirun -np "$np" "${hostfile[@]}" "${extra[@]}" --oversubscribe \
   "${AM_BUILD_DIR:-build}/autonomoe" train --config "$config" "$@" &
 pid=$!
 signals=0

@@ -8,6 +8,7 @@
 #include "train/batch.h"
 #include "train/resume_check.h"
 #include "support/temp_dir.h"
+#include "support/resolved_key.h"
 
 #include <fstream>
 #include <string>
@@ -30,13 +31,7 @@ std::string error_of(F f) {
   return "";
 }
 
-const ResolvedKey& resolved(const Config& cfg, const std::string& path) {
-  for (const ResolvedKey& r : cfg.resolved) {
-    if (r.path == path) return r;
-  }
-  FAIL("no resolved key " << path);
-  throw;  // unreachable
-}
+using test::resolved;
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "config/schema.h"
 #include "core/error.h"
+#include "support/resolved_key.h"
 
 using namespace am;
 
@@ -30,13 +31,7 @@ std::string error_of(const std::vector<std::string>& overrides) {
   return "";
 }
 
-const ResolvedKey& resolved(const Config& cfg, const std::string& path) {
-  for (const ResolvedKey& r : cfg.resolved) {
-    if (r.path == path) return r;
-  }
-  FAIL("no resolved key " << path);
-  throw;  // unreachable
-}
+using test::resolved;
 
 MoeConfig factorized(int d_ffn, int d_low) {
   MoeConfig m;
