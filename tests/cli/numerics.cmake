@@ -53,3 +53,12 @@ am_cli_test(omp_user_settings 0
 # binary runs once with OpenMP's default
 am_cli_test(omp_reexec_marker 0 "backend: cpu, F32, 1 threads \\(run.threads. OpenMP's default wait policy\\)"
             bash -c "rm -rf ${AM_CLI_WORK}/omp_marker && exec env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT AM_OMP_WAIT_REEXEC=1 ${AM_BIN} train ${AM_SMALL_DATA_STR} --set run.out_dir=${AM_CLI_WORK}/omp_marker --set train.max_steps=2")
+# under scripts/launch.sh -np 2 without OMP_NUM_THREADS, run.threads: 0 gives each rank its share of
+# the node's cores (here 2 cores, 2 ranks: 1 thread each, whether the launcher bound the ranks to a
+# core or the binary divided them), never OMP_NUM_THREADS, and still waits passively
+am_cli_test(omp_threads_launch_np2 0
+            "backend: cpu, F32, 1 threads \\(([0-9]+ cores shared by 2 ranks on this node|1 cores available). OMP_WAIT_POLICY=PASSIVE"
+            env -u OMP_NUM_THREADS -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u AM_OMP_WAIT_REEXEC
+            AM_BUILD_DIR=${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR}/scripts/launch.sh -np 2
+            ${AM_CLI_DIR}/small.yaml --set run.out_dir=${AM_CLI_WORK}/omp_np2 --set run.threads=0
+            --set train.micro_batch_size=2 --set train.max_steps=2 ${AM_DATA})
