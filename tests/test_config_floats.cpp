@@ -92,3 +92,13 @@ TEST_CASE("a float key whose value overflows fp32 is refused at validation, nami
              Catch::Contains("model.moe.aux.entropy: pair 2 [10, 4e38]: the value 4e38 does not fit a float"));
   CHECK(load_config(kBase, {"train.lr=3.4e38"}).train.lr == 3.4e38);  // large but finite in fp32
 }
+
+TEST_CASE("a nonzero float key that rounds to 0 in fp32 is refused at validation, naming key and value", "[config]") {
+  CHECK_THAT(error_of({"train.eps=1e-50"}),
+             Catch::Contains("train.eps: 1e-50 is too small for a float (smallest magnitude 1e-45)"));
+  CHECK_THAT(error_of({"model.init_std=5e-324"}), Catch::Contains("model.init_std: 5e-324 is too small for a float"));
+  CHECK_THAT(error_of({"model.moe.aux.entropy=[[0, 0.01], [10, 1e-60]]"}),
+             Catch::Contains("model.moe.aux.entropy: pair 2 [10, 1e-60]: the value 1e-60 is too small for a float"));
+  CHECK(load_config(kBase, {"train.eps=1e-40"}).train.eps == 1e-40);  // a subnormal: nonzero in fp32
+  CHECK(load_config(kBase, {"train.weight_decay=0"}).train.weight_decay == 0);
+}

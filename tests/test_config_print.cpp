@@ -108,7 +108,7 @@ TEST_CASE("config_to_yaml round-trips exactly, awkward values included", "[confi
   const Config original = load_config(
       fixture("sub/grandchild.yaml"),
       {"run.name=\"null\"", "run.out_dir=' lead: and #hash'", "data.val=\"\"",
-       "train.lr=0.30000000000000004", "train.min_lr=1e-300", "model.init_std=0.1",
+       "train.lr=0.30000000000000004", "train.min_lr=1.2345678901234567e-40", "model.init_std=0.1",
        "run.seed=18446744073709551615", "model.rope_theta=500000", "checkpoint.save_initial=true",
        "train.lr_schedule=linear", "model.moe.aux.load_balance=0.0123456789012345678",
        "model.moe.expert={type: factorized, d_low: 16, multiple_of: 8}",

@@ -86,6 +86,37 @@ TEST_CASE("every reader refuses a FIFO or a directory where its file is expected
   CHECK_THROWS_WITH(read_file(fifo), Catch::Contains(fifo) && Catch::Contains("FIFO"));
 }
 
+TEST_CASE("a dataset.json that is a dangling symlink or a symlink loop is refused, not taken as absent", "[data][hostile]") {
+  TempDir dir("meta-links");
+  fs::create_directories(dir / "dangling");
+  fs::create_directories(dir / "loop");
+  fs::create_directories(dir / "absent");
+  for (const char* sub : {"dangling", "loop", "absent"}) write_file_atomic(dir / (std::string(sub) + "/s_000000.bin"), "x");
+  fs::create_symlink(dir / "dangling/nowhere.json", dir / "dangling/dataset.json");
+  fs::create_symlink(dir / "loop/dataset.json", dir / "loop/dataset.json");
+  CHECK_THROWS_WITH(read_dataset_meta(dir / "dangling/s_*.bin"),
+                    Catch::Contains("'" + (dir / "dangling/dataset.json") + "' is a symbolic link that leads to no file"));
+  CHECK_THROWS_WITH(read_dataset_meta(dir / "loop/s_*.bin"),
+                    Catch::Contains("'" + (dir / "loop/dataset.json") + "' is a symbolic link that leads to no file") &&
+                        Catch::Contains("symbolic links"));  // ELOOP: too many levels of symbolic links
+  CHECK_FALSE(read_dataset_meta(dir / "absent/s_*.bin").has_value());
+}
+
+TEST_CASE("check_output_dir and create_output_dir refuse what cannot be a directory, naming the path", "[io][hostile]") {
+  TempDir dir("outdir-links");
+  fs::create_symlink(dir / "nowhere", dir / "dangling");
+  CHECK_THROWS_WITH(check_output_dir(dir / "dangling", "the checkpoint directory"),
+                    Catch::Contains("the checkpoint directory '" + (dir / "dangling") + "' cannot be used as a directory: "
+                                    "it is a symbolic link to nothing"));
+  CHECK_THROWS_WITH(check_output_dir(dir / "dangling/sub", "--out"),
+                    Catch::Contains("'" + (dir / "dangling") + "' is in the way (it is a symbolic link to nothing)"));
+  write_file_atomic(dir / "file", "x");
+  CHECK_THROWS_WITH(create_output_dir(dir / "file/sub", "export --out"),
+                    Catch::Contains("export --out '" + (dir / "file/sub") + "' cannot be created: "));
+  CHECK_NOTHROW(create_output_dir(dir / "a/b", "export --out"));
+  CHECK(fs::is_directory(dir / "a/b"));
+}
+
 TEST_CASE("check_output_dir refuses a file, a path inside a file, and accepts a new path", "[io][hostile]") {
   TempDir dir("outdir");
   write_file_atomic(dir / "file", "x");

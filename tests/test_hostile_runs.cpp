@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 
@@ -147,6 +148,29 @@ TEST_CASE("a signal during the set-up stops the run before its first step, writi
     CHECK(s.end_step == 0);
     CHECK_FALSE(fs::exists(s.run_dir));
   }
+}
+
+TEST_CASE("a signal during the last step completes the run: final eval, checkpoint, summary.json", "[train][hostile]") {
+  test::TempDir dir("last-step-signal");
+  const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
+  TrainOptions o;  // handle_signals: true, as the CLI runs
+  o.on_step = [](int64_t step) {
+    if (step == 3) std::raise(SIGTERM);
+  };
+  const TrainSummary s = train(load_config(yaml, {"run.name=last", "train.max_steps=3"}), o);
+  CHECK_FALSE(s.interrupted);
+  CHECK(s.end_step == 3);
+  CHECK(std::isfinite(s.final_val_loss));
+  CHECK(list_checkpoints(s.run_dir + "/checkpoints").back().step == 3);
+  REQUIRE(fs::exists(s.run_dir + "/summary.json"));
+  // One step earlier the same signal stops the run, interrupted, without a summary.
+  o.on_step = [](int64_t step) {
+    if (step == 2) std::raise(SIGTERM);
+  };
+  const TrainSummary t = train(load_config(yaml, {"run.name=early", "train.max_steps=3"}), o);
+  CHECK(t.interrupted);
+  CHECK(t.end_step == 2);
+  CHECK_FALSE(fs::exists(t.run_dir + "/summary.json"));
 }
 
 TEST_CASE("resuming a run that is already complete trains nothing and says so", "[train][hostile]") {

@@ -3,8 +3,9 @@
 //   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16]
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "io/output_dir.h"
 #include "data/loader.h"
+#include "dist/launch.h"
+#include "io/output_dir.h"
 #include "model/transformer.h"
 #include "train/backend_check.h"
 #include "train/checkpoint.h"
@@ -14,10 +15,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 namespace am {
+namespace fs = std::filesystem;
 namespace {
 
 const std::vector<FlagSpec> kEvalFlags = {
@@ -53,6 +57,27 @@ std::string eval_json(const std::string& dir, int64_t step, const std::string& d
   return j.dump();
 }
 
+// Under mpirun, eval and export run on rank 0 alone (one result, one writer); the others exit 0.
+bool job_root() { return make_job_comm()->rank() == 0; }
+
+// `export --out` must not be the checkpoint directory or lie inside it: export would overwrite the
+// checkpoint's own model.safetensors and config.json, destroying it.
+void refuse_out_inside_checkpoint(const std::string& dir, const std::string& out) {
+  const auto resolved = [](const std::string& p, std::error_code& ec) {
+    fs::path r = fs::weakly_canonical(p, ec);
+    return r.filename().empty() ? r.parent_path() : r;  // no trailing '/'
+  };
+  std::error_code ec1, ec2;
+  const fs::path c = resolved(dir, ec1), o = resolved(out, ec2);
+  if (ec1 || ec2) return;  // the checkpoint's own checks report a path that cannot be resolved
+  const auto [ci, oi] = std::mismatch(c.begin(), c.end(), o.begin(), o.end());
+  if (ci != c.end()) return;
+  throw UserError(fmt::format("--out {} is {}the checkpoint directory --checkpoint {}: exporting would "
+                              "overwrite the checkpoint's files",
+                              out, oi == o.end() ? "" : "inside ", dir),
+                  "pass --out a directory outside the checkpoint, e.g. exports/<name>");
+}
+
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
@@ -61,6 +86,7 @@ int cmd_eval(int argc, char** argv) {
     std::fputs(usage_of("autonomoe eval", "--checkpoint DIR [--data GLOB] [--batches N] [--json]", kEvalFlags).c_str(), stdout);
     return 0;
   }
+  if (!job_root()) return 0;
   if (args.has("json")) log_to_stderr();  // stdout holds the JSON alone
   const std::string dir = args.require("checkpoint");
   const Config cfg = load_checkpoint_config(dir, args.sets());
@@ -105,7 +131,9 @@ int cmd_export(int argc, char** argv) {
   if (dtype != "float32" && dtype != "bfloat16") {
     throw UsageError(fmt::format("--dtype {}: expected float32 or bfloat16", dtype));
   }
+  if (!job_root()) return 0;
   check_output_dir(out, "--out");
+  refuse_out_inside_checkpoint(dir, out);
   Config cfg = load_checkpoint_config(dir, {"run.backend=cpu"});
   auto be = make_backend("cpu", precision_from_name(cfg.run.precision), cfg.run.threads);
   Transformer model(*be, cfg.model, 1, 1);

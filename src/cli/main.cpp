@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -29,6 +30,16 @@ commands:
 `autonomoe <command> --help` describes a command's options.
 )";
 
+// The exit code once stdout is flushed: a result that could not be written (a full disk, a closed
+// pipe) is an error, not a silent success.
+int flush_stdout(int code) {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return code;
+  const int e = errno;
+  std::fprintf(stderr, "error: cannot write standard output: %s\n", std::strerror(e != 0 ? e : EIO));
+  return code == 0 ? 1 : code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,10 +48,10 @@ int main(int argc, char** argv) {
   am::init_distributed(&argc, &argv);  // MPI only when started by mpirun
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+    return flush_stdout(argc < 2 ? 2 : 0);
   }
   const std::string cmd = argv[1];
-  return am::run_guarded([&] {
+  return flush_stdout(am::run_guarded([&] {
     if (cmd == "train") return am::cmd_train(argc - 2, argv + 2);
     if (cmd == "eval") return am::cmd_eval(argc - 2, argv + 2);
     if (cmd == "export") return am::cmd_export(argc - 2, argv + 2);
@@ -53,5 +64,5 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "error: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
-  });
+  }));
 }

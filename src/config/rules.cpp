@@ -2,6 +2,8 @@
 // its own; each message names every key involved with its value and where it was set.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "config/schema.h"
 
 namespace am {
@@ -9,6 +11,19 @@ namespace am {
 namespace {
 
 using Msg = std::optional<std::string>;
+
+// Whether a run name names a directory strictly inside run.out_dir: one or more '/'-separated
+// names, none empty (no leading, trailing or doubled '/'), '.' or '..'.
+bool run_name_stays_inside(const std::string& name) {
+  size_t begin = 0;
+  while (true) {
+    const size_t end = std::min(name.find('/', begin), name.size());
+    const std::string part = name.substr(begin, end - begin);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (end == name.size()) return true;
+    begin = end + 1;
+  }
+}
 
 std::vector<CrossRule> make_rules() {
   return {
@@ -75,6 +90,14 @@ std::vector<CrossRule> make_rules() {
          if (c.train.warmup_steps <= c.train.max_steps) return std::nullopt;
          return fmt::format("{} must be <= {}", show("train.warmup_steps"),
                             show("train.max_steps"));
+       }},
+      {"run.name is a relative path inside run.out_dir: names separated by '/', none of them empty, '.' or '..'",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         if (run_name_stays_inside(c.run.name)) return std::nullopt;
+         return fmt::format("{} is not a directory inside run.out_dir: a run name is one or more names "
+                            "separated by '/' (tiny_lr3; a sweep's points are <sweep>/<point>), none of "
+                            "them empty, '.' or '..'",
+                            show("run.name"));
        }},
       {"run.precision fp64 requires run.backend cpu",
        [](const Config& c, const ShowKey& show) -> Msg {

@@ -154,6 +154,12 @@ std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
                             text, std::numeric_limits<float>::max(), key.range.str());
         return std::nullopt;
       }
+      if (v != 0 && static_cast<float>(v) == 0.0f) {  // underflow: "> 0" would hold, fp32 would see 0
+        error = fmt::format("{} is too small for a float (smallest magnitude {}); the model and optimizer "
+                            "compute in fp32, where it would be 0 (valid: {})",
+                            text, std::numeric_limits<float>::denorm_min(), key.range.str());
+        return std::nullopt;
+      }
       if (!key.range.contains(v)) return out_of_range(text);
       return key.kind() == KeyKind::Schedule ? KeyValue(Schedule(v)) : KeyValue(v);
     }

@@ -185,7 +185,10 @@ std::optional<DatasetMeta> read_dataset_meta(const std::string& shard_glob) {
   const fs::path meta =
       (first.has_parent_path() ? first.parent_path() : fs::path(".")) / "dataset.json";
   std::error_code ec;
-  if (!fs::exists(meta, ec)) return std::nullopt;
+  if (!fs::exists(fs::symlink_status(meta, ec))) return std::nullopt;  // absent (a link to nothing is not)
+  if (!fs::exists(fs::status(meta, ec)) && fs::is_symlink(fs::symlink_status(meta))) {
+    fail("dataset description '{}' is a symbolic link that leads to no file: {}", meta.string(), ec.message());
+  }
   return read_dataset_meta_file(meta.string());
 }
 

@@ -19,6 +19,7 @@ fs::path nearest_existing(const fs::path& dir) {
   fs::path p = dir;
   while (!p.empty() && !fs::exists(p, ec)) {
     if (ec) return p;  // e.g. a component is a file: stat fails with ENOTDIR
+    if (fs::is_symlink(fs::symlink_status(p, ec))) return p;  // a link to nothing is in the way
     p = p.parent_path();
   }
   return p.empty() ? fs::path(".") : p;
@@ -32,7 +33,11 @@ void check_output_dir(const std::string& dir, std::string_view what) {
   std::error_code ec;
   const fs::file_status st = fs::status(base, ec);
   if (ec || !fs::is_directory(st)) {
-    const std::string is = ec ? ec.message() : "it is not a directory";
+    std::error_code lec;
+    const bool dangling = !fs::exists(st) && fs::is_symlink(fs::symlink_status(base, lec));
+    const std::string is = dangling ? "it is a symbolic link to nothing"
+                           : ec     ? ec.message()
+                                    : "it is not a directory";
     if (base == target) {
       throw UserError(fmt::format("{} '{}' cannot be used as a directory: {}", what, dir, is),
                       fmt::format("remove that file or set {} to a directory", what));
@@ -45,6 +50,15 @@ void check_output_dir(const std::string& dir, std::string_view what) {
     const std::error_code e(errno, std::generic_category());
     throw UserError(fmt::format("{} '{}' is not writable: '{}': {}", what, dir, base.string(),
                                 e.message()),
+                    fmt::format("set {} to a directory you can write to", what));
+  }
+}
+
+void create_output_dir(const std::string& dir, std::string_view what) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    throw UserError(fmt::format("{} '{}' cannot be created: {}", what, dir, ec.message()),
                     fmt::format("set {} to a directory you can write to", what));
   }
 }

@@ -13,4 +13,8 @@ namespace am {
 // Creates nothing.
 void check_output_dir(const std::string& dir, std::string_view what);
 
+// Creates `dir` and its missing parents; a failure (a file in the way, a read-only or virtual file
+// system such as /sys) is a UserError naming `what`, the path and the reason.
+void create_output_dir(const std::string& dir, std::string_view what);
+
 }  // namespace am

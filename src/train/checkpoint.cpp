@@ -4,6 +4,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint_dir.h"
 #include "io/finite_values.h"
+#include "io/output_dir.h"
 #include "io/safetensors.h"
 #include "model/model_info.h"
 #include "model/transformer.h"
@@ -165,7 +166,7 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
   refuse_nonfinite(entries(full, dt, values, ""), fmt::format("refusing to write the checkpoint of step {}", state.step),
                    "the run diverged: lower train.lr or raise train.warmup_steps, and resume from the last "
                    "checkpoint with --resume");
-  fs::create_directories(root);
+  create_output_dir(root, "the checkpoint directory");
   CheckpointWriter w(root, state.step);
   const std::map<std::string, std::string> meta = {{"format", "autonomoe"},
                                                    {"step", std::to_string(state.step)}};
@@ -230,7 +231,7 @@ void export_weights(const std::string& out_dir, const Config& cfg, const ParamSt
   if (dtype != "float32" && dtype != "bfloat16") {
     throw UserError(fmt::format("export dtype '{}' is not supported", dtype), "use float32 or bfloat16");
   }
-  fs::create_directories(out_dir);
+  create_output_dir(out_dir, "export --out");
   const DType out_dt = dtype == "float32" ? DType::F32 : DType::BF16;
   const std::vector<double> v = download_as_double(be, params.all_values());
   std::vector<char> converted(v.size() * dtype_size(out_dt));

@@ -251,7 +251,7 @@ void build_model(Run& run) {
 // Rank 0 writes the run directory (config.resolved.yaml, metrics.jsonl); the others write nothing.
 void open_run_dir(Run& run) {
   if (run.root) {
-    fs::create_directories(run.summary.run_dir);
+    create_output_dir(run.summary.run_dir, "the run directory (run.out_dir/run.name)");
     if (fs::exists(run.ckpt_root)) remove_stale_temp_dirs(run.ckpt_root);
     write_file_atomic((fs::path(run.summary.run_dir) / "config.resolved.yaml").string(), config_to_yaml(run.cfg));
     run.metrics = std::make_unique<MetricsLog>((fs::path(run.summary.run_dir) / "metrics.jsonl").string(),
@@ -330,6 +330,7 @@ void setup_run(Run& run) {
   run.summary.run_dir = run_dir_of(run.cfg);
   check_output_dir(run.summary.run_dir, "the run directory (run.out_dir/run.name)");
   run.ckpt_root = (fs::path(run.summary.run_dir) / "checkpoints").string();
+  check_output_dir(run.ckpt_root, "the checkpoint directory (run directory/checkpoints)");
   run.resume_dir = resume_point(run.options, run.summary.run_dir, run.ckpt_root);
   open_processes(run);
   plan_batch(run);
@@ -443,8 +444,10 @@ nlohmann::json run_loop(Run& run) {
     const StepResult r = run_step(run, times);
     const int64_t done = run.state.step;
     const bool last = done == run.tc.max_steps;
-    // Every rank stops at the same step: a signal seen by any rank stops all of them.
-    const bool stopping = run.world->all_reduce_sum(signals.requested() ? 1.0 : 0.0) > 0;
+    if (run.options.on_step) run.options.on_step(done);
+    // Every rank stops at the same step: a signal seen by any rank stops all of them. A signal at
+    // the last step changes nothing: the run completes (final eval, checkpoint, summary.json).
+    const bool stopping = !last && run.world->all_reduce_sum(signals.requested() ? 1.0 : 0.0) > 0;
     if (done % cfg.log.every == 0 || last || stopping || step == run.summary.start_step) {
       last_moe = log_train_step(run, r, times);
     }

@@ -30,6 +30,9 @@ struct TrainOptions {
   // Called after each phase of the set-up ("data", "model", "run_dir") with its name; tests raise
   // a signal there to interrupt the set-up at a known point. Null: nothing is called.
   void (*on_setup_phase)(const char* phase) = nullptr;
+  // Called after each training step with the step count reached, before the loop looks for a
+  // stop request; tests raise a signal there to stop the run at a known step. Null: nothing.
+  void (*on_step)(int64_t step) = nullptr;
 };
 
 struct TrainSummary {

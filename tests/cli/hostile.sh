@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hostile files and paths (issue 10 points 2, 3, 5, 7, 8): prepares one case under WORK/hostile/CASE
+# Hostile files and paths (issue 10 points 2, 3, 5, 7, 8, and the review's findings): prepares one case under WORK/hostile/CASE
 # from the cli fixture's data and run, then execs the command that must refuse it (expect.sh
 # checks the exit code and the message; ctest's TIMEOUT catches a hang).
 #   hostile.sh BUILD_BIN_DIR SOURCE_DIR WORK CASE
@@ -75,6 +75,23 @@ case $case_name in
     printf 'x' >"$dir/file"
     exec "$bin" sweep "$src/configs/sweeps/tiny_dlow.yaml" --set "run.out_dir=$dir/file" \
       --set "data.train=$dir/data/synth_train_*.bin" --set "data.val=" ;;
+  fifo_checkpoints | file_checkpoints | dangling_checkpoints)  # runs/<name>/checkpoints is not a directory
+    mkdir -p "$dir/runs/small"
+    case $case_name in
+      fifo_checkpoints) mkfifo "$dir/runs/small/checkpoints" ;;
+      file_checkpoints) printf 'x' >"$dir/runs/small/checkpoints" ;;
+      dangling_checkpoints) ln -s "$dir/nowhere" "$dir/runs/small/checkpoints" ;;
+    esac
+    exec "$bin" train "${common[@]}" "${with_data[@]}" ;;
+  export_out_is_ckpt | export_out_in_ckpt)  # export onto the checkpoint itself: refused, the checkpoint intact
+    cp -r "$ckpt" "$dir/ckpt"
+    out=$dir/ckpt
+    [ "$case_name" = export_out_in_ckpt ] && out=$dir/ckpt/../ckpt/hf
+    set +e
+    "$bin" export --checkpoint "$dir/ckpt" --out "$out"
+    code=$?
+    "$bin" eval --checkpoint "$dir/ckpt" >/dev/null || { echo "FAIL: the checkpoint was damaged"; exit 1; }
+    exit $code ;;
   already_complete)  # the fixture's run ended at train.max_steps 6
     exec "$bin" train "${common[@]}" "${with_data[@]}" --resume "$ckpt" ;;
   metrics_full)  # metrics.jsonl on a full disk
