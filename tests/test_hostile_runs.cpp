@@ -159,6 +159,7 @@ TEST_CASE("a signal during the last step completes the run: final eval, checkpoi
   };
   const TrainSummary s = train(load_config(yaml, {"run.name=last", "train.max_steps=3"}), o);
   CHECK_FALSE(s.interrupted);
+  CHECK(s.stop_requested);  // a sweep stops after this point
   CHECK(s.end_step == 3);
   CHECK(std::isfinite(s.final_val_loss));
   CHECK(list_checkpoints(s.run_dir + "/checkpoints").back().step == 3);
@@ -169,6 +170,7 @@ TEST_CASE("a signal during the last step completes the run: final eval, checkpoi
   };
   const TrainSummary t = train(load_config(yaml, {"run.name=early", "train.max_steps=3"}), o);
   CHECK(t.interrupted);
+  CHECK_FALSE(t.stop_requested);
   CHECK(t.end_step == 2);
   CHECK_FALSE(fs::exists(t.run_dir + "/summary.json"));
 }

@@ -135,6 +135,7 @@ void run_point(Comm& job, const SweepPlan& plan, size_t i, const SweepOptions& o
       if (r.summary.is_null()) fail("the run ended at step {} without writing summary.json", s.end_step);
     }
     r.status = PointStatus::Done;
+    if (s.stop_requested) out.interrupted = true;  // the point completed; the sweep stops after it
   } catch (const std::exception& e) {
     r.status = PointStatus::Failed;
     r.error = e.what();

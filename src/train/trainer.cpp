@@ -446,8 +446,11 @@ nlohmann::json run_loop(Run& run) {
     const bool last = done == run.tc.max_steps;
     if (run.options.on_step) run.options.on_step(done);
     // Every rank stops at the same step: a signal seen by any rank stops all of them. A signal at
-    // the last step changes nothing: the run completes (final eval, checkpoint, summary.json).
-    const bool stopping = !last && run.world->all_reduce_sum(signals.requested() ? 1.0 : 0.0) > 0;
+    // the last step stops nothing: the run completes (final eval, checkpoint, summary.json), and
+    // says that a stop was asked for (a sweep then stops before its next point).
+    const bool requested = run.world->all_reduce_sum(signals.requested() ? 1.0 : 0.0) > 0;
+    const bool stopping = requested && !last;
+    if (requested && last) run.summary.stop_requested = true;
     if (done % cfg.log.every == 0 || last || stopping || step == run.summary.start_step) {
       last_moe = log_train_step(run, r, times);
     }

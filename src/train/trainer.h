@@ -47,6 +47,7 @@ struct TrainSummary {
   double tokens_per_s = 0;           // mean over this call's steps (evaluation excluded)
   double seconds = 0;                // time in this call's training steps
   bool interrupted = false;
+  bool stop_requested = false;       // a SIGINT/SIGTERM during the last step: the run completed
   bool already_complete = false;     // resumed at or past train.max_steps: nothing was run
   int rank = 0;                      // this process's rank (0 prints the summary)
   size_t opt_state_bytes = 0;        // this rank's AdamW moments (a shard of them with dist.zero 1)
