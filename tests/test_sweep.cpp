@@ -310,6 +310,24 @@ TEST_CASE("a failing point is reported and the sweep goes on", "[sweep][train]")
   CHECK_THAT(rows[2], Catch::Contains(",done,"));
 }
 
+TEST_CASE("a signal during a point's last step completes that point and stops the sweep before the next",
+          "[sweep][train][signal]") {
+  test::TempDir dir("sweep-last-step");
+  const std::string path = make_sweep(dir, "set: {train.max_steps: 2}\ngrid:\n  train.lr: [0.01, 0.02]\n");
+  const SweepPlan plan = plan_sweep(path, {});
+  SweepOptions opt;  // signals handled, as in the CLI
+  opt.on_step = [](int64_t step) {
+    if (step == 2) std::raise(SIGINT);
+  };
+  const SweepOutcome out = run_sweep(plan, opt);
+  CHECK(out.interrupted);
+  CHECK(out.results[0].status == PointStatus::Done);
+  CHECK(fs::exists(run_dir_of(plan.configs[0]) + "/summary.json"));
+  CHECK(out.results[1].status == PointStatus::Pending);
+  CHECK_FALSE(fs::exists(run_dir_of(plan.configs[1])));
+  CHECK(inspect_point(plan.configs[0]).action == PointState::Action::Skip);  // resuming skips it
+}
+
 TEST_CASE("SIGINT stops the running point at a checkpoint and the sweep before the next point",
           "[sweep][train][signal]") {
   test::TempDir dir("sweep-sigint");

@@ -121,6 +121,7 @@ void run_point(Comm& job, const SweepPlan& plan, size_t i, const SweepOptions& o
   to.handle_signals = options.handle_signals;
   to.command_hint = options.command_hint;
   to.allow_schedule_change = options.allow_schedule_change;
+  to.on_step = options.on_step;
   if (st.action == PointState::Action::Resume) to.resume = "latest";
   try {
     if (st.action == PointState::Action::Rerun) move_aside_on_root(job, plan.file.name, p.id, cfg);

@@ -49,6 +49,7 @@ struct SweepOptions {
   bool handle_signals = true;  // SIGINT/SIGTERM stop the sweep (see above)
   std::string command_hint;    // how to continue an interrupted sweep (the same command)
   bool allow_schedule_change = false;  // TrainOptions::allow_schedule_change for resumed points
+  void (*on_step)(int64_t step) = nullptr;  // TrainOptions::on_step for every point (tests)
 };
 
 struct SweepOutcome {
