@@ -27,7 +27,7 @@ struct TrainOptions {
   // The world communicator; null: made from dist.comm (single process, or MPI under mpirun).
   // Tests pass one to run several layouts in one job.
   Comm* world = nullptr;
-  // Called after each phase of the set-up ("data", "model", "run_dir") with its name; tests raise
+  // Called after each phase of the set-up ("data", "model") with its name; tests raise
   // a signal there to interrupt the set-up at a known point. Null: nothing is called.
   void (*on_setup_phase)(const char* phase) = nullptr;
   // Called after each training step with the step count reached, before the loop looks for a
