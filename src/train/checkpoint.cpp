@@ -94,7 +94,7 @@ void check_no_extra(const SafetensorsFile& file, const ParamTable& table, Unused
 }
 
 
-// trainer_state.json of a verified checkpoint.
+// trainer_state.json of a verified checkpoint, whose step must be the checkpoint's.
 TrainerState read_trainer_state(const std::string& dir) {
   const std::string path = (fs::path(dir) / "trainer_state.json").string();
   nlohmann::json j;
@@ -103,7 +103,16 @@ TrainerState read_trainer_state(const std::string& dir) {
   } catch (const nlohmann::json::parse_error& e) {
     throw UserError(fmt::format("{}: not valid JSON: {}", path, e.what()), "use another checkpoint");
   }
-  return trainer_state_from_json(j, path);
+  TrainerState st = trainer_state_from_json(j, path);
+  // The manifest's step (verified: an integer, the N of a step_<N> directory) is the checkpoint's.
+  const nlohmann::json m = nlohmann::json::parse(read_file((fs::path(dir) / "manifest.json").string()));
+  const int64_t step = m.at("step").get<int64_t>();
+  if (st.step != step) {
+    throw UserError(fmt::format("{}: step: {}, but this is the checkpoint of step {} ({}/manifest.json)", path,
+                                st.step, step, dir),
+                    "the checkpoint was edited; use another checkpoint");
+  }
+  return st;
 }
 
 // verify_checkpoint with the files every loader reads (all hashed, or only `hash_only`). A resume
