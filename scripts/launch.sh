@@ -10,12 +10,17 @@
 # forwards to all nodes: a SIGTERM to mpirun itself would be followed by SIGKILL after 1 s). The
 # ranks finish their step, write a checkpoint and exit 0, and so does this script. The ranks get
 # --grace seconds (default AM_STOP_GRACE_S, else 300) for that, sized for a step plus a checkpoint
-# write; after it, or at a second signal, they are ended at once (SIGTERM to mpirun).
+# write; after it, or at a second signal, they are ended at once (SIGTERM to mpirun). A signal in
+# the first AM_START_WINDOW_S seconds (default 10) after the launch is passed on when they are over,
+# since ranks that have not started yet would lose it or die of it.
 set -euo pipefail
+early=0
+trap 'early=1' INT TERM  # until stop() can pass it on (below): a signal while mpirun is being started
 cd "$(dirname "$0")/.."
 np=""
 hostfile=()
 grace=${AM_STOP_GRACE_S:-300}
+start_window=${AM_START_WINDOW_S:-10}
 while [ $# -gt 0 ]; do
   case "$1" in
     -np) np=$2; shift 2 ;;
@@ -27,6 +32,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$np" ] || { echo "launch.sh: -np N is required" >&2; exit 2; }
 [[ "$grace" =~ ^[0-9]+$ ]] || { echo "launch.sh: --grace (AM_STOP_GRACE_S) must be whole seconds, got '$grace'" >&2; exit 2; }
+[[ "$start_window" =~ ^[0-9]+$ ]] || { echo "launch.sh: AM_START_WINDOW_S must be whole seconds, got '$start_window'" >&2; exit 2; }
 [ $# -ge 1 ] || { echo "usage: scripts/launch.sh -np N [--hostfile FILE] [--grace SECONDS] CONFIG [train options...]" >&2; exit 2; }
 config=$1
 shift
@@ -39,17 +45,32 @@ extra=()
 mpirun -np "$np" "${hostfile[@]}" "${extra[@]}" --oversubscribe \
   "${AM_BUILD_DIR:-build}/autonomoe" train --config "$config" "$@" &
 pid=$!
+started=$SECONDS
 signals=0
 watchdog=""
 stop() {
   signals=$((signals + 1))
   if [ "$signals" -eq 1 ]; then
-    echo "launch.sh: stopping: every rank finishes its step and writes a checkpoint (grace ${grace} s)" >&2
-    kill -USR1 "$pid" 2>/dev/null || true
+    # A rank catches SIGUSR1 only once its main() has started: before that mpirun has no rank to
+    # forward it to (it is lost) or the rank dies of it. So a stop in the first start_window
+    # seconds is forwarded when they are over (docs/distributed.md, "Stopping a multi-process job").
+    local delay=$((started + start_window - SECONDS))
+    if [ "$delay" -gt 0 ]; then
+      echo "launch.sh: stopping in ${delay} s, once the ranks have started (AM_START_WINDOW_S=${start_window}); then every rank finishes its step and writes a checkpoint (grace ${grace} s)" >&2
+    else
+      echo "launch.sh: stopping: every rank finishes its step and writes a checkpoint (grace ${grace} s)" >&2
+    fi
     (
+      sleeper=""
+      trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+      if [ "$delay" -gt 0 ]; then
+        sleep "$delay" </dev/null >/dev/null 2>&1 &
+        sleeper=$!
+        wait "$sleeper"
+      fi
+      kill -USR1 "$pid" 2>/dev/null || true
       sleep "$grace" </dev/null >/dev/null 2>&1 &
       sleeper=$!
-      trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
       wait "$sleeper"
       echo "launch.sh: grace of ${grace} s over: ending the ranks" >&2
       kill -TERM "$pid" 2>/dev/null
@@ -60,6 +81,7 @@ stop() {
   fi
 }
 trap stop INT TERM
+[ "$early" -eq 0 ] || stop
 code=0
 while :; do
   wait "$pid" && code=0 || code=$?

@@ -1,7 +1,9 @@
 // Hostile checkpoints (issue 10 points 3 and 4): a manifest that omits a file the loader reads, or
 // lists none, is refused before anything is read; a damaged config is reported as a corrupt
 // checkpoint, not as an invalid config; and the JSON inside a checkpoint (trainer state) gets errors
-// naming the file and key, also when its checksum has been made to match.
+// naming the file and key, also when its checksum has been made to match (a step other than the
+// checkpoint's, an unknown dtype, a loader position out of range or not where its tokens end). A
+// step_<N> that is a symlink or a renamed copy is not taken as the newest checkpoint.
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -119,6 +121,9 @@ TEST_CASE("trainer_state.json errors name the file and the key", "[checkpoint][h
       {"has_optimizer", "yes", "has_optimizer: expected true or false"},
       {"format", "something-else", "format: expected \"autonomoe-trainer-state\""},
       {"version", 2, "version: expected 1"},
+      {"dtype", "X", "dtype: expected \"F32\" or \"F64\", got \"X\""},
+      {"step", 0, "step: 0, but this is the checkpoint of step 2"},
+      {"step", 3, "step: 3, but this is the checkpoint of step 2"},
   };
   int i = 0;
   for (const Case& c : cases) {
@@ -140,13 +145,28 @@ TEST_CASE("trainer_state.json errors name the file and the key", "[checkpoint][h
 TEST_CASE("a damaged data loader state names trainer_state.json and train_loader", "[checkpoint][hostile]") {
   const Fixture fx;
   const nlohmann::json good = nlohmann::json::parse(read_file(fx.ckpt + "/trainer_state.json"));
-  const std::vector<std::pair<nlohmann::json, const char*>> cases = {
-      {{{"epoch", "x"}, {"cursor", 0}, {"fingerprint", nlohmann::json::object()}}, "is malformed"},
+  const nlohmann::json print = good["train_loader"]["fingerprint"];
+  REQUIRE(good["train_loader"]["epoch"] == 0);
+  const int64_t cursor = good["train_loader"]["cursor"].get<int64_t>();
+  REQUIRE(cursor > 0);
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {{{"epoch", "x"}, {"cursor", 0}, {"fingerprint", nlohmann::json::object()}},
+       "train_loader.epoch: expected an integer >= 0, got \"x\""},
+      {{{"epoch", 0}, {"cursor", -1}, {"fingerprint", print}}, "train_loader.cursor: expected an integer >= 0, got -1"},
+      {{{"epoch", 0}, {"fingerprint", print}}, "train_loader.cursor: missing"},
+      {{{"epoch", 0}, {"cursor", 0}, {"fingerprint", 3}}, "train_loader.fingerprint: expected an object, got 3"},
+      {{{"epoch", 0}, {"cursor", 1000000000}, {"fingerprint", print}},
+       "train_loader.cursor: expected an integer below "},
+      {{{"epoch", int64_t{1} << 40}, {"cursor", cursor}, {"fingerprint", print}},
+       "train_loader: epoch 1099511627776, cursor " + std::to_string(cursor) + " is not where tokens: "},
+      {{{"epoch", 0}, {"cursor", cursor - 1}, {"fingerprint", print}},
+       "train_loader: epoch 0, cursor " + std::to_string(cursor - 1) + " is not where tokens: "},
       {{{"epoch", 0}, {"cursor", 0}, {"fingerprint", {{"shards", {{{"name", 5}}}}}}}, "does not match"},
       {{{"epoch", 0}, {"cursor", 0}, {"fingerprint", {{"shards", {{"name", "x"}}}}}}, "does not match"},
   };
   int i = 0;
   for (const auto& [loader, expect] : cases) {
+    INFO(expect);
     const std::string ckpt = fx.copy(fmt::format("loader_{}", i++));
     nlohmann::json st = good;
     st["train_loader"] = loader;
@@ -155,8 +175,30 @@ TEST_CASE("a damaged data loader state names trainer_state.json and train_loader
     o.resume = ckpt;
     o.allow_schedule_change = true;  // the longer run is allowed: the loader state is what fails
     CHECK_THROWS_WITH(train(load_config(fx.yaml, {"run.name=h2", "train.max_steps=4"}), o),
-                      Catch::Contains(ckpt + "/trainer_state.json: train_loader: data loader state") &&
-                          Catch::Contains(expect));
+                      Catch::Contains(ckpt + "/trainer_state.json: train_loader") && Catch::Contains(expect));
+  }
+}
+
+TEST_CASE("a checkpoint under another step's name is not the newest, and is refused by name", "[checkpoint][hostile]") {
+  const Fixture fx;
+  const fs::path root = fs::path(fx.dir / "root");
+  fs::create_directories(root);
+  fs::copy(fx.ckpt, root / "step_00000002", fs::copy_options::recursive);
+  fs::create_directory_symlink("step_00000002", root / "step_00000009");  // as `ln -s` would
+  fs::copy(fx.ckpt, root / "step_00000007", fs::copy_options::recursive);  // a copy renamed
+  const std::optional<CheckpointEntry> latest = latest_checkpoint(root.string());
+  REQUIRE(latest.has_value());
+  CHECK(latest->step == 2);
+  CHECK(latest->path == (root / "step_00000002").string());
+  CHECK(list_checkpoints(root.string()).size() == 1);
+  prune_checkpoints(root.string(), 1);  // never touches what it does not list
+  CHECK(fs::is_symlink(root / "step_00000009"));
+  CHECK(fs::exists(root / "step_00000007"));
+  // Named explicitly, each is refused: its manifest says step 2.
+  for (const char* name : {"step_00000009", "step_00000007"}) {
+    const std::string dir = (root / name).string();
+    CHECK_THROWS_WITH(resume_load(dir), Catch::Contains("manifest.json says step 2, but the directory is named " +
+                                                        std::string(name)));
   }
 }
 

@@ -1,6 +1,6 @@
 // Non-finite weights never reach a checkpoint (issue 10 point 6): the update flag AdamW sets as it
 // writes, the step that reads it with the losses, the trainer that stops without a checkpoint,
-// save_checkpoint's and load_checkpoint's refusals.
+// save_checkpoint's and load_checkpoint's refusals (of weights and of AdamW moments).
 #include "cpu/cpu_backend.h"
 #include "io/checkpoint_dir.h"
 #include "io/finite_values.h"
@@ -165,6 +165,45 @@ TEST_CASE("save_checkpoint refuses non-finite weights, load_checkpoint a checkpo
   CHECK_THROWS_WITH(save_checkpoint(dir / "ck", cfg, model.store(), nullptr, st),
                     Catch::Contains("refusing to write the checkpoint of step 5: tensor " + name +
                                     " holds a non-finite value (inf at element 5)"));
+  CHECK(!fs::exists(dir / "ck/step_00000005"));
+}
+
+TEST_CASE("save_checkpoint refuses non-finite AdamW moments, load_checkpoint a checkpoint that holds them",
+          "[checkpoint]") {
+  test::TempDir dir("nonfinite-opt");
+  const Config cfg = small_config(dir, {});
+  CpuBackend be(DType::F32, 1);
+  Transformer model(be, cfg.model, 1, 4);
+  model.store().init(2);
+  AdamW opt(model.store(), cfg.train);
+  TrainerState st;
+  st.step = 4;
+  st.train_loader = nlohmann::json::object();
+  const std::string good = save_checkpoint(dir / "ck", cfg, model.store(), &opt, st);
+
+  const std::string weight = "model.layers.1.block_sparse_moe.experts.2.w2.weight";
+  for (const char* moment : {".exp_avg", ".exp_avg_sq"}) {
+    const std::string name = weight + moment;
+    INFO(name);
+    const std::string bad = test::poison_checkpoint(good, dir / ("poisoned" + std::string(moment)), name,
+                                                    "optimizer.safetensors");
+    verify_checkpoint(bad);  // its manifest matches: only the values are wrong
+    Transformer other(be, cfg.model, 1, 4);
+    AdamW other_opt(other.store(), cfg.train);
+    load_checkpoint(good, other.store(), &other_opt);
+    CHECK_THROWS_WITH(load_checkpoint(bad, other.store(), &other_opt),
+                      Catch::Contains(bad + "/optimizer.safetensors: tensor " + name +
+                                      " holds a non-finite value (nan at element 0)"));
+  }
+
+  const int i = model.store().table().index(weight);
+  std::vector<float> v(static_cast<size_t>(model.store().table().at(i).numel()), 0.f);
+  v[3] = -std::numeric_limits<float>::infinity();
+  opt.set_moment(i, AdamW::Moment::V, v.data());
+  st.step = 5;
+  CHECK_THROWS_WITH(save_checkpoint(dir / "ck", cfg, model.store(), &opt, st),
+                    Catch::Contains("refusing to write the checkpoint of step 5 (optimizer state): tensor " + weight +
+                                    ".exp_avg_sq holds a non-finite value (-inf at element 3)"));
   CHECK(!fs::exists(dir / "ck/step_00000005"));
 }
 

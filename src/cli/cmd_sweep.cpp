@@ -5,6 +5,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "dist/launch.h"
+#include "dist/rank_agreement.h"
 #include "io/output_dir.h"
 #include "sweep/results.h"
 #include "sweep/runner.h"
@@ -47,6 +48,26 @@ void print_dry_run(const SweepPlan& plan) {
               plan.dir.c_str(), plan.points.size());
 }
 
+// What every rank of an mpirun job must agree on before the sweep does anything: its options, its
+// directory and every point (id and overrides). Ranks that disagree would run different points in
+// turn and hang in a collective; they stop here instead, naming the first difference.
+std::vector<RunFact> sweep_facts(const SweepPlan& plan, const Args& args) {
+  std::vector<RunFact> facts;
+  for (const char* flag : {"dry-run", "allow-schedule-change"}) {
+    facts.push_back({fmt::format("whether --{} is given", flag), args.has(flag) ? "yes" : "no"});
+  }
+  facts.push_back({"the --set options", fmt::format("[{}]", fmt::join(args.sets(), " "))});
+  facts.push_back({"sweep name", plan.file.name});
+  facts.push_back({"sweep directory", plan.dir});
+  facts.push_back({"sweep points", std::to_string(plan.points.size())});
+  for (size_t i = 0; i < plan.points.size(); ++i) {
+    const SweepPoint& p = plan.points[i];
+    facts.push_back({fmt::format("sweep point {}", i + 1),
+                     fmt::format("{} ({})", p.id, fmt::join(p.overrides, " "))});
+  }
+  return facts;
+}
+
 }  // namespace
 
 int cmd_sweep(int argc, char** argv) {
@@ -77,6 +98,7 @@ int cmd_sweep(int argc, char** argv) {
   }
 
   const SweepPlan plan = plan_sweep(sweep_file, args.sets());
+  require_ranks_agree(*make_job_comm(), sweep_facts(plan, args));  // under mpirun: before anything runs
   if (args.has("dry-run")) {
     if (make_job_comm()->rank() == 0) print_dry_run(plan);  // under mpirun: once
     return 0;

@@ -14,6 +14,7 @@ namespace am {
 
 namespace {
 
+const char* kEditedHint = "the checkpoint was edited or damaged; use another checkpoint";
 const char* kDataHint =
     "prepare data with scripts/prepare_brown.sh or `autonomoe-data encode` (docs/data.md)";
 
@@ -167,18 +168,29 @@ std::string describe_shards(const nlohmann::json& shards) {
   return s;
 }
 
+// Field `key` of the state `s` (named `where` in errors): an integer >= 0.
+uint64_t state_count(const nlohmann::json& s, const char* key, const std::string& where) {
+  if (!s.contains(key)) throw UserError(fmt::format("{}.{}: missing", where, key), kEditedHint);
+  const nlohmann::json& v = s[key];
+  if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0)) {
+    throw UserError(fmt::format("{}.{}: expected an integer >= 0, got {}", where, key, v.dump()), kEditedHint);
+  }
+  return v.get<uint64_t>();
+}
+
 }  // namespace
 
-void DataLoader::restore(const nlohmann::json& s, bool allow_batch_change) {
+void DataLoader::restore(const nlohmann::json& s, bool allow_batch_change, const std::string& where) {
   const char* hint = "resume with the same data and data settings, or start a new run";
-  if (!s.is_object() || !s.contains("epoch") || !s.contains("cursor") ||
-      !s.contains("fingerprint") || !s["epoch"].is_number_integer() ||
-      !s["cursor"].is_number_integer() || s["epoch"].get<int64_t>() < 0 ||
-      s["cursor"].get<int64_t>() < 0 || !s["fingerprint"].is_object()) {
-    throw UserError(fmt::format("data loader state is malformed (expected epoch, cursor and "
-                                "fingerprint): {}",
-                                s.dump()),
-                    hint);
+  if (!s.is_object()) {
+    throw UserError(fmt::format("{}: expected an object with epoch, cursor and fingerprint, got {}", where, s.dump()),
+                kEditedHint);
+  }
+  const uint64_t epoch = state_count(s, "epoch", where), cursor = state_count(s, "cursor", where);
+  if (!s.contains("fingerprint") || !s["fingerprint"].is_object()) {
+    throw UserError(fmt::format("{}.fingerprint: expected an object, got {}", where,
+                                s.contains("fingerprint") ? s["fingerprint"].dump() : "nothing"),
+                kEditedHint);
   }
   const nlohmann::json now = fingerprint();
   const nlohmann::json& then = s["fingerprint"];
@@ -208,13 +220,18 @@ void DataLoader::restore(const nlohmann::json& s, bool allow_batch_change) {
   }
   if (!diffs.empty()) {
     std::string msg = fmt::format(
-        "data loader state for \"{}\" does not match the checkpoint "
+        "{} for \"{}\" does not match the checkpoint "
         "(the data or data settings changed):",
-        pattern_);
+        where, pattern_);
     for (const auto& d : diffs) msg += "\n  " + d;
     throw UserError(msg, hint);
   }
-  seek({s["epoch"].get<uint64_t>(), s["cursor"].get<uint64_t>()});
+  if (cursor >= static_cast<uint64_t>(windows_per_epoch())) {  // state() never writes one
+    throw UserError(fmt::format("{}.cursor: expected an integer below {} (the windows of an epoch of \"{}\"), got {}",
+                                where, windows_per_epoch(), pattern_, cursor),
+                kEditedHint);
+  }
+  seek({epoch, cursor});
 }
 
 }  // namespace am

@@ -48,8 +48,11 @@ class DataLoader {
   // match this loader, e.g. because the data changed since the checkpoint; a different
   // windows_per_step only when `allow_batch_change` is false (the position counts global windows,
   // so a run that changes its global batch on purpose continues from the same window).
+  // Its epoch and cursor must be integers >= 0, the cursor below windows_per_epoch(); errors name
+  // the field as "<where>.cursor" (the trainer passes "<file>: train_loader").
   nlohmann::json state() const;
-  void restore(const nlohmann::json& s, bool allow_batch_change = false);
+  void restore(const nlohmann::json& s, bool allow_batch_change = false,
+               const std::string& where = "data loader state");
   // The windows one optimizer step reads over all ranks: the global batch (train/batch.h).
   // Default world * B (one micro-batch per step).
   void set_windows_per_step(int64_t w) { windows_per_step_ = w; }

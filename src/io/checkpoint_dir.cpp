@@ -29,7 +29,8 @@ std::string utc_now_iso8601() {
   return buf;
 }
 
-// "step_00000100" -> 100; nullopt for anything that is not exactly checkpoint_dir_name(N).
+}  // namespace
+
 std::optional<int64_t> parse_step_dir(const std::string& name) {
   if (name.size() < 6 || name.size() > 5 + 18 || name.rfind("step_", 0) != 0) return {};
   int64_t step = 0;
@@ -40,6 +41,8 @@ std::optional<int64_t> parse_step_dir(const std::string& name) {
   if (name != checkpoint_dir_name(step)) return {};
   return step;
 }
+
+namespace {
 
 void rename_or_fail(const fs::path& from, const fs::path& to) {
   std::error_code ec;
@@ -201,6 +204,17 @@ nlohmann::json read_manifest(const fs::path& dir) {
   if (!m.contains("files") || !m["files"].is_object()) {
     verify_fail(dir, "is corrupt: manifest.json has no \"files\" object");
   }
+  const nlohmann::json& step = m.contains("step") ? m["step"] : nlohmann::json();
+  if (!step.is_number_integer() || (step.is_number_unsigned() && step.get<uint64_t>() > INT64_MAX) ||
+      step.get<int64_t>() < 0) {
+    verify_fail(dir, fmt::format("is corrupt: manifest.json: step: expected an integer >= 0, got {}", step.dump()));
+  }
+  const std::optional<int64_t> named = parse_step_dir(dir.lexically_normal().filename().string());
+  if (named && *named != step.get<int64_t>()) {
+    verify_fail(dir, fmt::format("is corrupt: manifest.json says step {}, but the directory is named {} (a "
+                                 "checkpoint copied or renamed to another step)",
+                                 step.get<int64_t>(), dir.lexically_normal().filename().string()));
+  }
   return m;
 }
 
@@ -269,6 +283,26 @@ nlohmann::json verify_checkpoint(const std::string& dir_str,
 
 // ---------------------------------------------------------------- listing and cleanup
 
+namespace {
+
+// Why step_<N> at `p` is not the checkpoint of step N, or nullopt when it is (as far as its
+// manifest's step says; a manifest that cannot be read is left to verify_checkpoint to report).
+// A symlink (step_00000009 -> step_00000003) and a copy renamed to another step are not.
+std::optional<std::string> not_this_step(const fs::path& p, bool symlink, int64_t step) {
+  if (symlink) return std::string("it is a symbolic link (a checkpoint is a directory of its own)");
+  try {
+    const nlohmann::json m = nlohmann::json::parse(read_regular_file((p / kManifest).string(), "checkpoint manifest"));
+    if (m.is_object() && m.contains("step") && m["step"].is_number_integer() && m["step"].get<int64_t>() != step) {
+      return fmt::format("its manifest.json says step {} (a checkpoint copied or renamed to another step)",
+                         m["step"].get<int64_t>());
+    }
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::vector<CheckpointEntry> list_checkpoints(const std::string& root) {
   std::vector<CheckpointEntry> out;
   std::error_code ec;
@@ -277,6 +311,10 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& root) {
     std::optional<int64_t> step = parse_step_dir(it->path().filename().string());
     if (!step || !it->is_directory()) continue;
     if (!fs::is_regular_file(it->path() / kManifest)) continue;
+    if (const std::optional<std::string> why = not_this_step(it->path(), it->is_symlink(), *step)) {
+      spdlog::warn("ignoring checkpoint '{}': {}", it->path().string(), *why);
+      continue;
+    }
     out.push_back({*step, it->path().string()});
   }
   if (ec) fail("cannot list checkpoint root '{}': {}", root, ec.message());

@@ -21,6 +21,8 @@ inline constexpr const char* kCheckpointFormat = "autonomoe-checkpoint";
 inline constexpr int kCheckpointVersion = 1;
 
 std::string checkpoint_dir_name(int64_t step);  // "step_00000100"
+// "step_00000100" -> 100; nullopt for a name that is not exactly checkpoint_dir_name(N).
+std::optional<int64_t> parse_step_dir(const std::string& name);
 
 class CheckpointWriter {
  public:
@@ -53,7 +55,8 @@ class CheckpointWriter {
 
 // Checks that manifest.json exists and parses, lists every file in `required` (the files the
 // caller will read: a manifest that omits one, or an empty "files" map, is refused), and every
-// listed file is a regular file with the listed size and hash. UserError naming the checkpoint
+// listed file is a regular file with the listed size and hash, and its "step" is an integer >= 0,
+// the N of the directory's name when that is step_<N>. UserError naming the checkpoint
 // and the file, saying "incomplete" (no manifest, a listed file missing, a required file not
 // listed), "truncated" (file shorter than listed) or "corrupt" (hash or size mismatch, bad
 // manifest, not a regular file), with a hint naming the newest other checkpoint in the same root.
@@ -72,6 +75,9 @@ struct CheckpointEntry {
 // Complete checkpoints under root (step_<N> dirs holding a manifest.json), sorted by step.
 // Temp dirs, other files and dirs without a manifest are ignored. A missing root gives {}.
 // Presence of the manifest is checked, not the hashes: call verify_checkpoint before loading.
+// A step_<N> that is a symbolic link, or whose manifest says another step (a copy renamed), is
+// skipped with a warning naming it: it is not the checkpoint of step N, and taking it as the
+// newest would resume at the wrong step (never deleted by pruning either).
 std::vector<CheckpointEntry> list_checkpoints(const std::string& root);
 std::optional<CheckpointEntry> latest_checkpoint(const std::string& root);
 

@@ -67,6 +67,17 @@ std::vector<char> read_host(const SafetensorsFile& file, const std::string& name
   return host;
 }
 
+// An AdamW moment of `file`, refused (naming file and tensor) when it holds a NaN or an infinity:
+// the first step would then report a diverged update, blaming the learning rate.
+std::vector<char> read_moment(const SafetensorsFile& file, const std::string& name, DType dt,
+                              const std::vector<int64_t>& shape) {
+  std::vector<char> host = read_host(file, name, dt, shape);
+  refuse_nonfinite({StEntry{name, dt, shape, host.data()}}, file.path(),
+                   "the checkpoint holds the optimizer state of a diverged run (or was edited); use an earlier "
+                   "checkpoint");
+  return host;
+}
+
 void check_no_extra(const SafetensorsFile& file, const ParamTable& table, UnusedTensors policy) {
   std::vector<std::string> unused;
   for (const std::string& name : file.names()) {
@@ -84,7 +95,7 @@ void check_no_extra(const SafetensorsFile& file, const ParamTable& table, Unused
 }
 
 
-// trainer_state.json of a verified checkpoint.
+// trainer_state.json of a verified checkpoint, whose step must be the checkpoint's.
 TrainerState read_trainer_state(const std::string& dir) {
   const std::string path = (fs::path(dir) / "trainer_state.json").string();
   nlohmann::json j;
@@ -93,7 +104,16 @@ TrainerState read_trainer_state(const std::string& dir) {
   } catch (const nlohmann::json::parse_error& e) {
     throw UserError(fmt::format("{}: not valid JSON: {}", path, e.what()), "use another checkpoint");
   }
-  return trainer_state_from_json(j, path);
+  TrainerState st = trainer_state_from_json(j, path);
+  // The manifest's step (verified: an integer, the N of a step_<N> directory) is the checkpoint's.
+  const nlohmann::json m = nlohmann::json::parse(read_file((fs::path(dir) / "manifest.json").string()));
+  const int64_t step = m.at("step").get<int64_t>();
+  if (st.step != step) {
+    throw UserError(fmt::format("{}: step: {}, but this is the checkpoint of step {} ({}/manifest.json)", path,
+                                st.step, step, dir),
+                    "the checkpoint was edited; use another checkpoint");
+  }
+  return st;
 }
 
 // verify_checkpoint with the files every loader reads (all hashed, or only `hash_only`). A resume
@@ -163,19 +183,23 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
   }
   if (dist && !dist->is_root()) return checkpoint_path(root, state.step);
 
-  refuse_nonfinite(entries(full, dt, values, ""), fmt::format("refusing to write the checkpoint of step {}", state.step),
-                   "the run diverged: lower train.lr or raise train.warmup_steps, and resume from the last "
-                   "checkpoint with --resume");
+  // Never a checkpoint that would not load: its weights and moments (on the host here) are finite.
+  const std::string refusing = fmt::format("refusing to write the checkpoint of step {}", state.step);
+  const char* diverged = "the run diverged: lower train.lr or raise train.warmup_steps, and resume from the last "
+                         "checkpoint with --resume";
+  refuse_nonfinite(entries(full, dt, values, ""), refusing, diverged);
+  std::vector<StEntry> moments;
+  if (opt) {
+    moments = entries(full, dt, m, ".exp_avg");
+    for (StEntry& e : entries(full, dt, v, ".exp_avg_sq")) moments.push_back(e);
+    refuse_nonfinite(moments, refusing + " (optimizer state)", diverged);
+  }
   create_output_dir(root, "the checkpoint directory");
   CheckpointWriter w(root, state.step);
   const std::map<std::string, std::string> meta = {{"format", "autonomoe"},
                                                    {"step", std::to_string(state.step)}};
   write_safetensors(w.path("model.safetensors"), entries(full, dt, values, ""), meta);
-  if (opt) {
-    std::vector<StEntry> moments = entries(full, dt, m, ".exp_avg");
-    for (StEntry& e : entries(full, dt, v, ".exp_avg_sq")) moments.push_back(e);
-    write_safetensors(w.path("optimizer.safetensors"), moments, meta);
-  }
+  if (opt) write_safetensors(w.path("optimizer.safetensors"), moments, meta);
   const nlohmann::json st = trainer_state_to_json(state, dtype_name(dt), opt != nullptr);
   write_file_atomic(w.path("trainer_state.json"), st.dump(2) + "\n");
   write_file_atomic(w.path("config.json"), hf_config_json(cfg.model, dt).dump(2) + "\n");
@@ -206,8 +230,8 @@ TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* 
     SafetensorsFile moments((fs::path(dir) / "optimizer.safetensors").string());
     for (int i = 0; i < table.size(); ++i) {  // a ZeRO-1 optimizer keeps its shard of each
       const ParamSpec& s = table.at(i);
-      opt->set_moment(i, AdamW::Moment::M, read_host(moments, s.name + ".exp_avg", be.dtype(), s.shape).data());
-      opt->set_moment(i, AdamW::Moment::V, read_host(moments, s.name + ".exp_avg_sq", be.dtype(), s.shape).data());
+      opt->set_moment(i, AdamW::Moment::M, read_moment(moments, s.name + ".exp_avg", be.dtype(), s.shape).data());
+      opt->set_moment(i, AdamW::Moment::V, read_moment(moments, s.name + ".exp_avg_sq", be.dtype(), s.shape).data());
     }
   }
   return state;

@@ -2,6 +2,8 @@
 
 #include "core/error.h"
 
+#include <signal.h>
+
 #include <atomic>
 #include <csignal>
 
@@ -26,7 +28,40 @@ extern "C" void on_stop_signal(int sig) {
   }
 }
 
+// Requests that arrived before the first guard (catch_early_stop_signals); open until that guard
+// takes them over, after which on_early_signal gives a signal its default action, as before.
+std::atomic<int> g_early{0};
+std::atomic<bool> g_early_open{false};
+
+extern "C" void on_early_signal(int sig) {
+  if (!g_early_open.load() || g_early.fetch_add(1) >= 1) {  // no guard to come, or a second signal
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+
+sigset_t stop_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&set, sig);
+  return set;
+}
+
 }  // namespace
+
+void block_stop_signals() {
+  const sigset_t set = stop_set();
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+}
+
+void catch_early_stop_signals(bool catch_them) {
+  if (catch_them) {
+    g_early_open = true;
+    for (int sig : {SIGINT, SIGTERM, SIGUSR1}) std::signal(sig, on_early_signal);
+  }
+  const sigset_t set = stop_set();
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);  // a signal held pending (also across the re-exec) arrives now
+}
 
 StopSignals::StopSignals(bool enable) {
   if (!enable) return;
@@ -38,6 +73,8 @@ StopSignals::StopSignals(bool enable) {
   prev_int_ = std::signal(SIGINT, on_stop_signal);
   prev_term_ = std::signal(SIGTERM, on_stop_signal);
   prev_usr1_ = std::signal(SIGUSR1, on_stop_signal);
+  // The first guard takes over the requests that came before it (from main's start on).
+  if (level_ == 0 && g_early_open.exchange(false)) g_signals[0] += g_early.exchange(0);
 }
 
 StopSignals::~StopSignals() {

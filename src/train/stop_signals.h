@@ -16,6 +16,18 @@ namespace am {
 // and a signal is counted by the innermost enabled guard only, each counting from zero from its
 // construction on. A first signal while a point trains therefore stops that point (which reports
 // it interrupted); one between points is counted by the sweep's guard.
+// A signal before the first guard exists (while the process starts: the OpenMP re-exec, MPI's
+// start-up, reading the config) is a stop request too, not the default death. main() calls
+// block_stop_signals() first thing, so that a signal that arrives during the re-exec stays pending
+// across execv (the signal mask and pending signals survive it), then, in the final image,
+// catch_early_stop_signals(true) for the commands that hold a guard (train, sweep): it installs a
+// process-wide handler that records the request and unblocks the three signals. The first guard
+// constructed takes the recorded request over (requested() is true from its start: the trainer
+// ends "interrupted before training started", exit 0); a second early signal ends the process at
+// once. catch_early_stop_signals(false) only unblocks them (other commands keep the default action).
+void block_stop_signals();
+void catch_early_stop_signals(bool catch_them);
+
 class StopSignals {
  public:
   explicit StopSignals(bool enable);

@@ -199,13 +199,20 @@ void open_data(Run& run) {
   }
 }
 
-// The data loader's position from a checkpoint's trainer state; errors name the file and key.
-void restore_loader(DataLoader& loader, const nlohmann::json& state, const std::string& dir,
-                    bool allow_batch_change) {
-  try {
-    loader.restore(state, allow_batch_change);
-  } catch (const UserError& e) {
-    throw UserError(fmt::format("{}: train_loader: {}", (fs::path(dir) / "trainer_state.json").string(), e.what()));
+// The data loader's position from a checkpoint's trainer state; errors name the file and key. The
+// position counts the windows read so far, every one of them T tokens of `tokens`, so an edited
+// epoch (or tokens) is refused here rather than resuming on other data.
+void restore_loader(DataLoader& loader, const TrainerState& state, const std::string& dir, bool allow_batch_change,
+                    int T) {
+  const std::string file = (fs::path(dir) / "trainer_state.json").string();
+  loader.restore(state.train_loader, allow_batch_change, file + ": train_loader");
+  const LoaderPosition p = loader.position();
+  const uint64_t W = static_cast<uint64_t>(loader.windows_per_epoch()), read = static_cast<uint64_t>(state.tokens / T);
+  if (state.tokens % T != 0 || p.epoch > read / W || p.epoch * W + p.cursor != read) {
+    throw UserError(fmt::format("{}: train_loader: epoch {}, cursor {} is not where tokens: {} ({} windows of {} "
+                                "tokens) end, at epoch {}, cursor {} (epochs of {} windows)",
+                                file, p.epoch, p.cursor, state.tokens, read, T, read / W, read % W, W),
+                    "the checkpoint was edited or damaged; use another checkpoint");
   }
 }
 
@@ -240,7 +247,7 @@ void build_model(Run& run) {
     check_resume_compatible(ckpt_cfg, cfg, *run.resume_dir, allow, run.root);
     run.state = load_checkpoint(*run.resume_dir, run.model->store(), &*run.opt,
                                 run.dist->ep_size > 1 ? UnusedTensors::Quiet : UnusedTensors::Refuse);
-    restore_loader(*run.train_data, run.state.train_loader, *run.resume_dir, allow);
+    restore_loader(*run.train_data, run.state, *run.resume_dir, allow, run.T);
     run.summary.last_checkpoint = *run.resume_dir;
   } else {
     run.model->store().init(cfg.run.seed);

@@ -58,6 +58,10 @@ TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string&
   if (!s.train_loader.is_object()) {
     bad_key(path, "train_loader", fmt::format("expected an object, got {}", s.train_loader.dump()));
   }
+  const nlohmann::json& dt = need(j, path, "dtype");
+  if (dt != "F32" && dt != "F64") {  // the parameter stores this build has (and writes)
+    bad_key(path, "dtype", fmt::format("expected \"F32\" or \"F64\", got {}", dt.dump()));
+  }
   const nlohmann::json& h = need(j, path, "has_optimizer");
   if (!h.is_boolean()) bad_key(path, "has_optimizer", fmt::format("expected true or false, got {}", h.dump()));
   s.has_optimizer = h.get<bool>();

@@ -22,7 +22,8 @@ struct TrainerState {
 nlohmann::json trainer_state_to_json(const TrainerState& s, const std::string& dtype,
                                      bool has_optimizer);
 
-// UserError naming `path` and the key on a wrong format, version, type or range.
+// UserError naming `path` and the key on a wrong format, version, type or range (a dtype other
+// than F32 or F64). The step's agreement with its checkpoint is load_checkpoint's to check.
 TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& path);
 
 }  // namespace am

@@ -1,4 +1,4 @@
-// Test support: a copy of a checkpoint with one NaN weight and a manifest that matches it (written
+// Test support: a copy of a checkpoint with one NaN weight (or AdamW moment) and a manifest that matches it (written
 // through CheckpointWriter, like a real one), so that only the check for non-finite values can
 // refuse it. Used by tests/test_numerics.cpp and by the am-poison-checkpoint tool of the CLI tests.
 #pragma once
@@ -29,7 +29,7 @@ inline void set_first_nan(std::vector<char>& bytes, DType dt) {
   if (dt == DType::BF16) std::memcpy(bytes.data(), &nanb, sizeof nanb);
 }
 
-// Writes model.safetensors of `src` into `dst` with element 0 of tensor `name` set to NaN.
+// Writes the safetensors file `src` into `dst` with element 0 of tensor `name` set to NaN.
 inline void copy_with_nan(const std::string& src, const std::string& dst, const std::string& name) {
   SafetensorsFile in(src);
   in.info(name);  // UserError if absent
@@ -49,15 +49,17 @@ inline void copy_with_nan(const std::string& src, const std::string& dst, const 
 }
 
 // Copies checkpoint directory `src` to <dst_root>/step_<N> (its step), with element 0 of tensor
-// `name` of model.safetensors set to NaN, and commits it with a fresh manifest. Returns its path.
-inline std::string poison_checkpoint(const std::string& src, const std::string& dst_root, const std::string& name) {
+// `name` of `file` (model.safetensors, or optimizer.safetensors for a moment such as
+// "<weight>.exp_avg") set to NaN, and commits it with a fresh manifest. Returns its path.
+inline std::string poison_checkpoint(const std::string& src, const std::string& dst_root, const std::string& name,
+                                     const std::string& file = "model.safetensors") {
   namespace fs = std::filesystem;
   const nlohmann::json manifest = nlohmann::json::parse(read_file((fs::path(src) / "manifest.json").string()));
   CheckpointWriter w(dst_root, manifest.at("step").get<int64_t>());
   for (const auto& e : fs::recursive_directory_iterator(src)) {
     const std::string rel = fs::relative(e.path(), src).string();
     if (!e.is_regular_file() || rel == "manifest.json") continue;
-    if (rel == "model.safetensors") {
+    if (rel == file) {
       copy_with_nan(e.path().string(), w.path(rel), name);
     } else {
       fs::copy_file(e.path(), w.path(rel));
