@@ -3,6 +3,7 @@
 #include "core/rng.h"
 #include "data/encode.h"
 #include "data/shard.h"
+#include "io/output_dir.h"
 
 #include <filesystem>
 
@@ -25,7 +26,7 @@ std::vector<int32_t> synthetic_tokens(int64_t n, int64_t vocab_size, uint64_t se
 DatasetMeta write_synthetic_dataset(const std::string& dir, const std::string& name,
                                     int64_t vocab_size, int64_t train_tokens, int64_t val_tokens,
                                     uint64_t seed) {
-  std::filesystem::create_directories(dir);
+  create_output_dir(dir, "--out-dir");
   // One stream, split: validation follows the same cycle as training.
   const std::vector<int32_t> all = synthetic_tokens(train_tokens + val_tokens, vocab_size, seed);
   const std::vector<int32_t> train(all.begin(), all.begin() + train_tokens);

@@ -1,6 +1,7 @@
 #include "sweep/results.h"
 
 #include "io/atomic_file.h"
+#include "io/output_dir.h"
 #include "model/model_info.h"
 #include "train/trainer.h"
 
@@ -140,7 +141,7 @@ std::string results_markdown(const SweepPlan& plan, const std::vector<PointResul
 
 std::pair<std::string, std::string> write_results(const SweepPlan& plan,
                                                   const std::vector<PointResult>& results) {
-  fs::create_directories(plan.dir);
+  create_output_dir(plan.dir, "the sweep directory (run.out_dir/<sweep name>)");
   const std::string csv = (fs::path(plan.dir) / "results.csv").string();
   const std::string md = (fs::path(plan.dir) / "results.md").string();
   write_file_atomic(csv, results_csv(plan, results));
