@@ -11,6 +11,7 @@
 //                spread evenly over the ranks, there and back (what an expert-parallel layer sends).
 // Unlike training, which skips collectives in a one-process run, both run at world size 1 too, so
 // a single GPU measures the NCCL path end to end (its local copies and launch costs).
+#include "backends/backend_factory.h"
 #include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"

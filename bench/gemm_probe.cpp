@@ -13,6 +13,7 @@
 //   single: one GEMM of all A rows against one weight matrix -- the same FLOPs in one call, the
 //           best a grouped GEMM of these shapes could do.
 // single / loop near 1 means a grouped GEMM has nothing to win (docs/benchmarks.md).
+#include "backends/backend_factory.h"
 #include "cli/guarded.h"
 #include "config/config.h"
 #include "core/backend.h"

@@ -43,7 +43,7 @@
 //    12 shared-memory wavefronts per 16 issue cycles of FMA: close to FMA-bound, fp32 SIMT (no
 //    tensor cores: TF32 would not meet the 1e-4 parity with the CPU).
 #include "check.cuh"
-#include "cpu/cpu_checks.h"
+#include "core/op_checks.h"
 #include "launch.cuh"
 #include "ops.cuh"
 
@@ -557,11 +557,8 @@ void launch_tiles(dim3 grid, size_t bytes, Args&&... args) {
   launch<Kernel>(grid, kThreads, bytes, 0, std::forward<Args>(args)...);
 }
 
-void check_shape(const char* op, const AttnShape& s) {
-  AM_CHECK(s.B >= 0 && s.T >= 0 && s.head_dim > 0 && s.n_heads > 0 && s.n_kv_heads > 0 &&
-               s.n_heads % s.n_kv_heads == 0,
-           "{}: bad attention shape B={} T={} H={} Hkv={} hd={}", op, s.B, s.T, s.n_heads, s.n_kv_heads,
-           s.head_dim);
+// The kernels' own limits (Backend has checked the shape itself).
+void check_limits(const char* op, const AttnShape& s) {
   if (s.head_dim > kMaxHeadDim) {
     throw UserError(fmt::format("{}: the CUDA attention kernels support head dims up to {}, got {}", op,
                                 kMaxHeadDim, s.head_dim),
@@ -590,10 +587,7 @@ int tiles(int64_t n, int tile) { return int((n + tile - 1) / tile); }
 }  // namespace
 
 void attention_forward(Backend&, Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
-  check_shape("attention_forward", s);
-  cpu::check_matrix("attention_forward", "qkv", qkv, DType::F32, s.B * s.T, s.qkv_dim());
-  cpu::check_matrix("attention_forward", "out", out, DType::F32, s.B * s.T, s.q_dim());
-  cpu::check_numel("attention_forward", "lse", lse, DType::F32, s.B * s.n_heads * s.T);
+  check_limits("attention_forward", s);
   if (s.B == 0 || s.T == 0) return;
   const Geo g = make_geo(s);
   with_head_dim(s.head_dim, [&](auto dim) {
@@ -607,12 +601,7 @@ void attention_forward(Backend&, Tensor out, Tensor lse, Tensor qkv, const AttnS
 
 void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                         const AttnShape& s) {
-  check_shape("attention_backward", s);
-  cpu::check_matrix("attention_backward", "dqkv", dqkv, DType::F32, s.B * s.T, s.qkv_dim());
-  cpu::check_matrix("attention_backward", "dout", dout, DType::F32, s.B * s.T, s.q_dim());
-  cpu::check_matrix("attention_backward", "qkv", qkv, DType::F32, s.B * s.T, s.qkv_dim());
-  cpu::check_matrix("attention_backward", "out", out, DType::F32, s.B * s.T, s.q_dim());
-  cpu::check_numel("attention_backward", "lse", lse, DType::F32, s.B * s.n_heads * s.T);
+  check_limits("attention_backward", s);
   if (s.B == 0 || s.T == 0) return;
   const Geo g = make_geo(s);
 

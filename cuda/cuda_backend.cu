@@ -1,6 +1,8 @@
 // The CUDA backend: device memory, cuBLAS GEMMs (row-major through the column-major API; bf16
 // operands in mixed precision), the element-wise kernels of elementwise.cu, and every other op
-// forwarded to the kernel families of ops.cuh.
+// forwarded to the kernel families of ops.cuh. Backend (core/backend.h) has checked every op's
+// arguments before its `_impl` here runs; the overrides of the composites rmsnorm_residual_forward
+// and cross_entropy_forward_backward are fused kernels (dense.cu, rows.cu).
 #include "check.cuh"
 #include "core/caching_allocator.h"
 #include "cuda_backend.h"
@@ -66,18 +68,18 @@ class CudaBackend final : public Backend {
     AM_CUDA(cudaMemcpy(host, src.data, src.nbytes(), cudaMemcpyDeviceToHost));
   }
   void zero(Tensor t) override { AM_CUDA(cudaMemset(t.data, 0, t.nbytes())); }
-  void copy(Tensor dst, Tensor src) override {
-    AM_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(), "copy {} <- {}", dst.shape_str(), src.shape_str());
+  void synchronize() override { AM_CUDA(cudaDeviceSynchronize()); }
+  void clear_update_flag() override { AM_CUDA(cudaMemset(update_flag_.get(), 0, sizeof(int))); }
+
+ protected:
+  // ---- the ops' computation (Backend has checked their arguments) ----
+  void copy_impl(Tensor dst, Tensor src) override {
     AM_CUDA(cudaMemcpy(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice));
   }
-  void synchronize() override { AM_CUDA(cudaDeviceSynchronize()); }
 
-  void matmul(Tensor c, Tensor a, bool ta, Tensor b, bool tb, double alpha, double beta) override {
+  void matmul_impl(Tensor c, Tensor a, bool ta, Tensor b, bool tb, double alpha, double beta) override {
     const int64_t M = ta ? a.dim(1) : a.dim(0), K = ta ? a.dim(0) : a.dim(1);
-    const int64_t N = tb ? b.dim(0) : b.dim(1), Kb = tb ? b.dim(1) : b.dim(0);
-    AM_CHECK(a.ndim == 2 && b.ndim == 2 && c.ndim == 2 && K == Kb && c.dim(0) == M && c.dim(1) == N,
-             "matmul shapes c {} a {}{} b {}{}", c.shape_str(), a.shape_str(), ta ? "^T" : "",
-             b.shape_str(), tb ? "^T" : "");
+    const int64_t N = tb ? b.dim(0) : b.dim(1);
     if (M == 0 || N == 0) return;
     const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
@@ -97,7 +99,7 @@ class CudaBackend final : public Backend {
                           b.as<float>(), static_cast<int>(b.dim(1)), a.as<float>(),
                           static_cast<int>(a.dim(1)), &be, c.as<float>(), static_cast<int>(N)));
   }
-  void refresh_weight_copy(Tensor master) override {
+  void refresh_weight_copy_impl(Tensor master) override {
     if (!bf16_matmul_) return;
     set_master(Tensor());
     if (!master.data) {
@@ -109,21 +111,17 @@ class CudaBackend final : public Backend {
     cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(weight_copy_.get()), master.as<float>(), master.numel());
     set_master(master);  // only once the copy is made
   }
-  void add(Tensor out, Tensor a, Tensor b) override {
-    AM_CHECK(out.numel() == a.numel() && a.numel() == b.numel(), "add sizes");
+  void add_impl(Tensor out, Tensor a, Tensor b) override {
     cuda::add_f32(out.as<float>(), a.as<float>(), b.as<float>(), out.numel());
   }
-  void axpy(Tensor y, Tensor x, double alpha) override {
-    AM_CHECK(y.numel() == x.numel(), "axpy sizes");
+  void axpy_impl(Tensor y, Tensor x, double alpha) override {
     cuda::axpy_f32(y.as<float>(), x.as<float>(), static_cast<float>(alpha), y.numel());
   }
-  void scale(Tensor x, double s) override { cuda::scale_f32(x.as<float>(), static_cast<float>(s), x.numel()); }
-  double sum_squares(Tensor x) override {
+  void scale_impl(Tensor x, double s) override { cuda::scale_f32(x.as<float>(), static_cast<float>(s), x.numel()); }
+  double sum_squares_impl(Tensor x) override {
     return cuda::sum_squares_f32(x.as<float>(), x.numel(), static_cast<double*>(scratch_.get()));
   }
-  void adamw_update(Tensor p, Tensor g, Tensor m, Tensor v, const AdamWStep& s) override {
-    AM_CHECK(p.numel() == g.numel() && p.numel() == m.numel() && p.numel() == v.numel(), "adamw sizes");
-    AM_CHECK(s.tag > 0, "adamw_update tag {} (must be > 0)", s.tag);
+  void adamw_update_impl(Tensor p, Tensor g, Tensor m, Tensor v, const AdamWStep& s) override {
     const float bc1 = static_cast<float>(1.0 - std::pow(s.beta1, double(s.step)));
     const float bc2 = static_cast<float>(1.0 - std::pow(s.beta2, double(s.step)));
     cuda::adamw_f32(p.as<float>(), g.as<float>(), m.as<float>(), v.as<float>(), p.numel(),
@@ -131,54 +129,55 @@ class CudaBackend final : public Backend {
                     static_cast<float>(s.eps), static_cast<float>(s.weight_decay),
                     static_cast<float>(s.grad_scale), bc1, bc2, static_cast<int*>(update_flag_.get()), s.tag);
   }
-  void copy_update_flag(Tensor dst) override {
-    AM_CHECK(dst.dtype == DType::F32 && dst.numel() == 1, "copy_update_flag into {}", dst.shape_str());
+  void copy_update_flag_impl(Tensor dst) override {
     cuda::flag_to_f32(dst.as<float>(), static_cast<const int*>(update_flag_.get()));
   }
-  void clear_update_flag() override { AM_CUDA(cudaMemset(update_flag_.get(), 0, sizeof(int))); }
 
   // ---- the kernels of ops.cuh, one family per .cu file ----
-  void embedding_forward(Tensor out, Tensor tokens, Tensor table) override { cuda::embedding_forward(*this, out, tokens, table); }
-  void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) override { cuda::embedding_backward(*this, dtable, tokens, dout); }
-  void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) override { cuda::rmsnorm_forward(*this, out, rstd, x, w, eps); }
-  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) override { cuda::rmsnorm_backward(*this, dx, dw, dout, x, w, rstd); }
-  void rope_forward(Tensor qkv, const AttnShape& s, double theta) override { cuda::rope_forward(*this, qkv, s, theta); }
-  void rope_backward(Tensor dqkv, const AttnShape& s, double theta) override { cuda::rope_backward(*this, dqkv, s, theta); }
-  void silu_forward(Tensor y, Tensor x) override { cuda::silu_forward(*this, y, x); }
-  void silu_backward(Tensor dx, Tensor dy, Tensor x) override { cuda::silu_backward(*this, dx, dy, x); }
-  void swiglu_forward(Tensor h, Tensor g, Tensor u) override { cuda::swiglu_forward(*this, h, g, u); }
-  void swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) override { cuda::swiglu_backward(*this, dg, du, dh, g, u); }
-  void cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) override { cuda::cross_entropy_forward(*this, losses, logits, targets); }
-  void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets, double grad_scale) override { cuda::cross_entropy_forward_backward(*this, losses, logits, targets, grad_scale); }
-  void softmax_rows(Tensor p, Tensor z) override { cuda::softmax_rows(*this, p, z); }
-  void softmax_rows_backward(Tensor dz, Tensor dp, Tensor p) override { cuda::softmax_rows_backward(*this, dz, dp, p); }
-  void logsumexp_rows(Tensor out, Tensor z) override { cuda::logsumexp_rows(*this, out, z); }
-  void axpy_rows(Tensor y, Tensor x, Tensor s, double alpha) override { cuda::axpy_rows(*this, y, x, s, alpha); }
-  std::vector<double> column_sums(Tensor x) override { return cuda::column_sums(*this, x); }
-  void add_to_rows(Tensor x, const std::vector<double>& v) override { cuda::add_to_rows(*this, x, v); }
-  double entropy_sum(Tensor p) override { return cuda::entropy_sum(*this, p); }
-  void entropy_backward(Tensor dp, Tensor p, double scale) override { cuda::entropy_backward(*this, dp, p, scale); }
-  void broadcast_columns(Tensor x, Tensor v, int64_t col) override { cuda::broadcast_columns(*this, x, v, col); }
-  void copy_columns(Tensor dst, Tensor src, int64_t col) override { cuda::copy_columns(*this, dst, src, col); }
-  void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override { cuda::attention_forward(*this, out, lse, qkv, s); }
-  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s) override { cuda::attention_backward(*this, dqkv, dout, qkv, out, lse, s); }
-  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true) override { cuda::topk_select(*this, slot_expert, slot_gate, rank_scores, gate_scores, k, n_true); }
-  void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, int n_true) override { cuda::topk_select_backward(*this, dgate_scores, dslot_gate, slot_expert, slot_gate, n_true); }
-  void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) override { cuda::topp_select(*this, slot_expert, slot_gate, probs, p, renormalize); }
-  void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, bool renormalize) override { cuda::topp_select_backward(*this, dprobs, dslot_gate, slot_expert, slot_gate, probs, renormalize); }
-  void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group, int64_t capacity) override { cuda::expert_choice_select(*this, slot_expert, slot_gate, probs, group, capacity); }
-  void expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) override { cuda::expert_choice_select_backward(*this, dprobs, dslot_gate, slot_expert); }
-  void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) override { cuda::capacity_route(*this, routed, slot_expert, scores, n_true, capacity); }
-  SlotStats slot_stats(Tensor slot_expert, int n_total, int n_true) override { return cuda::slot_stats(*this, slot_expert, n_total, n_true); }
-  int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets, Tensor slot_expert, int n_experts) override { return cuda::route_build(*this, assign_slot, slot_assign, expert_offsets, slot_expert, n_experts); }
-  void gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax) override { cuda::gather_rows(*this, out, x, assign_slot, kmax); }
-  void combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine(*this, y, expert_out, slot_gate, slot_assign); }
-  void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine_backward(*this, dexpert_out, dslot_gate, dy, expert_out, slot_gate, slot_assign); }
-  void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) override { cuda::scatter_rows_add(*this, dx, src, slot_assign); }
-  void block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) override { cuda::block_norms(*this, s, c, n_blocks, kind); }
-  void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) override { cuda::block_norms_backward(*this, dc, ds, c, s, n_blocks, kind); }
-  void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override { cuda::gather_blocks(*this, out, c, assign_slot, slot_expert); }
-  void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override { cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert); }
+  void embedding_forward_impl(Tensor out, Tensor tokens, Tensor table) override { cuda::embedding_forward(*this, out, tokens, table); }
+  void embedding_backward_impl(Tensor dtable, Tensor tokens, Tensor dout) override { cuda::embedding_backward(*this, dtable, tokens, dout); }
+  void rmsnorm_forward_impl(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) override { cuda::rmsnorm_forward(*this, out, rstd, x, w, eps); }
+  void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) override { cuda::rmsnorm_backward(*this, dx, dw, dout, x, w, rstd); }
+  // Fused overrides of Backend's composites: one kernel each instead of the default's two.
+  void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w, double eps) override { cuda::rmsnorm_residual_forward(*this, res_out, out, rstd, a, b, w, eps); }
+  void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta) override { cuda::rope_forward(*this, qkv, s, theta); }
+  void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) override { cuda::rope_backward(*this, dqkv, s, theta); }
+  void silu_forward_impl(Tensor y, Tensor x) override { cuda::silu_forward(*this, y, x); }
+  void silu_backward_impl(Tensor dx, Tensor dy, Tensor x) override { cuda::silu_backward(*this, dx, dy, x); }
+  void swiglu_forward_impl(Tensor h, Tensor g, Tensor u) override { cuda::swiglu_forward(*this, h, g, u); }
+  void swiglu_backward_impl(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) override { cuda::swiglu_backward(*this, dg, du, dh, g, u); }
+  void cross_entropy_forward_impl(Tensor losses, Tensor logits, Tensor targets) override { cuda::cross_entropy_forward(*this, losses, logits, targets); }
+  void cross_entropy_forward_backward_impl(Tensor losses, Tensor logits, Tensor targets, double grad_scale) override { cuda::cross_entropy_forward_backward(*this, losses, logits, targets, grad_scale); }
+  void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) override { cuda::cross_entropy_backward(*this, dlogits, logits, targets, grad_scale); }
+  void softmax_rows_impl(Tensor p, Tensor z) override { cuda::softmax_rows(*this, p, z); }
+  void softmax_rows_backward_impl(Tensor dz, Tensor dp, Tensor p) override { cuda::softmax_rows_backward(*this, dz, dp, p); }
+  void logsumexp_rows_impl(Tensor out, Tensor z) override { cuda::logsumexp_rows(*this, out, z); }
+  void axpy_rows_impl(Tensor y, Tensor x, Tensor s, double alpha) override { cuda::axpy_rows(*this, y, x, s, alpha); }
+  std::vector<double> column_sums_impl(Tensor x) override { return cuda::column_sums(*this, x); }
+  void add_to_rows_impl(Tensor x, const std::vector<double>& v) override { cuda::add_to_rows(*this, x, v); }
+  double entropy_sum_impl(Tensor p) override { return cuda::entropy_sum(*this, p); }
+  void entropy_backward_impl(Tensor dp, Tensor p, double scale) override { cuda::entropy_backward(*this, dp, p, scale); }
+  void broadcast_columns_impl(Tensor x, Tensor v, int64_t col) override { cuda::broadcast_columns(*this, x, v, col); }
+  void copy_columns_impl(Tensor dst, Tensor src, int64_t col) override { cuda::copy_columns(*this, dst, src, col); }
+  void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override { cuda::attention_forward(*this, out, lse, qkv, s); }
+  void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s) override { cuda::attention_backward(*this, dqkv, dout, qkv, out, lse, s); }
+  void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true) override { cuda::topk_select(*this, slot_expert, slot_gate, rank_scores, gate_scores, k, n_true); }
+  void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, int n_true) override { cuda::topk_select_backward(*this, dgate_scores, dslot_gate, slot_expert, slot_gate, n_true); }
+  void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) override { cuda::topp_select(*this, slot_expert, slot_gate, probs, p, renormalize); }
+  void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, bool renormalize) override { cuda::topp_select_backward(*this, dprobs, dslot_gate, slot_expert, slot_gate, probs, renormalize); }
+  void expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group, int64_t capacity) override { cuda::expert_choice_select(*this, slot_expert, slot_gate, probs, group, capacity); }
+  void expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) override { cuda::expert_choice_select_backward(*this, dprobs, dslot_gate, slot_expert); }
+  void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) override { cuda::capacity_route(*this, routed, slot_expert, scores, n_true, capacity); }
+  SlotStats slot_stats_impl(Tensor slot_expert, int n_total, int n_true) override { return cuda::slot_stats(*this, slot_expert, n_total, n_true); }
+  int64_t route_build_impl(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets, Tensor slot_expert, int n_experts) override { return cuda::route_build(*this, assign_slot, slot_assign, expert_offsets, slot_expert, n_experts); }
+  void gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int kmax) override { cuda::gather_rows(*this, out, x, assign_slot, kmax); }
+  void combine_impl(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine(*this, y, expert_out, slot_gate, slot_assign); }
+  void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine_backward(*this, dexpert_out, dslot_gate, dy, expert_out, slot_gate, slot_assign); }
+  void scatter_rows_add_impl(Tensor dx, Tensor src, Tensor slot_assign) override { cuda::scatter_rows_add(*this, dx, src, slot_assign); }
+  void block_norms_impl(Tensor s, Tensor c, int n_blocks, NormKind kind) override { cuda::block_norms(*this, s, c, n_blocks, kind); }
+  void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) override { cuda::block_norms_backward(*this, dc, ds, c, s, n_blocks, kind); }
+  void gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override { cuda::gather_blocks(*this, out, c, assign_slot, slot_expert); }
+  void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override { cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert); }
 
  private:
   // A matmul operand in bf16: its place in the weight copy when it lies inside the registered

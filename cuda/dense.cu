@@ -1,13 +1,14 @@
-// dense.cu: token embedding, RMSNorm, RoPE, SiLU and SwiGLU (forward and backward). fp32 tensors,
-// the default stream. The CPU kernels in src/cpu/ops_{embedding,rmsnorm,rope,swiglu}.cpp are the
-// spec: the same formulas in the same precision (double accumulation and double RoPE rotation).
+// dense.cu: token embedding, RMSNorm (and the residual add fused into it), RoPE, SiLU and SwiGLU
+// (forward and backward). fp32 tensors, the default stream. The CPU kernels in
+// src/cpu/ops_{embedding,rmsnorm,rope,swiglu}.cpp are the spec: the same formulas in the same
+// precision (double accumulation and double RoPE rotation).
 //
 // Determinism: no floating-point atomics. Row reductions are CUB block reductions of a fixed block
 // size; the embedding gradient sorts tokens (stable radix sort) and sums each token's rows in
 // position order; RMSNorm's dw sums fixed row chunks, then the chunks in order (row_reduce.cuh).
 #include "check.cuh"
 #include "launch.cuh"
-#include "cpu/cpu_checks.h"
+#include "core/op_checks.h"
 #include "index_check.cuh"
 #include "ops.cuh"
 #include "row_reduce.cuh"
@@ -20,10 +21,6 @@
 
 namespace am::cuda {
 
-using cpu::check_matrix;
-using cpu::check_numel;
-using cpu::last_dim;
-using cpu::row_count;
 
 namespace {
 
@@ -87,6 +84,31 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, 
   }
 }
 
+// The residual add fused into the norm after it: res_out = a + b (in float, as add), then
+// rmsnorm_forward_kernel's row on res_out (the same partial sums and block reduction, so the same
+// bits as the two kernels). res_out may alias a or b, out may alias res_out: each thread reads and
+// writes only its own columns.
+template <int B>
+__global__ void rmsnorm_residual_forward_kernel(float* res_out, float* out, float* rstd, const float* a,
+                                                const float* b, const float* w, int64_t N, int64_t d, double eps) {
+  for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
+    const float* ar = a + t * d;
+    const float* br = b + t * d;
+    float* rr = res_out + t * d;
+    double ss = 0;
+    for (int64_t j = threadIdx.x; j < d; j += B) {
+      const float r = ar[j] + br[j];
+      rr[j] = r;
+      ss += double(r) * double(r);
+    }
+    ss = block_allreduce<B>(ss, SumOp{});
+    const double rs = 1.0 / sqrt(ss / double(d) + eps);
+    if (threadIdx.x == 0) rstd[t] = static_cast<float>(rs);
+    float* o = out + t * d;
+    for (int64_t j = threadIdx.x; j < d; j += B) o[j] = static_cast<float>(double(rr[j]) * rs * double(w[j]));
+  }
+}
+
 // dx (N,d) += r (w dout - x k), k = r^2 <w dout, x> / d; one block of B threads per row.
 template <int B>
 __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
@@ -145,9 +167,7 @@ __global__ void rope_kernel(float* qkv, int64_t rows, int64_t T, int64_t hd, int
   }
 }
 
-void rope_apply(const char* op, Tensor qkv, const AttnShape& s, double theta, double sign) {
-  check_matrix(op, "qkv", qkv, DType::F32, s.B * s.T, s.qkv_dim());
-  AM_CHECK(s.head_dim % 2 == 0, "RoPE needs an even head_dim, got {}", s.head_dim);
+void rope_apply(Tensor qkv, const AttnShape& s, double theta, double sign) {
   const int64_t rows = s.B * s.T, half = s.head_dim / 2;
   if (rows * half == 0) return;
   launch<rope_kernel>(blocks_for(rows * half), kThreads, 0, 0, qkv.as<float>(), rows, s.T, s.head_dim,
@@ -188,9 +208,6 @@ __global__ void swiglu_backward_kernel(float* dg, float* du, const float* dh, co
 
 void embedding_forward(Backend& be, Tensor out, Tensor tokens, Tensor table) {
   const int64_t N = tokens.numel(), V = row_count(table), d = last_dim(table);
-  check_numel("embedding_forward", "tokens", tokens, DType::I32, N);
-  check_matrix("embedding_forward", "table", table, DType::F32, V, d);
-  check_matrix("embedding_forward", "out", out, DType::F32, N, d);
   check_tokens(be, tokens.as<int32_t>(), N, V);
   if (N == 0 || d == 0) return;
   launch<embedding_forward_kernel>(row_grid(N), column_threads(d), 0, 0, out.as<float>(), tokens.as<int32_t>(),
@@ -199,9 +216,6 @@ void embedding_forward(Backend& be, Tensor out, Tensor tokens, Tensor table) {
 
 void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) {
   const int64_t N = tokens.numel(), V = row_count(dtable), d = last_dim(dtable);
-  check_numel("embedding_backward", "tokens", tokens, DType::I32, N);
-  check_matrix("embedding_backward", "dtable", dtable, DType::F32, V, d);
-  check_matrix("embedding_backward", "dout", dout, DType::F32, N, d);
   check_tokens(be, tokens.as<int32_t>(), N, V);
   if (N == 0 || d == 0) return;
   AM_CHECK(N <= std::numeric_limits<int32_t>::max(), "embedding_backward: {} tokens do not fit int32 positions", N);
@@ -229,10 +243,6 @@ void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) 
 
 void rmsnorm_forward(Backend&, Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) {
   const int64_t N = row_count(x), d = last_dim(x);
-  check_matrix("rmsnorm_forward", "x", x, DType::F32, N, d);
-  check_matrix("rmsnorm_forward", "out", out, DType::F32, N, d);
-  check_numel("rmsnorm_forward", "w", w, DType::F32, d);
-  check_numel("rmsnorm_forward", "rstd", rstd, DType::F32, N);
   if (N == 0) return;
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
@@ -241,14 +251,22 @@ void rmsnorm_forward(Backend&, Tensor out, Tensor rstd, Tensor x, Tensor w, doub
   });
 }
 
+// Backend's composite add + rmsnorm_forward in one kernel: one read of a and b, no re-read of res_out
+// from memory by a second kernel.
+void rmsnorm_residual_forward(Backend&, Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
+                              double eps) {
+  const int64_t N = row_count(a), d = last_dim(a);
+  if (N == 0) return;
+  with_row_block(d, [&](auto block) {
+    constexpr int B = decltype(block)::value;
+    launch<rmsnorm_residual_forward_kernel<B>>(row_grid(N), B, 0, 0, res_out.as<float>(), out.as<float>(),
+                                               rstd.as<float>(), a.as<float>(), b.as<float>(), w.as<float>(), N, d,
+                                               eps);
+  });
+}
+
 void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) {
   const int64_t N = row_count(x), d = last_dim(x);
-  check_matrix("rmsnorm_backward", "x", x, DType::F32, N, d);
-  check_matrix("rmsnorm_backward", "dx", dx, DType::F32, N, d);
-  check_matrix("rmsnorm_backward", "dout", dout, DType::F32, N, d);
-  check_numel("rmsnorm_backward", "w", w, DType::F32, d);
-  check_numel("rmsnorm_backward", "dw", dw, DType::F32, d);
-  check_numel("rmsnorm_backward", "rstd", rstd, DType::F32, N);
   if (N == 0) return;
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
@@ -262,48 +280,35 @@ void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, 
 // ---- RoPE ----
 
 void rope_forward(Backend&, Tensor qkv, const AttnShape& s, double theta) {
-  rope_apply("rope_forward", qkv, s, theta, 1.0);
+  rope_apply(qkv, s, theta, 1.0);
 }
 
 void rope_backward(Backend&, Tensor dqkv, const AttnShape& s, double theta) {
-  rope_apply("rope_backward", dqkv, s, theta, -1.0);
+  rope_apply(dqkv, s, theta, -1.0);
 }
 
 // ---- SiLU / SwiGLU ----
 
 void silu_forward(Backend&, Tensor y, Tensor x) {
   const int64_t M = row_count(x), f = last_dim(x);
-  check_matrix("silu_forward", "x", x, DType::F32, M, f);
-  check_matrix("silu_forward", "y", y, DType::F32, M, f);
   if (M * f == 0) return;
   launch<silu_forward_kernel>(blocks_for(M * f), kThreads, 0, 0, y.as<float>(), x.as<float>(), M * f);
 }
 
 void silu_backward(Backend&, Tensor dx, Tensor dy, Tensor x) {
   const int64_t M = row_count(x), f = last_dim(x);
-  check_matrix("silu_backward", "x", x, DType::F32, M, f);
-  check_matrix("silu_backward", "dy", dy, DType::F32, M, f);
-  check_matrix("silu_backward", "dx", dx, DType::F32, M, f);
   if (M * f == 0) return;
   launch<silu_backward_kernel>(blocks_for(M * f), kThreads, 0, 0, dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
 }
 
 void swiglu_forward(Backend&, Tensor h, Tensor g, Tensor u) {
   const int64_t M = row_count(h), f = last_dim(h);
-  check_matrix("swiglu_forward", "h", h, DType::F32, M, f);
-  check_matrix("swiglu_forward", "g", g, DType::F32, M, f);
-  check_matrix("swiglu_forward", "u", u, DType::F32, M, f);
   if (M * f == 0) return;
   launch<swiglu_forward_kernel>(blocks_for(M * f), kThreads, 0, 0, h.as<float>(), g.as<float>(), u.as<float>(), M * f);
 }
 
 void swiglu_backward(Backend&, Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) {
   const int64_t M = row_count(dh), f = last_dim(dh);
-  check_matrix("swiglu_backward", "dh", dh, DType::F32, M, f);
-  check_matrix("swiglu_backward", "g", g, DType::F32, M, f);
-  check_matrix("swiglu_backward", "u", u, DType::F32, M, f);
-  check_matrix("swiglu_backward", "dg", dg, DType::F32, M, f);
-  check_matrix("swiglu_backward", "du", du, DType::F32, M, f);
   if (M * f == 0) return;
   launch<swiglu_backward_kernel>(blocks_for(M * f), kThreads, 0, 0, dg.as<float>(), du.as<float>(), dh.as<float>(),
                                  g.as<float>(), u.as<float>(), M * f);

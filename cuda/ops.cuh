@@ -1,6 +1,7 @@
 // The CUDA kernels behind CudaBackend, one family per .cu file (named below). Each function has
 // the signature and exact semantics of the Backend op of the same name (src/core/backend.h), plus
-// the backend first (for scratch allocations). fp32 tensors; the default stream.
+// the backend first (for scratch allocations), and is its `_impl`: Backend has checked the
+// arguments' dtypes and shapes. fp32 tensors; the default stream.
 #pragma once
 
 #include "core/backend.h"
@@ -14,6 +15,8 @@ void embedding_forward(Backend& be, Tensor out, Tensor tokens, Tensor table);
 void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout);
 void rmsnorm_forward(Backend& be, Tensor out, Tensor rstd, Tensor x, Tensor w, double eps);
 void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd);
+void rmsnorm_residual_forward(Backend& be, Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
+                              double eps);
 void rope_forward(Backend& be, Tensor qkv, const AttnShape& s, double theta);
 void rope_backward(Backend& be, Tensor dqkv, const AttnShape& s, double theta);
 void silu_forward(Backend& be, Tensor y, Tensor x);
@@ -24,6 +27,7 @@ void swiglu_backward(Backend& be, Tensor dg, Tensor du, Tensor dh, Tensor g, Ten
 // ---- rows.cu ----
 void cross_entropy_forward(Backend& be, Tensor losses, Tensor logits, Tensor targets);
 void cross_entropy_forward_backward(Backend& be, Tensor losses, Tensor logits, Tensor targets, double grad_scale);
+void cross_entropy_backward(Backend& be, Tensor dlogits, Tensor logits, Tensor targets, double grad_scale);
 void softmax_rows(Backend& be, Tensor p, Tensor z);
 void softmax_rows_backward(Backend& be, Tensor dz, Tensor dp, Tensor p);
 void logsumexp_rows(Backend& be, Tensor out, Tensor z);

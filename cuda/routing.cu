@@ -19,7 +19,7 @@
 // Out-of-range indices (an AM_CHECK failure on the CPU) are never followed: gathers write NaN
 // there, scatters skip them; route_build checks its ids, as it returns to the host anyway.
 #include "check.cuh"
-#include "cpu/cpu_checks.h"
+#include "core/op_checks.h"
 #include "launch.cuh"
 #include "moe_common.cuh"
 #include "ops.cuh"
@@ -28,10 +28,6 @@
 
 namespace am::cuda {
 
-using cpu::check_dtype;
-using cpu::check_matrix;
-using cpu::last_dim;
-using cpu::row_count;
 using namespace moe;
 using NormKind = Backend::NormKind;
 
@@ -269,33 +265,16 @@ __global__ void scatter_blocks_kernel(float* dc, const float* src, const uint32_
   }
 }
 
-// ---- shape checks shared by the block ops ----
-
-// c (N, n_blocks*dl): returns dl.
-int64_t block_width(const char* op, const Tensor& c, int n_blocks) {
-  AM_CHECK(n_blocks >= 1 && last_dim(c) % n_blocks == 0, "{}: c {} does not split into {} blocks", op,
-           c.shape_str(), n_blocks);
-  return last_dim(c) / n_blocks;
-}
+// ---- the geometry of the block ops (Backend has checked it) ----
 
 // The geometry shared by gather_blocks and scatter_blocks_add: blocks (A,dl), c (N, n*dl).
 struct BlockGeometry {
   int64_t A, dl, N, kmax, n;
 };
 
-BlockGeometry block_geometry(const char* op, const Tensor& blocks, const Tensor& c, const Tensor& assign_slot,
-                             const Tensor& slot_expert) {
-  BlockGeometry g{row_count(blocks), last_dim(blocks), row_count(slot_expert), last_dim(slot_expert), 0};
-  AM_CHECK(g.dl >= 1 && last_dim(c) % g.dl == 0, "{}: c {} does not split into blocks of {}", op, c.shape_str(),
-           g.dl);
-  g.n = last_dim(c) / g.dl;
-  check_matrix(op, "slot_expert", slot_expert, DType::I32, g.N, g.kmax);
-  check_matrix(op, "c", c, DType::F32, g.N, g.n * g.dl);
-  check_dtype(op, "blocks", blocks, DType::F32);
-  check_dtype(op, "assign_slot", assign_slot, DType::I32);
-  AM_CHECK(assign_slot.numel() >= g.A, "{}: assign_slot {} holds fewer than A = {} entries", op,
-           assign_slot.shape_str(), g.A);
-  return g;
+BlockGeometry block_geometry(const Tensor& blocks, const Tensor& c, const Tensor& slot_expert) {
+  const int64_t dl = last_dim(blocks);
+  return {row_count(blocks), dl, row_count(slot_expert), last_dim(slot_expert), last_dim(c) / dl};
 }
 
 }  // namespace
@@ -305,10 +284,6 @@ BlockGeometry block_geometry(const char* op, const Tensor& blocks, const Tensor&
 int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
                     Tensor slot_expert, int n_experts) {
   const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert);
-  check_matrix("route_build", "slot_expert", slot_expert, DType::I32, N, kmax);
-  check_matrix("route_build", "slot_assign", slot_assign, DType::I32, N, kmax);
-  check_dtype("route_build", "assign_slot", assign_slot, DType::I32);
-  AM_CHECK(n_experts >= 1, "route_build: {} experts", n_experts);
   const int64_t slots = N * kmax;
   expert_offsets.assign(static_cast<size_t>(n_experts) + 1, 0);
   if (slots == 0) return 0;
@@ -343,12 +318,6 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
 
 void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax) {
   const int64_t A = row_count(out), d = last_dim(out), N = row_count(x);
-  check_matrix("gather_rows", "out", out, DType::F32, A, d);
-  check_matrix("gather_rows", "x", x, DType::F32, N, d);
-  check_dtype("gather_rows", "assign_slot", assign_slot, DType::I32);
-  AM_CHECK(assign_slot.numel() >= A && kmax >= 1,
-           "gather_rows: assign_slot {} holds fewer than A = {} entries, or kmax = {} < 1", assign_slot.shape_str(),
-           A, kmax);
   if (A * d == 0) return;
   launch<gather_rows_kernel>(grid_for(A * d), moe::kThreads, 0, 0, out.as<float>(), x.as<float>(),
                              assign_slot.as<int32_t>(), A, d, kmax, N * kmax);
@@ -356,10 +325,6 @@ void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax
 
 void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
   const int64_t N = row_count(y), d = last_dim(y), A = row_count(expert_out), kmax = last_dim(slot_assign);
-  check_matrix("combine", "expert_out", expert_out, DType::F32, A, d);
-  check_matrix("combine", "slot_assign", slot_assign, DType::I32, N, kmax);
-  check_matrix("combine", "slot_gate", slot_gate, DType::F32, N, kmax);
-  check_dtype("combine", "y", y, DType::F32);
   if (N * d == 0) return;
   launch<combine_kernel>(grid_for(N * d), moe::kThreads, 0, 0, y.as<float>(), expert_out.as<float>(),
                          slot_gate.as<float>(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
@@ -368,12 +333,6 @@ void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor 
 void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
                       Tensor slot_gate, Tensor slot_assign) {
   const int64_t N = row_count(dy), d = last_dim(dy), A = row_count(expert_out), kmax = last_dim(slot_assign);
-  check_matrix("combine_backward", "dy", dy, DType::F32, N, d);
-  check_matrix("combine_backward", "expert_out", expert_out, DType::F32, A, d);
-  check_matrix("combine_backward", "dexpert_out", dexpert_out, DType::F32, A, d);
-  check_matrix("combine_backward", "slot_assign", slot_assign, DType::I32, N, kmax);
-  check_matrix("combine_backward", "slot_gate", slot_gate, DType::F32, N, kmax);
-  check_matrix("combine_backward", "dslot_gate", dslot_gate, DType::F32, N, kmax);
   const int64_t slots = N * kmax;
   if (slots == 0) return;
   launch<combine_backward_kernel>(grid_for_warps(slots), moe::kThreads, 0, 0, dexpert_out.as<float>(),
@@ -383,9 +342,6 @@ void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor
 
 void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
   const int64_t N = row_count(dx), d = last_dim(dx), A = row_count(src), kmax = last_dim(slot_assign);
-  check_matrix("scatter_rows_add", "src", src, DType::F32, A, d);
-  check_matrix("scatter_rows_add", "slot_assign", slot_assign, DType::I32, N, kmax);
-  check_dtype("scatter_rows_add", "dx", dx, DType::F32);
   if (N * d == 0) return;
   launch<scatter_rows_kernel>(grid_for(N * d), moe::kThreads, 0, 0, dx.as<float>(), src.as<float>(),
                               slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
@@ -394,29 +350,21 @@ void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
 // ---- activation norms ----
 
 void block_norms(Backend& be, Tensor s, Tensor c, int n_blocks, NormKind kind) {
-  const int64_t N = row_count(c), dl = block_width("block_norms", c, n_blocks), S = last_dim(s);
-  check_matrix("block_norms", "c", c, DType::F32, N, n_blocks * dl);
-  check_matrix("block_norms", "s", s, DType::F32, N, S);
-  AM_CHECK(S >= n_blocks, "block_norms: s {} has fewer than {} columns", s.shape_str(), n_blocks);
+  const int64_t N = row_count(c), dl = last_dim(c) / n_blocks, S = last_dim(s);
   if (N == 0) return;
   launch<block_norms_kernel>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, s.as<float>(), S, c.as<float>(), N,
                              n_blocks, dl, kind);
 }
 
 void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) {
-  const int64_t N = row_count(c), dl = block_width("block_norms_backward", c, n_blocks), S = last_dim(s);
-  check_matrix("block_norms_backward", "c", c, DType::F32, N, n_blocks * dl);
-  check_matrix("block_norms_backward", "dc", dc, DType::F32, N, n_blocks * dl);
-  check_matrix("block_norms_backward", "s", s, DType::F32, N, S);
-  check_matrix("block_norms_backward", "ds", ds, DType::F32, N, S);
-  AM_CHECK(S >= n_blocks, "block_norms_backward: s {} has fewer than {} columns", s.shape_str(), n_blocks);
+  const int64_t N = row_count(c), dl = last_dim(c) / n_blocks, S = last_dim(s);
   if (N == 0 || dl == 0) return;
   launch<block_norms_backward_kernel>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, dc.as<float>(), ds.as<float>(),
                                       c.as<float>(), s.as<float>(), S, N, n_blocks, dl, kind);
 }
 
 void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) {
-  const BlockGeometry g = block_geometry("gather_blocks", out, c, assign_slot, slot_expert);
+  const BlockGeometry g = block_geometry(out, c, slot_expert);
   if (g.A == 0) return;
   launch<gather_blocks_kernel>(grid_for(g.A * g.dl), moe::kThreads, 0, 0, out.as<float>(), c.as<float>(),
                                assign_slot.as<int32_t>(), slot_expert.as<int32_t>(), g.A, g.N * g.kmax,
@@ -424,7 +372,7 @@ void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor
 }
 
 void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) {
-  const BlockGeometry g = block_geometry("scatter_blocks_add", src, dc, assign_slot, slot_expert);
+  const BlockGeometry g = block_geometry(src, dc, slot_expert);
   if (g.A == 0) return;
   AM_CHECK(g.A <= INT32_MAX && g.N * g.n < int64_t(UINT32_MAX),
            "scatter_blocks_add: {} assignments into {} blocks: more than 32-bit indices hold", g.A, g.N * g.n);

@@ -10,7 +10,7 @@
 // in block order.
 #include "check.cuh"
 #include "launch.cuh"
-#include "cpu/cpu_checks.h"
+#include "core/op_checks.h"
 #include "index_check.cuh"
 #include "ops.cuh"
 #include "row_reduce.cuh"
@@ -22,11 +22,6 @@
 
 namespace am::cuda {
 
-using cpu::check_dtype;
-using cpu::check_matrix;
-using cpu::check_numel;
-using cpu::last_dim;
-using cpu::row_count;
 
 namespace {
 
@@ -34,19 +29,20 @@ namespace {
 // ---- cross-entropy ----
 
 // One block of B threads per row i of logits (N,V). Row max (exact), sum of expf(x - max) in
-// double, loss = max + log(sum) - x[y]. kBackward: then the row becomes its gradient
-// grad_scale * (softmax - onehot(y)), the exps recomputed (the same values). y < 0: loss 0 and,
-// with kBackward, a zero row.
-template <int B, bool kBackward>
-__global__ void cross_entropy_kernel(float* losses, float* logits, const int32_t* targets, int64_t N, int64_t V,
-                                     double grad_scale) {
+// double; kLoss: loss = max + log(sum) - x[y]. kGrad: then row i of `grad` (which may be the logits
+// themselves) becomes grad_scale * (softmax - onehot(y)), the exps recomputed (the same values).
+// y < 0: loss 0 and a zero gradient row. Both: the fused classifier, one pass over the logits.
+template <int B, bool kLoss, bool kGrad>
+__global__ void cross_entropy_kernel(float* losses, const float* logits, float* grad, const int32_t* targets,
+                                     int64_t N, int64_t V, double grad_scale) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
-    float* x = logits + i * V;
+    const float* x = logits + i * V;
+    float* g = grad + i * V;  // each thread writes only the columns it read
     const int32_t y = targets[i];  // the same for the whole block
     if (y < 0) {
-      if (threadIdx.x == 0) losses[i] = 0.0f;
-      if (kBackward) {
-        for (int64_t j = threadIdx.x; j < V; j += B) x[j] = 0.0f;
+      if (kLoss && threadIdx.x == 0) losses[i] = 0.0f;
+      if (kGrad) {
+        for (int64_t j = threadIdx.x; j < V; j += B) g[j] = 0.0f;
       }
       continue;
     }
@@ -57,32 +53,29 @@ __global__ void cross_entropy_kernel(float* losses, float* logits, const int32_t
     for (int64_t j = threadIdx.x; j < V; j += B) sum += double(expf(x[j] - mx));
     const float xy = x[y];  // read before the barrier of the reduction: no thread has written yet
     sum = block_allreduce<B>(sum, SumOp{});
-    if (threadIdx.x == 0) losses[i] = static_cast<float>(double(mx) + log(sum) - double(xy));
-    if (kBackward) {
+    if (kLoss && threadIdx.x == 0) losses[i] = static_cast<float>(double(mx) + log(sum) - double(xy));
+    if (kGrad) {
       const double k = grad_scale / sum;
       for (int64_t j = threadIdx.x; j < V; j += B) {
         const double e = expf(x[j] - mx);
-        x[j] = static_cast<float>(j == y ? grad_scale * (e / sum - 1.0) : e * k);
+        g[j] = static_cast<float>(j == y ? grad_scale * (e / sum - 1.0) : e * k);
       }
     }
   }
 }
 
-template <bool kBackward>
-void cross_entropy(Backend& be, const char* op, Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
+// losses may be empty without kLoss; grad without kGrad.
+template <bool kLoss, bool kGrad>
+void cross_entropy(Backend& be, Tensor losses, Tensor logits, Tensor grad, Tensor targets, double grad_scale) {
   const int64_t N = row_count(logits), V = last_dim(logits);
-  check_matrix(op, "logits", logits, DType::F32, N, V);
-  check_numel(op, "losses", losses, DType::F32, N);
-  check_numel(op, "targets", targets, DType::I32, N);
-  AM_CHECK(V > 0, "cross-entropy over an empty vocabulary");
   // Negative targets are ignored rows; only targets >= V are errors. Checked before any write.
   const BadId bad = first_id_outside(be, targets.as<int32_t>(), N, std::numeric_limits<int64_t>::min(), V);
   AM_CHECK(bad.index < 0, "target {} of row {} is >= the vocabulary size {}", bad.value, bad.index, V);
   if (N == 0) return;
   with_row_block(V, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<cross_entropy_kernel<B, kBackward>>(row_grid(N), B, 0, 0, losses.as<float>(), logits.as<float>(),
-                                               targets.as<int32_t>(), N, V, grad_scale);
+    launch<cross_entropy_kernel<B, kLoss, kGrad>>(row_grid(N), B, 0, 0, losses.as<float>(), logits.as<float>(),
+                                                  grad.as<float>(), targets.as<int32_t>(), N, V, grad_scale);
   });
 }
 
@@ -204,19 +197,22 @@ __global__ void copy_columns_kernel(float* dst, const float* src, int64_t N, int
 // ---- cross-entropy ----
 
 void cross_entropy_forward(Backend& be, Tensor losses, Tensor logits, Tensor targets) {
-  cross_entropy<false>(be, "cross_entropy_forward", losses, logits, targets, 0.0);
+  cross_entropy<true, false>(be, losses, logits, Tensor(), targets, 0.0);
 }
 
+// The fused classifier: the override of Backend's composite (forward, then backward).
 void cross_entropy_forward_backward(Backend& be, Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
-  cross_entropy<true>(be, "cross_entropy_forward_backward", losses, logits, targets, grad_scale);
+  cross_entropy<true, true>(be, losses, logits, logits, targets, grad_scale);
+}
+
+void cross_entropy_backward(Backend& be, Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) {
+  cross_entropy<false, true>(be, Tensor(), logits, dlogits, targets, grad_scale);
 }
 
 // ---- row softmax helpers ----
 
 void softmax_rows(Backend&, Tensor p, Tensor z) {
   const int64_t N = row_count(z), n = last_dim(z);
-  check_matrix("softmax_rows", "z", z, DType::F32, N, n);
-  check_matrix("softmax_rows", "p", p, DType::F32, N, n);
   if (N == 0 || n == 0) return;
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
@@ -226,9 +222,6 @@ void softmax_rows(Backend&, Tensor p, Tensor z) {
 
 void softmax_rows_backward(Backend&, Tensor dz, Tensor dp, Tensor p) {
   const int64_t N = row_count(p), n = last_dim(p);
-  check_matrix("softmax_rows_backward", "p", p, DType::F32, N, n);
-  check_matrix("softmax_rows_backward", "dp", dp, DType::F32, N, n);
-  check_matrix("softmax_rows_backward", "dz", dz, DType::F32, N, n);
   if (N == 0 || n == 0) return;
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
@@ -238,8 +231,6 @@ void softmax_rows_backward(Backend&, Tensor dz, Tensor dp, Tensor p) {
 
 void logsumexp_rows(Backend&, Tensor out, Tensor z) {
   const int64_t N = row_count(z), n = last_dim(z);
-  check_matrix("logsumexp_rows", "z", z, DType::F32, N, n);
-  check_numel("logsumexp_rows", "out", out, DType::F32, N);
   if (N == 0) return;
   if (n == 0) {  // an empty row: log(0) (unreachable while row_count of an (N, 0) matrix is 0)
     launch<fill_kernel>(blocks_for(N), kThreads, 0, 0, out.as<float>(), -INFINITY, N);
@@ -253,16 +244,12 @@ void logsumexp_rows(Backend&, Tensor out, Tensor z) {
 
 void axpy_rows(Backend&, Tensor y, Tensor x, Tensor s, double alpha) {
   const int64_t N = row_count(y), n = last_dim(y);
-  check_matrix("axpy_rows", "y", y, DType::F32, N, n);
-  check_matrix("axpy_rows", "x", x, DType::F32, N, n);
-  check_numel("axpy_rows", "s", s, DType::F32, N);
   if (N * n == 0) return;
   launch<axpy_rows_kernel>(blocks_for(N * n), kThreads, 0, 0, y.as<float>(), x.as<float>(), s.as<float>(), alpha, N, n);
 }
 
 std::vector<double> column_sums(Backend& be, Tensor x) {
   const int64_t N = row_count(x), n = last_dim(x);
-  check_matrix("column_sums", "x", x, DType::F32, N, n);
   std::vector<double> out(static_cast<size_t>(n), 0.0);
   if (n == 0) return out;
   Buffer sums = be.alloc(sizeof(double) * static_cast<size_t>(n));
@@ -273,7 +260,6 @@ std::vector<double> column_sums(Backend& be, Tensor x) {
 
 void add_to_rows(Backend& be, Tensor x, const std::vector<double>& v) {
   const int64_t n = static_cast<int64_t>(v.size()), N = row_count(x);
-  check_matrix("add_to_rows", "x", x, DType::F32, N, n);
   if (N * n == 0) return;
   Buffer dv = be.alloc(sizeof(double) * v.size());
   AM_CUDA(cudaMemcpy(dv.get(), v.data(), sizeof(double) * v.size(), cudaMemcpyHostToDevice));
@@ -284,7 +270,6 @@ void add_to_rows(Backend& be, Tensor x, const std::vector<double>& v) {
 // ---- entropy ----
 
 double entropy_sum(Backend& be, Tensor p) {
-  check_dtype("entropy_sum", "p", p, DType::F32);
   const int64_t n = p.numel();
   if (n == 0) return 0.0;
   Buffer scratch = be.alloc(sizeof(double) * kEntropyBlocks);
@@ -297,8 +282,6 @@ double entropy_sum(Backend& be, Tensor p) {
 }
 
 void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
-  check_dtype("entropy_backward", "p", p, DType::F32);
-  check_numel("entropy_backward", "dp", dp, DType::F32, p.numel());
   const int64_t n = p.numel();
   if (n == 0) return;
   launch<entropy_backward_kernel>(blocks_for(n), kThreads, 0, 0, dp.as<float>(), p.as<float>(), n, scale);
@@ -308,19 +291,12 @@ void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
 
 void broadcast_columns(Backend&, Tensor x, Tensor v, int64_t col) {
   const int64_t N = row_count(x), C = last_dim(x), m = v.numel();
-  check_matrix("broadcast_columns", "x", x, DType::F32, N, C);
-  check_dtype("broadcast_columns", "v", v, DType::F32);
-  AM_CHECK(col >= 0 && col + m <= C, "broadcast_columns: columns [{}, {}) outside x {}", col, col + m,
-           x.shape_str());
   if (N * m == 0) return;
   launch<broadcast_columns_kernel>(blocks_for(N * m), kThreads, 0, 0, x.as<float>(), v.as<float>(), N, C, m, col);
 }
 
 void copy_columns(Backend&, Tensor dst, Tensor src, int64_t col) {
   const int64_t N = row_count(dst), C = last_dim(dst), w = last_dim(src);
-  check_matrix("copy_columns", "dst", dst, DType::F32, N, C);
-  check_matrix("copy_columns", "src", src, DType::F32, N, w);
-  AM_CHECK(col >= 0 && col + w <= C, "copy_columns: columns [{}, {}) outside dst {}", col, col + w, dst.shape_str());
   if (N * w == 0) return;
   launch<copy_columns_kernel>(blocks_for(N * w), kThreads, 0, 0, dst.as<float>(), src.as<float>(), N, C, w, col);
 }

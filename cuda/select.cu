@@ -18,7 +18,7 @@
 // kernels instead never read or write out of bounds (slot_stats does check, as it returns to the
 // host anyway; capacity_route passes ids < -1 through, for route_build's check to catch).
 #include "check.cuh"
-#include "cpu/cpu_checks.h"
+#include "core/op_checks.h"
 #include "launch.cuh"
 #include "moe_common.cuh"
 #include "ops.cuh"
@@ -27,9 +27,6 @@
 
 namespace am::cuda {
 
-using cpu::check_matrix;
-using cpu::last_dim;
-using cpu::row_count;
 using namespace moe;
 
 namespace {
@@ -290,12 +287,6 @@ __global__ void slot_stats_kernel(unsigned long long* counts, const int32_t* slo
 void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores,
                  int k, int n_true) {
   const int64_t N = row_count(rank_scores), n_total = last_dim(rank_scores);
-  check_matrix("topk_select", "rank_scores", rank_scores, DType::F32, N, n_total);
-  check_matrix("topk_select", "gate_scores", gate_scores, DType::F32, N, n_total);
-  check_matrix("topk_select", "slot_expert", slot_expert, DType::I32, N, k);
-  check_matrix("topk_select", "slot_gate", slot_gate, DType::F32, N, k);
-  AM_CHECK(k >= 1 && k <= n_total, "top-k with k = {} of {} experts", k, n_total);
-  AM_CHECK(n_true >= 1 && n_true <= n_total, "top-k with {} true experts of {}", n_true, n_total);
   if (N == 0) return;
   launch<topk_kernel>(grid_for_warps(N), moe::kThreads, 0, 0, slot_expert.as<int32_t>(), slot_gate.as<float>(),
                       rank_scores.as<float>(), gate_scores.as<float>(), N, static_cast<int>(n_total), k, n_true);
@@ -304,11 +295,6 @@ void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_
 void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
                           Tensor slot_gate, int n_true) {
   const int64_t N = row_count(dgate_scores), n_total = last_dim(dgate_scores), k = last_dim(slot_gate);
-  check_matrix("topk_select_backward", "dgate_scores", dgate_scores, DType::F32, N, n_total);
-  check_matrix("topk_select_backward", "slot_gate", slot_gate, DType::F32, N, k);
-  check_matrix("topk_select_backward", "dslot_gate", dslot_gate, DType::F32, N, k);
-  check_matrix("topk_select_backward", "slot_expert", slot_expert, DType::I32, N, k);
-  AM_CHECK(n_true >= 1 && n_true <= n_total, "topk_select_backward: {} true experts of {}", n_true, n_total);
   if (N == 0 || k == 0) return;
   launch<topk_backward_kernel>(grid_for(N), moe::kThreads, 0, 0, dgate_scores.as<float>(), dslot_gate.as<float>(),
                                slot_expert.as<int32_t>(), slot_gate.as<float>(), N, static_cast<int>(n_total),
@@ -319,11 +305,6 @@ void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, T
 
 void topp_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
-  check_matrix("topp_select", "probs", probs, DType::F32, N, n);
-  check_matrix("topp_select", "slot_expert", slot_expert, DType::I32, N, kmax);
-  check_matrix("topp_select", "slot_gate", slot_gate, DType::F32, N, kmax);
-  AM_CHECK(p > 0 && p <= 1, "top-p with p = {}, expected 0 < p <= 1", p);
-  AM_CHECK(kmax >= 1 && n >= 1, "top-p with kmax = {} slots over {} experts", kmax, n);
   if (N == 0) return;
   launch<topp_kernel>(grid_for_warps(N), moe::kThreads, 0, 0, slot_expert.as<int32_t>(), slot_gate.as<float>(),
                       probs.as<float>(), N, static_cast<int>(n), static_cast<int>(kmax), p, renormalize);
@@ -332,11 +313,6 @@ void topp_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs
 void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
                           Tensor probs, bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
-  check_matrix("topp_select_backward", "probs", probs, DType::F32, N, n);
-  check_matrix("topp_select_backward", "dprobs", dprobs, DType::F32, N, n);
-  check_matrix("topp_select_backward", "slot_expert", slot_expert, DType::I32, N, kmax);
-  check_matrix("topp_select_backward", "slot_gate", slot_gate, DType::F32, N, kmax);
-  check_matrix("topp_select_backward", "dslot_gate", dslot_gate, DType::F32, N, kmax);
   if (N == 0 || kmax == 0) return;
   launch<topp_backward_kernel>(grid_for(N), moe::kThreads, 0, 0, dprobs.as<float>(), dslot_gate.as<float>(),
                                slot_expert.as<int32_t>(), slot_gate.as<float>(), probs.as<float>(), N,
@@ -346,12 +322,6 @@ void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor 
 void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
                           int64_t capacity) {
   const int64_t N = row_count(probs), n = last_dim(probs);
-  check_matrix("expert_choice_select", "probs", probs, DType::F32, N, n);
-  check_matrix("expert_choice_select", "slot_expert", slot_expert, DType::I32, N, n);
-  check_matrix("expert_choice_select", "slot_gate", slot_gate, DType::F32, N, n);
-  AM_CHECK(group >= 1 && N % group == 0, "expert choice: {} rows do not split into groups of {}", N, group);
-  AM_CHECK(capacity >= 0 && capacity <= group, "expert choice: capacity {} outside [0, group = {}]", capacity,
-           group);
   const int64_t total = N * n;
   if (total == 0) return;
   AM_CHECK(total <= INT32_MAX, "expert choice over {} entries: more than int32 indices hold", total);
@@ -371,9 +341,6 @@ void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Ten
 
 void expert_choice_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) {
   const int64_t N = row_count(slot_expert), n = last_dim(slot_expert);
-  check_matrix("expert_choice_select_backward", "slot_expert", slot_expert, DType::I32, N, n);
-  check_matrix("expert_choice_select_backward", "dslot_gate", dslot_gate, DType::F32, N, n);
-  check_matrix("expert_choice_select_backward", "dprobs", dprobs, DType::F32, N, n);
   const int64_t total = N * n;
   if (total == 0) return;
   launch<expert_choice_backward_kernel>(grid_for(total), moe::kThreads, 0, 0, dprobs.as<float>(),
@@ -384,12 +351,6 @@ void expert_choice_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate
 
 void capacity_route(Backend& be, Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) {
   const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert), n_scores = last_dim(scores);
-  check_matrix("capacity_route", "slot_expert", slot_expert, DType::I32, N, kmax);
-  check_matrix("capacity_route", "routed", routed, DType::I32, N, kmax);
-  check_matrix("capacity_route", "scores", scores, DType::F32, N, n_scores);
-  AM_CHECK(n_true >= 1 && n_true <= n_scores, "capacity_route: {} true experts, {} score columns", n_true,
-           n_scores);
-  AM_CHECK(capacity >= 0, "capacity_route: capacity {} < 0", capacity);
   const int64_t slots = N * kmax;
   if (slots == 0) return;
   AM_CHECK(slots <= INT32_MAX, "capacity_route over {} slots: more than int32 indices hold", slots);
@@ -407,8 +368,6 @@ void capacity_route(Backend& be, Tensor routed, Tensor slot_expert, Tensor score
 
 Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int n_true) {
   const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert);
-  check_matrix("slot_stats", "slot_expert", slot_expert, DType::I32, N, kmax);
-  AM_CHECK(n_true >= 0 && n_true <= n_total, "slot_stats: {} true ids of {}", n_true, n_total);
   Backend::SlotStats st;
   st.per_id.assign(static_cast<size_t>(n_total), 0);
   if (N == 0) return st;

@@ -108,6 +108,44 @@ TEST_CASE("cpu cross-entropy: forward_backward gradient, scaled, with an ignored
                  {.max_entries = 0, .what = "cross-entropy dlogits"});
 }
 
+TEST_CASE("cpu cross-entropy backward: gradient against finite differences, in place, the composite",
+          "[cpu]") {
+  CpuBackend be(DType::F64, 2);
+  Arena ar(be);
+  std::mt19937_64 rng(33);
+  const int64_t N = 5, V = 7;
+  const double grad_scale = 1.3;
+  Tensor logits = ar.randn({N, V}, rng, 2.0), losses = ar.f({N});
+  Tensor targets = ar.i32({N}, {6, -1, 0, 3, 3});
+  auto loss = [&] {
+    be.cross_entropy_forward(losses, logits, targets);
+    double s = 0;
+    for (int64_t i = 0; i < N; ++i) s += d64(losses)[i];
+    return grad_scale * s;
+  };
+  Tensor grad = ar.randn({N, V}, rng);  // "write": whatever it held is replaced
+  be.cross_entropy_backward(grad, logits, targets, grad_scale);
+  for (int64_t j = 0; j < V; ++j) CHECK(d64(grad)[V + j] == 0.0);  // the ignored row
+  check_gradient(loss, d64(logits), d64(grad), logits.numel(),
+                 {.max_entries = 0, .what = "cross_entropy_backward dlogits"});
+  // In place: the same bits.
+  Tensor inplace = ar.clone(logits);
+  be.cross_entropy_backward(inplace, inplace, targets, grad_scale);
+  CHECK(to_vector(inplace) == to_vector(grad));
+  // The composite cross_entropy_forward_backward (Backend's default on the CPU): the forward's
+  // losses and this gradient, bit for bit.
+  Tensor fused = ar.clone(logits), losses2 = ar.f({N});
+  be.cross_entropy_forward(losses, logits, targets);
+  be.cross_entropy_forward_backward(losses2, fused, targets, grad_scale);
+  CHECK(to_vector(losses2) == to_vector(losses));
+  CHECK(to_vector(fused) == to_vector(grad));
+  // A target >= V, and a dlogits of the wrong shape, are refused.
+  CHECK_THROWS_AS(be.cross_entropy_backward(grad, logits, ar.i32({N}, {6, -1, 7, 3, 3}), 1.0),
+                  InternalError);
+  CHECK_THROWS_WITH(be.cross_entropy_backward(ar.f({N, V + 1}), logits, targets, 1.0),
+                    Catch::Contains("cross_entropy_backward: dlogits has shape (5, 8), expected (5, 7)"));
+}
+
 TEST_CASE("cpu softmax_rows: forward (also in place) and gradient", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);

@@ -60,6 +60,36 @@ TEST_CASE("cpu rmsnorm: forward against the formula", "[cpu]") {
                     Catch::Contains("(17)") && Catch::Contains("16 elements"));
 }
 
+TEST_CASE("cpu rmsnorm_residual_forward: add then rmsnorm, bit for bit, in place too", "[cpu]") {
+  for (const DType dt : {DType::F64, DType::F32}) {
+    CpuBackend be(dt, 2);
+    Arena ar(be);
+    std::mt19937_64 rng(12);
+    const int64_t N = 9, d = 24;
+    const double eps = 1e-5;
+    Tensor a = ar.randn({N, d}, rng, 3.0), b = ar.randn({N, d}, rng), w = ar.randn({d}, rng);
+    Tensor res = ar.f({N, d}), out = ar.f({N, d}), rstd = ar.f({N});
+    be.rmsnorm_residual_forward(res, out, rstd, a, b, w, eps);
+    Tensor res2 = ar.f({N, d}), out2 = ar.f({N, d}), rstd2 = ar.f({N});
+    be.add(res2, a, b);
+    be.rmsnorm_forward(out2, rstd2, res2, w, eps);
+    CHECK(to_vector(res) == to_vector(res2));
+    CHECK(to_vector(out) == to_vector(out2));
+    CHECK(to_vector(rstd) == to_vector(rstd2));
+    for (int64_t i = 0; i < N * d; ++i) {
+      const double sum = Arena::get(a, i) + Arena::get(b, i);  // exact for two floats
+      CHECK(Arena::get(res, i) == (dt == DType::F32 ? double(static_cast<float>(sum)) : sum));
+    }
+    // res_out aliasing a (the model's res_mid += residual).
+    be.rmsnorm_residual_forward(a, out2, rstd2, a, b, w, eps);
+    CHECK(to_vector(a) == to_vector(res));
+    CHECK(to_vector(out2) == to_vector(out));
+    CHECK_THROWS_WITH(be.rmsnorm_residual_forward(res, out, rstd, a, ar.f({N, d + 1}), w, eps),
+                      Catch::Contains("rmsnorm_residual_forward: b has shape") &&
+                          Catch::Contains("expected (9, 24)"));
+  }
+}
+
 TEST_CASE("cpu rmsnorm: gradients with respect to x and w (accumulated)", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);

@@ -1,6 +1,7 @@
 // Commands that read a checkpoint:
 //   autonomoe eval --checkpoint DIR [--data GLOB] [--batches N] [--set key=value]... [--json]
 //   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16]
+#include "backends/backend_factory.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "data/loader.h"

@@ -2,9 +2,22 @@
 // either the CPU reference (src/cpu/) or CUDA (cuda/). The model code is written once against
 // this class; a backend only adds kernels.
 //
+// The op contract. Each op is a public non-virtual method declared here, with its shapes and
+// semantics in a comment. Its definition (backend.cpp, backend_moe.cpp) checks the arguments'
+// dtypes, shapes and scalar ranges ONCE, for every backend, with errors that name the op, the
+// argument, its shape and the expected one; then it calls the protected virtual `<op>_impl` with
+// the same arguments. A backend implements only the `_impl`s: the computation, plus the checks
+// that are its own (index ranges that need device data, its kernels' size limits).
+// A composite op (rmsnorm_residual_forward, cross_entropy_forward_backward) has a default `_impl`
+// (backend.cpp) built from simpler ops; a backend may override it with a fused kernel, and
+// nothing else changes: no other backend, no model code (docs/architecture.md, "The one op
+// interface").
+//
 // Conventions (every op follows them; the CPU implementation is the executable spec):
-//  - Float tensors have dtype == dtype() (the compute dtype: F32 or F64 on the CPU). Index tensors
-//    are I32. Shapes are row-major and given in the comment of each op; ops check them.
+//  - Float tensors have dtype == dtype() (the compute dtype: F32 or F64 on the CPU), the rule of
+//    check_float(). Index tensors are I32. Shapes are row-major and given in the comment of each
+//    op. A tensor documented as (B, T, C) may come as any shape with the same last dimension and
+//    element count (e.g. (B*T, C)); so may (N, d) and friends.
 //  - "write" outputs are overwritten; "acc" outputs are accumulated into (+=). Gradients of
 //    parameters are always accumulated, so gradient accumulation over micro-batches is free.
 //  - Every op is deterministic: the same inputs give the same bits, whatever the thread count.
@@ -52,77 +65,91 @@ class Backend {
   virtual DType dtype() const = 0;       // compute dtype of float tensors
   virtual std::string describe() const = 0;  // one line for the start-up table
 
+  // The float-dtype rule of every op, in this one place: a float tensor argument has the compute
+  // dtype (AM_CHECK failure naming the op, the argument, its shape and both dtypes otherwise).
+  void check_float(const char* op, const char* name, const Tensor& t) const;
+
   // ---- memory ----
   virtual Buffer alloc(size_t bytes) = 0;  // contents undefined; the Buffer must not outlive the backend
   virtual void upload(Tensor dst, const void* host) = 0;      // host holds dst.nbytes()
   virtual void download(void* host, Tensor src) = 0;          // host receives src.nbytes()
   virtual void zero(Tensor t) = 0;
-  virtual void copy(Tensor dst, Tensor src) = 0;              // same dtype and numel
+  void copy(Tensor dst, Tensor src);                          // same dtype and numel
   virtual void synchronize() = 0;
 
   // ---- dense math ----
   // c (M,N) = alpha * op(a) op(b) + beta * c, op(a) (M,K), op(b) (K,N); a, b, c are 2-D.
   // beta == 0 overwrites c whatever it held. With bf16_matmul(), a and b are rounded to bf16
   // (nearest even) before the product, which is accumulated in fp32: c is fp32 either way.
-  virtual void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
-                      double beta) = 0;
-  virtual void add(Tensor out, Tensor a, Tensor b) = 0;      // out = a + b; out may alias a or b
-  virtual void axpy(Tensor y, Tensor x, double alpha) = 0;   // y += alpha x
-  virtual void scale(Tensor x, double s) = 0;                // x *= s
-  virtual double sum_squares(Tensor x) = 0;                  // sum x^2, accumulated in double
+  void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
+              double beta);
+  void add(Tensor out, Tensor a, Tensor b);      // out = a + b; out may alias a or b
+  void axpy(Tensor y, Tensor x, double alpha);   // y += alpha x
+  void scale(Tensor x, double s);                // x *= s
+  double sum_squares(Tensor x);                  // sum x^2, accumulated in double
 
   // ---- embedding ----
   // out (N,d) write = table (V,d)[tokens (N)]
-  virtual void embedding_forward(Tensor out, Tensor tokens, Tensor table) = 0;
+  void embedding_forward(Tensor out, Tensor tokens, Tensor table);
   // dtable (V,d) acc: dtable[tokens[i]] += dout[i]
-  virtual void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) = 0;
+  void embedding_backward(Tensor dtable, Tensor tokens, Tensor dout);
 
   // ---- RMSNorm: out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) ----
   // out (N,d) write, rstd (N) write, x (N,d), w (d)
-  virtual void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) = 0;
+  void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps);
   // dx (N,d) acc, dw (d) acc, dout (N,d), x (N,d), w (d), rstd (N)
-  virtual void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
-                                Tensor rstd) = 0;
+  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
+                        Tensor rstd);
+  // Composite: the residual add and the RMSNorm after it. res_out (N,d) write = a + b (as add);
+  // out (N,d), rstd (N) write = rmsnorm_forward of res_out with w (d). a, b (N,d); res_out may
+  // alias a or b. Default: add, then rmsnorm_forward; the CUDA backend overrides it (one kernel).
+  void rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b,
+                                Tensor w, double eps);
 
   // ---- RoPE, rotate-half layout (HF Llama), position = index t within the sequence ----
   // For each q and k head, i < hd/2, angle = t * theta^(-2i/hd):
   //   x'[i] = x[i] cos - x[i + hd/2] sin ;  x'[i + hd/2] = x[i + hd/2] cos + x[i] sin
   // qkv (B,T,qkv_dim) in place; v is untouched.
-  virtual void rope_forward(Tensor qkv, const AttnShape& s, double theta) = 0;
+  void rope_forward(Tensor qkv, const AttnShape& s, double theta);
   // dqkv (B,T,qkv_dim) in place: the transpose rotation on the dq and dk parts.
-  virtual void rope_backward(Tensor dqkv, const AttnShape& s, double theta) = 0;
+  void rope_backward(Tensor dqkv, const AttnShape& s, double theta);
 
   // ---- causal multi-head attention, scale 1/sqrt(hd) ----
   // out (B,T,H*hd) write, lse (B,H,T) write (log-sum-exp of each scaled score row), qkv packed.
-  virtual void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) = 0;
+  void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s);
   // dqkv (B,T,qkv_dim) write (all of it), dout (B,T,H*hd), qkv, out, lse as saved by forward.
-  virtual void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-                                  const AttnShape& s) = 0;
+  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                          const AttnShape& s);
 
   // ---- SiLU and SwiGLU: silu(x) = x * sigmoid(x); swiglu: h = SiLU(g) * u ----
-  virtual void silu_forward(Tensor y, Tensor x) = 0;                    // y, x (M,f); y write
-  virtual void silu_backward(Tensor dx, Tensor dy, Tensor x) = 0;       // dx (M,f) acc
-  virtual void swiglu_forward(Tensor h, Tensor g, Tensor u) = 0;        // h, g, u (M,f)
-  virtual void swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) = 0;  // dg, du write
+  void silu_forward(Tensor y, Tensor x);                    // y, x (M,f); y write
+  void silu_backward(Tensor dx, Tensor dy, Tensor x);       // dx (M,f) acc
+  void swiglu_forward(Tensor h, Tensor g, Tensor u);        // h, g, u (M,f)
+  void swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u);  // dg, du write
 
   // ---- softmax cross-entropy over the vocabulary ----
   // losses (N) write: logsumexp(logits[i]) - logits[i][targets[i]]; targets < 0 give loss 0.
-  virtual void cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) = 0;
+  void cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets);
   // The same, then logits (N,V) is overwritten by its gradient grad_scale * (softmax - onehot)
   // (rows with target < 0 get zero gradient).
-  virtual void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
-                                              double grad_scale) = 0;
+  // Composite. Default: cross_entropy_forward, then cross_entropy_backward in place; the CUDA
+  // backend overrides it with one pass over the logits (llm.c's fused classifier).
+  void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
+                                      double grad_scale);
+  // dlogits (N,V) write = grad_scale * (softmax(logits[i]) - onehot(targets[i])); rows with
+  // target < 0 get zeros. dlogits may alias logits (each row is read whole before it is written).
+  void cross_entropy_backward(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale);
 
   // ---- row softmax helpers (router probabilities, z-loss) ----
-  virtual void softmax_rows(Tensor p, Tensor z) = 0;                       // p, z (N,n)
-  virtual void softmax_rows_backward(Tensor dz, Tensor dp, Tensor p) = 0;  // dz acc
-  virtual void logsumexp_rows(Tensor out, Tensor z) = 0;                   // out (N), z (N,n)
+  void softmax_rows(Tensor p, Tensor z);                       // p, z (N,n)
+  void softmax_rows_backward(Tensor dz, Tensor dp, Tensor p);  // dz acc
+  void logsumexp_rows(Tensor out, Tensor z);                   // out (N), z (N,n)
   // y (N,n) acc: y[t] += alpha * s[t] * x[t], s (N)
-  virtual void axpy_rows(Tensor y, Tensor x, Tensor s, double alpha) = 0;
+  void axpy_rows(Tensor y, Tensor x, Tensor s, double alpha);
   // x (N,n): out[j] = sum_t x[t][j] (double, deterministic); returned on the host
-  virtual std::vector<double> column_sums(Tensor x) = 0;
+  std::vector<double> column_sums(Tensor x);
   // x (N,n) acc: x[t][j] += v[j] for every row t; v is a host vector of length n
-  virtual void add_to_rows(Tensor x, const std::vector<double>& v) = 0;
+  void add_to_rows(Tensor x, const std::vector<double>& v);
 
   // ---- expert selection ----
   // Slots: slot_expert (N,kmax) I32 holds an expert id or -1 (empty); slot_gate (N,kmax) its gate.
@@ -134,90 +161,90 @@ class Backend {
   // AdaMoE's renormalisation over true experts). rank_scores and gate_scores (N,n_total) may be the
   // same tensor (they differ with the auxiliary-loss-free selection bias). A row whose k slots are
   // all null gets all-zero gates.
-  virtual void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
-                           Tensor gate_scores, int k, int n_true) = 0;
+  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
+                   Tensor gate_scores, int k, int n_true);
   // dgate_scores (N,n_total) acc: for selected true j, += g_j (dg_j - sum_l g_l dg_l) (l true)
-  virtual void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
-                                    Tensor slot_gate, int n_true) = 0;
+  void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
+                            Tensor slot_gate, int n_true);
   // Top-p (Huang et al.): per row, experts sorted by probs descending (ties: lower id); keep the
   // shortest prefix whose sum reaches p (the expert that crosses p is kept), at most kmax =
   // slot_expert.dim(1) experts; unused slots -1. Gates: probs[e], or probs[e] / (sum of the kept
   // probs) when renormalize.
-  virtual void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
-                           bool renormalize) = 0;
+  void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
+                   bool renormalize);
   // dprobs (N,n) acc: raw gates: dprobs[e] += dg; renormalised: dprobs[e] += (dg_e - sum g dg) / S
-  virtual void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
-                                    Tensor slot_gate, Tensor probs, bool renormalize) = 0;
+  void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
+                            Tensor slot_gate, Tensor probs, bool renormalize);
   // Expert choice (Zhou et al.): tokens in groups of `group` consecutive rows (N % group == 0);
   // in each group every expert takes its `capacity` highest-probs tokens (ties: lower row).
   // slot_expert (N,n): [t][e] = e if expert e chose token t, else -1; slot_gate = probs there, 0 else.
-  virtual void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs,
-                                    int64_t group, int64_t capacity) = 0;
+  void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs,
+                            int64_t group, int64_t capacity);
   // dprobs (N,n) acc: += dslot_gate where the slot is filled
-  virtual void expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) = 0;
+  void expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert);
   // Which slots reach an expert. routed (N,kmax) write = slot_expert, except -1 for null ids
   // (>= n_true) and, when capacity > 0, for every assignment beyond the `capacity` with the highest
   // scores[t][e] among those of expert e (ties: lower slot index) -- dropped tokens keep the residual.
-  virtual void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
-                              int64_t capacity) = 0;
+  void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
+                      int64_t capacity);
   // Counts of a slot array: per id in [0, n_total) (host), and the number of rows with no id < n_true.
   struct SlotStats {
     std::vector<int64_t> per_id;
     int64_t rows_without_true = 0;
   };
-  virtual SlotStats slot_stats(Tensor slot_expert, int n_total, int n_true) = 0;
+  SlotStats slot_stats(Tensor slot_expert, int n_total, int n_true);
 
   // ---- activation norms (AoE) ----
   // c (N, n_blocks*dl): each row is n_blocks blocks of dl. s (N,S), S >= n_blocks: columns
   // [0, n_blocks) write = the norm of each block (L2, L1 or Linf); other columns untouched.
   enum class NormKind { L2, L1, Linf };
-  virtual void block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) = 0;
+  void block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind);
   // dc acc += ds[t][b] * d||c_b||/dc_b: L2 c_b/||c_b|| (0 when ||c_b|| = 0), L1 sign(c_b),
   // Linf sign(c) at the first index of max |c| (0 elsewhere). ds (N,S) read in columns [0, n_blocks).
-  virtual void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
-                                    NormKind kind) = 0;
+  void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
+                            NormKind kind);
   // out (A,dl) write: out[a] = block e of row t of c (N, n*dl), t = assign_slot[a] / kmax,
   // e = slot_expert[assign_slot[a]] (kmax = slot_expert.dim(1)).
-  virtual void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) = 0;
+  void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert);
   // dc (N, n*dl) acc: block e of row t += src[a] (the adjoint of gather_blocks)
-  virtual void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) = 0;
+  void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert);
   // x (N,C) columns [col, col + m) write = v (m) in every row (learnable null-expert scores)
-  virtual void broadcast_columns(Tensor x, Tensor v, int64_t col) = 0;
+  void broadcast_columns(Tensor x, Tensor v, int64_t col);
   // dst (N,C) columns [col, col + w) write = src (N,w)
-  virtual void copy_columns(Tensor dst, Tensor src, int64_t col) = 0;
+  void copy_columns(Tensor dst, Tensor src, int64_t col);
 
   // ---- entropy (confidence entropy loss and metric) ----
-  virtual double entropy_sum(Tensor p) = 0;                            // sum_t -sum_j p log p (0 log 0 = 0)
-  virtual void entropy_backward(Tensor dp, Tensor p, double scale) = 0;  // dp acc += -scale (log p + 1), p > 0
+  double entropy_sum(Tensor p);                            // sum_t -sum_j p log p (0 log 0 = 0)
+  void entropy_backward(Tensor dp, Tensor p, double scale);  // dp acc += -scale (log p + 1), p > 0
 
   // ---- routing: slots (N,kmax) -> expert-major assignment list ----
   // slot_expert (N,kmax) holds an expert id or -1 (empty slot). Writes assign_slot (>= A) with
   // the slot index (t*kmax + j) of each assignment, sorted by expert and, within an expert, by
   // slot index; slot_assign (N,kmax) with the position of each slot in that list (-1 if empty);
   // and expert_offsets (host, n+1): expert e owns assignments [off[e], off[e+1]). Returns A.
-  virtual int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
-                              Tensor slot_expert, int n_experts) = 0;
+  int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                      Tensor slot_expert, int n_experts);
   // out (A,d) write: out[a] = x[assign_slot[a] / kmax]
-  virtual void gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax) = 0;
+  void gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax);
   // y (N,d) write: y[t] = sum over filled slots j (in j order) of slot_gate[t][j] * eo[slot_assign[t][j]]
-  virtual void combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) = 0;
+  void combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign);
   // dexpert_out (A,d) write = gate * dy[t];  dslot_gate (N,kmax) write = <dy[t], eo[a]> (0 if empty)
-  virtual void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
-                                Tensor slot_gate, Tensor slot_assign) = 0;
+  void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
+                        Tensor slot_gate, Tensor slot_assign);
   // dx (N,d) acc: dx[t] += sum over filled slots j of src[slot_assign[t][j]]
-  virtual void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) = 0;
+  void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign);
 
   // ---- optimizer ----
   // param, m, v updated in place, grad read (all of one numel). The update flag: when a value this
   // call writes to param, m or v is not finite and the flag is 0, the flag becomes s.tag, so that
   // it names the first such call since clear_update_flag() (the optimizer tags each tensor). The
   // update records it as it goes: no extra pass over the values.
-  virtual void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) = 0;
+  void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s);
   // dst (1) write = the update flag as a number of dst's dtype (0: every update was finite),
   // ordered after the ops before it and without waiting for them: on the GPU a device-to-device
   // copy, so the flag reaches the host with the next download of dst's buffer
   // (Transformer::forward reads it together with the losses). The flag stays set until cleared.
-  virtual void copy_update_flag(Tensor dst) = 0;
+  void copy_update_flag(Tensor dst);
   virtual void clear_update_flag() = 0;
 
   // ---- mixed precision (run.precision: bf16) ----
@@ -230,7 +257,7 @@ class Backend {
   // (the same values, rounded once). Call it after every change of the values (Transformer::forward
   // does, first thing); an empty Tensor forgets the copy (~Transformer does). Without
   // bf16_matmul() it does nothing.
-  virtual void refresh_weight_copy(Tensor master) = 0;
+  void refresh_weight_copy(Tensor master);
 
   // ---- memory accounting (benchmarks): bytes allocated through alloc() and not yet freed, and
   // the most ever held at once ----
@@ -238,6 +265,93 @@ class Backend {
   size_t peak_bytes() const { return mem_->peak.load(); }
 
  protected:
+  // ---- the computation of each op, called by the op after its checks; the same arguments ----
+  // memory
+  virtual void copy_impl(Tensor dst, Tensor src) = 0;
+  // dense math
+  virtual void matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
+                           double beta) = 0;
+  virtual void add_impl(Tensor out, Tensor a, Tensor b) = 0;
+  virtual void axpy_impl(Tensor y, Tensor x, double alpha) = 0;
+  virtual void scale_impl(Tensor x, double s) = 0;
+  virtual double sum_squares_impl(Tensor x) = 0;
+  // embedding
+  virtual void embedding_forward_impl(Tensor out, Tensor tokens, Tensor table) = 0;
+  virtual void embedding_backward_impl(Tensor dtable, Tensor tokens, Tensor dout) = 0;
+  // RMSNorm
+  virtual void rmsnorm_forward_impl(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) = 0;
+  virtual void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
+                                     Tensor rstd) = 0;
+  virtual void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a,
+                                             Tensor b, Tensor w, double eps);
+  // RoPE and attention
+  virtual void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta) = 0;
+  virtual void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) = 0;
+  virtual void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) = 0;
+  virtual void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                                       Tensor lse, const AttnShape& s) = 0;
+  // SiLU and SwiGLU
+  virtual void silu_forward_impl(Tensor y, Tensor x) = 0;
+  virtual void silu_backward_impl(Tensor dx, Tensor dy, Tensor x) = 0;
+  virtual void swiglu_forward_impl(Tensor h, Tensor g, Tensor u) = 0;
+  virtual void swiglu_backward_impl(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) = 0;
+  // cross-entropy
+  virtual void cross_entropy_forward_impl(Tensor losses, Tensor logits, Tensor targets) = 0;
+  virtual void cross_entropy_forward_backward_impl(Tensor losses, Tensor logits, Tensor targets,
+                                                   double grad_scale);  // composite: has a default
+  virtual void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets,
+                                           double grad_scale) = 0;
+  // row softmax helpers
+  virtual void softmax_rows_impl(Tensor p, Tensor z) = 0;
+  virtual void softmax_rows_backward_impl(Tensor dz, Tensor dp, Tensor p) = 0;
+  virtual void logsumexp_rows_impl(Tensor out, Tensor z) = 0;
+  virtual void axpy_rows_impl(Tensor y, Tensor x, Tensor s, double alpha) = 0;
+  virtual std::vector<double> column_sums_impl(Tensor x) = 0;
+  virtual void add_to_rows_impl(Tensor x, const std::vector<double>& v) = 0;
+  // expert selection
+  virtual void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
+                                Tensor gate_scores, int k, int n_true) = 0;
+  virtual void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate,
+                                         Tensor slot_expert, Tensor slot_gate, int n_true) = 0;
+  virtual void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
+                                bool renormalize) = 0;
+  virtual void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
+                                         Tensor slot_gate, Tensor probs, bool renormalize) = 0;
+  virtual void expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs,
+                                         int64_t group, int64_t capacity) = 0;
+  virtual void expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate,
+                                                  Tensor slot_expert) = 0;
+  virtual void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
+                                   int64_t capacity) = 0;
+  virtual SlotStats slot_stats_impl(Tensor slot_expert, int n_total, int n_true) = 0;
+  // activation norms and column writers
+  virtual void block_norms_impl(Tensor s, Tensor c, int n_blocks, NormKind kind) = 0;
+  virtual void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
+                                         NormKind kind) = 0;
+  virtual void gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) = 0;
+  virtual void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot,
+                                       Tensor slot_expert) = 0;
+  virtual void broadcast_columns_impl(Tensor x, Tensor v, int64_t col) = 0;
+  virtual void copy_columns_impl(Tensor dst, Tensor src, int64_t col) = 0;
+  // entropy
+  virtual double entropy_sum_impl(Tensor p) = 0;
+  virtual void entropy_backward_impl(Tensor dp, Tensor p, double scale) = 0;
+  // routing
+  virtual int64_t route_build_impl(Tensor assign_slot, Tensor slot_assign,
+                                   std::vector<int64_t>& expert_offsets, Tensor slot_expert,
+                                   int n_experts) = 0;
+  virtual void gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int kmax) = 0;
+  virtual void combine_impl(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) = 0;
+  virtual void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy,
+                                     Tensor expert_out, Tensor slot_gate, Tensor slot_assign) = 0;
+  virtual void scatter_rows_add_impl(Tensor dx, Tensor src, Tensor slot_assign) = 0;
+  // optimizer
+  virtual void adamw_update_impl(Tensor param, Tensor grad, Tensor m, Tensor v,
+                                 const AdamWStep& s) = 0;
+  virtual void copy_update_flag_impl(Tensor dst) = 0;
+  // mixed precision
+  virtual void refresh_weight_copy_impl(Tensor master) = 0;
+
   // Wraps a raw allocation of `bytes` in a Buffer whose deleter calls `release` and keeps the
   // counters above (they outlive the backend if a Buffer does).
   Buffer tracked(void* p, size_t bytes, std::function<void(void*)> release) {
@@ -276,9 +390,6 @@ enum class Precision { FP32, FP64, BF16 };
 Precision precision_from_name(const std::string& name);  // "fp32", "fp64", "bf16"; else UserError
 DType precision_dtype(Precision p);                       // the dtype of float tensors: F64 or F32
 
-// kind: "cpu", "cuda" or "auto" (CUDA when it is built and a device is present, else CPU).
-// threads <= 0: all cores. Runs create theirs through make_checked_backend (train/backend_check.h),
-// which checks a GPU backend against the CPU reference first.
-std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precision, int threads);
+// make_backend, the factory that knows every backend: src/backends/backend_factory.h.
 
 }  // namespace am

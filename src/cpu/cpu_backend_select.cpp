@@ -14,13 +14,9 @@ using namespace am::cpu;
 
 // ---- top-k ----
 
-void CpuBackend::topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
-                             Tensor gate_scores, int k, int n_true) {
+void CpuBackend::topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
+                                  Tensor gate_scores, int k, int n_true) {
   const int64_t N = row_count(rank_scores), n_total = last_dim(rank_scores);
-  check_matrix("topk_select", "rank_scores", rank_scores, dtype_, N, n_total);
-  check_matrix("topk_select", "gate_scores", gate_scores, dtype_, N, n_total);
-  check_matrix("topk_select", "slot_expert", slot_expert, DType::I32, N, k);
-  check_matrix("topk_select", "slot_gate", slot_gate, dtype_, N, k);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -29,16 +25,10 @@ void CpuBackend::topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_s
   });
 }
 
-void CpuBackend::topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
-                                      Tensor slot_gate, int n_true) {
+void CpuBackend::topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
+                                           Tensor slot_gate, int n_true) {
   const int64_t N = row_count(dgate_scores), n_total = last_dim(dgate_scores),
                 k = last_dim(slot_gate);
-  check_matrix("topk_select_backward", "dgate_scores", dgate_scores, dtype_, N, n_total);
-  check_matrix("topk_select_backward", "slot_gate", slot_gate, dtype_, N, k);
-  check_matrix("topk_select_backward", "dslot_gate", dslot_gate, dtype_, N, k);
-  check_matrix("topk_select_backward", "slot_expert", slot_expert, DType::I32, N, k);
-  AM_CHECK(n_true >= 1 && n_true <= n_total, "topk_select_backward: {} true experts of {}", n_true,
-           n_total);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -50,12 +40,9 @@ void CpuBackend::topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Te
 
 // ---- top-p and expert choice ----
 
-void CpuBackend::topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
-                             bool renormalize) {
+void CpuBackend::topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
+                                  bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
-  check_matrix("topp_select", "probs", probs, dtype_, N, n);
-  check_matrix("topp_select", "slot_expert", slot_expert, DType::I32, N, kmax);
-  check_matrix("topp_select", "slot_gate", slot_gate, dtype_, N, kmax);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -64,14 +51,9 @@ void CpuBackend::topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs,
   });
 }
 
-void CpuBackend::topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
-                                      Tensor slot_gate, Tensor probs, bool renormalize) {
+void CpuBackend::topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
+                                           Tensor slot_gate, Tensor probs, bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
-  check_matrix("topp_select_backward", "probs", probs, dtype_, N, n);
-  check_matrix("topp_select_backward", "dprobs", dprobs, dtype_, N, n);
-  check_matrix("topp_select_backward", "slot_expert", slot_expert, DType::I32, N, kmax);
-  check_matrix("topp_select_backward", "slot_gate", slot_gate, dtype_, N, kmax);
-  check_matrix("topp_select_backward", "dslot_gate", dslot_gate, dtype_, N, kmax);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -80,12 +62,9 @@ void CpuBackend::topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor s
   });
 }
 
-void CpuBackend::expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs,
-                                      int64_t group, int64_t capacity) {
+void CpuBackend::expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs,
+                                           int64_t group, int64_t capacity) {
   const int64_t N = row_count(probs), n = last_dim(probs);
-  check_matrix("expert_choice_select", "probs", probs, dtype_, N, n);
-  check_matrix("expert_choice_select", "slot_expert", slot_expert, DType::I32, N, n);
-  check_matrix("expert_choice_select", "slot_gate", slot_gate, dtype_, N, n);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -94,12 +73,9 @@ void CpuBackend::expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tens
   });
 }
 
-void CpuBackend::expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate,
-                                               Tensor slot_expert) {
+void CpuBackend::expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate,
+                                                    Tensor slot_expert) {
   const int64_t N = row_count(slot_expert), n = last_dim(slot_expert);
-  check_matrix("expert_choice_select_backward", "slot_expert", slot_expert, DType::I32, N, n);
-  check_matrix("expert_choice_select_backward", "dslot_gate", dslot_gate, dtype_, N, n);
-  check_matrix("expert_choice_select_backward", "dprobs", dprobs, dtype_, N, n);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -110,13 +86,10 @@ void CpuBackend::expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate,
 
 // ---- capacity and counts ----
 
-void CpuBackend::capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
-                                int64_t capacity) {
+void CpuBackend::capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
+                                     int64_t capacity) {
   const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert),
                 n_scores = last_dim(scores);
-  check_matrix("capacity_route", "slot_expert", slot_expert, DType::I32, N, kmax);
-  check_matrix("capacity_route", "routed", routed, DType::I32, N, kmax);
-  check_matrix("capacity_route", "scores", scores, dtype_, N, n_scores);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -125,9 +98,8 @@ void CpuBackend::capacity_route(Tensor routed, Tensor slot_expert, Tensor scores
   });
 }
 
-Backend::SlotStats CpuBackend::slot_stats(Tensor slot_expert, int n_total, int n_true) {
+Backend::SlotStats CpuBackend::slot_stats_impl(Tensor slot_expert, int n_total, int n_true) {
   const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert);
-  check_matrix("slot_stats", "slot_expert", slot_expert, DType::I32, N, kmax);
   SlotStats st;
   st.rows_without_true =
       cpu::slot_stats(st.per_id, slot_expert.as<int32_t>(), N, kmax, n_total, n_true);
@@ -136,22 +108,8 @@ Backend::SlotStats CpuBackend::slot_stats(Tensor slot_expert, int n_total, int n
 
 // ---- activation norms ----
 
-namespace {
-
-// c (N, n_blocks*dl): returns dl.
-int64_t block_width(const char* op, const Tensor& c, int n_blocks) {
-  AM_CHECK(n_blocks >= 1 && last_dim(c) % n_blocks == 0,
-           "{}: c {} does not split into {} blocks", op, c.shape_str(), n_blocks);
-  return last_dim(c) / n_blocks;
-}
-
-}  // namespace
-
-void CpuBackend::block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) {
-  const int64_t N = row_count(c), dl = block_width("block_norms", c, n_blocks), S = last_dim(s);
-  check_matrix("block_norms", "c", c, dtype_, N, n_blocks * dl);
-  check_matrix("block_norms", "s", s, dtype_, N, S);
-  AM_CHECK(S >= n_blocks, "block_norms: s {} has fewer than {} columns", s.shape_str(), n_blocks);
+void CpuBackend::block_norms_impl(Tensor s, Tensor c, int n_blocks, NormKind kind) {
+  const int64_t N = row_count(c), dl = last_dim(c) / n_blocks, S = last_dim(s);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -159,16 +117,10 @@ void CpuBackend::block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) {
   });
 }
 
-void CpuBackend::block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
-                                      NormKind kind) {
-  const int64_t N = row_count(c), dl = block_width("block_norms_backward", c, n_blocks),
+void CpuBackend::block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
+                                           NormKind kind) {
+  const int64_t N = row_count(c), dl = last_dim(c) / n_blocks,
                 S = last_dim(s);
-  check_matrix("block_norms_backward", "c", c, dtype_, N, n_blocks * dl);
-  check_matrix("block_norms_backward", "dc", dc, dtype_, N, n_blocks * dl);
-  check_matrix("block_norms_backward", "s", s, dtype_, N, S);
-  check_matrix("block_norms_backward", "ds", ds, dtype_, N, S);
-  AM_CHECK(S >= n_blocks, "block_norms_backward: s {} has fewer than {} columns", s.shape_str(),
-           n_blocks);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -184,26 +136,15 @@ struct BlockGeometry {
   int64_t A, dl, N, kmax, n;
 };
 
-BlockGeometry block_geometry(const char* op, DType dt, const Tensor& blocks, const Tensor& c,
-                             const Tensor& assign_slot, const Tensor& slot_expert) {
-  BlockGeometry g{row_count(blocks), last_dim(blocks), row_count(slot_expert),
-                  last_dim(slot_expert), 0};
-  AM_CHECK(g.dl >= 1 && last_dim(c) % g.dl == 0, "{}: c {} does not split into blocks of {}", op,
-           c.shape_str(), g.dl);
-  g.n = last_dim(c) / g.dl;
-  check_matrix(op, "slot_expert", slot_expert, DType::I32, g.N, g.kmax);
-  check_matrix(op, "c", c, dt, g.N, g.n * g.dl);
-  check_dtype(op, "blocks", blocks, dt);
-  check_dtype(op, "assign_slot", assign_slot, DType::I32);
-  AM_CHECK(assign_slot.numel() >= g.A, "{}: assign_slot {} holds fewer than A = {} entries", op,
-           assign_slot.shape_str(), g.A);
-  return g;
+BlockGeometry block_geometry(const Tensor& blocks, const Tensor& c, const Tensor& slot_expert) {
+  const int64_t dl = last_dim(blocks);
+  return {row_count(blocks), dl, row_count(slot_expert), last_dim(slot_expert), last_dim(c) / dl};
 }
 
 }  // namespace
 
-void CpuBackend::gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) {
-  const BlockGeometry g = block_geometry("gather_blocks", dtype_, out, c, assign_slot, slot_expert);
+void CpuBackend::gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) {
+  const BlockGeometry g = block_geometry(out, c, slot_expert);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -212,9 +153,9 @@ void CpuBackend::gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor 
   });
 }
 
-void CpuBackend::scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) {
-  const BlockGeometry g =
-      block_geometry("scatter_blocks_add", dtype_, src, dc, assign_slot, slot_expert);
+void CpuBackend::scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot,
+                                         Tensor slot_expert) {
+  const BlockGeometry g = block_geometry(src, dc, slot_expert);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -225,12 +166,8 @@ void CpuBackend::scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, T
 
 // ---- column writers ----
 
-void CpuBackend::broadcast_columns(Tensor x, Tensor v, int64_t col) {
+void CpuBackend::broadcast_columns_impl(Tensor x, Tensor v, int64_t col) {
   const int64_t N = row_count(x), C = last_dim(x), m = v.numel();
-  check_matrix("broadcast_columns", "x", x, dtype_, N, C);
-  check_dtype("broadcast_columns", "v", v, dtype_);
-  AM_CHECK(col >= 0 && col + m <= C, "broadcast_columns: columns [{}, {}) outside x {}", col,
-           col + m, x.shape_str());
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -238,12 +175,8 @@ void CpuBackend::broadcast_columns(Tensor x, Tensor v, int64_t col) {
   });
 }
 
-void CpuBackend::copy_columns(Tensor dst, Tensor src, int64_t col) {
+void CpuBackend::copy_columns_impl(Tensor dst, Tensor src, int64_t col) {
   const int64_t N = row_count(dst), C = last_dim(dst), w = last_dim(src);
-  check_matrix("copy_columns", "dst", dst, dtype_, N, C);
-  check_matrix("copy_columns", "src", src, dtype_, N, w);
-  AM_CHECK(col >= 0 && col + w <= C, "copy_columns: columns [{}, {}) outside dst {}", col, col + w,
-           dst.shape_str());
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -253,8 +186,7 @@ void CpuBackend::copy_columns(Tensor dst, Tensor src, int64_t col) {
 
 // ---- entropy ----
 
-double CpuBackend::entropy_sum(Tensor p) {
-  check_dtype("entropy_sum", "p", p, dtype_);
+double CpuBackend::entropy_sum_impl(Tensor p) {
   enter();
   double r = 0;
   dispatch(dtype_, [&](auto tag) {
@@ -264,9 +196,7 @@ double CpuBackend::entropy_sum(Tensor p) {
   return r;
 }
 
-void CpuBackend::entropy_backward(Tensor dp, Tensor p, double scale) {
-  check_dtype("entropy_backward", "p", p, dtype_);
-  check_numel("entropy_backward", "dp", dp, dtype_, p.numel());
+void CpuBackend::entropy_backward_impl(Tensor dp, Tensor p, double scale) {
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);

@@ -9,7 +9,6 @@ namespace am::cpu {
 
 template <typename T>
 bool adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWStep& s) {
-  AM_CHECK(s.step >= 1, "AdamW step must be >= 1 (1-based), got {}", s.step);
   const double bc1 = 1.0 - std::pow(s.beta1, static_cast<double>(s.step));
   const double bc2 = 1.0 - std::pow(s.beta2, static_cast<double>(s.step));
   bool bad = false;

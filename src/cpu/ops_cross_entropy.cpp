@@ -32,7 +32,6 @@ void row_stats(const T* x, int64_t V, T& mx, double& sum) {
 template <typename T>
 void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N,
                            int64_t V) {
-  AM_CHECK(V > 0, "cross-entropy over an empty vocabulary");
   check_targets(targets, N, V);
 #pragma omp parallel for schedule(static) if (N * V >= kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
@@ -49,20 +48,19 @@ void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, i
 }
 
 template <typename T>
-void cross_entropy_forward_backward(T* losses, T* logits, const int32_t* targets, int64_t N,
-                                    int64_t V, double grad_scale) {
-  AM_CHECK(V > 0, "cross-entropy over an empty vocabulary");
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int64_t N,
+                            int64_t V, double grad_scale) {
   check_targets(targets, N, V);
 #pragma omp parallel if (N * V >= kParallelGrain)
   {
     std::vector<double> e(static_cast<size_t>(V));  // exp(x - max) of the current row
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < N; ++i) {
-      T* x = logits + i * V;
+      const T* x = logits + i * V;
+      T* g = dlogits + i * V;  // may be x: the row is read whole (into e) before it is written
       const int32_t y = targets[i];
       if (y < 0) {
-        losses[i] = 0;
-        std::fill(x, x + V, T(0));
+        std::fill(g, g + V, T(0));
         continue;
       }
       T mx = x[0];
@@ -72,10 +70,9 @@ void cross_entropy_forward_backward(T* losses, T* logits, const int32_t* targets
         e[j] = std::exp(x[j] - mx);
         sum += e[j];
       }
-      losses[i] = static_cast<T>(static_cast<double>(mx) + std::log(sum) - x[y]);
       const double k = grad_scale / sum;
-      for (int64_t j = 0; j < V; ++j) x[j] = static_cast<T>(e[j] * k);
-      x[y] = static_cast<T>(grad_scale * (e[y] / sum - 1.0));
+      for (int64_t j = 0; j < V; ++j) g[j] = static_cast<T>(e[j] * k);
+      g[y] = static_cast<T>(grad_scale * (e[y] / sum - 1.0));
     }
   }
 }
@@ -83,9 +80,9 @@ void cross_entropy_forward_backward(T* losses, T* logits, const int32_t* targets
 template void cross_entropy_forward<float>(float*, const float*, const int32_t*, int64_t, int64_t);
 template void cross_entropy_forward<double>(double*, const double*, const int32_t*, int64_t,
                                             int64_t);
-template void cross_entropy_forward_backward<float>(float*, float*, const int32_t*, int64_t,
-                                                    int64_t, double);
-template void cross_entropy_forward_backward<double>(double*, double*, const int32_t*, int64_t,
-                                                     int64_t, double);
+template void cross_entropy_backward<float>(float*, const float*, const int32_t*, int64_t, int64_t,
+                                           double);
+template void cross_entropy_backward<double>(double*, const double*, const int32_t*, int64_t,
+                                            int64_t, double);
 
 }  // namespace am::cpu

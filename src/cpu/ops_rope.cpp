@@ -14,7 +14,6 @@ namespace {
 // -1 for the transpose). cos/sin are computed once per call in double, table (T, hd/2).
 template <typename T>
 void rope_apply(T* qkv, const AttnShape& s, double theta, double sign) {
-  AM_CHECK(s.head_dim % 2 == 0, "RoPE needs an even head_dim, got {}", s.head_dim);
   const int64_t half = s.head_dim / 2;
   std::vector<double> cs(static_cast<size_t>(s.T * half)), sn(cs.size());
   for (int64_t t = 0; t < s.T; ++t) {

@@ -115,25 +115,31 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   LossParts out;
   for (int64_t i = 0; i < N_; ++i) out.targets += targets[i] >= 0;
 
+  // Each residual add is fused with the RMSNorm that reads its result (rmsnorm_residual_forward:
+  // add + rmsnorm_forward by default, one kernel on CUDA): the next layer's input norm, or the
+  // final norm after the last layer.
   be_.embedding_forward(res_[0], tokens_, P.value(emb_));  // (N,d)
+  be_.rmsnorm_forward(layers_[0]->ln1_out, layers_[0]->rstd1, res_[0], P.value(layers_[0]->ln1), eps);
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& y = *layers_[l];
     const int64_t qkv_dim = attn_.qkv_dim(), d = cfg_.d_model;
     Tensor wqkv(P.value(y.wqkv).data, be_.dtype(), {qkv_dim, d});
-    // attention sub-block
-    be_.rmsnorm_forward(y.ln1_out, y.rstd1, res_[l], P.value(y.ln1), eps);
+    // attention sub-block (y.ln1_out holds RMSNorm(res_[l]) * ln1)
     be_.matmul(y.qkv, y.ln1_out, false, wqkv, true, 1.0, 0.0);  // (N, qkv_dim)
     be_.rope_forward(Tensor(y.qkv).reshape({B_, T_, qkv_dim}), attn_, cfg_.rope_theta);
     be_.attention_forward(Tensor(y.att).reshape({B_, T_, attn_.q_dim()}), y.lse,
                           Tensor(y.qkv).reshape({B_, T_, qkv_dim}), attn_);
     be_.matmul(y.res_mid, y.att, false, P.value(y.wo), true, 1.0, 0.0);  // (N,d)
-    be_.add(y.res_mid, y.res_mid, res_[l]);
-    // MoE sub-block
-    be_.rmsnorm_forward(y.ln2_out, y.rstd2, y.res_mid, P.value(y.ln2), eps);
+    // res_mid = att Wo^T + res_[l]; MoE sub-block on RMSNorm(res_mid) * ln2
+    be_.rmsnorm_residual_forward(y.res_mid, y.ln2_out, y.rstd2, y.res_mid, res_[l], P.value(y.ln2), eps);
     out.aux += y.moe->forward(y.ln2_out, y.moe_out);
-    be_.add(res_[l + 1], y.res_mid, y.moe_out);
+    // res_[l + 1] = res_mid + MoE, normed by the next layer's ln1 (or the final norm)
+    const bool last = l + 1 == layers_.size();
+    const Tensor norm_out = last ? lnf_.t() : layers_[l + 1]->ln1_out.t();
+    const Tensor norm_rstd = last ? rstdf_.t() : layers_[l + 1]->rstd1.t();
+    be_.rmsnorm_residual_forward(res_[l + 1], norm_out, norm_rstd, y.res_mid, y.moe_out,
+                                 P.value(last ? norm_f_ : layers_[l + 1]->ln1), eps);
   }
-  be_.rmsnorm_forward(lnf_, rstdf_, res_.back(), P.value(norm_f_), eps);
   be_.matmul(logits_, lnf_, false, P.value(lm_head_), true, 1.0, 0.0);  // (N,V)
 
   const double denom = static_cast<double>(std::max<int64_t>(out.targets, 1));

@@ -1,5 +1,6 @@
 #include "train/backend_check.h"
 
+#include "backends/backend_factory.h"
 #include "cpu/cpu_backend.h"
 #include "dist/launch.h"
 #include "model/transformer.h"

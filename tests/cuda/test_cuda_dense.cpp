@@ -4,7 +4,10 @@
 //  - embedding forward and backward: exact (a copy; the gradient adds each token's rows in position
 //    order in float on both sides, so even the rounding is the same);
 //  - RMSNorm: 1e-5 relative, 1e-6 absolute (double sums in another order, then fp32 rounding);
-//    dw 1e-5 relative, 1e-5 absolute (a reduction over every row);
+//    dw 1e-5 relative, 1e-5 absolute (a reduction over every row); the fused residual + RMSNorm
+//    (rmsnorm_residual_forward, one CUDA kernel vs the CPU's default add + rmsnorm_forward) the
+//    same, its sum res_out exact (one float addition on both sides), and bit-identical to the
+//    CUDA backend's own add + rmsnorm_forward;
 //  - RoPE: 1e-6 relative, 1e-7 absolute (cos/sin and the rotation in double on both sides: at most
 //    one fp32 rounding apart);
 //  - SiLU / SwiGLU: 1e-5 relative, 1e-6 absolute (float expf: the device's is within 2 ulp).
@@ -97,6 +100,44 @@ TEST_CASE("cuda RMSNorm forward and backward match the CPU", "[cuda]") {
     p.gpu->rmsnorm_backward(dx.g, dw.g, dout.g, x.g, w.g, rstd.g);
     REQUIRE(dx.from_gpu(p) == dx1);
     REQUIRE(dw.from_gpu(p) == dw1);
+  }
+}
+
+TEST_CASE("cuda fused residual + RMSNorm matches the CPU composite and its own two kernels", "[cuda]") {
+  Pair p;
+  struct Shape { int64_t N, d; };
+  for (const Shape s : {Shape{1, 1}, Shape{5, 33}, Shape{64, 100}, Shape{300, 1029}, Shape{7, 4096},
+                        Shape{0, 16}}) {
+    INFO("N " << s.N << " d " << s.d);
+    const size_t nd = static_cast<size_t>(s.N * s.d), d = static_cast<size_t>(s.d);
+    const std::vector<float> a0 = randn(nd, 70, 2.f), b0 = randn(nd, 71, 2.f);
+    Twin a(p, {s.N, s.d}, a0), b(p, {s.N, s.d}, b0), w(p, {s.d}, randn(d, 72));
+    Twin res(p, {s.N, s.d}, randn(nd, 73)), out(p, {s.N, s.d}, randn(nd, 74));
+    Twin rstd(p, {s.N}, randn(static_cast<size_t>(s.N), 75));
+    p.gpu->rmsnorm_residual_forward(res.g, out.g, rstd.g, a.g, b.g, w.g, 1e-5);
+    p.cpu->rmsnorm_residual_forward(res.c, out.c, rstd.c, a.c, b.c, w.c, 1e-5);
+    require_twin_close(p, res, 0, 0);
+    require_twin_close(p, out, 1e-5, 1e-6);
+    require_twin_close(p, rstd, 1e-5, 1e-6);
+    const std::vector<float> res1 = res.from_gpu(p), out1 = out.from_gpu(p), rstd1 = rstd.from_gpu(p);
+
+    // The fused kernel gives the bits of the CUDA backend's add + rmsnorm_forward.
+    Twin res2(p, {s.N, s.d}, randn(nd, 76)), out2(p, {s.N, s.d}, randn(nd, 77));
+    Twin rstd2(p, {s.N}, randn(static_cast<size_t>(s.N), 78));
+    p.gpu->add(res2.g, a.g, b.g);
+    p.gpu->rmsnorm_forward(out2.g, rstd2.g, res2.g, w.g, 1e-5);
+    REQUIRE(res2.from_gpu(p) == res1);
+    REQUIRE(out2.from_gpu(p) == out1);
+    REQUIRE(rstd2.from_gpu(p) == rstd1);
+
+    // In place, as the model calls it: res_out is a (res_mid += residual).
+    p.gpu->rmsnorm_residual_forward(a.g, out2.g, rstd2.g, a.g, b.g, w.g, 1e-5);
+    REQUIRE(a.from_gpu(p) == res1);
+    REQUIRE(out2.from_gpu(p) == out1);
+    p.gpu->upload(a.g, a0.data());
+    p.gpu->rmsnorm_residual_forward(b.g, out2.g, rstd2.g, a.g, b.g, w.g, 1e-5);  // res_out is b
+    REQUIRE(b.from_gpu(p) == res1);
+    REQUIRE(out2.from_gpu(p) == out1);
   }
 }
 

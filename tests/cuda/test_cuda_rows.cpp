@@ -2,7 +2,9 @@
 // helpers, column sums, entropy and the column writers, on fresh random inputs and awkward shapes.
 // Tolerances (|cuda - cpu| <= atol + rtol |cpu|):
 //  - cross-entropy: losses 1e-5 relative / 1e-5 absolute, gradients 1e-5 relative / 1e-9 absolute
-//    (float expf on both sides, the device's within 2 ulp; sums in double in another order);
+//    (float expf on both sides, the device's within 2 ulp; sums in double in another order), for
+//    the CUDA fused classifier against the CPU's default composite (forward, then backward) and for
+//    the backward alone; the fused kernel and the CUDA forward + backward give the same bits;
 //  - softmax, its backward, log-sum-exp: 1e-6 relative, 1e-7 absolute (double exp on both sides);
 //  - axpy_rows, add_to_rows: 1e-7 relative (one double expression rounded once to fp32);
 //  - column sums: 1e-12 relative + 1e-9 absolute (double sums of the same floats, other order);
@@ -89,6 +91,46 @@ TEST_CASE("cuda cross-entropy forward and forward-backward match the CPU", "[cud
     p.gpu->cross_entropy_forward_backward(losses2.g, logits.g, targets.g, grad_scale);
     REQUIRE(logits.from_gpu(p) == grad);
   }
+}
+
+TEST_CASE("cuda cross-entropy backward matches the CPU, in place or not, and the fused classifier", "[cuda]") {
+  Pair p;
+  struct Shape { int64_t N, V; };
+  for (const Shape s : {Shape{1, 1}, Shape{7, 10}, Shape{33, 1000}, Shape{4, 50257}, Shape{0, 5}}) {
+    INFO("N " << s.N << " V " << s.V);
+    std::vector<int32_t> y = random_ids(static_cast<size_t>(s.N), 0, static_cast<int32_t>(s.V), 80 + s.N);
+    if (s.N >= 3) y[2] = -1;  // an ignored row: a zero gradient row
+    const std::vector<float> z = logits_with_spikes(s.N, s.V, 81);
+    const size_t nv = static_cast<size_t>(s.N * s.V);
+    const double grad_scale = 0.37;
+    Twin targets(p, {s.N}, y), logits(p, {s.N, s.V}, z), grad(p, {s.N, s.V}, randn(nv, 82));
+    p.gpu->cross_entropy_backward(grad.g, logits.g, targets.g, grad_scale);
+    p.cpu->cross_entropy_backward(grad.c, logits.c, targets.c, grad_scale);
+    require_twin_close(p, grad, 1e-5, 1e-9);
+    require_twin_close(p, logits, 0, 0);  // not in place: the logits are left alone
+    const std::vector<float> g1 = grad.from_gpu(p);
+    if (s.N >= 3) {
+      for (int64_t j = 0; j < s.V; ++j) REQUIRE(g1[static_cast<size_t>(2 * s.V + j)] == 0.f);
+    }
+
+    // In place, the same bits.
+    p.gpu->cross_entropy_backward(logits.g, logits.g, targets.g, grad_scale);
+    REQUIRE(logits.from_gpu(p) == g1);
+
+    // The fused override gives the bits of the CUDA forward, then backward (the default composite).
+    Twin losses(p, {s.N}, randn(static_cast<size_t>(s.N), 83)), losses2(p, {s.N}, randn(static_cast<size_t>(s.N), 84));
+    p.gpu->upload(logits.g, z.data());
+    p.gpu->cross_entropy_forward(losses.g, logits.g, targets.g);
+    p.gpu->cross_entropy_forward_backward(losses2.g, logits.g, targets.g, grad_scale);
+    REQUIRE(losses2.from_gpu(p) == losses.from_gpu(p));
+    REQUIRE(logits.from_gpu(p) == g1);
+  }
+  // A target >= V is refused before any write.
+  Twin targets(p, {2}, std::vector<int32_t>{1, 3}), logits(p, {2, 3}, randn(6, 85)), grad(p, {2, 3}, randn(6, 86));
+  const std::vector<float> g0 = grad.from_gpu(p);
+  REQUIRE_THROWS_WITH(p.gpu->cross_entropy_backward(grad.g, logits.g, targets.g, 1.0),
+                      Catch::Contains("target 3 of row 1 is >= the vocabulary size 3"));
+  REQUIRE(grad.from_gpu(p) == g0);
 }
 
 TEST_CASE("cuda cross-entropy rejects a target >= V before writing", "[cuda]") {

@@ -1,4 +1,6 @@
-#include "core/backend.h"
+// make_backend: see backend_factory.h.
+#include "backends/backend_factory.h"
+
 #include "cpu/cpu_backend.h"
 #ifdef AM_HAVE_CUDA
 #include "cuda_backend.h"
@@ -7,15 +9,6 @@
 #include "dist/launch.h"
 
 namespace am {
-
-Precision precision_from_name(const std::string& name) {
-  if (name == "fp32") return Precision::FP32;
-  if (name == "fp64") return Precision::FP64;
-  if (name == "bf16") return Precision::BF16;
-  throw UserError(fmt::format("unknown precision '{}'", name), "valid precisions: fp32, bf16, fp64 (CPU only)");
-}
-
-DType precision_dtype(Precision p) { return p == Precision::FP64 ? DType::F64 : DType::F32; }
 
 std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precision, int threads) {
   const DType dtype = precision_dtype(precision);

@@ -1,3 +1,5 @@
+// device_counts(): the CUDA simulator's counters (cuda/sim/), read here above core/ (see
+// core/device_counts.h).
 #include "core/device_counts.h"
 
 #ifdef AM_CUDA_SIM

@@ -1,0 +1,35 @@
+# The layering of src/ (docs/architecture.md): nothing in core/ includes a backend (src/cpu/,
+# cuda/, the simulator) or a layer above core (model, moe, train, dist, io, data, config, cli,
+# sweep, backends). Run as: cmake -DCORE_DIR=<dir> -P layering.cmake; fails naming each offending
+# include. A quoted include in core/ must name another core/ header; an angle-bracket include must
+# not name a project directory.
+if(NOT DEFINED CORE_DIR)
+  message(FATAL_ERROR "layering.cmake: set CORE_DIR")
+endif()
+set(project_dirs cpu cuda backends model moe train dist io data config cli sweep am_sim)
+list(JOIN project_dirs "|" dirs_re)
+file(GLOB_RECURSE files "${CORE_DIR}/*.h" "${CORE_DIR}/*.cpp" "${CORE_DIR}/*.cuh" "${CORE_DIR}/*.cu")
+if(NOT files)
+  message(FATAL_ERROR "layering.cmake: no sources under ${CORE_DIR}")
+endif()
+set(bad "")
+foreach(f IN LISTS files)
+  file(STRINGS "${f}" includes REGEX "^[ \t]*#[ \t]*include[ \t]*[<\"]")
+  foreach(line IN LISTS includes)
+    string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*([<\"])([^>\"]*)[>\"].*$" "\\1;\\2" parts "${line}")
+    list(GET parts 0 kind)
+    list(GET parts 1 path)
+    if(kind STREQUAL "\"" AND NOT path MATCHES "^core/")
+      list(APPEND bad "${f}: #include \"${path}\"")
+    elseif(kind STREQUAL "<" AND path MATCHES "^(${dirs_re})/")
+      list(APPEND bad "${f}: #include <${path}>")
+    endif()
+  endforeach()
+endforeach()
+list(LENGTH files n)
+if(bad)
+  list(JOIN bad "\n  " text)
+  message(FATAL_ERROR "src/core/ must include only core/ headers (a backend or a layer above core "
+                      "belongs in src/backends/ or higher):\n  ${text}")
+endif()
+message(STATUS "core layering: ${n} files include only core/ and system headers")
