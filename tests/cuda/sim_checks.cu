@@ -5,6 +5,7 @@
 #include "launch.cuh"
 
 #include "am_sim/sim.h"
+#include "backends/backend_factory.h"
 #include "core/backend.h"
 #include "cuda_backend.h"
 
