@@ -29,6 +29,7 @@ model on the meta device, check the counts, exit. Without CUDA it runs on the CP
 older than 2.0 (no torch.compile, no scaled_dot_product_attention) it says so and runs without.
 """
 import argparse
+import importlib
 import json
 import math
 import os
@@ -313,6 +314,13 @@ def run(args, c, project, device):
     for mode in args.modes.split(","):
         compiled, note = model, "eager"
         if mode == "compile" and hasattr(torch, "compile"):
+            # The split sizes (.tolist()) break the graph and change every step: Dynamo recompiles
+            # once with them dynamic; the higher limit keeps 12 layers from falling back to eager.
+            dynamo = importlib.import_module("torch._dynamo")
+            for limit in ("recompile_limit", "cache_size_limit"):
+                if hasattr(dynamo.config, limit):
+                    setattr(dynamo.config, limit, 64)
+                    break
             compiled, note = torch.compile(model), "torch.compile"
         elif mode == "compile":
             if "eager" in args.modes.split(","):
@@ -390,8 +398,6 @@ def main():
         check_counts(Model(c, torch.device("meta")), c, project)
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
     run(args, c, project, device)
 
 
