@@ -23,7 +23,9 @@
 #   summary.md after each stage, margin                                                    10
 #   total                                                                                 465
 # Files back in $OUT (the device tool returns at most 8): env.txt, summary.md, cuda_tests.log,
-# sanitizer.log, bench.log, bench.jsonl, torch.log, nccl.log.
+# sanitizer.log, bench.log, bench.jsonl, torch.log, nccl.log. The device tool's call:
+#   command "scripts/device_check.sh", carry [".device-pack"], timeout_s 540 (480 + start-up slack).
+# scripts/device_check_selftest.sh runs this script here against stand-in binaries (no GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -32,7 +34,7 @@ reserve=${AM_TORCH_RESERVE_S:-150}
 what=,${1:-tests,sanitize,bench,torch},
 out=${OUT:-/tmp/autonomoe-out}
 work=/tmp/am-check
-pack=.device-pack
+pack=${AM_DEVICE_PACK:-.device-pack}
 mkdir -p "$out" && rm -rf "$work" && mkdir -p "$work"
 stages=$work/stages.tsv san=$work/sanitizer.tsv
 [ -f "$pack/bin.tar.xz" ] || { echo "device_check: $pack missing: run scripts/device_pack.sh here first and carry it" >&2; exit 1; }
