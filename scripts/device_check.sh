@@ -38,11 +38,16 @@ pack=${AM_DEVICE_PACK:-.device-pack}
 mkdir -p "$out" && rm -rf "$work" && mkdir -p "$work"
 stages=$work/stages.tsv san=$work/sanitizer.tsv
 [ -f "$pack/bin.tar.xz" ] || { echo "device_check: $pack missing: run scripts/device_pack.sh here first and carry it" >&2; exit 1; }
-mkdir -p /tmp/am-libs /tmp/am-pack && tar -C /tmp/am-libs -xJf "$pack/libs.tar.xz" && tar -C /tmp/am-pack -xJf "$pack/bin.tar.xz"
+mkdir -p /tmp/am-libs /tmp/am-pack && tar -C /tmp/am-libs -xJf "$pack/libs.tar.xz" && tar -C /tmp/am-pack -xJf "$pack/bin.tar.xz" ||
+  { echo "device_check: could not unpack $pack" >&2; exit 1; }
 nccl=$(python3 -c "import nvidia.nccl,os;print(os.path.dirname(nvidia.nccl.__file__))" 2>/dev/null || true)
-export LD_LIBRARY_PATH=/tmp/am-libs/libs${nccl:+:$nccl/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The packed libraries are for the project's binaries only (`am` runs one with them), not for
+# python3 and its PyTorch; torch_moe.py reaches `autonomoe validate` through a wrapper that sets them.
+ld=/tmp/am-libs/libs${nccl:+:$nccl/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+am=(env "LD_LIBRARY_PATH=$ld")
 export PYTHONUNBUFFERED=1
 bin=/tmp/am-pack/bin
+printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s/autonomoe "$@"\n' "$ld" "$bin" >"$work/autonomoe" && chmod +x "$work/autonomoe"
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 
 {
@@ -51,9 +56,9 @@ sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanit
   sed -n '2,$p' "$pack/COMMIT" | sed 's/^/  uncommitted: /'
   echo "kernel: $(uname -r) (4.4.0 is gVisor, where compute-sanitizer and ncu were seen refusing the device)"
   echo "compute-sanitizer: ${sanitizer:-not found} $([ -n "$sanitizer" ] && "$sanitizer" --version | tail -n 1)"
-  python3 -c "import torch; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__)" 2>&1
-  nvidia-smi
-  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv
+  timeout 30 python3 -c "import torch; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__)" 2>&1
+  timeout 20 nvidia-smi
+  timeout 20 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv
 } >"$out/env.txt" 2>&1
 
 left() { echo $((t0 + budget - $(date +%s))); }
@@ -82,7 +87,7 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$stages"; summary; }
 
 failed=0 tests_ok=1
 if wanted tests; then # (a)
-  capped 60 "$out/cuda_tests.log" "$bin/autonomoe_cuda_tests" --durations yes
+  capped 60 "$out/cuda_tests.log" "${am[@]}" "$bin/autonomoe_cuda_tests" --durations yes
   rc=$?
   record "(a) CUDA tests" "$(status_of $rc)" "$took" "$cap"
   ((rc == 0)) || { tests_ok=0 failed=1; }
@@ -97,7 +102,7 @@ if wanted sanitize; then # (b): per tool pass/fail, time, errors; the log keeps 
       printf '%s\tskipped: %s\t0\t%s\t\n' "$tool" "${refused:-compute-sanitizer not found}" "${spec##*:}" >>"$san"
       continue
     fi
-    capped "${spec##*:}" "$log" "$sanitizer" --tool "$tool" --error-exitcode 86 --print-limit 20 \
+    capped "${spec##*:}" "$log" "${am[@]}" "$sanitizer" --tool "$tool" --error-exitcode 86 --print-limit 20 \
       "$bin/autonomoe_cuda_tests" "[cuda]~[large]" --durations yes
     rc=$?
     errors=$(grep -o 'ERROR SUMMARY: [0-9]*' "$log" | awk '{s += $3} END {print s + 0}')
@@ -118,7 +123,7 @@ fi
 
 bench() { # bench CONFIG CAP: one row of the table
   rm -f "$work/bench.json"
-  capped "$2" "$out/bench.log" "$bin/autonomoe-bench" --config "configs/paper/$1.yaml" --set run.backend=cuda \
+  capped "$2" "$out/bench.log" "${am[@]}" "$bin/autonomoe-bench" --config "configs/paper/$1.yaml" --set run.backend=cuda \
     --set train.micro_batch_size="${AM_BENCH_B:-8}" --steps "${AM_BENCH_STEPS:-10}" --warmup 2 --json "$work/bench.json"
   local rc=$?
   [ -f "$work/bench.json" ] && { tr -d '\n' <"$work/bench.json"; echo; } >>"$out/bench.jsonl"
@@ -133,7 +138,7 @@ if wanted bench && ((tests_ok)); then # (c)
   # Per-expert GEMM loop vs one GEMM of the same FLOPs: what a grouped GEMM could save.
   for cfg in t2_r02_moe_aux t2_r10_aoe_dlow256_aux; do
     slack 20 || break
-    capped 20 "$out/bench.log" "$bin/autonomoe-gemm-probe" --config "configs/paper/$cfg.yaml" --set run.backend=cuda \
+    capped 20 "$out/bench.log" "${am[@]}" "$bin/autonomoe-gemm-probe" --config "configs/paper/$cfg.yaml" --set run.backend=cuda \
       --set train.micro_batch_size="${AM_BENCH_B:-8}"
     rc=$?
     record "(c) gemm probe $cfg" "$(status_of $rc)" "$took" "$cap"
@@ -144,10 +149,10 @@ if wanted bench && ((tests_ok)); then # (c)
   done
   # One GPU, NCCL: the collectives through the run's communicator, then a world-size-1 NCCL run.
   if slack 45; then
-    capped 20 "$out/nccl.log" "$bin/autonomoe-comm-bench" --config configs/paper/t2_r10_aoe_dlow256_aux.yaml \
+    capped 20 "$out/nccl.log" "${am[@]}" "$bin/autonomoe-comm-bench" --config configs/paper/t2_r10_aoe_dlow256_aux.yaml \
       --set run.backend=cuda --set dist.comm=nccl --set train.micro_batch_size="${AM_BENCH_B:-8}"
     record "(c) NCCL comm-bench" "$(status_of $?)" "$took" "$cap"
-    capped 25 "$out/nccl.log" bash -c "'$bin/autonomoe-data' synthetic --out-dir $work/synth --vocab-size 4096 \
+    capped 25 "$out/nccl.log" "${am[@]}" bash -c "'$bin/autonomoe-data' synthetic --out-dir $work/synth --vocab-size 4096 \
       --tokens 400000 && '$bin/autonomoe' train --config configs/tiny.yaml --set run.backend=cuda --set dist.comm=nccl \
       --set 'data.train=$work/synth/synth_train_*.bin' --set 'data.val=$work/synth/synth_val_*.bin' \
       --set train.max_steps=30 --set log.every=10 --set run.out_dir=$work/runs"
@@ -160,7 +165,7 @@ if wanted torch && ((tests_ok)); then # (d) last: whatever time is left
   for cfg in t2_r02_moe_aux t2_r10_aoe_dlow256_aux; do
     t=$(($(left) - 10))
     [ "$cfg" = t2_r02_moe_aux ] && t=$((t / 2))
-    capped "$t" "$out/torch.log" python3 bench/torch_moe.py --config "configs/paper/$cfg.yaml" --autonomoe "$bin/autonomoe" \
+    capped "$t" "$out/torch.log" python3 bench/torch_moe.py --config "configs/paper/$cfg.yaml" --autonomoe "$work/autonomoe" \
       --set train.micro_batch_size="${AM_BENCH_B:-8}" --modes eager,compile --warmup 3 --steps "${AM_BENCH_STEPS:-10}" \
       --json "$out/bench.jsonl"
     rc=$?
