@@ -81,6 +81,21 @@ class Cfg:
     """The keys this script uses, with the project's derived sizes (head_dim, kv heads, d_wide)."""
 
     def __init__(self, k):
+        want = {"model.moe.selector.type": "topk", "model.moe.selector.n_null": "0",
+                "model.moe.selector.capacity_factor": "0.0", "model.moe.aux.z_loss": "0.0",
+                "model.moe.aux.entropy": "0.0", "model.moe.aux.bias_update_rate": "0.0"}
+        if k["model.moe.scorer.type"] == "act_norm":
+            want.update({"model.moe.scorer.node": "latent", "model.moe.scorer.norm": "l2",
+                         "model.moe.expert.type": "factorized"})
+        else:
+            want.update({"model.moe.scorer.type": "router", "model.moe.expert.type": "swiglu"})
+        for key, v in want.items():
+            if k[key] != v:
+                sys.exit("torch_moe: %s is %s; this script writes only the top-k router MoE and AoE "
+                         "(latent L2) models, without z-loss, entropy, capacity or null experts (wants %s)"
+                         % (key, k[key], v))
+        if k["model.moe.aux.load_balance"].startswith("["):
+            sys.exit("torch_moe: model.moe.aux.load_balance is a schedule; this script takes a constant")
         i = lambda key: int(k[key])
         self.V, self.d, self.L, self.H = i("model.vocab_size"), i("model.d_model"), i("model.n_layers"), i("model.n_heads")
         self.KV = i("model.n_kv_heads") or self.H
@@ -96,19 +111,6 @@ class Cfg:
         self.lr, self.wd, self.clip = float(k["train.lr"]), float(k["train.weight_decay"]), float(k["train.grad_clip"])
         self.betas, self.adam_eps = (float(k["train.beta1"]), float(k["train.beta2"])), float(k["train.eps"])
         self.bf16 = k["run.precision"] == "bf16"
-        want = {"model.moe.selector.type": "topk", "model.moe.selector.n_null": "0",
-                "model.moe.selector.capacity_factor": "0.0", "model.moe.aux.z_loss": "0.0",
-                "model.moe.aux.entropy": "0.0", "model.moe.aux.bias_update_rate": "0.0"}
-        if self.aoe:
-            want.update({"model.moe.scorer.node": "latent", "model.moe.scorer.norm": "l2",
-                         "model.moe.expert.type": "factorized"})
-        else:
-            want.update({"model.moe.scorer.type": "router", "model.moe.expert.type": "swiglu"})
-        for key, v in want.items():
-            if k[key] != v:
-                sys.exit("torch_moe: %s is %s; this script writes only the top-k router MoE and AoE "
-                         "(latent L2) models, without z-loss, entropy, capacity or null experts (wants %s)"
-                         % (key, k[key], v))
 
     @staticmethod
     def hidden_width(k):  # MoeConfig::hidden_width (AoE Eq. 5), std::llround included
