@@ -10,9 +10,10 @@
 # Time budget, in seconds (each figure is the stage's `timeout`, cut further to the time left; the
 # whole run stops at AM_CHECK_BUDGET_S = 465 after its start, under the 480 s of 8 minutes):
 #   setup: unpack the pack, env.txt                                                        10
-#   (a) autonomoe_cuda_tests, every case; if they fail, no (c) or (d)                       60
-#   (b) compute-sanitizer on the cases `[cuda]~[large]`: memcheck 30, racecheck 30,
-#       synccheck 15, initcheck 20 (skipped at once where the tool refuses the device)      95
+#   (a) autonomoe_cuda_tests, every case; if one fails, no (c) or (d) (a time-out is no
+#       failure: the cases not reached are named in the log, and the benchmarks run)        75
+#   (b) compute-sanitizer on the cases `[cuda]~[large]`: memcheck 25, racecheck 25,
+#       synccheck 10, initcheck 15 (skipped at once where the tool refuses the device)      75
 #   (c) autonomoe-bench, bf16, B 8 x T 2048, 2 warm-up + 10 timed steps: MoE (t2_r02) and
 #       AoE d_low 64/128/256/512 (t2_r06/08/10/12), 28 each                                140
 #       then, only while more than AM_TORCH_RESERVE_S = 150 would be left: the GEMM probe
@@ -20,7 +21,7 @@
 #       the NCCL communicator and a world-size-1 NCCL run (nccl.log)                     (slack)
 #   (d) last: bench/torch_moe.py, MoE then AoE d_low 256, eager then torch.compile: all the
 #       time left, at least the 150 reserved (the MoE run gets half of it)                150
-#   summary.md after each stage, margin                                                    10
+#   summary.md after each stage, margin                                                    15
 #   total                                                                                 465
 # Files back in $OUT (the device tool returns at most 8): env.txt, summary.md, cuda_tests.log,
 # sanitizer.log, bench.log, bench.jsonl, torch.log, nccl.log. The device tool's call:
@@ -87,16 +88,17 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$stages"; summary; }
 
 failed=0 tests_ok=1
 if wanted tests; then # (a)
-  capped 60 "$out/cuda_tests.log" "${am[@]}" "$bin/autonomoe_cuda_tests" --durations yes
+  capped 75 "$out/cuda_tests.log" "${am[@]}" "$bin/autonomoe_cuda_tests" --durations yes
   rc=$?
   record "(a) CUDA tests" "$(status_of $rc)" "$took" "$cap"
-  ((rc == 0)) || { tests_ok=0 failed=1; }
+  ((rc == 0)) || failed=1
+  ((rc == 0 || rc == 124 || rc == 137)) || tests_ok=0 # a time-out fails nothing: the benchmarks still run
   tail -n 3 "$out/cuda_tests.log"
 fi
 
 if wanted sanitize; then # (b): per tool pass/fail, time, errors; the log keeps each tool's head and tail
   s0=$(date +%s) refused=""
-  for spec in memcheck:30 racecheck:30 synccheck:15 initcheck:20; do
+  for spec in memcheck:25 racecheck:25 synccheck:10 initcheck:15; do
     tool=${spec%%:*} log=$work/san-$tool.log
     if [ -z "$sanitizer" ] || [ -n "$refused" ]; then
       printf '%s\tskipped: %s\t0\t%s\t\n' "$tool" "${refused:-compute-sanitizer not found}" "${spec##*:}" >>"$san"
@@ -118,7 +120,7 @@ if wanted sanitize; then # (b): per tool pass/fail, time, errors; the log keeps 
     { echo "===== compute-sanitizer --tool $tool: $result, ${took} s"; head -n 1500 "$log"
       n=$(wc -l <"$log"); ((n > 1700)) && { echo "..... ($((n - 1700)) lines cut)"; tail -n 200 "$log"; }; } >>"$out/sanitizer.log"
   done
-  record "(b) compute-sanitizer" "see its table" "$(($(date +%s) - s0))" 95
+  record "(b) compute-sanitizer" "see its table" "$(($(date +%s) - s0))" 75
 fi
 
 bench() { # bench CONFIG CAP: one row of the table
