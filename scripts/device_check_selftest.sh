@@ -20,7 +20,8 @@ stub "$tmp/path/compute-sanitizer" '[ "$1" = --version ] && exit 0
 echo "========= ERROR SUMMARY: 0 errors"'
 stub "$tmp/path/nvidia-smi" 'echo "stand-in nvidia-smi"'
 stub "$tmp/path/python3" 'if [[ "$*" == *torch_moe.py* ]]; then sleep ${FAKE_TORCH_SLEEP:-0}
-  echo "{\"impl\": \"pytorch\", \"mode\": \"eager\", \"config\": \"$3\", \"micro_batch\": 8, \"seq_len\": 2048, \"tokens_per_s\": 1e5, \"mfu\": 0.15, \"peak_memory_bytes\": 4e10, \"median_step_ms\": 163.8, \"flops_per_token\": 1449902592, \"peak_tflops\": 989, \"first_step_s\": 2.0, \"compile_s\": 0.5}" >>"${@: -1}"; exit 0; fi
+  mode=eager; [[ "$*" == *"--modes compile"* ]] && mode=torch.compile
+  echo "{\"impl\": \"pytorch\", \"mode\": \"$mode\", \"config\": \"$3\", \"micro_batch\": 8, \"seq_len\": 2048, \"tokens_per_s\": 1e5, \"mfu\": 0.15, \"peak_memory_bytes\": 4e10, \"median_step_ms\": 163.8, \"flops_per_token\": 1449902592, \"peak_tflops\": 989, \"first_step_s\": 2.0, \"compile_s\": 0.5}" >>"${@: -1}"; exit 0; fi
 exec '"$(command -v python3)"' "$@"'
 tar -C "$tmp" -cJf "$tmp/pack/bin.tar.xz" bin && tar -C "$tmp/libs" -cJf "$tmp/pack/libs.tar.xz" libs
 echo selftest >"$tmp/pack/COMMIT"
@@ -40,7 +41,7 @@ rows() { grep -c "$2" "$tmp/$1/summary.md"; }
 run good
 check "a good run exits 0" '[ "$(rc good)" = 0 ]'
 check "a good run returns 8 files" '[ "$(ls "$tmp/good" | wc -l)" = 8 ]'
-check "the table has 11 autonomoe rows and 2 PyTorch rows" '[ "$(rows good "| autonomoe |")" = 11 ] && [ "$(rows good "| PyTorch, eager |")" = 2 ]'
+check "the table has 11 autonomoe rows and 4 PyTorch rows" '[ "$(rows good "| autonomoe |")" = 11 ] && [ "$(rows good "| PyTorch, eager |")" = 2 ] && [ "$(rows good "| PyTorch, torch.compile |")" = 2 ]'
 check "AoE d_low 256 relative to MoE and to PyTorch" 'grep -q "^| t2_r10_aoe_dlow256_aux | autonomoe | 150000 .* | 0.94 |" "$tmp/good/summary.md" && grep -q "^| t2_r10_aoe_dlow256_aux | PyTorch, eager .* | 1.50 |" "$tmp/good/summary.md"'
 check "four sanitizer tools passed" '[ "$(rows good "| pass |")" = 4 ]'
 
@@ -53,6 +54,6 @@ check "a refused device: the later tools skipped, not failures" '[ "$(rows refus
 s=$(date +%s)
 run hang FAKE_TORCH_SLEEP=100 AM_CHECK_BUDGET_S=40 AM_TORCH_RESERVE_S=10
 took=$(($(date +%s) - s))
-check "a hanging PyTorch stage is cut at the budget (took ${took} s of 40)" '((took <= 50)) && grep -q "(d) PyTorch t2_r10_aoe_dlow256_aux | timed out" "$tmp/hang/summary.md"'
+check "a hanging PyTorch stage is cut at the budget (took ${took} s of 40)" '((took <= 50)) && grep -q "(d) PyTorch eager t2_r02_moe_aux | timed out" "$tmp/hang/summary.md"'
 check "... and the benchmark table before it is kept" '[ "$(rows hang "| autonomoe |")" -ge 5 ]'
 ((fails == 0)) && echo "device_check selftest: all passed" || { echo "device_check selftest: $fails failed"; exit 1; }
