@@ -98,7 +98,7 @@ TEST_CASE("cuda attention forward and backward match the CPU", "[cuda]") {
   for (const Case& c : cases) check_parity(c, seed += 10);
 }
 
-TEST_CASE("cuda attention matches the CPU on a 1024-token sequence", "[cuda]") {
+TEST_CASE("cuda attention matches the CPU on a 1024-token sequence", "[cuda][large]") {
   check_parity({1, 1024, 2, 2, 64}, 7);
 }
 

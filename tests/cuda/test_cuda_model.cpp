@@ -158,10 +158,10 @@ void compare_training(const std::string& precision, double loss_rtol) {
 
 }  // namespace
 
-TEST_CASE("cuda training follows the CPU loss curve, is deterministic and resumes bit-exactly", "[cuda]") {
+TEST_CASE("cuda training follows the CPU loss curve, is deterministic and resumes bit-exactly", "[cuda][large]") {
   compare_training("fp32", 2e-3);
 }
 
-TEST_CASE("cuda bf16 training follows the CPU's bf16 loss curve, deterministic, bit-exact resume", "[cuda][bf16]") {
+TEST_CASE("cuda bf16 training follows the CPU's bf16 loss curve, deterministic, bit-exact resume", "[cuda][bf16][large]") {
   compare_training("bf16", 1e-2);
 }
