@@ -93,4 +93,9 @@ void run_grid(const LaunchRequest& req, const Schedule& schedule);
 struct KernelContext;  // memcheck.cpp's view of the running thread
 const KernelContext* kernel_context();
 
+// ---- mma.cpp ----
+// One mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 of a warp: lanes[j] holds lane j's
+// fragment registers; writes every lane's D.
+void mma_bf16_m16n8k16_warp(const MmaLane* const (&lanes)[32]);
+
 }  // namespace am::sim
