@@ -6,6 +6,7 @@
 #include "core/bf16.h"
 #include "cpu/cpu_checks.h"
 #include "cpu/ops_attention.h"
+#include "cpu/ops_attention_bf16.h"
 #include "cpu/ops_cross_entropy.h"
 #include "cpu/ops_elementwise.h"
 #include "cpu/ops_embedding.h"
@@ -275,6 +276,10 @@ void CpuBackend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const Att
   check_matrix("attention_forward", "out", out, dtype_, s.B * s.T, s.q_dim());
   check_numel("attention_forward", "lse", lse, dtype_, s.B * s.n_heads * s.T);
   enter();
+  if (bf16_matmul_) {  // the tensor-core kernels' rounding points (cpu/ops_attention_bf16.h)
+    cpu::attention_forward_bf16<float>(out.as<float>(), lse.as<float>(), qkv.as<float>(), s);
+    return;
+  }
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_forward<T>(out.as<T>(), lse.as<T>(), qkv.as<T>(), s);
@@ -289,6 +294,11 @@ void CpuBackend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor
   check_matrix("attention_backward", "out", out, dtype_, s.B * s.T, s.q_dim());
   check_numel("attention_backward", "lse", lse, dtype_, s.B * s.n_heads * s.T);
   enter();
+  if (bf16_matmul_) {
+    cpu::attention_backward_bf16<float>(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(), out.as<float>(),
+                                        lse.as<float>(), s);
+    return;
+  }
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_backward<T>(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(),

@@ -1,0 +1,131 @@
+// CUDA tensor-core attention (cuda/attention_tc.cu, run.precision: bf16) vs the CPU's emulation of
+// its rounding points (cpu/ops_attention_bf16.h), on fresh random inputs. Both round Q, K, V, dO,
+// P and dS to bf16 at the same points; they differ in
+//  - where the forward rounds P: the GPU relative to the running row max of its online softmax
+//    (then rescales the fp32 accumulator by exp(m_old - m_new)), the CPU relative to the final max,
+//    so an element of P can round to a neighbouring bf16 value (2^-8 relative) on one side only
+//    (only when a row's max moves to a later key tile: one-tile rows agree to fp32 rounding);
+//  - the sums (fp32 on the GPU, double on the CPU) and exp, whose tiny differences can move a
+//    value of P or dS across a bf16 rounding boundary.
+// Each flip changes one term by at most 2^-8 of itself, so the results differ by a small fraction
+// of bf16's own error. Tolerance per entry, relative to the largest |cpu| entry of the tensor:
+//   out 2e-3, lse 2e-4, dqkv 1e-3  (|cuda - cpu| <= tol * max|cpu|).
+// Measured on the simulator (worst case, T = 130: the row max moves between tiles): out 6.3e-4,
+// lse 1e-7, dqkv 7.3e-5; the fp32 kernels (no bf16 rounding) against the same emulation miss by
+// at least out 2.2e-3, lse 4.1e-4, dqkv 2.5e-3, so the test tells the two apart.
+// The backward on both sides reads the CPU forward's out and lse, so that it alone is compared.
+// Outputs on the CUDA side start as NaN, so an entry the kernels never write fails the comparison.
+#include "cuda_test_util.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+using namespace am;
+using namespace am::test;
+
+namespace {
+
+constexpr double kOutTol = 2e-3, kLseTol = 2e-4, kDqkvTol = 1e-3;
+
+struct Case {
+  int64_t B, T, H, Hkv, hd;
+};
+
+std::vector<float> nans(int64_t n) {
+  return std::vector<float>(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
+}
+
+// |g - c| <= tol * max|c| for every entry.
+void require_bf16_close(const std::vector<float>& g, const std::vector<float>& c, double tol) {
+  REQUIRE(g.size() == c.size());
+  double big = 0;
+  for (float x : c) big = std::max(big, double(std::abs(x)));
+  for (size_t i = 0; i < g.size(); ++i) {
+    INFO("entry " << i << ": cuda " << g[i] << " cpu " << c[i] << " (largest |cpu| " << big << ")");
+    REQUIRE(std::abs(double(g[i]) - c[i]) <= tol * big);  // false for NaN too
+  }
+}
+
+void check_parity(const Case& c, uint64_t seed) {
+  INFO("B " << c.B << " T " << c.T << " H " << c.H << " Hkv " << c.Hkv << " hd " << c.hd);
+  Pair p(/*bf16_matmul=*/true);
+  AttnShape s;
+  s.B = c.B;
+  s.T = c.T;
+  s.n_heads = c.H;
+  s.n_kv_heads = c.Hkv;
+  s.head_dim = c.hd;
+  Twin qkv(p, {c.B * c.T, s.qkv_dim()}, randn(size_t(c.B * c.T * s.qkv_dim()), seed));
+  Twin out(p, {c.B * c.T, s.q_dim()}, nans(c.B * c.T * s.q_dim()));
+  Twin lse(p, {c.B, c.H, c.T}, nans(c.B * c.H * c.T));
+  Twin dout(p, {c.B * c.T, s.q_dim()}, randn(size_t(c.B * c.T * s.q_dim()), seed + 1));
+  Twin dqkv(p, {c.B * c.T, s.qkv_dim()}, nans(c.B * c.T * s.qkv_dim()));
+  p.gpu->attention_forward(out.g, lse.g, qkv.g, s);
+  p.cpu->attention_forward(out.c, lse.c, qkv.c, s);
+  {
+    INFO("out (B*T, H*hd)");
+    require_bf16_close(out.from_gpu(p), out.from_cpu(p), kOutTol);
+  }
+  {
+    INFO("lse (B, H, T)");
+    require_bf16_close(lse.from_gpu(p), lse.from_cpu(p), kLseTol);
+  }
+  // The backward on both sides reads the CPU forward's out and lse.
+  p.gpu->upload(out.g, out.from_cpu(p).data());
+  p.gpu->upload(lse.g, lse.from_cpu(p).data());
+  p.gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, lse.g, s);
+  p.cpu->attention_backward(dqkv.c, dout.c, qkv.c, out.c, lse.c, s);
+  {
+    INFO("dqkv (B*T, qkv_dim): q part < " << s.q_dim() << ", k part < " << s.q_dim() + s.kv_dim());
+    require_bf16_close(dqkv.from_gpu(p), dqkv.from_cpu(p), kDqkvTol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda tensor-core attention matches the CPU's bf16 emulation", "[cuda][bf16]") {
+  // T not a multiple of the 64-row tiles (tails masked), several tiles, one row; grouped-query heads
+  // (2 and 4 query heads per kv head) and one kv head; head dims 64 and 128 (the paper configs),
+  // a padded 96, small 8 and 16, and 256.
+  const std::vector<Case> cases = {
+      {1, 7, 1, 1, 16},   {2, 33, 4, 2, 64}, {1, 130, 2, 1, 64}, {1, 64, 4, 1, 128}, {2, 1, 2, 1, 16},
+      {1, 70, 4, 2, 96},  {1, 19, 2, 2, 8},  {1, 40, 2, 1, 256}, {1, 300, 4, 2, 64},
+  };
+  uint64_t seed = 500;
+  for (const Case& c : cases) check_parity(c, seed += 10);
+}
+
+TEST_CASE("cuda tensor-core attention is deterministic: repeated calls give the same bits", "[cuda][bf16]") {
+  Pair p(/*bf16_matmul=*/true);
+  AttnShape s;
+  s.B = 2;
+  s.T = 150;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.head_dim = 64;
+  Twin qkv(p, {s.B * s.T, s.qkv_dim()}, randn(size_t(s.B * s.T * s.qkv_dim()), 41));
+  Twin dout(p, {s.B * s.T, s.q_dim()}, randn(size_t(s.B * s.T * s.q_dim()), 42));
+  Twin out(p, {s.B * s.T, s.q_dim()}, nans(s.B * s.T * s.q_dim()));
+  Twin lse(p, {s.B, s.n_heads, s.T}, nans(s.B * s.n_heads * s.T));
+  Twin dqkv(p, {s.B * s.T, s.qkv_dim()}, nans(s.B * s.T * s.qkv_dim()));
+  std::vector<float> first[3];
+  for (int run = 0; run < 2; ++run) {
+    p.gpu->upload(dqkv.g, nans(dqkv.g.numel()).data());
+    p.gpu->attention_forward(out.g, lse.g, qkv.g, s);
+    p.gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, lse.g, s);
+    const std::vector<float> now[3] = {out.from_gpu(p), lse.from_gpu(p), dqkv.from_gpu(p)};
+    for (int t = 0; t < 3; ++t) {
+      if (run == 0) {
+        first[t] = now[t];
+      } else {
+        INFO("tensor " << t << " (out, lse, dqkv)");
+        CHECK(std::memcmp(first[t].data(), now[t].data(), now[t].size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
