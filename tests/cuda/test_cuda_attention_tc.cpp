@@ -129,3 +129,46 @@ TEST_CASE("cuda tensor-core attention is deterministic: repeated calls give the 
     }
   }
 }
+
+TEST_CASE("cuda tensor-core attention is causal: a later token's k and v leave earlier rows bitwise unchanged",
+          "[cuda][bf16]") {
+  // t_star inside the second 64-row tile: earlier rows of that tile share its key tile.
+  Pair p(/*bf16_matmul=*/true);
+  AttnShape s;
+  s.B = 1;
+  s.T = 130;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.head_dim = 32;
+  const int64_t t_star = 100, row = s.qkv_dim(), q_dim = s.q_dim();
+  std::vector<float> x = randn(size_t(s.T * row), 51);
+  Twin qkv(p, {s.T, row}, x);
+  Twin dout(p, {s.T, q_dim}, randn(size_t(s.T * q_dim), 52));
+  Twin out(p, {s.T, q_dim}, nans(s.T * q_dim));
+  Twin lse(p, {1, s.n_heads, s.T}, nans(s.n_heads * s.T));
+  Twin dqkv(p, {s.T, row}, nans(s.T * row));
+  auto run = [&] {
+    p.gpu->attention_forward(out.g, lse.g, qkv.g, s);
+    p.gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, lse.g, s);
+    return std::vector<std::vector<float>>{out.from_gpu(p), lse.from_gpu(p), dqkv.from_gpu(p)};
+  };
+  const auto before = run();
+  const std::vector<float> fresh = randn(size_t(2 * s.kv_dim()), 53);
+  std::copy(fresh.begin(), fresh.end(), x.begin() + t_star * row + q_dim);  // new k and v of token t_star
+  p.gpu->upload(qkv.g, x.data());
+  const auto after = run();
+  for (int64_t t = 0; t < s.T; ++t) {
+    INFO("row " << t);
+    const bool same_out = std::memcmp(&before[0][size_t(t * q_dim)], &after[0][size_t(t * q_dim)], q_dim * 4) == 0;
+    const bool same_dq = std::memcmp(&before[2][size_t(t * row)], &after[2][size_t(t * row)], q_dim * 4) == 0;
+    bool same_lse = true;
+    for (int64_t h = 0; h < s.n_heads; ++h) same_lse &= before[1][size_t(h * s.T + t)] == after[1][size_t(h * s.T + t)];
+    if (t < t_star) {
+      CHECK(same_out);
+      CHECK(same_dq);
+      CHECK(same_lse);
+    } else if (t == t_star) {
+      CHECK_FALSE(same_out);
+    }
+  }
+}
