@@ -6,6 +6,7 @@
 //  - streams.cpp: streams, events, operations with their vector clocks, host synchronisations,
 //    counters, errors; device_api.cpp: the rest of the CUDA runtime API (device, memory, launches);
 //  - scheduler.cpp: a grid's blocks and threads (fibers), barriers and warp collectives;
+//  - mma.cpp: the tensor cores' mma.sync.m16n8k16 (bf16), a warp collective of scheduler.cpp;
 //  - memcheck.cpp: every load and store of kernel code (GCC's -fsanitize=thread instrumentation,
 //    with the simulator's own callbacks) checked against the above;
 //  - cublas.cpp, cub.cpp, nccl.cpp: the libraries.
