@@ -42,6 +42,9 @@
 //    P rows) and 4 loads of 16 distinct float4 (K or V rows, 2 wavefronts each) for 64 FMAs, i.e.
 //    12 shared-memory wavefronts per 16 issue cycles of FMA: close to FMA-bound, fp32 SIMT (no
 //    tensor cores: TF32 would not meet the 1e-4 parity with the CPU).
+//  - These kernels serve run.precision: fp32. With bf16 matrix products (be.bf16_matmul()) the
+//    ops dispatch to the tensor-core kernels of attention_tc.cu (the backward after delta).
+#include "attention_tc.cuh"
 #include "check.cuh"
 #include "core/op_checks.h"
 #include "launch.cuh"
@@ -586,9 +589,10 @@ int tiles(int64_t n, int tile) { return int((n + tile - 1) / tile); }
 
 }  // namespace
 
-void attention_forward(Backend&, Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
+void attention_forward(Backend& be, Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
   check_limits("attention_forward", s);
   if (s.B == 0 || s.T == 0) return;
+  if (be.bf16_matmul()) return attention_forward_tc(out, lse, qkv, s);  // tensor cores (attention_tc.cu)
   const Geo g = make_geo(s);
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
@@ -611,6 +615,7 @@ void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tenso
   float* delta = static_cast<float*>(delta_buf.get());
   const int delta_blocks = int(std::min<int64_t>((rows + 7) / 8, 65535));  // 8 warps per block
   launch<attn_delta_kernel>(delta_blocks, 256, 0, 0, delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H, g.hd);
+  if (be.bf16_matmul()) return attention_backward_tc(dqkv, dout, qkv, lse, delta, s);  // tensor cores
 
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;

@@ -2,6 +2,8 @@
 // masked softmax written here), causality, grouped-query heads, and gradients.
 #include "test_cpu_util.h"
 
+#include "cpu/ops_attention_bf16.h"
+
 #include <cmath>
 #include <complex>
 #include <limits>
@@ -150,5 +152,75 @@ TEST_CASE("cpu attention: gradient with respect to qkv (MHA, GQA, MQA)", "[cpu]"
     const std::string tag =
         "attention dqkv H=" + std::to_string(s.n_heads) + " Hkv=" + std::to_string(s.n_kv_heads);
     check_gradient(loss, d64(qkv), d64(dqkv), qkv.numel(), {.max_entries = 0, .what = tag});
+  }
+}
+
+// The CPU emulation of the tensor-core kernels' rounding points (run.precision: bf16,
+// cpu/ops_attention_bf16.h). Its structure is checked exact: with rounding off, in double, it must
+// be attention (finite differences); with rounding on it must stay within bf16's error of the
+// fp64 op and differ from it (the rounding happens).
+TEST_CASE("cpu bf16 attention: without rounding it is exact attention (gradient check)", "[cpu][bf16]") {
+  CpuBackend be(DType::F64, 2);
+  std::mt19937_64 rng(25);
+  for (const AttnShape& s : {shape(2, 7, 4, 2, 4), shape(2, 6, 3, 1, 4)}) {
+    Arena ar(be);
+    Tensor qkv = ar.randn({s.B, s.T, s.qkv_dim()}, rng);
+    Tensor out = ar.f({s.B, s.T, s.q_dim()}), lse = ar.f({s.B, s.n_heads, s.T});
+    Tensor ref_out = ar.f({s.B, s.T, s.q_dim()}), ref_lse = ar.f({s.B, s.n_heads, s.T});
+    Tensor R = ar.randn({s.B, s.T, s.q_dim()}, rng);
+    auto loss = [&] {
+      cpu::attention_forward_bf16<double>(d64(out), d64(lse), d64(qkv), s, false);
+      return weighted_sum(R, out);
+    };
+    loss();
+    be.attention_forward(ref_out, ref_lse, qkv, s);
+    for (int64_t i = 0; i < out.numel(); ++i) CHECK(d64(out)[i] == Approx(d64(ref_out)[i]).margin(1e-14));
+    for (int64_t i = 0; i < lse.numel(); ++i) CHECK(d64(lse)[i] == Approx(d64(ref_lse)[i]).margin(1e-14));
+    Tensor dqkv = ar.f({s.B, s.T, s.qkv_dim()});
+    for (int64_t i = 0; i < dqkv.numel(); ++i) d64(dqkv)[i] = NAN;  // "write": all overwritten
+    cpu::attention_backward_bf16<double>(d64(dqkv), d64(R), d64(qkv), d64(out), d64(lse), s, false);
+    check_gradient(loss, d64(qkv), d64(dqkv), qkv.numel(), {.max_entries = 0, .what = "bf16 attention (unrounded)"});
+  }
+}
+
+TEST_CASE("cpu bf16 attention: a bf16 backend rounds, within bf16's error of fp64", "[cpu][bf16]") {
+  const AttnShape s = shape(2, 37, 4, 2, 16);
+  CpuBackend f64(DType::F64, 1), bf(DType::F32, 1, /*bf16_matmul=*/true), f32(DType::F32, 1);
+  std::mt19937_64 rng(26);
+  std::normal_distribution<double> nd;
+  std::vector<double> qkv(size_t(s.B * s.T * s.qkv_dim())), dout(size_t(s.B * s.T * s.q_dim()));
+  for (auto& x : qkv) x = nd(rng);
+  for (auto& x : dout) x = nd(rng);
+  // Runs forward and backward on `be` (F64 or F32 tensors), returns out, lse, dqkv as doubles.
+  auto run = [&](CpuBackend& be) {
+    Arena ar(be);
+    Tensor x = ar.f({s.B * s.T, s.qkv_dim()}), g = ar.f({s.B * s.T, s.q_dim()});
+    for (int64_t i = 0; i < x.numel(); ++i) Arena::set(x, i, qkv[size_t(i)]);
+    for (int64_t i = 0; i < g.numel(); ++i) Arena::set(g, i, dout[size_t(i)]);
+    Tensor o = ar.f({s.B * s.T, s.q_dim()}), l = ar.f({s.B, s.n_heads, s.T}), dx = ar.f({s.B * s.T, s.qkv_dim()});
+    be.attention_forward(o, l, x, s);
+    be.attention_backward(dx, g, x, o, l, s);
+    std::vector<std::vector<double>> all;
+    for (const Tensor& t : {o, l, dx}) {
+      all.emplace_back();
+      for (int64_t i = 0; i < t.numel(); ++i) all.back().push_back(Arena::get(t, i));
+    }
+    return all;
+  };
+  const auto ref = run(f64), b16 = run(bf), plain = run(f32);
+  // Per tensor (out, lse, dqkv): the largest difference relative to the largest entry.
+  for (size_t t = 0; t < ref.size(); ++t) {
+    INFO("tensor " << t << " (out, lse, dqkv)");
+    double big = 0, worst = 0, worst32 = 0;
+    for (size_t i = 0; i < ref[t].size(); ++i) {
+      big = std::max(big, std::abs(ref[t][i]));
+      worst = std::max(worst, std::abs(b16[t][i] - ref[t][i]));
+      worst32 = std::max(worst32, std::abs(plain[t][i] - ref[t][i]));
+    }
+    worst /= big;
+    worst32 /= big;
+    CHECK(worst32 < 1e-5);  // fp32 without bf16: attention as before
+    CHECK(worst > 1e-4);    // the rounding happens ...
+    CHECK(worst < 2e-2);    // ... at bf16's precision (2^-9 relative per operand)
   }
 }

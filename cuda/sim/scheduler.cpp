@@ -43,6 +43,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::Ballot: return "__ballot_sync";
     case WarpOp::Any: return "__any_sync";
     case WarpOp::All: return "__all_sync";
+    case WarpOp::Mma: return "mma.sync.m16n8k16";
   }
   return "?";
 }
@@ -164,6 +165,15 @@ bool resolve_warps(Block& b) {
         if (u.state != State::AtWarp) ready = false;
       }
       if (!ready) continue;
+      if (t.op == WarpOp::Mma) {
+        if (lanes != 32 || m != 0xffffffffu) {
+          fail(fmt::format("{}: mma.sync.m16n8k16 needs the whole warp (mask {:#010x}, {} lanes)", where(b, w + l), m,
+                           lanes));
+        }
+        const MmaLane* ops[32];
+        for (int j = 0; j < 32; ++j) std::memcpy(&ops[j], &b.threads[w + j].value, sizeof(ops[j]));
+        mma_bf16_m16n8k16_warp(ops);
+      }
       uint64_t vote = 0;
       for (int j = 0; j < lanes; ++j) {
         if ((m & (1u << j)) && b.threads[w + j].value != 0) vote |= 1ull << j;

@@ -6,6 +6,7 @@
 //  - streams.cpp: streams, events, operations with their vector clocks, host synchronisations,
 //    counters, errors; device_api.cpp: the rest of the CUDA runtime API (device, memory, launches);
 //  - scheduler.cpp: a grid's blocks and threads (fibers), barriers and warp collectives;
+//  - mma.cpp: the tensor cores' mma.sync.m16n8k16 (bf16), a warp collective of scheduler.cpp;
 //  - memcheck.cpp: every load and store of kernel code (GCC's -fsanitize=thread instrumentation,
 //    with the simulator's own callbacks) checked against the above;
 //  - cublas.cpp, cub.cpp, nccl.cpp: the libraries.
@@ -92,5 +93,10 @@ void runtime_access(const void* p, size_t bytes, bool write, bool require_init, 
 void run_grid(const LaunchRequest& req, const Schedule& schedule);
 struct KernelContext;  // memcheck.cpp's view of the running thread
 const KernelContext* kernel_context();
+
+// ---- mma.cpp ----
+// One mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 of a warp: lanes[j] holds lane j's
+// fragment registers; writes every lane's D.
+void mma_bf16_m16n8k16_warp(const MmaLane* const (&lanes)[32]);
 
 }  // namespace am::sim

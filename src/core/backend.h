@@ -249,8 +249,10 @@ class Backend {
 
   // ---- mixed precision (run.precision: bf16) ----
   // When on, matmul takes bf16 operands and accumulates in fp32 (tensor cores on the GPU, an exact
-  // emulation on the CPU); every other op, the parameters (the fp32 master weights), their
-  // gradients and the optimizer state stay fp32.
+  // emulation on the CPU), and attention rounds its matrix-product operands to bf16 (the GPU's
+  // tensor-core kernels; the CPU emulates their rounding points, cpu/ops_attention_bf16.h); every
+  // other op, the parameters (the fp32 master weights), their gradients and the optimizer state
+  // stay fp32.
   bool bf16_matmul() const { return bf16_matmul_; }
   // Makes the bf16 copy of `master`, the flat fp32 buffer of every parameter: from then on, matmul
   // operands that lie inside `master` are read from that copy instead of being rounded per call

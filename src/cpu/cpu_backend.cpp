@@ -6,6 +6,7 @@
 #include "core/bf16.h"
 #include "cpu/cpu_checks.h"
 #include "cpu/ops_attention.h"
+#include "cpu/ops_attention_bf16.h"
 #include "cpu/ops_cross_entropy.h"
 #include "cpu/ops_elementwise.h"
 #include "cpu/ops_embedding.h"
@@ -234,6 +235,10 @@ void CpuBackend::rope_backward_impl(Tensor dqkv, const AttnShape& s, double thet
 
 void CpuBackend::attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
   enter();
+  if (bf16_matmul_) {  // the tensor-core kernels' rounding points (cpu/ops_attention_bf16.h)
+    cpu::attention_forward_bf16<float>(out.as<float>(), lse.as<float>(), qkv.as<float>(), s);
+    return;
+  }
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_forward<T>(out.as<T>(), lse.as<T>(), qkv.as<T>(), s);
@@ -243,6 +248,11 @@ void CpuBackend::attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, cons
 void CpuBackend::attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                                          const AttnShape& s) {
   enter();
+  if (bf16_matmul_) {
+    cpu::attention_backward_bf16<float>(dqkv.as<float>(), dout.as<float>(), qkv.as<float>(), out.as<float>(),
+                                        lse.as<float>(), s);
+    return;
+  }
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_backward<T>(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(),

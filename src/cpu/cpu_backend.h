@@ -18,7 +18,8 @@ namespace am {
 
 class CpuBackend final : public Backend {
  public:
-  // bf16_matmul (F32 only): matmul emulates bf16 operands exactly (see Backend::bf16_matmul()).
+  // bf16_matmul (F32 only): matmul emulates bf16 operands exactly, attention the tensor-core
+  // kernels' bf16 rounding points (see Backend::bf16_matmul()).
   CpuBackend(DType dtype, int threads, bool bf16_matmul = false);
 
   std::string name() const override { return "cpu"; }

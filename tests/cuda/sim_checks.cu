@@ -3,6 +3,7 @@
 // races, stream hazards, bad pointers) and the error each one must produce. Built in the simulator
 // build only (tests/CMakeLists.txt compiles it like cuda/*.cu).
 #include "launch.cuh"
+#include "mma.cuh"
 
 #include "am_sim/sim.h"
 #include "backends/backend_factory.h"
@@ -91,6 +92,16 @@ __global__ void warp_sum_kernel(float* out, const float* x, bool lane_bug) {
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(mask, v, off);
   }
   if (threadIdx.x == 0) out[0] = v;
+}
+
+// One tensor-core product by the block's lanes; lane `leaver` returns first (a diverged warp).
+__global__ void mma_kernel(float* y, int leaver) {
+  if (static_cast<int>(threadIdx.x) == leaver) return;
+  am::cuda::mma::FragA a{{0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u}};  // every element 1.0
+  am::cuda::mma::FragB b{{0x3f803f80u, 0x3f803f80u}};
+  am::cuda::mma::FragC c{{0.f, 0.f, 0.f, 0.f}};
+  am::cuda::mma::mma_bf16(c, a, b, c);
+  y[threadIdx.x] = c.r[0];
 }
 
 __global__ void early_exit_barrier_kernel(float* y, int n) {
@@ -222,6 +233,18 @@ TEST_CASE("sim: a shuffle from a lane outside its mask, and a collective not rea
                       Contains("__shfl_xor_sync on lane 0 reads lane 16, which is not in the mask 0x0000ffff"));
   cudaFree(x);
   cudaFree(out);
+}
+
+TEST_CASE("sim: a tensor-core mma needs the whole warp, converged", "[sim]") {
+  Eager eager;
+  float* y = nullptr;
+  REQUIRE(cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float) * 32) == cudaSuccess);
+  launch<mma_kernel>(1, 32, 0, 0, y, -1);
+  REQUIRE(to_host(y, 32) == std::vector<float>(32, 16.f));  // 16 products of 1 x 1
+  REQUIRE_THROWS_WITH(launch<mma_kernel>(1, 32, 0, 0, y, 5),
+                      Contains("mma.sync.m16n8k16 with mask 0xffffffff, but lane 5 has exited"));
+  REQUIRE_THROWS_WITH(launch<mma_kernel>(1, 16, 0, 0, y, -1), Contains("names lane 16, which does not exist"));
+  cudaFree(y);
 }
 
 TEST_CASE("sim: a __syncthreads that some threads never reach is an error", "[sim]") {

@@ -19,10 +19,28 @@ dim3 block_dim();
 dim3 grid_dim();
 void syncthreads();
 
-enum class WarpOp : int { Sync, ShflIdx, ShflXor, ShflUp, ShflDown, Ballot, Any, All };
+enum class WarpOp : int { Sync, ShflIdx, ShflXor, ShflUp, ShflDown, Ballot, Any, All, Mma };
 // One warp collective: every lane named in `mask` must call it (with the same mask and op);
 // returns this lane's result (shuffles: the source lane's value; votes: the vote).
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width);
+
+// One lane's operands of a tensor-core matrix multiply-accumulate (mma_bf16_m16n8k16 below): its
+// fragment registers, in the PTX ISA's layout for mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32.
+struct MmaLane {
+  const uint32_t* a;  // 4 registers: a0..a7, two bf16 each (the lower half holds the even element)
+  const uint32_t* b;  // 2 registers: b0..b3
+  const float* c;     // 4 accumulators: c0..c3
+  float* d;           // 4 results (may be c)
+};
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 d, a, b, c: a collective of the whole warp
+// (all 32 lanes, converged); cuda/sim/mma.cpp gathers the fragments and computes D = A B + C.
+inline void mma_bf16_m16n8k16(float* d, const uint32_t* a, const uint32_t* b, const float* c) {
+  MmaLane lane{a, b, c, d};
+  uint64_t ptr = 0;
+  const MmaLane* lp = &lane;
+  std::memcpy(&ptr, &lp, sizeof(lp));
+  warp_collective(WarpOp::Mma, 0xffffffffu, ptr, 0, 32);
+}
 
 template <typename T>
 inline T shuffle(WarpOp op, unsigned mask, T v, int arg, int width) {
