@@ -71,4 +71,19 @@ double global_grad_norm(ParamStore& store, const DistContext& dist) {
   return std::sqrt(dense + experts);
 }
 
+void global_grad_norm_sq(ParamStore& store, const DistContext* dist, Tensor norm_sq) {
+  Backend& be = store.backend();
+  AM_CHECK(norm_sq.dtype == DType::F64 && norm_sq.numel() == 2, "global_grad_norm_sq into {}", norm_sq.shape_str());
+  const Tensor dense(norm_sq.data, DType::F64, {1});
+  const Tensor experts(static_cast<double*>(norm_sq.data) + 1, DType::F64, {1});
+  if (!dist) {
+    be.sum_squares_accumulate(dense, store.all_grads());
+    return;
+  }
+  for_each_bucket(store.table(), 0, store.table().size() - 1, [&](int first, int last, bool expert) {
+    be.sum_squares_accumulate(expert ? experts : dense, span(store, first, last));
+  });
+  if (dist->ep && dist->ep->size() > 1) dist->ep->all_reduce_sum(experts);
+}
+
 }  // namespace am

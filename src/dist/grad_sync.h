@@ -32,5 +32,11 @@ class GradReducer {
 // The L2 norm of the whole model's gradient: dense gradients (identical on every rank after the
 // reduction) once, and every expert's once (summed over the EP group).
 double global_grad_norm(ParamStore& store, const DistContext& dist);
+// The same on the device, without a host read-back: norm_sq ((2) F64, zeroed by the caller) +=
+// (dense, experts) sums of squares, bucket by bucket as global_grad_norm sums them (the experts'
+// part summed over the EP group with a device all-reduce), so sqrt(norm_sq[0] + norm_sq[1]) has
+// global_grad_norm's bits. dist null: one process, one sum over all gradients into norm_sq[0], as
+// AdamW::grad_norm computes it.
+void global_grad_norm_sq(ParamStore& store, const DistContext* dist, Tensor norm_sq);
 
 }  // namespace am
