@@ -8,6 +8,7 @@
 #include "ops.cuh"
 #include "step.cuh"
 
+#include <algorithm>
 #include <cmath>
 #ifdef AM_CUDA_SIM
 #include "am_sim/sim.h"
@@ -203,6 +204,15 @@ class CudaBackend final : public Backend {
     AM_CHECK(acc.dtype == DType::F64 && acc.numel() == 1 && x.dtype == DType::F32, "sum_squares_accumulate acc {} {}",
              dtype_name(acc.dtype), acc.shape_str());
     cuda::sum_squares_accumulate_f32(acc.as<double>(), x.as<float>(), x.numel(), static_cast<double*>(scratch_.get()));
+  }
+  void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) override {
+    AM_CHECK(acc.dtype == DType::F64 && x.dtype == DType::F32 && spans.dtype == DType::I32 && spans.ndim == 2 &&
+                 spans.dim(1) == kSumSquaresSpanWords,
+             "sum_squares_spans acc {} x {} spans {}", acc.shape_str(), x.shape_str(), spans.shape_str());
+    const int64_t n = spans.dim(0);
+    Buffer partial = alloc(sizeof(double) * cuda::kSumSquaresBlocks * static_cast<size_t>(std::max<int64_t>(n, 1)));
+    cuda::sum_squares_spans_f32(acc.as<double>(), x.as<float>(), static_cast<const SumSquaresSpan*>(spans.data), n,
+                                static_cast<double*>(partial.get()));
   }
   void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
                           double grad_clip, const AdamWStep& s) override {

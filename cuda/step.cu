@@ -28,6 +28,35 @@ __global__ void add_partials_kernel(double* acc, const double* partial, int n) {
   acc[0] += total;
 }
 
+// Block (b, r): the partial b of span r, over the same elements, in the same order, as block b of
+// sum_squares_f32's kernel over that span alone.
+__global__ void span_partials_kernel(const float* x, const SumSquaresSpan* rows, double* partial) {
+  AM_SHARED(double, s, [kThreads]);
+  const SumSquaresSpan row = rows[blockIdx.y];
+  const float* xr = x + row.begin;
+  double acc = 0;
+  for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < row.numel; i += int64_t(gridDim.x) * blockDim.x) {
+    acc += double(xr[i]) * double(xr[i]);
+  }
+  s[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) s[threadIdx.x] += s[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = s[0];
+}
+
+// One thread: row by row, the row's partials in block order, added to its slot.
+__global__ void add_span_partials_kernel(double* acc, const SumSquaresSpan* rows, int64_t n_rows,
+                                         const double* partial, int blocks) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    double total = 0;
+    for (int b = 0; b < blocks; ++b) total += partial[r * blocks + b];
+    acc[rows[r].slot] += total;
+  }
+}
+
 // A block per row (grid-stride over rows); the clip factor from norm_sq, as AdamW::update computed
 // it on the host (std::min(1.0, q) == (q < 1.0 ? q : 1.0)). A thread that wrote a non-finite value
 // lowers *call_min to its row's tag (an integer minimum: the result does not depend on the order).
@@ -72,6 +101,16 @@ void loss_sum_accumulate_f32(double* acc, const float* losses, int64_t n, double
 void sum_squares_accumulate_f32(double* acc, const float* x, int64_t n, double* scratch) {
   sum_squares_partials_f32(x, n, scratch);
   launch<add_partials_kernel>(1, 1, 0, 0, acc, static_cast<const double*>(scratch), kSumSquaresBlocks);
+}
+
+void sum_squares_spans_f32(double* acc, const float* x, const SumSquaresSpan* rows, int64_t n_rows,
+                           double* scratch) {
+  if (n_rows == 0) return;
+  AM_CHECK(n_rows <= 65535, "sum_squares_spans: {} rows (at most 65535)", n_rows);
+  launch<span_partials_kernel>(dim3(kSumSquaresBlocks, static_cast<unsigned>(n_rows)), kThreads, 0, 0, x, rows,
+                               scratch);
+  launch<add_span_partials_kernel>(1, 1, 0, 0, acc, rows, n_rows, static_cast<const double*>(scratch),
+                                   kSumSquaresBlocks);
 }
 
 void adamw_multi_f32(float* p, const float* g, float* m, float* v, const AdamWChunk* rows, int64_t n_rows,

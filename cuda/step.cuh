@@ -14,6 +14,10 @@ void loss_sum_accumulate_f32(double* acc, const float* losses, int64_t n, double
 // acc[0] += sum x^2, exactly as sum_squares_f32 computes it (the same partials, summed in block
 // order on the device instead of the host).
 void sum_squares_accumulate_f32(double* acc, const float* x, int64_t n, double* scratch /* >= kSumSquaresBlocks */);
+// Backend::sum_squares_spans: each row's kSumSquaresBlocks partials as sum_squares_f32 makes them
+// (one launch for all rows), then one thread adds them row by row, in order (a second launch).
+void sum_squares_spans_f32(double* acc, const float* x, const SumSquaresSpan* rows, int64_t n_rows,
+                           double* scratch /* >= kSumSquaresBlocks * n_rows */);
 // Backend::adamw_update_multi on fp32 buffers: rows (device, n_rows), norm_sq (device, 2).
 // call_min (device int): kNoTag between calls; flag: the backend's update flag.
 inline constexpr int kNoTag = 0x7f7f7f7f;  // what cudaMemset(.., 0x7f, ..) writes

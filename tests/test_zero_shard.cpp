@@ -193,11 +193,11 @@ TEST_CASE("AdamW update_device gives update's bits, sharded or not", "[zero]") {
       for (ParamStore* s : {&host_a, &dev_a, &host_b, &dev_b}) be.upload(s->all_grads(), g.data());
       a.update(step, tc.lr, a.grad_norm());
       be.zero(norm_sq);
-      global_grad_norm_sq(dev_a, nullptr, norm_sq);
+      global_grad_norm_sq(dev_a, nullptr, norm_sq, da.norm_spans());
       da.update_device(step, tc.lr, norm_sq);
       b.update(step, tc.lr, global_grad_norm(host_b, layout.context()));
       be.zero(norm_sq);
-      global_grad_norm_sq(dev_b, &layout.context(), norm_sq);
+      global_grad_norm_sq(dev_b, &layout.context(), norm_sq, db.norm_spans());
       const std::vector<double> h = download_as_double(be, norm_sq);
       CHECK(std::sqrt(h[0] + h[1]) == global_grad_norm(host_b, layout.context()));
       db.update_device(step, tc.lr, norm_sq);

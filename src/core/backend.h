@@ -64,6 +64,14 @@ inline void append_adamw_chunks(std::vector<AdamWChunk>& rows, int64_t param_at,
   }
 }
 
+// One row of sum_squares_spans' table; as I32 words in a device tensor (n, kSumSquaresSpanWords).
+struct SumSquaresSpan {
+  int64_t begin = 0, numel = 0;
+  int32_t slot = 0, unused = 0;
+};
+static_assert(sizeof(SumSquaresSpan) == 24, "SumSquaresSpan is three 8-byte words");
+inline constexpr int64_t kSumSquaresSpanWords = sizeof(SumSquaresSpan) / sizeof(int32_t);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -271,6 +279,11 @@ class Backend {
   virtual void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) = 0;
   // acc (1) F64 acc: acc[0] += sum x^2, the sum as sum_squares computes it (x of dtype()).
   virtual void sum_squares_accumulate(Tensor acc, Tensor x) = 0;
+  // acc (k) F64 acc: for each row of spans ((n, kSumSquaresSpanWords) I32: SumSquaresSpan rows), in
+  // row order, acc[slot] += the sum of squares of x[begin, begin + numel) as sum_squares computes
+  // it: the CPU result is that loop of sum_squares calls summed on the host (the gradient norm's
+  // buckets, dist/grad_sync.h); on the GPU a fixed number of launches for all rows, no read-back.
+  virtual void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) = 0;
   // Multi-tensor AdamW: one call for many parameter tensors (or pieces of them) of the flat
   // buffers params, grads (elements indexed by param_at) and m, v (indexed by state_at), all of
   // dtype(). chunks (n, kAdamWChunkWords) I32 holds n AdamWChunk rows (make_adamw_chunks). Each

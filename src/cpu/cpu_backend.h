@@ -115,6 +115,7 @@ class CpuBackend final : public Backend {
   void upload_async(Tensor dst, const void* host) override { upload(dst, host); }
   void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) override;
   void sum_squares_accumulate(Tensor acc, Tensor x) override;
+  void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) override;
   void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
                           double grad_clip, const AdamWStep& s) override;
 

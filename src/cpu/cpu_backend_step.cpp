@@ -30,6 +30,24 @@ void CpuBackend::sum_squares_accumulate(Tensor acc, Tensor x) {
   *acc.as<double>() += sum_squares(x);
 }
 
+void CpuBackend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
+  check_dtype("sum_squares_spans", "acc", acc, DType::F64);
+  AM_CHECK(spans.dtype == DType::I32 && spans.ndim == 2 && spans.dim(1) == kSumSquaresSpanWords,
+           "sum_squares_spans: spans {} {}, expected (n, {}) I32", dtype_name(spans.dtype), spans.shape_str(),
+           kSumSquaresSpanWords);
+  const auto* rows = static_cast<const SumSquaresSpan*>(spans.data);
+  const size_t es = dtype_size(x.dtype);
+  for (int64_t r = 0; r < spans.dim(0); ++r) {
+    const SumSquaresSpan& sp = rows[r];
+    AM_CHECK(sp.begin >= 0 && sp.numel >= 0 && sp.begin + sp.numel <= x.numel() && sp.slot >= 0 &&
+                 sp.slot < acc.numel(),
+             "sum_squares_spans: row {} (begin {}, numel {}, slot {}) outside x ({}) / acc ({})", r, sp.begin, sp.numel,
+             sp.slot, x.numel(), acc.numel());
+    const Tensor part(static_cast<char*>(x.data) + static_cast<size_t>(sp.begin) * es, x.dtype, {sp.numel});
+    acc.as<double>()[sp.slot] += sum_squares(part);
+  }
+}
+
 void CpuBackend::adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
                                     double grad_clip, const AdamWStep& s) {
   const char* op = "adamw_update_multi";

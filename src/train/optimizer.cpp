@@ -1,5 +1,7 @@
 #include "train/optimizer.h"
 
+#include "dist/grad_sync.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -53,6 +55,9 @@ void AdamW::upload_chunks() {
   }
   chunks_ = TensorBuf(be, DType::I32, {static_cast<int64_t>(rows.size()), kAdamWChunkWords});
   if (!rows.empty()) be.upload(chunks_, rows.data());
+  const std::vector<SumSquaresSpan> spans = grad_norm_spans(t);
+  norm_spans_ = TensorBuf(be, DType::I32, {static_cast<int64_t>(spans.size()), kSumSquaresSpanWords});
+  if (!spans.empty()) be.upload(norm_spans_, spans.data());
 }
 
 Tensor AdamW::view(const TensorBuf& b, int i) const {

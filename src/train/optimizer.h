@@ -34,6 +34,8 @@ class AdamW {
   // the device from norm_sq ((2) F64: global_grad_norm_sq), so no host value of the norm is
   // needed: bit-identical to update(step, lr, sqrt(norm_sq[0] + norm_sq[1])) on the CPU.
   void update_device(int64_t step, double lr, Tensor norm_sq);
+  // grad_norm_spans of the store's table on the device (uploaded once): global_grad_norm_sq's spans.
+  Tensor norm_spans() const { return norm_spans_; }
 
   // Non-finite updates. update() tags each tensor's AdamW call with its table index + 1, so the
   // backend's update flag (Backend::adamw_update) names the first tensor an update made non-finite.
@@ -79,6 +81,7 @@ class AdamW {
   TensorBuf m_, v_;  // (total), or sharded: (shard numel) = dense pieces, then expert pieces
   TensorBuf flag_;   // (1): read_update_flag's copy of the backend's update flag
   TensorBuf chunks_; // (rows, kAdamWChunkWords) I32: update_device's AdamWChunk table
+  TensorBuf norm_spans_;  // (rows, kSumSquaresSpanWords) I32: norm_spans()
   double last_lr_ = 0;  // of the last update (for check_update_flag's message)
 };
 

@@ -66,7 +66,7 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
     r.aux += aux / accum;
   }
   if (multi) reducer->finish();
-  global_grad_norm_sq(model.store(), dist, stats.slot(StepStats::NormDense, 2));
+  global_grad_norm_sq(model.store(), dist, stats.slot(StepStats::NormDense, 2), opt.norm_spans());
   be.copy_update_flag(stats.flag());
   const StepStats::Host h = stats.read();
   opt.check_update_flag(h.flag, step);  // did the last step's update leave finite values?

@@ -104,6 +104,41 @@ TEST_CASE("cuda loss and sum-of-squares accumulators match the CPU, with no read
   }
 }
 
+TEST_CASE("cuda sum of squares over spans (the gradient norm's buckets) matches per-span sums", "[cuda]") {
+  Pair p;
+  const int64_t n = 70001;
+  Twin x(p, {n}, randn(n, 60));
+  // Spans into two slots, in an order that alternates them, one empty, one of a single element.
+  const std::vector<SumSquaresSpan> spans = {{0, 100, 0, 0},     {100, 40000, 1, 0}, {40100, 0, 0, 0},
+                                             {40100, 1, 0, 0},   {40101, 29900, 1, 0}, {0, 70001, 0, 0}};
+  std::vector<int32_t> w(spans.size() * kSumSquaresSpanWords);
+  std::memcpy(w.data(), spans.data(), w.size() * sizeof(int32_t));
+  Twin table(p, {static_cast<int64_t>(spans.size()), kSumSquaresSpanWords}, w);
+  Twin acc(p, {2}, std::vector<double>{0.5, 0.0}), warm(p, {2}, std::vector<double>{0.0, 0.0});
+  p.gpu->sum_squares_spans(warm.g, x.g, table.g);  // the caching allocator meets the scratch size once
+  reset_device_counts();
+  p.gpu->sum_squares_spans(acc.g, x.g, table.g);
+  if (const auto c = device_counts()) {
+    CHECK(c->host_syncs() == 0);
+    CHECK(c->launches == 2);
+  }
+  p.cpu->sum_squares_spans(acc.c, x.c, table.c);
+  // The reference on each backend: one sum_squares per span, summed on the host in row order.
+  for (Backend* be : {p.gpu.get(), p.cpu.get()}) {
+    const Tensor xs = be == p.gpu.get() ? x.g : x.c;
+    double want[2] = {0.5, 0.0};
+    for (const SumSquaresSpan& sp : spans) {
+      want[sp.slot] += be->sum_squares(Tensor(xs.as<float>() + sp.begin, DType::F32, {sp.numel}));
+    }
+    const std::vector<double> got = f64_of(*be, be == p.gpu.get() ? acc.g : acc.c);
+    CHECK(got[0] == want[0]);
+    CHECK(got[1] == want[1]);
+  }
+  const std::vector<double> g = f64_of(*p.gpu, acc.g), c = f64_of(*p.cpu, acc.c);
+  CHECK(g[0] == Approx(c[0]).epsilon(1e-12));
+  CHECK(g[1] == Approx(c[1]).epsilon(1e-12));
+}
+
 TEST_CASE("cuda multi-tensor AdamW matches per-tensor updates and the CPU, clip factor from the device", "[cuda]") {
   Pair p;
   // Tensor sizes: a row split (> kAdamWChunkElems), tiny ones, one of a single element.
