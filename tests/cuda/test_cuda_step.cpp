@@ -3,6 +3,13 @@
 // the multi-tensor AdamW with its clip factor read from device memory.
 #include "core/device_counts.h"
 #include "cuda_test_util.h"
+#include "model/transformer.h"
+#include "train/optimizer.h"
+#include "train/step.h"
+
+#ifdef AM_CUDA_SIM
+#include "am_sim/sim.h"
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -247,4 +254,71 @@ TEST_CASE("cuda multi-tensor AdamW flag names the smallest tag that went non-fin
   require_close(q.from_gpu(p), q.from_cpu(p), 1e-5, 1e-6);
   require_close(mq.from_gpu(p), mq.from_cpu(p), 1e-5, 1e-6);
   CHECK(std::abs(mq.from_cpu(p)[0]) > 1.f);  // m = 0.1 * g, g ~ 1e3: not clipped by the 1e15 norm
+}
+
+// The whole step on a dense model (no MoE layer, so no read-back of its own): ONE host
+// synchronisation per step whatever the accumulation, the uploads of every micro-batch from their
+// own pinned slots (with lazy streams they run only at the step's read-back, so a slot refilled
+// too early would be reported by the simulator), and the CPU's losses and norm.
+TEST_CASE("cuda train_step of a dense model: one host synchronisation per step, over 3 micro-batches", "[cuda]") {
+  Pair p;
+  ModelConfig m;
+  m.vocab_size = 40;
+  m.d_model = 16;
+  m.n_layers = 2;
+  m.n_heads = 2;
+  m.n_kv_heads = 1;
+  m.max_seq_len = 8;
+  m.init_std = 0.1;
+  m.moe.n_experts = 1;
+  m.moe.scorer.type = "none";
+  m.moe.selector.k = 1;
+  m.moe.d_ffn = 24;
+  m.moe.aux.load_balance = 0;
+  m.moe.aux.z_loss = 0;
+  TrainConfig tc;
+  tc.lr = 1e-2;
+  tc.grad_clip = 0.1;  // clips: the factor comes from the device
+  tc.warmup_steps = 0;
+  tc.max_steps = 10;
+#ifdef AM_CUDA_SIM
+  const am::sim::Settings saved = am::sim::settings();
+  am::sim::settings().lazy_streams = true;
+#endif
+  Transformer gm(*p.gpu, m, 2, 8), cm(*p.cpu, m, 2, 8);
+  gm.store().init(5);
+  cm.store().init(5);
+  AdamW go(gm.store(), tc), co(cm.store(), tc);
+  for (int64_t step = 0; step < 2; ++step) {
+    int calls = 0;
+    auto batch = [&](int32_t* in, int32_t* tg) {  // another batch per micro-batch
+      for (int i = 0; i < 16; ++i) {
+        in[i] = (7 * i + 3 * calls + static_cast<int>(step)) % 40;
+        tg[i] = (5 * i + calls) % 40;
+      }
+      ++calls;
+    };
+    reset_device_counts();
+    const StepResult rg = train_step(gm, go, tc, step, 3, batch);
+    if (const auto c = device_counts()) {
+      // The first step also meets the caching allocator's sizes (cudaMalloc) once.
+      CHECK(c->host_syncs() - (step == 0 ? c->sync_malloc : 0) == 1);
+      CHECK(c->sync_memcpy == 1);
+      CHECK(c->memcpy_d2h == 1);
+      CHECK(c->memcpy_h2d == 6);  // tokens and targets of 3 micro-batches, none synchronous
+    }
+    calls = 0;
+    const StepResult rc = train_step(cm, co, tc, step, 3, batch);
+    CHECK(rg.ce == Approx(rc.ce).epsilon(1e-5));
+    CHECK(rg.grad_norm == Approx(rc.grad_norm).epsilon(1e-4));
+    CHECK(rc.grad_norm > tc.grad_clip);
+  }
+  // The parameters after two clipped updates agree (AdamW's parity tolerance, loosened by the steps).
+  const std::vector<double> pg = download_as_double(*p.gpu, gm.store().all_values()),
+                            pc = download_as_double(*p.cpu, cm.store().all_values());
+  REQUIRE(pg.size() == pc.size());
+  for (size_t i = 0; i < pg.size(); ++i) REQUIRE(std::abs(pg[i] - pc[i]) <= 1e-4 + 1e-3 * std::abs(pc[i]));
+#ifdef AM_CUDA_SIM
+  am::sim::settings() = saved;
+#endif
 }
