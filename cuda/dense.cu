@@ -9,7 +9,6 @@
 #include "check.cuh"
 #include "launch.cuh"
 #include "core/op_checks.h"
-#include "index_check.cuh"
 #include "ops.cuh"
 #include "row_reduce.cuh"
 
@@ -29,31 +28,43 @@ unsigned column_threads(int64_t d) { return static_cast<unsigned>(std::min<int64
 
 // ---- embedding ----
 
-void check_tokens(Backend& be, const int32_t* tokens, int64_t N, int64_t V) {
-  const BadId bad = first_id_outside(be, tokens, N, 0, V);
-  AM_CHECK(bad.index < 0, "token {} at position {} is outside [0, {})", bad.value, bad.index, V);
-}
+// Token ids are checked on the host before they are uploaded (Transformer::forward), so these ops
+// read nothing back. The kernels still guard memory: a token outside [0, V) reads no table row
+// (forward: its output row is NaN, so the loss turns non-finite and the trainer stops; backward:
+// its gradient row is dropped).
 
 // out (N,d) = table (V,d)[tokens]; a block per row (grid-stride), threads over columns.
-__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* table, int64_t N, int64_t d) {
+__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* table, int64_t N,
+                                         int64_t V, int64_t d) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
-    const float* src = table + int64_t(tokens[i]) * d;
+    const int64_t tok = tokens[i];
     float* dst = out + i * d;
+    if (tok < 0 || tok >= V) {
+      for (int64_t c = threadIdx.x; c < d; c += blockDim.x) dst[c] = NAN;
+      continue;
+    }
+    const float* src = table + tok * d;
     for (int64_t c = threadIdx.x; c < d; c += blockDim.x) dst[c] = src[c];
   }
 }
 
-__global__ void iota_kernel(int32_t* v, int64_t n) {
-  AM_GRID_STRIDE(i, n) v[i] = static_cast<int32_t>(i);
+// keys[i] = tokens[i], or V when it is outside [0, V) (sorted last, dropped); pos[i] = i.
+__global__ void embedding_keys_kernel(uint32_t* keys, int32_t* pos, const int32_t* tokens, int64_t n, int64_t V) {
+  AM_GRID_STRIDE(i, n) {
+    const int64_t tok = tokens[i];
+    keys[i] = static_cast<uint32_t>(tok < 0 || tok >= V ? V : tok);
+    pos[i] = static_cast<int32_t>(i);
+  }
 }
 
 // sorted_tok (N) ascending, pos (N) the positions in that order (ascending within equal tokens).
 // The block at the first position i of each run of equal tokens v adds the run's dout rows, in
 // position order, to dtable[v] -- in float, one addition at a time, like the CPU kernel.
 __global__ void embedding_backward_kernel(float* dtable, const uint32_t* sorted_tok, const int32_t* pos,
-                                          const float* dout, int64_t N, int64_t d) {
+                                          const float* dout, int64_t N, int64_t V, int64_t d) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const uint32_t v = sorted_tok[i];
+    if (int64_t(v) >= V) continue;  // an id outside the vocabulary (embedding_keys_kernel)
     if (i > 0 && sorted_tok[i - 1] == v) continue;  // not the start of a run (the same for the block)
     int64_t end = i + 1;
     while (end < N && sorted_tok[end] == v) ++end;
@@ -206,37 +217,35 @@ __global__ void swiglu_backward_kernel(float* dg, float* du, const float* dh, co
 
 // ---- embedding ----
 
-void embedding_forward(Backend& be, Tensor out, Tensor tokens, Tensor table) {
+void embedding_forward(Backend&, Tensor out, Tensor tokens, Tensor table) {
   const int64_t N = tokens.numel(), V = row_count(table), d = last_dim(table);
-  check_tokens(be, tokens.as<int32_t>(), N, V);
   if (N == 0 || d == 0) return;
   launch<embedding_forward_kernel>(row_grid(N), column_threads(d), 0, 0, out.as<float>(), tokens.as<int32_t>(),
-                                   table.as<float>(), N, d);
+                                   table.as<float>(), N, V, d);
 }
 
 void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) {
   const int64_t N = tokens.numel(), V = row_count(dtable), d = last_dim(dtable);
-  check_tokens(be, tokens.as<int32_t>(), N, V);
   if (N == 0 || d == 0) return;
   AM_CHECK(N <= std::numeric_limits<int32_t>::max(), "embedding_backward: {} tokens do not fit int32 positions", N);
+  AM_CHECK(V < std::numeric_limits<int32_t>::max(), "embedding_backward: vocabulary of {} rows", V);
   const int n = static_cast<int>(N);
-  // Tokens are in [0, V) now, so their bits read as unsigned sort the same; only the low
-  // end_bit bits can differ.
+  // Keys are in [0, V] (V: an id outside the vocabulary), so only the low end_bit bits differ.
   int end_bit = 1;
-  while (end_bit < 32 && (int64_t(1) << end_bit) < V) ++end_bit;
-  Buffer keys_out = be.alloc(sizeof(uint32_t) * N), pos_in = be.alloc(sizeof(int32_t) * N),
-         pos_out = be.alloc(sizeof(int32_t) * N);
-  auto* keys_in = reinterpret_cast<const uint32_t*>(tokens.as<int32_t>());
+  while (end_bit < 32 && (int64_t(1) << end_bit) <= V) ++end_bit;
+  Buffer keys_buf = be.alloc(sizeof(uint32_t) * N), keys_out = be.alloc(sizeof(uint32_t) * N),
+         pos_in = be.alloc(sizeof(int32_t) * N), pos_out = be.alloc(sizeof(int32_t) * N);
+  auto* keys_in = static_cast<uint32_t*>(keys_buf.get());
   auto* sorted = static_cast<uint32_t*>(keys_out.get());
   auto* p_in = static_cast<int32_t*>(pos_in.get());
   auto* p_out = static_cast<int32_t*>(pos_out.get());
-  launch<iota_kernel>(blocks_for(N), kThreads, 0, 0, p_in, N);
+  launch<embedding_keys_kernel>(blocks_for(N), kThreads, 0, 0, keys_in, p_in, tokens.as<int32_t>(), N, V);
   size_t temp_bytes = 0;
   AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
   Buffer temp = be.alloc(temp_bytes);
   AM_CUDA(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
   launch<embedding_backward_kernel>(row_grid(N), column_threads(d), 0, 0, dtable.as<float>(), sorted, p_out,
-                                    dout.as<float>(), N, d);
+                                    dout.as<float>(), N, V, d);
 }
 
 // ---- RMSNorm ----

@@ -86,8 +86,12 @@ void scale_f32(float* x, float s, int64_t n) {
   launch<scale_kernel>(blocks_for(n), kThreads, 0, 0, x, s, n);
 }
 
-double sum_squares_f32(const float* x, int64_t n, double* scratch) {
+void sum_squares_partials_f32(const float* x, int64_t n, double* scratch) {
   launch<sum_squares_kernel>(kSumSquaresBlocks, kThreads, 0, 0, x, n, scratch);
+}
+
+double sum_squares_f32(const float* x, int64_t n, double* scratch) {
+  sum_squares_partials_f32(x, n, scratch);
   std::vector<double> partial(kSumSquaresBlocks);
   AM_CUDA(cudaMemcpy(partial.data(), scratch, sizeof(double) * kSumSquaresBlocks, cudaMemcpyDeviceToHost));
   double total = 0;

@@ -4,6 +4,7 @@
 // unsharded one, in the optimizer and in a whole training run.
 #include "cpu/cpu_backend.h"
 #include "dist/dist.h"
+#include "dist/grad_sync.h"
 #include "support/synthetic_run.h"
 #include "train/optimizer.h"
 #include "train/trainer.h"
@@ -11,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <random>
@@ -164,6 +166,49 @@ TEST_CASE("a sharded AdamW in one process gives the unsharded update's bits", "[
   const std::vector<char> back = c.gather_moment(AdamW::Moment::M);
   CHECK(back == m);
   CHECK_THROWS(c.m(0));  // per-tensor views exist only unsharded
+}
+
+// update_device: one adamw_update_multi over every tensor (or the shard's pieces), the clip factor
+// computed on the device from global_grad_norm_sq's slots; the same bits as update() with the norm
+// taken on the host, sharded or not, clipping or not, and the flag names the same tensor.
+TEST_CASE("AdamW update_device gives update's bits, sharded or not", "[zero]") {
+  CpuBackend be(DType::F32, 1);
+  for (const double clip : {0.5, 0.0}) {
+    INFO("grad_clip " << clip);
+    TrainConfig tc;
+    tc.lr = 0.01;
+    tc.weight_decay = 0.1;
+    tc.grad_clip = clip;
+    ParamStore host_a(be, mixed_table()), dev_a(be, mixed_table()), host_b(be, mixed_table()), dev_b(be, mixed_table());
+    for (ParamStore* s : {&host_a, &dev_a, &host_b, &dev_b}) s->init(3);
+    const std::unique_ptr<Comm> single = make_single_comm();
+    const Distributed layout(*single, 1);
+    AdamW a(host_a, tc), da(dev_a, tc), b(host_b, tc, &layout.context()), db(dev_b, tc, &layout.context());
+    std::mt19937_64 rng(9);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    TensorBuf norm_sq(be, DType::F64, {2});
+    for (int step = 0; step < 3; ++step) {
+      std::vector<float> g(static_cast<size_t>(host_a.all_grads().numel()));
+      for (float& x : g) x = nd(rng);
+      for (ParamStore* s : {&host_a, &dev_a, &host_b, &dev_b}) be.upload(s->all_grads(), g.data());
+      a.update(step, tc.lr, a.grad_norm());
+      be.zero(norm_sq);
+      global_grad_norm_sq(dev_a, nullptr, norm_sq, da.norm_spans());
+      da.update_device(step, tc.lr, norm_sq);
+      b.update(step, tc.lr, global_grad_norm(host_b, layout.context()));
+      be.zero(norm_sq);
+      global_grad_norm_sq(dev_b, &layout.context(), norm_sq, db.norm_spans());
+      const std::vector<double> h = download_as_double(be, norm_sq);
+      CHECK(std::sqrt(h[0] + h[1]) == global_grad_norm(host_b, layout.context()));
+      db.update_device(step, tc.lr, norm_sq);
+    }
+    for (auto [x, y] : {std::pair{&host_a, &dev_a}, std::pair{&host_b, &dev_b}}) {
+      const Tensor vx = x->all_values(), vy = y->all_values();
+      CHECK(std::memcmp(vx.data, vy.data, vx.nbytes()) == 0);
+    }
+    CHECK(da.gather_moment(AdamW::Moment::V) == a.gather_moment(AdamW::Moment::V));
+    CHECK(db.gather_moment(AdamW::Moment::M) == b.gather_moment(AdamW::Moment::M));
+  }
 }
 
 TEST_CASE("dist.zero 1 in one process trains to the same bits as dist.zero 0", "[zero][train]") {

@@ -57,6 +57,34 @@ struct AdamWStep {
   int tag = 1;       // > 0: what the update flag records when this call writes a non-finite value
 };
 
+// One row of adamw_update_multi's table: elements [param_at, param_at + numel) of the parameters
+// and gradients, [state_at, state_at + numel) of the moments; decay: weight decay applies; tag > 0:
+// what the update flag records. As I32 words in a device tensor (n, kAdamWChunkWords).
+struct AdamWChunk {
+  int64_t param_at = 0, state_at = 0, numel = 0;
+  int32_t decay = 0, tag = 1;
+};
+static_assert(sizeof(AdamWChunk) == 32, "AdamWChunk is four 8-byte words");
+inline constexpr int64_t kAdamWChunkWords = sizeof(AdamWChunk) / sizeof(int32_t);
+// Rows of at most this many elements (one GPU block each); any split gives the same result.
+inline constexpr int64_t kAdamWChunkElems = 16384;
+// Appends the rows of one piece, split into rows of at most kAdamWChunkElems elements.
+inline void append_adamw_chunks(std::vector<AdamWChunk>& rows, int64_t param_at, int64_t state_at, int64_t numel,
+                                bool decay, int tag) {
+  for (int64_t b = 0; b < numel; b += kAdamWChunkElems) {
+    const int64_t n = numel - b < kAdamWChunkElems ? numel - b : kAdamWChunkElems;
+    rows.push_back(AdamWChunk{param_at + b, state_at + b, n, decay ? 1 : 0, tag});
+  }
+}
+
+// One row of sum_squares_spans' table; as I32 words in a device tensor (n, kSumSquaresSpanWords).
+struct SumSquaresSpan {
+  int64_t begin = 0, numel = 0;
+  int32_t slot = 0, unused = 0;
+};
+static_assert(sizeof(SumSquaresSpan) == 24, "SumSquaresSpan is three 8-byte words");
+inline constexpr int64_t kSumSquaresSpanWords = sizeof(SumSquaresSpan) / sizeof(int32_t);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -260,6 +288,42 @@ class Backend {
   // does, first thing); an empty Tensor forgets the copy (~Transformer does). Without
   // bf16_matmul() it does nothing.
   void refresh_weight_copy(Tensor master);
+
+  // ---- added by step (issue 11) ----
+  // A training step that reads the device once (train/step.cpp, docs/training.md "One read-back
+  // per step"): batch uploads that do not wait, losses and the gradient norm accumulated in an F64
+  // device buffer, and one AdamW launch over every parameter tensor that takes its clip factor from
+  // that buffer.
+  //
+  // Host memory for upload_async: page-locked (pinned) on the GPU, plain memory on the CPU.
+  virtual Buffer alloc_host(size_t bytes) = 0;
+  // dst write = host (dst.nbytes() bytes), ordered after the ops before it and without waiting for
+  // them: the host bytes must stay unchanged until the next synchronising call (download,
+  // synchronize), since the copy may read them any time before that. `host` should come from
+  // alloc_host (on the GPU other memory is staged first). On the CPU a plain copy.
+  virtual void upload_async(Tensor dst, const void* host) = 0;
+  // acc (1) F64 acc: acc[0] += (sum_i losses[i] / denom) / divisor; losses (n) of dtype(). The sum
+  // is in double, in index order on the CPU (a deterministic reduction on the GPU): the mean loss
+  // of a micro-batch (denom: its targets) over `divisor` micro-batches.
+  virtual void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) = 0;
+  // acc (1) F64 acc: acc[0] += sum x^2, the sum as sum_squares computes it (x of dtype()).
+  virtual void sum_squares_accumulate(Tensor acc, Tensor x) = 0;
+  // acc (k) F64 acc: for each row of spans ((n, kSumSquaresSpanWords) I32: SumSquaresSpan rows), in
+  // row order, acc[slot] += the sum of squares of x[begin, begin + numel) as sum_squares computes
+  // it: the CPU result is that loop of sum_squares calls summed on the host (the gradient norm's
+  // buckets, dist/grad_sync.h); on the GPU a fixed number of launches for all rows, no read-back.
+  virtual void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) = 0;
+  // Multi-tensor AdamW: one call for many parameter tensors (or pieces of them) of the flat
+  // buffers params, grads (elements indexed by param_at) and m, v (indexed by state_at), all of
+  // dtype(). chunks (n, kAdamWChunkWords) I32 holds n AdamWChunk rows (make_adamw_chunks). Each
+  // row is AdamW as adamw_update computes it, with s (s.weight_decay where the row's decay is set,
+  // else 0) and the clip factor from the device: norm = sqrt(norm_sq[0] + norm_sq[1]) (norm_sq (2)
+  // F64), grad_scale = grad_clip > 0 ? min(1, grad_clip / (norm + 1e-6)) : 1 (s.grad_scale and
+  // s.tag are not used). The update flag: when it is 0 before the call and a row writes a non-finite
+  // value, it becomes the smallest tag of such rows (the same tensor as a loop of adamw_update
+  // calls in increasing tag order would name).
+  virtual void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
+                                  Tensor norm_sq, double grad_clip, const AdamWStep& s) = 0;
 
   // ---- memory accounting (benchmarks): bytes allocated through alloc() and not yet freed, and
   // the most ever held at once ----

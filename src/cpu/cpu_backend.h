@@ -116,6 +116,15 @@ class CpuBackend final : public Backend {
   void adamw_update_impl(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) override;
   void copy_update_flag_impl(Tensor dst) override;
 
+  // ---- added by step (issue 11): cpu_backend_step.cpp ----
+  Buffer alloc_host(size_t bytes) override { return alloc(bytes); }
+  void upload_async(Tensor dst, const void* host) override { upload(dst, host); }
+  void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) override;
+  void sum_squares_accumulate(Tensor acc, Tensor x) override;
+  void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) override;
+  void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
+                          double grad_clip, const AdamWStep& s) override;
+
  private:
   // Makes this backend's thread count current for OpenMP: several backends with different
   // counts may live in one process (the determinism tests do).

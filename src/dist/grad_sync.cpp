@@ -71,4 +71,25 @@ double global_grad_norm(ParamStore& store, const DistContext& dist) {
   return std::sqrt(dense + experts);
 }
 
+void global_grad_norm_sq(ParamStore& store, const DistContext* dist, Tensor norm_sq, Tensor spans) {
+  Backend& be = store.backend();
+  AM_CHECK(norm_sq.dtype == DType::F64 && norm_sq.numel() == 2, "global_grad_norm_sq into {}", norm_sq.shape_str());
+  if (!dist) {
+    be.sum_squares_accumulate(Tensor(norm_sq.data, DType::F64, {1}), store.all_grads());
+    return;
+  }
+  be.sum_squares_spans(norm_sq, store.all_grads(), spans);
+  if (dist->ep && dist->ep->size() > 1) dist->ep->all_reduce_sum(Tensor(static_cast<double*>(norm_sq.data) + 1, DType::F64, {1}));
+}
+
+std::vector<SumSquaresSpan> grad_norm_spans(const ParamTable& t) {
+  std::vector<SumSquaresSpan> rows;
+  if (t.size() == 0) return rows;
+  for_each_bucket(t, 0, t.size() - 1, [&](int first, int last, bool expert) {
+    const ParamSpec &a = t.at(first), &b = t.at(last);
+    rows.push_back(SumSquaresSpan{a.offset, b.offset + b.numel() - a.offset, expert ? 1 : 0, 0});
+  });
+  return rows;
+}
+
 }  // namespace am

@@ -32,5 +32,14 @@ class GradReducer {
 // The L2 norm of the whole model's gradient: dense gradients (identical on every rank after the
 // reduction) once, and every expert's once (summed over the EP group).
 double global_grad_norm(ParamStore& store, const DistContext& dist);
+// The same on the device, without a host read-back: norm_sq ((2) F64, zeroed by the caller) +=
+// (dense, experts) sums of squares, bucket by bucket as global_grad_norm sums them, in one
+// Backend::sum_squares_spans call over `spans` (grad_norm_spans of the store's table, on the
+// device: AdamW::norm_spans), the experts' part then summed over the EP group with a device
+// all-reduce; so sqrt(norm_sq[0] + norm_sq[1]) has global_grad_norm's bits. dist null: one
+// process, one sum over all gradients into norm_sq[0], as AdamW::grad_norm computes it.
+void global_grad_norm_sq(ParamStore& store, const DistContext* dist, Tensor norm_sq, Tensor spans);
+// global_grad_norm's buckets as sum_squares_spans rows: dense into slot 0, experts into slot 1.
+std::vector<SumSquaresSpan> grad_norm_spans(const ParamTable& t);
 
 }  // namespace am

@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -98,6 +99,7 @@ std::vector<MoeLayer*> Transformer::moe_layers() {
 }
 
 void Transformer::begin_step(int64_t step) {
+  staged_ = 0;  // the step before ended with its read-back (train_step)
   for (auto& l : layers_) l->moe->begin_step(step);
 }
 
@@ -105,15 +107,41 @@ void Transformer::end_step() {
   for (auto& l : layers_) l->moe->update_selection_bias();
 }
 
-LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, double grad_scale) {
+// The ids are checked here, on the host, before they reach the device: the CUDA ops read nothing
+// back (their kernels only guard memory), and the CPU ops make the same checks again.
+void Transformer::check_ids(const int32_t* tokens, const int32_t* targets) const {
+  const int64_t V = cfg_.vocab_size;
+  for (int64_t i = 0; i < N_; ++i) {
+    AM_CHECK(tokens[i] >= 0 && tokens[i] < V, "token {} at position {} is outside [0, {})", tokens[i], i, V);
+  }
+  for (int64_t i = 0; i < N_; ++i) {
+    AM_CHECK(targets[i] < V, "target {} of row {} is >= the vocabulary size {}", targets[i], i, V);
+  }
+}
+
+// Copies the ids into the next pinned staging slot and uploads them from there without waiting.
+// A slot is reused only after a synchronising call: slots count up from 0 after begin_step() (the
+// step before ended with its read-back) and after forward()'s download.
+void Transformer::stage_ids(const int32_t* tokens, const int32_t* targets) {
+  const size_t n = static_cast<size_t>(N_);
+  if (staged_ == staging_.size()) staging_.push_back(be_.alloc_host(2 * n * sizeof(int32_t)));
+  auto* slot = static_cast<int32_t*>(staging_[staged_++].get());
+  std::copy(tokens, tokens + n, slot);
+  std::copy(targets, targets + n, slot + n);
+  be_.upload_async(tokens_, slot);
+  be_.upload_async(targets_, slot + n);
+}
+
+double Transformer::run_forward(const int32_t* tokens, const int32_t* targets, double grad_scale, int64_t& n_targets) {
   ParamStore& P = *store_;
   const double eps = cfg_.norm_eps;
+  check_ids(tokens, targets);
   grad_scale_ = grad_scale;
   be_.refresh_weight_copy(P.all_values());  // bf16 runs: round the fp32 master weights once per pass
-  be_.upload(tokens_, tokens);
-  be_.upload(targets_, targets);
-  LossParts out;
-  for (int64_t i = 0; i < N_; ++i) out.targets += targets[i] >= 0;
+  stage_ids(tokens, targets);
+  n_targets = 0;
+  for (int64_t i = 0; i < N_; ++i) n_targets += targets[i] >= 0;
+  double aux = 0;
 
   // Each residual add is fused with the RMSNorm that reads its result (rmsnorm_residual_forward:
   // add + rmsnorm_forward by default, one kernel on CUDA): the next layer's input norm, or the
@@ -132,7 +160,7 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
     be_.matmul(y.res_mid, y.att, false, P.value(y.wo), true, 1.0, 0.0);  // (N,d)
     // res_mid = att Wo^T + res_[l]; MoE sub-block on RMSNorm(res_mid) * ln2
     be_.rmsnorm_residual_forward(y.res_mid, y.ln2_out, y.rstd2, y.res_mid, res_[l], P.value(y.ln2), eps);
-    out.aux += y.moe->forward(y.ln2_out, y.moe_out);
+    aux += y.moe->forward(y.ln2_out, y.moe_out);
     // res_[l + 1] = res_mid + MoE, normed by the next layer's ln1 (or the final norm)
     const bool last = l + 1 == layers_.size();
     const Tensor norm_out = last ? lnf_.t() : layers_[l + 1]->ln1_out.t();
@@ -142,20 +170,39 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   }
   be_.matmul(logits_, lnf_, false, P.value(lm_head_), true, 1.0, 0.0);  // (N,V)
 
-  const double denom = static_cast<double>(std::max<int64_t>(out.targets, 1));
-  const Tensor losses_n(losses_.t().data, losses_.t().dtype, {N_});
+  const double denom = static_cast<double>(std::max<int64_t>(n_targets, 1));
   if (grad_scale > 0) {
-    be_.cross_entropy_forward_backward(losses_n, logits_, targets_, grad_scale / denom);
+    be_.cross_entropy_forward_backward(token_losses(), logits_, targets_, grad_scale / denom);
   } else {
-    be_.cross_entropy_forward(losses_n, logits_, targets_);
+    be_.cross_entropy_forward(token_losses(), logits_, targets_);
   }
+  return aux;
+}
+
+Tensor Transformer::token_losses() const { return Tensor(losses_.t().data, losses_.t().dtype, {N_}); }
+
+LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, double grad_scale) {
+  LossParts out;
+  out.aux = run_forward(tokens, targets, grad_scale, out.targets);
+  const Tensor losses_n = token_losses();
   // The update flag travels in the same download as the losses (no extra host synchronisation).
   be_.copy_update_flag(Tensor(static_cast<char*>(losses_.t().data) + losses_n.nbytes(), losses_n.dtype, {1}));
   std::vector<double> losses = download_as_double(be_, losses_);
+  staged_ = 0;  // the download waited for the uploads
   out.update_flag = static_cast<int>(losses.back());
   losses.pop_back();
+  const double denom = static_cast<double>(std::max<int64_t>(out.targets, 1));
   out.ce = std::accumulate(losses.begin(), losses.end(), 0.0) / denom;
   return out;
+}
+
+double Transformer::forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor,
+                                       Tensor ce_acc) {
+  AM_CHECK(grad_scale > 0 && divisor >= 1, "forward_accumulate: grad_scale {} divisor {}", grad_scale, divisor);
+  int64_t n_targets = 0;
+  const double aux = run_forward(tokens, targets, grad_scale, n_targets);
+  be_.loss_sum_accumulate(ce_acc, token_losses(), static_cast<double>(std::max<int64_t>(n_targets, 1)), divisor);
+  return aux;
 }
 
 void Transformer::backward(const GradsReady& grads_ready) {

@@ -45,7 +45,17 @@ class Transformer {
 
   // tokens, targets: host arrays of B*T ids (targets < 0 are ignored). grad_scale > 0 prepares the
   // training backward with dL/dloss = grad_scale (1 / grad_accum); grad_scale == 0 evaluates only.
+  // Reads the per-token losses back (one download: evaluation, tests).
   LossParts forward(const int32_t* tokens, const int32_t* targets, double grad_scale);
+  // The training forward of one of `divisor` micro-batches of a step that reads the device once
+  // (train/step.cpp): as forward(grad_scale > 0), but it reads nothing back; the micro-batch's mean
+  // cross-entropy / divisor is added to ce_acc ((1) F64 on the device, Backend::loss_sum_accumulate:
+  // the same bits as forward()'s ce / divisor summed on the host). Returns the sum over layers of
+  // the MoE auxiliary losses, which MoeLayer::forward still returns as a host value (the MoE layer
+  // reads them back itself). The seam for moving them onto the device too: an F64 slot per layer
+  // in the step's buffer (train/step.cpp, StepStats), written by the MoE layer like ce_acc here.
+  double forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor,
+                            Tensor ce_acc);
   // Accumulates dL/dparam (scaled by the forward's grad_scale) into store().all_grads().
   // grads_ready(first, last), when given, is called as soon as the tensors [first, last] of the
   // table hold their final gradients (each layer's, top to bottom), so their reduction across
@@ -65,6 +75,11 @@ class Transformer {
     int emb = -1, norm_f = -1, lm_head = -1;
   };
   // Declares every parameter in memory order; fills `layers` (with their MoE layers) and `ix`.
+  void check_ids(const int32_t* tokens, const int32_t* targets) const;
+  void stage_ids(const int32_t* tokens, const int32_t* targets);
+  // Everything of forward() before the read-back; returns the auxiliary losses, sets n_targets.
+  double run_forward(const int32_t* tokens, const int32_t* targets, double grad_scale, int64_t& n_targets);
+  Tensor token_losses() const;  // the first N_ elements of losses_
   static ParamTable declare(Backend& be, const ModelConfig& cfg, int T, const DistContext* dist,
                             std::vector<std::unique_ptr<Layer>>& layers, Indices& ix);
   Backend& be_;
@@ -78,6 +93,8 @@ class Transformer {
   double grad_scale_ = 0;
 
   TensorBuf tokens_, targets_;   // (N) I32
+  std::vector<Buffer> staging_;  // pinned host slots of 2N ids (tokens, targets): stage_ids
+  size_t staged_ = 0;            // slots used since the last synchronising call
   std::vector<TensorBuf> res_;   // L+1 residual streams (N,d): res_[l] enters layer l
   TensorBuf lnf_, rstdf_;        // (N,d), (N)
   TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N+1): the

@@ -1,5 +1,7 @@
 #include "train/optimizer.h"
 
+#include "dist/grad_sync.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -29,6 +31,33 @@ AdamW::AdamW(ParamStore& store, const TrainConfig& cfg, const DistContext* zero1
   be.zero(v_);
   flag_ = TensorBuf(be, be.dtype(), {1});
   be.clear_update_flag();
+  upload_chunks();
+}
+
+// adamw_update_multi's table: every trainable tensor (or this rank's pieces of them), uploaded once.
+void AdamW::upload_chunks() {
+  Backend& be = store_.backend();
+  const ParamTable& t = store_.table();
+  std::vector<AdamWChunk> rows;
+  if (!sharded()) {
+    for (int i = 0; i < t.size(); ++i) {
+      const ParamSpec& p = t.at(i);
+      if (p.trainable) append_adamw_chunks(rows, p.offset, p.offset, p.numel(), p.decay, i + 1);
+    }
+  } else {
+    for (const std::vector<ShardPiece>* part : {&shard_->dense, &shard_->expert}) {
+      const int64_t base = part == &shard_->dense ? 0 : shard_->dense_numel;
+      for (const ShardPiece& p : *part) {
+        append_adamw_chunks(rows, t.at(p.tensor).offset + p.begin, base + p.at, p.numel(), t.at(p.tensor).decay,
+                            p.tensor + 1);
+      }
+    }
+  }
+  chunks_ = TensorBuf(be, DType::I32, {static_cast<int64_t>(rows.size()), kAdamWChunkWords});
+  if (!rows.empty()) be.upload(chunks_, rows.data());
+  const std::vector<SumSquaresSpan> spans = grad_norm_spans(t);
+  norm_spans_ = TensorBuf(be, DType::I32, {static_cast<int64_t>(spans.size()), kSumSquaresSpanWords});
+  if (!spans.empty()) be.upload(norm_spans_, spans.data());
 }
 
 Tensor AdamW::view(const TensorBuf& b, int i) const {
@@ -91,6 +120,20 @@ void AdamW::update(int64_t step, double lr, double grad_norm) {
   }
 }
 
+void AdamW::update_device(int64_t step, double lr, Tensor norm_sq) {
+  AdamWStep s;
+  s.lr = lr;
+  s.beta1 = cfg_.beta1;
+  s.beta2 = cfg_.beta2;
+  s.eps = cfg_.eps;
+  s.weight_decay = cfg_.weight_decay;
+  s.step = step + 1;
+  last_lr_ = lr;
+  Backend& be = store_.backend();
+  be.adamw_update_multi(store_.all_values(), store_.all_grads(), m_, v_, chunks_, norm_sq, cfg_.grad_clip, s);
+  if (sharded()) gather_updated();
+}
+
 // This rank's pieces, then every run of the parameter buffer all-gathered over its kind's group.
 void AdamW::update_sharded(AdamWStep s) {
   Backend& be = store_.backend();
@@ -106,6 +149,12 @@ void AdamW::update_sharded(AdamWStep s) {
                       s);
     }
   }
+  gather_updated();
+}
+
+void AdamW::gather_updated() {
+  const ParamTable& t = store_.table();
+  const ZeroShard& z = *shard_;
   const Tensor values = store_.all_values();
   for (const GatherRun& run : z.runs) {
     Comm* comm = run.kind == ShardKind::Dense ? dist_->world : dist_->replica;

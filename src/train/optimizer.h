@@ -30,6 +30,12 @@ class AdamW {
   // grad_norm is the global gradient norm of these gradients. Sharded: collective (the
   // parameter all-gather).
   void update(int64_t step, double lr, double grad_norm);
+  // The same update in one launch (Backend::adamw_update_multi) with the clip factor computed on
+  // the device from norm_sq ((2) F64: global_grad_norm_sq), so no host value of the norm is
+  // needed: bit-identical to update(step, lr, sqrt(norm_sq[0] + norm_sq[1])) on the CPU.
+  void update_device(int64_t step, double lr, Tensor norm_sq);
+  // grad_norm_spans of the store's table on the device (uploaded once): global_grad_norm_sq's spans.
+  Tensor norm_spans() const { return norm_spans_; }
 
   // Non-finite updates. update() tags each tensor's AdamW call with its table index + 1, so the
   // backend's update flag (Backend::adamw_update) names the first tensor an update made non-finite.
@@ -66,12 +72,16 @@ class AdamW {
   Tensor view(const TensorBuf& b, int i) const;
   Tensor state_part(Moment which, int64_t at, int64_t n) const;  // sharded: elements of m_ or v_
   void update_sharded(AdamWStep s);
+  void gather_updated();  // sharded: every rank's updated pieces to every rank
+  void upload_chunks();
   ParamStore& store_;
   TrainConfig cfg_;
   const DistContext* dist_ = nullptr;
   std::optional<ZeroShard> shard_;
   TensorBuf m_, v_;  // (total), or sharded: (shard numel) = dense pieces, then expert pieces
   TensorBuf flag_;   // (1): read_update_flag's copy of the backend's update flag
+  TensorBuf chunks_; // (rows, kAdamWChunkWords) I32: update_device's AdamWChunk table
+  TensorBuf norm_spans_;  // (rows, kSumSquaresSpanWords) I32: norm_spans()
   double last_lr_ = 0;  // of the last update (for check_update_flag's message)
 };
 

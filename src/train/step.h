@@ -1,9 +1,11 @@
 // One optimizer step, exactly as training runs it (the trainer and the benchmark share it):
-// zero the gradients, run `accum` micro-batches (train/batch.h derives it) forward and backward, compute the global
-// gradient norm, refuse a non-finite loss or norm, clip + AdamW at the scheduled learning rate,
-// then the auxiliary-loss-free bias updates. The next step's first forward reads the backend's
-// update flag with its losses and stops when the previous update wrote a non-finite value. In a multi-process run the gradients are reduced
-// (dist/grad_sync.h) before the norm is taken.
+// zero the gradients, run `accum` micro-batches (train/batch.h derives it) forward and backward,
+// the CE of each accumulated on the device, then the global gradient norm on the device, one
+// read-back of both with the backend's update flag (the step's only host synchronisation outside
+// the MoE layers: docs/training.md, "One read-back per step"), refuse a flag set by the previous
+// update, a non-finite loss or norm, then clip + AdamW in one launch that reads the norm from the
+// device, at the scheduled learning rate, then the auxiliary-loss-free bias updates. In a
+// multi-process run the gradients are reduced (dist/grad_sync.h) before the norm is taken.
 #pragma once
 
 #include "dist/dist.h"

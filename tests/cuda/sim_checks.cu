@@ -357,6 +357,53 @@ void* (*volatile libc_memset)(void*, int, size_t) = std::memset;
 
 }  // namespace
 
+TEST_CASE("sim: cudaMemcpyAsync from pinned memory does not wait, and refilling the buffer too early is caught", "[sim]") {
+  const int n = 64;
+  int* dev = nullptr;
+  int* host = nullptr;
+  REQUIRE(cudaMalloc(reinterpret_cast<void**>(&dev), sizeof(int) * n) == cudaSuccess);
+  REQUIRE(cudaMallocHost(reinterpret_cast<void**>(&host), sizeof(int) * n) == cudaSuccess);
+  for (const bool lazy : {false, true}) {
+    INFO("lazy streams: " << lazy);
+    am::sim::Settings saved = am::sim::settings();
+    am::sim::settings().lazy_streams = lazy;
+    for (int i = 0; i < n; ++i) host[i] = i;
+    am::sim::reset_counters();
+    REQUIRE(cudaMemcpyAsync(dev, host, sizeof(int) * n, cudaMemcpyHostToDevice, nullptr) == cudaSuccess);
+    CHECK(am::sim::counters().host_syncs() == 0);
+    CHECK(am::sim::counters().memcpy_h2d == 1);
+    REQUIRE(to_host(dev, n)[n - 1] == n - 1);  // a synchronous copy back waits for it
+    // The correct program: refill only after a synchronisation.
+    host[n - 1] = 1000;
+    REQUIRE(cudaMemcpyAsync(dev, host, sizeof(int) * n, cudaMemcpyHostToDevice, nullptr) == cudaSuccess);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    host[n - 1] = 2000;
+    REQUIRE(to_host(dev, n)[n - 1] == 1000);
+    // The bug: the host refills its pinned buffer before the copy is known to have run. Eager
+    // streams have run it already; lazy ones run it at the synchronisation and report the change.
+    REQUIRE(cudaMemcpyAsync(dev, host, sizeof(int) * n, cudaMemcpyHostToDevice, nullptr) == cudaSuccess);
+    host[0] = -5;
+    if (lazy) {
+      REQUIRE_THROWS_WITH(cudaDeviceSynchronize(), Contains("cudaMemcpyAsync host to device: the pinned host buffer") &&
+                                                       Contains("changed between the call and the copy"));
+    } else {
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      CHECK(to_host(dev, n)[0] == 0);
+    }
+    // Pageable memory: staged by the host, so the call is a synchronisation.
+    std::vector<int> pageable(n, 9);
+    am::sim::reset_counters();
+    REQUIRE(cudaMemcpyAsync(dev, pageable.data(), sizeof(int) * n, cudaMemcpyHostToDevice, nullptr) == cudaSuccess);
+    CHECK(am::sim::counters().sync_memcpy == 1);
+    pageable[0] = 0;
+    CHECK(to_host(dev, n)[0] == 9);
+    am::sim::settings() = saved;
+  }
+  REQUIRE(cudaFreeHost(host) == cudaSuccess);
+  REQUIRE_THROWS_WITH(cudaFreeHost(dev), Contains("not memory from cudaMallocHost"));
+  cudaFree(dev);
+}
+
 TEST_CASE("sim: host code touching device memory dies with a message naming the allocation", "[sim]") {
   float* y = nullptr;
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float) * 16) == cudaSuccess);

@@ -165,3 +165,22 @@ TEST_CASE("cuda training follows the CPU loss curve, is deterministic and resume
 TEST_CASE("cuda bf16 training follows the CPU's bf16 loss curve, deterministic, bit-exact resume", "[cuda][bf16][large]") {
   compare_training("bf16", 1e-2);
 }
+
+// The CUDA ops read no ids back (their kernels only guard memory): the model's host check is what
+// refuses a bad token or target, before anything is uploaded or launched.
+TEST_CASE("cuda model: bad token and target ids are refused on the host, naming them", "[cuda]") {
+  Pair p;
+  const ModelConfig m = small_model();
+  Transformer model(*p.gpu, m, 1, 8);
+  model.store().init(1);
+  std::vector<int32_t> tokens(8, 3), targets(8, 4);
+  tokens[5] = 50;
+  CHECK_THROWS_WITH(model.forward(tokens.data(), targets.data(), 0.0),
+                    Catch::Contains("token 50 at position 5 is outside [0, 50)"));
+  tokens[5] = 1;
+  targets[6] = 77;
+  CHECK_THROWS_WITH(model.forward(tokens.data(), targets.data(), 1.0),
+                    Catch::Contains("target 77 of row 6 is >= the vocabulary size 50"));
+  targets[6] = 4;
+  CHECK(std::isfinite(model.forward(tokens.data(), targets.data(), 0.0).ce));
+}
