@@ -183,7 +183,7 @@ class CudaBackend final : public Backend {
   void gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override { cuda::gather_blocks(*this, out, c, assign_slot, slot_expert); }
   void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override { cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert); }
 
-  // ---- added by step (issue 11): step.cu ----
+  // ---- a training step that reads the device once: step.cu ----
   Buffer alloc_host(size_t bytes) override {
     void* p = nullptr;
     if (bytes > 0) AM_CUDA(cudaMallocHost(&p, bytes));
@@ -194,35 +194,20 @@ class CudaBackend final : public Backend {
     if (dst.nbytes() == 0) return;
     AM_CUDA(cudaMemcpyAsync(dst.data, host, dst.nbytes(), cudaMemcpyHostToDevice, 0));
   }
-  void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) override {
-    AM_CHECK(acc.dtype == DType::F64 && acc.numel() == 1 && losses.dtype == DType::F32,
-             "loss_sum_accumulate acc {} {} losses {}", dtype_name(acc.dtype), acc.shape_str(), dtype_name(losses.dtype));
+  void loss_sum_accumulate_impl(Tensor acc, Tensor losses, double denom, double divisor) override {
     cuda::loss_sum_accumulate_f32(acc.as<double>(), losses.as<float>(), losses.numel(), denom, divisor);
   }
-  void sum_squares_accumulate(Tensor acc, Tensor x) override {
-    AM_CHECK(acc.dtype == DType::F64 && acc.numel() == 1 && x.dtype == DType::F32, "sum_squares_accumulate acc {} {}",
-             dtype_name(acc.dtype), acc.shape_str());
+  void sum_squares_accumulate_impl(Tensor acc, Tensor x) override {
     cuda::sum_squares_accumulate_f32(acc.as<double>(), x.as<float>(), x.numel(), static_cast<double*>(scratch_.get()));
   }
-  void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) override {
-    AM_CHECK(acc.dtype == DType::F64 && x.dtype == DType::F32 && spans.dtype == DType::I32 && spans.ndim == 2 &&
-                 spans.dim(1) == kSumSquaresSpanWords,
-             "sum_squares_spans acc {} x {} spans {}", acc.shape_str(), x.shape_str(), spans.shape_str());
+  void sum_squares_spans_impl(Tensor acc, Tensor x, Tensor spans) override {
     const int64_t n = spans.dim(0);
     Buffer partial = alloc(sizeof(double) * cuda::kSumSquaresBlocks * static_cast<size_t>(std::max<int64_t>(n, 1)));
     cuda::sum_squares_spans_f32(acc.as<double>(), x.as<float>(), static_cast<const SumSquaresSpan*>(spans.data), n,
                                 static_cast<double*>(partial.get()));
   }
-  void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
-                          double grad_clip, const AdamWStep& s) override {
-    AM_CHECK(params.dtype == DType::F32 && grads.dtype == DType::F32 && m.dtype == DType::F32 &&
-                 v.dtype == DType::F32 && params.numel() == grads.numel() && m.numel() == v.numel(),
-             "adamw_update_multi params {} grads {} m {} v {}", params.shape_str(), grads.shape_str(), m.shape_str(),
-             v.shape_str());
-    AM_CHECK(norm_sq.dtype == DType::F64 && norm_sq.numel() == 2, "adamw_update_multi norm_sq {}", norm_sq.shape_str());
-    AM_CHECK(chunks.dtype == DType::I32 && chunks.ndim == 2 && chunks.dim(1) == kAdamWChunkWords,
-             "adamw_update_multi chunks {}", chunks.shape_str());
-    AM_CHECK(s.step >= 1, "AdamW step must be >= 1 (1-based), got {}", s.step);
+  void adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
+                               double grad_clip, const AdamWStep& s) override {
     cuda::adamw_multi_f32(params.as<float>(), grads.as<float>(), m.as<float>(), v.as<float>(),
                           static_cast<const AdamWChunk*>(chunks.data), chunks.dim(0), norm_sq.as<double>(), grad_clip, s,
                           static_cast<int*>(multi_flag_.get()), static_cast<int*>(update_flag_.get()));

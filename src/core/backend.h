@@ -289,7 +289,7 @@ class Backend {
   // bf16_matmul() it does nothing.
   void refresh_weight_copy(Tensor master);
 
-  // ---- added by step (issue 11) ----
+  // ---- a training step that reads the device once ----
   // A training step that reads the device once (train/step.cpp, docs/training.md "One read-back
   // per step"): batch uploads that do not wait, losses and the gradient norm accumulated in an F64
   // device buffer, and one AdamW launch over every parameter tensor that takes its clip factor from
@@ -305,14 +305,14 @@ class Backend {
   // acc (1) F64 acc: acc[0] += (sum_i losses[i] / denom) / divisor; losses (n) of dtype(). The sum
   // is in double, in index order on the CPU (a deterministic reduction on the GPU): the mean loss
   // of a micro-batch (denom: its targets) over `divisor` micro-batches.
-  virtual void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) = 0;
+  void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor);
   // acc (1) F64 acc: acc[0] += sum x^2, the sum as sum_squares computes it (x of dtype()).
-  virtual void sum_squares_accumulate(Tensor acc, Tensor x) = 0;
+  void sum_squares_accumulate(Tensor acc, Tensor x);
   // acc (k) F64 acc: for each row of spans ((n, kSumSquaresSpanWords) I32: SumSquaresSpan rows), in
   // row order, acc[slot] += the sum of squares of x[begin, begin + numel) as sum_squares computes
   // it: the CPU result is that loop of sum_squares calls summed on the host (the gradient norm's
   // buckets, dist/grad_sync.h); on the GPU a fixed number of launches for all rows, no read-back.
-  virtual void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) = 0;
+  void sum_squares_spans(Tensor acc, Tensor x, Tensor spans);
   // Multi-tensor AdamW: one call for many parameter tensors (or pieces of them) of the flat
   // buffers params, grads (elements indexed by param_at) and m, v (indexed by state_at), all of
   // dtype(). chunks (n, kAdamWChunkWords) I32 holds n AdamWChunk rows (make_adamw_chunks). Each
@@ -322,8 +322,8 @@ class Backend {
   // s.tag are not used). The update flag: when it is 0 before the call and a row writes a non-finite
   // value, it becomes the smallest tag of such rows (the same tensor as a loop of adamw_update
   // calls in increasing tag order would name).
-  virtual void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
-                                  Tensor norm_sq, double grad_clip, const AdamWStep& s) = 0;
+  void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
+                          Tensor norm_sq, double grad_clip, const AdamWStep& s);
 
   // ---- memory accounting (benchmarks): bytes allocated through alloc() and not yet freed, and
   // the most ever held at once ----
@@ -332,6 +332,12 @@ class Backend {
 
  protected:
   // ---- the computation of each op, called by the op after its checks; the same arguments ----
+  // the step's accumulators and the multi-tensor AdamW (backend_step.cpp)
+  virtual void loss_sum_accumulate_impl(Tensor acc, Tensor losses, double denom, double divisor) = 0;
+  virtual void sum_squares_accumulate_impl(Tensor acc, Tensor x) = 0;
+  virtual void sum_squares_spans_impl(Tensor acc, Tensor x, Tensor spans) = 0;
+  virtual void adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
+                                       Tensor norm_sq, double grad_clip, const AdamWStep& s) = 0;
   // memory
   virtual void copy_impl(Tensor dst, Tensor src) = 0;
   // dense math

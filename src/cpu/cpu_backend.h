@@ -29,6 +29,8 @@ class CpuBackend final : public Backend {
 
   Buffer alloc(size_t bytes) override;
   void upload(Tensor dst, const void* host) override;
+  Buffer alloc_host(size_t bytes) override { return alloc(bytes); }           // plain memory
+  void upload_async(Tensor dst, const void* host) override { upload(dst, host); }  // a plain copy
   void download(void* host, Tensor src) override;
   void zero(Tensor t) override;
   void synchronize() override {}
@@ -116,14 +118,12 @@ class CpuBackend final : public Backend {
   void adamw_update_impl(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) override;
   void copy_update_flag_impl(Tensor dst) override;
 
-  // ---- added by step (issue 11): cpu_backend_step.cpp ----
-  Buffer alloc_host(size_t bytes) override { return alloc(bytes); }
-  void upload_async(Tensor dst, const void* host) override { upload(dst, host); }
-  void loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) override;
-  void sum_squares_accumulate(Tensor acc, Tensor x) override;
-  void sum_squares_spans(Tensor acc, Tensor x, Tensor spans) override;
-  void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
-                          double grad_clip, const AdamWStep& s) override;
+  // the step's accumulators and the multi-tensor AdamW: cpu_backend_step.cpp
+  void loss_sum_accumulate_impl(Tensor acc, Tensor losses, double denom, double divisor) override;
+  void sum_squares_accumulate_impl(Tensor acc, Tensor x) override;
+  void sum_squares_spans_impl(Tensor acc, Tensor x, Tensor spans) override;
+  void adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
+                               double grad_clip, const AdamWStep& s) override;
 
  private:
   // Makes this backend's thread count current for OpenMP: several backends with different

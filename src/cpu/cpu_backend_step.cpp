@@ -13,9 +13,7 @@ namespace am {
 
 using namespace am::cpu;
 
-void CpuBackend::loss_sum_accumulate(Tensor acc, Tensor losses, double denom, double divisor) {
-  check_numel("loss_sum_accumulate", "acc", acc, DType::F64, 1);
-  check_dtype("loss_sum_accumulate", "losses", losses, dtype_);
+void CpuBackend::loss_sum_accumulate_impl(Tensor acc, Tensor losses, double denom, double divisor) {
   double sum = 0;  // in index order, as std::accumulate over the downloaded losses did
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
@@ -25,16 +23,12 @@ void CpuBackend::loss_sum_accumulate(Tensor acc, Tensor losses, double denom, do
   *acc.as<double>() += sum / denom / divisor;
 }
 
-void CpuBackend::sum_squares_accumulate(Tensor acc, Tensor x) {
-  check_numel("sum_squares_accumulate", "acc", acc, DType::F64, 1);
+void CpuBackend::sum_squares_accumulate_impl(Tensor acc, Tensor x) {
   *acc.as<double>() += sum_squares(x);
 }
 
-void CpuBackend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
-  check_dtype("sum_squares_spans", "acc", acc, DType::F64);
-  AM_CHECK(spans.dtype == DType::I32 && spans.ndim == 2 && spans.dim(1) == kSumSquaresSpanWords,
-           "sum_squares_spans: spans {} {}, expected (n, {}) I32", dtype_name(spans.dtype), spans.shape_str(),
-           kSumSquaresSpanWords);
+void CpuBackend::sum_squares_spans_impl(Tensor acc, Tensor x, Tensor spans) {
+  // The rows' contents are host data here, so they are checked too (the GPU cannot without a read-back).
   const auto* rows = static_cast<const SumSquaresSpan*>(spans.data);
   const size_t es = dtype_size(x.dtype);
   for (int64_t r = 0; r < spans.dim(0); ++r) {
@@ -48,16 +42,10 @@ void CpuBackend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
   }
 }
 
-void CpuBackend::adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
-                                    double grad_clip, const AdamWStep& s) {
+void CpuBackend::adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
+                                         Tensor norm_sq, double grad_clip, const AdamWStep& s) {
   const char* op = "adamw_update_multi";
-  check_dtype(op, "params", params, dtype_);
-  check_numel(op, "grads", grads, dtype_, params.numel());
-  check_dtype(op, "m", m, dtype_);
-  check_numel(op, "v", v, dtype_, m.numel());
-  check_numel(op, "norm_sq", norm_sq, DType::F64, 2);
-  AM_CHECK(chunks.dtype == DType::I32 && chunks.ndim == 2 && chunks.dim(1) == kAdamWChunkWords,
-           "{}: chunks {} {}, expected (n, {}) I32", op, dtype_name(chunks.dtype), chunks.shape_str(), kAdamWChunkWords);
+  // The rows' contents are host data here, so they are checked too (the GPU cannot without a read-back).
   const auto* rows = static_cast<const AdamWChunk*>(chunks.data);
   const int64_t n_rows = chunks.dim(0);
   for (int64_t r = 0; r < n_rows; ++r) {
