@@ -180,6 +180,17 @@ class CudaBackend final : public Backend {
   void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override { cuda::gather_blocks(*this, out, c, assign_slot, slot_expert); }
   void scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override { cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert); }
 
+  // ---- added by moe (issue 11): moe_stats.cu ----
+  void column_sums_to(Tensor out, Tensor x) override { cuda::column_sums_to(*this, out, x); }
+  void entropy_sum_to(Tensor out, Tensor p, double coef, double div) override { cuda::entropy_sum_to(*this, out, p, coef, div); }
+  void sum_squares_to(Tensor out, Tensor x, double coef, double div) override { cuda::sum_squares_to(*this, out, x, coef, div); }
+  void slot_counts(Tensor counts, Tensor slot_expert, int n_total, int n_true) override { cuda::slot_counts(*this, counts, slot_expert, n_total, n_true); }
+  void axpy_f64(Tensor y, Tensor x, double alpha) override { cuda::axpy_f64(*this, y, x, alpha); }
+  void sum_to(Tensor out, Tensor x) override { cuda::sum_to(*this, out, x); }
+  void add_vector_to_rows(Tensor x, Tensor v, double alpha) override { cuda::add_vector_to_rows(*this, x, v, alpha); }
+  void balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width) override { cuda::balance_loss(*this, value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); }
+  void selection_bias_update(Tensor bias, Tensor load, double rate) override { cuda::selection_bias_update(*this, bias, load, rate); }
+
  private:
   // A matmul operand in bf16: its place in the weight copy when it lies inside the registered
   // master weights, else a fresh cast into `tmp` (scratch from the caching allocator).

@@ -237,6 +237,37 @@ class Backend {
   size_t bytes_in_use() const { return mem_->in_use.load(); }
   size_t peak_bytes() const { return mem_->peak.load(); }
 
+  // ---- added by moe (issue 11) ----
+  // The MoE layer's statistics and auxiliary losses stay in the backend's memory (device memory
+  // on the GPU): F64 vectors written and accumulated by the ops below, read by the host only when
+  // a step logs (docs/architecture.md, "The MoE layer on the device"). Same formulas, in double, as
+  // the host code they replace: column_sums, entropy_sum, sum_squares, slot_stats, add_to_rows.
+  // out (n) F64 write: out[j] = sum_t x[t][j], x (N,n) (the values column_sums returns)
+  virtual void column_sums_to(Tensor out, Tensor x) = 0;
+  // out (1) F64 write: (coef * entropy_sum(p)) / div
+  virtual void entropy_sum_to(Tensor out, Tensor p, double coef, double div) = 0;
+  // out (1) F64 write: (coef * sum_squares(x)) / div
+  virtual void sum_squares_to(Tensor out, Tensor x, double coef, double div) = 0;
+  // counts (n_total + 1) F64 write: [0, n_total) slots per id (slot_stats' per_id), [n_total] the
+  // rows with no id < n_true (rows_without_true). slot_expert (N,kmax) I32, ids in [-1, n_total).
+  virtual void slot_counts(Tensor counts, Tensor slot_expert, int n_total, int n_true) = 0;
+  // y acc += alpha * x, both F64 of one numel
+  virtual void axpy_f64(Tensor y, Tensor x, double alpha) = 0;
+  // out (1) write (F32 or F64): the sum of x (F64) in index order from 0, rounded once to out's dtype
+  virtual void sum_to(Tensor out, Tensor x) = 0;
+  // x (N,C) acc: x[t][j] = round(x[t][j] + v[j] * alpha) in double, for j < v.numel() <= C;
+  // v (a device vector) is F64 or of x's dtype. The device twin of add_to_rows.
+  virtual void add_vector_to_rows(Tensor x, Tensor v, double alpha) = 0;
+  // The switch balancing loss from device counts (../shared/spec/selection.md §4). counts (>= n+m)
+  // F64 slots per id, prob_sums (n+m) F64 column sums of P, over `tokens` tokens. f (n+m) F64
+  // write: f_i = counts_i / tokens for i < n; null columns 0, or with average_nulls the mean of
+  // their f (summed in order). value (1) F64 write: alpha_width * sum_i f_i prob_sums_i / tokens.
+  virtual void balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
+                            bool average_nulls, double tokens, double alpha_width) = 0;
+  // Auxiliary-loss-free balancing: bias (n, dtype()) -= rate where load[i] (n, F64) is above the
+  // mean of load (summed in order as load_i / n), += rate where below; in double, rounded once.
+  virtual void selection_bias_update(Tensor bias, Tensor load, double rate) = 0;
+
  protected:
   // Wraps a raw allocation of `bytes` in a Buffer whose deleter calls `release` and keeps the
   // counters above (they outlive the backend if a Buffer does).

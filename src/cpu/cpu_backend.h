@@ -110,6 +110,18 @@ class CpuBackend final : public Backend {
   void copy_update_flag(Tensor dst) override;
   void clear_update_flag() override { update_flag_ = 0; }
 
+  // ---- added by moe (issue 11): cpu_backend_moe_stats.cpp ----
+  void column_sums_to(Tensor out, Tensor x) override;
+  void entropy_sum_to(Tensor out, Tensor p, double coef, double div) override;
+  void sum_squares_to(Tensor out, Tensor x, double coef, double div) override;
+  void slot_counts(Tensor counts, Tensor slot_expert, int n_total, int n_true) override;
+  void axpy_f64(Tensor y, Tensor x, double alpha) override;
+  void sum_to(Tensor out, Tensor x) override;
+  void add_vector_to_rows(Tensor x, Tensor v, double alpha) override;
+  void balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
+                    bool average_nulls, double tokens, double alpha_width) override;
+  void selection_bias_update(Tensor bias, Tensor load, double rate) override;
+
  private:
   // Makes this backend's thread count current for OpenMP: several backends with different
   // counts may live in one process (the determinism tests do).

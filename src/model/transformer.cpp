@@ -81,7 +81,8 @@ Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T, cons
   lnf_ = TensorBuf(be, dt, {N_, d});
   rstdf_ = TensorBuf(be, dt, {N_});
   logits_ = TensorBuf(be, dt, {N_, V});
-  losses_ = TensorBuf(be, dt, {N_ + 1});
+  // [N per-token losses | the update flag | L per-layer aux-loss sums]: one download (forward)
+  losses_ = TensorBuf(be, dt, {N_ + 1 + L});
   dres_ = TensorBuf(be, dt, {N_, d});
   dln_ = TensorBuf(be, dt, {N_, d});
   dqkv_ = TensorBuf(be, dt, {N_, attn_.qkv_dim()});
@@ -95,6 +96,12 @@ std::vector<MoeLayer*> Transformer::moe_layers() {
   std::vector<MoeLayer*> out;
   for (auto& l : layers_) out.push_back(l->moe.get());
   return out;
+}
+
+// Layer l's auxiliary-loss sum: element N + 1 + l of losses_ (written by MoeLayer::forward).
+Tensor Transformer::aux_slot(size_t l) const {
+  return Tensor(static_cast<char*>(losses_.t().data) + (N_ + 1 + static_cast<int64_t>(l)) * dtype_size(losses_.t().dtype),
+                losses_.t().dtype, {1});
 }
 
 void Transformer::begin_step(int64_t step) {
@@ -130,7 +137,7 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
     be_.add(y.res_mid, y.res_mid, res_[l]);
     // MoE sub-block
     be_.rmsnorm_forward(y.ln2_out, y.rstd2, y.res_mid, P.value(y.ln2), eps);
-    out.aux += y.moe->forward(y.ln2_out, y.moe_out);
+    y.moe->forward(y.ln2_out, y.moe_out, aux_slot(l));  // aux sum on the device, read with the losses
     be_.add(res_[l + 1], y.res_mid, y.moe_out);
   }
   be_.rmsnorm_forward(lnf_, rstdf_, res_.back(), P.value(norm_f_), eps);
@@ -146,6 +153,8 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   // The update flag travels in the same download as the losses (no extra host synchronisation).
   be_.copy_update_flag(Tensor(static_cast<char*>(losses_.t().data) + losses_n.nbytes(), losses_n.dtype, {1}));
   std::vector<double> losses = download_as_double(be_, losses_);
+  for (size_t l = 0; l < layers_.size(); ++l) out.aux += losses[static_cast<size_t>(N_ + 1) + l];
+  losses.resize(static_cast<size_t>(N_ + 1));
   out.update_flag = static_cast<int>(losses.back());
   losses.pop_back();
   out.ce = std::accumulate(losses.begin(), losses.end(), 0.0) / denom;

@@ -80,8 +80,10 @@ class Transformer {
   TensorBuf tokens_, targets_;   // (N) I32
   std::vector<TensorBuf> res_;   // L+1 residual streams (N,d): res_[l] enters layer l
   TensorBuf lnf_, rstdf_;        // (N,d), (N)
-  TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N+1): the
-                                 // per-token losses, then the backend's update flag
+  TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N+1+L): the
+                                 // per-token losses, the backend's update flag, then each MoE
+                                 // layer's aux-loss sum (aux_slot; written on the device)
+  Tensor aux_slot(size_t l) const;
   TensorBuf dres_, dln_, dqkv_, datt_;  // backward scratch
 };
 
