@@ -267,6 +267,18 @@ class Backend {
   // Auxiliary-loss-free balancing: bias (n, dtype()) -= rate where load[i] (n, F64) is above the
   // mean of load (summed in order as load_i / n), += rate where below; in double, rounded once.
   virtual void selection_bias_update(Tensor bias, Tensor load, double rate) = 0;
+  // Grouped matmul (the experts' GEMMs): for each i, c[i] = alpha op(a[i]) op(b[i]) + beta c[i]
+  // with matmul's semantics (bf16 operands under bf16_matmul() included); shapes differ per
+  // problem, problems with an empty c are skipped. The default is the loop of matmul (the CPU's:
+  // the same bits as before); CUDA makes it one cublasGemmGroupedBatchedEx.
+  virtual void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool trans_a,
+                              const std::vector<Tensor>& b, bool trans_b, double alpha, double beta) {
+    AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(),
+             a.size(), b.size());
+    for (size_t i = 0; i < c.size(); ++i) {
+      if (c[i].numel() > 0) matmul(c[i], a[i], trans_a, b[i], trans_b, alpha, beta);
+    }
+  }
 
  protected:
   // Wraps a raw allocation of `bytes` in a Buffer whose deleter calls `release` and keeps the
