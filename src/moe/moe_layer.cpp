@@ -1,6 +1,7 @@
 #include "moe/moe_layer.h"
 
 #include "model/params.h"
+#include "moe/all_to_all_dispatcher.h"
 
 namespace am {
 
@@ -24,9 +25,12 @@ MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_l
       bias_rate_(cfg.moe.aux.bias_update_rate),
       prefix_("model.layers." + std::to_string(layer) + ".block_sparse_moe"),
       dist_(dist),
-      parts_(make_moe_components(be, cfg, layer, seq_len, shard_of(cfg, dist))),
-      dispatcher_(be) {
-  if (dist && dist->ep_size > 1 && !dense()) exchange_ = std::make_unique<ExpertExchange>(be, *dist->ep, n_);
+      parts_(make_moe_components(be, cfg, layer, seq_len, shard_of(cfg, dist))) {
+  if (dist && dist->ep_size > 1 && !dense()) {
+    dispatcher_ = std::make_unique<AllToAllDispatcher>(be, *dist->ep, n_);
+  } else {
+    dispatcher_ = std::make_unique<LocalDispatcher>(be);
+  }
   for (const auto& loss : parts_.aux) needs_balance_ = needs_balance_ || loss->needs_balance_stats();
   balance_over_ranks_ = cfg.moe.aux.balance_scope == "data_parallel" && dist && dist->world_size() > 1;
   allocate_stats();
@@ -91,18 +95,7 @@ void MoeLayer::allocate(int64_t n_tokens) {
     cg_ = TensorBuf(be_, dt, {max_assign, d_low});
     dcg_ = TensorBuf(be_, dt, {max_assign, d_low});
   }
-  if (!exchange_) {
-    parts_.experts->allocate(max_assign);
-    return;
-  }
-  // With expert parallelism this rank's experts may receive every member's rows.
-  const int64_t max_local = max_assign * dist_->ep_size;
-  for (TensorBuf* t : {&xl_, &eol_, &deol_, &dxl_}) *t = TensorBuf(be_, dt, {max_local, d_});
-  if (d_low > 0) {
-    cl_ = TensorBuf(be_, dt, {max_local, d_low});
-    dcl_ = TensorBuf(be_, dt, {max_local, d_low});
-  }
-  parts_.experts->allocate(max_local);
+  parts_.experts->allocate(dispatcher_->allocate(max_assign, d_, d_low));
 }
 
 AuxInputs MoeLayer::aux_inputs() const {
@@ -159,24 +152,15 @@ void MoeLayer::forward(Tensor h, Tensor y, Tensor aux_out) {
   be_.slot_counts(sel_, routing_.slot_expert, n_ + m_, n_);
   be_.axpy_f64(acc_sel_, sel_.rows(0, n_ + m_), 1.0);
   if (bias_index_ >= 0) be_.axpy_f64(step_load_, sel_.rows(0, n_), 1.0);
-  dispatcher_.route(routing_, n_, rank, parts_.selector->capacity(n_tokens_));  // A, offsets: the one sync
-  const int64_t A = routing_.n_assign;
-  dispatcher_.dispatch(routing_, h, xg_);  // (A,d)
+  dispatcher_->route(routing_, n_, rank, parts_.selector->capacity(n_tokens_));  // A, offsets: the one sync
+  dispatcher_->dispatch(routing_, h, xg_);  // (A,d)
   Tensor latent = scorer.latent();
-  if (latent.data) dispatcher_.dispatch_blocks(routing_, latent, cg_);  // (A, d_low): AoE's cache reused
-  if (exchange_) {  // expert parallelism: rows travel to the ranks that hold their experts
-    exchange_->plan(routing_.expert_offsets);
-    const int64_t R = exchange_->received_rows();
-    exchange_->to_experts(Tensor(xg_).rows(0, A), xl_);
-    if (latent.data) exchange_->to_experts(Tensor(cg_).rows(0, A), cl_);
-    parts_.experts->forward(Tensor(xl_).rows(0, R), latent.data ? Tensor(cl_).rows(0, R) : Tensor(),
-                            exchange_->local_offsets(), Tensor(eol_).rows(0, R));
-    exchange_->from_experts(Tensor(eol_).rows(0, R), eo_);
-  } else {
-    parts_.experts->forward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
-                            routing_.expert_offsets, Tensor(eo_).rows(0, A));  // (A,d)
-  }
-  dispatcher_.combine(routing_, eo_, y);  // (N,d)
+  if (latent.data) dispatcher_->dispatch_blocks(routing_, latent, cg_);  // (A, d_low): AoE's cache reused
+  // to this rank's experts (local: the rows themselves; expert parallelism: an all-to-all)
+  batch_ = dispatcher_->to_experts(routing_, xg_, latent.data ? Tensor(cg_) : Tensor(), eo_);
+  parts_.experts->forward(batch_.x, batch_.latent, *batch_.offsets, batch_.out);
+  dispatcher_->from_experts(batch_, eo_);  // (A,d)
+  dispatcher_->combine(routing_, eo_, y);  // (N,d)
 
   if (needs_balance_) gather_balance_stats();
   const AuxInputs in = aux_inputs();
@@ -211,6 +195,7 @@ const MoeLayerStats& MoeLayer::stats() const {
   stats_.act_norm_sum.assign(act_norm_ ? static_cast<size_t>(n_) : 0, 0.0);
   if (dense()) {
     stats_.expert_assignments[0] = stats_.selected[0] = tokens_seen_;
+    for (const auto& loss : parts_.aux) stats_.aux_sum[loss->name()] = 0.0;
     return stats_;
   }
   const std::vector<double> acc = download_as_double(be_, acc_);  // the one read
@@ -239,26 +224,16 @@ void MoeLayer::backward(Tensor h, Tensor dy, Tensor dh, double aux_scale) {
     return;
   }
   Scorer& scorer = *parts_.scorer;
-  const int64_t A = routing_.n_assign;
   Tensor latent = scorer.latent();
-  dispatcher_.combine_backward(routing_, dy, eo_, deo_, dslot_gate_);  // deo (A,d), dgate (N,kmax)
-  if (exchange_) {
-    const int64_t R = exchange_->received_rows();
-    exchange_->to_experts(Tensor(deo_).rows(0, A), deol_);
-    parts_.experts->backward(Tensor(xl_).rows(0, R), latent.data ? Tensor(cl_).rows(0, R) : Tensor(),
-                             exchange_->local_offsets(), Tensor(deol_).rows(0, R), Tensor(dxl_).rows(0, R),
-                             latent.data ? Tensor(dcl_).rows(0, R) : Tensor());
-    exchange_->from_experts(Tensor(dxl_).rows(0, R), dxg_);
-    if (latent.data) exchange_->from_experts(Tensor(dcl_).rows(0, R), dcg_);
-  } else {
-    parts_.experts->backward(Tensor(xg_).rows(0, A), latent.data ? Tensor(cg_).rows(0, A) : Tensor(),
-                             routing_.expert_offsets, Tensor(deo_).rows(0, A), Tensor(dxg_).rows(0, A),
-                             latent.data ? Tensor(dcg_).rows(0, A) : Tensor());
-  }
-  dispatcher_.dispatch_backward(routing_, dxg_, dh);  // dh += scatter of dxg
+  dispatcher_->combine_backward(routing_, dy, eo_, deo_, dslot_gate_);  // deo (A,d), dgate (N,kmax)
+  const ExpertGrads grads = dispatcher_->grads_to_experts(routing_, deo_, dxg_, latent.data ? Tensor(dcg_) : Tensor());
+  AM_CHECK(batch_.offsets, "MoE backward without a forward");
+  parts_.experts->backward(batch_.x, batch_.latent, *batch_.offsets, grads.dy, grads.dx, grads.dlatent);
+  dispatcher_->grads_from_experts(grads, dxg_, latent.data ? Tensor(dcg_) : Tensor());
+  dispatcher_->dispatch_backward(routing_, dxg_, dh);  // dh += scatter of dxg
   if (latent.data) {  // the selected experts' gradient reaches the cache C
     be_.zero(scorer.latent_grad());
-    dispatcher_.dispatch_blocks_backward(routing_, dcg_, scorer.latent_grad());
+    dispatcher_->dispatch_blocks_backward(routing_, dcg_, scorer.latent_grad());
   }
   be_.zero(dscores_);
   be_.zero(dprobs_);

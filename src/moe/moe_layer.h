@@ -9,7 +9,6 @@
 #include "dist/dist.h"
 #include "moe/aux_loss.h"
 #include "moe/dispatcher.h"
-#include "moe/expert_exchange.h"
 #include "moe/experts.h"
 #include "moe/scorer.h"
 #include "moe/selector.h"
@@ -52,7 +51,8 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
 class MoeLayer {
  public:
   // dist: the run's layout (null: one process). With expert parallelism (dist->ep_size > 1) this
-  // rank holds n/ep experts and exchanges token rows with its group (ExpertExchange).
+  // rank holds n/ep experts and its dispatcher exchanges token rows with its group
+  // (AllToAllDispatcher); the layer itself has no expert-parallel branches.
   MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len = 0,
            const DistContext* dist = nullptr);
   void register_params(ParamTable& table);
@@ -98,8 +98,8 @@ class MoeLayer {
   int64_t n_tokens_ = 0, step_ = 0;
   const DistContext* dist_;
   MoeComponents parts_;
-  LocalDispatcher dispatcher_;
-  std::unique_ptr<ExpertExchange> exchange_;  // expert parallelism only
+  std::unique_ptr<Dispatcher> dispatcher_;  // local, or all-to-all with expert parallelism
+  ExpertBatch batch_;                       // the experts' rows of the last forward (for the backward)
 
   // activations (saved for the backward)
   TensorBuf scores_, probs_, rank_;  // (N, n+m); rank_ = scores + selection bias
@@ -108,11 +108,9 @@ class MoeLayer {
   bool balance_over_ranks_ = false;  // model.moe.aux.balance_scope data_parallel, more than one rank
   BalanceStats balance_;             // views into mb_ (and the other ranks' sums, if over ranks)
   TensorBuf xg_, cg_, eo_;           // (N*kmax, d), (N*kmax, d_low), (N*kmax, d): expert-major
-  TensorBuf xl_, cl_, eol_;          // expert parallelism: the rows this rank's experts received
   std::vector<int64_t> dense_offsets_;
   // backward scratch
   TensorBuf dscores_, dprobs_, dslot_gate_, deo_, dxg_, dcg_;
-  TensorBuf deol_, dxl_, dcl_;
 
   // Device statistics (F64, backend memory; layout in allocate_stats). mb_: this micro-batch's
   // slot counts [sel (n+m+1) | prob_sums (n+m)], routed counts [n+1], confidence entropy [1],
