@@ -7,6 +7,7 @@
 #include "core/caching_allocator.h"
 #include "cuda_backend.h"
 #include "elementwise.cuh"
+#include "grouped_gemm.cuh"
 #include "ops.cuh"
 #include "step.cuh"
 
@@ -213,6 +214,54 @@ class CudaBackend final : public Backend {
                           static_cast<int*>(multi_flag_.get()), static_cast<int*>(update_flag_.get()));
   }
 
+  // ---- the MoE layer's statistics on the device: moe_stats.cu ----
+  void column_sums_to_impl(Tensor out, Tensor x) override { cuda::column_sums_to(*this, out, x); }
+  void entropy_sum_to_impl(Tensor out, Tensor p, double coef, double div) override { cuda::entropy_sum_to(*this, out, p, coef, div); }
+  void sum_squares_to_impl(Tensor out, Tensor x, double coef, double div) override { cuda::sum_squares_to(*this, out, x, coef, div); }
+  void slot_counts_impl(Tensor counts, Tensor slot_expert, int n_total, int n_true) override { cuda::slot_counts(*this, counts, slot_expert, n_total, n_true); }
+  void axpy_f64_impl(Tensor y, Tensor x, double alpha) override { cuda::axpy_f64(*this, y, x, alpha); }
+  void sum_to_impl(Tensor out, Tensor x) override { cuda::sum_to(*this, out, x); }
+  void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) override { cuda::add_vector_to_rows(*this, x, v, alpha); }
+  void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width) override { cuda::balance_loss(*this, value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); }
+  void selection_bias_update_impl(Tensor bias, Tensor load, double rate) override { cuda::selection_bias_update(*this, bias, load, rate); }
+  void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool ta,
+                      const std::vector<Tensor>& b, bool tb, double alpha, double beta) override {
+    AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(), a.size(),
+             b.size());
+    std::vector<size_t> live;  // the problems with a non-empty c
+    for (size_t i = 0; i < c.size(); ++i) {
+      const int64_t M = ta ? a[i].dim(1) : a[i].dim(0), K = ta ? a[i].dim(0) : a[i].dim(1);
+      const int64_t N = tb ? b[i].dim(0) : b[i].dim(1), Kb = tb ? b[i].dim(1) : b[i].dim(0);
+      AM_CHECK(a[i].ndim == 2 && b[i].ndim == 2 && c[i].ndim == 2 && K == Kb && c[i].dim(0) == M && c[i].dim(1) == N,
+               "matmul_grouped problem {}: c {} a {}{} b {}{}", i, c[i].shape_str(), a[i].shape_str(), ta ? "^T" : "",
+               b[i].shape_str(), tb ? "^T" : "");
+      if (M > 0 && N > 0) live.push_back(i);
+    }
+    if (live.size() <= 1) {  // one GEMM: no grouping to gain
+      for (size_t i : live) matmul(c[i], a[i], ta, b[i], tb, alpha, beta);
+      return;
+    }
+    Buffer tmp_a, tmp_b;
+    const std::vector<const void*> pa = operand_pointers(a, live, tmp_a), pb = operand_pointers(b, live, tmp_b);
+    std::vector<cuda::GemmProblem> problems;
+    for (size_t j = 0; j < live.size(); ++j) {  // row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
+      const size_t i = live[j];
+      cuda::GemmProblem q;
+      q.m = static_cast<int>(c[i].dim(1));
+      q.n = static_cast<int>(c[i].dim(0));
+      q.k = static_cast<int>(ta ? a[i].dim(0) : a[i].dim(1));
+      q.lda = static_cast<int>(b[i].dim(1));
+      q.ldb = static_cast<int>(a[i].dim(1));
+      q.ldc = q.m;
+      q.a = pb[j];
+      q.b = pa[j];
+      q.c = c[i].as<float>();
+      problems.push_back(q);
+    }
+    cuda::gemm_grouped(*this, cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, problems,
+                       bf16_matmul_ ? CUDA_R_16BF : CUDA_R_32F, static_cast<float>(alpha), static_cast<float>(beta));
+  }
+
  private:
   // A matmul operand in bf16: its place in the weight copy when it lies inside the registered
   // master weights, else a fresh cast into `tmp` (scratch from the caching allocator).
@@ -223,6 +272,52 @@ class CudaBackend final : public Backend {
     tmp = alloc(sizeof(__nv_bfloat16) * static_cast<size_t>(t.numel()));
     cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(tmp.get()), t.as<float>(), t.numel());
     return static_cast<const __nv_bfloat16*>(tmp.get());
+  }
+
+  // The operands ts[live[j]] of a grouped matmul as the GEMM reads them: fp32 pointers, or under
+  // bf16_matmul their bf16 values: from the weight copy when inside the master weights, else cast
+  // into `tmp`: in one launch when they tile one address range (the experts' row blocks), else
+  // one cast each.
+  std::vector<const void*> operand_pointers(const std::vector<Tensor>& ts, const std::vector<size_t>& live, Buffer& tmp) {
+    std::vector<const void*> out(live.size());
+    std::vector<size_t> rest;
+    for (size_t j = 0; j < live.size(); ++j) {
+      const Tensor& t = ts[live[j]];
+      AM_CHECK(t.dtype == DType::F32, "matmul_grouped operand of dtype {}", dtype_name(t.dtype));
+      if (!bf16_matmul_) {
+        out[j] = t.data;
+      } else if (const int64_t at = master_offset(t); at >= 0) {
+        out[j] = static_cast<const __nv_bfloat16*>(weight_copy_.get()) + at;
+      } else {
+        rest.push_back(j);
+      }
+    }
+    if (rest.empty()) return out;
+    std::vector<size_t> order = rest;  // by address: do they tile [lo, hi)?
+    std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return ts[live[x]].data < ts[live[y]].data; });
+    const char* lo = static_cast<const char*>(ts[live[order.front()]].data);
+    bool tiled = true;
+    int64_t total = 0;
+    for (size_t j : order) {
+      const Tensor& t = ts[live[j]];
+      tiled = tiled && static_cast<const char*>(t.data) == lo + total * 4;
+      total += t.numel();
+    }
+    tmp = alloc(sizeof(__nv_bfloat16) * static_cast<size_t>(std::max<int64_t>(total, 1)));
+    auto* dst = static_cast<__nv_bfloat16*>(tmp.get());
+    if (tiled) {
+      cuda::cast_f32_to_bf16(dst, reinterpret_cast<const float*>(lo), total);
+      for (size_t j : rest) out[j] = dst + (static_cast<const char*>(ts[live[j]].data) - lo) / 4;
+      return out;
+    }
+    int64_t at = 0;
+    for (size_t j : rest) {
+      const Tensor& t = ts[live[j]];
+      cuda::cast_f32_to_bf16(dst + at, t.as<float>(), t.numel());
+      out[j] = dst + at;
+      at += t.numel();
+    }
+    return out;
   }
 
   DType dtype_;

@@ -64,4 +64,15 @@ void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s,
 void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert);
 void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert);
 
+// ---- moe_stats.cu (added by moe, issue 11) ----
+void column_sums_to(Backend& be, Tensor out, Tensor x);
+void entropy_sum_to(Backend& be, Tensor out, Tensor p, double coef, double div);
+void sum_squares_to(Backend& be, Tensor out, Tensor x, double coef, double div);
+void slot_counts(Backend& be, Tensor counts, Tensor slot_expert, int n_total, int n_true);
+void axpy_f64(Backend& be, Tensor y, Tensor x, double alpha);
+void sum_to(Backend& be, Tensor out, Tensor x);
+void add_vector_to_rows(Backend& be, Tensor x, Tensor v, double alpha);
+void balance_loss(Backend& be, Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width);
+void selection_bias_update(Backend& be, Tensor bias, Tensor load, double rate);
+
 }  // namespace am::cuda

@@ -109,8 +109,9 @@ TEST_CASE("the model checks token and target ids on the host, before uploading t
   CpuBackend be(DType::F32, 1);
   Transformer model(be, m, 1, 4);
   model.store().init(1);
-  TensorBuf acc(be, DType::F64, {1});
+  TensorBuf acc(be, DType::F64, {1}), aux(be, DType::F64, {1});
   be.zero(acc);
+  be.zero(aux);
   const int32_t V = m.vocab_size;
   std::vector<int32_t> tokens = {1, 2, 3, 4}, targets = {2, 3, 4, -1};
   CHECK_NOTHROW(model.forward(tokens.data(), targets.data(), 0.0));
@@ -118,13 +119,14 @@ TEST_CASE("the model checks token and target ids on the host, before uploading t
   CHECK_THROWS_WITH(model.forward(tokens.data(), targets.data(), 0.0),
                     Catch::Contains(fmt::format("token {} at position 3 is outside [0, {})", V, V)));
   tokens[3] = -2;
-  CHECK_THROWS_WITH(model.forward_accumulate(tokens.data(), targets.data(), 1.0, 1, acc),
+  CHECK_THROWS_WITH(model.forward_accumulate(tokens.data(), targets.data(), 1.0, 1, acc, aux),
                     Catch::Contains(fmt::format("token -2 at position 3 is outside [0, {})", V)));
   tokens[3] = 0;
   targets[1] = V + 5;
-  CHECK_THROWS_WITH(model.forward_accumulate(tokens.data(), targets.data(), 1.0, 1, acc),
+  CHECK_THROWS_WITH(model.forward_accumulate(tokens.data(), targets.data(), 1.0, 1, acc, aux),
                     Catch::Contains(fmt::format("target {} of row 1 is >= the vocabulary size {}", V + 5, V)));
   CHECK(download_as_double(be, acc).front() == 0.0);  // nothing was accumulated
+  CHECK(download_as_double(be, aux).front() == 0.0);
 }
 
 TEST_CASE("parameter-count formula equals the table the model builds", "[model]") {

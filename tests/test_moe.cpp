@@ -26,18 +26,29 @@ std::vector<double> randn(size_t n, uint64_t seed) {
 
 namespace {
 
-// The balancing statistics of one micro-batch (balance_scope micro_batch): its slots per id, the
-// column sums of probs (N, width) and N.
-BalanceStats micro_batch_stats(const std::vector<int64_t>& selected, const std::vector<double>& probs, int64_t N) {
-  BalanceStats b;
-  b.selected = selected;
-  const size_t w = selected.size();
-  b.prob_sums.assign(w, 0.0);
-  for (size_t t = 0; t < static_cast<size_t>(N); ++t) {
-    for (size_t i = 0; i < w; ++i) b.prob_sums[i] += probs[t * w + i];
+// Balancing statistics held in host vectors (the CPU backend's memory): slots per id, column
+// sums of P, the scope's tokens and replicas.
+struct HostBalance {
+  std::vector<double> selected, prob_sums;
+  BalanceStats stats;
+  HostBalance(std::vector<double> sel, std::vector<double> sums, double tokens, int replicas = 1)
+      : selected(std::move(sel)), prob_sums(std::move(sums)) {
+    stats.selected = Tensor(selected.data(), DType::F64, {static_cast<int64_t>(selected.size())});
+    stats.prob_sums = Tensor(prob_sums.data(), DType::F64, {static_cast<int64_t>(prob_sums.size())});
+    stats.tokens = tokens;
+    stats.replicas = replicas;
   }
-  b.tokens = N;
-  return b;
+  HostBalance(const HostBalance&) = delete;
+  HostBalance& operator=(const HostBalance&) = delete;
+};
+
+// The column sums of probs (N, w) (balance_scope micro_batch: the micro-batch's own statistics).
+std::vector<double> prob_column_sums(const std::vector<double>& probs, size_t w, int64_t N) {
+  std::vector<double> sums(w, 0.0);
+  for (size_t t = 0; t < static_cast<size_t>(N); ++t) {
+    for (size_t i = 0; i < w; ++i) sums[i] += probs[t * w + i];
+  }
+  return sums;
 }
 
 }  // namespace
@@ -98,8 +109,8 @@ TEST_CASE("load-balancing loss and its gradient: hand-computed values", "[moe]")
   CpuBackend be(DType::F64, 1);
   // 2 tokens, 3 experts, top-1: token 0 -> expert 0, token 1 -> expert 2.
   std::vector<double> probs = {0.7, 0.2, 0.1, 0.1, 0.3, 0.6}, scores(6, 0.0);
-  std::vector<int64_t> selected = {1, 0, 1};  // slots per expert
-  const BalanceStats stats = micro_batch_stats(selected, probs, 2);
+  const HostBalance hb({1, 0, 1}, prob_column_sums(probs, 3, 2), 2);  // slots per expert
+  const BalanceStats& stats = hb.stats;
   AuxInputs in;
   in.probs = Tensor(probs.data(), DType::F64, {2, 3});
   in.scores = Tensor(scores.data(), DType::F64, {2, 3});
@@ -108,7 +119,7 @@ TEST_CASE("load-balancing loss and its gradient: hand-computed values", "[moe]")
   in.n_experts = 3;
   LoadBalanceLoss lb(be, 0.01);
   // f = (0.5, 0, 0.5), Pbar = (0.4, 0.25, 0.35): L = 0.01 * 3 * (0.2 + 0.175) = 0.01125
-  CHECK(lb.forward(in) == Approx(0.01125).epsilon(1e-12));
+  CHECK(lb.forward_value(be, in) == Approx(0.01125).epsilon(1e-12));
   std::vector<double> dprobs(6, 0.0), dscores(6, 0.0);
   lb.backward(in, Tensor(dscores.data(), DType::F64, {2, 3}), Tensor(dprobs.data(), DType::F64, {2, 3}), 2.0);
   // dL/dP[t][i] = alpha * n * f_i / T, times scale 2: (0.015, 0, 0.015) on each row
@@ -123,11 +134,8 @@ TEST_CASE("load balancing over 2 ranks (balance_scope data_parallel): hand-compu
   // and (0.5, 0.4, 0.1), both to expert 1. Over the 4 tokens: slots (1, 2, 1), f = (0.25, 0.5,
   // 0.25); P sums (1.5, 1.1, 1.4), Pbar = (0.375, 0.275, 0.35).
   std::vector<double> probs = {0.7, 0.2, 0.1, 0.1, 0.3, 0.6}, scores(6, 0.0);
-  BalanceStats stats;
-  stats.selected = {1, 2, 1};
-  stats.prob_sums = {1.5, 1.1, 1.4};
-  stats.tokens = 4;
-  stats.replicas = 2;
+  const HostBalance hb({1, 2, 1}, {1.5, 1.1, 1.4}, 4, 2);
+  const BalanceStats& stats = hb.stats;
   AuxInputs in;
   in.probs = Tensor(probs.data(), DType::F64, {2, 3});
   in.scores = Tensor(scores.data(), DType::F64, {2, 3});
@@ -136,7 +144,7 @@ TEST_CASE("load balancing over 2 ranks (balance_scope data_parallel): hand-compu
   in.balance = &stats;
   LoadBalanceLoss lb(be, 0.01);
   // L = 0.01 * 3 * (0.25 * 0.375 + 0.5 * 0.275 + 0.25 * 0.35) = 0.0095625, the same on both ranks
-  CHECK(lb.forward(in) == Approx(0.0095625).epsilon(1e-12));
+  CHECK(lb.forward_value(be, in) == Approx(0.0095625).epsilon(1e-12));
   std::vector<double> dprobs(6, 0.0), dscores(6, 0.0);
   lb.backward(in, Tensor(dscores.data(), DType::F64, {2, 3}), Tensor(dprobs.data(), DType::F64, {2, 3}), 1.0);
   // dL/dP_t[i] = alpha n f_i / 4 per token of either rank; times 2 here, because the gradient
@@ -157,7 +165,7 @@ TEST_CASE("router z-loss and its gradient: hand-computed values", "[moe]") {
   ZLoss zl(be, 0.1);
   const double ln2 = std::log(2.0);
   // 0.1 / 2 * ((2 ln 2)^2 + (ln 2)^2) = 0.25 (ln 2)^2
-  CHECK(zl.forward(in) == Approx(0.25 * ln2 * ln2).epsilon(1e-12));
+  CHECK(zl.forward_value(be, in) == Approx(0.25 * ln2 * ln2).epsilon(1e-12));
   std::vector<double> dz(4, 0.0), dp(4, 0.0);
   zl.backward(in, Tensor(dz.data(), DType::F64, {2, 2}), Tensor(dp.data(), DType::F64, {2, 2}), 1.0);
   // dz_t = 2 beta lse_t P_t / T = 0.1 * lse_t * P_t
@@ -214,8 +222,8 @@ TEST_CASE("null-averaged balancing and confidence entropy: hand-computed values"
   CpuBackend be(DType::F64, 1);
   // 2 tokens, 2 true + 2 null experts. Selections: token 0 -> {true 0, null 2}, token 1 -> {null 3, null 2}.
   std::vector<double> probs = {0.4, 0.1, 0.3, 0.2, 0.1, 0.1, 0.5, 0.3}, scores(8, 0.0);
-  std::vector<int64_t> selected = {1, 0, 2, 1};
-  const BalanceStats stats = micro_batch_stats(selected, probs, 2);
+  const HostBalance hb({1, 0, 2, 1}, prob_column_sums(probs, 4, 2), 2);
+  const BalanceStats& stats = hb.stats;
   AuxInputs in;
   in.probs = Tensor(probs.data(), DType::F64, {2, 4});
   in.scores = Tensor(scores.data(), DType::F64, {2, 4});
@@ -226,7 +234,7 @@ TEST_CASE("null-averaged balancing and confidence entropy: hand-computed values"
   // f = (0.5, 0, 1.0, 0.5) -> f~ = (0.5, 0, 0.75, 0.75); Pbar = (0.25, 0.1, 0.4, 0.25)
   // L = 0.1 * 4 * (0.125 + 0 + 0.3 + 0.1875) = 0.245
   NullLoadBalanceLoss nlb(be, 0.1);
-  CHECK(nlb.forward(in) == Approx(0.245).epsilon(1e-12));
+  CHECK(nlb.forward_value(be, in) == Approx(0.245).epsilon(1e-12));
   std::vector<double> dp(8, 0.0), ds(8, 0.0);
   nlb.backward(in, Tensor(ds.data(), DType::F64, {2, 4}), Tensor(dp.data(), DType::F64, {2, 4}), 1.0);
   // dP_t[i] = alpha (n+m) f~_i / T = 0.2 f~_i
@@ -238,7 +246,7 @@ TEST_CASE("null-averaged balancing and confidence entropy: hand-computed values"
   EntropyLoss ent(be, 0.5);
   double h = 0;
   for (double p : probs) h -= p * std::log(p);
-  CHECK(ent.forward(in) == Approx(0.5 * h / 2).epsilon(1e-12));
+  CHECK(ent.forward_value(be, in) == Approx(0.5 * h / 2).epsilon(1e-12));
   std::fill(dp.begin(), dp.end(), 0.0);
   ent.backward(in, Tensor(ds.data(), DType::F64, {2, 4}), Tensor(dp.data(), DType::F64, {2, 4}), 1.0);
   for (int i = 0; i < 8; ++i) CHECK(dp[i] == Approx(-0.25 * (std::log(probs[i]) + 1.0)));
@@ -247,7 +255,7 @@ TEST_CASE("null-averaged balancing and confidence entropy: hand-computed values"
   annealing.points = {{0, 0.1}, {5, 0.001}};
   NullLoadBalanceLoss annealed(be, annealing);
   in.step = 4;
-  CHECK(annealed.forward(in) == Approx(0.245));
+  CHECK(annealed.forward_value(be, in) == Approx(0.245));
   in.step = 5;
-  CHECK(annealed.forward(in) == Approx(0.00245));
+  CHECK(annealed.forward_value(be, in) == Approx(0.00245));
 }

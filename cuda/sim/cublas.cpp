@@ -4,6 +4,10 @@
 //  - cublasGemmEx with bf16 A and B, fp32 C, CUBLAS_COMPUTE_32F: the operands widened to fp32
 //    (exact) and one SGEMM, so every product is the fp32 product of the rounded operands and the
 //    sums are fp32, as on the GPU (up to summation order).
+//  - cublasGemmGroupedBatchedEx (the experts' grouped GEMMs): fp32 A, B, C or bf16 A and B with
+//    fp32 C, CUBLAS_COMPUTE_32F; host arrays of sizes, leading dimensions, alpha and beta (host
+//    pointer mode), device arrays of A, B, C pointers read when the call runs; each problem one
+//    SGEMM as above.
 // Each call is one operation on the handle's stream; the memory checker sees exactly the elements
 // a GEMM reads and writes (C is read only when beta != 0).
 #include "sim_internal.h"
@@ -127,6 +131,80 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t ta, cublasO
     am::sim::ArenaOpen open;
     const std::vector<float> a32 = widen(a16, a_bytes / 2), b32 = widen(b16, b_bytes / 2);
     gemm_f32(ta, tb, m, n, k, al, a32.data(), lda, b32.data(), ldb, be, c, ldc);
+  });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmGroupedBatchedEx(cublasHandle_t handle, const cublasOperation_t transa_array[],
+                                          const cublasOperation_t transb_array[], const int m_array[],
+                                          const int n_array[], const int k_array[], const void* alpha_array,
+                                          const void* const Aarray[], cudaDataType_t Atype, const int lda_array[],
+                                          const void* const Barray[], cudaDataType_t Btype, const int ldb_array[],
+                                          const void* beta_array, void* const Carray[], cudaDataType_t Ctype,
+                                          const int ldc_array[], int group_count, const int group_size[],
+                                          cublasComputeType_t compute) {
+  const bool f32 = Atype == CUDA_R_32F && Btype == CUDA_R_32F;
+  const bool bf16 = Atype == CUDA_R_16BF && Btype == CUDA_R_16BF;
+  if (!(f32 || bf16) || Ctype != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F) {
+    std::fprintf(stderr, "[cuda-sim] cublasGemmGroupedBatchedEx: only fp32 or bf16 A and B, fp32 C, "
+                         "CUBLAS_COMPUTE_32F are simulated\n");
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (group_count < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  struct Problem {
+    cublasOperation_t ta, tb;
+    int m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+  };
+  std::vector<Problem> problems;  // the host arrays are read at the call, as cuBLAS does
+  for (int g = 0; g < group_count; ++g) {
+    if (group_size[g] < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    const Problem q{transa_array[g], transb_array[g], m_array[g], n_array[g], k_array[g], lda_array[g],
+                    ldb_array[g], ldc_array[g], static_cast<const float*>(alpha_array)[g],
+                    static_cast<const float*>(beta_array)[g]};
+    if (auto st = check_dims("cublasGemmGroupedBatchedEx", q.ta, q.tb, q.m, q.n, q.k, q.lda, q.ldb, q.ldc);
+        st != CUBLAS_STATUS_SUCCESS) {
+      return st;
+    }
+    for (int j = 0; j < group_size[g]; ++j) problems.push_back(q);
+  }
+  const size_t elem = f32 ? 4 : 2;
+  am::sim::enqueue(handle->stream, "cublasGemmGroupedBatchedEx", [=] {
+    const char* what = "cublasGemmGroupedBatchedEx";
+    const size_t count = problems.size();
+    if (count == 0) return;
+    runtime_access(Aarray, sizeof(void*) * count, false, true, what);
+    runtime_access(Barray, sizeof(void*) * count, false, true, what);
+    runtime_access(Carray, sizeof(void*) * count, false, true, what);
+    std::vector<const void*> as(count), bs(count);
+    std::vector<void*> cs(count);
+    {
+      am::sim::ArenaOpen open;  // the pointer arrays live in device memory
+      for (size_t i = 0; i < count; ++i) as[i] = Aarray[i], bs[i] = Barray[i], cs[i] = Carray[i];
+    }
+    for (size_t i = 0; i < count; ++i) {
+      const Problem& q = problems[i];
+      const void* A = as[i];
+      const void* B = bs[i];
+      float* c = static_cast<float*>(cs[i]);
+      const size_t a_bytes = span_bytes(q.ta == CUBLAS_OP_N ? q.m : q.k, q.ta == CUBLAS_OP_N ? q.k : q.m, q.lda, elem);
+      const size_t b_bytes = span_bytes(q.tb == CUBLAS_OP_N ? q.k : q.n, q.tb == CUBLAS_OP_N ? q.n : q.k, q.ldb, elem);
+      if (q.k > 0 && q.alpha != 0) {
+        runtime_access(A, a_bytes, false, true, what);
+        runtime_access(B, b_bytes, false, true, what);
+      }
+      if (q.beta != 0) runtime_access(c, span_bytes(q.m, q.n, q.ldc, 4), false, true, what);
+      runtime_access(c, span_bytes(q.m, q.n, q.ldc, 4), true, false, what);
+      am::sim::ArenaOpen open;
+      if (f32) {
+        gemm_f32(q.ta, q.tb, q.m, q.n, q.k, q.alpha, static_cast<const float*>(A), q.lda, static_cast<const float*>(B),
+                 q.ldb, q.beta, c, q.ldc);
+      } else {
+        const std::vector<float> a32 = widen(static_cast<const __nv_bfloat16*>(A), a_bytes / 2);
+        const std::vector<float> b32 = widen(static_cast<const __nv_bfloat16*>(B), b_bytes / 2);
+        gemm_f32(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a32.data(), q.lda, b32.data(), q.ldb, q.beta, c, q.ldc);
+      }
+    }
   });
   return CUBLAS_STATUS_SUCCESS;
 }

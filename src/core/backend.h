@@ -330,8 +330,61 @@ class Backend {
   size_t bytes_in_use() const { return mem_->in_use.load(); }
   size_t peak_bytes() const { return mem_->peak.load(); }
 
+  // ---- the MoE layer on the device (backend_moe_stats.cpp) ----
+  // The MoE layer's statistics and auxiliary losses stay in the backend's memory (device memory
+  // on the GPU): F64 vectors written and accumulated by the ops below, read by the host only when
+  // a step logs (docs/architecture.md, "The MoE layer on the device"). Same formulas, in double, as
+  // the host code they replace: column_sums, entropy_sum, sum_squares, slot_stats, add_to_rows.
+  // out (n) F64 write: out[j] = sum_t x[t][j], x (N,n) (the values column_sums returns)
+  void column_sums_to(Tensor out, Tensor x);
+  // out (1) F64 write: (coef * entropy_sum(p)) / div
+  void entropy_sum_to(Tensor out, Tensor p, double coef, double div);
+  // out (1) F64 write: (coef * sum_squares(x)) / div
+  void sum_squares_to(Tensor out, Tensor x, double coef, double div);
+  // counts (n_total + 1) F64 write: [0, n_total) slots per id (slot_stats' per_id), [n_total] the
+  // rows with no id < n_true (rows_without_true). slot_expert (N,kmax) I32, ids in [-1, n_total).
+  void slot_counts(Tensor counts, Tensor slot_expert, int n_total, int n_true);
+  // y acc += alpha * x, both F64 of one numel
+  void axpy_f64(Tensor y, Tensor x, double alpha);
+  // out (1) write (F32 or F64): the sum of x (F64) in index order from 0, rounded once to out's dtype
+  void sum_to(Tensor out, Tensor x);
+  // x (N,C) acc: x[t][j] = round(x[t][j] + v[j] * alpha) in double, for j < v.numel() <= C;
+  // v (a device vector) is F64 or of x's dtype. The device twin of add_to_rows.
+  void add_vector_to_rows(Tensor x, Tensor v, double alpha);
+  // The switch balancing loss from device counts (../shared/spec/selection.md §4). counts (>= n+m)
+  // F64 slots per id, prob_sums (n+m) F64 column sums of P, over `tokens` tokens. f (n+m) F64
+  // write: f_i = counts_i / tokens for i < n; null columns 0, or with average_nulls the mean of
+  // their f (summed in order). value (1) F64 write: alpha_width * sum_i f_i prob_sums_i / tokens.
+  void balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
+                            bool average_nulls, double tokens, double alpha_width);
+  // Auxiliary-loss-free balancing: bias (n, dtype()) -= rate where load[i] (n, F64) is above the
+  // mean of load (summed in order as load_i / n), += rate where below; in double, rounded once.
+  void selection_bias_update(Tensor bias, Tensor load, double rate);
+  // Grouped matmul (the experts' GEMMs): for each i, c[i] = alpha op(a[i]) op(b[i]) + beta c[i]
+  // with matmul's semantics (bf16 operands under bf16_matmul() included); shapes differ per
+  // problem, problems with an empty c are skipped. The default is the loop of matmul (the CPU's:
+  // the same bits as before); CUDA makes it one cublasGemmGroupedBatchedEx.
+  virtual void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool trans_a,
+                              const std::vector<Tensor>& b, bool trans_b, double alpha, double beta) {
+    AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(),
+             a.size(), b.size());
+    for (size_t i = 0; i < c.size(); ++i) {
+      if (c[i].numel() > 0) matmul(c[i], a[i], trans_a, b[i], trans_b, alpha, beta);
+    }
+  }
+
  protected:
   // ---- the computation of each op, called by the op after its checks; the same arguments ----
+  // the MoE layer's statistics and auxiliary-loss values (backend_moe_stats.cpp)
+  virtual void column_sums_to_impl(Tensor out, Tensor x) = 0;
+  virtual void entropy_sum_to_impl(Tensor out, Tensor p, double coef, double div) = 0;
+  virtual void sum_squares_to_impl(Tensor out, Tensor x, double coef, double div) = 0;
+  virtual void slot_counts_impl(Tensor counts, Tensor slot_expert, int n_total, int n_true) = 0;
+  virtual void axpy_f64_impl(Tensor y, Tensor x, double alpha) = 0;
+  virtual void sum_to_impl(Tensor out, Tensor x) = 0;
+  virtual void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) = 0;
+  virtual void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width) = 0;
+  virtual void selection_bias_update_impl(Tensor bias, Tensor load, double rate) = 0;
   // the step's accumulators and the multi-tensor AdamW (backend_step.cpp)
   virtual void loss_sum_accumulate_impl(Tensor acc, Tensor losses, double denom, double divisor) = 0;
   virtual void sum_squares_accumulate_impl(Tensor acc, Tensor x) = 0;

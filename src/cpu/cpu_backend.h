@@ -125,6 +125,18 @@ class CpuBackend final : public Backend {
   void adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
                                double grad_clip, const AdamWStep& s) override;
 
+  // the MoE layer's statistics on the device: cpu_backend_moe_stats.cpp
+  void column_sums_to_impl(Tensor out, Tensor x) override;
+  void entropy_sum_to_impl(Tensor out, Tensor p, double coef, double div) override;
+  void sum_squares_to_impl(Tensor out, Tensor x, double coef, double div) override;
+  void slot_counts_impl(Tensor counts, Tensor slot_expert, int n_total, int n_true) override;
+  void axpy_f64_impl(Tensor y, Tensor x, double alpha) override;
+  void sum_to_impl(Tensor out, Tensor x) override;
+  void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) override;
+  void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
+                    bool average_nulls, double tokens, double alpha_width) override;
+  void selection_bias_update_impl(Tensor bias, Tensor load, double rate) override;
+
  private:
   // Makes this backend's thread count current for OpenMP: several backends with different
   // counts may live in one process (the determinism tests do).

@@ -82,7 +82,8 @@ Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T, cons
   lnf_ = TensorBuf(be, dt, {N_, d});
   rstdf_ = TensorBuf(be, dt, {N_});
   logits_ = TensorBuf(be, dt, {N_, V});
-  losses_ = TensorBuf(be, dt, {N_ + 1});
+  // [N per-token losses | the update flag | L per-layer aux-loss sums]: one download (forward)
+  losses_ = TensorBuf(be, dt, {N_ + 1 + L});
   dres_ = TensorBuf(be, dt, {N_, d});
   dln_ = TensorBuf(be, dt, {N_, d});
   dqkv_ = TensorBuf(be, dt, {N_, attn_.qkv_dim()});
@@ -96,6 +97,12 @@ std::vector<MoeLayer*> Transformer::moe_layers() {
   std::vector<MoeLayer*> out;
   for (auto& l : layers_) out.push_back(l->moe.get());
   return out;
+}
+
+// Layer l's auxiliary-loss sum: element N + 1 + l of losses_ (written by MoeLayer::forward).
+Tensor Transformer::aux_slot(size_t l) const {
+  return Tensor(static_cast<char*>(losses_.t().data) + (N_ + 1 + static_cast<int64_t>(l)) * dtype_size(losses_.t().dtype),
+                losses_.t().dtype, {1});
 }
 
 void Transformer::begin_step(int64_t step) {
@@ -132,7 +139,7 @@ void Transformer::stage_ids(const int32_t* tokens, const int32_t* targets) {
   be_.upload_async(targets_, slot + n);
 }
 
-double Transformer::run_forward(const int32_t* tokens, const int32_t* targets, double grad_scale, int64_t& n_targets) {
+void Transformer::run_forward(const int32_t* tokens, const int32_t* targets, double grad_scale, int64_t& n_targets) {
   ParamStore& P = *store_;
   const double eps = cfg_.norm_eps;
   check_ids(tokens, targets);
@@ -141,7 +148,6 @@ double Transformer::run_forward(const int32_t* tokens, const int32_t* targets, d
   stage_ids(tokens, targets);
   n_targets = 0;
   for (int64_t i = 0; i < N_; ++i) n_targets += targets[i] >= 0;
-  double aux = 0;
 
   // Each residual add is fused with the RMSNorm that reads its result (rmsnorm_residual_forward:
   // add + rmsnorm_forward by default, one kernel on CUDA): the next layer's input norm, or the
@@ -160,7 +166,7 @@ double Transformer::run_forward(const int32_t* tokens, const int32_t* targets, d
     be_.matmul(y.res_mid, y.att, false, P.value(y.wo), true, 1.0, 0.0);  // (N,d)
     // res_mid = att Wo^T + res_[l]; MoE sub-block on RMSNorm(res_mid) * ln2
     be_.rmsnorm_residual_forward(y.res_mid, y.ln2_out, y.rstd2, y.res_mid, res_[l], P.value(y.ln2), eps);
-    aux += y.moe->forward(y.ln2_out, y.moe_out);
+    y.moe->forward(y.ln2_out, y.moe_out, aux_slot(l));  // aux sum on the device, read with the losses
     // res_[l + 1] = res_mid + MoE, normed by the next layer's ln1 (or the final norm)
     const bool last = l + 1 == layers_.size();
     const Tensor norm_out = last ? lnf_.t() : layers_[l + 1]->ln1_out.t();
@@ -176,19 +182,20 @@ double Transformer::run_forward(const int32_t* tokens, const int32_t* targets, d
   } else {
     be_.cross_entropy_forward(token_losses(), logits_, targets_);
   }
-  return aux;
 }
 
 Tensor Transformer::token_losses() const { return Tensor(losses_.t().data, losses_.t().dtype, {N_}); }
 
 LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, double grad_scale) {
   LossParts out;
-  out.aux = run_forward(tokens, targets, grad_scale, out.targets);
+  run_forward(tokens, targets, grad_scale, out.targets);
   const Tensor losses_n = token_losses();
   // The update flag travels in the same download as the losses (no extra host synchronisation).
   be_.copy_update_flag(Tensor(static_cast<char*>(losses_.t().data) + losses_n.nbytes(), losses_n.dtype, {1}));
   std::vector<double> losses = download_as_double(be_, losses_);
   staged_ = 0;  // the download waited for the uploads
+  for (size_t l = 0; l < layers_.size(); ++l) out.aux += losses[static_cast<size_t>(N_ + 1) + l];
+  losses.resize(static_cast<size_t>(N_ + 1));
   out.update_flag = static_cast<int>(losses.back());
   losses.pop_back();
   const double denom = static_cast<double>(std::max<int64_t>(out.targets, 1));
@@ -196,13 +203,15 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   return out;
 }
 
-double Transformer::forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor,
-                                       Tensor ce_acc) {
+void Transformer::forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor,
+                                     Tensor ce_acc, Tensor aux_acc) {
   AM_CHECK(grad_scale > 0 && divisor >= 1, "forward_accumulate: grad_scale {} divisor {}", grad_scale, divisor);
   int64_t n_targets = 0;
-  const double aux = run_forward(tokens, targets, grad_scale, n_targets);
+  run_forward(tokens, targets, grad_scale, n_targets);
   be_.loss_sum_accumulate(ce_acc, token_losses(), static_cast<double>(std::max<int64_t>(n_targets, 1)), divisor);
-  return aux;
+  // The layers' aux sums (aux_slot), in layer order, / divisor: forward()'s aux / divisor.
+  const Tensor aux_slots(static_cast<char*>(aux_slot(0).data), losses_.t().dtype, {static_cast<int64_t>(layers_.size())});
+  be_.loss_sum_accumulate(aux_acc, aux_slots, 1.0, divisor);
 }
 
 void Transformer::backward(const GradsReady& grads_ready) {

@@ -50,12 +50,11 @@ class Transformer {
   // The training forward of one of `divisor` micro-batches of a step that reads the device once
   // (train/step.cpp): as forward(grad_scale > 0), but it reads nothing back; the micro-batch's mean
   // cross-entropy / divisor is added to ce_acc ((1) F64 on the device, Backend::loss_sum_accumulate:
-  // the same bits as forward()'s ce / divisor summed on the host). Returns the sum over layers of
-  // the MoE auxiliary losses, which MoeLayer::forward still returns as a host value (the MoE layer
-  // reads them back itself). The seam for moving them onto the device too: an F64 slot per layer
-  // in the step's buffer (train/step.cpp, StepStats), written by the MoE layer like ce_acc here.
-  double forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor,
-                            Tensor ce_acc);
+  // the same bits as forward()'s ce / divisor summed on the host), and the sum over layers of the
+  // MoE auxiliary losses (each layer writes its own into aux_slot(l) on the device) / divisor to
+  // aux_acc ((1) F64 on the device).
+  void forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor,
+                          Tensor ce_acc, Tensor aux_acc);
   // Accumulates dL/dparam (scaled by the forward's grad_scale) into store().all_grads().
   // grads_ready(first, last), when given, is called as soon as the tensors [first, last] of the
   // table hold their final gradients (each layer's, top to bottom), so their reduction across
@@ -77,8 +76,8 @@ class Transformer {
   // Declares every parameter in memory order; fills `layers` (with their MoE layers) and `ix`.
   void check_ids(const int32_t* tokens, const int32_t* targets) const;
   void stage_ids(const int32_t* tokens, const int32_t* targets);
-  // Everything of forward() before the read-back; returns the auxiliary losses, sets n_targets.
-  double run_forward(const int32_t* tokens, const int32_t* targets, double grad_scale, int64_t& n_targets);
+  // Everything of forward() before the read-back; sets n_targets.
+  void run_forward(const int32_t* tokens, const int32_t* targets, double grad_scale, int64_t& n_targets);
   Tensor token_losses() const;  // the first N_ elements of losses_
   static ParamTable declare(Backend& be, const ModelConfig& cfg, int T, const DistContext* dist,
                             std::vector<std::unique_ptr<Layer>>& layers, Indices& ix);
@@ -97,8 +96,10 @@ class Transformer {
   size_t staged_ = 0;            // slots used since the last synchronising call
   std::vector<TensorBuf> res_;   // L+1 residual streams (N,d): res_[l] enters layer l
   TensorBuf lnf_, rstdf_;        // (N,d), (N)
-  TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N+1): the
-                                 // per-token losses, then the backend's update flag
+  TensorBuf logits_, losses_;    // (N,V) (holds dlogits after a training forward), (N+1+L): the
+                                 // per-token losses, the backend's update flag, then each MoE
+                                 // layer's aux-loss sum (aux_slot; written on the device)
+  Tensor aux_slot(size_t l) const;
   TensorBuf dres_, dln_, dqkv_, datt_;  // backward scratch
 };
 

@@ -69,11 +69,10 @@ void ActNormScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscor
                     "train AoE with model.moe.scorer.node: latent (and factorized experts)");
   }
   be_.softmax_rows_backward(dscores, dprobs, probs);
-  if (m_ > 0) {  // d null_j = sum_t dscores[t][n + j]
-    const std::vector<double> sums = be_.column_sums(dscores);
-    std::vector<double> g = download_as_double(be_, dnull_);
-    for (int j = 0; j < m_; ++j) g[j] += sums[n_ + j];
-    upload_from_double(be_, dnull_, g);
+  if (m_ > 0) {  // d null_j += sum_t dscores[t][n + j], on the backend (no host round trip)
+    if (null_sums_.empty()) null_sums_ = TensorBuf(be_, DType::F64, {static_cast<int64_t>(n_ + m_)});
+    be_.column_sums_to(null_sums_, dscores);
+    be_.add_vector_to_rows(Tensor(dnull_.data, dnull_.dtype, {1, m_}), Tensor(null_sums_).rows(n_, m_), 1.0);
   }
   // dC already holds the experts' gradient (scattered by the layer); add the norms' gradient.
   be_.block_norms_backward(dc_, dscores, c_, scores, n_, norm_);

@@ -1,5 +1,6 @@
-// Auxiliary losses of an MoE layer (../shared/spec/selection.md §4). Each returns its value with
-// its coefficient (a Schedule: piecewise constant in the step) applied, and adds its gradient into
+// Auxiliary losses of an MoE layer (../shared/spec/selection.md §4). Each writes its value with
+// its coefficient (a Schedule: piecewise constant in the step) applied into a one-element F64
+// tensor in the backend's memory (no host synchronisation), and adds its gradient into
 // dscores / dprobs. T is the number of tokens of the micro-batch; losses are per layer and summed
 // over layers (docs/training.md). n true experts, m null experts; scores and probs have n+m columns.
 #pragma once
@@ -14,11 +15,12 @@ namespace am {
 
 // The statistics of the load-balancing losses, over the tokens of their scope
 // (model.moe.aux.balance_scope): this rank's micro-batch, or the micro-batches of all W ranks at
-// once (data_parallel: summed over ranks, identical on every rank).
+// once (data_parallel: summed over ranks, identical on every rank). The vectors are F64 in the
+// backend's memory (device memory on the GPU): nothing travels to the host.
 struct BalanceStats {
-  std::vector<int64_t> selected;  // (n+m): slots per id over the scope, before capacity drops
-  std::vector<double> prob_sums;  // (n+m): sum over the scope's tokens of P_t[i]
-  int64_t tokens = 0;             // tokens in the scope
+  Tensor selected;   // (>= n+m) F64: slots per id over the scope, before capacity drops
+  Tensor prob_sums;  // (n+m) F64: sum over the scope's tokens of P_t[i]
+  double tokens = 0;  // tokens in the scope
   // The ranks whose gradients the data-parallel reduction averages when the scope spans them (W),
   // else 1: a rank's share of the gradient of one loss over W ranks' tokens is multiplied by W to
   // survive the reduction's 1/W.
@@ -41,7 +43,10 @@ class AuxLoss {
   virtual ~AuxLoss() = default;
   virtual std::string name() const = 0;  // the metrics key
   virtual bool needs_balance_stats() const { return false; }  // reads AuxInputs::balance
-  virtual double forward(const AuxInputs& in) = 0;
+  // value (1) F64 write (backend memory)
+  virtual void forward(const AuxInputs& in, Tensor value) = 0;
+  // The value on the host (tests): forward into scratch and download it.
+  double forward_value(Backend& be, const AuxInputs& in);
   // scale multiplies the gradient (1 / grad_accum). dscores, dprobs (N, n+m) acc.
   virtual void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) = 0;
 
@@ -58,11 +63,12 @@ class LoadBalanceLoss final : public AuxLoss {
   LoadBalanceLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "load_balance"; }
   bool needs_balance_stats() const override { return true; }
-  double forward(const AuxInputs& in) override;
+  void forward(const AuxInputs& in, Tensor value) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
 
  private:
   Backend& be_;
+  TensorBuf f_;  // (n+m) F64: f of the last forward, for the backward
 };
 
 // AdaMoE's null-expert balancing (Eq. 6) over all n+m columns, with the null experts' load
@@ -73,11 +79,12 @@ class NullLoadBalanceLoss final : public AuxLoss {
   NullLoadBalanceLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "null_load_balance"; }
   bool needs_balance_stats() const override { return true; }
-  double forward(const AuxInputs& in) override;
+  void forward(const AuxInputs& in, Tensor value) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
 
  private:
   Backend& be_;
+  TensorBuf f_;  // (n+m) F64: f~ of the last forward, for the backward
 };
 
 // Router z-loss (ST-MoE): L = beta (1/T) sum_t logsumexp(z_t)^2; dz_t = 2 beta lse_t P_t / T.
@@ -85,7 +92,7 @@ class ZLoss final : public AuxLoss {
  public:
   ZLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "z_loss"; }
-  double forward(const AuxInputs& in) override;
+  void forward(const AuxInputs& in, Tensor value) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
 
  private:
@@ -98,7 +105,7 @@ class EntropyLoss final : public AuxLoss {
  public:
   EntropyLoss(Backend& be, Schedule coef) : AuxLoss(std::move(coef)), be_(be) {}
   std::string name() const override { return "entropy"; }
-  double forward(const AuxInputs& in) override;
+  void forward(const AuxInputs& in, Tensor value) override;
   void backward(const AuxInputs& in, Tensor dscores, Tensor dprobs, double scale) override;
 
  private:

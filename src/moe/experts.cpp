@@ -4,6 +4,30 @@
 
 namespace am {
 
+ExpertBlocks::ExpertBlocks(const std::vector<int64_t>& off) {
+  AM_CHECK(!off.empty(), "expert offsets: none");
+  for (size_t e = 0; e + 1 < off.size(); ++e) {
+    if (off[e + 1] == off[e]) continue;
+    live.push_back(static_cast<int>(e));
+    begin.push_back(off[e]);
+    count.push_back(off[e + 1] - off[e]);
+  }
+  first = off.front();
+  total = off.back() - off.front();
+}
+
+std::vector<Tensor> ExpertBlocks::rows(Tensor t) const {
+  std::vector<Tensor> out;
+  for (size_t j = 0; j < live.size(); ++j) out.push_back(t.rows(begin[j], count[j]));
+  return out;
+}
+
+std::vector<Tensor> ExpertBlocks::pick(const std::vector<Tensor>& per_expert, int shift) const {
+  std::vector<Tensor> out;
+  for (int e : live) out.push_back(per_expert[static_cast<size_t>(e + shift)]);
+  return out;
+}
+
 std::string expert_param_name(const std::string& pattern, int e) {
   return fmt::format(fmt::runtime(pattern), fmt::arg("e", e));
 }

@@ -22,6 +22,17 @@ struct ExpertShard {
   int count = 0;
 };
 
+// The experts with rows in a call (off: expert-major row offsets) and the operand lists of their
+// grouped GEMMs (Backend::matmul_grouped: one launch for all experts on the GPU).
+struct ExpertBlocks {
+  explicit ExpertBlocks(const std::vector<int64_t>& off);
+  std::vector<Tensor> rows(Tensor t) const;                           // t's rows of each expert
+  std::vector<Tensor> pick(const std::vector<Tensor>& per_expert, int shift = 0) const;  // [e + shift]
+  std::vector<int> live;       // experts with at least one row
+  std::vector<int64_t> begin, count;
+  int64_t first = 0, total = 0;  // rows [first, first + total) of every expert
+};
+
 // Parameter names with {e} for the expert index, e.g. "<prefix>.experts.{e}.w1.weight".
 struct ExpertNames {
   std::string w1, w3, w2;

@@ -48,46 +48,42 @@ void FactorizedExperts::allocate(int64_t max_rows) {
   dc_ = TensorBuf(be_, dt, {max_rows, dl_});
 }
 
+// Every product is one grouped GEMM over the experts that have rows (Backend::matmul_grouped),
+// and the SwiGLU one element-wise pass over all their rows [off[0], off[n]). Local expert e uses
+// the global expert's W_down (down_[shard_.first + e]).
 void FactorizedExperts::forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) {
   const bool cached = latent.data != nullptr;
-  for (int e = 0; e < shard_.count; ++e) {
-    const int ge = shard_.first + e;  // the global expert: its W_down
-    const int64_t b = off[e], rows = off[e + 1] - off[e];
-    if (rows == 0) continue;
-    Tensor xe = rows_of(x, b, rows), g = rows_of(g_, b, rows), u = rows_of(u_, b, rows);
-    Tensor act = rows_of(act_, b, rows);
-    Tensor c = cached ? rows_of(latent, b, rows) : rows_of(c_, b, rows);
-    if (!cached) be_.matmul(c, xe, false, down_[ge], true, 1.0, 0.0);  // c (rows, d_low) = x W_down^T
-    be_.matmul(g, c, false, up_[e], true, 1.0, 0.0);                      // g (rows, w) = c W_up^T
-    be_.matmul(u, xe, false, w3_[e], true, 1.0, 0.0);                     // u (rows, w) = x w3^T
-    be_.swiglu_forward(act, g, u);
-    be_.matmul(rows_of(y, b, rows), act, false, w2_[e], true, 1.0, 0.0);  // y (rows, d)
-  }
+  const ExpertBlocks blk(off);
+  if (blk.live.empty()) return;
+  const std::vector<Tensor> xs = blk.rows(x), c = blk.rows(cached ? latent : Tensor(c_));
+  if (!cached) be_.matmul_grouped(c, xs, false, blk.pick(down_, shard_.first), true, 1.0, 0.0);  // c = x W_down^T
+  be_.matmul_grouped(blk.rows(g_), c, false, blk.pick(up_), true, 1.0, 0.0);   // g (rows, w) = c W_up^T
+  be_.matmul_grouped(blk.rows(u_), xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, w) = x w3^T
+  be_.swiglu_forward(rows_of(act_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
+                     rows_of(u_, blk.first, blk.total));
+  be_.matmul_grouped(blk.rows(y), blk.rows(act_), false, blk.pick(w2_), true, 1.0, 0.0);  // y (rows, d)
 }
 
 void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy,
                                  Tensor dx, Tensor dlatent) {
   const bool cached = latent.data != nullptr;
-  for (int e = 0; e < shard_.count; ++e) {
-    const int ge = shard_.first + e;
-    const int64_t b = off[e], rows = off[e + 1] - off[e];
-    if (rows == 0) continue;
-    Tensor g = rows_of(g_, b, rows), u = rows_of(u_, b, rows), act = rows_of(act_, b, rows);
-    Tensor dg = rows_of(dg_, b, rows), du = rows_of(du_, b, rows), dact = rows_of(dact_, b, rows);
-    Tensor xe = rows_of(x, b, rows), dye = rows_of(dy, b, rows), dxe = rows_of(dx, b, rows);
-    Tensor c = cached ? rows_of(latent, b, rows) : rows_of(c_, b, rows);
-    Tensor dc = cached ? rows_of(dlatent, b, rows) : rows_of(dc_, b, rows);
-    be_.matmul(dact, dye, false, w2_[e], false, 1.0, 0.0);  // da (rows, w) = dy w2
-    be_.matmul(dw2_[e], dye, true, act, false, 1.0, 1.0);   // dw2 (d, w) += dy^T a
-    be_.swiglu_backward(dg, du, dact, g, u);                // dg, du (rows, w)
-    be_.matmul(dw3_[e], du, true, xe, false, 1.0, 1.0);     // dw3 (w, d) += du^T x
-    be_.matmul(dxe, du, false, w3_[e], false, 1.0, 0.0);    // dx = du w3 (+ dc W_down below)
-    be_.matmul(dup_[e], dg, true, c, false, 1.0, 1.0);      // dW_up (w, d_low) += dg^T c
-    be_.matmul(dc, dg, false, up_[e], false, 1.0, 0.0);     // dc (rows, d_low) = dg W_up
-    if (!cached) {
-      be_.matmul(ddown_[ge], dc, true, xe, false, 1.0, 1.0);   // dW_down (d_low, d) += dc^T x
-      be_.matmul(dxe, dc, false, down_[ge], false, 1.0, 1.0);  // dx += dc W_down
-    }
+  const ExpertBlocks blk(off);
+  if (blk.live.empty()) return;
+  const std::vector<Tensor> xs = blk.rows(x), dys = blk.rows(dy), dxs = blk.rows(dx);
+  const std::vector<Tensor> dg = blk.rows(dg_), du = blk.rows(du_);
+  const std::vector<Tensor> c = blk.rows(cached ? latent : Tensor(c_)), dc = blk.rows(cached ? dlatent : Tensor(dc_));
+  be_.matmul_grouped(blk.rows(dact_), dys, false, blk.pick(w2_), false, 1.0, 0.0);  // da (rows, w) = dy w2
+  be_.matmul_grouped(blk.pick(dw2_), dys, true, blk.rows(act_), false, 1.0, 1.0);   // dw2 (d, w) += dy^T a
+  be_.swiglu_backward(rows_of(dg_, blk.first, blk.total), rows_of(du_, blk.first, blk.total),
+                      rows_of(dact_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
+                      rows_of(u_, blk.first, blk.total));  // dg, du (rows, w)
+  be_.matmul_grouped(blk.pick(dw3_), du, true, xs, false, 1.0, 1.0);   // dw3 (w, d) += du^T x
+  be_.matmul_grouped(dxs, du, false, blk.pick(w3_), false, 1.0, 0.0);  // dx = du w3 (+ dc W_down below)
+  be_.matmul_grouped(blk.pick(dup_), dg, true, c, false, 1.0, 1.0);    // dW_up (w, d_low) += dg^T c
+  be_.matmul_grouped(dc, dg, false, blk.pick(up_), false, 1.0, 0.0);   // dc (rows, d_low) = dg W_up
+  if (!cached) {
+    be_.matmul_grouped(blk.pick(ddown_, shard_.first), dc, true, xs, false, 1.0, 1.0);  // dW_down += dc^T x
+    be_.matmul_grouped(dxs, dc, false, blk.pick(down_, shard_.first), false, 1.0, 1.0);  // dx += dc W_down
   }
 }
 

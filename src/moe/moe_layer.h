@@ -9,7 +9,6 @@
 #include "dist/dist.h"
 #include "moe/aux_loss.h"
 #include "moe/dispatcher.h"
-#include "moe/expert_exchange.h"
 #include "moe/experts.h"
 #include "moe/scorer.h"
 #include "moe/selector.h"
@@ -22,7 +21,9 @@
 namespace am {
 
 // Counters summed over the micro-batches since the last reset (a log interval): what
-// metrics.jsonl reports per layer (../shared/spec/selection.md §5).
+// metrics.jsonl reports per layer (../shared/spec/selection.md §5). They accumulate in backend
+// memory (MoeLayer's device statistics) and come to the host when stats() is called: once per
+// logged step, one read per layer.
 struct MoeLayerStats {
   std::vector<int64_t> expert_assignments;  // (n) routed assignments per true expert
   std::vector<int64_t> selected;            // (n+m) selector slots per id, before capacity drops
@@ -50,7 +51,8 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
 class MoeLayer {
  public:
   // dist: the run's layout (null: one process). With expert parallelism (dist->ep_size > 1) this
-  // rank holds n/ep experts and exchanges token rows with its group (ExpertExchange).
+  // rank holds n/ep experts and its dispatcher exchanges token rows with its group
+  // (AllToAllDispatcher); the layer itself has no expert-parallel branches.
   MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len = 0,
            const DistContext* dist = nullptr);
   void register_params(ParamTable& table);
@@ -60,7 +62,11 @@ class MoeLayer {
   // fresh count of the step's load for the selection bias.
   void begin_step(int64_t step);
 
-  // h (N,d) -> y (N,d) write. Returns the sum of the auxiliary losses (coefficients applied).
+  // h (N,d) -> y (N,d) write. aux_out (1 element, F32 or F64, backend memory) write: the sum of
+  // the auxiliary losses (coefficients applied), computed on the backend; an empty Tensor skips
+  // it. No host synchronisation but route_build's expert offsets (one per layer).
+  void forward(Tensor h, Tensor y, Tensor aux_out);
+  // The same, the aux sum returned on the host (tests: one more device-to-host read).
   double forward(Tensor h, Tensor y);
   // dy (N,d) -> dh (N,d) acc; parameter gradients acc. aux_scale multiplies aux-loss gradients.
   void backward(Tensor h, Tensor dy, Tensor dh, double aux_scale);
@@ -73,12 +79,14 @@ class MoeLayer {
   bool reports_act_norms() const { return act_norm_; }
   int n_experts() const { return n_; }
   int n_null() const { return m_; }
-  const MoeLayerStats& stats() const { return stats_; }
+  // The counters since the last reset_stats(): reads the device accumulators (one download).
+  const MoeLayerStats& stats() const;
   const Routing& routing() const { return routing_; }  // of the last forward (tests, metrics)
   void reset_stats();
 
  private:
   AuxInputs aux_inputs() const;
+  void allocate_stats();
   void collect_stats();
   void gather_balance_stats();
 
@@ -90,29 +98,35 @@ class MoeLayer {
   int64_t n_tokens_ = 0, step_ = 0;
   const DistContext* dist_;
   MoeComponents parts_;
-  LocalDispatcher dispatcher_;
-  std::unique_ptr<ExpertExchange> exchange_;  // expert parallelism only
+  std::unique_ptr<Dispatcher> dispatcher_;  // local, or all-to-all with expert parallelism
+  ExpertBatch batch_;                       // the experts' rows of the last forward (for the backward)
 
   // activations (saved for the backward)
   TensorBuf scores_, probs_, rank_;  // (N, n+m); rank_ = scores + selection bias
   Routing routing_;
-  Backend::SlotStats selected_;      // of the current micro-batch
   bool needs_balance_ = false;       // a balancing loss reads balance_
   bool balance_over_ranks_ = false;  // model.moe.aux.balance_scope data_parallel, more than one rank
-  BalanceStats balance_;             // of the current micro-batch (and the other ranks', if over ranks)
+  BalanceStats balance_;             // views into mb_ (and the other ranks' sums, if over ranks)
   TensorBuf xg_, cg_, eo_;           // (N*kmax, d), (N*kmax, d_low), (N*kmax, d): expert-major
-  TensorBuf xl_, cl_, eol_;          // expert parallelism: the rows this rank's experts received
   std::vector<int64_t> dense_offsets_;
   // backward scratch
   TensorBuf dscores_, dprobs_, dslot_gate_, deo_, dxg_, dcg_;
-  TensorBuf deol_, dxl_, dcl_;
+
+  // Device statistics (F64, backend memory; layout in allocate_stats). mb_: this micro-batch's
+  // slot counts [sel (n+m+1) | prob_sums (n+m)], routed counts [n+1], confidence entropy [1],
+  // activation-norm column sums [n], aux values [n_aux]. acc_: the sums since reset_stats().
+  TensorBuf mb_, acc_;
+  Tensor sel_, prob_sums_, sel_and_probs_, routed_ent_, act_, aux_vals_;
+  Tensor acc_sel_, acc_routed_ent_, acc_act_, acc_aux_;
 
   // aux-loss-free balancing
   int bias_index_ = -1;
-  Tensor bias_;                          // (n) selection bias (saved with the model, not trained)
-  std::vector<int64_t> step_selected_;   // (n) slots per true expert since the last update
+  Tensor bias_;        // (n) selection bias (saved with the model, not trained)
+  TensorBuf step_load_;  // (n) F64: slots per true expert since begin_step (backend memory)
 
-  MoeLayerStats stats_;
+  int64_t tokens_seen_ = 0;  // host counters since reset_stats()
+  int micro_batches_ = 0;
+  mutable MoeLayerStats stats_;  // filled by stats()
 };
 
 }  // namespace am

@@ -110,6 +110,7 @@ class ActNormScorer final : public Scorer {
   FactorizedExperts* factorized_ = nullptr;
   int null_index_ = -1;
   Tensor null_, dnull_;       // (m)
+  TensorBuf null_sums_;       // (n+m) F64: column sums of dscores (the null scores' gradient)
   TensorBuf c_, dc_;          // latent: (N, n*d_low)
   TensorBuf act_, col_, s1_, s2_;  // other nodes: (N, width), (N, 1), (N, hidden) x2
 };

@@ -42,35 +42,34 @@ namespace {
 Tensor rows_of(Tensor t, int64_t begin, int64_t rows) { return t.rows(begin, rows); }
 }  // namespace
 
+// Every product is one grouped GEMM over the experts that have rows (Backend::matmul_grouped),
+// and the SwiGLU one element-wise pass over all their rows [off[0], off[n]).
 void SwigluExperts::forward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor y) {
-  for (int e = 0; e < n_; ++e) {
-    const int64_t b = off[e], rows = off[e + 1] - off[e];
-    if (rows == 0) continue;
-    Tensor xe = rows_of(x, b, rows), g = rows_of(g_, b, rows), u = rows_of(u_, b, rows);
-    Tensor act = rows_of(act_, b, rows);
-    be_.matmul(g, xe, false, w1_[e], true, 1.0, 0.0);                    // g (rows, f) = x w1^T
-    be_.matmul(u, xe, false, w3_[e], true, 1.0, 0.0);                    // u (rows, f) = x w3^T
-    be_.swiglu_forward(act, g, u);                                       // a = SiLU(g) * u
-    be_.matmul(rows_of(y, b, rows), act, false, w2_[e], true, 1.0, 0.0);  // y (rows, d) = a w2^T
-  }
+  const ExpertBlocks blk(off);
+  if (blk.live.empty()) return;
+  const std::vector<Tensor> xs = blk.rows(x), g = blk.rows(g_), u = blk.rows(u_), act = blk.rows(act_);
+  be_.matmul_grouped(g, xs, false, blk.pick(w1_), true, 1.0, 0.0);  // g (rows, f) = x w1^T
+  be_.matmul_grouped(u, xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, f) = x w3^T
+  be_.swiglu_forward(rows_of(act_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
+                     rows_of(u_, blk.first, blk.total));           // a = SiLU(g) * u
+  be_.matmul_grouped(blk.rows(y), act, false, blk.pick(w2_), true, 1.0, 0.0);  // y (rows, d) = a w2^T
 }
 
 void SwigluExperts::backward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor dy,
                              Tensor dx, Tensor /*dlatent*/) {
-  for (int e = 0; e < n_; ++e) {
-    const int64_t b = off[e], rows = off[e + 1] - off[e];
-    if (rows == 0) continue;
-    Tensor g = rows_of(g_, b, rows), u = rows_of(u_, b, rows), act = rows_of(act_, b, rows);
-    Tensor dg = rows_of(dg_, b, rows), du = rows_of(du_, b, rows), dact = rows_of(dact_, b, rows);
-    Tensor xe = rows_of(x, b, rows), dye = rows_of(dy, b, rows), dxe = rows_of(dx, b, rows);
-    be_.matmul(dact, dye, false, w2_[e], false, 1.0, 0.0);  // da (rows,f) = dy w2
-    be_.matmul(dw2_[e], dye, true, act, false, 1.0, 1.0);   // dw2 (d,f) += dy^T a
-    be_.swiglu_backward(dg, du, dact, g, u);                // dg, du (rows,f)
-    be_.matmul(dw1_[e], dg, true, xe, false, 1.0, 1.0);     // dw1 (f,d) += dg^T x
-    be_.matmul(dw3_[e], du, true, xe, false, 1.0, 1.0);     // dw3 (f,d) += du^T x
-    be_.matmul(dxe, dg, false, w1_[e], false, 1.0, 0.0);    // dx = dg w1 + du w3
-    be_.matmul(dxe, du, false, w3_[e], false, 1.0, 1.0);
-  }
+  const ExpertBlocks blk(off);
+  if (blk.live.empty()) return;
+  const std::vector<Tensor> xs = blk.rows(x), dys = blk.rows(dy), dxs = blk.rows(dx);
+  const std::vector<Tensor> dg = blk.rows(dg_), du = blk.rows(du_), dact = blk.rows(dact_);
+  be_.matmul_grouped(dact, dys, false, blk.pick(w2_), false, 1.0, 0.0);          // da (rows,f) = dy w2
+  be_.matmul_grouped(blk.pick(dw2_), dys, true, blk.rows(act_), false, 1.0, 1.0);  // dw2 (d,f) += dy^T a
+  be_.swiglu_backward(rows_of(dg_, blk.first, blk.total), rows_of(du_, blk.first, blk.total),
+                      rows_of(dact_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
+                      rows_of(u_, blk.first, blk.total));                        // dg, du (rows,f)
+  be_.matmul_grouped(blk.pick(dw1_), dg, true, xs, false, 1.0, 1.0);  // dw1 (f,d) += dg^T x
+  be_.matmul_grouped(blk.pick(dw3_), du, true, xs, false, 1.0, 1.0);  // dw3 (f,d) += du^T x
+  be_.matmul_grouped(dxs, dg, false, blk.pick(w1_), false, 1.0, 0.0);  // dx = dg w1 + du w3
+  be_.matmul_grouped(dxs, du, false, blk.pick(w3_), false, 1.0, 1.0);
 }
 
 void SwigluExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g,

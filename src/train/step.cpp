@@ -11,17 +11,17 @@
 namespace am {
 namespace {
 
-// The step's one device buffer, F64: [ce, grad norm^2 (dense), grad norm^2 (experts), flag], read
-// back once. The flag slot holds the backend's update flag in the compute dtype (copy_update_flag).
-// The seam for the MoE layers' auxiliary losses (today host values from MoeLayer::forward): more
-// F64 slots after these, one per layer, that the layers accumulate into and this read returns.
+// The step's one device buffer, F64: [ce, grad norm^2 (dense), grad norm^2 (experts), flag, aux],
+// read back once. The flag slot holds the backend's update flag in the compute dtype
+// (copy_update_flag); aux is the sum over layers of the MoE auxiliary losses, averaged over the
+// micro-batches like ce (Transformer::forward_accumulate).
 struct StepStats {
-  enum Slot { Ce, NormDense, NormExperts, Flag, kSlots };
+  enum Slot { Ce, NormDense, NormExperts, Flag, Aux, kSlots };
   explicit StepStats(Backend& be) : be(be), buf(be, DType::F64, {kSlots}) { be.zero(buf); }
   Tensor slot(Slot s, int64_t n = 1) const { return Tensor(static_cast<double*>(buf.t().data) + s, DType::F64, {n}); }
   Tensor flag() const { return Tensor(static_cast<double*>(buf.t().data) + Flag, be.dtype(), {1}); }
   struct Host {
-    double ce = 0, norm_dense = 0, norm_experts = 0;
+    double ce = 0, norm_dense = 0, norm_experts = 0, aux = 0;
     int flag = 0;
   };
   // The one host synchronisation of the step (outside the MoE layers).
@@ -36,7 +36,7 @@ struct StepStats {
       std::memcpy(&f, &h[Flag], sizeof f);
       flag = static_cast<int>(f);
     }
-    return Host{h[Ce], h[NormDense], h[NormExperts], flag};
+    return Host{h[Ce], h[NormDense], h[NormExperts], h[Aux], flag};
   }
   Backend& be;
   TensorBuf buf;
@@ -58,12 +58,11 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
   if (multi) reducer.emplace(model.store(), *dist);
   for (int micro = 0; micro < accum; ++micro) {
     next_batch(inputs.data(), targets.data());
-    const double aux = model.forward_accumulate(inputs.data(), targets.data(), 1.0 / accum, accum,
-                                                stats.slot(StepStats::Ce));
+    model.forward_accumulate(inputs.data(), targets.data(), 1.0 / accum, accum, stats.slot(StepStats::Ce),
+                             stats.slot(StepStats::Aux));
     const bool last = micro + 1 == accum;  // gradients are final in its backward
     model.backward(multi && last ? Transformer::GradsReady([&](int a, int b) { reducer->ready(a, b); })
                                  : Transformer::GradsReady());
-    r.aux += aux / accum;
   }
   if (multi) reducer->finish();
   global_grad_norm_sq(model.store(), dist, stats.slot(StepStats::NormDense, 2), opt.norm_spans());
@@ -71,6 +70,7 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
   const StepStats::Host h = stats.read();
   opt.check_update_flag(h.flag, step);  // did the last step's update leave finite values?
   r.ce = h.ce;
+  r.aux = h.aux;
   if (multi) {
     r.ce = dist->world->all_reduce_sum(r.ce) / dist->world_size();
     r.aux = dist->world->all_reduce_sum(r.aux) / dist->world_size();
