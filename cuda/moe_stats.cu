@@ -1,5 +1,5 @@
 // moe_stats.cu: the MoE layer's statistics and auxiliary-loss values on the device (the Backend
-// ops "added by moe", spec in src/cpu/cpu_backend_moe_stats.cpp): F64 vectors written and
+// ops of "the MoE layer on the device", spec in src/cpu/cpu_backend_moe_stats.cpp): F64 vectors written and
 // accumulated in device memory, so that a MoE forward reads nothing back but route_build's offsets.
 //
 // Determinism: no floating-point atomics. Column sums go through column_reduce (fixed row chunks,

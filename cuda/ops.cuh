@@ -64,7 +64,7 @@ void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s,
 void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert);
 void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert);
 
-// ---- moe_stats.cu (added by moe, issue 11) ----
+// ---- moe_stats.cu: the MoE layer's statistics on the device ----
 void column_sums_to(Backend& be, Tensor out, Tensor x);
 void entropy_sum_to(Backend& be, Tensor out, Tensor p, double coef, double div);
 void sum_squares_to(Backend& be, Tensor out, Tensor x, double coef, double div);

@@ -48,3 +48,34 @@ TEST_CASE("contract: shape and scalar checks name the op, the argument and the e
   CHECK_THROWS_WITH(be.cross_entropy_forward(ar.f({0}), ar.f({4, 0}), ar.i32({0})),
                     Catch::Contains("cross-entropy over an empty vocabulary"));
 }
+
+// The ops of the device-side step and of the MoE layer's device statistics follow the same
+// contract: Backend checks them (core/backend_step.cpp, core/backend_moe_stats.cpp).
+TEST_CASE("contract: the step's accumulators and the MoE statistics ops are checked in Backend", "[cpu]") {
+  CpuBackend be(DType::F32, 1);
+  Arena ar(be);
+  Tensor x = ar.f({4, 3});
+  Tensor acc64 = ar.make(DType::F64, {1}), acc32 = ar.f({1}), two64 = ar.make(DType::F64, {2});
+  CHECK_THROWS_WITH(be.loss_sum_accumulate(acc32, ar.f({4}), 1.0, 1.0),
+                    Catch::Contains("loss_sum_accumulate: acc (1) has dtype F32, expected F64"));
+  CHECK_THROWS_WITH(be.loss_sum_accumulate(acc64, ar.f({4}), 0.0, 1.0),
+                    Catch::Contains("loss_sum_accumulate: denom 0 and divisor 1 must be > 0"));
+  CHECK_THROWS_WITH(be.sum_squares_accumulate(two64, x),
+                    Catch::Contains("sum_squares_accumulate: acc has shape (2) (2 elements), expected 1"));
+  CHECK_THROWS_WITH(be.sum_squares_spans(two64, x, ar.i32({1, 1})),
+                    Catch::Contains("sum_squares_spans: spans has shape (1, 1), expected (n, "));
+  AdamWStep st;
+  CHECK_THROWS_WITH(be.adamw_update_multi(x, x, x, x, ar.i32({1, 2}), two64, 1.0, st),
+                    Catch::Contains("adamw_update_multi: chunks has shape (1, 2), expected (n, "));
+  CHECK_THROWS_WITH(be.column_sums_to(ar.make(DType::F64, {2}), x),
+                    Catch::Contains("column_sums_to: out has shape (2) (2 elements), expected 3"));
+  CHECK_THROWS_WITH(be.slot_counts(ar.make(DType::F64, {4}), ar.i32({4, 2}), 4, 2),
+                    Catch::Contains("slot_counts: counts has shape (4) (4 elements), expected 5"));
+  CHECK_THROWS_WITH(be.add_vector_to_rows(x, ar.f({4}), 1.0),
+                    Catch::Contains("add_vector_to_rows: v has 4 elements, x only 3 columns"));
+  CHECK_THROWS_WITH(be.selection_bias_update(ar.make(DType::F64, {3}), ar.make(DType::F64, {3}), 0.1),
+                    Catch::Contains("selection_bias_update: bias (3) has dtype F64, expected F32"));
+  CHECK_THROWS_WITH(be.balance_loss(ar.make(DType::F64, {1}), ar.make(DType::F64, {3}), ar.make(DType::F64, {3}),
+                                    ar.make(DType::F64, {3}), 2, false, 0.0, 1.0),
+                    Catch::Contains("balance_loss: tokens 0 must be > 0"));
+}

@@ -1,5 +1,5 @@
 // CpuBackend: the MoE layer's statistics and auxiliary-loss values as F64 vectors in backend
-// memory (Backend, "added by moe"). Each op is the host computation it replaces in src/moe/,
+// memory (Backend, "the MoE layer on the device"). Each op is the host computation it replaces in src/moe/,
 // moved behind the backend so that the CUDA backend can keep it on the device: the same formulas
 // in the same order, so CPU results are bit-identical to the host code they replace.
 #include "cpu/cpu_backend.h"

@@ -1,4 +1,4 @@
-// CpuBackend: the ops of a training step that reads the device once (Backend, "added by step"):
+// CpuBackend: the ops of a training step that reads the device once (Backend, "a training step that reads the device once"):
 // the loss and gradient-norm accumulators and the multi-tensor AdamW.
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_checks.h"

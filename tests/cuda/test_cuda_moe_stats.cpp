@@ -1,5 +1,5 @@
-// CUDA vs the CPU reference for the MoE statistics ops of cuda/moe_stats.cu (Backend, "added by
-// moe"): F64 vectors kept on the device. Tolerances (|cuda - cpu| <= atol + rtol |cpu|):
+// CUDA vs the CPU reference for the MoE statistics ops of cuda/moe_stats.cu (Backend, "the MoE
+// layer on the device"): F64 vectors kept on the device. Tolerances (|cuda - cpu| <= atol + rtol |cpu|):
 //  - column_sums_to: 1e-12 relative + 1e-9 absolute (double sums of the same floats, other order);
 //  - entropy_sum_to, sum_squares_to: 1e-10 relative (per-block partials vs fixed CPU chunks);
 //  - slot_counts, sum_to, balance_loss's f, selection_bias_update: exact (integers, or the same

@@ -1,4 +1,4 @@
-// The ops of a training step that reads the device once (Backend, "added by step") on CUDA
+// The ops of a training step that reads the device once (Backend, "a training step that reads the device once") on CUDA
 // against the CPU: batch uploads from pinned memory, the loss and gradient-norm accumulators, and
 // the multi-tensor AdamW with its clip factor read from device memory.
 #include "core/device_counts.h"
