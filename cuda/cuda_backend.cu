@@ -258,8 +258,20 @@ class CudaBackend final : public Backend {
       q.c = c[i].as<float>();
       problems.push_back(q);
     }
-    cuda::gemm_grouped(*this, cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, problems,
-                       bf16_matmul_ ? CUDA_R_16BF : CUDA_R_32F, static_cast<float>(alpha), static_cast<float>(beta));
+    const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (bf16_matmul_) {
+      // cublasGemmGroupedBatchedEx takes bf16 A and B only with a bf16 C (cuBLAS's table of type
+      // combinations), and these products need fp32 C (beta = 1 accumulates gradients): one
+      // cublasGemmEx per problem on the operands cast above (bf16 in, fp32 accumulate and out).
+      const float al = static_cast<float>(alpha), bt = static_cast<float>(beta);
+      for (const cuda::GemmProblem& q : problems) {
+        AM_CUBLAS(cublasGemmEx(cublas_, op_b, op_a, q.m, q.n, q.k, &al, q.a, CUDA_R_16BF, q.lda, q.b, CUDA_R_16BF,
+                               q.ldb, &bt, q.c, CUDA_R_32F, q.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      }
+      return;
+    }
+    cuda::gemm_grouped(*this, cublas_, op_b, op_a, problems, CUDA_R_32F, static_cast<float>(alpha),
+                       static_cast<float>(beta));
   }
 
  private:

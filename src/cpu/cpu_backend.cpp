@@ -34,6 +34,7 @@ CpuBackend::CpuBackend(DType dtype, int threads, bool bf16_matmul) : dtype_(dtyp
     throw UserError(fmt::format("the CPU backend cannot compute in {}", dtype_name(dtype)),
                     "use precision fp32 or fp64 on the CPU");
   }
+  AM_CHECK(!bf16_matmul || dtype == DType::F32, "bf16 matrix products need F32 tensors");
   bf16_matmul_ = bf16_matmul;
   const ThreadChoice choice = cpu_threads(threads);  // run.threads, OMP_NUM_THREADS or the cores
   threads_ = choice.threads;

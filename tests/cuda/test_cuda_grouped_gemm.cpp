@@ -1,5 +1,5 @@
-// CUDA's grouped matmul (one cublasGemmGroupedBatchedEx, cuda/grouped_gemm.cu; the simulator's in
-// cuda/sim/cublas.cpp) vs the CPU's loop of matmul, in the experts' patterns: row blocks of one
+// CUDA's grouped matmul (one cublasGemmGroupedBatchedEx in fp32, cuda/grouped_gemm.cu, the
+// simulator's in cuda/sim/cublas.cpp; one cublasGemmEx per problem under bf16) vs the CPU's loop of matmul, in the experts' patterns: row blocks of one
 // activation matrix times per-expert weights (forward, input gradient) and weight gradients
 // (transposed a, beta 1), empty experts, more problems than one call takes. Tolerances as for
 // matmul: fp32 1e-4 relative, 1e-5 absolute; bf16 operands 1e-4 relative and absolute.
