@@ -1,3 +1,4 @@
+#include "adamw.cuh"
 #include "check.cuh"
 #include "elementwise.cuh"
 #include "launch.cuh"
@@ -48,15 +49,7 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64
                              int* flag, int tag) {
   bool bad = false;
   for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float gi = g[i] * gs;
-    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    float pi = p[i] - lr * wd * p[i];
-    pi -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
-    p[i] = pi;
-    bad = bad || !isfinite(pi) || !isfinite(mi) || !isfinite(vi);
+    bad = !adamw_element(p[i], g[i], m[i], v[i], lr, beta1, beta2, eps, wd, gs, bc1, bc2) || bad;
   }
   if (bad) atomicCAS(flag, 0, tag);
 }

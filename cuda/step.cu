@@ -1,3 +1,4 @@
+#include "adamw.cuh"
 #include "check.cuh"
 #include "elementwise.cuh"
 #include "launch.cuh"
@@ -72,15 +73,7 @@ __global__ void adamw_multi_kernel(float* p, const float* g, float* m, float* v,
     bool bad = false;
     for (int64_t k = threadIdx.x; k < row.numel; k += blockDim.x) {
       const int64_t i = row.param_at + k, j = row.state_at + k;
-      const float gi = g[i] * gs;
-      const float mi = beta1 * m[j] + (1.0f - beta1) * gi;
-      const float vi = beta2 * v[j] + (1.0f - beta2) * gi * gi;
-      m[j] = mi;
-      v[j] = vi;
-      float pi = p[i] - lr * rwd * p[i];
-      pi -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
-      p[i] = pi;
-      bad = bad || !isfinite(pi) || !isfinite(mi) || !isfinite(vi);
+      bad = !adamw_element(p[i], g[i], m[j], v[j], lr, beta1, beta2, eps, rwd, gs, bc1, bc2) || bad;
     }
     if (bad) atomicMin(call_min, row.tag);
   }
