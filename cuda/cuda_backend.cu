@@ -81,6 +81,13 @@ class CudaBackend final : public Backend {
   void copy_impl(Tensor dst, Tensor src) override {
     AM_CUDA(cudaMemcpy(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice));
   }
+  void convert_impl(Tensor dst, Tensor src) override {
+    if (dst.dtype == DType::BF16) {
+      cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(dst.data), src.as<float>(), dst.numel());
+    } else {
+      cuda::cast_bf16_to_f32(dst.as<float>(), static_cast<const __nv_bfloat16*>(src.data), dst.numel());
+    }
+  }
 
   void matmul_impl(Tensor c, Tensor a, bool ta, Tensor b, bool tb, double alpha, double beta) override {
     const int64_t M = ta ? a.dim(1) : a.dim(0), K = ta ? a.dim(0) : a.dim(1);

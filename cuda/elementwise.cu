@@ -62,6 +62,12 @@ __global__ void cast_bf16_kernel(__nv_bfloat16* out, const float* x, int64_t n) 
   }
 }
 
+__global__ void widen_bf16_kernel(float* out, const __nv_bfloat16* x, int64_t n) {
+  for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = __bfloat162float(x[i]);
+  }
+}
+
 }  // namespace
 
 void add_f32(float* out, const float* a, const float* b, int64_t n) {
@@ -105,6 +111,11 @@ void flag_to_f32(float* dst, const int* flag) { launch<flag_to_float_kernel>(1, 
 void cast_f32_to_bf16(__nv_bfloat16* out, const float* x, int64_t n) {
   if (n == 0) return;
   launch<cast_bf16_kernel>(blocks_for(n), kThreads, 0, 0, out, x, n);
+}
+
+void cast_bf16_to_f32(float* out, const __nv_bfloat16* x, int64_t n) {
+  if (n == 0) return;
+  launch<widen_bf16_kernel>(blocks_for(n), kThreads, 0, 0, out, x, n);
 }
 
 }  // namespace am::cuda

@@ -25,5 +25,7 @@ void flag_to_f32(float* dst, const int* flag);
 
 // out[i] = x[i] rounded to bf16 (nearest even, like am::f32_to_bf16_bits).
 void cast_f32_to_bf16(__nv_bfloat16* out, const float* x, int64_t n);
+// out[i] = x[i] as a float (exact).
+void cast_bf16_to_f32(float* out, const __nv_bfloat16* x, int64_t n);
 
 }  // namespace am::cuda

@@ -14,8 +14,10 @@
 // interface").
 //
 // Conventions (every op follows them; the CPU implementation is the executable spec):
-//  - Float tensors have dtype == dtype() (the compute dtype: F32 or F64 on the CPU), the rule of
-//    check_float(). Index tensors are I32. Shapes are row-major and given in the comment of each
+//  - Float tensors have dtype == dtype() (the compute dtype: F32 or F64 on the CPU), or BF16 under
+//    run.precision: bf16 (storage only, see "bf16 storage" below), the rule of check_float();
+//    master weights, their gradients and optimizer moments exactly dtype() (check_master).
+//    Index tensors are I32. Shapes are row-major and given in the comment of each
 //    op. A tensor documented as (B, T, C) may come as any shape with the same last dimension and
 //    element count (e.g. (B*T, C)); so may (N, d) and friends.
 //  - "write" outputs are overwritten; "acc" outputs are accumulated into (+=). Gradients of
@@ -33,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace am {
@@ -96,6 +99,21 @@ class Backend {
   // The float-dtype rule of every op, in this one place: a float tensor argument has the compute
   // dtype (AM_CHECK failure naming the op, the argument, its shape and both dtypes otherwise).
   void check_float(const char* op, const char* name, const Tensor& t) const;
+  // Master weights, gradients, optimizer moments and flags: exactly dtype(), never bf16 storage.
+  void check_master(const char* op, const char* name, const Tensor& t) const;
+
+  // ---- bf16 storage (run.precision: bf16) ----
+  // Under bf16_matmul() (and dtype() F32), any float argument of an op may be a BF16 tensor: bf16
+  // is a storage type only. The op computes exactly what it computes on the fp32 widening of its
+  // BF16 inputs (exact), and each BF16 output is rounded to bf16 (nearest even) once, when the op
+  // writes it (an "acc" output: round(old + contribution)). Those are the rounding points; between
+  // them everything is fp32 as before. The model stores its activations in act_dtype()
+  // (docs/training.md, "bf16 activations"). Backend implements this once (with_f32, below): a
+  // backend's `_impl` never sees a BF16 tensor unless it names the op in native_bf16(); the CPU
+  // reference names none, so it is the executable spec of those rounding points.
+  DType act_dtype() const { return bf16_matmul_ && dtype() == DType::F32 ? DType::BF16 : dtype(); }
+  // dst write = src: F32 <-> BF16 (rounding to nearest even), or a copy when the dtypes agree.
+  void convert(Tensor dst, Tensor src);
 
   // ---- memory ----
   virtual Buffer alloc(size_t bytes) = 0;  // contents undefined; the Buffer must not outlive the backend
@@ -393,6 +411,29 @@ class Backend {
                                        Tensor norm_sq, double grad_clip, const AdamWStep& s) = 0;
   // memory
   virtual void copy_impl(Tensor dst, Tensor src) = 0;
+  virtual void convert_impl(Tensor dst, Tensor src) = 0;  // F32 <-> BF16 (checked, dtypes differ)
+  // bf16 storage: true when this backend's `op`_impl takes BF16 tensors itself (a kernel templated
+  // on the storage type); otherwise the op runs through with_f32. Default: none.
+  virtual bool native_bf16(const char* op) const {
+    (void)op;
+    return false;
+  }
+  // Runs fn() with every BF16 tensor among *ts replaced by an fp32 copy of it (exact widening), then
+  // rounds each copy back into its tensor (nearest even; inputs come back unchanged). Tensors with
+  // the same memory share one copy. Without BF16 tensors, or when native_bf16(op), just fn().
+  template <typename Fn>
+  decltype(auto) with_f32(const char* op, std::initializer_list<Tensor*> ts, Fn&& fn) {
+    if (!needs_widening(op, ts)) return fn();
+    Widened w(*this, ts);
+    if constexpr (std::is_void_v<decltype(fn())>) {
+      fn();
+      w.narrow();
+    } else {
+      auto r = fn();
+      w.narrow();
+      return r;
+    }
+  }
   // dense math
   virtual void matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
                            double beta) = 0;
@@ -492,6 +533,19 @@ class Backend {
   }
 
   bool bf16_matmul_ = false;
+
+  // with_f32's fp32 copies (core/backend_bf16.cpp).
+  bool needs_widening(const char* op, std::initializer_list<Tensor*> ts) const;
+  class Widened {
+   public:
+    Widened(Backend& be, std::initializer_list<Tensor*> ts);
+    void narrow();  // rounds every copy back into the tensor it was made from
+
+   private:
+    Backend& be_;
+    std::vector<Tensor> orig_, copy_;
+    std::vector<Buffer> bufs_;
+  };
   // The master weights of the last refresh_weight_copy (an empty Tensor: none), and where a matmul
   // operand lies in them: its element offset, or -1 when it is not wholly inside.
   void set_master(Tensor master) { master_ = master; }

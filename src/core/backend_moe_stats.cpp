@@ -22,32 +22,32 @@ void Backend::column_sums_to(Tensor out, Tensor x) {
   const int64_t N = row_count(x), n = last_dim(x);
   float_matrix(*this, "column_sums_to", "x", x, N, n);
   f64_numel("column_sums_to", "out", out, n);
-  column_sums_to_impl(out, x);
+  with_f32("column_sums_to", {&out, &x}, [&] { column_sums_to_impl(out, x); });
 }
 
 void Backend::entropy_sum_to(Tensor out, Tensor p, double coef, double div) {
   check_float("entropy_sum_to", "p", p);
   f64_numel("entropy_sum_to", "out", out, 1);
-  entropy_sum_to_impl(out, p, coef, div);
+  with_f32("entropy_sum_to", {&out, &p}, [&] { entropy_sum_to_impl(out, p, coef, div); });
 }
 
 void Backend::sum_squares_to(Tensor out, Tensor x, double coef, double div) {
   check_float("sum_squares_to", "x", x);
   f64_numel("sum_squares_to", "out", out, 1);
-  sum_squares_to_impl(out, x, coef, div);
+  with_f32("sum_squares_to", {&out, &x}, [&] { sum_squares_to_impl(out, x, coef, div); });
 }
 
 void Backend::slot_counts(Tensor counts, Tensor slot_expert, int n_total, int n_true) {
   index_matrix("slot_counts", "slot_expert", slot_expert, row_count(slot_expert), last_dim(slot_expert));
   f64_numel("slot_counts", "counts", counts, int64_t(n_total) + 1);
   AM_CHECK(n_true >= 0 && n_true <= n_total, "slot_counts: {} true ids of {}", n_true, n_total);
-  slot_counts_impl(counts, slot_expert, n_total, n_true);
+  with_f32("slot_counts", {&counts, &slot_expert}, [&] { slot_counts_impl(counts, slot_expert, n_total, n_true); });
 }
 
 void Backend::axpy_f64(Tensor y, Tensor x, double alpha) {
   check_dtype("axpy_f64", "y", y, DType::F64);
   f64_numel("axpy_f64", "x", x, y.numel());
-  axpy_f64_impl(y, x, alpha);
+  with_f32("axpy_f64", {&y, &x}, [&] { axpy_f64_impl(y, x, alpha); });
 }
 
 void Backend::sum_to(Tensor out, Tensor x) {
@@ -55,7 +55,7 @@ void Backend::sum_to(Tensor out, Tensor x) {
   AM_CHECK(out.numel() == 1 && (out.dtype == DType::F64 || out.dtype == dtype()),
            "sum_to: out {} of dtype {}, expected one F64 or {} element", out.shape_str(), dtype_name(out.dtype),
            dtype_name(dtype()));
-  sum_to_impl(out, x);
+  with_f32("sum_to", {&out, &x}, [&] { sum_to_impl(out, x); });
 }
 
 void Backend::add_vector_to_rows(Tensor x, Tensor v, double alpha) {
@@ -64,7 +64,7 @@ void Backend::add_vector_to_rows(Tensor x, Tensor v, double alpha) {
   AM_CHECK(v.dtype == DType::F64 || v.dtype == dtype(), "add_vector_to_rows: v of dtype {}, expected F64 or {}",
            dtype_name(v.dtype), dtype_name(dtype()));
   AM_CHECK(n <= C, "add_vector_to_rows: v has {} elements, x only {} columns", n, C);
-  add_vector_to_rows_impl(x, v, alpha);
+  with_f32("add_vector_to_rows", {&x, &v}, [&] { add_vector_to_rows_impl(x, v, alpha); });
 }
 
 void Backend::balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls,
@@ -78,13 +78,13 @@ void Backend::balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_su
   AM_CHECK(counts.numel() >= width && n_true >= 0 && width >= n_true, "{}: {} counts, {} columns, {} true", op,
            counts.numel(), width, n_true);
   AM_CHECK(tokens > 0, "{}: tokens {} must be > 0", op, tokens);
-  balance_loss_impl(value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width);
+  with_f32("balance_loss", {&value, &f, &counts, &prob_sums}, [&] { balance_loss_impl(value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); });
 }
 
 void Backend::selection_bias_update(Tensor bias, Tensor load, double rate) {
-  check_float("selection_bias_update", "bias", bias);
+  check_master("selection_bias_update", "bias", bias);
   f64_numel("selection_bias_update", "load", load, bias.numel());
-  selection_bias_update_impl(bias, load, rate);
+  with_f32("selection_bias_update", {&bias, &load}, [&] { selection_bias_update_impl(bias, load, rate); });
 }
 
 }  // namespace am

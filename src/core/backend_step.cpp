@@ -6,6 +6,8 @@
 
 #include "core/op_checks.h"
 
+#include <utility>
+
 namespace am {
 
 using namespace op_checks;
@@ -25,7 +27,7 @@ void Backend::loss_sum_accumulate(Tensor acc, Tensor losses, double denom, doubl
   check_count(op, "acc", acc, 1);
   check_float(op, "losses", losses);
   AM_CHECK(denom > 0 && divisor > 0, "{}: denom {} and divisor {} must be > 0", op, denom, divisor);
-  loss_sum_accumulate_impl(acc, losses, denom, divisor);
+  with_f32("loss_sum_accumulate", {&acc, &losses}, [&] { loss_sum_accumulate_impl(acc, losses, denom, divisor); });
 }
 
 void Backend::sum_squares_accumulate(Tensor acc, Tensor x) {
@@ -33,7 +35,7 @@ void Backend::sum_squares_accumulate(Tensor acc, Tensor x) {
   check_dtype(op, "acc", acc, DType::F64);
   check_count(op, "acc", acc, 1);
   check_float(op, "x", x);
-  sum_squares_accumulate_impl(acc, x);
+  with_f32("sum_squares_accumulate", {&acc, &x}, [&] { sum_squares_accumulate_impl(acc, x); });
 }
 
 void Backend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
@@ -41,16 +43,17 @@ void Backend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
   check_dtype(op, "acc", acc, DType::F64);
   check_float(op, "x", x);
   check_table(op, "spans", spans, kSumSquaresSpanWords);
-  sum_squares_spans_impl(acc, x, spans);
+  with_f32("sum_squares_spans", {&acc, &x, &spans}, [&] { sum_squares_spans_impl(acc, x, spans); });
 }
 
 void Backend::adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
                                  double grad_clip, const AdamWStep& s) {
   const char* op = "adamw_update_multi";
-  float_numel(*this, op, "params", params, params.numel());
-  float_numel(*this, op, "grads", grads, params.numel());
-  float_numel(*this, op, "m", m, m.numel());
-  float_numel(*this, op, "v", v, m.numel());
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"params", params}, {"grads", grads}, {"m", m}, {"v", v}}) {
+    check_master(op, name, t);
+  }
+  check_count(op, "grads", grads, params.numel());
+  check_count(op, "v", v, m.numel());
   check_dtype(op, "norm_sq", norm_sq, DType::F64);
   check_count(op, "norm_sq", norm_sq, 2);
   check_table(op, "chunks", chunks, kAdamWChunkWords);

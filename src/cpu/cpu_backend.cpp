@@ -89,6 +89,23 @@ void CpuBackend::copy_impl(Tensor dst, Tensor src) {
   if (dst.nbytes() && dst.data != src.data) std::memmove(dst.data, src.data, dst.nbytes());
 }
 
+// F32 <-> BF16 with the rounding of core/bf16.h (nearest even), as the GPU's __float2bfloat16_rn.
+void CpuBackend::convert_impl(Tensor dst, Tensor src) {
+  const int64_t n = dst.numel();
+  enter();
+  if (dst.dtype == DType::BF16) {
+    auto* out = static_cast<uint16_t*>(dst.data);
+    const float* in = src.as<float>();
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16_bits(in[i]);
+  } else {
+    float* out = dst.as<float>();
+    const auto* in = static_cast<const uint16_t*>(src.data);
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) out[i] = bf16_bits_to_f32(in[i]);
+  }
+}
+
 // ---- dense math ----
 
 void CpuBackend::matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,

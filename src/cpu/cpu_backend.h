@@ -40,6 +40,7 @@ class CpuBackend final : public Backend {
   // The ops' computation (their checks are Backend's); rmsnorm_residual_forward and
   // cross_entropy_forward_backward keep Backend's composite defaults.
   void copy_impl(Tensor dst, Tensor src) override;
+  void convert_impl(Tensor dst, Tensor src) override;
   void matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
                    double beta) override;
   void refresh_weight_copy_impl(Tensor master) override;

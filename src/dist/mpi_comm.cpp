@@ -21,6 +21,9 @@ MPI_Datatype mpi_type(DType t) {
   throw InternalError(fmt::format("MPI has no datatype for {}", dtype_name(t)));
 }
 
+// The datatype of a pure data movement (no arithmetic): bf16 moves as 16-bit words.
+MPI_Datatype mpi_move_type(DType t) { return t == DType::BF16 ? MPI_UINT16_T : mpi_type(t); }
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -119,8 +122,8 @@ class MpiComm final : public Comm {
     AM_CHECK(so <= send.numel() && ro <= recv.numel(), "row exchange of {} / {} elements into {} / {}", so, ro,
              send.numel(), recv.numel());
     const double t0 = now_s();
-    check(MPI_Alltoallv(send.data, sc.data(), sd.data(), mpi_type(send.dtype), recv.data, rc.data(), rd.data(),
-                        mpi_type(recv.dtype), comm_),
+    check(MPI_Alltoallv(send.data, sc.data(), sd.data(), mpi_move_type(send.dtype), recv.data, rc.data(), rd.data(),
+                        mpi_move_type(recv.dtype), comm_),
           "MPI_Alltoallv");
     timing_.all_to_all_s += now_s() - t0;
   }

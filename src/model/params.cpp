@@ -1,5 +1,6 @@
 #include "model/params.h"
 
+#include "core/bf16.h"
 #include "core/rng.h"
 
 namespace am {
@@ -94,6 +95,10 @@ std::vector<double> download_as_double(Backend& be, Tensor t) {
   std::vector<double> out(static_cast<size_t>(t.numel()));
   if (t.dtype == DType::F64) {
     be.download(out.data(), t);
+  } else if (t.dtype == DType::BF16) {
+    std::vector<uint16_t> tmp(out.size());
+    be.download(tmp.data(), t);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_bits_to_f32(tmp[i]);
   } else {
     AM_CHECK(t.dtype == DType::F32, "download_as_double of {}", dtype_name(t.dtype));
     std::vector<float> tmp(out.size());
@@ -108,6 +113,10 @@ void upload_from_double(Backend& be, Tensor t, const std::vector<double>& host) 
            host.size(), t.shape_str());
   if (t.dtype == DType::F64) {
     be.upload(t, host.data());
+  } else if (t.dtype == DType::BF16) {  // rounded to nearest even from the float value
+    std::vector<uint16_t> tmp(host.size());
+    for (size_t i = 0; i < host.size(); ++i) tmp[i] = f32_to_bf16_bits(static_cast<float>(host[i]));
+    be.upload(t, tmp.data());
   } else {
     AM_CHECK(t.dtype == DType::F32, "upload_from_double into {}", dtype_name(t.dtype));
     std::vector<float> tmp(host.begin(), host.end());

@@ -62,26 +62,29 @@ Transformer::Transformer(Backend& be, const ModelConfig& cfg, int B, int T, cons
   lm_head_ = ix.lm_head;
 
   // ---- activations ----
-  const DType dt = be.dtype();
+  // Saved activations in act_dtype() (bf16 under run.precision: bf16); the residual stream, the
+  // norms' rstd, attention's lse, the losses and the backward's scratch in dtype() (fp32):
+  // docs/training.md, "bf16 activations".
+  const DType dt = be.dtype(), at = be.act_dtype();
   tokens_ = TensorBuf(be, DType::I32, {N_});
   targets_ = TensorBuf(be, DType::I32, {N_});
   for (int l = 0; l <= L; ++l) res_.emplace_back(be, dt, std::vector<int64_t>{N_, d});
   for (auto& layer : layers_) {
     layer->moe->bind(*store_);
     layer->moe->allocate(N_);
-    layer->ln1_out = TensorBuf(be, dt, {N_, d});
+    layer->ln1_out = TensorBuf(be, at, {N_, d});
     layer->rstd1 = TensorBuf(be, dt, {N_});
-    layer->qkv = TensorBuf(be, dt, {N_, attn_.qkv_dim()});
-    layer->att = TensorBuf(be, dt, {N_, attn_.q_dim()});
+    layer->qkv = TensorBuf(be, at, {N_, attn_.qkv_dim()});
+    layer->att = TensorBuf(be, at, {N_, attn_.q_dim()});
     layer->lse = TensorBuf(be, dt, {B_, attn_.n_heads, T_});
     layer->res_mid = TensorBuf(be, dt, {N_, d});
-    layer->ln2_out = TensorBuf(be, dt, {N_, d});
+    layer->ln2_out = TensorBuf(be, at, {N_, d});
     layer->rstd2 = TensorBuf(be, dt, {N_});
     layer->moe_out = TensorBuf(be, dt, {N_, d});
   }
-  lnf_ = TensorBuf(be, dt, {N_, d});
+  lnf_ = TensorBuf(be, at, {N_, d});
   rstdf_ = TensorBuf(be, dt, {N_});
-  logits_ = TensorBuf(be, dt, {N_, V});
+  logits_ = TensorBuf(be, at, {N_, V});
   // [N per-token losses | the update flag | L per-layer aux-loss sums]: one download (forward)
   losses_ = TensorBuf(be, dt, {N_ + 1 + L});
   dres_ = TensorBuf(be, dt, {N_, d});

@@ -38,7 +38,7 @@ void ActNormScorer::allocate(int64_t n_tokens) {
   const DType dt = be_.dtype();
   if (latent_node()) {
     const int64_t width = static_cast<int64_t>(n_) * factorized_->d_low();
-    c_ = TensorBuf(be_, dt, {n_tokens, width});
+    c_ = TensorBuf(be_, be_.act_dtype(), {n_tokens, width});  // the cached latent: a saved activation
     dc_ = TensorBuf(be_, dt, {n_tokens, width});
   } else {
     act_ = TensorBuf(be_, dt, {n_tokens, experts_->node_width(node_, d_)});

@@ -9,9 +9,10 @@ AllToAllDispatcher::AllToAllDispatcher(Backend& be, Comm& ep_group, int n_expert
 int64_t AllToAllDispatcher::allocate(int64_t max_assign, int64_t d, int64_t d_low) {
   const int64_t max_local = max_assign * ep_;
   const DType dt = be_.dtype();
-  for (TensorBuf* t : {&xl_, &eol_, &deol_, &dxl_}) *t = TensorBuf(be_, dt, {max_local, d});
+  for (TensorBuf* t : {&xl_, &eol_}) *t = TensorBuf(be_, be_.act_dtype(), {max_local, d});  // saved
+  for (TensorBuf* t : {&deol_, &dxl_}) *t = TensorBuf(be_, dt, {max_local, d});
   if (d_low > 0) {
-    cl_ = TensorBuf(be_, dt, {max_local, d_low});
+    cl_ = TensorBuf(be_, be_.act_dtype(), {max_local, d_low});
     dcl_ = TensorBuf(be_, dt, {max_local, d_low});
   }
   return max_local;

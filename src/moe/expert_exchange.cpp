@@ -56,22 +56,24 @@ void ExpertExchange::plan(const std::vector<int64_t>& off) {
   }
 }
 
-Tensor ExpertExchange::scratch(int64_t rows, int64_t w) {
-  const int64_t need = std::max<int64_t>(rows * w, 1);
-  if (scratch_.empty() || scratch_.t().numel() < need) scratch_ = TensorBuf(be_, be_.dtype(), {need});
-  return Tensor(scratch_.t().data, be_.dtype(), {rows, w});
+Tensor ExpertExchange::scratch(int64_t rows, int64_t w, DType dt) {
+  const size_t need = std::max<size_t>(static_cast<size_t>(rows * w) * dtype_size(dt), 1);
+  if (scratch_.empty() || scratch_.t().nbytes() < need) {
+    scratch_ = TensorBuf(be_, DType::F32, {static_cast<int64_t>((need + 3) / 4)});
+  }
+  return Tensor(scratch_.t().data, dt, {rows, w});
 }
 
 void ExpertExchange::to_experts(Tensor rows, Tensor out) {
   const int64_t w = rows.dim(1);
-  Tensor recv = scratch(received_, w);                                      // source-major
+  Tensor recv = scratch(received_, w, rows.dtype);                                      // source-major
   comm_.all_to_all_rows(rows.rows(0, sent_), send_rows_, recv, recv_rows_);
   if (received_ > 0) be_.gather_rows(out.rows(0, received_), recv, to_local_.t().rows(0, received_), 1);
 }
 
 void ExpertExchange::from_experts(Tensor rows, Tensor out) {
   const int64_t w = rows.dim(1);
-  Tensor back = scratch(received_, w);                                      // source-major
+  Tensor back = scratch(received_, w, rows.dtype);                                      // source-major
   if (received_ > 0) be_.gather_rows(back, rows.rows(0, received_), to_source_.t().rows(0, received_), 1);
   comm_.all_to_all_rows(back, recv_rows_, out.rows(0, sent_), send_rows_);
 }

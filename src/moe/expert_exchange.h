@@ -28,7 +28,7 @@ class ExpertExchange {
   void from_experts(Tensor rows, Tensor out);
 
  private:
-  Tensor scratch(int64_t rows, int64_t w);
+  Tensor scratch(int64_t rows, int64_t w, DType dt);  // (rows, w) of dt, reused
   Backend& be_;
   Comm& comm_;
   int n_, ep_, nl_;

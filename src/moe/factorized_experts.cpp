@@ -42,9 +42,10 @@ void FactorizedExperts::bind(ParamStore& store) {
 }
 
 void FactorizedExperts::allocate(int64_t max_rows) {
-  const DType dt = be_.dtype();
-  for (TensorBuf* b : {&g_, &u_, &act_, &dg_, &du_, &dact_}) *b = TensorBuf(be_, dt, {max_rows, w_});
-  c_ = TensorBuf(be_, dt, {max_rows, dl_});
+  const DType dt = be_.dtype(), at = be_.act_dtype();  // saved activations in act_dtype()
+  for (TensorBuf* b : {&g_, &u_, &act_}) *b = TensorBuf(be_, at, {max_rows, w_});
+  for (TensorBuf* b : {&dg_, &du_, &dact_}) *b = TensorBuf(be_, dt, {max_rows, w_});
+  c_ = TensorBuf(be_, at, {max_rows, dl_});
   dc_ = TensorBuf(be_, dt, {max_rows, dl_});
 }
 

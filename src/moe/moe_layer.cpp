@@ -87,12 +87,14 @@ void MoeLayer::allocate(int64_t n_tokens) {
   for (TensorBuf* t : {&scores_, &probs_, &dscores_, &dprobs_}) *t = TensorBuf(be_, dt, {n_tokens, nt});
   if (bias_index_ >= 0) rank_ = TensorBuf(be_, dt, {n_tokens, nt});
   routing_.allocate(be_, n_tokens, kmax);
-  for (TensorBuf* t : {&xg_, &eo_, &deo_, &dxg_}) *t = TensorBuf(be_, dt, {max_assign, d_});
+  // the rows sent to the experts and their outputs are saved activations: act_dtype()
+  for (TensorBuf* t : {&xg_, &eo_}) *t = TensorBuf(be_, be_.act_dtype(), {max_assign, d_});
+  for (TensorBuf* t : {&deo_, &dxg_}) *t = TensorBuf(be_, dt, {max_assign, d_});
   dslot_gate_ = TensorBuf(be_, dt, {n_tokens, kmax});
   parts_.scorer->allocate(n_tokens);
   const int64_t d_low = parts_.scorer->latent().data ? parts_.scorer->latent().dim(1) / n_ : 0;
   if (d_low > 0) {
-    cg_ = TensorBuf(be_, dt, {max_assign, d_low});
+    cg_ = TensorBuf(be_, be_.act_dtype(), {max_assign, d_low});
     dcg_ = TensorBuf(be_, dt, {max_assign, d_low});
   }
   parts_.experts->allocate(dispatcher_->allocate(max_assign, d_, d_low));

@@ -34,8 +34,8 @@ void SwigluExperts::bind(ParamStore& store) {
 }
 
 void SwigluExperts::allocate(int64_t max_rows) {
-  const DType dt = be_.dtype();
-  for (TensorBuf* b : {&g_, &u_, &act_, &dg_, &du_, &dact_}) *b = TensorBuf(be_, dt, {max_rows, f_});
+  for (TensorBuf* b : {&g_, &u_, &act_}) *b = TensorBuf(be_, be_.act_dtype(), {max_rows, f_});  // saved
+  for (TensorBuf* b : {&dg_, &du_, &dact_}) *b = TensorBuf(be_, be_.dtype(), {max_rows, f_});
 }
 
 namespace {
