@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <string_view>
 #ifdef AM_CUDA_SIM
 #include "am_sim/sim.h"
 #endif
@@ -77,6 +79,17 @@ class CudaBackend final : public Backend {
   void clear_update_flag() override { AM_CUDA(cudaMemset(update_flag_.get(), 0, sizeof(int))); }
 
  protected:
+  // bf16 storage (core/backend.h): the ops whose kernels read and write BF16 tensors themselves,
+  // rounding at the spec's points; every other op gets fp32 copies from Backend::with_f32.
+  bool native_bf16(const char* op) const override {
+    static const std::set<std::string_view> ops = {
+        // native bf16: kernels
+        // native bf16: gemm-attention
+        // native bf16: routing
+    };
+    return ops.count(op) > 0;
+  }
+
   // ---- the ops' computation (Backend has checked their arguments) ----
   void copy_impl(Tensor dst, Tensor src) override {
     AM_CUDA(cudaMemcpy(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice));
