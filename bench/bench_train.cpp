@@ -54,6 +54,7 @@ const std::vector<am::FlagSpec> kFlags = {
     {"warmup", true, false, "untimed steps first (default 3)"},
     {"peak-tflops", true, false, "the device's peak for MFU (default 989: H100 SXM dense bf16)"},
     {"json", true, false, "also write the results here"},
+    {"memory", false, false, "only build the model and print its memory: parameters and activations per token"},
     {"help", false, false, "this help"},
 };
 
@@ -62,13 +63,14 @@ struct Options {
   std::vector<std::string> sets;
   int steps = 20, warmup = 3;
   double peak_tflops = 989.0;
+  bool memory = false;
 };
 
 Options parse(int argc, char** argv) {
   const am::Args args("autonomoe-bench", kFlags, argc - 1, argv + 1);
   if (args.has("help")) {
     std::fputs(am::usage_of("autonomoe-bench", "--config FILE [--set key=value]... [--steps N] [--warmup N] "
-                            "[--peak-tflops X] [--json FILE]", kFlags).c_str(), stdout);
+                            "[--peak-tflops X] [--json FILE] [--memory]", kFlags).c_str(), stdout);
     std::exit(0);
   }
   Options o;
@@ -77,6 +79,7 @@ Options parse(int argc, char** argv) {
   o.steps = args.integer("steps", o.steps, 1);
   o.warmup = args.integer("warmup", o.warmup, 0);
   o.peak_tflops = args.number("peak-tflops", o.peak_tflops);
+  o.memory = args.has("memory");
   o.json = args.get("json").value_or("");
   return o;
 }
@@ -125,6 +128,20 @@ void init_on_every_core(am::Backend& be, am::ParamStore& store, uint64_t seed) {
   }
 }
 
+// What the model allocates at construction (nothing is initialised or run): the parameters and
+// their gradients, and everything else it holds for one micro-batch of `tokens` tokens: the
+// activations the forward saves for the backward, the backward's scratch and the MoE layers'
+// routing buffers (sized for the most assignments a micro-batch can make). Lazily made buffers
+// (the bf16 weight copy: 2 bytes per parameter; the optimizer's moments) are not included.
+void print_memory(am::Backend& be, am::Transformer& model, int64_t tokens, const std::string& precision) {
+  const double params = static_cast<double>(model.store().all_values().nbytes() + model.store().all_grads().nbytes());
+  const double acts = static_cast<double>(be.bytes_in_use()) - params;
+  std::printf("memory (%s, %s): parameters + gradients %.3f GiB | activations for %lld tokens %.3f GiB = %.0f bytes "
+              "per token\n",
+              precision.c_str(), am::dtype_name(be.act_dtype()), params / 1073741824.0, static_cast<long long>(tokens),
+              acts / 1073741824.0, acts / static_cast<double>(tokens));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,6 +154,10 @@ int main(int argc, char** argv) {
     const int B = cfg.train.micro_batch_size, T = cfg.data.seq_len;
     auto be = am::make_checked_backend(cfg.run);
     am::Transformer model(*be, m, B, T);
+    if (o.memory) {
+      print_memory(*be, model, B * T, cfg.run.precision);
+      return 0;
+    }
     init_on_every_core(*be, model.store(), cfg.run.seed);
     am::AdamW opt(model.store(), cfg.train);
 

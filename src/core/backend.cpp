@@ -43,7 +43,7 @@ void Backend::matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, d
   check_float("matmul", "a", a);
   check_float("matmul", "b", b);
   check_float("matmul", "c", c);
-  with_f32("matmul", {&c, &a, &b}, [&] { matmul_impl(c, a, trans_a, b, trans_b, alpha, beta); });
+  with_f32("matmul", {beta == 0 ? wr(&c) : rw(&c), &a, &b}, [&] { matmul_impl(c, a, trans_a, b, trans_b, alpha, beta); });
 }
 
 void Backend::add(Tensor out, Tensor a, Tensor b) {
@@ -51,19 +51,19 @@ void Backend::add(Tensor out, Tensor a, Tensor b) {
   float_numel(*this, "add", "out", out, n);
   float_numel(*this, "add", "a", a, n);
   float_numel(*this, "add", "b", b, n);
-  with_f32("add", {&out, &a, &b}, [&] { add_impl(out, a, b); });
+  with_f32("add", {wr(&out), &a, &b}, [&] { add_impl(out, a, b); });
 }
 
 void Backend::axpy(Tensor y, Tensor x, double alpha) {
   const int64_t n = y.numel();
   float_numel(*this, "axpy", "y", y, n);
   float_numel(*this, "axpy", "x", x, n);
-  with_f32("axpy", {&y, &x}, [&] { axpy_impl(y, x, alpha); });
+  with_f32("axpy", {rw(&y), &x}, [&] { axpy_impl(y, x, alpha); });
 }
 
 void Backend::scale(Tensor x, double s) {
   check_float("scale", "x", x);
-  with_f32("scale", {&x}, [&] { scale_impl(x, s); });
+  with_f32("scale", {rw(&x)}, [&] { scale_impl(x, s); });
 }
 
 double Backend::sum_squares(Tensor x) {
@@ -78,7 +78,7 @@ void Backend::embedding_forward(Tensor out, Tensor tokens, Tensor table) {
   index_numel("embedding_forward", "tokens", tokens, N);
   float_matrix(*this, "embedding_forward", "table", table, V, d);
   float_matrix(*this, "embedding_forward", "out", out, N, d);
-  with_f32("embedding_forward", {&out, &tokens, &table}, [&] { embedding_forward_impl(out, tokens, table); });
+  with_f32("embedding_forward", {wr(&out), &tokens, &table}, [&] { embedding_forward_impl(out, tokens, table); });
 }
 
 void Backend::embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) {
@@ -86,7 +86,7 @@ void Backend::embedding_backward(Tensor dtable, Tensor tokens, Tensor dout) {
   index_numel("embedding_backward", "tokens", tokens, N);
   float_matrix(*this, "embedding_backward", "dtable", dtable, V, d);
   float_matrix(*this, "embedding_backward", "dout", dout, N, d);
-  with_f32("embedding_backward", {&dtable, &tokens, &dout}, [&] { embedding_backward_impl(dtable, tokens, dout); });
+  with_f32("embedding_backward", {rw(&dtable), &tokens, &dout}, [&] { embedding_backward_impl(dtable, tokens, dout); });
 }
 
 // ---- RMSNorm ----
@@ -97,7 +97,7 @@ void Backend::rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, doubl
   float_matrix(*this, "rmsnorm_forward", "out", out, N, d);
   float_numel(*this, "rmsnorm_forward", "w", w, d);
   float_numel(*this, "rmsnorm_forward", "rstd", rstd, N);
-  with_f32("rmsnorm_forward", {&out, &rstd, &x, &w}, [&] { rmsnorm_forward_impl(out, rstd, x, w, eps); });
+  with_f32("rmsnorm_forward", {wr(&out), wr(&rstd), &x, &w}, [&] { rmsnorm_forward_impl(out, rstd, x, w, eps); });
 }
 
 void Backend::rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) {
@@ -108,7 +108,7 @@ void Backend::rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tens
   float_numel(*this, "rmsnorm_backward", "w", w, d);
   float_numel(*this, "rmsnorm_backward", "dw", dw, d);
   float_numel(*this, "rmsnorm_backward", "rstd", rstd, N);
-  with_f32("rmsnorm_backward", {&dx, &dw, &dout, &x, &w, &rstd}, [&] { rmsnorm_backward_impl(dx, dw, dout, x, w, rstd); });
+  with_f32("rmsnorm_backward", {rw(&dx), rw(&dw), &dout, &x, &w, &rstd}, [&] { rmsnorm_backward_impl(dx, dw, dout, x, w, rstd); });
 }
 
 void Backend::rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b,
@@ -121,7 +121,7 @@ void Backend::rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, 
   float_matrix(*this, op, "out", out, N, d);
   float_numel(*this, op, "w", w, d);
   float_numel(*this, op, "rstd", rstd, N);
-  with_f32("rmsnorm_residual_forward", {&res_out, &out, &rstd, &a, &b, &w}, [&] { rmsnorm_residual_forward_impl(res_out, out, rstd, a, b, w, eps); });
+  with_f32("rmsnorm_residual_forward", {wr(&res_out), wr(&out), wr(&rstd), &a, &b, &w}, [&] { rmsnorm_residual_forward_impl(res_out, out, rstd, a, b, w, eps); });
 }
 
 // The composite's default: the two simple ops, so the same bits as calling them.
@@ -151,13 +151,13 @@ void check_attn_shape(const char* op, const AttnShape& s) {
 void Backend::rope_forward(Tensor qkv, const AttnShape& s, double theta) {
   float_matrix(*this, "rope_forward", "qkv", qkv, s.B * s.T, s.qkv_dim());
   check_rope("rope_forward", s);
-  with_f32("rope_forward", {&qkv}, [&] { rope_forward_impl(qkv, s, theta); });
+  with_f32("rope_forward", {rw(&qkv)}, [&] { rope_forward_impl(qkv, s, theta); });
 }
 
 void Backend::rope_backward(Tensor dqkv, const AttnShape& s, double theta) {
   float_matrix(*this, "rope_backward", "dqkv", dqkv, s.B * s.T, s.qkv_dim());
   check_rope("rope_backward", s);
-  with_f32("rope_backward", {&dqkv}, [&] { rope_backward_impl(dqkv, s, theta); });
+  with_f32("rope_backward", {rw(&dqkv)}, [&] { rope_backward_impl(dqkv, s, theta); });
 }
 
 void Backend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
@@ -165,7 +165,7 @@ void Backend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnSh
   float_matrix(*this, "attention_forward", "qkv", qkv, s.B * s.T, s.qkv_dim());
   float_matrix(*this, "attention_forward", "out", out, s.B * s.T, s.q_dim());
   float_numel(*this, "attention_forward", "lse", lse, s.B * s.n_heads * s.T);
-  with_f32("attention_forward", {&out, &lse, &qkv}, [&] { attention_forward_impl(out, lse, qkv, s); });
+  with_f32("attention_forward", {wr(&out), wr(&lse), &qkv}, [&] { attention_forward_impl(out, lse, qkv, s); });
 }
 
 void Backend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
@@ -176,7 +176,7 @@ void Backend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor ou
   float_matrix(*this, "attention_backward", "dout", dout, s.B * s.T, s.q_dim());
   float_matrix(*this, "attention_backward", "out", out, s.B * s.T, s.q_dim());
   float_numel(*this, "attention_backward", "lse", lse, s.B * s.n_heads * s.T);
-  with_f32("attention_backward", {&dqkv, &dout, &qkv, &out, &lse}, [&] { attention_backward_impl(dqkv, dout, qkv, out, lse, s); });
+  with_f32("attention_backward", {wr(&dqkv), &dout, &qkv, &out, &lse}, [&] { attention_backward_impl(dqkv, dout, qkv, out, lse, s); });
 }
 
 // ---- SiLU and SwiGLU ----
@@ -185,7 +185,7 @@ void Backend::silu_forward(Tensor y, Tensor x) {
   const int64_t M = row_count(x), f = last_dim(x);
   float_matrix(*this, "silu_forward", "x", x, M, f);
   float_matrix(*this, "silu_forward", "y", y, M, f);
-  with_f32("silu_forward", {&y, &x}, [&] { silu_forward_impl(y, x); });
+  with_f32("silu_forward", {wr(&y), &x}, [&] { silu_forward_impl(y, x); });
 }
 
 void Backend::silu_backward(Tensor dx, Tensor dy, Tensor x) {
@@ -193,7 +193,7 @@ void Backend::silu_backward(Tensor dx, Tensor dy, Tensor x) {
   float_matrix(*this, "silu_backward", "x", x, M, f);
   float_matrix(*this, "silu_backward", "dy", dy, M, f);
   float_matrix(*this, "silu_backward", "dx", dx, M, f);
-  with_f32("silu_backward", {&dx, &dy, &x}, [&] { silu_backward_impl(dx, dy, x); });
+  with_f32("silu_backward", {rw(&dx), &dy, &x}, [&] { silu_backward_impl(dx, dy, x); });
 }
 
 void Backend::swiglu_forward(Tensor h, Tensor g, Tensor u) {
@@ -201,7 +201,7 @@ void Backend::swiglu_forward(Tensor h, Tensor g, Tensor u) {
   float_matrix(*this, "swiglu_forward", "h", h, M, f);
   float_matrix(*this, "swiglu_forward", "g", g, M, f);
   float_matrix(*this, "swiglu_forward", "u", u, M, f);
-  with_f32("swiglu_forward", {&h, &g, &u}, [&] { swiglu_forward_impl(h, g, u); });
+  with_f32("swiglu_forward", {wr(&h), &g, &u}, [&] { swiglu_forward_impl(h, g, u); });
 }
 
 void Backend::swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) {
@@ -211,7 +211,7 @@ void Backend::swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor 
   float_matrix(*this, "swiglu_backward", "u", u, M, f);
   float_matrix(*this, "swiglu_backward", "dg", dg, M, f);
   float_matrix(*this, "swiglu_backward", "du", du, M, f);
-  with_f32("swiglu_backward", {&dg, &du, &dh, &g, &u}, [&] { swiglu_backward_impl(dg, du, dh, g, u); });
+  with_f32("swiglu_backward", {wr(&dg), wr(&du), &dh, &g, &u}, [&] { swiglu_backward_impl(dg, du, dh, g, u); });
 }
 
 // ---- cross-entropy ----
@@ -233,14 +233,14 @@ void check_classifier(const Backend& be, const char* op, const Tensor& logits,
 void Backend::cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) {
   check_classifier(*this, "cross_entropy_forward", logits, targets);
   float_numel(*this, "cross_entropy_forward", "losses", losses, row_count(logits));
-  with_f32("cross_entropy_forward", {&losses, &logits, &targets}, [&] { cross_entropy_forward_impl(losses, logits, targets); });
+  with_f32("cross_entropy_forward", {wr(&losses), &logits, &targets}, [&] { cross_entropy_forward_impl(losses, logits, targets); });
 }
 
 void Backend::cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
                                              double grad_scale) {
   check_classifier(*this, "cross_entropy_forward_backward", logits, targets);
   float_numel(*this, "cross_entropy_forward_backward", "losses", losses, row_count(logits));
-  with_f32("cross_entropy_forward_backward", {&losses, &logits, &targets}, [&] { cross_entropy_forward_backward_impl(losses, logits, targets, grad_scale); });
+  with_f32("cross_entropy_forward_backward", {wr(&losses), rw(&logits), &targets}, [&] { cross_entropy_forward_backward_impl(losses, logits, targets, grad_scale); });
 }
 
 // The composite's default: the losses, then the gradient over the logits in place. Two passes
@@ -256,7 +256,7 @@ void Backend::cross_entropy_backward(Tensor dlogits, Tensor logits, Tensor targe
   check_classifier(*this, "cross_entropy_backward", logits, targets);
   float_matrix(*this, "cross_entropy_backward", "dlogits", dlogits, row_count(logits),
                last_dim(logits));
-  with_f32("cross_entropy_backward", {&dlogits, &logits, &targets}, [&] { cross_entropy_backward_impl(dlogits, logits, targets, grad_scale); });
+  with_f32("cross_entropy_backward", {wr(&dlogits), &logits, &targets}, [&] { cross_entropy_backward_impl(dlogits, logits, targets, grad_scale); });
 }
 
 // ---- row softmax helpers ----
@@ -265,7 +265,7 @@ void Backend::softmax_rows(Tensor p, Tensor z) {
   const int64_t N = row_count(z), n = last_dim(z);
   float_matrix(*this, "softmax_rows", "z", z, N, n);
   float_matrix(*this, "softmax_rows", "p", p, N, n);
-  with_f32("softmax_rows", {&p, &z}, [&] { softmax_rows_impl(p, z); });
+  with_f32("softmax_rows", {wr(&p), &z}, [&] { softmax_rows_impl(p, z); });
 }
 
 void Backend::softmax_rows_backward(Tensor dz, Tensor dp, Tensor p) {
@@ -273,14 +273,14 @@ void Backend::softmax_rows_backward(Tensor dz, Tensor dp, Tensor p) {
   float_matrix(*this, "softmax_rows_backward", "p", p, N, n);
   float_matrix(*this, "softmax_rows_backward", "dp", dp, N, n);
   float_matrix(*this, "softmax_rows_backward", "dz", dz, N, n);
-  with_f32("softmax_rows_backward", {&dz, &dp, &p}, [&] { softmax_rows_backward_impl(dz, dp, p); });
+  with_f32("softmax_rows_backward", {rw(&dz), &dp, &p}, [&] { softmax_rows_backward_impl(dz, dp, p); });
 }
 
 void Backend::logsumexp_rows(Tensor out, Tensor z) {
   const int64_t N = row_count(z), n = last_dim(z);
   float_matrix(*this, "logsumexp_rows", "z", z, N, n);
   float_numel(*this, "logsumexp_rows", "out", out, N);
-  with_f32("logsumexp_rows", {&out, &z}, [&] { logsumexp_rows_impl(out, z); });
+  with_f32("logsumexp_rows", {wr(&out), &z}, [&] { logsumexp_rows_impl(out, z); });
 }
 
 void Backend::axpy_rows(Tensor y, Tensor x, Tensor s, double alpha) {
@@ -288,7 +288,7 @@ void Backend::axpy_rows(Tensor y, Tensor x, Tensor s, double alpha) {
   float_matrix(*this, "axpy_rows", "y", y, N, n);
   float_matrix(*this, "axpy_rows", "x", x, N, n);
   float_numel(*this, "axpy_rows", "s", s, N);
-  with_f32("axpy_rows", {&y, &x, &s}, [&] { axpy_rows_impl(y, x, s, alpha); });
+  with_f32("axpy_rows", {rw(&y), &x, &s}, [&] { axpy_rows_impl(y, x, s, alpha); });
 }
 
 std::vector<double> Backend::column_sums(Tensor x) {
@@ -299,7 +299,7 @@ std::vector<double> Backend::column_sums(Tensor x) {
 void Backend::add_to_rows(Tensor x, const std::vector<double>& v) {
   const int64_t n = static_cast<int64_t>(v.size());
   float_matrix(*this, "add_to_rows", "x", x, row_count(x), n);
-  with_f32("add_to_rows", {&x}, [&] { add_to_rows_impl(x, v); });
+  with_f32("add_to_rows", {rw(&x)}, [&] { add_to_rows_impl(x, v); });
 }
 
 // ---- optimizer ----

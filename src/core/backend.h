@@ -418,13 +418,25 @@ class Backend {
     (void)op;
     return false;
   }
-  // Runs fn() with every BF16 tensor among *ts replaced by an fp32 copy of it (exact widening), then
-  // rounds each copy back into its tensor (nearest even; inputs come back unchanged). Tensors with
-  // the same memory share one copy. Without BF16 tensors, or when native_bf16(op), just fn().
+  // with_f32's arguments: each tensor of an op with how the op uses it. A plain `&t` is read only;
+  // wr(&t) is written whole without being read (an output); rw(&t) is read and written (in place,
+  // accumulated, or written in part). Arguments that share memory are one tensor, of both uses.
+  enum class Use : uint8_t { Read = 1, Write = 2, ReadWrite = 3 };
+  struct Arg {
+    Arg(Tensor* t) : t(t) {}  // NOLINT: implicit by design, a read-only argument
+    Arg(Tensor* t, Use u) : t(t), use(u) {}
+    Tensor* t;
+    Use use = Use::Read;
+  };
+  static Arg wr(Tensor* t) { return Arg(t, Use::Write); }
+  static Arg rw(Tensor* t) { return Arg(t, Use::ReadWrite); }
+  // Runs fn() with every BF16 tensor among the arguments replaced by an fp32 copy: widened from it
+  // (exactly) when the op reads it, rounded back into it (nearest even) when the op writes it.
+  // Without BF16 tensors, or when native_bf16(op), just fn().
   template <typename Fn>
-  decltype(auto) with_f32(const char* op, std::initializer_list<Tensor*> ts, Fn&& fn) {
-    if (!needs_widening(op, ts)) return fn();
-    Widened w(*this, ts);
+  decltype(auto) with_f32(const char* op, std::initializer_list<Arg> args, Fn&& fn) {
+    if (!needs_widening(op, args)) return fn();
+    Widened w(*this, args);
     if constexpr (std::is_void_v<decltype(fn())>) {
       fn();
       w.narrow();
@@ -535,15 +547,16 @@ class Backend {
   bool bf16_matmul_ = false;
 
   // with_f32's fp32 copies (core/backend_bf16.cpp).
-  bool needs_widening(const char* op, std::initializer_list<Tensor*> ts) const;
+  bool needs_widening(const char* op, std::initializer_list<Arg> args) const;
   class Widened {
    public:
-    Widened(Backend& be, std::initializer_list<Tensor*> ts);
-    void narrow();  // rounds every copy back into the tensor it was made from
+    Widened(Backend& be, std::initializer_list<Arg> args);
+    void narrow();  // rounds every written copy back into the tensor it was made from
 
    private:
     Backend& be_;
     std::vector<Tensor> orig_, copy_;
+    std::vector<uint8_t> use_;
     std::vector<Buffer> bufs_;
   };
   // The master weights of the last refresh_weight_copy (an empty Tensor: none), and where a matmul

@@ -7,6 +7,8 @@
 
 #include "core/op_checks.h"
 
+#include <cstdint>
+
 namespace am {
 
 using namespace op_checks;
@@ -34,38 +36,56 @@ void Backend::convert(Tensor dst, Tensor src) {
   }
 }
 
-bool Backend::needs_widening(const char* op, std::initializer_list<Tensor*> ts) const {
-  for (const Tensor* t : ts) {
-    if (t->dtype == DType::BF16) return !native_bf16(op);
+bool Backend::needs_widening(const char* op, std::initializer_list<Arg> args) const {
+  for (const Arg& a : args) {
+    if (a.t->dtype == DType::BF16) return !native_bf16(op);
   }
   return false;
 }
 
-Backend::Widened::Widened(Backend& be, std::initializer_list<Tensor*> ts) : be_(be) {
-  for (Tensor* t : ts) {
-    if (t->dtype != DType::BF16) continue;
+// The copies are made first (one per distinct memory, its uses merged), then widened where read,
+// so that an argument both written and read through another name is widened.
+Backend::Widened::Widened(Backend& be, std::initializer_list<Arg> args) : be_(be) {
+  std::vector<size_t> slot;
+  for (const Arg& a : args) {
+    if (a.t->dtype != DType::BF16) {
+      slot.push_back(SIZE_MAX);
+      continue;
+    }
     size_t i = 0;
-    while (i < orig_.size() && orig_[i].data != t->data) ++i;
+    while (i < orig_.size() && orig_[i].data != a.t->data) ++i;
     if (i == orig_.size()) {
-      bufs_.push_back(be.alloc(static_cast<size_t>(t->numel()) * sizeof(float) + 1));
-      Tensor wide = *t;
+      bufs_.push_back(be.alloc(static_cast<size_t>(a.t->numel()) * sizeof(float) + 1));
+      Tensor wide = *a.t;
       wide.data = bufs_.back().get();
       wide.dtype = DType::F32;
-      be.convert(wide, *t);
-      orig_.push_back(*t);
+      orig_.push_back(*a.t);
       copy_.push_back(wide);
+      use_.push_back(0);
     }
-    AM_CHECK(orig_[i].numel() == t->numel(), "bf16 storage: two arguments share memory at {} with {} and {} elements",
-             t->data, orig_[i].numel(), t->numel());
-    Tensor wide = *t;
+    AM_CHECK(orig_[i].numel() == a.t->numel(), "bf16 storage: two arguments share memory at {} with {} and {} elements",
+             a.t->data, orig_[i].numel(), a.t->numel());
+    use_[i] |= static_cast<uint8_t>(a.use);
+    slot.push_back(i);
+  }
+  for (size_t i = 0; i < orig_.size(); ++i) {
+    if (use_[i] & static_cast<uint8_t>(Use::Read)) be.convert(copy_[i], orig_[i]);
+  }
+  size_t k = 0;
+  for (const Arg& a : args) {
+    const size_t i = slot[k++];
+    if (i == SIZE_MAX) continue;
+    Tensor wide = *a.t;
     wide.data = copy_[i].data;
     wide.dtype = DType::F32;
-    *t = wide;
+    *a.t = wide;
   }
 }
 
 void Backend::Widened::narrow() {
-  for (size_t i = 0; i < orig_.size(); ++i) be_.convert(orig_[i], copy_[i]);
+  for (size_t i = 0; i < orig_.size(); ++i) {
+    if (use_[i] & static_cast<uint8_t>(Use::Write)) be_.convert(orig_[i], copy_[i]);
+  }
 }
 
 }  // namespace am

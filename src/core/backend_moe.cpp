@@ -21,7 +21,7 @@ void Backend::topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scor
   float_matrix(*this, "topk_select", "slot_gate", slot_gate, N, k);
   AM_CHECK(k >= 1 && k <= n_total, "top-k with k = {} of {} experts", k, n_total);
   AM_CHECK(n_true >= 1 && n_true <= n_total, "top-k with {} true experts of {}", n_true, n_total);
-  with_f32("topk_select", {&slot_expert, &slot_gate, &rank_scores, &gate_scores}, [&] { topk_select_impl(slot_expert, slot_gate, rank_scores, gate_scores, k, n_true); });
+  with_f32("topk_select", {&slot_expert, wr(&slot_gate), &rank_scores, &gate_scores}, [&] { topk_select_impl(slot_expert, slot_gate, rank_scores, gate_scores, k, n_true); });
 }
 
 void Backend::topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
@@ -35,7 +35,7 @@ void Backend::topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tenso
   index_matrix(op, "slot_expert", slot_expert, N, k);
   AM_CHECK(n_true >= 1 && n_true <= n_total, "topk_select_backward: {} true experts of {}", n_true,
            n_total);
-  with_f32("topk_select_backward", {&dgate_scores, &dslot_gate, &slot_expert, &slot_gate}, [&] { topk_select_backward_impl(dgate_scores, dslot_gate, slot_expert, slot_gate, n_true); });
+  with_f32("topk_select_backward", {rw(&dgate_scores), &dslot_gate, &slot_expert, &slot_gate}, [&] { topk_select_backward_impl(dgate_scores, dslot_gate, slot_expert, slot_gate, n_true); });
 }
 
 // ---- top-p and expert choice ----
@@ -48,7 +48,7 @@ void Backend::topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, do
   float_matrix(*this, "topp_select", "slot_gate", slot_gate, N, kmax);
   AM_CHECK(p > 0 && p <= 1, "top-p with p = {}, expected 0 < p <= 1", p);
   AM_CHECK(kmax >= 1 && n >= 1, "top-p with kmax = {} slots over {} experts", kmax, n);
-  with_f32("topp_select", {&slot_expert, &slot_gate, &probs}, [&] { topp_select_impl(slot_expert, slot_gate, probs, p, renormalize); });
+  with_f32("topp_select", {&slot_expert, wr(&slot_gate), &probs}, [&] { topp_select_impl(slot_expert, slot_gate, probs, p, renormalize); });
 }
 
 void Backend::topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
@@ -60,7 +60,7 @@ void Backend::topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot
   index_matrix(op, "slot_expert", slot_expert, N, kmax);
   float_matrix(*this, op, "slot_gate", slot_gate, N, kmax);
   float_matrix(*this, op, "dslot_gate", dslot_gate, N, kmax);
-  with_f32("topp_select_backward", {&dprobs, &dslot_gate, &slot_expert, &slot_gate, &probs}, [&] { topp_select_backward_impl(dprobs, dslot_gate, slot_expert, slot_gate, probs, renormalize); });
+  with_f32("topp_select_backward", {rw(&dprobs), &dslot_gate, &slot_expert, &slot_gate, &probs}, [&] { topp_select_backward_impl(dprobs, dslot_gate, slot_expert, slot_gate, probs, renormalize); });
 }
 
 void Backend::expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs,
@@ -73,7 +73,7 @@ void Backend::expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor 
            group);
   AM_CHECK(capacity >= 0 && capacity <= group, "expert choice: capacity {} outside [0, group = {}]",
            capacity, group);
-  with_f32("expert_choice_select", {&slot_expert, &slot_gate, &probs}, [&] { expert_choice_select_impl(slot_expert, slot_gate, probs, group, capacity); });
+  with_f32("expert_choice_select", {&slot_expert, wr(&slot_gate), &probs}, [&] { expert_choice_select_impl(slot_expert, slot_gate, probs, group, capacity); });
 }
 
 void Backend::expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) {
@@ -82,7 +82,7 @@ void Backend::expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Te
   index_matrix(op, "slot_expert", slot_expert, N, n);
   float_matrix(*this, op, "dslot_gate", dslot_gate, N, n);
   float_matrix(*this, op, "dprobs", dprobs, N, n);
-  with_f32("expert_choice_select_backward", {&dprobs, &dslot_gate, &slot_expert}, [&] { expert_choice_select_backward_impl(dprobs, dslot_gate, slot_expert); });
+  with_f32("expert_choice_select_backward", {rw(&dprobs), &dslot_gate, &slot_expert}, [&] { expert_choice_select_backward_impl(dprobs, dslot_gate, slot_expert); });
 }
 
 // ---- capacity and counts ----
@@ -140,7 +140,7 @@ void Backend::block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind) {
   float_matrix(*this, "block_norms", "c", c, N, n_blocks * dl);
   float_matrix(*this, "block_norms", "s", s, N, S);
   AM_CHECK(S >= n_blocks, "block_norms: s {} has fewer than {} columns", s.shape_str(), n_blocks);
-  with_f32("block_norms", {&s, &c}, [&] { block_norms_impl(s, c, n_blocks, kind); });
+  with_f32("block_norms", {rw(&s), &c}, [&] { block_norms_impl(s, c, n_blocks, kind); });
 }
 
 void Backend::block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
@@ -153,17 +153,17 @@ void Backend::block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int
   float_matrix(*this, op, "ds", ds, N, S);
   AM_CHECK(S >= n_blocks, "block_norms_backward: s {} has fewer than {} columns", s.shape_str(),
            n_blocks);
-  with_f32("block_norms_backward", {&dc, &ds, &c, &s}, [&] { block_norms_backward_impl(dc, ds, c, s, n_blocks, kind); });
+  with_f32("block_norms_backward", {rw(&dc), &ds, &c, &s}, [&] { block_norms_backward_impl(dc, ds, c, s, n_blocks, kind); });
 }
 
 void Backend::gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) {
   check_blocks(*this, "gather_blocks", out, c, assign_slot, slot_expert);
-  with_f32("gather_blocks", {&out, &c, &assign_slot, &slot_expert}, [&] { gather_blocks_impl(out, c, assign_slot, slot_expert); });
+  with_f32("gather_blocks", {wr(&out), &c, &assign_slot, &slot_expert}, [&] { gather_blocks_impl(out, c, assign_slot, slot_expert); });
 }
 
 void Backend::scatter_blocks_add(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) {
   check_blocks(*this, "scatter_blocks_add", src, dc, assign_slot, slot_expert);
-  with_f32("scatter_blocks_add", {&dc, &src, &assign_slot, &slot_expert}, [&] { scatter_blocks_add_impl(dc, src, assign_slot, slot_expert); });
+  with_f32("scatter_blocks_add", {rw(&dc), &src, &assign_slot, &slot_expert}, [&] { scatter_blocks_add_impl(dc, src, assign_slot, slot_expert); });
 }
 
 // ---- column writers ----
@@ -174,7 +174,7 @@ void Backend::broadcast_columns(Tensor x, Tensor v, int64_t col) {
   check_float("broadcast_columns", "v", v);
   AM_CHECK(col >= 0 && col + m <= C, "broadcast_columns: columns [{}, {}) outside x {}", col,
            col + m, x.shape_str());
-  with_f32("broadcast_columns", {&x, &v}, [&] { broadcast_columns_impl(x, v, col); });
+  with_f32("broadcast_columns", {rw(&x), &v}, [&] { broadcast_columns_impl(x, v, col); });
 }
 
 void Backend::copy_columns(Tensor dst, Tensor src, int64_t col) {
@@ -183,7 +183,7 @@ void Backend::copy_columns(Tensor dst, Tensor src, int64_t col) {
   float_matrix(*this, "copy_columns", "src", src, N, w);
   AM_CHECK(col >= 0 && col + w <= C, "copy_columns: columns [{}, {}) outside dst {}", col, col + w,
            dst.shape_str());
-  with_f32("copy_columns", {&dst, &src}, [&] { copy_columns_impl(dst, src, col); });
+  with_f32("copy_columns", {rw(&dst), &src}, [&] { copy_columns_impl(dst, src, col); });
 }
 
 // ---- entropy ----
@@ -196,7 +196,7 @@ double Backend::entropy_sum(Tensor p) {
 void Backend::entropy_backward(Tensor dp, Tensor p, double scale) {
   check_float("entropy_backward", "p", p);
   float_numel(*this, "entropy_backward", "dp", dp, p.numel());
-  with_f32("entropy_backward", {&dp, &p}, [&] { entropy_backward_impl(dp, p, scale); });
+  with_f32("entropy_backward", {rw(&dp), &p}, [&] { entropy_backward_impl(dp, p, scale); });
 }
 
 // ---- routing ----
@@ -220,7 +220,7 @@ void Backend::gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax) {
   AM_CHECK(assign_slot.numel() >= A && kmax >= 1,
            "gather_rows: assign_slot {} holds fewer than A = {} entries, or kmax = {} < 1",
            assign_slot.shape_str(), A, kmax);
-  with_f32("gather_rows", {&out, &x, &assign_slot}, [&] { gather_rows_impl(out, x, assign_slot, kmax); });
+  with_f32("gather_rows", {wr(&out), &x, &assign_slot}, [&] { gather_rows_impl(out, x, assign_slot, kmax); });
 }
 
 void Backend::combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
@@ -230,7 +230,7 @@ void Backend::combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot
   float_matrix(*this, "combine", "expert_out", expert_out, A, d);
   index_matrix("combine", "slot_assign", slot_assign, N, kmax);
   float_matrix(*this, "combine", "slot_gate", slot_gate, N, kmax);
-  with_f32("combine", {&y, &expert_out, &slot_gate, &slot_assign}, [&] { combine_impl(y, expert_out, slot_gate, slot_assign); });
+  with_f32("combine", {wr(&y), &expert_out, &slot_gate, &slot_assign}, [&] { combine_impl(y, expert_out, slot_gate, slot_assign); });
 }
 
 void Backend::combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
@@ -244,7 +244,7 @@ void Backend::combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy,
   index_matrix(op, "slot_assign", slot_assign, N, kmax);
   float_matrix(*this, op, "slot_gate", slot_gate, N, kmax);
   float_matrix(*this, op, "dslot_gate", dslot_gate, N, kmax);
-  with_f32("combine_backward", {&dexpert_out, &dslot_gate, &dy, &expert_out, &slot_gate, &slot_assign}, [&] { combine_backward_impl(dexpert_out, dslot_gate, dy, expert_out, slot_gate, slot_assign); });
+  with_f32("combine_backward", {wr(&dexpert_out), wr(&dslot_gate), &dy, &expert_out, &slot_gate, &slot_assign}, [&] { combine_backward_impl(dexpert_out, dslot_gate, dy, expert_out, slot_gate, slot_assign); });
 }
 
 void Backend::scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) {
@@ -253,7 +253,7 @@ void Backend::scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign) {
   check_float("scatter_rows_add", "dx", dx);
   float_matrix(*this, "scatter_rows_add", "src", src, A, d);
   index_matrix("scatter_rows_add", "slot_assign", slot_assign, N, kmax);
-  with_f32("scatter_rows_add", {&dx, &src, &slot_assign}, [&] { scatter_rows_add_impl(dx, src, slot_assign); });
+  with_f32("scatter_rows_add", {rw(&dx), &src, &slot_assign}, [&] { scatter_rows_add_impl(dx, src, slot_assign); });
 }
 
 }  // namespace am

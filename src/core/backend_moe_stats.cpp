@@ -22,19 +22,19 @@ void Backend::column_sums_to(Tensor out, Tensor x) {
   const int64_t N = row_count(x), n = last_dim(x);
   float_matrix(*this, "column_sums_to", "x", x, N, n);
   f64_numel("column_sums_to", "out", out, n);
-  with_f32("column_sums_to", {&out, &x}, [&] { column_sums_to_impl(out, x); });
+  with_f32("column_sums_to", {wr(&out), &x}, [&] { column_sums_to_impl(out, x); });
 }
 
 void Backend::entropy_sum_to(Tensor out, Tensor p, double coef, double div) {
   check_float("entropy_sum_to", "p", p);
   f64_numel("entropy_sum_to", "out", out, 1);
-  with_f32("entropy_sum_to", {&out, &p}, [&] { entropy_sum_to_impl(out, p, coef, div); });
+  with_f32("entropy_sum_to", {wr(&out), &p}, [&] { entropy_sum_to_impl(out, p, coef, div); });
 }
 
 void Backend::sum_squares_to(Tensor out, Tensor x, double coef, double div) {
   check_float("sum_squares_to", "x", x);
   f64_numel("sum_squares_to", "out", out, 1);
-  with_f32("sum_squares_to", {&out, &x}, [&] { sum_squares_to_impl(out, x, coef, div); });
+  with_f32("sum_squares_to", {wr(&out), &x}, [&] { sum_squares_to_impl(out, x, coef, div); });
 }
 
 void Backend::slot_counts(Tensor counts, Tensor slot_expert, int n_total, int n_true) {
@@ -47,7 +47,7 @@ void Backend::slot_counts(Tensor counts, Tensor slot_expert, int n_total, int n_
 void Backend::axpy_f64(Tensor y, Tensor x, double alpha) {
   check_dtype("axpy_f64", "y", y, DType::F64);
   f64_numel("axpy_f64", "x", x, y.numel());
-  with_f32("axpy_f64", {&y, &x}, [&] { axpy_f64_impl(y, x, alpha); });
+  with_f32("axpy_f64", {rw(&y), &x}, [&] { axpy_f64_impl(y, x, alpha); });
 }
 
 void Backend::sum_to(Tensor out, Tensor x) {
@@ -55,7 +55,7 @@ void Backend::sum_to(Tensor out, Tensor x) {
   AM_CHECK(out.numel() == 1 && (out.dtype == DType::F64 || out.dtype == dtype()),
            "sum_to: out {} of dtype {}, expected one F64 or {} element", out.shape_str(), dtype_name(out.dtype),
            dtype_name(dtype()));
-  with_f32("sum_to", {&out, &x}, [&] { sum_to_impl(out, x); });
+  with_f32("sum_to", {wr(&out), &x}, [&] { sum_to_impl(out, x); });
 }
 
 void Backend::add_vector_to_rows(Tensor x, Tensor v, double alpha) {
@@ -64,7 +64,7 @@ void Backend::add_vector_to_rows(Tensor x, Tensor v, double alpha) {
   AM_CHECK(v.dtype == DType::F64 || v.dtype == dtype(), "add_vector_to_rows: v of dtype {}, expected F64 or {}",
            dtype_name(v.dtype), dtype_name(dtype()));
   AM_CHECK(n <= C, "add_vector_to_rows: v has {} elements, x only {} columns", n, C);
-  with_f32("add_vector_to_rows", {&x, &v}, [&] { add_vector_to_rows_impl(x, v, alpha); });
+  with_f32("add_vector_to_rows", {rw(&x), &v}, [&] { add_vector_to_rows_impl(x, v, alpha); });
 }
 
 void Backend::balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls,
@@ -78,13 +78,13 @@ void Backend::balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_su
   AM_CHECK(counts.numel() >= width && n_true >= 0 && width >= n_true, "{}: {} counts, {} columns, {} true", op,
            counts.numel(), width, n_true);
   AM_CHECK(tokens > 0, "{}: tokens {} must be > 0", op, tokens);
-  with_f32("balance_loss", {&value, &f, &counts, &prob_sums}, [&] { balance_loss_impl(value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); });
+  with_f32("balance_loss", {wr(&value), wr(&f), &counts, &prob_sums}, [&] { balance_loss_impl(value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); });
 }
 
 void Backend::selection_bias_update(Tensor bias, Tensor load, double rate) {
   check_master("selection_bias_update", "bias", bias);
   f64_numel("selection_bias_update", "load", load, bias.numel());
-  with_f32("selection_bias_update", {&bias, &load}, [&] { selection_bias_update_impl(bias, load, rate); });
+  with_f32("selection_bias_update", {rw(&bias), &load}, [&] { selection_bias_update_impl(bias, load, rate); });
 }
 
 }  // namespace am

@@ -27,7 +27,7 @@ void Backend::loss_sum_accumulate(Tensor acc, Tensor losses, double denom, doubl
   check_count(op, "acc", acc, 1);
   check_float(op, "losses", losses);
   AM_CHECK(denom > 0 && divisor > 0, "{}: denom {} and divisor {} must be > 0", op, denom, divisor);
-  with_f32("loss_sum_accumulate", {&acc, &losses}, [&] { loss_sum_accumulate_impl(acc, losses, denom, divisor); });
+  with_f32("loss_sum_accumulate", {rw(&acc), &losses}, [&] { loss_sum_accumulate_impl(acc, losses, denom, divisor); });
 }
 
 void Backend::sum_squares_accumulate(Tensor acc, Tensor x) {
@@ -35,7 +35,7 @@ void Backend::sum_squares_accumulate(Tensor acc, Tensor x) {
   check_dtype(op, "acc", acc, DType::F64);
   check_count(op, "acc", acc, 1);
   check_float(op, "x", x);
-  with_f32("sum_squares_accumulate", {&acc, &x}, [&] { sum_squares_accumulate_impl(acc, x); });
+  with_f32("sum_squares_accumulate", {rw(&acc), &x}, [&] { sum_squares_accumulate_impl(acc, x); });
 }
 
 void Backend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
@@ -43,7 +43,7 @@ void Backend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
   check_dtype(op, "acc", acc, DType::F64);
   check_float(op, "x", x);
   check_table(op, "spans", spans, kSumSquaresSpanWords);
-  with_f32("sum_squares_spans", {&acc, &x, &spans}, [&] { sum_squares_spans_impl(acc, x, spans); });
+  with_f32("sum_squares_spans", {rw(&acc), &x, &spans}, [&] { sum_squares_spans_impl(acc, x, spans); });
 }
 
 void Backend::adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
