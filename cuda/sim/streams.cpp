@@ -10,7 +10,10 @@
 //
 // When they run: eagerly (AM_SIM_STREAMS=eager, the default: each operation as it is queued) or
 // lazily (lazy: as late as the host's synchronisations allow, each stream's queue run only when
-// something waits for it: the adversarial order, in which a missing wait changes results).
+// something waits for it: the adversarial order, in which a missing wait changes results). A
+// collective (nccl.cpp) runs when queued in both modes, after the operations it is ordered after:
+// a GPU runs it on its own, whatever the host does next, so every rank must reach it in program
+// order (deferred, one rank could wait in it while its peer waits in a host-side MPI call).
 #include "sim_internal.h"
 
 #include <fmt/format.h>
@@ -227,7 +230,7 @@ cudaError_t last_error(bool clear) {
 }
 Counters& mutable_counters() { return rt().counters; }
 
-void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted) {
+void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted, bool at_once) {
   Runtime& r = rt();
   std::lock_guard<std::recursive_mutex> lock(r.mu);
   StreamState& s = r.state(stream);
@@ -242,7 +245,9 @@ void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bo
   op.fn = std::move(fn);
   if (counted) ++r.counters.launches;
   if (r.settings.lazy_streams) {
+    const uint64_t clock = op.clock;
     s.pending.push_back(std::move(op));
+    if (at_once) drain(s, clock);  // with what it is ordered after
   } else {
     run_op(s, op);
   }
