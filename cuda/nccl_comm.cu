@@ -27,6 +27,11 @@ ncclDataType_t nccl_type(DType t) {
   return ncclFloat32;
 }
 
+// The compute stream: the legacy default stream, where every kernel, cuBLAS call and copy of the
+// CUDA backend runs. (A dedicated compute stream, e.g. for CUDA graph capture, would replace it
+// here and at every launch site.)
+const cudaStream_t kCompute = 0;
+
 int64_t row_width(const Tensor& t) {
   int64_t w = 1;
   for (int i = 1; i < t.ndim; ++i) w *= t.dims[i];
@@ -103,11 +108,11 @@ class NcclComm final : public Comm {
     for (int r = 0; r < size(); ++r) {
       if (send_rows[r] > 0) {
         AM_NCCL(ncclSend(static_cast<char*>(send.data) + so * w * es, static_cast<size_t>(send_rows[r] * w),
-                         nccl_type(send.dtype), r, comm_, 0));
+                         nccl_type(send.dtype), r, comm_, kCompute));
       }
       if (recv_rows[r] > 0) {
         AM_NCCL(ncclRecv(static_cast<char*>(recv.data) + ro * w * es, static_cast<size_t>(recv_rows[r] * w),
-                         nccl_type(recv.dtype), r, comm_, 0));
+                         nccl_type(recv.dtype), r, comm_, kCompute));
       }
       so += send_rows[r];
       ro += recv_rows[r];
@@ -148,15 +153,15 @@ class NcclComm final : public Comm {
   static double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  // The comm stream waits for what stream 0 has queued so far.
+  // The comm stream waits for what the compute stream has queued so far.
   void after_compute() {
-    AM_CUDA(cudaEventRecord(ready_, 0));
+    AM_CUDA(cudaEventRecord(ready_, kCompute));
     AM_CUDA(cudaStreamWaitEvent(stream_, ready_, 0));
   }
-  // Stream 0 waits for what the comm stream has queued so far.
+  // The compute stream waits for what the comm stream has queued so far.
   void compute_after() {
     AM_CUDA(cudaEventRecord(done_, stream_));
-    AM_CUDA(cudaStreamWaitEvent(0, done_, 0));
+    AM_CUDA(cudaStreamWaitEvent(kCompute, done_, 0));
   }
   void reduce(Tensor t) {
     AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_,
