@@ -56,6 +56,7 @@ class NcclComm final : public Comm {
     AM_CUDA(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
   ~NcclComm() override {
+    cudaStreamSynchronize(stream_);  // its collectives complete before the communicator goes
     if (comm_) ncclCommDestroy(comm_);
     cudaEventDestroy(done_);
     cudaEventDestroy(ready_);
