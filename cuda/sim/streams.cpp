@@ -126,15 +126,21 @@ void run_op(StreamState& s, PendingOp& op) {
 }
 
 // What a new operation (or event) on s is ordered after besides s's own work: what the host has
-// synchronised with, and the legacy default stream's implicit ordering with blocking streams.
+// synchronised with, and the legacy default stream's implicit ordering with blocking streams
+// (with what their work was ordered after: an event stream 0 waited for orders a blocking
+// stream's later work too).
 void order_implicitly(StreamState& s) {
   Runtime& r = rt();
   merge(s.known, r.host_known);
   if (s.id == 0) {
     for (auto& b : r.streams) {
-      if (b->id != 0 && b->blocking && !b->destroyed) s.known[b->id] = std::max(s.known[b->id], b->clock);
+      if (b->id != 0 && b->blocking && !b->destroyed) {
+        merge(s.known, b->known);
+        s.known[b->id] = std::max(s.known[b->id], b->clock);
+      }
     }
   } else if (s.blocking) {
+    merge(s.known, r.streams[0]->known);
     s.known[0] = std::max(s.known[0], r.streams[0]->clock);
   }
 }

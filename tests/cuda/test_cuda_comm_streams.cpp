@@ -131,8 +131,8 @@ TEST_CASE("dist.comm mpi with the CUDA backend is refused: MPI would touch devic
 
 #ifdef AM_CUDA_SIM
 // The stream model the communicator relies on: a non-blocking stream is not ordered after the
-// legacy default stream (so the comm stream must wait for an event), a blocking one is, and an
-// event recorded on stream 0 and waited for orders it.
+// legacy default stream (so the comm stream must wait for an event), a blocking one is (with what
+// stream 0 waited for), and an event recorded on stream 0 and waited for orders it.
 TEST_CASE("sim: a non-blocking stream is ordered after stream 0 only by an event", "[cuda][sim]") {
   for (const bool lazy : {false, true}) {
     INFO("lazy streams: " << lazy);
@@ -162,6 +162,14 @@ TEST_CASE("sim: a non-blocking stream is ordered after stream 0 only by an event
     REQUIRE(cudaStreamSynchronize(side) == cudaSuccess);
     const std::vector<float> got = host_of(*be, y);
     CHECK(got[n - 1] == x0[n - 1] * 4.f);
+    // Transitively: the side stream writes x, stream 0 waits for its event, and a blocking stream
+    // (implicitly after stream 0's work, the wait included) then reads x.
+    REQUIRE(cudaMemcpyAsync(x.t().data, y.t().data, bytes, cudaMemcpyDeviceToDevice, side) == cudaSuccess);
+    REQUIRE(cudaEventRecord(ready, side) == cudaSuccess);
+    REQUIRE(cudaStreamWaitEvent(0, ready, 0) == cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, blocking) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(blocking) == cudaSuccess);
+    CHECK(host_of(*be, y)[0] == x0[0] * 4.f);
     // Without the event: the copy on the side stream reads x unordered after stream 0's write.
     be->scale(x, 2.0);
     auto racy = [&] {
