@@ -1,15 +1,16 @@
 // Communication on its own stream (issue 11 point 5): the NCCL communicator's gradient reduction
 // (all_reduce_sum_start ... wait), device all-reduce and ZeRO-1 all-gather queue their collectives
 // on the communicator's stream, ordered with the kernels on stream 0 by events, and make no host
-// synchronisation. The simulator's stream checker fails a test whose collective reads a buffer a
-// kernel wrote without an event in between, or whose later kernel touches a buffer the
-// collective wrote before stream 0 waited for it; its counters fail one that synchronises.
+// synchronisation (nor does the row exchange, on stream 0 itself). The simulator's stream checker
+// fails a test whose collective reads a buffer a kernel wrote without an event in between, or
+// whose later kernel touches a buffer the collective wrote before stream 0 waited for it; its
+// counters fail one that synchronises.
 //
 // One process: a one-rank NCCL communicator (over the single-process communicator), whose
 // collectives are local copies but queue the same calls, streams and events as on several ranks.
-// The tests tagged [np2] (hidden) run under `mpirun -np 2` (ctest sim_comm_streams_np2*): the gradient
-// reduction of a ParamStore over the world and replica groups, the EP all-reduce of the gradient
-// norm and the all-gather with unequal parts, values and counts on both ranks.
+// The tests tagged [np2] (hidden) run under `mpirun -np 2` (ctest sim_comm_streams_np2_*): the
+// gradient reduction of a ParamStore over the world and replica groups, the EP all-reduce of the
+// gradient norm and the all-gather with unequal parts, values and counts on both ranks.
 #include "core/device_counts.h"
 #include "core/tensor_buf.h"
 #include "cuda_test_util.h"
@@ -91,7 +92,7 @@ TEST_CASE("nccl comm: a gradient reduction makes no host synchronisation and is 
   if (idle) CHECK(idle->launches + idle->host_syncs() == 0);
 }
 
-TEST_CASE("nccl comm: a device all-reduce and the ZeRO-1 all-gather make no host synchronisation", "[cuda]") {
+TEST_CASE("nccl comm: a device all-reduce, the ZeRO-1 all-gather and the row exchange make no host synchronisation", "[cuda]") {
   auto be = make_cuda_backend(DType::F32, 0, false);
   std::unique_ptr<Comm> comm = make_nccl_comm(make_single_comm());
   const int64_t n = 32;
@@ -122,6 +123,22 @@ TEST_CASE("nccl comm: a device all-reduce and the ZeRO-1 all-gather make no host
   }
   const std::vector<float> got = host_of(*be, x);
   for (int64_t i = 0; i < n; ++i) CHECK(got[i] == x0[i]);
+  // The expert-parallel row exchange: on stream 0 itself, no host synchronisation either.
+  TensorBuf rows(*be, DType::F32, {4, 8}), recv(*be, DType::F32, {4, 8});
+  be->upload(rows, x0.data());
+  auto exchange = [&] {
+    be->scale(rows, 2.0);
+    comm->all_to_all_rows(rows, {4}, recv, {4});
+    be->scale(recv, 0.5);
+  };
+  exchange();
+  const std::optional<DeviceCounts> ex = counted(exchange);
+  if (ex) {
+    CHECK(ex->host_syncs() == 0);
+    CHECK(ex->launches == 3);
+  }
+  const std::vector<float> back = host_of(*be, recv);
+  for (int64_t i = 0; i < n; ++i) CHECK(back[i] == x0[i] * 2.f * 2.f * 0.5f);
 }
 
 TEST_CASE("dist.comm mpi with the CUDA backend is refused: MPI would touch device memory", "[cuda]") {
