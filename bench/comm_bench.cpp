@@ -2,7 +2,7 @@
 // measurement, not a test.
 //
 //   autonomoe-comm-bench --config C [--set key=value]... [--repeats 10] [--json FILE]
-//   mpirun -np 2 autonomoe-comm-bench --config C --set dist.comm=mpi
+//   mpirun -np 2 autonomoe-comm-bench --config C --set run.backend=cpu --set dist.comm=mpi
 //
 // Creates the world communicator exactly as `autonomoe train` does (dist.comm: single, mpi, nccl;
 // auto = nccl with the CUDA backend) on the config's backend, then times, median of `repeats`:

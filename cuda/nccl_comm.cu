@@ -27,21 +27,38 @@ ncclDataType_t nccl_type(DType t) {
   return ncclFloat32;
 }
 
+// The compute stream: the legacy default stream, where every kernel, cuBLAS call and copy of the
+// CUDA backend runs. (A dedicated compute stream, e.g. for CUDA graph capture, would replace it
+// here and at every launch site.)
+const cudaStream_t kCompute = 0;
+
 int64_t row_width(const Tensor& t) {
   int64_t w = 1;
   for (int i = 1; i < t.ndim; ++i) w *= t.dims[i];
   return w;
 }
 
+// Streams (docs/distributed.md, "Streams"): every kernel of the CUDA backend runs on the legacy
+// default stream (stream 0, the compute stream). The gradient all-reduces, the ZeRO-1 all-gather
+// and the device all-reduces of small statistics run on this communicator's own non-blocking
+// stream, ordered both ways by events and never by the host:
+//   after_compute(): `ready` recorded on stream 0, the comm stream waits for it (the collective
+//                    starts after the kernels that wrote its buffers);
+//   compute_after(): `done` recorded on the comm stream, stream 0 waits for it (every kernel,
+//                    copy or free queued on stream 0 afterwards runs after the collective).
+// A host read of the results (a download, a synchronous cudaMemcpy on stream 0) is therefore
+// ordered after them too. The row all-to-all runs on stream 0 itself: the next kernel consumes it.
 class NcclComm final : public Comm {
  public:
   NcclComm(std::unique_ptr<Comm> host, ncclComm_t comm) : host_(std::move(host)), comm_(comm) {
-    // Its own non-blocking stream, so started reductions run beside the backward pass's kernels.
     AM_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     AM_CUDA(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    AM_CUDA(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
   ~NcclComm() override {
+    cudaStreamSynchronize(stream_);  // its collectives complete before the communicator goes
     if (comm_) ncclCommDestroy(comm_);
+    cudaEventDestroy(done_);
     cudaEventDestroy(ready_);
     cudaStreamDestroy(stream_);
   }
@@ -49,25 +66,31 @@ class NcclComm final : public Comm {
   int size() const override { return host_->size(); }
   std::string name() const override { return "nccl"; }
 
+  // Ordered like a kernel on stream 0 (its results are there for the next kernel or download),
+  // with no host synchronisation.
   void all_reduce_sum(Tensor t) override {
-    all_reduce_sum_start(t);
-    wait();
+    if (t.numel() == 0) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    after_compute();
+    reduce(t);
+    compute_after();
+    timing_.all_reduce_s += seconds_since(t0);
   }
   void all_reduce_sum_start(Tensor t) override {
     // No shortcut for one rank: training makes no collective calls then, and autonomoe-comm-bench
     // measures the NCCL path itself on a single GPU.
     if (t.numel() == 0) return;
     const auto t0 = std::chrono::steady_clock::now();
-    AM_CUDA(cudaEventRecord(ready_, 0));  // after the kernels that produced t
-    AM_CUDA(cudaStreamWaitEvent(stream_, ready_, 0));
-    AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_,
-                          stream_));
+    after_compute();  // after the kernels that produced t
+    reduce(t);
+    started_ = true;
     timing_.all_reduce_s += seconds_since(t0);
   }
+  // Stream 0 waits for every started reduction; the host does not.
   void wait() override {
-    const auto t0 = std::chrono::steady_clock::now();
-    AM_CUDA(cudaStreamSynchronize(stream_));
-    timing_.all_reduce_s += seconds_since(t0);
+    if (!started_) return;
+    compute_after();
+    started_ = false;
   }
   double all_reduce_sum(double x) override { return host_->all_reduce_sum(x); }
   void all_reduce_sum(std::vector<int64_t>& v) override { host_->all_reduce_sum(v); }
@@ -86,33 +109,34 @@ class NcclComm final : public Comm {
     for (int r = 0; r < size(); ++r) {
       if (send_rows[r] > 0) {
         AM_NCCL(ncclSend(static_cast<char*>(send.data) + so * w * es, static_cast<size_t>(send_rows[r] * w),
-                         nccl_type(send.dtype), r, comm_, 0));
+                         nccl_type(send.dtype), r, comm_, kCompute));
       }
       if (recv_rows[r] > 0) {
         AM_NCCL(ncclRecv(static_cast<char*>(recv.data) + ro * w * es, static_cast<size_t>(recv_rows[r] * w),
-                         nccl_type(recv.dtype), r, comm_, 0));
+                         nccl_type(recv.dtype), r, comm_, kCompute));
       }
       so += send_rows[r];
       ro += recv_rows[r];
     }
-    AM_NCCL(ncclGroupEnd());
-    AM_CUDA(cudaStreamSynchronize(0));
+    AM_NCCL(ncclGroupEnd());  // on stream 0: the kernels after it read recv; the host never does
     timing_.all_to_all_s += seconds_since(t0);
   }
-  // Rank r's part broadcast from r, all parts in one group (ncclAllGather would need equal parts).
+  // Rank r's part broadcast from r, all parts in one group (ncclAllGather would need equal parts),
+  // on the comm stream after the updates that wrote the parts; stream 0 waits for it. No shortcut
+  // for one rank (training calls it only on a group of several), so one process tests this path.
   void all_gather(Tensor t, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) override {
     check_gather_parts(t, counts, offsets, size());
-    if (size() == 1) return;
     const size_t es = dtype_size(t.dtype);
     const auto t0 = std::chrono::steady_clock::now();
+    after_compute();
     AM_NCCL(ncclGroupStart());
     for (int r = 0; r < size(); ++r) {
       if (counts[r] == 0) continue;
       char* part = static_cast<char*>(t.data) + static_cast<size_t>(offsets[r]) * es;
-      AM_NCCL(ncclBroadcast(part, part, static_cast<size_t>(counts[r]), nccl_type(t.dtype), r, comm_, 0));
+      AM_NCCL(ncclBroadcast(part, part, static_cast<size_t>(counts[r]), nccl_type(t.dtype), r, comm_, stream_));
     }
     AM_NCCL(ncclGroupEnd());
-    AM_CUDA(cudaStreamSynchronize(0));  // on the compute stream, after the updates that wrote the parts
+    compute_after();
     timing_.all_gather_s += seconds_since(t0);
   }
   void broadcast(void* host, size_t bytes, int root) override { host_->broadcast(host, bytes, root); }
@@ -130,10 +154,25 @@ class NcclComm final : public Comm {
   static double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
+  // The comm stream waits for what the compute stream has queued so far.
+  void after_compute() {
+    AM_CUDA(cudaEventRecord(ready_, kCompute));
+    AM_CUDA(cudaStreamWaitEvent(stream_, ready_, 0));
+  }
+  // The compute stream waits for what the comm stream has queued so far.
+  void compute_after() {
+    AM_CUDA(cudaEventRecord(done_, stream_));
+    AM_CUDA(cudaStreamWaitEvent(kCompute, done_, 0));
+  }
+  void reduce(Tensor t) {
+    AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_,
+                          stream_));
+  }
   std::unique_ptr<Comm> host_;
   ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_ = nullptr;
-  cudaEvent_t ready_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the comm stream (non-blocking: no implicit order with stream 0)
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
+  bool started_ = false;  // reductions started since the last wait()
 };
 
 }  // namespace

@@ -10,7 +10,10 @@
 //    ranks. Without MPI (MPI_Init never called), one rank: every operation is a local copy.
 //  - Data operations. Each is one simulator operation on its stream: it checks its buffers as the
 //    runtime's accesses (initialised when read, ordered after their last writer's stream), then
-//    moves them with the arena open. ncclAllReduce: sum of f32, f64, i32 or bf16 (a custom MPI_Op:
+//    moves them with the arena open. It runs when it is queued, with lazy streams too (after the
+//    operations it is ordered after): a GPU runs a collective whatever its host does next, so a
+//    deferred one could leave this rank waiting in a host-side MPI call while its peer waits in
+//    the collective. ncclAllReduce: sum of f32, f64, i32 or bf16 (a custom MPI_Op:
 //    float sum rounded to nearest even).
 //  - Groups. Calls between ncclGroupStart and ncclGroupEnd are queued; ncclGroupEnd enqueues one
 //    operation that posts the sends and receives (MPI_Isend / MPI_Irecv), runs the collectives in
@@ -248,7 +251,7 @@ void flush_group() {
       }
     }
     for (auto [s, r] : pairs) std::memmove(ops[r].recv, ops[s].send, ops[s].bytes());
-  });
+  }, /*counted=*/true, /*at_once=*/true);
 }
 
 void check_device(const Op& op, const void* p, const char* arg) {

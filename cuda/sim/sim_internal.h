@@ -78,8 +78,10 @@ const CurrentOp* current_op();
 const OpInfo& op_info(uint32_t id);
 // Queues fn as one operation on `stream` and runs it (in stream order; see streams.cpp). Counted
 // as a launch (kernels, library calls) unless it is a copy, a memset or the simulator's own
-// bookkeeping.
-void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted = true);
+// bookkeeping. at_once: run it now even with lazy streams, after what it is ordered after (the
+// collectives, which every rank must run in program order).
+void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted = true,
+             bool at_once = false);
 void set_last_error(cudaError_t e);
 cudaError_t last_error(bool clear);  // cudaGetLastError (clear) / cudaPeekAtLastError
 Counters& mutable_counters();

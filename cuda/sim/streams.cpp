@@ -10,7 +10,10 @@
 //
 // When they run: eagerly (AM_SIM_STREAMS=eager, the default: each operation as it is queued) or
 // lazily (lazy: as late as the host's synchronisations allow, each stream's queue run only when
-// something waits for it: the adversarial order, in which a missing wait changes results).
+// something waits for it: the adversarial order, in which a missing wait changes results). A
+// collective (nccl.cpp) runs when queued in both modes, after the operations it is ordered after:
+// a GPU runs it on its own, whatever the host does next, so every rank must reach it in program
+// order (deferred, one rank could wait in it while its peer waits in a host-side MPI call).
 #include "sim_internal.h"
 
 #include <fmt/format.h>
@@ -123,15 +126,21 @@ void run_op(StreamState& s, PendingOp& op) {
 }
 
 // What a new operation (or event) on s is ordered after besides s's own work: what the host has
-// synchronised with, and the legacy default stream's implicit ordering with blocking streams.
+// synchronised with, and the legacy default stream's implicit ordering with blocking streams
+// (with what their work was ordered after: an event stream 0 waited for orders a blocking
+// stream's later work too).
 void order_implicitly(StreamState& s) {
   Runtime& r = rt();
   merge(s.known, r.host_known);
   if (s.id == 0) {
     for (auto& b : r.streams) {
-      if (b->id != 0 && b->blocking && !b->destroyed) s.known[b->id] = std::max(s.known[b->id], b->clock);
+      if (b->id != 0 && b->blocking && !b->destroyed) {
+        merge(s.known, b->known);
+        s.known[b->id] = std::max(s.known[b->id], b->clock);
+      }
     }
   } else if (s.blocking) {
+    merge(s.known, r.streams[0]->known);
     s.known[0] = std::max(s.known[0], r.streams[0]->clock);
   }
 }
@@ -227,7 +236,7 @@ cudaError_t last_error(bool clear) {
 }
 Counters& mutable_counters() { return rt().counters; }
 
-void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted) {
+void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bool counted, bool at_once) {
   Runtime& r = rt();
   std::lock_guard<std::recursive_mutex> lock(r.mu);
   StreamState& s = r.state(stream);
@@ -242,7 +251,9 @@ void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bo
   op.fn = std::move(fn);
   if (counted) ++r.counters.launches;
   if (r.settings.lazy_streams) {
+    const uint64_t clock = op.clock;
     s.pending.push_back(std::move(op));
+    if (at_once) drain(s, clock);  // with what it is ordered after
   } else {
     run_op(s, op);
   }

@@ -1,8 +1,16 @@
 // Comm: the one communication interface of multi-process runs, with three implementations —
 // single process (no-ops), MPI (CPU buffers: MPI_Allreduce, MPI_Alltoallv, MPI_Allgatherv) and NCCL
 // (GPU buffers).
-// Tensors live in the memory of the backend the run uses (host for the CPU backend, device for
-// CUDA). Every call is collective over the communicator's ranks unless it says otherwise.
+// Tensors live in the memory of the backend the run uses (host for the CPU backend with MPI,
+// device for CUDA with NCCL; MPI with the CUDA backend is refused at start-up, make_world_comm).
+// Every call is collective over the communicator's ranks unless it says otherwise.
+//
+// Ordering of the Tensor calls (docs/distributed.md, "Streams"): each is ordered like a backend
+// op. On the host (single, MPI) the call completes before it returns (all_reduce_sum_start: at
+// wait()). With NCCL it is queued on the device after every op queued before it and before every
+// op queued after it (after wait() for the started reductions), and the host does not wait:
+// results are read through the backend (a download), never through t.data on the host. A buffer
+// handed to all_reduce_sum_start must stay allocated until wait() has been called.
 #pragma once
 
 #include "core/error.h"
@@ -54,8 +62,9 @@ class Comm {
   // The ranks with the same color form a new communicator, ordered by key.
   virtual std::unique_ptr<Comm> split(int color, int key) = 0;
 
-  // Seconds spent blocked in gradient reductions (calls and waits), in row exchanges and in
-  // all-gathers.
+  // Seconds the host spent in gradient reductions (calls and waits), in row exchanges and in
+  // all-gathers: with MPI the time blocked in the transfers; with NCCL only the time to queue
+  // them (the transfers run on the device, beside the kernels).
   struct Timing {
     double all_reduce_s = 0, all_to_all_s = 0, all_gather_s = 0;
   };

@@ -69,6 +69,13 @@ std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string
     throw UserError(fmt::format("dist.comm is nccl but the run's backend is {}: NCCL moves GPU buffers", backend),
                     "use run.backend: cuda (or auto on a machine with a GPU), or dist.comm: auto / mpi");
   }
+  if (kind == "mpi" && backend == "cuda") {
+    // MPI would read and write the tensors' device memory from the host, with no ordering against
+    // the kernels on the device.
+    throw UserError("dist.comm is mpi but the run's backend is cuda: MPI moves host buffers, and the CUDA "
+                    "backend's tensors are in GPU memory",
+                    "use dist.comm: auto or nccl with run.backend: cuda, or run.backend: cpu with dist.comm: mpi");
+  }
   if (kind == "nccl" || (kind == "auto" && backend == "cuda")) {
 #ifdef AM_HAVE_CUDA
     // Host-side traffic (counts, checkpoints) over MPI, or nothing for one process.

@@ -21,6 +21,8 @@ int local_rank();
 // Ends every rank of the job (MPI_Abort) after a fatal error on this one; plain exit otherwise.
 [[noreturn]] void abort_job(int code);
 // The world communicator for dist.comm (auto | single | mpi | nccl) and the run's backend.
+// UserError for nccl with a backend other than cuda, and for mpi with cuda (MPI would touch
+// device memory from the host).
 std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string& backend);
 // The job's processes for host-side coordination (a sweep's decisions and results): MPI's world
 // when mpirun started this process, else a single-process communicator.

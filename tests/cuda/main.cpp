@@ -1,10 +1,12 @@
 // The Catch2 main of the CUDA parity tests. Without a usable CUDA device it runs nothing, says so,
 // and exits 77, which ctest reports as "Skipped" (never as passed). In the simulator build it says
-// that the tests run on the simulator, and under which schedules (docs/simulator.md).
+// that the tests run on the simulator, and under which schedules (docs/simulator.md). Under mpirun
+// it starts MPI first (the [np2] tests: NCCL over two ranks; ctest sim_comm_streams_np2).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include "cuda_backend.h"
+#include "dist/launch.h"
 
 #include <cstdio>
 #include <cstring>
@@ -14,6 +16,7 @@
 #endif
 
 int main(int argc, char** argv) {
+  am::init_distributed(&argc, &argv);
   if (!am::cuda_device_available()) {
     std::printf("skipped: no CUDA device; the CUDA parity tests did not run\n");
     return 77;
