@@ -19,6 +19,7 @@
 #include "cuda_test_util.h"
 
 #include <catch2/catch.hpp>
+#include <cublas_v2.h>
 
 #include <algorithm>
 #include <cmath>
@@ -262,4 +263,33 @@ TEST_CASE("bf16 storage: tensor-core attention reads BF16 qkv and out, writes BF
   check_attention({1, 70, 2, 1, 64, true, true}, ++seed);       // the model's case, another head dim
   check_attention({1, 40, 2, 2, 15, true, true}, ++seed);       // odd head dim: out through an fp32 copy
   check_attention({1, 40, 2, 1, 32, true, true, true, true, true}, ++seed);  // every argument BF16
+}
+
+// cublasGemmEx's type combinations under CUBLAS_COMPUTE_32F (cuBLAS's table; the simulator
+// follows it, cuda/sim/cublas.cpp): bf16 A and B with a bf16 or fp32 C, and fp32 A, B, C run;
+// A and B of different types, or fp32 A/B with a bf16 C, are CUBLAS_STATUS_NOT_SUPPORTED.
+TEST_CASE("cublasGemmEx takes cuBLAS's bf16 and fp32 type combinations and refuses the mixes", "[cuda][bf16]") {
+  auto be = make_cuda_backend(DType::F32, 0, true);
+  const int n = 8;
+  Buffer a = be->alloc(4 * n * n), b = be->alloc(4 * n * n), c = be->alloc(4 * n * n);
+  const std::vector<float> ones(n * n, 1.f);
+  for (Buffer* x : {&a, &b, &c}) be->upload(Tensor(x->get(), DType::F32, {n, n}), ones.data());
+  cublasHandle_t h = nullptr;
+  REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+  const float one = 1.f, zero = 0.f;
+  auto gemm = [&](cudaDataType at, cudaDataType bt, cudaDataType ct) {
+    return cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.get(), at, n, b.get(), bt, n, &zero, c.get(), ct,
+                        n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  };
+  CHECK(gemm(CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF) == CUBLAS_STATUS_SUCCESS);
+  CHECK(gemm(CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+  CHECK(gemm(CUDA_R_32F, CUDA_R_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+  CHECK(gemm(CUDA_R_16BF, CUDA_R_32F, CUDA_R_32F) == CUBLAS_STATUS_NOT_SUPPORTED);
+  CHECK(gemm(CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF) == CUBLAS_STATUS_NOT_SUPPORTED);
+  CHECK(gemm(CUDA_R_32F, CUDA_R_32F, CUDA_R_16BF) == CUBLAS_STATUS_NOT_SUPPORTED);
+  be->synchronize();
+  std::vector<float> got(n * n);
+  be->download(got.data(), Tensor(c.get(), DType::F32, {n, n}));
+  CHECK(got[0] == float(n));  // the last product run: fp32 ones times ones
+  cublasDestroy(h);
 }
