@@ -131,7 +131,8 @@ TEST_CASE("bf16 storage: matmul reads fp32 weights from the weight copy next to 
   Arg w(p, {N * K + 8}, DType::F32, randn(N * K + 8, 7));  // the "master weights"
   p.gpu->refresh_weight_copy(w.g);
   p.cpu->refresh_weight_copy(w.c);
-  const Tensor wg(static_cast<float*>(w.g.data) + 8, DType::F32, {N, K}), wc(static_cast<float*>(w.c.data) + 8, DType::F32, {N, K});
+  const Tensor wg(static_cast<float*>(w.g.data) + 8, DType::F32, {N, K});
+  const Tensor wc(static_cast<float*>(w.c.data) + 8, DType::F32, {N, K});
   Arg x(p, {M, K}, DType::BF16, randn(M * K, 8));
   Arg y(p, {M, N}, DType::BF16, nans(M * N));
   p.cpu->matmul(y.c, x.c, false, wc, true, 1.0, 0.0);
