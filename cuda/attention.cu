@@ -50,10 +50,14 @@
 #include "launch.cuh"
 #include "ops.cuh"
 
+#include <cuda_bf16.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace am::cuda {
 namespace {
@@ -289,14 +293,19 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 // ---- backward ----
 
-// delta (B,H,T) = <dout_t, out_t> per head: one warp per (b, t, h) row of dout / out (B*T*H, hd).
+__device__ __forceinline__ float as_float(float x) { return x; }
+__device__ __forceinline__ float as_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// delta (B,H,T) = <dout_t, out_t> per head: one warp per (b, t, h) row of dout / out (B*T*H, hd);
+// out fp32 or bf16 (TO = __nv_bfloat16 under bf16 storage, widened exactly).
+template <typename TO>
 __global__ void attn_delta_kernel(float* __restrict__ delta, const float* __restrict__ dout,
-                                  const float* __restrict__ out, int64_t rows, int T, int H, int hd) {
+                                  const TO* __restrict__ out, int64_t rows, int T, int H, int hd) {
   const int lane = threadIdx.x % 32;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
     double acc = 0;
-    for (int i = lane; i < hd; i += 32) acc += double(dout[r * hd + i]) * double(out[r * hd + i]);
+    for (int i = lane; i < hd; i += 32) acc += double(dout[r * hd + i]) * double(as_float(out[r * hd + i]));
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (lane == 0) {
       const int64_t h = r % H, t = (r / H) % T, b = r / (int64_t(H) * T);
@@ -587,12 +596,59 @@ Geo make_geo(const AttnShape& s) {
 
 int tiles(int64_t n, int tile) { return int((n + tile - 1) / tile); }
 
+// bf16 storage (Backend's "bf16 storage"; CudaBackend names the attention ops in native_bf16): the
+// tensor-core kernels read qkv and write out as F32 or BF16 themselves, and the delta kernel reads
+// out of either; any other BF16 argument goes through an fp32 copy here, with the same rounding
+// points as Backend::with_f32: an input widened exactly, an output rounded once when copied back.
+class F32Copies {
+ public:
+  explicit F32Copies(Backend& be) : be_(be) {}
+  // t, or an fp32 copy of it (widened from t when `read`) when it is BF16.
+  Tensor operator()(Tensor t, bool read) {
+    if (t.dtype != DType::BF16) return t;
+    bufs_.push_back(be_.alloc(sizeof(float) * size_t(t.numel())));
+    Tensor wide = t;
+    wide.data = bufs_.back().get();
+    wide.dtype = DType::F32;
+    if (read) be_.convert(wide, t);
+    if (!read) outs_.push_back({t, wide});
+    return wide;
+  }
+  void write_back() {  // each output's copy rounded into its tensor
+    for (const auto& [orig, wide] : outs_) be_.convert(orig, wide);
+  }
+
+ private:
+  Backend& be_;
+  std::vector<Buffer> bufs_;
+  std::vector<std::pair<Tensor, Tensor>> outs_;
+};
+
+void launch_delta(float* delta, Tensor dout, Tensor out, const Geo& g, int64_t rows) {
+  const int blocks = int(std::min<int64_t>((rows + 7) / 8, 65535));  // 8 warps per block
+  if (out.dtype == DType::BF16) {
+    launch<attn_delta_kernel<__nv_bfloat16>>(blocks, 256, 0, 0, delta, dout.as<float>(),
+                                             static_cast<const __nv_bfloat16*>(out.data), rows, g.T, g.H, g.hd);
+  } else {
+    launch<attn_delta_kernel<float>>(blocks, 256, 0, 0, delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H,
+                                     g.hd);
+  }
+}
+
 }  // namespace
 
 void attention_forward(Backend& be, Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
   check_limits("attention_forward", s);
   if (s.B == 0 || s.T == 0) return;
-  if (be.bf16_matmul()) return attention_forward_tc(out, lse, qkv, s);  // tensor cores (attention_tc.cu)
+  if (be.bf16_matmul()) {  // tensor cores (attention_tc.cu); qkv and out F32 or BF16
+    // A BF16 out with an odd head dim goes through an fp32 copy: neighbouring heads would share
+    // 4-byte words, which the simulator's per-word shadow takes for a race between blocks.
+    F32Copies f32(be);
+    const Tensor o = s.head_dim % 2 == 0 ? out : f32(out, false);
+    attention_forward_tc(o, f32(lse, false), qkv, s);
+    f32.write_back();
+    return;
+  }
   const Geo g = make_geo(s);
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
@@ -613,9 +669,15 @@ void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tenso
   const int64_t rows = s.B * s.T * s.n_heads;
   Buffer delta_buf = be.alloc(sizeof(float) * size_t(rows));
   float* delta = static_cast<float*>(delta_buf.get());
-  const int delta_blocks = int(std::min<int64_t>((rows + 7) / 8, 65535));  // 8 warps per block
-  launch<attn_delta_kernel>(delta_blocks, 256, 0, 0, delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H, g.hd);
-  if (be.bf16_matmul()) return attention_backward_tc(dqkv, dout, qkv, lse, delta, s);  // tensor cores
+  if (be.bf16_matmul()) {  // tensor cores (attention_tc.cu); qkv and out F32 or BF16
+    F32Copies f32(be);
+    const Tensor dout32 = f32(dout, true);
+    launch_delta(delta, dout32, out, g, rows);
+    attention_backward_tc(f32(dqkv, false), dout32, qkv, f32(lse, true), delta, s);
+    f32.write_back();
+    return;
+  }
+  launch_delta(delta, dout, out, g, rows);
 
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;

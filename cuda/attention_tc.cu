@@ -34,7 +34,9 @@
 //   dK/dV and dQ (4 tiles + 2 vectors)  20992 / 37376 / 70144 / 135680
 //
 // Rounding points (the CPU emulates them, cpu/ops_attention_bf16.h):
-//   Q, K, V rounded to bf16 when loaded from the fp32 qkv (activations are fp32 between ops);
+//   Q, K, V rounded to bf16 when loaded from an fp32 qkv; a BF16 qkv (bf16 storage) is read as it
+//   is, the same values; out stored in fp32, or rounded once to bf16 when out is BF16 (the CPU:
+//   Backend::with_f32 rounds its fp32 result once);
 //   S, dP and every accumulator fp32; softmax statistics fp32 (l sums the unrounded P);
 //   forward: P rounded to bf16 before P V, relative to the running max (the CPU: the final max);
 //   backward: dO rounded to bf16 when loaded; P rounded before P^T dO, dS before dS^T Q and dS K;
@@ -67,16 +69,35 @@ struct Geo {
   float scale = 0;
 };
 
-// dst (ROWS, D + 8) bf16 = rows [row0, row0 + ROWS) of one head of an fp32 tensor (src: column 0
-// of the head in row 0, rows `stride` apart), rounded; zero past T and hd. Two elements per thread
-// and step, so each 32-bit word of shared memory has one writer.
-template <int D, int ROWS>
-__device__ void load_tile(uint16_t* dst, const float* __restrict__ src, int64_t stride, int row0, int T, int hd) {
+// A stored element as the bits of a bf16 operand: an fp32 value rounded (nearest even), a bf16
+// value as it is (bf16 storage).
+__device__ __forceinline__ uint16_t operand_bits(float x) { return mma::to_bf16(x); }
+__device__ __forceinline__ uint16_t operand_bits(__nv_bfloat16 x) {
+  uint16_t bits;
+  memcpy(&bits, &x, sizeof(bits));
+  return bits;
+}
+// An fp32 result as stored: as it is, or rounded to bf16 once (nearest even).
+template <typename T>
+__device__ __forceinline__ T stored(float x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return x;
+  } else {
+    return __float2bfloat16_rn(x);
+  }
+}
+
+// dst (ROWS, D + 8) bf16 = rows [row0, row0 + ROWS) of one head of an fp32 or bf16 tensor (src:
+// column 0 of the head in row 0, rows `stride` apart), fp32 rounded; zero past T and hd. Two
+// elements per thread and step, so each 32-bit word of shared memory has one writer.
+template <int D, int ROWS, typename S>
+__device__ void load_tile(uint16_t* dst, const S* __restrict__ src, int64_t stride, int row0, int T, int hd) {
   for (int idx = threadIdx.x; idx < ROWS * D / 2; idx += kThreads) {
     const int r = idx / (D / 2), d = 2 * (idx % (D / 2)), t = row0 + r;
-    const float* s = src + int64_t(t) * stride + d;
-    const float x0 = (t < T && d < hd) ? s[0] : 0.f, x1 = (t < T && d + 1 < hd) ? s[1] : 0.f;
-    *reinterpret_cast<uint32_t*>(dst + r * (D + 8) + d) = mma::pack(mma::to_bf16(x0), mma::to_bf16(x1));
+    const S* s = src + int64_t(t) * stride + d;
+    const uint16_t x0 = (t < T && d < hd) ? operand_bits(s[0]) : uint16_t(0);
+    const uint16_t x1 = (t < T && d + 1 < hd) ? operand_bits(s[1]) : uint16_t(0);
+    *reinterpret_cast<uint32_t*>(dst + r * (D + 8) + d) = mma::pack(x0, x1);
   }
 }
 
@@ -147,9 +168,10 @@ __device__ __forceinline__ float quad_sum(float v) {
 }
 
 // Writes the warp's 16 x D accumulator rows (row r of the tile at dst + r * stride) times `mul`
-// (per row half: c0, c1 are row g, c2, c3 row g + 8), rows < `rows`, columns < hd.
-template <int D>
-__device__ __forceinline__ void store_rows(float* dst, int64_t stride, const FragC (&acc)[D / 8], const float (&mul)[2],
+// (per row half: c0, c1 are row g, c2, c3 row g + 8), rows < `rows`, columns < hd; fp32, or
+// rounded once to bf16 (T = __nv_bfloat16).
+template <int D, typename T>
+__device__ __forceinline__ void store_rows(T* dst, int64_t stride, const FragC (&acc)[D / 8], const float (&mul)[2],
                                            int rows, int hd, int lane) {
   #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
@@ -160,15 +182,16 @@ __device__ __forceinline__ void store_rows(float* dst, int64_t stride, const Fra
       #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int col = 8 * jd + mma::c_col(lane, e);
-        if (col < hd) dst[r * stride + col] = acc[jd].r[2 * hr + e] * mul[hr];
+        if (col < hd) dst[r * stride + col] = stored<T>(acc[jd].r[2 * hr + e] * mul[hr]);
       }
   }
 }
 
 // ---- forward ----
-template <int D>
+// TQ, TO: the storage types of qkv and out (float or __nv_bfloat16).
+template <int D, typename TQ, typename TO>
 __global__ void __launch_bounds__(kThreads)
-    attn_tc_fwd_kernel(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, Geo g) {
+    attn_tc_fwd_kernel(TO* __restrict__ out, float* __restrict__ lse, const TQ* __restrict__ qkv, Geo g) {
   constexpr int SD = D + 8, NS = BC / 8;
   AM_DYNAMIC_SHARED(float4, attn_tc_smem);
   uint16_t* Qs = reinterpret_cast<uint16_t*>(attn_tc_smem);
@@ -177,8 +200,8 @@ __global__ void __launch_bounds__(kThreads)
 
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * BR, h = blockIdx.y, b = blockIdx.z;
-  const float* seq = qkv + int64_t(b) * g.T * g.row;
-  const float* kbase = seq + g.q_dim + int64_t(h / g.group) * g.hd;
+  const TQ* seq = qkv + int64_t(b) * g.T * g.row;
+  const TQ* kbase = seq + g.q_dim + int64_t(h / g.group) * g.hd;
   load_tile<D, BR>(Qs, seq + int64_t(h) * g.hd, g.row, q0, g.T, g.hd);
 
   FragC o[D / 8];
@@ -264,9 +287,10 @@ __device__ __forceinline__ void probs(FragC (&s)[N], FragC (&dp)[N], const float
     }
 }
 
-template <int D>
+// TQ: the storage type of qkv (float or __nv_bfloat16).
+template <int D, typename TQ>
 __global__ void __launch_bounds__(kThreads)
-    attn_tc_bwd_dkdv_kernel(float* __restrict__ dqkv, const float* __restrict__ dout, const float* __restrict__ qkv,
+    attn_tc_bwd_dkdv_kernel(float* __restrict__ dqkv, const float* __restrict__ dout, const TQ* __restrict__ qkv,
                             const float* __restrict__ lse, const float* __restrict__ delta, Geo g) {
   constexpr int SD = D + 8, NQ = BR / 8;
   AM_DYNAMIC_SHARED(float4, attn_tc_smem);
@@ -279,8 +303,8 @@ __global__ void __launch_bounds__(kThreads)
 
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   const int k0 = blockIdx.x * BC, kvh = blockIdx.y, b = blockIdx.z;
-  const float* seq = qkv + int64_t(b) * g.T * g.row;
-  const float* kbase = seq + g.q_dim + int64_t(kvh) * g.hd;
+  const TQ* seq = qkv + int64_t(b) * g.T * g.row;
+  const TQ* kbase = seq + g.q_dim + int64_t(kvh) * g.hd;
   load_tile<D, BC>(Ks, kbase, g.row, k0, g.T, g.hd);
   load_tile<D, BC>(Vs, kbase + g.kv_dim, g.row, k0, g.T, g.hd);
 
@@ -316,9 +340,9 @@ __global__ void __launch_bounds__(kThreads)
   store_rows<D>(dst + g.kv_dim, g.row, dv, ones, g.T - kw, g.hd, lane);
 }
 
-template <int D>
+template <int D, typename TQ>
 __global__ void __launch_bounds__(kThreads)
-    attn_tc_bwd_dq_kernel(float* __restrict__ dqkv, const float* __restrict__ dout, const float* __restrict__ qkv,
+    attn_tc_bwd_dq_kernel(float* __restrict__ dqkv, const float* __restrict__ dout, const TQ* __restrict__ qkv,
                           const float* __restrict__ lse, const float* __restrict__ delta, Geo g) {
   constexpr int SD = D + 8, NK = BC / 8;
   AM_DYNAMIC_SHARED(float4, attn_tc_smem);
@@ -331,8 +355,8 @@ __global__ void __launch_bounds__(kThreads)
 
   const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * BR, h = blockIdx.y, b = blockIdx.z;
-  const float* seq = qkv + int64_t(b) * g.T * g.row;
-  const float* kbase = seq + g.q_dim + int64_t(h / g.group) * g.hd;
+  const TQ* seq = qkv + int64_t(b) * g.T * g.row;
+  const TQ* kbase = seq + g.q_dim + int64_t(h / g.group) * g.hd;
   load_tile<D, BR>(Qs, seq + int64_t(h) * g.hd, g.row, q0, g.T, g.hd);
   load_tile<D, BR>(dOs, dout + int64_t(b) * g.T * g.q_dim + int64_t(h) * g.hd, g.q_dim, q0, g.T, g.hd);
   load_vec<BR>(lse_s, lse + (int64_t(b) * g.H + h) * g.T, q0, g.T);
@@ -403,6 +427,13 @@ Geo make_geo(const AttnShape& s) {
 
 unsigned tiles(int64_t n, int tile) { return unsigned((n + tile - 1) / tile); }
 
+// f(p) with p the data of t as float* or __nv_bfloat16* (its storage type: F32 or BF16).
+template <typename F>
+void with_storage(Tensor t, F&& f) {
+  if (t.dtype == DType::BF16) return f(static_cast<__nv_bfloat16*>(t.data));
+  return f(t.as<float>());
+}
+
 }  // namespace
 
 void attention_forward_tc(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) {
@@ -410,7 +441,13 @@ void attention_forward_tc(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     const dim3 grid(tiles(s.T, BR), unsigned(s.n_heads), unsigned(s.B));
-    launch_tc<attn_tc_fwd_kernel<D>>(grid, kFwdSmem<D>, out.as<float>(), lse.as<float>(), qkv.as<float>(), g);
+    with_storage(qkv, [&](auto* q) {
+      with_storage(out, [&](auto* o) {
+        using TQ = std::remove_const_t<std::remove_pointer_t<decltype(q)>>;
+        using TO = std::remove_pointer_t<decltype(o)>;
+        launch_tc<attn_tc_fwd_kernel<D, TQ, TO>>(grid, kFwdSmem<D>, o, lse.as<float>(), q, g);
+      });
+    });
   });
 }
 
@@ -418,12 +455,15 @@ void attention_backward_tc(Tensor dqkv, Tensor dout, Tensor qkv, Tensor lse, con
   const Geo g = make_geo(s);
   with_head_dim(s.head_dim, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
-    const dim3 grid_kv(tiles(s.T, BC), unsigned(s.n_kv_heads), unsigned(s.B));
-    launch_tc<attn_tc_bwd_dkdv_kernel<D>>(grid_kv, kBwdSmem<D>, dqkv.as<float>(), dout.as<float>(), qkv.as<float>(),
-                                         lse.as<float>(), delta, g);
-    const dim3 grid_q(tiles(s.T, BR), unsigned(s.n_heads), unsigned(s.B));
-    launch_tc<attn_tc_bwd_dq_kernel<D>>(grid_q, kBwdSmem<D>, dqkv.as<float>(), dout.as<float>(), qkv.as<float>(),
-                                       lse.as<float>(), delta, g);
+    with_storage(qkv, [&](auto* q) {
+      using TQ = std::remove_pointer_t<decltype(q)>;
+      const dim3 grid_kv(tiles(s.T, BC), unsigned(s.n_kv_heads), unsigned(s.B));
+      launch_tc<attn_tc_bwd_dkdv_kernel<D, TQ>>(grid_kv, kBwdSmem<D>, dqkv.as<float>(), dout.as<float>(),
+                                                static_cast<const TQ*>(q), lse.as<float>(), delta, g);
+      const dim3 grid_q(tiles(s.T, BR), unsigned(s.n_heads), unsigned(s.B));
+      launch_tc<attn_tc_bwd_dq_kernel<D, TQ>>(grid_q, kBwdSmem<D>, dqkv.as<float>(), dout.as<float>(),
+                                              static_cast<const TQ*>(q), lse.as<float>(), delta, g);
+    });
   });
 }
 

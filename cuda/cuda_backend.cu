@@ -85,6 +85,7 @@ class CudaBackend final : public Backend {
     static const std::set<std::string_view> ops = {
         // native bf16: kernels
         // native bf16: gemm-attention
+        "matmul", "attention_forward", "attention_backward",
         // native bf16: routing
     };
     return ops.count(op) > 0;
@@ -109,14 +110,16 @@ class CudaBackend final : public Backend {
     const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
     if (bf16_matmul_) {
+      // bf16 storage: BF16 operands go to the GEMM as they are, fp32 ones rounded (bf16_operand);
+      // a BF16 c is cuBLAS's bf16 C: alpha acc + beta c in fp32, rounded once when written.
       Buffer tmp_a, tmp_b;
-      const __nv_bfloat16* a16 = bf16_operand(a, tmp_a);
-      const __nv_bfloat16* b16 = bf16_operand(b, tmp_b);
+      const void* a16 = bf16_operand(a, tmp_a);
+      const void* b16 = bf16_operand(b, tmp_b);
       AM_CUBLAS(cublasGemmEx(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                              static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &al, b16,
                              CUDA_R_16BF, static_cast<int>(b.dim(1)), a16, CUDA_R_16BF,
-                             static_cast<int>(a.dim(1)), &be, c.as<float>(), CUDA_R_32F,
-                             static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                             static_cast<int>(a.dim(1)), &be, c.data, gemm_type(c), static_cast<int>(N),
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       return;
     }
     AM_CUBLAS(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -275,19 +278,17 @@ class CudaBackend final : public Backend {
       q.ldc = q.m;
       q.a = pb[j];
       q.b = pa[j];
-      q.c = c[i].as<float>();
+      q.c = c[i].data;
+      if (bf16_matmul_) {
+        q.c_type = gemm_type(c[i]);
+      } else {
+        AM_CHECK(c[i].dtype == DType::F32, "matmul_grouped output of dtype {}", dtype_name(c[i].dtype));
+      }
       problems.push_back(q);
     }
     const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (bf16_matmul_) {
-      // cublasGemmGroupedBatchedEx takes bf16 A and B only with a bf16 C (cuBLAS's table of type
-      // combinations), and these products need fp32 C (beta = 1 accumulates gradients): one
-      // cublasGemmEx per problem on the operands cast above (bf16 in, fp32 accumulate and out).
-      const float al = static_cast<float>(alpha), bt = static_cast<float>(beta);
-      for (const cuda::GemmProblem& q : problems) {
-        AM_CUBLAS(cublasGemmEx(cublas_, op_b, op_a, q.m, q.n, q.k, &al, q.a, CUDA_R_16BF, q.lda, q.b, CUDA_R_16BF,
-                               q.ldb, &bt, q.c, CUDA_R_32F, q.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-      }
+    if (bf16_matmul_) {  // bf16 A and B (BF16 tensors as they are), each C fp32 or bf16 (its tensor's dtype)
+      cuda::gemm_each(cublas_, op_b, op_a, problems, static_cast<float>(alpha), static_cast<float>(beta));
       return;
     }
     cuda::gemm_grouped(*this, cublas_, op_b, op_a, problems, CUDA_R_32F, static_cast<float>(alpha),
@@ -295,19 +296,27 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  // A matmul operand in bf16: its place in the weight copy when it lies inside the registered
-  // master weights, else a fresh cast into `tmp` (scratch from the caching allocator).
-  const __nv_bfloat16* bf16_operand(const Tensor& t, Buffer& tmp) {
+  // A matmul operand in bf16: a BF16 tensor itself (bf16 storage), its place in the weight copy
+  // when it lies inside the registered master weights, else a fresh cast into `tmp` (scratch from
+  // the caching allocator).
+  const void* bf16_operand(const Tensor& t, Buffer& tmp) {
+    if (t.dtype == DType::BF16) return t.data;
     if (const int64_t at = master_offset(t); at >= 0) {
       return static_cast<const __nv_bfloat16*>(weight_copy_.get()) + at;
     }
     tmp = alloc(sizeof(__nv_bfloat16) * static_cast<size_t>(t.numel()));
     cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(tmp.get()), t.as<float>(), t.numel());
-    return static_cast<const __nv_bfloat16*>(tmp.get());
+    return tmp.get();
+  }
+  // The cuBLAS type of a GEMM's C under bf16_matmul: bf16 for a BF16 tensor, else fp32.
+  static cudaDataType gemm_type(const Tensor& c) {
+    AM_CHECK(c.dtype == DType::F32 || c.dtype == DType::BF16, "matmul output of dtype {}", dtype_name(c.dtype));
+    return c.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
   }
 
   // The operands ts[live[j]] of a grouped matmul as the GEMM reads them: fp32 pointers, or under
-  // bf16_matmul their bf16 values: from the weight copy when inside the master weights, else cast
+  // bf16_matmul their bf16 values: BF16 tensors as they are, fp32 ones from the weight copy when
+  // inside the master weights, else cast
   // into `tmp`: in one launch when they tile one address range (the experts' row blocks), else
   // one cast each.
   std::vector<const void*> operand_pointers(const std::vector<Tensor>& ts, const std::vector<size_t>& live, Buffer& tmp) {
@@ -315,8 +324,9 @@ class CudaBackend final : public Backend {
     std::vector<size_t> rest;
     for (size_t j = 0; j < live.size(); ++j) {
       const Tensor& t = ts[live[j]];
-      AM_CHECK(t.dtype == DType::F32, "matmul_grouped operand of dtype {}", dtype_name(t.dtype));
-      if (!bf16_matmul_) {
+      AM_CHECK(t.dtype == DType::F32 || (bf16_matmul_ && t.dtype == DType::BF16), "matmul_grouped operand of dtype {}",
+               dtype_name(t.dtype));
+      if (!bf16_matmul_ || t.dtype == DType::BF16) {
         out[j] = t.data;
       } else if (const int64_t at = master_offset(t); at >= 0) {
         out[j] = static_cast<const __nv_bfloat16*>(weight_copy_.get()) + at;

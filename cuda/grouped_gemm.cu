@@ -47,9 +47,20 @@ void gemm_chunk(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cublas
 
 void gemm_grouped(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb,
                   const std::vector<GemmProblem>& problems, cudaDataType ab_type, float alpha, float beta) {
+  for (const GemmProblem& q : problems) {
+    AM_CHECK(q.c_type == CUDA_R_32F, "gemm_grouped: C of type {}", int(q.c_type));
+  }
   const int total = static_cast<int>(problems.size());
   for (int first = 0; first < total; first += kMaxGroups) {
     gemm_chunk(be, handle, ta, tb, problems.data() + first, std::min(kMaxGroups, total - first), ab_type, alpha, beta);
+  }
+}
+
+void gemm_each(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb,
+               const std::vector<GemmProblem>& problems, float alpha, float beta) {
+  for (const GemmProblem& q : problems) {
+    AM_CUBLAS(cublasGemmEx(handle, ta, tb, q.m, q.n, q.k, &alpha, q.a, CUDA_R_16BF, q.lda, q.b, CUDA_R_16BF, q.ldb,
+                           &beta, q.c, q.c_type, q.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 }
 

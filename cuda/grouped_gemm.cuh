@@ -14,7 +14,8 @@ struct GemmProblem {
   int m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
   const void* a = nullptr;
   const void* b = nullptr;
-  float* c = nullptr;
+  void* c = nullptr;
+  cudaDataType c_type = CUDA_R_32F;  // gemm_each: CUDA_R_32F or CUDA_R_16BF (gemm_grouped: fp32 only)
 };
 
 // Every problem with the same ta, tb, alpha and beta; A and B of ab_type (CUDA_R_32F, or
@@ -24,5 +25,12 @@ struct GemmProblem {
 inline constexpr int kMaxGroups = 64;
 void gemm_grouped(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb,
                   const std::vector<GemmProblem>& problems, cudaDataType ab_type, float alpha, float beta);
+
+// The same problems under bf16 matrix products: bf16 A and B, each C of its own c_type (fp32 or
+// bf16: fp32 alpha acc + beta C rounded once), fp32 accumulation; one cublasGemmEx per problem,
+// since cublasGemmGroupedBatchedEx takes bf16 A and B only with a bf16 C (cuBLAS's table of type
+// combinations) and the gradient products need an fp32 C (beta = 1 accumulates).
+void gemm_each(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb,
+               const std::vector<GemmProblem>& problems, float alpha, float beta);
 
 }  // namespace am::cuda

@@ -1,9 +1,11 @@
 // The simulator's cuBLAS: the two GEMMs the CUDA backend calls, on OpenBLAS, with cuBLAS's
 // column-major conventions (op(A) is m x k, op(B) k x n, C m x n, leading dimensions checked).
 //  - cublasSgemm: fp32 SGEMM.
-//  - cublasGemmEx with bf16 A and B, fp32 C, CUBLAS_COMPUTE_32F: the operands widened to fp32
-//    (exact) and one SGEMM, so every product is the fp32 product of the rounded operands and the
-//    sums are fp32, as on the GPU (up to summation order).
+//  - cublasGemmEx, CUBLAS_COMPUTE_32F, with bf16 A and B and a bf16 or fp32 C, or fp32 A, B, C
+//    (cuBLAS's other combinations are refused, gemm_ex_types_ok): the operands widened to fp32
+//    (exact) and one SGEMM, so every product is the fp32 product of the operands and the sums are
+//    fp32, as on the GPU (up to summation order); a bf16 C is computed as fp32 alpha acc + beta C
+//    and rounded once (nearest even), as cuBLAS does.
 //  - cublasGemmGroupedBatchedEx (the experts' grouped GEMMs): fp32 A, B, C or bf16 A and B with
 //    fp32 C, CUBLAS_COMPUTE_32F; host arrays of sizes, leading dimensions, alpha and beta (host
 //    pointer mode), device arrays of A, B, C pointers read when the call runs; each problem one
@@ -55,6 +57,24 @@ std::vector<float> widen(const __nv_bfloat16* p, size_t count) {
   std::vector<float> out(count);
   for (size_t i = 0; i < count; ++i) out[i] = __bfloat162float(p[i]);
   return out;
+}
+
+// count elements of a GEMM operand of type t (CUDA_R_16BF or CUDA_R_32F) as fp32 (exact).
+std::vector<float> as_f32(const void* p, cudaDataType t, size_t count) {
+  if (t == CUDA_R_16BF) return widen(static_cast<const __nv_bfloat16*>(p), count);
+  const auto* f = static_cast<const float*>(p);
+  return std::vector<float>(f, f + count);
+}
+
+// cublasGemmEx's type combinations under CUBLAS_COMPUTE_32F (scale type fp32) that the backend
+// uses, from cuBLAS's table for cublasGemmEx: A and B of one type; bf16 A/B with a bf16 or fp32 C;
+// fp32 A/B/C. cuBLAS also takes fp16 and int8 rows of that table (not simulated: unused) and
+// refuses every mix it lacks (bf16 with fp32 operands, fp32 A/B with a bf16 C) with
+// CUBLAS_STATUS_NOT_SUPPORTED, as the simulator does.
+bool gemm_ex_types_ok(cudaDataType a, cudaDataType b, cudaDataType c, cublasComputeType_t compute) {
+  if (compute != CUBLAS_COMPUTE_32F || a != b) return false;
+  if (a == CUDA_R_16BF) return c == CUDA_R_16BF || c == CUDA_R_32F;
+  return a == CUDA_R_32F && c == CUDA_R_32F;
 }
 
 }  // namespace
@@ -109,28 +129,41 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t ta, cublasO
                             const void* alpha, const void* A, cudaDataType Atype, int lda, const void* B,
                             cudaDataType Btype, int ldb, const void* beta, void* C, cudaDataType Ctype, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t) {
-  if (Atype != CUDA_R_16BF || Btype != CUDA_R_16BF || Ctype != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F) {
-    std::fprintf(stderr, "[cuda-sim] cublasGemmEx: only bf16 A and B, fp32 C, CUBLAS_COMPUTE_32F are simulated\n");
+  if (!gemm_ex_types_ok(Atype, Btype, Ctype, compute)) {
+    std::fprintf(stderr,
+                 "[cuda-sim] cublasGemmEx: A %d B %d C %d compute %d: the simulated combinations are bf16 A and B "
+                 "with a bf16 or fp32 C, and fp32 A, B, C, all with CUBLAS_COMPUTE_32F\n",
+                 int(Atype), int(Btype), int(Ctype), int(compute));
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (auto st = check_dims("cublasGemmEx", ta, tb, m, n, k, lda, ldb, ldc); st != CUBLAS_STATUS_SUCCESS) return st;
   const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-  const auto* a16 = static_cast<const __nv_bfloat16*>(A);
-  const auto* b16 = static_cast<const __nv_bfloat16*>(B);
-  float* c = static_cast<float*>(C);
+  const size_t ab_elem = Atype == CUDA_R_16BF ? 2 : 4, c_elem = Ctype == CUDA_R_16BF ? 2 : 4;
   am::sim::enqueue(handle->stream, "cublasGemmEx", [=] {
     const char* what = "cublasGemmEx";
-    const size_t a_bytes = span_bytes(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 2);
-    const size_t b_bytes = span_bytes(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 2);
+    const size_t a_bytes = span_bytes(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, ab_elem);
+    const size_t b_bytes = span_bytes(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, ab_elem);
+    const size_t c_bytes = span_bytes(m, n, ldc, c_elem);
     if (k > 0 && al != 0) {
-      runtime_access(a16, a_bytes, false, true, what);
-      runtime_access(b16, b_bytes, false, true, what);
+      runtime_access(A, a_bytes, false, true, what);
+      runtime_access(B, b_bytes, false, true, what);
     }
-    if (be != 0) runtime_access(c, span_bytes(m, n, ldc, 4), false, true, what);
-    runtime_access(c, span_bytes(m, n, ldc, 4), true, false, what);
+    if (be != 0) runtime_access(C, c_bytes, false, true, what);
+    runtime_access(C, c_bytes, true, false, what);
     am::sim::ArenaOpen open;
-    const std::vector<float> a32 = widen(a16, a_bytes / 2), b32 = widen(b16, b_bytes / 2);
-    gemm_f32(ta, tb, m, n, k, al, a32.data(), lda, b32.data(), ldb, be, c, ldc);
+    const std::vector<float> a32 = as_f32(A, Atype, a_bytes / ab_elem), b32 = as_f32(B, Btype, b_bytes / ab_elem);
+    if (Ctype == CUDA_R_32F) {
+      gemm_f32(ta, tb, m, n, k, al, a32.data(), lda, b32.data(), ldb, be, static_cast<float*>(C), ldc);
+      return;
+    }
+    // bf16 C: alpha acc + beta C in fp32 (C widened), rounded once to bf16 (nearest even); only the
+    // m x n entries are written, not the padding between columns.
+    auto* c16 = static_cast<__nv_bfloat16*>(C);
+    std::vector<float> c32(c_bytes / 2, 0.f);
+    if (be != 0) c32 = widen(c16, c_bytes / 2);
+    gemm_f32(ta, tb, m, n, k, al, a32.data(), lda, b32.data(), ldb, be, c32.data(), ldc);
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < m; ++i) c16[size_t(j) * ldc + i] = __float2bfloat16_rn(c32[size_t(j) * ldc + i]);
   });
   return CUBLAS_STATUS_SUCCESS;
 }
