@@ -87,6 +87,7 @@ class CudaBackend final : public Backend {
         // native bf16: gemm-attention
         "matmul", "attention_forward", "attention_backward",
         // native bf16: routing
+        "gather_rows", "combine", "combine_backward", "block_norms", "block_norms_backward", "gather_blocks",
     };
     return ops.count(op) > 0;
   }

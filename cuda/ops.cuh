@@ -54,6 +54,8 @@ void capacity_route(Backend& be, Tensor routed, Tensor slot_expert, Tensor score
 Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int n_true);
 
 // ---- routing.cu ----
+// (gather_rows, gather_blocks, combine, combine_backward, block_norms and block_norms_backward also
+// take BF16 tensors: CudaBackend names them in native_bf16; routing.cu says which arguments)
 int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets, Tensor slot_expert, int n_experts);
 void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax);
 void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign);

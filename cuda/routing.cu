@@ -18,11 +18,20 @@
 //    float sums bit for bit, even when two assignments share a block.
 // Out-of-range indices (an AM_CHECK failure on the CPU) are never followed: gathers write NaN
 // there, scatters skip them; route_build checks its ids, as it returns to the host anyway.
+//
+// bf16 storage (core/backend.h; CudaBackend::native_bf16 names the ops): gather_rows,
+// gather_blocks, combine, combine_backward, block_norms and block_norms_backward take BF16 tensors
+// where the model keeps its activations in bf16 (routing_bf16.cuh: the kernels are templated on
+// the storage type, widen what they read, compute as in fp32 and round once on store; a gather
+// between equal types copies bits). Each op's comment says which arguments are native; a BF16
+// tensor in another argument goes through an fp32 copy (F32Arg: two converts, as with_f32 does).
+// scatter_rows_add and scatter_blocks_add get fp32 tensors from the model and stay fp32-only.
 #include "check.cuh"
 #include "core/op_checks.h"
 #include "launch.cuh"
 #include "moe_common.cuh"
 #include "ops.cuh"
+#include "routing_bf16.cuh"
 
 #include <cmath>
 
@@ -69,17 +78,19 @@ __global__ void route_invert_kernel(int32_t* slot_assign, const int32_t* sorted_
 }
 
 // out (A, d) = x[assign_slot[a] / kmax]
-__global__ void gather_rows_kernel(float* out, const float* x, const int32_t* assign_slot, int64_t A, int64_t d,
-                                   int kmax, int64_t slots) {
+template <typename TO, typename TX>
+__global__ void gather_rows_kernel(TO* out, const TX* x, const int32_t* assign_slot, int64_t A, int64_t d, int kmax,
+                                   int64_t slots) {
   for (int64_t idx = thread_id(); idx < A * d; idx += thread_stride()) {
     const int64_t a = idx / d, c = idx % d, slot = assign_slot[a];
-    out[idx] = slot >= 0 && slot < slots ? x[(slot / kmax) * d + c] : NAN;
+    out[idx] = slot >= 0 && slot < slots ? convert_element<TO>(x[(slot / kmax) * d + c]) : narrow<TO>(NAN);
   }
 }
 
 // y (N, d) write: per (t, c) the double sum over filled slots in slot order.
-__global__ void combine_kernel(float* y, const float* eo, const float* slot_gate, const int32_t* slot_assign,
-                               int64_t N, int64_t d, int kmax, int64_t A) {
+template <typename TY, typename TE>
+__global__ void combine_kernel(TY* y, const TE* eo, const float* slot_gate, const int32_t* slot_assign, int64_t N,
+                               int64_t d, int kmax, int64_t A) {
   for (int64_t idx = thread_id(); idx < N * d; idx += thread_stride()) {
     const int64_t t = idx / d, c = idx % d;
     const int32_t* sa = slot_assign + t * kmax;
@@ -91,14 +102,15 @@ __global__ void combine_kernel(float* y, const float* eo, const float* slot_gate
         acc = NAN;
         break;
       }
-      if (a >= 0) acc += double(g[j]) * eo[a * d + c];
+      if (a >= 0) acc += double(g[j]) * wide(eo[a * d + c]);
     }
-    y[idx] = static_cast<float>(acc);
+    y[idx] = narrow<TY>(static_cast<float>(acc));
   }
 }
 
 // One warp per slot i: deo[a] = gate * dy[t], dslot_gate[i] = <dy[t], eo[a]>.
-__global__ void combine_backward_kernel(float* deo, float* dslot_gate, const float* dy, const float* eo,
+template <typename TE>
+__global__ void combine_backward_kernel(float* deo, float* dslot_gate, const float* dy, const TE* eo,
                                         const float* slot_gate, const int32_t* slot_assign, int64_t slots,
                                         int kmax, int64_t A, int64_t d) {
   for (int64_t i = warp_id(); i < slots; i += warp_stride()) {
@@ -109,11 +121,11 @@ __global__ void combine_backward_kernel(float* deo, float* dslot_gate, const flo
     }
     const double gate = slot_gate[i];
     const float* g = dy + (i / kmax) * d;
-    const float* e = eo + a * d;
+    const TE* e = eo + a * d;
     float* de = deo + a * d;
     double dot = 0;
     for (int64_t c = lane_id(); c < d; c += 32) {
-      dot += double(g[c]) * e[c];
+      dot += double(g[c]) * wide(e[c]);
       de[c] = static_cast<float>(gate * g[c]);
     }
     dot = warp_sum(dot);
@@ -145,13 +157,13 @@ __global__ void scatter_rows_kernel(float* dx, const float* src, const int32_t* 
 __device__ __forceinline__ float sign_of(float v) { return v > 0.f ? 1.f : (v < 0.f ? -1.f : 0.f); }
 
 // s (N, S) columns [0, nb): one warp per (t, b) = w, block c[w*dl, (w+1)*dl).
-__global__ void block_norms_kernel(float* s, int64_t S, const float* c, int64_t N, int nb, int64_t dl,
-                                   NormKind kind) {
+template <typename TC>
+__global__ void block_norms_kernel(float* s, int64_t S, const TC* c, int64_t N, int nb, int64_t dl, NormKind kind) {
   for (int64_t w = warp_id(); w < N * nb; w += warp_stride()) {
-    const float* cb = c + w * dl;
+    const TC* cb = c + w * dl;
     double acc = 0;
     for (int64_t i = lane_id(); i < dl; i += 32) {
-      const double v = cb[i];
+      const double v = wide(cb[i]);
       switch (kind) {
         case NormKind::L2: acc += v * v; break;
         case NormKind::L1: acc += fabs(v); break;
@@ -174,11 +186,12 @@ __global__ void block_norms_kernel(float* s, int64_t S, const float* c, int64_t 
 // comparison, so this is the first index of the largest non-NaN |c|, or 0 when c_0 is NaN (or
 // every entry is). Lanes scan their entries in increasing order; the butterfly keeps the larger
 // value and, on equal values, the lower index: the same index in every lane.
-__device__ int64_t linf_first_argmax(const float* cb, int64_t dl) {
+template <typename TC>
+__device__ int64_t linf_first_argmax(const TC* cb, int64_t dl) {
   int64_t bi = -1;
   float bv = 0.f;
   for (int64_t i = lane_id(); i < dl; i += 32) {
-    const float v = fabsf(cb[i]);
+    const float v = fabsf(wide(cb[i]));
     if (isnan(v)) continue;
     if (bi < 0 || v > bv) {
       bi = i;
@@ -193,14 +206,15 @@ __device__ int64_t linf_first_argmax(const float* cb, int64_t dl) {
       bv = ov;
     }
   }
-  return (bi < 0 || isnan(cb[0])) ? 0 : bi;
+  return (bi < 0 || isnan(wide(cb[0]))) ? 0 : bi;
 }
 
 // dc (N, nb*dl) acc: one warp per (t, b) = w.
-__global__ void block_norms_backward_kernel(float* dc, const float* ds, const float* c, const float* s, int64_t S,
+template <typename TC>
+__global__ void block_norms_backward_kernel(float* dc, const float* ds, const TC* c, const float* s, int64_t S,
                                             int64_t N, int nb, int64_t dl, NormKind kind) {
   for (int64_t w = warp_id(); w < N * nb; w += warp_stride()) {
-    const float* cb = c + w * dl;
+    const TC* cb = c + w * dl;
     float* db = dc + w * dl;
     const int64_t at_s = (w / nb) * S + w % nb;
     const float g = ds[at_s];
@@ -209,15 +223,15 @@ __global__ void block_norms_backward_kernel(float* dc, const float* ds, const fl
         const float norm = s[at_s];
         if (norm == 0.f) break;
         const float k = g / norm;
-        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += k * cb[i];
+        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += k * wide(cb[i]);
         break;
       }
       case NormKind::L1:
-        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += g * sign_of(cb[i]);
+        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += g * sign_of(wide(cb[i]));
         break;
       case NormKind::Linf: {
         const int64_t at = linf_first_argmax(cb, dl);
-        if (lane_id() == 0) db[at] += g * sign_of(cb[at]);
+        if (lane_id() == 0) db[at] += g * sign_of(wide(cb[at]));
         break;
       }
     }
@@ -225,13 +239,13 @@ __global__ void block_norms_backward_kernel(float* dc, const float* ds, const fl
 }
 
 // out (A, dl) = block e of row t of c (N, n*dl), slot = assign_slot[a].
-__global__ void gather_blocks_kernel(float* out, const float* c, const int32_t* assign_slot,
-                                     const int32_t* slot_expert, int64_t A, int64_t slots, int kmax, int n,
-                                     int64_t dl) {
+template <typename TO, typename TC>
+__global__ void gather_blocks_kernel(TO* out, const TC* c, const int32_t* assign_slot, const int32_t* slot_expert,
+                                     int64_t A, int64_t slots, int kmax, int n, int64_t dl) {
   for (int64_t idx = thread_id(); idx < A * dl; idx += thread_stride()) {
     const int64_t a = idx / dl, j = idx % dl, slot = assign_slot[a];
     const int64_t e = slot >= 0 && slot < slots ? slot_expert[slot] : -1;
-    out[idx] = e >= 0 && e < n ? c[((slot / kmax) * n + e) * dl + j] : NAN;
+    out[idx] = e >= 0 && e < n ? convert_element<TO>(c[((slot / kmax) * n + e) * dl + j]) : narrow<TO>(NAN);
   }
 }
 
@@ -316,28 +330,48 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
   return A;
 }
 
+// bf16 storage: out and x natively in every dtype combination.
 void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax) {
   const int64_t A = row_count(out), d = last_dim(out), N = row_count(x);
   if (A * d == 0) return;
-  launch<gather_rows_kernel>(grid_for(A * d), moe::kThreads, 0, 0, out.as<float>(), x.as<float>(),
-                             assign_slot.as<int32_t>(), A, d, kmax, N * kmax);
+  by_storage(out, x, [&](auto so, auto sx) {
+    using TO = typename decltype(so)::type;
+    using TX = typename decltype(sx)::type;
+    launch<gather_rows_kernel<TO, TX>>(grid_for(A * d), moe::kThreads, 0, 0, data_as<TO>(out), data_as<const TX>(x),
+                                       assign_slot.as<int32_t>(), A, d, kmax, N * kmax);
+  });
 }
 
+// bf16 storage: y and expert_out natively; a BF16 slot_gate through an fp32 copy.
 void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
   const int64_t N = row_count(y), d = last_dim(y), A = row_count(expert_out), kmax = last_dim(slot_assign);
   if (N * d == 0) return;
-  launch<combine_kernel>(grid_for(N * d), moe::kThreads, 0, 0, y.as<float>(), expert_out.as<float>(),
-                         slot_gate.as<float>(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
+  const F32Arg gate(be, slot_gate);
+  by_storage(y, expert_out, [&](auto sy, auto se) {
+    using TY = typename decltype(sy)::type;
+    using TE = typename decltype(se)::type;
+    launch<combine_kernel<TY, TE>>(grid_for(N * d), moe::kThreads, 0, 0, data_as<TY>(y), data_as<const TE>(expert_out),
+                                   gate.ptr(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
+  });
 }
 
+// bf16 storage: expert_out natively; BF16 dexpert_out, dslot_gate, dy or slot_gate through fp32
+// copies.
 void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
                       Tensor slot_gate, Tensor slot_assign) {
   const int64_t N = row_count(dy), d = last_dim(dy), A = row_count(expert_out), kmax = last_dim(slot_assign);
   const int64_t slots = N * kmax;
   if (slots == 0) return;
-  launch<combine_backward_kernel>(grid_for_warps(slots), moe::kThreads, 0, 0, dexpert_out.as<float>(),
-                                  dslot_gate.as<float>(), dy.as<float>(), expert_out.as<float>(), slot_gate.as<float>(),
-                                  slot_assign.as<int32_t>(), slots, static_cast<int>(kmax), A, d);
+  F32Arg deo(be, dexpert_out), dgate(be, dslot_gate);
+  const F32Arg g(be, dy), gate(be, slot_gate);
+  by_storage(expert_out, [&](auto se) {
+    using TE = typename decltype(se)::type;
+    launch<combine_backward_kernel<TE>>(grid_for_warps(slots), moe::kThreads, 0, 0, deo.ptr(), dgate.ptr(), g.ptr(),
+                                        data_as<const TE>(expert_out), gate.ptr(), slot_assign.as<int32_t>(), slots,
+                                        static_cast<int>(kmax), A, d);
+  });
+  deo.narrow();
+  dgate.narrow();
 }
 
 void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
@@ -349,26 +383,44 @@ void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
 
 // ---- activation norms ----
 
+// bf16 storage: c natively; a BF16 s through an fp32 copy.
 void block_norms(Backend& be, Tensor s, Tensor c, int n_blocks, NormKind kind) {
   const int64_t N = row_count(c), dl = last_dim(c) / n_blocks, S = last_dim(s);
   if (N == 0) return;
-  launch<block_norms_kernel>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, s.as<float>(), S, c.as<float>(), N,
-                             n_blocks, dl, kind);
+  F32Arg s32(be, s);
+  by_storage(c, [&](auto sc) {
+    using TC = typename decltype(sc)::type;
+    launch<block_norms_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, s32.ptr(), S,
+                                   data_as<const TC>(c), N, n_blocks, dl, kind);
+  });
+  s32.narrow();
 }
 
+// bf16 storage: c natively; BF16 dc, ds or s through fp32 copies.
 void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) {
   const int64_t N = row_count(c), dl = last_dim(c) / n_blocks, S = last_dim(s);
   if (N == 0 || dl == 0) return;
-  launch<block_norms_backward_kernel>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, dc.as<float>(), ds.as<float>(),
-                                      c.as<float>(), s.as<float>(), S, N, n_blocks, dl, kind);
+  F32Arg dc32(be, dc);
+  const F32Arg ds32(be, ds), s32(be, s);
+  by_storage(c, [&](auto sc) {
+    using TC = typename decltype(sc)::type;
+    launch<block_norms_backward_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, dc32.ptr(), ds32.ptr(),
+                                            data_as<const TC>(c), s32.ptr(), S, N, n_blocks, dl, kind);
+  });
+  dc32.narrow();
 }
 
+// bf16 storage: out and c natively in every dtype combination.
 void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) {
   const BlockGeometry g = block_geometry(out, c, slot_expert);
   if (g.A == 0) return;
-  launch<gather_blocks_kernel>(grid_for(g.A * g.dl), moe::kThreads, 0, 0, out.as<float>(), c.as<float>(),
-                               assign_slot.as<int32_t>(), slot_expert.as<int32_t>(), g.A, g.N * g.kmax,
-                               static_cast<int>(g.kmax), static_cast<int>(g.n), g.dl);
+  by_storage(out, c, [&](auto so, auto sc) {
+    using TO = typename decltype(so)::type;
+    using TC = typename decltype(sc)::type;
+    launch<gather_blocks_kernel<TO, TC>>(grid_for(g.A * g.dl), moe::kThreads, 0, 0, data_as<TO>(out),
+                                         data_as<const TC>(c), assign_slot.as<int32_t>(), slot_expert.as<int32_t>(),
+                                         g.A, g.N * g.kmax, static_cast<int>(g.kmax), static_cast<int>(g.n), g.dl);
+  });
 }
 
 void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) {
