@@ -84,6 +84,8 @@ class CudaBackend final : public Backend {
   bool native_bf16(const char* op) const override {
     static const std::set<std::string_view> ops = {
         // native bf16: kernels
+        "rmsnorm_forward", "rmsnorm_residual_forward", "rope_forward", "rope_backward", "swiglu_forward",
+        "swiglu_backward", "cross_entropy_forward", "cross_entropy_backward", "cross_entropy_forward_backward",
         // native bf16: gemm-attention
         "matmul", "attention_forward", "attention_backward",
         // native bf16: routing

@@ -1,11 +1,15 @@
 // dense.cu: token embedding, RMSNorm (and the residual add fused into it), RoPE, SiLU and SwiGLU
-// (forward and backward). fp32 tensors, the default stream. The CPU kernels in
+// (forward and backward), on the default stream. fp32 tensors; under bf16 storage the RMSNorm
+// forwards' output (and rmsnorm_forward's input), RoPE's qkv and SwiGLU's g, u, h (forward) and
+// g, u with dg, du, dh of one dtype (backward) may be BF16: the kernels are templated on the storage
+// type (bf16_io.cuh) and other combinations fall back to fp32 copies (F32Fallback). The CPU kernels in
 // src/cpu/ops_{embedding,rmsnorm,rope,swiglu}.cpp are the spec: the same formulas in the same
 // precision (double accumulation and double RoPE rotation).
 //
 // Determinism: no floating-point atomics. Row reductions are CUB block reductions of a fixed block
 // size; the embedding gradient sorts tokens (stable radix sort) and sums each token's rows in
 // position order; RMSNorm's dw sums fixed row chunks, then the chunks in order (row_reduce.cuh).
+#include "bf16_io.cuh"
 #include "check.cuh"
 #include "launch.cuh"
 #include "core/op_checks.h"
@@ -80,18 +84,24 @@ __global__ void embedding_backward_kernel(float* dtable, const uint32_t* sorted_
 // ---- RMSNorm ----
 
 // One block of B threads per row: ss = sum x^2 (double), r = 1/sqrt(ss/d + eps), out = x r w.
-template <int B>
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, const float* w, int64_t N,
-                                       int64_t d, double eps) {
+// TO, TX: the storage types of out and x.
+template <int B, typename TO, typename TX>
+__global__ void rmsnorm_forward_kernel(TO* out, float* rstd, const TX* x, const float* w, int64_t N, int64_t d,
+                                       double eps) {
   for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
-    const float* xr = x + t * d;
+    const TX* xr = x + t * d;
     double ss = 0;
-    for (int64_t j = threadIdx.x; j < d; j += B) ss += double(xr[j]) * double(xr[j]);
+    for (int64_t j = threadIdx.x; j < d; j += B) {
+      const double v = to_float(xr[j]);
+      ss += v * v;
+    }
     ss = block_allreduce<B>(ss, SumOp{});
     const double r = 1.0 / sqrt(ss / double(d) + eps);
     if (threadIdx.x == 0) rstd[t] = static_cast<float>(r);
-    float* o = out + t * d;  // may alias x: each thread reads and writes only its own columns
-    for (int64_t j = threadIdx.x; j < d; j += B) o[j] = static_cast<float>(double(xr[j]) * r * double(w[j]));
+    TO* o = out + t * d;  // may alias x: each thread reads and writes only its own columns
+    for (int64_t j = threadIdx.x; j < d; j += B) {
+      o[j] = from_float<TO>(static_cast<float>(double(to_float(xr[j])) * r * double(w[j])));
+    }
   }
 }
 
@@ -99,8 +109,9 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, 
 // rmsnorm_forward_kernel's row on res_out (the same partial sums and block reduction, so the same
 // bits as the two kernels). res_out may alias a or b, out may alias res_out: each thread reads and
 // writes only its own columns.
-template <int B>
-__global__ void rmsnorm_residual_forward_kernel(float* res_out, float* out, float* rstd, const float* a,
+// TO: the storage type of out (the rest is fp32).
+template <int B, typename TO>
+__global__ void rmsnorm_residual_forward_kernel(float* res_out, TO* out, float* rstd, const float* a,
                                                 const float* b, const float* w, int64_t N, int64_t d, double eps) {
   for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
     const float* ar = a + t * d;
@@ -115,8 +126,8 @@ __global__ void rmsnorm_residual_forward_kernel(float* res_out, float* out, floa
     ss = block_allreduce<B>(ss, SumOp{});
     const double rs = 1.0 / sqrt(ss / double(d) + eps);
     if (threadIdx.x == 0) rstd[t] = static_cast<float>(rs);
-    float* o = out + t * d;
-    for (int64_t j = threadIdx.x; j < d; j += B) o[j] = static_cast<float>(double(rr[j]) * rs * double(w[j]));
+    TO* o = out + t * d;
+    for (int64_t j = threadIdx.x; j < d; j += B) o[j] = from_float<TO>(static_cast<float>(double(rr[j]) * rs * double(w[j])));
   }
 }
 
@@ -157,8 +168,10 @@ struct AccumulateF32 {
 // ---- RoPE ----
 
 // One thread per (row r, pair i): the angle t * theta^(-2i/hd) in double (as the CPU), its cos and
-// sign * sin, then the rotation of pair i of every q and k head of the row, in double.
-__global__ void rope_kernel(float* qkv, int64_t rows, int64_t T, int64_t hd, int64_t heads, int64_t row_dim,
+// sign * sin, then the rotation of pair i of every q and k head of the row, in double. S: the
+// storage type of qkv (each result cast to float, then stored).
+template <typename S>
+__global__ void rope_kernel(S* qkv, int64_t rows, int64_t T, int64_t hd, int64_t heads, int64_t row_dim,
                             double theta, double sign) {
   const int64_t half = hd / 2;
   AM_GRID_STRIDE(k, rows * half) {
@@ -168,12 +181,12 @@ __global__ void rope_kernel(float* qkv, int64_t rows, int64_t T, int64_t hd, int
     double sn, cs;
     sincos(angle, &sn, &cs);
     sn *= sign;
-    float* row = qkv + r * row_dim;
+    S* row = qkv + r * row_dim;
     for (int64_t h = 0; h < heads; ++h) {
-      float* x = row + h * hd;
-      const double a = x[i], b = x[i + half];
-      x[i] = static_cast<float>(a * cs - b * sn);
-      x[i + half] = static_cast<float>(b * cs + a * sn);
+      S* x = row + h * hd;
+      const double a = to_float(x[i]), b = to_float(x[i + half]);
+      x[i] = from_float<S>(static_cast<float>(a * cs - b * sn));
+      x[i + half] = from_float<S>(static_cast<float>(b * cs + a * sn));
     }
   }
 }
@@ -181,8 +194,11 @@ __global__ void rope_kernel(float* qkv, int64_t rows, int64_t T, int64_t hd, int
 void rope_apply(Tensor qkv, const AttnShape& s, double theta, double sign) {
   const int64_t rows = s.B * s.T, half = s.head_dim / 2;
   if (rows * half == 0) return;
-  launch<rope_kernel>(blocks_for(rows * half), kThreads, 0, 0, qkv.as<float>(), rows, s.T, s.head_dim,
-                      s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign);
+  with_storage(qkv.dtype, [&](auto tag) {
+    using S = decltype(tag);
+    launch<rope_kernel<S>>(blocks_for(rows * half), kThreads, 0, 0, data_as<S>(qkv), rows, s.T, s.head_dim,
+                           s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign);
+  });
 }
 
 // ---- SiLU / SwiGLU (float, like the CPU) ----
@@ -200,16 +216,22 @@ __global__ void silu_backward_kernel(float* dx, const float* dy, const float* x,
   }
 }
 
-__global__ void swiglu_forward_kernel(float* h, const float* g, const float* u, int64_t n) {
-  AM_GRID_STRIDE(i, n) h[i] = g[i] * sigmoid_f32(g[i]) * u[i];
+// TH, TG, TU: the storage types of h, g, u.
+template <typename TH, typename TG, typename TU>
+__global__ void swiglu_forward_kernel(TH* h, const TG* g, const TU* u, int64_t n) {
+  AM_GRID_STRIDE(i, n) {
+    const float x = to_float(g[i]);
+    h[i] = from_float<TH>(x * sigmoid_f32(x) * to_float(u[i]));
+  }
 }
 
-__global__ void swiglu_backward_kernel(float* dg, float* du, const float* dh, const float* g, const float* u,
-                                       int64_t n) {
+// TD: the storage type of dg, du, dh; TI: that of g, u.
+template <typename TD, typename TI>
+__global__ void swiglu_backward_kernel(TD* dg, TD* du, const TD* dh, const TI* g, const TI* u, int64_t n) {
   AM_GRID_STRIDE(i, n) {
-    const float x = g[i], s = sigmoid_f32(x), d = dh[i], up = u[i];
-    dg[i] = d * up * s * (1.0f + x * (1.0f - s));
-    du[i] = d * x * s;
+    const float x = to_float(g[i]), s = sigmoid_f32(x), d = to_float(dh[i]), up = to_float(u[i]);
+    dg[i] = from_float<TD>(d * up * s * (1.0f + x * (1.0f - s)));
+    du[i] = from_float<TD>(d * x * s);
   }
 }
 
@@ -250,27 +272,51 @@ void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) 
 
 // ---- RMSNorm ----
 
-void rmsnorm_forward(Backend&, Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) {
+// Native bf16: out and x F32 or BF16; a BF16 rstd or w goes through fp32 copies.
+void rmsnorm_forward(Backend& be, Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) {
   const int64_t N = row_count(x), d = last_dim(x);
   if (N == 0) return;
+  if (!all_f32({&rstd, &w})) {
+    F32Fallback f32(be, {{&out, true}, {&rstd, true}, {&x, false}, {&w, false}});
+    rmsnorm_forward(be, out, rstd, x, w, eps);
+    f32.narrow();
+    return;
+  }
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<rmsnorm_forward_kernel<B>>(row_grid(N), B, 0, 0, out.as<float>(), rstd.as<float>(), x.as<float>(),
-                                      w.as<float>(), N, d, eps);
+    with_storage(out.dtype, [&](auto to) {
+      with_storage(x.dtype, [&](auto tx) {
+        using TO = decltype(to);
+        using TX = decltype(tx);
+        launch<rmsnorm_forward_kernel<B, TO, TX>>(row_grid(N), B, 0, 0, data_as<TO>(out), rstd.as<float>(),
+                                                  data_as<TX>(x), w.as<float>(), N, d, eps);
+      });
+    });
   });
 }
 
 // Backend's composite add + rmsnorm_forward in one kernel: one read of a and b, no re-read of res_out
 // from memory by a second kernel.
-void rmsnorm_residual_forward(Backend&, Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
+// Native bf16: out F32 or BF16. Any other BF16 argument goes through fp32 copies (the norm reads
+// the unrounded sum, so a BF16 res_out cannot be re-read by the kernel).
+void rmsnorm_residual_forward(Backend& be, Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
                               double eps) {
   const int64_t N = row_count(a), d = last_dim(a);
   if (N == 0) return;
+  if (!all_f32({&res_out, &rstd, &a, &b, &w})) {
+    F32Fallback f32(be, {{&res_out, true}, {&out, true}, {&rstd, true}, {&a, false}, {&b, false}, {&w, false}});
+    rmsnorm_residual_forward(be, res_out, out, rstd, a, b, w, eps);
+    f32.narrow();
+    return;
+  }
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<rmsnorm_residual_forward_kernel<B>>(row_grid(N), B, 0, 0, res_out.as<float>(), out.as<float>(),
-                                               rstd.as<float>(), a.as<float>(), b.as<float>(), w.as<float>(), N, d,
-                                               eps);
+    with_storage(out.dtype, [&](auto to) {
+      using TO = decltype(to);
+      launch<rmsnorm_residual_forward_kernel<B, TO>>(row_grid(N), B, 0, 0, res_out.as<float>(), data_as<TO>(out),
+                                                     rstd.as<float>(), a.as<float>(), b.as<float>(), w.as<float>(),
+                                                     N, d, eps);
+    });
   });
 }
 
@@ -310,17 +356,42 @@ void silu_backward(Backend&, Tensor dx, Tensor dy, Tensor x) {
   launch<silu_backward_kernel>(blocks_for(M * f), kThreads, 0, 0, dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
 }
 
+// Native bf16: h, g, u each F32 or BF16.
 void swiglu_forward(Backend&, Tensor h, Tensor g, Tensor u) {
   const int64_t M = row_count(h), f = last_dim(h);
   if (M * f == 0) return;
-  launch<swiglu_forward_kernel>(blocks_for(M * f), kThreads, 0, 0, h.as<float>(), g.as<float>(), u.as<float>(), M * f);
+  with_storage(h.dtype, [&](auto th) {
+    with_storage(g.dtype, [&](auto tg) {
+      with_storage(u.dtype, [&](auto tu) {
+        using TH = decltype(th);
+        using TG = decltype(tg);
+        using TU = decltype(tu);
+        launch<swiglu_forward_kernel<TH, TG, TU>>(blocks_for(M * f), kThreads, 0, 0, data_as<TH>(h), data_as<TG>(g),
+                                                  data_as<TU>(u), M * f);
+      });
+    });
+  });
 }
 
-void swiglu_backward(Backend&, Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) {
+// Native bf16: g and u of one dtype, dg, du and dh of one dtype (each F32 or BF16); other
+// combinations go through fp32 copies.
+void swiglu_backward(Backend& be, Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) {
   const int64_t M = row_count(dh), f = last_dim(dh);
   if (M * f == 0) return;
-  launch<swiglu_backward_kernel>(blocks_for(M * f), kThreads, 0, 0, dg.as<float>(), du.as<float>(), dh.as<float>(),
-                                 g.as<float>(), u.as<float>(), M * f);
+  if (g.dtype != u.dtype || dg.dtype != dh.dtype || du.dtype != dh.dtype) {
+    F32Fallback f32(be, {{&dg, true}, {&du, true}, {&dh, false}, {&g, false}, {&u, false}});
+    swiglu_backward(be, dg, du, dh, g, u);
+    f32.narrow();
+    return;
+  }
+  with_storage(dh.dtype, [&](auto td) {
+    with_storage(g.dtype, [&](auto ti) {
+      using TD = decltype(td);
+      using TI = decltype(ti);
+      launch<swiglu_backward_kernel<TD, TI>>(blocks_for(M * f), kThreads, 0, 0, data_as<TD>(dg), data_as<TD>(du),
+                                             data_as<TD>(dh), data_as<TI>(g), data_as<TI>(u), M * f);
+    });
+  });
 }
 
 }  // namespace am::cuda

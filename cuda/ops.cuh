@@ -11,6 +11,8 @@
 namespace am::cuda {
 
 // ---- dense.cu ----
+// (Native bf16 storage, CudaBackend::native_bf16: the RMSNorm forwards, RoPE, SwiGLU here and
+// cross-entropy in rows.cu take BF16 tensors; each says which combinations, the rest via fp32 copies.)
 void embedding_forward(Backend& be, Tensor out, Tensor tokens, Tensor table);
 void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout);
 void rmsnorm_forward(Backend& be, Tensor out, Tensor rstd, Tensor x, Tensor w, double eps);

@@ -1,6 +1,7 @@
 // rows.cu: softmax cross-entropy, the row-softmax helpers (softmax, its backward, log-sum-exp,
-// axpy_rows, column sums, add_to_rows), entropy, and the column writers. fp32 tensors, the default
-// stream. The CPU kernels in src/cpu/ops_{cross_entropy,softmax,entropy,norms}.cpp are the spec: the
+// axpy_rows, column sums, add_to_rows), entropy, and the column writers, on the default stream.
+// fp32 tensors; under bf16 storage cross-entropy's logits and gradient may be BF16 (the kernel is
+// templated on their storage types, bf16_io.cuh; BF16 losses fall back to fp32 copies). The CPU kernels in src/cpu/ops_{cross_entropy,softmax,entropy,norms}.cpp are the spec: the
 // same formulas in the same precision (float exp summed in double for cross-entropy, double exp
 // for the softmax helpers, as the CPU does).
 //
@@ -8,6 +9,7 @@
 // fixed size chosen from the row length only); column sums go by fixed row chunks combined in
 // order (row_reduce.cuh); the entropy sum is per-block partials of a fixed grid summed on the host
 // in block order.
+#include "bf16_io.cuh"
 #include "check.cuh"
 #include "launch.cuh"
 #include "core/op_checks.h"
@@ -31,39 +33,41 @@ namespace {
 // double; kLoss: loss = max + log(sum) - x[y]. kGrad: then row i of `grad` (which may be the logits
 // themselves) becomes grad_scale * (softmax - onehot(y)), the exps recomputed (the same values).
 // y < 0: loss 0 and a zero gradient row. Both: the fused classifier, one pass over the logits.
-template <int B, bool kLoss, bool kGrad>
-__global__ void cross_entropy_kernel(float* losses, const float* logits, float* grad, const int32_t* targets,
-                                     int64_t N, int64_t V, double grad_scale) {
+// TL, TG: the storage types of logits and grad (the same when grad is the logits).
+template <int B, bool kLoss, bool kGrad, typename TL, typename TG>
+__global__ void cross_entropy_kernel(float* losses, const TL* logits, TG* grad, const int32_t* targets, int64_t N,
+                                     int64_t V, double grad_scale) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
-    const float* x = logits + i * V;
-    float* g = grad + i * V;  // each thread writes only the columns it read
+    const TL* x = logits + i * V;
+    TG* g = grad + i * V;  // each thread writes only the columns it read
     const int32_t y = targets[i];  // the same for the whole block
     if (y < 0 || y >= V) {  // ignored; >= V: a guard (checked on the host), the loss turns NaN
       if (kLoss && threadIdx.x == 0) losses[i] = y < 0 ? 0.0f : NAN;
       if (kGrad) {
-        for (int64_t j = threadIdx.x; j < V; j += B) g[j] = 0.0f;
+        for (int64_t j = threadIdx.x; j < V; j += B) g[j] = from_float<TG>(0.0f);
       }
       continue;
     }
     float mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < V; j += B) mx = MaxOp{}(mx, x[j]);
+    for (int64_t j = threadIdx.x; j < V; j += B) mx = MaxOp{}(mx, to_float(x[j]));
     mx = block_allreduce<B>(mx, MaxOp{});
     double sum = 0;
-    for (int64_t j = threadIdx.x; j < V; j += B) sum += double(expf(x[j] - mx));
-    const float xy = x[y];  // read before the barrier of the reduction: no thread has written yet
+    for (int64_t j = threadIdx.x; j < V; j += B) sum += double(expf(to_float(x[j]) - mx));
+    const float xy = to_float(x[y]);  // read before the barrier of the reduction: no thread has written yet
     sum = block_allreduce<B>(sum, SumOp{});
     if (kLoss && threadIdx.x == 0) losses[i] = static_cast<float>(double(mx) + log(sum) - double(xy));
     if (kGrad) {
       const double k = grad_scale / sum;
       for (int64_t j = threadIdx.x; j < V; j += B) {
-        const double e = expf(x[j] - mx);
-        g[j] = static_cast<float>(j == y ? grad_scale * (e / sum - 1.0) : e * k);
+        const double e = expf(to_float(x[j]) - mx);
+        g[j] = from_float<TG>(static_cast<float>(j == y ? grad_scale * (e / sum - 1.0) : e * k));
       }
     }
   }
 }
 
-// losses may be empty without kLoss; grad without kGrad.
+// losses may be empty without kLoss; grad without kGrad. Native bf16: logits and grad F32 or BF16
+// (losses F32).
 template <bool kLoss, bool kGrad>
 void cross_entropy(Backend&, Tensor losses, Tensor logits, Tensor grad, Tensor targets, double grad_scale) {
   const int64_t N = row_count(logits), V = last_dim(logits);
@@ -72,8 +76,15 @@ void cross_entropy(Backend&, Tensor losses, Tensor logits, Tensor grad, Tensor t
   if (N == 0) return;
   with_row_block(V, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<cross_entropy_kernel<B, kLoss, kGrad>>(row_grid(N), B, 0, 0, losses.as<float>(), logits.as<float>(),
-                                                  grad.as<float>(), targets.as<int32_t>(), N, V, grad_scale);
+    with_storage(logits.dtype, [&](auto tl) {
+      with_storage(kGrad ? grad.dtype : DType::F32, [&](auto tg) {
+        using TL = decltype(tl);
+        using TG = decltype(tg);
+        launch<cross_entropy_kernel<B, kLoss, kGrad, TL, TG>>(row_grid(N), B, 0, 0, losses.as<float>(),
+                                                              data_as<TL>(logits), data_as<TG>(grad),
+                                                              targets.as<int32_t>(), N, V, grad_scale);
+      });
+    });
   });
 }
 
@@ -195,11 +206,24 @@ __global__ void copy_columns_kernel(float* dst, const float* src, int64_t N, int
 // ---- cross-entropy ----
 
 void cross_entropy_forward(Backend& be, Tensor losses, Tensor logits, Tensor targets) {
+  if (losses.dtype != DType::F32) {  // BF16 losses: through fp32 copies
+    F32Fallback f32(be, {{&losses, true}, {&logits, false}});
+    cross_entropy_forward(be, losses, logits, targets);
+    f32.narrow();
+    return;
+  }
   cross_entropy<true, false>(be, losses, logits, Tensor(), targets, 0.0);
 }
 
-// The fused classifier: the override of Backend's composite (forward, then backward).
+// The fused classifier: the override of Backend's composite (forward, then backward). BF16 logits
+// are overwritten by the gradient rounded to bf16, as the spec's composite does.
 void cross_entropy_forward_backward(Backend& be, Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
+  if (losses.dtype != DType::F32) {  // BF16 losses: through fp32 copies
+    F32Fallback f32(be, {{&losses, true}, {&logits, true}});
+    cross_entropy_forward_backward(be, losses, logits, targets, grad_scale);
+    f32.narrow();
+    return;
+  }
   cross_entropy<true, true>(be, losses, logits, logits, targets, grad_scale);
 }
 

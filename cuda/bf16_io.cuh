@@ -1,0 +1,96 @@
+// bf16 storage in the kernels of dense.cu and rows.cu (core/backend.h, "bf16 storage"): a kernel
+// templated on the storage type T (float or __nv_bfloat16) loads with to_float (exact) and
+// computes in fp32 (or double) as its fp32 version does; it stores with from_float, which rounds
+// the fp32 value to bf16 (nearest even) once: the spec's rounding point (a double result is first
+// cast to float, as the fp32 kernel does, then rounded). With T = float both are the identity, so
+// the fp32 kernels' bits are unchanged.
+//
+// with_storage picks T from a tensor's dtype; F32Fallback is the fp32 path of an op named in
+// CudaBackend::native_bf16 for a dtype combination its kernels do not template: Backend::with_f32's
+// widening, done by the op itself with explicit converts.
+#pragma once
+
+#include "core/backend.h"
+
+#include <cuda_bf16.h>
+
+#include <initializer_list>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace am::cuda {
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return x;
+  } else {
+    return __float2bfloat16_rn(x);
+  }
+}
+
+// f(T{}) with T the storage type of dtype dt: __nv_bfloat16 for BF16, else float (F32).
+template <typename F>
+void with_storage(DType dt, F&& f) {
+  if (dt == DType::BF16) {
+    f(__nv_bfloat16{});
+  } else {
+    f(float{});
+  }
+}
+
+template <typename T>
+T* data_as(const Tensor& t) {
+  return static_cast<T*>(t.data);
+}
+
+inline bool all_f32(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) {
+    if (t->dtype != DType::F32) return false;
+  }
+  return true;
+}
+
+// Replaces every BF16 tensor among *ts by an fp32 copy (exact), tensors with the same memory
+// sharing one copy; narrow() rounds the copies of the outputs back (nearest even). The fp32
+// kernel then runs on the copies: the bits of Backend::with_f32.
+class F32Fallback {
+ public:
+  F32Fallback(Backend& be, std::initializer_list<std::pair<Tensor*, bool /*output*/>> ts) : be_(be) {
+    for (auto [t, output] : ts) {
+      if (t->dtype != DType::BF16) continue;
+      size_t i = 0;
+      while (i < orig_.size() && orig_[i].data != t->data) ++i;
+      if (i == orig_.size()) {
+        bufs_.push_back(be.alloc(static_cast<size_t>(t->numel()) * sizeof(float) + 1));
+        Tensor wide = *t;
+        wide.data = bufs_.back().get();
+        wide.dtype = DType::F32;
+        be.convert(wide, *t);
+        orig_.push_back(*t);
+        copy_.push_back(wide);
+        output_.push_back(false);
+      }
+      output_[i] = output_[i] || output;
+      t->data = copy_[i].data;
+      t->dtype = DType::F32;
+    }
+  }
+  void narrow() {
+    for (size_t i = 0; i < orig_.size(); ++i) {
+      if (output_[i]) be_.convert(orig_[i], copy_[i]);
+    }
+  }
+
+ private:
+  Backend& be_;
+  std::vector<Tensor> orig_, copy_;
+  std::vector<bool> output_;
+  std::vector<Buffer> bufs_;
+};
+
+}  // namespace am::cuda
