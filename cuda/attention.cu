@@ -46,6 +46,7 @@
 //    ops dispatch to the tensor-core kernels of attention_tc.cu (the backward after delta).
 #include "attention_tc.cuh"
 #include "check.cuh"
+#include "core/f32_copies.h"
 #include "core/op_checks.h"
 #include "launch.cuh"
 #include "ops.cuh"
@@ -57,7 +58,6 @@
 #include <cstdint>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 namespace am::cuda {
 namespace {
@@ -598,32 +598,9 @@ int tiles(int64_t n, int tile) { return int((n + tile - 1) / tile); }
 
 // bf16 storage (Backend's "bf16 storage"; CudaBackend names the attention ops in native_bf16): the
 // tensor-core kernels read qkv and write out as F32 or BF16 themselves, and the delta kernel reads
-// out of either; any other BF16 argument goes through an fp32 copy here, with the same rounding
-// points as Backend::with_f32: an input widened exactly, an output rounded once when copied back.
-class F32Copies {
- public:
-  explicit F32Copies(Backend& be) : be_(be) {}
-  // t, or an fp32 copy of it (widened from t when `read`) when it is BF16.
-  Tensor operator()(Tensor t, bool read) {
-    if (t.dtype != DType::BF16) return t;
-    bufs_.push_back(be_.alloc(sizeof(float) * size_t(t.numel())));
-    Tensor wide = t;
-    wide.data = bufs_.back().get();
-    wide.dtype = DType::F32;
-    if (read) be_.convert(wide, t);
-    if (!read) outs_.push_back({t, wide});
-    return wide;
-  }
-  void write_back() {  // each output's copy rounded into its tensor
-    for (const auto& [orig, wide] : outs_) be_.convert(orig, wide);
-  }
-
- private:
-  Backend& be_;
-  std::vector<Buffer> bufs_;
-  std::vector<std::pair<Tensor, Tensor>> outs_;
-};
-
+// out of either; any other BF16 argument goes through an fp32 copy (core/f32_copies.h), with the
+// rounding points of Backend::with_f32: an input widened exactly, an output rounded once when
+// copied back.
 void launch_delta(float* delta, Tensor dout, Tensor out, const Geo& g, int64_t rows) {
   const int blocks = int(std::min<int64_t>((rows + 7) / 8, 65535));  // 8 warps per block
   if (out.dtype == DType::BF16) {
@@ -643,10 +620,9 @@ void attention_forward(Backend& be, Tensor out, Tensor lse, Tensor qkv, const At
   if (be.bf16_matmul()) {  // tensor cores (attention_tc.cu); qkv and out F32 or BF16
     // A BF16 out with an odd head dim goes through an fp32 copy: neighbouring heads would share
     // 4-byte words, which the simulator's per-word shadow takes for a race between blocks.
-    F32Copies f32(be);
-    const Tensor o = s.head_dim % 2 == 0 ? out : f32(out, false);
-    attention_forward_tc(o, f32(lse, false), qkv, s);
-    f32.write_back();
+    F32Copies f32(be, {Backend::wr(s.head_dim % 2 == 0 ? nullptr : &out), Backend::wr(&lse)});
+    attention_forward_tc(out, lse, qkv, s);
+    f32.narrow();
     return;
   }
   const Geo g = make_geo(s);
@@ -670,11 +646,10 @@ void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tenso
   Buffer delta_buf = be.alloc(sizeof(float) * size_t(rows));
   float* delta = static_cast<float*>(delta_buf.get());
   if (be.bf16_matmul()) {  // tensor cores (attention_tc.cu); qkv and out F32 or BF16
-    F32Copies f32(be);
-    const Tensor dout32 = f32(dout, true);
-    launch_delta(delta, dout32, out, g, rows);
-    attention_backward_tc(f32(dqkv, false), dout32, qkv, f32(lse, true), delta, s);
-    f32.write_back();
+    F32Copies f32(be, {&dout, Backend::wr(&dqkv), &lse});
+    launch_delta(delta, dout, out, g, rows);
+    attention_backward_tc(dqkv, dout, qkv, lse, delta, s);
+    f32.narrow();
     return;
   }
   launch_delta(delta, dout, out, g, rows);

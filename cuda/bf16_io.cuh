@@ -5,9 +5,9 @@
 // cast to float, as the fp32 kernel does, then rounded). With T = float both are the identity, so
 // the fp32 kernels' bits are unchanged.
 //
-// with_storage picks T from a tensor's dtype; F32Fallback is the fp32 path of an op named in
-// CudaBackend::native_bf16 for a dtype combination its kernels do not template: Backend::with_f32's
-// widening, done by the op itself with explicit converts.
+// with_storage picks T from a tensor's dtype. An op named in CudaBackend::native_bf16 runs a dtype
+// combination its kernels do not template on fp32 copies (core/f32_copies.h: Backend::with_f32's
+// widening, done by the op itself).
 #pragma once
 
 #include "core/backend.h"
@@ -16,8 +16,6 @@
 
 #include <initializer_list>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 namespace am::cuda {
 
@@ -54,43 +52,5 @@ inline bool all_f32(std::initializer_list<const Tensor*> ts) {
   }
   return true;
 }
-
-// Replaces every BF16 tensor among *ts by an fp32 copy (exact), tensors with the same memory
-// sharing one copy; narrow() rounds the copies of the outputs back (nearest even). The fp32
-// kernel then runs on the copies: the bits of Backend::with_f32.
-class F32Fallback {
- public:
-  F32Fallback(Backend& be, std::initializer_list<std::pair<Tensor*, bool /*output*/>> ts) : be_(be) {
-    for (auto [t, output] : ts) {
-      if (t->dtype != DType::BF16) continue;
-      size_t i = 0;
-      while (i < orig_.size() && orig_[i].data != t->data) ++i;
-      if (i == orig_.size()) {
-        bufs_.push_back(be.alloc(static_cast<size_t>(t->numel()) * sizeof(float) + 1));
-        Tensor wide = *t;
-        wide.data = bufs_.back().get();
-        wide.dtype = DType::F32;
-        be.convert(wide, *t);
-        orig_.push_back(*t);
-        copy_.push_back(wide);
-        output_.push_back(false);
-      }
-      output_[i] = output_[i] || output;
-      t->data = copy_[i].data;
-      t->dtype = DType::F32;
-    }
-  }
-  void narrow() {
-    for (size_t i = 0; i < orig_.size(); ++i) {
-      if (output_[i]) be_.convert(orig_[i], copy_[i]);
-    }
-  }
-
- private:
-  Backend& be_;
-  std::vector<Tensor> orig_, copy_;
-  std::vector<bool> output_;
-  std::vector<Buffer> bufs_;
-};
 
 }  // namespace am::cuda

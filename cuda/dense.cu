@@ -2,7 +2,7 @@
 // (forward and backward), on the default stream. fp32 tensors; under bf16 storage the RMSNorm
 // forwards' output (and rmsnorm_forward's input), RoPE's qkv and SwiGLU's g, u, h (forward) and
 // g, u with dg, du, dh of one dtype (backward) may be BF16: the kernels are templated on the storage
-// type (bf16_io.cuh) and other combinations fall back to fp32 copies (F32Fallback). The CPU kernels in
+// type (bf16_io.cuh) and other combinations fall back to fp32 copies (core/f32_copies.h). The CPU kernels in
 // src/cpu/ops_{embedding,rmsnorm,rope,swiglu}.cpp are the spec: the same formulas in the same
 // precision (double accumulation and double RoPE rotation).
 //
@@ -12,6 +12,7 @@
 #include "bf16_io.cuh"
 #include "check.cuh"
 #include "launch.cuh"
+#include "core/f32_copies.h"
 #include "core/op_checks.h"
 #include "ops.cuh"
 #include "row_reduce.cuh"
@@ -277,7 +278,7 @@ void rmsnorm_forward(Backend& be, Tensor out, Tensor rstd, Tensor x, Tensor w, d
   const int64_t N = row_count(x), d = last_dim(x);
   if (N == 0) return;
   if (!all_f32({&rstd, &w})) {
-    F32Fallback f32(be, {{&out, true}, {&rstd, true}, {&x, false}, {&w, false}});
+    F32Copies f32(be, {Backend::rw(&out), Backend::rw(&rstd), &x, &w});
     rmsnorm_forward(be, out, rstd, x, w, eps);
     f32.narrow();
     return;
@@ -304,7 +305,7 @@ void rmsnorm_residual_forward(Backend& be, Tensor res_out, Tensor out, Tensor rs
   const int64_t N = row_count(a), d = last_dim(a);
   if (N == 0) return;
   if (!all_f32({&res_out, &rstd, &a, &b, &w})) {
-    F32Fallback f32(be, {{&res_out, true}, {&out, true}, {&rstd, true}, {&a, false}, {&b, false}, {&w, false}});
+    F32Copies f32(be, {Backend::rw(&res_out), Backend::rw(&out), Backend::rw(&rstd), &a, &b, &w});
     rmsnorm_residual_forward(be, res_out, out, rstd, a, b, w, eps);
     f32.narrow();
     return;
@@ -379,7 +380,7 @@ void swiglu_backward(Backend& be, Tensor dg, Tensor du, Tensor dh, Tensor g, Ten
   const int64_t M = row_count(dh), f = last_dim(dh);
   if (M * f == 0) return;
   if (g.dtype != u.dtype || dg.dtype != dh.dtype || du.dtype != dh.dtype) {
-    F32Fallback f32(be, {{&dg, true}, {&du, true}, {&dh, false}, {&g, false}, {&u, false}});
+    F32Copies f32(be, {Backend::rw(&dg), Backend::rw(&du), &dh, &g, &u});
     swiglu_backward(be, dg, du, dh, g, u);
     f32.narrow();
     return;

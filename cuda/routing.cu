@@ -24,9 +24,10 @@
 // where the model keeps its activations in bf16 (routing_bf16.cuh: the kernels are templated on
 // the storage type, widen what they read, compute as in fp32 and round once on store; a gather
 // between equal types copies bits). Each op's comment says which arguments are native; a BF16
-// tensor in another argument goes through an fp32 copy (F32Arg: two converts, as with_f32 does).
+// tensor in another argument goes through an fp32 copy (core/f32_copies.h, as with_f32 does).
 // scatter_rows_add and scatter_blocks_add get fp32 tensors from the model and stay fp32-only.
 #include "check.cuh"
+#include "core/f32_copies.h"
 #include "core/op_checks.h"
 #include "launch.cuh"
 #include "moe_common.cuh"
@@ -346,12 +347,12 @@ void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax
 void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
   const int64_t N = row_count(y), d = last_dim(y), A = row_count(expert_out), kmax = last_dim(slot_assign);
   if (N * d == 0) return;
-  const F32Arg gate(be, slot_gate);
+  F32Copies f32(be, {&slot_gate});
   by_storage(y, expert_out, [&](auto sy, auto se) {
     using TY = typename decltype(sy)::type;
     using TE = typename decltype(se)::type;
     launch<combine_kernel<TY, TE>>(grid_for(N * d), moe::kThreads, 0, 0, data_as<TY>(y), data_as<const TE>(expert_out),
-                                   gate.ptr(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
+                                   slot_gate.as<float>(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
   });
 }
 
@@ -362,16 +363,15 @@ void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor
   const int64_t N = row_count(dy), d = last_dim(dy), A = row_count(expert_out), kmax = last_dim(slot_assign);
   const int64_t slots = N * kmax;
   if (slots == 0) return;
-  F32Arg deo(be, dexpert_out), dgate(be, dslot_gate);
-  const F32Arg g(be, dy), gate(be, slot_gate);
+  F32Copies f32(be, {Backend::rw(&dexpert_out), Backend::rw(&dslot_gate), &dy, &slot_gate});
   by_storage(expert_out, [&](auto se) {
     using TE = typename decltype(se)::type;
-    launch<combine_backward_kernel<TE>>(grid_for_warps(slots), moe::kThreads, 0, 0, deo.ptr(), dgate.ptr(), g.ptr(),
-                                        data_as<const TE>(expert_out), gate.ptr(), slot_assign.as<int32_t>(), slots,
+    launch<combine_backward_kernel<TE>>(grid_for_warps(slots), moe::kThreads, 0, 0, dexpert_out.as<float>(),
+                                        dslot_gate.as<float>(), dy.as<float>(), data_as<const TE>(expert_out),
+                                        slot_gate.as<float>(), slot_assign.as<int32_t>(), slots,
                                         static_cast<int>(kmax), A, d);
   });
-  deo.narrow();
-  dgate.narrow();
+  f32.narrow();
 }
 
 void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
@@ -387,27 +387,27 @@ void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
 void block_norms(Backend& be, Tensor s, Tensor c, int n_blocks, NormKind kind) {
   const int64_t N = row_count(c), dl = last_dim(c) / n_blocks, S = last_dim(s);
   if (N == 0) return;
-  F32Arg s32(be, s);
+  F32Copies f32(be, {Backend::rw(&s)});
   by_storage(c, [&](auto sc) {
     using TC = typename decltype(sc)::type;
-    launch<block_norms_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, s32.ptr(), S,
+    launch<block_norms_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, s.as<float>(), S,
                                    data_as<const TC>(c), N, n_blocks, dl, kind);
   });
-  s32.narrow();
+  f32.narrow();
 }
 
 // bf16 storage: c natively; BF16 dc, ds or s through fp32 copies.
 void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) {
   const int64_t N = row_count(c), dl = last_dim(c) / n_blocks, S = last_dim(s);
   if (N == 0 || dl == 0) return;
-  F32Arg dc32(be, dc);
-  const F32Arg ds32(be, ds), s32(be, s);
+  F32Copies f32(be, {Backend::rw(&dc), &ds, &s});
   by_storage(c, [&](auto sc) {
     using TC = typename decltype(sc)::type;
-    launch<block_norms_backward_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, dc32.ptr(), ds32.ptr(),
-                                            data_as<const TC>(c), s32.ptr(), S, N, n_blocks, dl, kind);
+    launch<block_norms_backward_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, 0, dc.as<float>(),
+                                            ds.as<float>(), data_as<const TC>(c), s.as<float>(), S, N, n_blocks, dl,
+                                            kind);
   });
-  dc32.narrow();
+  f32.narrow();
 }
 
 // bf16 storage: out and c natively in every dtype combination.

@@ -1,8 +1,8 @@
 // Private helpers of routing.cu for bf16 storage (core/backend.h, "bf16 storage"): the kernels
 // are templated on the storage type of their float arguments (float or __nv_bfloat16), compute in
 // fp32 / double on the widened values, and round once when they store a BF16 element. Here: the
-// widening and rounding on the device, the host dispatch from a tensor's dtype to its storage
-// type, and the fp32 fallback for an argument an op has no bf16 kernel for.
+// widening and rounding on the device and the host dispatch from a tensor's dtype to its storage
+// type (the fp32 fallback for an argument an op has no bf16 kernel for: core/f32_copies.h).
 #pragma once
 
 #include "core/backend.h"
@@ -10,7 +10,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -71,29 +70,5 @@ template <typename T>
 T* data_as(const Tensor& t) {
   return static_cast<T*>(t.data);
 }
-
-// An fp32 argument for a kernel that reads or writes it only in fp32: the tensor itself when F32;
-// for BF16 an fp32 scratch copy, widened from it (exact) at construction, which narrow() rounds
-// back into it (call it for outputs, after the kernel: acc outputs then hold round(old + sum), as
-// Backend::with_f32 gives). Costs two convert launches: only for arguments the model keeps fp32.
-class F32Arg {
- public:
-  F32Arg(Backend& be, const Tensor& t) : be_(be), orig_(t), wide_(t) {
-    if (t.dtype != DType::BF16) return;
-    buf_ = be.alloc(sizeof(float) * static_cast<size_t>(std::max<int64_t>(t.numel(), 1)));
-    wide_.data = buf_.get();
-    wide_.dtype = DType::F32;
-    be.convert(wide_, orig_);
-  }
-  float* ptr() const { return static_cast<float*>(wide_.data); }
-  void narrow() {
-    if (orig_.dtype == DType::BF16) be_.convert(orig_, wide_);
-  }
-
- private:
-  Backend& be_;
-  Tensor orig_, wide_;
-  Buffer buf_;
-};
 
 }  // namespace am::cuda::moe

@@ -1,7 +1,7 @@
 // rows.cu: softmax cross-entropy, the row-softmax helpers (softmax, its backward, log-sum-exp,
 // axpy_rows, column sums, add_to_rows), entropy, and the column writers, on the default stream.
 // fp32 tensors; under bf16 storage cross-entropy's logits and gradient may be BF16 (the kernel is
-// templated on their storage types, bf16_io.cuh; BF16 losses fall back to fp32 copies). The CPU kernels in src/cpu/ops_{cross_entropy,softmax,entropy,norms}.cpp are the spec: the
+// templated on their storage types, bf16_io.cuh; BF16 losses fall back to fp32 copies, core/f32_copies.h). The CPU kernels in src/cpu/ops_{cross_entropy,softmax,entropy,norms}.cpp are the spec: the
 // same formulas in the same precision (float exp summed in double for cross-entropy, double exp
 // for the softmax helpers, as the CPU does).
 //
@@ -12,6 +12,7 @@
 #include "bf16_io.cuh"
 #include "check.cuh"
 #include "launch.cuh"
+#include "core/f32_copies.h"
 #include "core/op_checks.h"
 #include "ops.cuh"
 #include "row_reduce.cuh"
@@ -207,7 +208,7 @@ __global__ void copy_columns_kernel(float* dst, const float* src, int64_t N, int
 
 void cross_entropy_forward(Backend& be, Tensor losses, Tensor logits, Tensor targets) {
   if (losses.dtype != DType::F32) {  // BF16 losses: through fp32 copies
-    F32Fallback f32(be, {{&losses, true}, {&logits, false}});
+    F32Copies f32(be, {Backend::rw(&losses), &logits});
     cross_entropy_forward(be, losses, logits, targets);
     f32.narrow();
     return;
@@ -219,7 +220,7 @@ void cross_entropy_forward(Backend& be, Tensor losses, Tensor logits, Tensor tar
 // are overwritten by the gradient rounded to bf16, as the spec's composite does.
 void cross_entropy_forward_backward(Backend& be, Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
   if (losses.dtype != DType::F32) {  // BF16 losses: through fp32 copies
-    F32Fallback f32(be, {{&losses, true}, {&logits, true}});
+    F32Copies f32(be, {Backend::rw(&losses), Backend::rw(&logits)});
     cross_entropy_forward_backward(be, losses, logits, targets, grad_scale);
     f32.narrow();
     return;

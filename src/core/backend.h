@@ -29,6 +29,7 @@
 // (token, expert) assignments, kmax slots per token.
 #pragma once
 
+#include "core/f32_copies.h"
 #include "core/tensor.h"
 
 #include <atomic>
@@ -391,6 +392,15 @@ class Backend {
     }
   }
 
+  // with_f32's and F32Copies' arguments (core/f32_copies.h): each tensor of an op with how the op
+  // uses it. A plain `&t` is read only; wr(&t) is written whole without being read (an output);
+  // rw(&t) is read and written (in place, accumulated, or written in part). Arguments that share
+  // memory are one tensor, of both uses.
+  using Use = ArgUse;
+  using Arg = TensorArg;
+  static Arg wr(Tensor* t) { return Arg(t, Use::Write); }
+  static Arg rw(Tensor* t) { return Arg(t, Use::ReadWrite); }
+
  protected:
   // ---- the computation of each op, called by the op after its checks; the same arguments ----
   // the MoE layer's statistics and auxiliary-loss values (backend_moe_stats.cpp)
@@ -418,25 +428,13 @@ class Backend {
     (void)op;
     return false;
   }
-  // with_f32's arguments: each tensor of an op with how the op uses it. A plain `&t` is read only;
-  // wr(&t) is written whole without being read (an output); rw(&t) is read and written (in place,
-  // accumulated, or written in part). Arguments that share memory are one tensor, of both uses.
-  enum class Use : uint8_t { Read = 1, Write = 2, ReadWrite = 3 };
-  struct Arg {
-    Arg(Tensor* t) : t(t) {}  // NOLINT: implicit by design, a read-only argument
-    Arg(Tensor* t, Use u) : t(t), use(u) {}
-    Tensor* t;
-    Use use = Use::Read;
-  };
-  static Arg wr(Tensor* t) { return Arg(t, Use::Write); }
-  static Arg rw(Tensor* t) { return Arg(t, Use::ReadWrite); }
   // Runs fn() with every BF16 tensor among the arguments replaced by an fp32 copy: widened from it
   // (exactly) when the op reads it, rounded back into it (nearest even) when the op writes it.
   // Without BF16 tensors, or when native_bf16(op), just fn().
   template <typename Fn>
   decltype(auto) with_f32(const char* op, std::initializer_list<Arg> args, Fn&& fn) {
     if (!needs_widening(op, args)) return fn();
-    Widened w(*this, args);
+    F32Copies w(*this, args);
     if constexpr (std::is_void_v<decltype(fn())>) {
       fn();
       w.narrow();
@@ -546,19 +544,8 @@ class Backend {
 
   bool bf16_matmul_ = false;
 
-  // with_f32's fp32 copies (core/backend_bf16.cpp).
+  // whether with_f32 makes fp32 copies (core/backend_bf16.cpp)
   bool needs_widening(const char* op, std::initializer_list<Arg> args) const;
-  class Widened {
-   public:
-    Widened(Backend& be, std::initializer_list<Arg> args);
-    void narrow();  // rounds every written copy back into the tensor it was made from
-
-   private:
-    Backend& be_;
-    std::vector<Tensor> orig_, copy_;
-    std::vector<uint8_t> use_;
-    std::vector<Buffer> bufs_;
-  };
   // The master weights of the last refresh_weight_copy (an empty Tensor: none), and where a matmul
   // operand lies in them: its element offset, or -1 when it is not wholly inside.
   void set_master(Tensor master) { master_ = master; }

@@ -1,13 +1,11 @@
 // bf16 storage (core/backend.h, "bf16 storage"): the dtype rule of float arguments, convert, and
 // with_f32, the one implementation of an op on BF16 tensors for every backend that has no kernel
 // of its own for it: widen each BF16 tensor to an fp32 copy (exact), run the fp32 op, round each
-// copy back (nearest even). Those roundings are the bf16 rounding points of the whole project; the
+// copy back (nearest even; the copies: core/f32_copies.h). Those roundings are the bf16 rounding points of the whole project; the
 // CUDA kernels that read and write bf16 themselves (native_bf16) round at the same points.
 #include "core/backend.h"
 
 #include "core/op_checks.h"
-
-#include <cstdint>
 
 namespace am {
 
@@ -41,51 +39,6 @@ bool Backend::needs_widening(const char* op, std::initializer_list<Arg> args) co
     if (a.t->dtype == DType::BF16) return !native_bf16(op);
   }
   return false;
-}
-
-// The copies are made first (one per distinct memory, its uses merged), then widened where read,
-// so that an argument both written and read through another name is widened.
-Backend::Widened::Widened(Backend& be, std::initializer_list<Arg> args) : be_(be) {
-  std::vector<size_t> slot;
-  for (const Arg& a : args) {
-    if (a.t->dtype != DType::BF16) {
-      slot.push_back(SIZE_MAX);
-      continue;
-    }
-    size_t i = 0;
-    while (i < orig_.size() && orig_[i].data != a.t->data) ++i;
-    if (i == orig_.size()) {
-      bufs_.push_back(be.alloc(static_cast<size_t>(a.t->numel()) * sizeof(float) + 1));
-      Tensor wide = *a.t;
-      wide.data = bufs_.back().get();
-      wide.dtype = DType::F32;
-      orig_.push_back(*a.t);
-      copy_.push_back(wide);
-      use_.push_back(0);
-    }
-    AM_CHECK(orig_[i].numel() == a.t->numel(), "bf16 storage: two arguments share memory at {} with {} and {} elements",
-             a.t->data, orig_[i].numel(), a.t->numel());
-    use_[i] |= static_cast<uint8_t>(a.use);
-    slot.push_back(i);
-  }
-  for (size_t i = 0; i < orig_.size(); ++i) {
-    if (use_[i] & static_cast<uint8_t>(Use::Read)) be.convert(copy_[i], orig_[i]);
-  }
-  size_t k = 0;
-  for (const Arg& a : args) {
-    const size_t i = slot[k++];
-    if (i == SIZE_MAX) continue;
-    Tensor wide = *a.t;
-    wide.data = copy_[i].data;
-    wide.dtype = DType::F32;
-    *a.t = wide;
-  }
-}
-
-void Backend::Widened::narrow() {
-  for (size_t i = 0; i < orig_.size(); ++i) {
-    if (use_[i] & static_cast<uint8_t>(Use::Write)) be_.convert(orig_[i], copy_[i]);
-  }
 }
 
 }  // namespace am
