@@ -43,6 +43,7 @@
 //   delta = dO . O from the fp32 tensors (attention.cu's kernel).
 #include "attention_tc.cuh"
 
+#include "bf16_io.cuh"
 #include "check.cuh"
 #include "launch.cuh"
 #include "mma.cuh"
@@ -77,16 +78,6 @@ __device__ __forceinline__ uint16_t operand_bits(__nv_bfloat16 x) {
   memcpy(&bits, &x, sizeof(bits));
   return bits;
 }
-// An fp32 result as stored: as it is, or rounded to bf16 once (nearest even).
-template <typename T>
-__device__ __forceinline__ T stored(float x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return x;
-  } else {
-    return __float2bfloat16_rn(x);
-  }
-}
-
 // dst (ROWS, D + 8) bf16 = rows [row0, row0 + ROWS) of one head of an fp32 or bf16 tensor (src:
 // column 0 of the head in row 0, rows `stride` apart), fp32 rounded; zero past T and hd. Two
 // elements per thread and step, so each 32-bit word of shared memory has one writer.
@@ -182,7 +173,7 @@ __device__ __forceinline__ void store_rows(T* dst, int64_t stride, const FragC (
       #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int col = 8 * jd + mma::c_col(lane, e);
-        if (col < hd) dst[r * stride + col] = stored<T>(acc[jd].r[2 * hr + e] * mul[hr]);
+        if (col < hd) dst[r * stride + col] = from_float<T>(acc[jd].r[2 * hr + e] * mul[hr]);
       }
   }
 }

@@ -84,7 +84,7 @@ __global__ void gather_rows_kernel(TO* out, const TX* x, const int32_t* assign_s
                                    int64_t slots) {
   for (int64_t idx = thread_id(); idx < A * d; idx += thread_stride()) {
     const int64_t a = idx / d, c = idx % d, slot = assign_slot[a];
-    out[idx] = slot >= 0 && slot < slots ? convert_element<TO>(x[(slot / kmax) * d + c]) : narrow<TO>(NAN);
+    out[idx] = slot >= 0 && slot < slots ? convert_element<TO>(x[(slot / kmax) * d + c]) : from_float<TO>(NAN);
   }
 }
 
@@ -103,9 +103,9 @@ __global__ void combine_kernel(TY* y, const TE* eo, const float* slot_gate, cons
         acc = NAN;
         break;
       }
-      if (a >= 0) acc += double(g[j]) * wide(eo[a * d + c]);
+      if (a >= 0) acc += double(g[j]) * to_float(eo[a * d + c]);
     }
-    y[idx] = narrow<TY>(static_cast<float>(acc));
+    y[idx] = from_float<TY>(static_cast<float>(acc));
   }
 }
 
@@ -126,7 +126,7 @@ __global__ void combine_backward_kernel(float* deo, float* dslot_gate, const flo
     float* de = deo + a * d;
     double dot = 0;
     for (int64_t c = lane_id(); c < d; c += 32) {
-      dot += double(g[c]) * wide(e[c]);
+      dot += double(g[c]) * to_float(e[c]);
       de[c] = static_cast<float>(gate * g[c]);
     }
     dot = warp_sum(dot);
@@ -164,7 +164,7 @@ __global__ void block_norms_kernel(float* s, int64_t S, const TC* c, int64_t N, 
     const TC* cb = c + w * dl;
     double acc = 0;
     for (int64_t i = lane_id(); i < dl; i += 32) {
-      const double v = wide(cb[i]);
+      const double v = to_float(cb[i]);
       switch (kind) {
         case NormKind::L2: acc += v * v; break;
         case NormKind::L1: acc += fabs(v); break;
@@ -192,7 +192,7 @@ __device__ int64_t linf_first_argmax(const TC* cb, int64_t dl) {
   int64_t bi = -1;
   float bv = 0.f;
   for (int64_t i = lane_id(); i < dl; i += 32) {
-    const float v = fabsf(wide(cb[i]));
+    const float v = fabsf(to_float(cb[i]));
     if (isnan(v)) continue;
     if (bi < 0 || v > bv) {
       bi = i;
@@ -207,7 +207,7 @@ __device__ int64_t linf_first_argmax(const TC* cb, int64_t dl) {
       bv = ov;
     }
   }
-  return (bi < 0 || isnan(wide(cb[0]))) ? 0 : bi;
+  return (bi < 0 || isnan(to_float(cb[0]))) ? 0 : bi;
 }
 
 // dc (N, nb*dl) acc: one warp per (t, b) = w.
@@ -224,15 +224,15 @@ __global__ void block_norms_backward_kernel(float* dc, const float* ds, const TC
         const float norm = s[at_s];
         if (norm == 0.f) break;
         const float k = g / norm;
-        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += k * wide(cb[i]);
+        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += k * to_float(cb[i]);
         break;
       }
       case NormKind::L1:
-        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += g * sign_of(wide(cb[i]));
+        for (int64_t i = lane_id(); i < dl; i += 32) db[i] += g * sign_of(to_float(cb[i]));
         break;
       case NormKind::Linf: {
         const int64_t at = linf_first_argmax(cb, dl);
-        if (lane_id() == 0) db[at] += g * sign_of(wide(cb[at]));
+        if (lane_id() == 0) db[at] += g * sign_of(to_float(cb[at]));
         break;
       }
     }
@@ -246,7 +246,7 @@ __global__ void gather_blocks_kernel(TO* out, const TC* c, const int32_t* assign
   for (int64_t idx = thread_id(); idx < A * dl; idx += thread_stride()) {
     const int64_t a = idx / dl, j = idx % dl, slot = assign_slot[a];
     const int64_t e = slot >= 0 && slot < slots ? slot_expert[slot] : -1;
-    out[idx] = e >= 0 && e < n ? convert_element<TO>(c[((slot / kmax) * n + e) * dl + j]) : narrow<TO>(NAN);
+    out[idx] = e >= 0 && e < n ? convert_element<TO>(c[((slot / kmax) * n + e) * dl + j]) : from_float<TO>(NAN);
   }
 }
 

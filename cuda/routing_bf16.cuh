@@ -5,6 +5,7 @@
 // type (the fp32 fallback for an argument an op has no bf16 kernel for: core/f32_copies.h).
 #pragma once
 
+#include "bf16_io.cuh"
 #include "core/backend.h"
 
 #include <cuda_bf16.h>
@@ -17,19 +18,8 @@ namespace am::cuda::moe {
 
 using bf16 = __nv_bfloat16;
 
-// A stored element as fp32: exact for both storage types.
-__device__ __forceinline__ float wide(float v) { return v; }
-__device__ __forceinline__ float wide(bf16 v) { return __bfloat162float(v); }
-
-// An fp32 value as a stored element of type T: bf16 rounds to nearest even (am::bf16_round).
-template <typename T>
-__device__ __forceinline__ T narrow(float v) {
-  if constexpr (std::is_same_v<T, bf16>) {
-    return __float2bfloat16_rn(v);
-  } else {
-    return v;
-  }
-}
+// to_float (a stored element as fp32, exact) and from_float<T> (an fp32 value as a stored element,
+// bf16 rounding to nearest even): cuda/bf16_io.cuh.
 
 // An element copied from storage TI to storage TO: bit for bit when the types agree (a NaN keeps
 // its payload, as the CPU's widen-then-round does), else widened or rounded once.
@@ -38,7 +28,7 @@ __device__ __forceinline__ TO convert_element(TI v) {
   if constexpr (std::is_same_v<TO, TI>) {
     return v;
   } else {
-    return narrow<TO>(wide(v));
+    return from_float<TO>(to_float(v));
   }
 }
 
@@ -63,12 +53,6 @@ void by_storage(const Tensor& t, F&& f) {
 template <typename F>
 void by_storage(const Tensor& a, const Tensor& b, F&& f) {
   by_storage(a, [&](auto sa) { by_storage(b, [&](auto sb) { f(sa, sb); }); });
-}
-
-// The device pointer of a float tensor read as storage type T (F32 <-> float, BF16 <-> bf16).
-template <typename T>
-T* data_as(const Tensor& t) {
-  return static_cast<T*>(t.data);
 }
 
 }  // namespace am::cuda::moe

@@ -2,6 +2,7 @@
 // closeness check that names the first entry that differs.
 #pragma once
 
+#include "core/bf16.h"
 #include "cpu/cpu_backend.h"
 #include "cuda_backend.h"
 
@@ -38,6 +39,48 @@ struct Pair {
       : gpu(make_cuda_backend(DType::F32, 0, bf16_matmul)), cpu(make_cpu_backend(DType::F32, 1, bf16_matmul)) {}
   std::unique_ptr<Backend> gpu;
   std::unique_ptr<Backend> cpu;
+};
+
+// Float values into and out of an F32 or BF16 tensor of a backend: BF16 rounds them to nearest
+// even on the way in (am::f32_to_bf16_bits) and widens them exactly on the way out.
+inline void upload_floats(Backend& be, const Tensor& t, const std::vector<float>& host) {
+  AM_CHECK(static_cast<int64_t>(host.size()) == t.numel(), "{} values for {}", host.size(), t.shape_str());
+  if (t.dtype == DType::BF16) {
+    std::vector<uint16_t> bits(host.size());
+    for (size_t i = 0; i < host.size(); ++i) bits[i] = f32_to_bf16_bits(host[i]);
+    be.upload(t, bits.data());
+  } else {
+    be.upload(t, host.data());
+  }
+}
+inline std::vector<float> download_floats(Backend& be, const Tensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  if (t.dtype == DType::BF16) {
+    std::vector<uint16_t> bits(out.size());
+    be.download(bits.data(), t);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_bits_to_f32(bits[i]);
+  } else {
+    be.download(out.data(), t);
+  }
+  return out;
+}
+
+// A float tensor on each backend, F32 or BF16, holding the same values: `host` (rounded to bf16
+// for BF16). gpu() and cpu() read them back as floats.
+struct FloatTwin {
+  Buffer gbuf, cbuf;
+  Tensor g, c;
+  FloatTwin(Pair& p, DType dt, const std::vector<int64_t>& shape, const std::vector<float>& host) {
+    const Tensor probe(nullptr, dt, shape);
+    gbuf = p.gpu->alloc(probe.nbytes() + 1);
+    cbuf = p.cpu->alloc(probe.nbytes() + 1);
+    g = Tensor(gbuf.get(), dt, shape);
+    c = Tensor(cbuf.get(), dt, shape);
+    upload_floats(*p.gpu, g, host);
+    upload_floats(*p.cpu, c, host);
+  }
+  std::vector<float> gpu(Pair& p) const { return download_floats(*p.gpu, g); }
+  std::vector<float> cpu(Pair& p) const { return download_floats(*p.cpu, c); }
 };
 
 // A tensor on each backend holding the same host values (F32 or I32).

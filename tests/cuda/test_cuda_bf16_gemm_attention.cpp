@@ -36,39 +36,9 @@ constexpr double kUlp = 8e-3;  // one bf16 ulp, relative (<= 2^-7)
 
 // A tensor on each backend of dtype F32 or BF16 holding the same values (rounded to bf16 first
 // when BF16).
-struct Arg {
-  Buffer gbuf, cbuf;
-  Tensor g, c;
-  Arg(Pair& p, const std::vector<int64_t>& shape, DType dt, const std::vector<float>& host) {
-    Tensor probe(nullptr, dt, shape);
-    REQUIRE(static_cast<int64_t>(host.size()) == probe.numel());
-    gbuf = p.gpu->alloc(probe.nbytes());
-    cbuf = p.cpu->alloc(probe.nbytes());
-    g = Tensor(gbuf.get(), dt, shape);
-    c = Tensor(cbuf.get(), dt, shape);
-    if (dt == DType::BF16) {
-      std::vector<uint16_t> bits(host.size());
-      for (size_t i = 0; i < host.size(); ++i) bits[i] = f32_to_bf16_bits(host[i]);
-      p.gpu->upload(g, bits.data());
-      p.cpu->upload(c, bits.data());
-    } else {
-      p.gpu->upload(g, host.data());
-      p.cpu->upload(c, host.data());
-    }
-  }
-  static std::vector<float> values(Backend& be, const Tensor& t) {
-    std::vector<float> out(static_cast<size_t>(t.numel()));
-    if (t.dtype == DType::BF16) {
-      std::vector<uint16_t> bits(out.size());
-      be.download(bits.data(), t);
-      for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_bits_to_f32(bits[i]);
-    } else {
-      be.download(out.data(), t);
-    }
-    return out;
-  }
-  std::vector<float> gpu(Pair& p) const { return values(*p.gpu, g); }
-  std::vector<float> cpu(Pair& p) const { return values(*p.cpu, c); }
+struct Arg : FloatTwin {
+  Arg(Pair& p, const std::vector<int64_t>& shape, DType dt, const std::vector<float>& host)
+      : FloatTwin(p, dt, shape, host) {}
 };
 
 DType dt(bool bf16) { return bf16 ? DType::BF16 : DType::F32; }

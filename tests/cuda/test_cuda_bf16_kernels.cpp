@@ -49,28 +49,14 @@ struct Arg {
     t = Tensor(nullptr, s.dt, s.shape);
     buf = be.alloc(t.nbytes() + 1);
     t.data = buf.get();
-    if (s.dt == H) {
-      std::vector<uint16_t> bits(s.host.size());
-      for (size_t i = 0; i < bits.size(); ++i) bits[i] = f32_to_bf16_bits(s.host[i]);
-      be.upload(t, bits.data());
-    } else if (s.dt == I) {
+    if (s.dt == I) {
       const std::vector<int32_t> ids(s.host.begin(), s.host.end());
       be.upload(t, ids.data());
     } else {
-      be.upload(t, s.host.data());
+      upload_floats(be, t, s.host);
     }
   }
-  std::vector<float> read(Backend& be) const {
-    std::vector<float> out(static_cast<size_t>(t.numel()));
-    if (t.dtype == H) {
-      std::vector<uint16_t> bits(out.size());
-      be.download(bits.data(), t);
-      for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_bits_to_f32(bits[i]);
-    } else {
-      be.download(out.data(), t);
-    }
-    return out;
-  }
+  std::vector<float> read(Backend& be) const { return download_floats(be, t); }
 };
 
 using Op = std::function<void(Backend&, const std::vector<Tensor>&)>;

@@ -37,43 +37,7 @@ constexpr double kDotRtol = 1e-5, kDotAtol = 1e-6;  // fp32 dot products over d
 constexpr double kBfRtol = 8e-3, kBfAtol = 1e-6;    // BF16 outputs: one bf16 ulp
 constexpr DType F = DType::F32, B = DType::BF16;
 
-// One float tensor on both backends in dtype dt holding the same values: `host`, rounded to bf16
-// for BF16.
-struct Arg {
-  Buffer gbuf, cbuf;
-  Tensor g, c;
-  Arg(Pair& p, DType dt, const std::vector<int64_t>& shape, const std::vector<float>& host) {
-    const Tensor probe(nullptr, dt, shape);
-    REQUIRE(static_cast<int64_t>(host.size()) == probe.numel());
-    gbuf = p.gpu->alloc(probe.nbytes());
-    cbuf = p.cpu->alloc(probe.nbytes());
-    g = Tensor(gbuf.get(), dt, shape);
-    c = Tensor(cbuf.get(), dt, shape);
-    if (dt == B) {
-      std::vector<uint16_t> bits(host.size());
-      for (size_t i = 0; i < host.size(); ++i) bits[i] = f32_to_bf16_bits(host[i]);
-      p.gpu->upload(g, bits.data());
-      p.cpu->upload(c, bits.data());
-    } else {
-      p.gpu->upload(g, host.data());
-      p.cpu->upload(c, host.data());
-    }
-  }
-  // The values (BF16 widened exactly, so bit patterns compare).
-  static std::vector<float> read(Backend& be, const Tensor& t) {
-    std::vector<float> out(static_cast<size_t>(t.numel()));
-    if (t.dtype == B) {
-      std::vector<uint16_t> bits(out.size());
-      be.download(bits.data(), t);
-      for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_bits_to_f32(bits[i]);
-    } else {
-      be.download(out.data(), t);
-    }
-    return out;
-  }
-  std::vector<float> gpu(Pair& p) const { return read(*p.gpu, g); }
-  std::vector<float> cpu(Pair& p) const { return read(*p.cpu, c); }
-};
+using Arg = FloatTwin;  // one float tensor on both backends in dtype dt
 
 void require_same(Pair& p, const Arg& a, const char* what) {
   const std::vector<float> x = a.gpu(p), y = a.cpu(p);
