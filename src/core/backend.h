@@ -127,7 +127,8 @@ class Backend {
   // ---- dense math ----
   // c (M,N) = alpha * op(a) op(b) + beta * c, op(a) (M,K), op(b) (K,N); a, b, c are 2-D.
   // beta == 0 overwrites c whatever it held. With bf16_matmul(), a and b are rounded to bf16
-  // (nearest even) before the product, which is accumulated in fp32: c is fp32 either way.
+  // (nearest even) before the product, which is accumulated in fp32; c is fp32, or BF16 (bf16 storage:
+  // alpha * acc + beta * c in fp32, rounded once).
   void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
               double beta);
   void add(Tensor out, Tensor a, Tensor b);      // out = a + b; out may alias a or b
