@@ -566,7 +566,7 @@ void allow_smem(K kernel, size_t bytes) {
 template <auto Kernel, typename... Args>
 void launch_tiles(dim3 grid, size_t bytes, Args&&... args) {
   allow_smem(Kernel, bytes);
-  launch<Kernel>(grid, kThreads, bytes, 0, std::forward<Args>(args)...);
+  launch<Kernel>(grid, kThreads, bytes, compute_stream(), std::forward<Args>(args)...);
 }
 
 // The kernels' own limits (Backend has checked the shape itself).
@@ -604,10 +604,10 @@ int tiles(int64_t n, int tile) { return int((n + tile - 1) / tile); }
 void launch_delta(float* delta, Tensor dout, Tensor out, const Geo& g, int64_t rows) {
   const int blocks = int(std::min<int64_t>((rows + 7) / 8, 65535));  // 8 warps per block
   if (out.dtype == DType::BF16) {
-    launch<attn_delta_kernel<__nv_bfloat16>>(blocks, 256, 0, 0, delta, dout.as<float>(),
+    launch<attn_delta_kernel<__nv_bfloat16>>(blocks, 256, 0, compute_stream(), delta, dout.as<float>(),
                                              static_cast<const __nv_bfloat16*>(out.data), rows, g.T, g.H, g.hd);
   } else {
-    launch<attn_delta_kernel<float>>(blocks, 256, 0, 0, delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H,
+    launch<attn_delta_kernel<float>>(blocks, 256, 0, compute_stream(), delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H,
                                      g.hd);
   }
 }

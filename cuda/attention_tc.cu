@@ -399,7 +399,7 @@ void launch_tc(dim3 grid, size_t bytes, Args&&... args) {
   AM_CHECK(bytes <= size_t(optin), "attention kernel needs {} bytes of shared memory, the device allows {}", bytes,
            optin);
   AM_CUDA(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  launch<Kernel>(grid, kThreads, bytes, 0, std::forward<Args>(args)...);
+  launch<Kernel>(grid, kThreads, bytes, compute_stream(), std::forward<Args>(args)...);
 }
 
 Geo make_geo(const AttnShape& s) {

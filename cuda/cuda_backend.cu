@@ -10,6 +10,7 @@
 #include "grouped_gemm.cuh"
 #include "ops.cuh"
 #include "step.cuh"
+#include "stream.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -30,11 +31,12 @@ class CudaBackend final : public Backend {
     AM_CUDA(cudaGetDevice(&device_));
     AM_CUDA(cudaGetDeviceProperties(&props_, device_));
     AM_CUBLAS(cublasCreate(&cublas_));
+    AM_CUBLAS(cublasSetStream(cublas_, cuda::compute_stream()));
     scratch_ = alloc(sizeof(double) * cuda::kSumSquaresBlocks);
     update_flag_ = alloc(sizeof(int));
     clear_update_flag();
     multi_flag_ = alloc(sizeof(int));
-    AM_CUDA(cudaMemset(multi_flag_.get(), 0x7f, sizeof(int)));  // cuda::kNoTag
+    cuda::fill_bytes(multi_flag_.get(), 0x7f, sizeof(int));  // cuda::kNoTag
   }
   ~CudaBackend() override { cublasDestroy(cublas_); }
 
@@ -47,7 +49,7 @@ class CudaBackend final : public Backend {
   }
 
   // Through the caching allocator: ops allocate scratch per call, and cudaFree would synchronise
-  // the device each time. Everything runs on the default stream, so reuse is ordered.
+  // the device each time. Everything runs on the compute stream (stream.cuh), so reuse is ordered.
   Buffer alloc(size_t bytes) override {
     void* p = cache_.allocate(bytes);
     if (!p) {
@@ -59,9 +61,9 @@ class CudaBackend final : public Backend {
     }
 #ifdef AM_CUDA_SIM
     // The simulator checks bounds at the requested size and poisons the block on each reuse.
-    sim::note_handout(p, bytes);
+    sim::note_handout(p, bytes, cuda::compute_stream());
     return tracked(p, bytes, [this, bytes](void* q) {
-      sim::note_cached(q);
+      sim::note_cached(q, cuda::compute_stream());
       cache_.release(q, bytes);
     });
 #else
@@ -69,14 +71,14 @@ class CudaBackend final : public Backend {
 #endif
   }
   void upload(Tensor dst, const void* host) override {
-    AM_CUDA(cudaMemcpy(dst.data, host, dst.nbytes(), cudaMemcpyHostToDevice));
+    cuda::copy_from_host(dst.data, host, dst.nbytes());
   }
   void download(void* host, Tensor src) override {
-    AM_CUDA(cudaMemcpy(host, src.data, src.nbytes(), cudaMemcpyDeviceToHost));
+    cuda::copy_to_host(host, src.data, src.nbytes());
   }
-  void zero(Tensor t) override { AM_CUDA(cudaMemset(t.data, 0, t.nbytes())); }
+  void zero(Tensor t) override { cuda::fill_bytes(t.data, 0, t.nbytes()); }
   void synchronize() override { AM_CUDA(cudaDeviceSynchronize()); }
-  void clear_update_flag() override { AM_CUDA(cudaMemset(update_flag_.get(), 0, sizeof(int))); }
+  void clear_update_flag() override { cuda::fill_bytes(update_flag_.get(), 0, sizeof(int)); }
 
  protected:
   // bf16 storage (core/backend.h): the ops whose kernels read and write BF16 tensors themselves,
@@ -96,7 +98,7 @@ class CudaBackend final : public Backend {
 
   // ---- the ops' computation (Backend has checked their arguments) ----
   void copy_impl(Tensor dst, Tensor src) override {
-    AM_CUDA(cudaMemcpy(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice));
+    cuda::copy_on_device(dst.data, src.data, dst.nbytes());
   }
   void convert_impl(Tensor dst, Tensor src) override {
     if (dst.dtype == DType::BF16) {
@@ -216,10 +218,10 @@ class CudaBackend final : public Backend {
     if (bytes > 0) AM_CUDA(cudaMallocHost(&p, bytes));
     return Buffer(p, bytes, [](void* q) { cudaFreeHost(q); });
   }
-  // On the legacy default stream, like every kernel: ordered after the ops before it.
+  // On the compute stream, like every kernel: ordered after the ops before it.
   void upload_async(Tensor dst, const void* host) override {
     if (dst.nbytes() == 0) return;
-    AM_CUDA(cudaMemcpyAsync(dst.data, host, dst.nbytes(), cudaMemcpyHostToDevice, 0));
+    AM_CUDA(cudaMemcpyAsync(dst.data, host, dst.nbytes(), cudaMemcpyHostToDevice, cuda::compute_stream()));
   }
   void loss_sum_accumulate_impl(Tensor acc, Tensor losses, double denom, double divisor) override {
     cuda::loss_sum_accumulate_f32(acc.as<double>(), losses.as<float>(), losses.numel(), denom, divisor);

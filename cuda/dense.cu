@@ -197,7 +197,7 @@ void rope_apply(Tensor qkv, const AttnShape& s, double theta, double sign) {
   if (rows * half == 0) return;
   with_storage(qkv.dtype, [&](auto tag) {
     using S = decltype(tag);
-    launch<rope_kernel<S>>(blocks_for(rows * half), kThreads, 0, 0, data_as<S>(qkv), rows, s.T, s.head_dim,
+    launch<rope_kernel<S>>(blocks_for(rows * half), kThreads, 0, compute_stream(), data_as<S>(qkv), rows, s.T, s.head_dim,
                            s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign);
   });
 }
@@ -243,7 +243,7 @@ __global__ void swiglu_backward_kernel(TD* dg, TD* du, const TD* dh, const TI* g
 void embedding_forward(Backend&, Tensor out, Tensor tokens, Tensor table) {
   const int64_t N = tokens.numel(), V = row_count(table), d = last_dim(table);
   if (N == 0 || d == 0) return;
-  launch<embedding_forward_kernel>(row_grid(N), column_threads(d), 0, 0, out.as<float>(), tokens.as<int32_t>(),
+  launch<embedding_forward_kernel>(row_grid(N), column_threads(d), 0, compute_stream(), out.as<float>(), tokens.as<int32_t>(),
                                    table.as<float>(), N, V, d);
 }
 
@@ -262,12 +262,12 @@ void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) 
   auto* sorted = static_cast<uint32_t*>(keys_out.get());
   auto* p_in = static_cast<int32_t*>(pos_in.get());
   auto* p_out = static_cast<int32_t*>(pos_out.get());
-  launch<embedding_keys_kernel>(blocks_for(N), kThreads, 0, 0, keys_in, p_in, tokens.as<int32_t>(), N, V);
+  launch<embedding_keys_kernel>(blocks_for(N), kThreads, 0, compute_stream(), keys_in, p_in, tokens.as<int32_t>(), N, V);
   size_t temp_bytes = 0;
-  AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit, compute_stream()));
   Buffer temp = be.alloc(temp_bytes);
-  AM_CUDA(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit));
-  launch<embedding_backward_kernel>(row_grid(N), column_threads(d), 0, 0, dtable.as<float>(), sorted, p_out,
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit, compute_stream()));
+  launch<embedding_backward_kernel>(row_grid(N), column_threads(d), 0, compute_stream(), dtable.as<float>(), sorted, p_out,
                                     dout.as<float>(), N, V, d);
 }
 
@@ -289,7 +289,7 @@ void rmsnorm_forward(Backend& be, Tensor out, Tensor rstd, Tensor x, Tensor w, d
       with_storage(x.dtype, [&](auto tx) {
         using TO = decltype(to);
         using TX = decltype(tx);
-        launch<rmsnorm_forward_kernel<B, TO, TX>>(row_grid(N), B, 0, 0, data_as<TO>(out), rstd.as<float>(),
+        launch<rmsnorm_forward_kernel<B, TO, TX>>(row_grid(N), B, 0, compute_stream(), data_as<TO>(out), rstd.as<float>(),
                                                   data_as<TX>(x), w.as<float>(), N, d, eps);
       });
     });
@@ -314,7 +314,7 @@ void rmsnorm_residual_forward(Backend& be, Tensor res_out, Tensor out, Tensor rs
     constexpr int B = decltype(block)::value;
     with_storage(out.dtype, [&](auto to) {
       using TO = decltype(to);
-      launch<rmsnorm_residual_forward_kernel<B, TO>>(row_grid(N), B, 0, 0, res_out.as<float>(), data_as<TO>(out),
+      launch<rmsnorm_residual_forward_kernel<B, TO>>(row_grid(N), B, 0, compute_stream(), res_out.as<float>(), data_as<TO>(out),
                                                      rstd.as<float>(), a.as<float>(), b.as<float>(), w.as<float>(),
                                                      N, d, eps);
     });
@@ -326,7 +326,7 @@ void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, 
   if (N == 0) return;
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<rmsnorm_backward_dx_kernel<B>>(row_grid(N), B, 0, 0, dx.as<float>(), dout.as<float>(), x.as<float>(),
+    launch<rmsnorm_backward_dx_kernel<B>>(row_grid(N), B, 0, compute_stream(), dx.as<float>(), dout.as<float>(), x.as<float>(),
                                           w.as<float>(), rstd.as<float>(), N, d);
   });
   column_reduce(be, N, d, RmsnormDwTerm{dout.as<float>(), x.as<float>(), rstd.as<float>(), d},
@@ -348,13 +348,13 @@ void rope_backward(Backend&, Tensor dqkv, const AttnShape& s, double theta) {
 void silu_forward(Backend&, Tensor y, Tensor x) {
   const int64_t M = row_count(x), f = last_dim(x);
   if (M * f == 0) return;
-  launch<silu_forward_kernel>(blocks_for(M * f), kThreads, 0, 0, y.as<float>(), x.as<float>(), M * f);
+  launch<silu_forward_kernel>(blocks_for(M * f), kThreads, 0, compute_stream(), y.as<float>(), x.as<float>(), M * f);
 }
 
 void silu_backward(Backend&, Tensor dx, Tensor dy, Tensor x) {
   const int64_t M = row_count(x), f = last_dim(x);
   if (M * f == 0) return;
-  launch<silu_backward_kernel>(blocks_for(M * f), kThreads, 0, 0, dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
+  launch<silu_backward_kernel>(blocks_for(M * f), kThreads, 0, compute_stream(), dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
 }
 
 // Native bf16: h, g, u each F32 or BF16.
@@ -367,7 +367,7 @@ void swiglu_forward(Backend&, Tensor h, Tensor g, Tensor u) {
         using TH = decltype(th);
         using TG = decltype(tg);
         using TU = decltype(tu);
-        launch<swiglu_forward_kernel<TH, TG, TU>>(blocks_for(M * f), kThreads, 0, 0, data_as<TH>(h), data_as<TG>(g),
+        launch<swiglu_forward_kernel<TH, TG, TU>>(blocks_for(M * f), kThreads, 0, compute_stream(), data_as<TH>(h), data_as<TG>(g),
                                                   data_as<TU>(u), M * f);
       });
     });
@@ -389,7 +389,7 @@ void swiglu_backward(Backend& be, Tensor dg, Tensor du, Tensor dh, Tensor g, Ten
     with_storage(g.dtype, [&](auto ti) {
       using TD = decltype(td);
       using TI = decltype(ti);
-      launch<swiglu_backward_kernel<TD, TI>>(blocks_for(M * f), kThreads, 0, 0, data_as<TD>(dg), data_as<TD>(du),
+      launch<swiglu_backward_kernel<TD, TI>>(blocks_for(M * f), kThreads, 0, compute_stream(), data_as<TD>(dg), data_as<TD>(du),
                                              data_as<TD>(dh), data_as<TI>(g), data_as<TI>(u), M * f);
     });
   });

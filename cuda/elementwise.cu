@@ -72,27 +72,27 @@ __global__ void widen_bf16_kernel(float* out, const __nv_bfloat16* x, int64_t n)
 
 void add_f32(float* out, const float* a, const float* b, int64_t n) {
   if (n == 0) return;
-  launch<add_kernel>(blocks_for(n), kThreads, 0, 0, out, a, b, n);
+  launch<add_kernel>(blocks_for(n), kThreads, 0, compute_stream(), out, a, b, n);
 }
 
 void axpy_f32(float* y, const float* x, float alpha, int64_t n) {
   if (n == 0) return;
-  launch<axpy_kernel>(blocks_for(n), kThreads, 0, 0, y, x, alpha, n);
+  launch<axpy_kernel>(blocks_for(n), kThreads, 0, compute_stream(), y, x, alpha, n);
 }
 
 void scale_f32(float* x, float s, int64_t n) {
   if (n == 0) return;
-  launch<scale_kernel>(blocks_for(n), kThreads, 0, 0, x, s, n);
+  launch<scale_kernel>(blocks_for(n), kThreads, 0, compute_stream(), x, s, n);
 }
 
 void sum_squares_partials_f32(const float* x, int64_t n, double* scratch) {
-  launch<sum_squares_kernel>(kSumSquaresBlocks, kThreads, 0, 0, x, n, scratch);
+  launch<sum_squares_kernel>(kSumSquaresBlocks, kThreads, 0, compute_stream(), x, n, scratch);
 }
 
 double sum_squares_f32(const float* x, int64_t n, double* scratch) {
   sum_squares_partials_f32(x, n, scratch);
   std::vector<double> partial(kSumSquaresBlocks);
-  AM_CUDA(cudaMemcpy(partial.data(), scratch, sizeof(double) * kSumSquaresBlocks, cudaMemcpyDeviceToHost));
+  copy_to_host(partial.data(), scratch, sizeof(double) * kSumSquaresBlocks);
   double total = 0;
   for (double p : partial) total += p;
   return total;
@@ -102,20 +102,20 @@ void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr
                float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2, int* flag,
                int tag) {
   if (n == 0) return;
-  launch<adamw_kernel>(blocks_for(n), kThreads, 0, 0, p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
+  launch<adamw_kernel>(blocks_for(n), kThreads, 0, compute_stream(), p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
                        bc1, bc2, flag, tag);
 }
 
-void flag_to_f32(float* dst, const int* flag) { launch<flag_to_float_kernel>(1, 1, 0, 0, dst, flag); }
+void flag_to_f32(float* dst, const int* flag) { launch<flag_to_float_kernel>(1, 1, 0, compute_stream(), dst, flag); }
 
 void cast_f32_to_bf16(__nv_bfloat16* out, const float* x, int64_t n) {
   if (n == 0) return;
-  launch<cast_bf16_kernel>(blocks_for(n), kThreads, 0, 0, out, x, n);
+  launch<cast_bf16_kernel>(blocks_for(n), kThreads, 0, compute_stream(), out, x, n);
 }
 
 void cast_bf16_to_f32(float* out, const __nv_bfloat16* x, int64_t n) {
   if (n == 0) return;
-  launch<widen_bf16_kernel>(blocks_for(n), kThreads, 0, 0, out, x, n);
+  launch<widen_bf16_kernel>(blocks_for(n), kThreads, 0, compute_stream(), out, x, n);
 }
 
 }  // namespace am::cuda

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "check.cuh"
+#include "stream.cuh"
 
 #include <algorithm>
 #include <cstdint>

@@ -85,10 +85,10 @@ void sort_pairs(Backend& be, const K* keys_in, K* keys_out, const int32_t* vals_
   end_bit = std::clamp(end_bit, 1, static_cast<int>(sizeof(K) * 8));
   size_t bytes = 0;
   AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys_in, keys_out, vals_in, vals_out, items, 0,
-                                          end_bit));
+                                          end_bit, compute_stream()));
   Buffer tmp = be.alloc(bytes);
   AM_CUDA(cub::DeviceRadixSort::SortPairs(tmp.get(), bytes, keys_in, keys_out, vals_in, vals_out, items, 0,
-                                          end_bit));
+                                          end_bit, compute_stream()));
   AM_CUDA_LAUNCHED();
 }
 

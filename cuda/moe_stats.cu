@@ -125,8 +125,8 @@ template <bool kEntropy>
 void scalar_sum_to(Backend& be, Tensor out, Tensor x, double coef, double div) {
   Buffer partial = be.alloc(sizeof(double) * kPartialBlocks);
   auto* part = static_cast<double*>(partial.get());
-  launch<partial_sum_kernel<kEntropy>>(kPartialBlocks, kThreads, 0, 0, x.as<float>(), x.numel(), part);
-  launch<finish_sum_kernel>(1, 1, 0, 0, out.as<double>(), static_cast<const double*>(part), kPartialBlocks, coef, div);
+  launch<partial_sum_kernel<kEntropy>>(kPartialBlocks, kThreads, 0, compute_stream(), x.as<float>(), x.numel(), part);
+  launch<finish_sum_kernel>(1, 1, 0, compute_stream(), out.as<double>(), static_cast<const double*>(part), kPartialBlocks, coef, div);
 }
 
 }  // namespace
@@ -147,20 +147,20 @@ void sum_squares_to(Backend& be, Tensor out, Tensor x, double coef, double div) 
 void slot_counts(Backend&, Tensor counts, Tensor slot_expert, int n_total, int n_true) {
   const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert);
   const size_t smem = sizeof(unsigned int) * static_cast<size_t>(n_total + 1);
-  launch<slot_counts_kernel>(1, kThreads, smem, 0, counts.as<double>(), slot_expert.as<int32_t>(), N,
+  launch<slot_counts_kernel>(1, kThreads, smem, compute_stream(), counts.as<double>(), slot_expert.as<int32_t>(), N,
                              static_cast<int>(kmax), n_total, n_true);
 }
 
 void axpy_f64(Backend&, Tensor y, Tensor x, double alpha) {
   if (y.numel() == 0) return;
-  launch<axpy_f64_kernel>(blocks_for(y.numel()), kThreads, 0, 0, y.as<double>(), x.as<double>(), alpha, y.numel());
+  launch<axpy_f64_kernel>(blocks_for(y.numel()), kThreads, 0, compute_stream(), y.as<double>(), x.as<double>(), alpha, y.numel());
 }
 
 void sum_to(Backend&, Tensor out, Tensor x) {
   if (out.dtype == DType::F64) {
-    launch<sum_to_kernel<double>>(1, 1, 0, 0, out.as<double>(), x.as<double>(), x.numel());
+    launch<sum_to_kernel<double>>(1, 1, 0, compute_stream(), out.as<double>(), x.as<double>(), x.numel());
   } else {
-    launch<sum_to_kernel<float>>(1, 1, 0, 0, out.as<float>(), x.as<double>(), x.numel());
+    launch<sum_to_kernel<float>>(1, 1, 0, compute_stream(), out.as<float>(), x.as<double>(), x.numel());
   }
 }
 
@@ -168,10 +168,10 @@ void add_vector_to_rows(Backend&, Tensor x, Tensor v, double alpha) {
   const int64_t N = row_count(x), C = last_dim(x), n = v.numel();
   if (N * n == 0) return;
   if (v.dtype == DType::F64) {
-    launch<add_vector_to_rows_kernel<double>>(blocks_for(N * n), kThreads, 0, 0, x.as<float>(), v.as<double>(), alpha,
+    launch<add_vector_to_rows_kernel<double>>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(), v.as<double>(), alpha,
                                               N, C, n);
   } else {
-    launch<add_vector_to_rows_kernel<float>>(blocks_for(N * n), kThreads, 0, 0, x.as<float>(), v.as<float>(), alpha,
+    launch<add_vector_to_rows_kernel<float>>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(), v.as<float>(), alpha,
                                              N, C, n);
   }
 }
@@ -179,7 +179,7 @@ void add_vector_to_rows(Backend&, Tensor x, Tensor v, double alpha) {
 void balance_loss(Backend&, Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls,
                   double tokens, double alpha_width) {
   const int64_t width = f.numel();
-  launch<balance_loss_kernel>(1, 1, 0, 0, value.as<double>(), f.as<double>(), counts.as<double>(),
+  launch<balance_loss_kernel>(1, 1, 0, compute_stream(), value.as<double>(), f.as<double>(), counts.as<double>(),
                               prob_sums.as<double>(), static_cast<int>(width), n_true, average_nulls, tokens,
                               alpha_width);
 }
@@ -187,7 +187,7 @@ void balance_loss(Backend&, Tensor value, Tensor f, Tensor counts, Tensor prob_s
 void selection_bias_update(Backend&, Tensor bias, Tensor load, double rate) {
   const int64_t n = bias.numel();
   if (n == 0) return;
-  launch<selection_bias_kernel>(1, 1, 0, 0, bias.as<float>(), load.as<double>(), static_cast<int>(n), rate);
+  launch<selection_bias_kernel>(1, 1, 0, compute_stream(), bias.as<float>(), load.as<double>(), static_cast<int>(n), rate);
 }
 
 }  // namespace am::cuda

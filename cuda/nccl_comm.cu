@@ -1,5 +1,6 @@
 #include "check.cuh"
 #include "nccl_comm.h"
+#include "stream.cuh"
 
 #include <nccl.h>
 
@@ -27,27 +28,23 @@ ncclDataType_t nccl_type(DType t) {
   return ncclFloat32;
 }
 
-// The compute stream: the legacy default stream, where every kernel, cuBLAS call and copy of the
-// CUDA backend runs. (A dedicated compute stream, e.g. for CUDA graph capture, would replace it
-// here and at every launch site.)
-const cudaStream_t kCompute = 0;
-
 int64_t row_width(const Tensor& t) {
   int64_t w = 1;
   for (int i = 1; i < t.ndim; ++i) w *= t.dims[i];
   return w;
 }
 
-// Streams (docs/distributed.md, "Streams"): every kernel of the CUDA backend runs on the legacy
-// default stream (stream 0, the compute stream). The gradient all-reduces, the ZeRO-1 all-gather
+// Streams (docs/distributed.md, "Streams"): every kernel of the CUDA backend runs on the compute
+// stream (cuda/stream.cuh, `compute`). The gradient all-reduces, the ZeRO-1 all-gather
 // and the device all-reduces of small statistics run on this communicator's own non-blocking
 // stream, ordered both ways by events and never by the host:
-//   after_compute(): `ready` recorded on stream 0, the comm stream waits for it (the collective
-//                    starts after the kernels that wrote its buffers);
-//   compute_after(): `done` recorded on the comm stream, stream 0 waits for it (every kernel,
-//                    copy or free queued on stream 0 afterwards runs after the collective).
-// A host read of the results (a download, a synchronous cudaMemcpy on stream 0) is therefore
-// ordered after them too. The row all-to-all runs on stream 0 itself: the next kernel consumes it.
+//   after_compute(): `ready` recorded on the compute stream, the comm stream waits for it (the
+//                    collective starts after the kernels that wrote its buffers);
+//   compute_after(): `done` recorded on the comm stream, the compute stream waits for it (every
+//                    kernel, copy or free queued on it afterwards runs after the collective).
+// A host read of the results (a download: a copy on the compute stream, then a wait for that
+// stream) is therefore ordered after them too. The row all-to-all runs on the compute stream
+// itself: the next kernel consumes it.
 class NcclComm final : public Comm {
  public:
   NcclComm(std::unique_ptr<Comm> host, ncclComm_t comm) : host_(std::move(host)), comm_(comm) {
@@ -109,11 +106,11 @@ class NcclComm final : public Comm {
     for (int r = 0; r < size(); ++r) {
       if (send_rows[r] > 0) {
         AM_NCCL(ncclSend(static_cast<char*>(send.data) + so * w * es, static_cast<size_t>(send_rows[r] * w),
-                         nccl_type(send.dtype), r, comm_, kCompute));
+                         nccl_type(send.dtype), r, comm_, cuda::compute_stream()));
       }
       if (recv_rows[r] > 0) {
         AM_NCCL(ncclRecv(static_cast<char*>(recv.data) + ro * w * es, static_cast<size_t>(recv_rows[r] * w),
-                         nccl_type(recv.dtype), r, comm_, kCompute));
+                         nccl_type(recv.dtype), r, comm_, cuda::compute_stream()));
       }
       so += send_rows[r];
       ro += recv_rows[r];
@@ -156,13 +153,13 @@ class NcclComm final : public Comm {
   }
   // The comm stream waits for what the compute stream has queued so far.
   void after_compute() {
-    AM_CUDA(cudaEventRecord(ready_, kCompute));
+    AM_CUDA(cudaEventRecord(ready_, cuda::compute_stream()));
     AM_CUDA(cudaStreamWaitEvent(stream_, ready_, 0));
   }
   // The compute stream waits for what the comm stream has queued so far.
   void compute_after() {
     AM_CUDA(cudaEventRecord(done_, stream_));
-    AM_CUDA(cudaStreamWaitEvent(kCompute, done_, 0));
+    AM_CUDA(cudaStreamWaitEvent(cuda::compute_stream(), done_, 0));
   }
   void reduce(Tensor t) {
     AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_,

@@ -108,9 +108,9 @@ void column_reduce(Backend& be, int64_t N, int64_t n, Term term, Out out) {
   const unsigned col_blocks = static_cast<unsigned>((n + kColumnThreads - 1) / kColumnThreads);
   if (chunks > 0) {
     const dim3 grid(col_blocks, static_cast<unsigned>(std::min<int64_t>(chunks, 65535)));
-    launch<detail::column_chunks_kernel<Term>>(grid, kColumnThreads, 0, 0, part, N, n, chunks, term);
+    launch<detail::column_chunks_kernel<Term>>(grid, kColumnThreads, 0, compute_stream(), part, N, n, chunks, term);
   }
-  launch<detail::column_total_kernel<Out>>(std::min(col_blocks, 65535u), kColumnThreads, 0, 0, part, n, chunks, out);
+  launch<detail::column_total_kernel<Out>>(std::min(col_blocks, 65535u), kColumnThreads, 0, compute_stream(), part, n, chunks, out);
 }
 
 }  // namespace am::cuda

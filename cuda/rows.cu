@@ -81,7 +81,7 @@ void cross_entropy(Backend&, Tensor losses, Tensor logits, Tensor grad, Tensor t
       with_storage(kGrad ? grad.dtype : DType::F32, [&](auto tg) {
         using TL = decltype(tl);
         using TG = decltype(tg);
-        launch<cross_entropy_kernel<B, kLoss, kGrad, TL, TG>>(row_grid(N), B, 0, 0, losses.as<float>(),
+        launch<cross_entropy_kernel<B, kLoss, kGrad, TL, TG>>(row_grid(N), B, 0, compute_stream(), losses.as<float>(),
                                                               data_as<TL>(logits), data_as<TG>(grad),
                                                               targets.as<int32_t>(), N, V, grad_scale);
       });
@@ -239,7 +239,7 @@ void softmax_rows(Backend&, Tensor p, Tensor z) {
   if (N == 0 || n == 0) return;
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<softmax_rows_kernel<B>>(row_grid(N), B, 0, 0, p.as<float>(), z.as<float>(), N, n);
+    launch<softmax_rows_kernel<B>>(row_grid(N), B, 0, compute_stream(), p.as<float>(), z.as<float>(), N, n);
   });
 }
 
@@ -248,7 +248,7 @@ void softmax_rows_backward(Backend&, Tensor dz, Tensor dp, Tensor p) {
   if (N == 0 || n == 0) return;
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<softmax_rows_backward_kernel<B>>(row_grid(N), B, 0, 0, dz.as<float>(), dp.as<float>(), p.as<float>(), N, n);
+    launch<softmax_rows_backward_kernel<B>>(row_grid(N), B, 0, compute_stream(), dz.as<float>(), dp.as<float>(), p.as<float>(), N, n);
   });
 }
 
@@ -256,19 +256,19 @@ void logsumexp_rows(Backend&, Tensor out, Tensor z) {
   const int64_t N = row_count(z), n = last_dim(z);
   if (N == 0) return;
   if (n == 0) {  // an empty row: log(0) (unreachable while row_count of an (N, 0) matrix is 0)
-    launch<fill_kernel>(blocks_for(N), kThreads, 0, 0, out.as<float>(), -INFINITY, N);
+    launch<fill_kernel>(blocks_for(N), kThreads, 0, compute_stream(), out.as<float>(), -INFINITY, N);
     return;
   }
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<logsumexp_rows_kernel<B>>(row_grid(N), B, 0, 0, out.as<float>(), z.as<float>(), N, n);
+    launch<logsumexp_rows_kernel<B>>(row_grid(N), B, 0, compute_stream(), out.as<float>(), z.as<float>(), N, n);
   });
 }
 
 void axpy_rows(Backend&, Tensor y, Tensor x, Tensor s, double alpha) {
   const int64_t N = row_count(y), n = last_dim(y);
   if (N * n == 0) return;
-  launch<axpy_rows_kernel>(blocks_for(N * n), kThreads, 0, 0, y.as<float>(), x.as<float>(), s.as<float>(), alpha, N, n);
+  launch<axpy_rows_kernel>(blocks_for(N * n), kThreads, 0, compute_stream(), y.as<float>(), x.as<float>(), s.as<float>(), alpha, N, n);
 }
 
 std::vector<double> column_sums(Backend& be, Tensor x) {
@@ -277,7 +277,7 @@ std::vector<double> column_sums(Backend& be, Tensor x) {
   if (n == 0) return out;
   Buffer sums = be.alloc(sizeof(double) * static_cast<size_t>(n));
   column_reduce(be, N, n, ColumnTerm{x.as<float>(), n}, WriteF64{static_cast<double*>(sums.get())});
-  AM_CUDA(cudaMemcpy(out.data(), sums.get(), sizeof(double) * static_cast<size_t>(n), cudaMemcpyDeviceToHost));
+  copy_to_host(out.data(), sums.get(), sizeof(double) * static_cast<size_t>(n));
   return out;
 }
 
@@ -285,8 +285,8 @@ void add_to_rows(Backend& be, Tensor x, const std::vector<double>& v) {
   const int64_t n = static_cast<int64_t>(v.size()), N = row_count(x);
   if (N * n == 0) return;
   Buffer dv = be.alloc(sizeof(double) * v.size());
-  AM_CUDA(cudaMemcpy(dv.get(), v.data(), sizeof(double) * v.size(), cudaMemcpyHostToDevice));
-  launch<add_to_rows_kernel>(blocks_for(N * n), kThreads, 0, 0, x.as<float>(), static_cast<const double*>(dv.get()),
+  copy_from_host(dv.get(), v.data(), sizeof(double) * v.size());
+  launch<add_to_rows_kernel>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(), static_cast<const double*>(dv.get()),
                              N, n);
 }
 
@@ -296,9 +296,9 @@ double entropy_sum(Backend& be, Tensor p) {
   const int64_t n = p.numel();
   if (n == 0) return 0.0;
   Buffer scratch = be.alloc(sizeof(double) * kEntropyBlocks);
-  launch<entropy_partial_kernel>(kEntropyBlocks, kThreads, 0, 0, p.as<float>(), n, static_cast<double*>(scratch.get()));
+  launch<entropy_partial_kernel>(kEntropyBlocks, kThreads, 0, compute_stream(), p.as<float>(), n, static_cast<double*>(scratch.get()));
   std::vector<double> partial(kEntropyBlocks);
-  AM_CUDA(cudaMemcpy(partial.data(), scratch.get(), sizeof(double) * kEntropyBlocks, cudaMemcpyDeviceToHost));
+  copy_to_host(partial.data(), scratch.get(), sizeof(double) * kEntropyBlocks);
   double total = 0;
   for (double s : partial) total += s;
   return total;
@@ -307,7 +307,7 @@ double entropy_sum(Backend& be, Tensor p) {
 void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
   const int64_t n = p.numel();
   if (n == 0) return;
-  launch<entropy_backward_kernel>(blocks_for(n), kThreads, 0, 0, dp.as<float>(), p.as<float>(), n, scale);
+  launch<entropy_backward_kernel>(blocks_for(n), kThreads, 0, compute_stream(), dp.as<float>(), p.as<float>(), n, scale);
 }
 
 // ---- column writers ----
@@ -315,13 +315,13 @@ void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
 void broadcast_columns(Backend&, Tensor x, Tensor v, int64_t col) {
   const int64_t N = row_count(x), C = last_dim(x), m = v.numel();
   if (N * m == 0) return;
-  launch<broadcast_columns_kernel>(blocks_for(N * m), kThreads, 0, 0, x.as<float>(), v.as<float>(), N, C, m, col);
+  launch<broadcast_columns_kernel>(blocks_for(N * m), kThreads, 0, compute_stream(), x.as<float>(), v.as<float>(), N, C, m, col);
 }
 
 void copy_columns(Backend&, Tensor dst, Tensor src, int64_t col) {
   const int64_t N = row_count(dst), C = last_dim(dst), w = last_dim(src);
   if (N * w == 0) return;
-  launch<copy_columns_kernel>(blocks_for(N * w), kThreads, 0, 0, dst.as<float>(), src.as<float>(), N, C, w, col);
+  launch<copy_columns_kernel>(blocks_for(N * w), kThreads, 0, compute_stream(), dst.as<float>(), src.as<float>(), N, C, w, col);
 }
 
 }  // namespace am::cuda

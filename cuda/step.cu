@@ -88,21 +88,21 @@ __global__ void adamw_multi_flag_kernel(int* flag, int* call_min) {
 }  // namespace
 
 void loss_sum_accumulate_f32(double* acc, const float* losses, int64_t n, double denom, double divisor) {
-  launch<loss_sum_kernel>(1, kThreads, 0, 0, acc, losses, n, denom, divisor);
+  launch<loss_sum_kernel>(1, kThreads, 0, compute_stream(), acc, losses, n, denom, divisor);
 }
 
 void sum_squares_accumulate_f32(double* acc, const float* x, int64_t n, double* scratch) {
   sum_squares_partials_f32(x, n, scratch);
-  launch<add_partials_kernel>(1, 1, 0, 0, acc, static_cast<const double*>(scratch), kSumSquaresBlocks);
+  launch<add_partials_kernel>(1, 1, 0, compute_stream(), acc, static_cast<const double*>(scratch), kSumSquaresBlocks);
 }
 
 void sum_squares_spans_f32(double* acc, const float* x, const SumSquaresSpan* rows, int64_t n_rows,
                            double* scratch) {
   if (n_rows == 0) return;
   AM_CHECK(n_rows <= 65535, "sum_squares_spans: {} rows (at most 65535)", n_rows);
-  launch<span_partials_kernel>(dim3(kSumSquaresBlocks, static_cast<unsigned>(n_rows)), kThreads, 0, 0, x, rows,
+  launch<span_partials_kernel>(dim3(kSumSquaresBlocks, static_cast<unsigned>(n_rows)), kThreads, 0, compute_stream(), x, rows,
                                scratch);
-  launch<add_span_partials_kernel>(1, 1, 0, 0, acc, rows, n_rows, static_cast<const double*>(scratch),
+  launch<add_span_partials_kernel>(1, 1, 0, compute_stream(), acc, rows, n_rows, static_cast<const double*>(scratch),
                                    kSumSquaresBlocks);
 }
 
@@ -113,11 +113,11 @@ void adamw_multi_f32(float* p, const float* g, float* m, float* v, const AdamWCh
     const float bc1 = static_cast<float>(1.0 - std::pow(s.beta1, double(s.step)));
     const float bc2 = static_cast<float>(1.0 - std::pow(s.beta2, double(s.step)));
     const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(n_rows, 4096));
-    launch<adamw_multi_kernel>(blocks, kThreads, 0, 0, p, g, m, v, rows, n_rows, norm_sq, grad_clip,
+    launch<adamw_multi_kernel>(blocks, kThreads, 0, compute_stream(), p, g, m, v, rows, n_rows, norm_sq, grad_clip,
                                static_cast<float>(s.lr), static_cast<float>(s.beta1), static_cast<float>(s.beta2),
                                static_cast<float>(s.eps), static_cast<float>(s.weight_decay), bc1, bc2, call_min);
   }
-  launch<adamw_multi_flag_kernel>(1, 1, 0, 0, flag, call_min);
+  launch<adamw_multi_flag_kernel>(1, 1, 0, compute_stream(), flag, call_min);
 }
 
 }  // namespace am::cuda

@@ -120,7 +120,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
       std::memcpy(dst, src, bytes);
     }, false);
   }
-  if (!is_pinned(host, bytes)) host_sync_legacy();  // pageable: the call returns once the copy is done
+  if (!is_pinned(host, bytes)) host_sync_stream(stream);  // pageable: the call returns once the copy is done
   return cudaSuccess;
 }
 

@@ -186,17 +186,18 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   return cudaSuccess;
 }
 
-cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
   if (!is_device(dst)) fail(fmt::format("cudaMemset: {} is not device memory", dst));
   ++mutable_counters().memsets;
-  enqueue(nullptr, "cudaMemset", [=] {
+  enqueue(stream, "cudaMemset", [=] {
     runtime_access(dst, bytes, true, false, "cudaMemset");
     ArenaOpen open;
     std::memset(dst, value, bytes);
   }, false);
   return cudaSuccess;
 }
+cudaError_t cudaMemset(void* dst, int value, size_t bytes) { return cudaMemsetAsync(dst, value, bytes, nullptr); }
 
 }  // extern "C"
 

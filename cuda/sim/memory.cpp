@@ -230,15 +230,15 @@ ArenaOpen::~ArenaOpen() {
 }
 bool arena_is_open() { return arena().open_depth > 0; }
 
-// Both run in stream order (the legacy stream, which the backend uses): work queued before on
+// Both run in stream order (the backend's compute stream): work queued before on
 // the block's previous use still sees it as it was.
-void note_handout(void* p, size_t bytes) {
+void note_handout(void* p, size_t bytes, cudaStream_t stream) {
   Allocation* al = find_allocation(p);
   if (!al || al->base != reinterpret_cast<uintptr_t>(p) || bytes > al->raw || al->freed) {
     fail(fmt::format("caching allocator handed out {} bytes at {}: not the start of a device allocation that large",
                      bytes, p));
   }
-  enqueue(nullptr, "caching allocator handout", [al, p, bytes] {
+  enqueue(stream, "caching allocator handout", [al, p, bytes] {
     al->live = true;
     al->logical = bytes;
     shadow_clear(p, al->raw);
@@ -247,12 +247,12 @@ void note_handout(void* p, size_t bytes) {
   }, false);
 }
 
-void note_cached(void* p) {
+void note_cached(void* p, cudaStream_t stream) {
   Allocation* al = find_allocation(p);
   if (!al || al->base != reinterpret_cast<uintptr_t>(p) || al->freed) {
     fail(fmt::format("caching allocator took back {}: not a device allocation ({})", p, describe_address(p)));
   }
-  enqueue(nullptr, "caching allocator release", [al] { al->live = false; }, false);
+  enqueue(stream, "caching allocator release", [al] { al->live = false; }, false);
 }
 
 }  // namespace am::sim

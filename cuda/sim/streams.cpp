@@ -167,6 +167,11 @@ void host_sync(StreamState& s) {
   r.host_known[s.id] = std::max(r.host_known[s.id], s.clock);
 }
 
+// A stream the host has already waited for, with nothing queued on it since, makes the host wait
+// for nothing: on a GPU the call returns at once, so it is not counted as a synchronisation (a
+// download is a copy on the compute stream that waits for it, then this call: one count).
+bool host_waited_for(const StreamState& s) { return rt().host_known[s.id] >= s.clock; }
+
 }  // namespace
 
 void drain_all() {
@@ -179,6 +184,15 @@ void host_sync_legacy() {
   Runtime& r = rt();
   for (auto& s : r.streams) {
     if (s->id == 0 || (s->blocking && !s->destroyed)) host_sync(*s);
+  }
+}
+
+void host_sync_stream(cudaStream_t stream) {
+  StreamState& s = rt().state(stream);
+  if (s.id == 0) {
+    host_sync_legacy();
+  } else {
+    host_sync(s);
   }
 }
 
@@ -250,6 +264,7 @@ void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bo
   op.name = name;
   op.fn = std::move(fn);
   if (counted) ++r.counters.launches;
+  if (s.id == 0) ++r.counters.legacy_stream_ops;
   if (r.settings.lazy_streams) {
     const uint64_t clock = op.clock;
     s.pending.push_back(std::move(op));
@@ -325,13 +340,16 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  ++rt().counters.sync_stream;
-  StreamState& s = rt().state(stream);
+  Runtime& r = rt();
+  StreamState& s = r.state(stream);
+  bool idle = host_waited_for(s);
   if (s.id == 0) {
-    host_sync_legacy();
-  } else {
-    host_sync(s);
+    for (auto& b : r.streams) {
+      if (b->blocking && !b->destroyed) idle = idle && host_waited_for(*b);
+    }
   }
+  if (!idle) ++r.counters.sync_stream;
+  host_sync_stream(stream);
   return cudaSuccess;
 }
 

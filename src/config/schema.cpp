@@ -53,9 +53,10 @@ std::vector<KeySpec> make_schema() {
           "CPU threads; 0 = OMP_NUM_THREADS when set, else all cores (shared among the ranks of a node)",
           FIELD(run.threads)),
       enum_key("run.precision", "fp32", {"fp32", "bf16", "fp64"},
-               "fp32: everything fp32; bf16: fp32 master weights, optimizer state and activations, "
-               "bf16 operands in every matrix product (fp32 accumulate; emulated exactly on the "
-               "CPU); fp64: CPU only (for tests)",
+               "fp32: everything fp32; bf16: fp32 master weights, optimizer state, gradients and "
+               "residual stream, saved activations stored in bf16, bf16 operands in every matrix "
+               "product (fp32 accumulate; emulated exactly on the CPU; docs/training.md); fp64: CPU "
+               "only (for tests)",
                FIELD(run.precision)),
 
       // ---- model ----

@@ -18,6 +18,9 @@ struct DeviceCounts {
   // and device synchronisations.
   uint64_t sync_memcpy = 0, sync_malloc = 0, sync_free = 0, sync_stream = 0, sync_event = 0, sync_device = 0;
   uint64_t bytes_h2d = 0, bytes_d2h = 0;
+  // Operations (kernels, copies, memsets, library calls) queued on the legacy default stream: the
+  // CUDA backend queues everything on its compute stream (cuda/stream.cuh), so 0 for its work.
+  uint64_t legacy_stream_ops = 0;
   size_t peak_device_bytes = 0;  // cudaMalloc'd bytes, highest since the reset
   uint64_t host_syncs() const {
     return sync_memcpy + sync_malloc + sync_free + sync_stream + sync_event + sync_device;

@@ -19,11 +19,13 @@
 #include "dist/launch.h"
 #include "model/params.h"
 #include "nccl_comm.h"
+#include "stream.cuh"
 
 #include <catch2/catch.hpp>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
+#include <cstring>
 #include <functional>
 #include <numeric>
 
@@ -147,9 +149,10 @@ TEST_CASE("dist.comm mpi with the CUDA backend is refused: MPI would touch devic
 }
 
 #ifdef AM_CUDA_SIM
-// The stream model the communicator relies on: a non-blocking stream is not ordered after the
-// legacy default stream (so the comm stream must wait for an event), a blocking one is (with what
-// stream 0 waited for), and an event recorded on stream 0 and waited for orders it.
+// The stream model the communicator and the compute stream rely on: a non-blocking stream is not
+// ordered after the legacy default stream (so the comm stream must wait for an event), a blocking
+// one is (with what stream 0 waited for), and an event recorded on stream 0 and waited for orders
+// it. The writes on stream 0 are memsets, each its own byte pattern.
 TEST_CASE("sim: a non-blocking stream is ordered after stream 0 only by an event", "[cuda][sim]") {
   for (const bool lazy : {false, true}) {
     INFO("lazy streams: " << lazy);
@@ -158,37 +161,42 @@ TEST_CASE("sim: a non-blocking stream is ordered after stream 0 only by an event
     auto be = make_cuda_backend(DType::F32, 0, false);
     const int64_t n = 16;
     TensorBuf x(*be, DType::F32, {n}), y(*be, DType::F32, {n});
-    const std::vector<float> x0 = randn(n, 4);
-    be->upload(x, x0.data());
     be->zero(y);
+    be->synchronize();  // the compute stream's work is done: below, streams of the test's own
+    const auto pattern = [](int byte) {
+      uint32_t bits = 0x01010101u * static_cast<uint32_t>(byte);
+      float f = 0.f;
+      std::memcpy(&f, &bits, sizeof f);
+      return f;
+    };
     cudaStream_t blocking = nullptr, side = nullptr;
     cudaEvent_t ready = nullptr;
     REQUIRE(cudaStreamCreate(&blocking) == cudaSuccess);
     REQUIRE(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking) == cudaSuccess);
     REQUIRE(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming) == cudaSuccess);
     const size_t bytes = static_cast<size_t>(n) * sizeof(float);
-    be->scale(x, 2.0);  // written on stream 0, no host synchronisation since
+    REQUIRE(cudaMemsetAsync(x.t().data, 0x40, bytes, 0) == cudaSuccess);  // stream 0, no host wait since
     // A blocking stream is implicitly ordered after stream 0.
     REQUIRE(cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, blocking) == cudaSuccess);
     REQUIRE(cudaStreamSynchronize(blocking) == cudaSuccess);
+    CHECK(host_of(*be, y)[n - 1] == pattern(0x40));
     // A non-blocking one, after an event.
-    be->scale(x, 2.0);
+    REQUIRE(cudaMemsetAsync(x.t().data, 0x41, bytes, 0) == cudaSuccess);
     REQUIRE(cudaEventRecord(ready, 0) == cudaSuccess);
     REQUIRE(cudaStreamWaitEvent(side, ready, 0) == cudaSuccess);
     REQUIRE(cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, side) == cudaSuccess);
     REQUIRE(cudaStreamSynchronize(side) == cudaSuccess);
-    const std::vector<float> got = host_of(*be, y);
-    CHECK(got[n - 1] == x0[n - 1] * 4.f);
+    CHECK(host_of(*be, y)[n - 1] == pattern(0x41));
     // Transitively: the side stream writes x, stream 0 waits for its event, and a blocking stream
     // (implicitly after stream 0's work, the wait included) then reads x.
-    REQUIRE(cudaMemcpyAsync(x.t().data, y.t().data, bytes, cudaMemcpyDeviceToDevice, side) == cudaSuccess);
+    REQUIRE(cudaMemsetAsync(x.t().data, 0x42, bytes, side) == cudaSuccess);
     REQUIRE(cudaEventRecord(ready, side) == cudaSuccess);
     REQUIRE(cudaStreamWaitEvent(0, ready, 0) == cudaSuccess);
     REQUIRE(cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, blocking) == cudaSuccess);
     REQUIRE(cudaStreamSynchronize(blocking) == cudaSuccess);
-    CHECK(host_of(*be, y)[0] == x0[0] * 4.f);
+    CHECK(host_of(*be, y)[0] == pattern(0x42));
     // Without the event: the copy on the side stream reads x unordered after stream 0's write.
-    be->scale(x, 2.0);
+    REQUIRE(cudaMemsetAsync(x.t().data, 0x43, bytes, 0) == cudaSuccess);
     auto racy = [&] {
       cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, side);
       cudaDeviceSynchronize();  // lazy streams run it here
@@ -199,6 +207,54 @@ TEST_CASE("sim: a non-blocking stream is ordered after stream 0 only by an event
     cudaEventDestroy(ready);
     cudaStreamDestroy(side);
     cudaStreamDestroy(blocking);
+    sim::settings() = saved;
+  }
+}
+
+// The CUDA backend's work is on its own non-blocking compute stream, not on stream 0: a copy on
+// stream 0 that reads what a backend op wrote, with no event or host wait in between, is a race
+// the simulator reports (a launch site left on stream 0 would be one too), and after an event
+// recorded on the compute stream it is ordered.
+TEST_CASE("sim: the CUDA backend runs on a non-blocking compute stream, ordered with stream 0 by events",
+          "[cuda][sim]") {
+  for (const bool lazy : {false, true}) {
+    INFO("lazy streams: " << lazy);
+    sim::Settings saved = sim::settings();
+    sim::settings().lazy_streams = lazy;
+    auto be = make_cuda_backend(DType::F32, 0, false);
+    const int64_t n = 16;
+    TensorBuf x(*be, DType::F32, {n}), y(*be, DType::F32, {n});
+    const std::vector<float> x0 = randn(n, 4);
+    be->upload(x, x0.data());
+    const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+    cudaEvent_t done = nullptr;
+    REQUIRE(cudaEventCreateWithFlags(&done, cudaEventDisableTiming) == cudaSuccess);
+    reset_device_counts();
+    be->scale(x, 2.0);
+    CHECK(device_counts()->legacy_stream_ops == 0);
+    REQUIRE(cudaEventRecord(done, cuda::compute_stream()) == cudaSuccess);
+    REQUIRE(cudaStreamWaitEvent(0, done, 0) == cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, 0) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(0) == cudaSuccess);
+    CHECK(device_counts()->legacy_stream_ops == 1);  // the test's copy
+    CHECK(host_of(*be, y)[n - 1] == x0[n - 1] * 2.f);
+    be->scale(x, 2.0);
+    auto racy = [&] {
+      cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, 0);
+      cudaDeviceSynchronize();
+    };
+    if (!lazy) {
+      CHECK_THROWS_WITH(racy(), Contains("on stream 0 reads") && Contains("last written by") &&
+                                    Contains("cudaStreamWaitEvent missing"));
+    } else {
+      // Lazy streams run stream 0's copy first, before the scale it is not ordered after: the
+      // copy reads x as it was (the checker sees a write after a read only through its result).
+      racy();
+      CHECK(host_of(*be, y)[n - 1] == x0[n - 1] * 2.f);
+      CHECK(host_of(*be, x)[n - 1] == x0[n - 1] * 4.f);
+    }
+    cudaDeviceSynchronize();
+    cudaEventDestroy(done);
     sim::settings() = saved;
   }
 }
@@ -263,7 +319,7 @@ TEST_CASE("two ranks: nccl comm gradient reduction, EP norm all-reduce, all-gath
     step();
     if (const std::optional<DeviceCounts> c = device_counts()) {
       INFO("memcpy " << c->sync_memcpy << " stream " << c->sync_stream << " device " << c->sync_device);
-      CHECK(c->host_syncs() == 1);  // the upload of the fresh gradients, a synchronous cudaMemcpy
+      CHECK(c->host_syncs() == 1);  // the upload of the fresh gradients (a copy the host waits for)
     }
     // Dense: the mean of both ranks' 2 g; experts: over the replica group (both ranks with ep 1,
     // this rank alone with ep 2).

@@ -1,6 +1,7 @@
 // The MoE layer on the device (issue 11 point 4), counted by the simulator: a forward makes at
 // most one host synchronisation (route_build's expert offsets) and no upload, the backward and
-// the selection-bias update none, and the metrics read (stats()) exactly one. Checked for top-k
+// the selection-bias update none, and the metrics read (stats()) exactly one; none of it is queued
+// on the legacy default stream. Checked for top-k
 // with every aux loss and the selection bias, and for AoE with null experts (their learnable
 // scores' gradient) and the null-averaged balancing loss. Simulator only (the counters).
 #include "core/device_counts.h"
@@ -52,18 +53,22 @@ void check_layer(const ModelConfig& cfg) {
   INFO("forward: d2h " << fwd.memcpy_d2h << " h2d " << fwd.memcpy_h2d << " malloc " << fwd.sync_malloc << " free " << fwd.sync_free << " stream " << fwd.sync_stream << " device " << fwd.sync_device);
   CHECK(fwd.host_syncs() <= 1);
   CHECK(fwd.memcpy_h2d == 0);
+  CHECK(fwd.legacy_stream_ops == 0);  // everything on the compute stream (cuda/stream.cuh)
   const DeviceCounts bwd = counted([&] {
     be->zero(dh);
     layer.backward(h, dy, dh, 1.0);
   });
   CHECK(bwd.host_syncs() == 0);
+  CHECK(bwd.legacy_stream_ops == 0);
   const DeviceCounts upd = counted([&] {
     layer.begin_step(1);
     layer.update_selection_bias();
   });
   CHECK(upd.host_syncs() == 0);
+  CHECK(upd.legacy_stream_ops == 0);
   const DeviceCounts read = counted([&] { CHECK(layer.stats().micro_batches == 1); });
   CHECK(read.host_syncs() == 1);
+  CHECK(read.legacy_stream_ops == 0);
 }
 
 ModelConfig base() {

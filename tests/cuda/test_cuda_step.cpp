@@ -306,6 +306,7 @@ TEST_CASE("cuda train_step of a dense model: one host synchronisation per step, 
       CHECK(c->sync_memcpy == 1);
       CHECK(c->memcpy_d2h == 1);
       CHECK(c->memcpy_h2d == 6);  // tokens and targets of 3 micro-batches, none synchronous
+      CHECK(c->legacy_stream_ops == 0);  // all on the compute stream
     }
     calls = 0;
     const StepResult rc = train_step(cm, co, tc, step, 3, batch);

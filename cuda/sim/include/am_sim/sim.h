@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+struct CUstream_st;  // cudaStream_t is a CUstream_st*
+
 namespace am::sim {
 
 // Every fault the simulator detects (a bad access, a barrier or collective not reached by all,
@@ -56,7 +58,7 @@ void install_fault_handler();
 // The caching allocator's blocks: handed out for `bytes` (bounds checks and the uninitialised-
 // memory check use that size; the bytes are poisoned again), or parked in the cache (no kernel
 // or copy may touch it until it is handed out again).
-void note_handout(void* p, size_t bytes);
-void note_cached(void* p);
+void note_handout(void* p, size_t bytes, CUstream_st* stream);  // CUstream_st*: cudaStream_t
+void note_cached(void* p, CUstream_st* stream);
 
 }  // namespace am::sim
