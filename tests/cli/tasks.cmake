@@ -1,0 +1,42 @@
+# CLI tests of zero-shot multiple-choice evaluation (issue 12 point 2; docs/evaluation.md): `eval
+# --task` on a run trained on a tiny text corpus with its own tokenizer (task_fixture.sh), its
+# errors, router-free selection, and eval.tasks' records in metrics.jsonl. Included from
+# tests/CMakeLists.txt after am_cli_test (AM_BIN, AM_CLI_WORK).
+set(AM_TASK_WORK ${AM_CLI_WORK}/tasks)
+add_test(NAME cli_task_fixture COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/task_fixture.sh ${PROJECT_BINARY_DIR}
+         ${PROJECT_SOURCE_DIR} ${AM_TASK_WORK})
+set_tests_properties(cli_task_fixture PROPERTIES FIXTURES_SETUP task TIMEOUT 120)
+set(AM_TASK_CKPT ${AM_TASK_WORK}/runs/text/checkpoints/step_00000006)
+set(AM_TASKS ${AM_TASK_WORK}/tasks)
+
+function(am_task_test name code regex)
+  am_cli_test(${name} ${code} ${regex} ${ARGN})
+  set_tests_properties(cli_${name} PROPERTIES FIXTURES_REQUIRED task)
+endfunction()
+
+am_task_test(task_eval 0 "on .*good.jsonl: acc [01]\\.[0-9]{4} \\([0-3]/3\\) \\| acc_norm [01]\\.[0-9]{4} \\([0-3]/3\\)"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl)
+am_task_test(task_eval_json 0 "^\\{\"acc\":[0-9.e-]+,\"acc_norm\":[0-9.e-]+,.*\"examples\":2,.*\"task\":\"good\"\\} ?$"
+             bash -c "${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --limit 2 --batch 3 --json 2>/dev/null")
+am_task_test(task_bad_label 1 "bad_label.jsonl:2: field 'label': 5 is out of range: the example has 2 choices"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/bad_label.jsonl)
+am_task_test(task_missing_field 1 "no_choices.jsonl:3: field 'choices': missing"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/no_choices.jsonl)
+am_task_test(task_bad_json 1 "bad_json.jsonl:1: invalid JSON"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/bad_json.jsonl)
+am_task_test(task_no_file 1 "task file '.*nope.jsonl' cannot be read"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/nope.jsonl)
+am_task_test(task_no_tokenizer 1 "no tokenizer: the run's data .* has no dataset.json naming one.*--tokenizer FILE.model"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --set data.train=/nonexistent/x_*.bin
+             --set data.val=)
+am_task_test(task_expert_choice 1 "multiple-choice scoring needs a causal model, but model.moe.selector.type is expert_choice"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl
+             --set model.moe.selector.type=expert_choice --set model.moe.selector.capacity_factor=1)
+# router-free selection (AoE Table 1): the router-trained checkpoint scored by activation norms
+am_task_test(task_router_free 0 "ignoring 2 tensor.s. this model does not use.*acc [01]\\.[0-9]{4} \\([0-3]/3\\)"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl
+             --set model.moe.scorer.type=act_norm --set model.moe.scorer.node=glu --set model.moe.scorer.norm=l2)
+# eval.tasks during training (task_fixture.sh trains with eval.every 3, max_steps 6): a record at
+# steps 3 and 6
+am_task_test(task_metrics 0 "\"step\":3,\"task\":\"good\",\"type\":\"task\".*\"step\":6,\"task\":\"good\",\"type\":\"task\""
+             bash -c "grep '\"type\":\"task\"' ${AM_TASK_WORK}/runs/text/metrics.jsonl")
