@@ -141,6 +141,8 @@ TEST_CASE("task eval: acc and acc_norm differ when the choices' byte lengths do"
   CHECK(r.acc == 0.5);
   CHECK(r.acc_norm == 0.5);
   CHECK(r.loglik[0] == std::vector<double>{-3, -10, -5});
+  CHECK(r.pred == std::vector<int>{0, 0});
+  CHECK(r.pred_norm == std::vector<int>{1, 1});
   const TaskResult one = tally_task(TaskFile{"", "t", {f.examples[0]}}, {-3, -10, -5});
   CHECK(one.acc == 0.0);
   CHECK(one.acc_norm == 1.0);

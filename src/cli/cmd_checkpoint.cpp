@@ -36,6 +36,7 @@ const std::vector<FlagSpec> kEvalFlags = {
     {"limit", true, false, "--task: the first N examples only (default: all)"},
     {"batch", true, false, "--task: sequences per forward pass (default: the run's train.micro_batch_size)"},
     {"tokenizer", true, false, "--task: SentencePiece model (default: the one in the data's dataset.json)"},
+    {"samples", true, false, "--task: also write each example's log-likelihoods and picks to this JSONL file"},
     {"help", false, false, "this help"},
 };
 

@@ -32,6 +32,7 @@ int cmd_eval_task(const Args& args) {
   const auto t0 = std::chrono::steady_clock::now();
   const TaskResult r = evaluate_task(model, task, *tok, tok->eot_token());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (const auto samples = args.get("samples")) write_task_samples(*samples, task, r);
   if (args.has("json")) {
     nlohmann::json j = task_result_json(r);
     j["checkpoint"] = dir;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "data/dataset_meta.h"
+#include "io/atomic_file.h"
 
 #include <spdlog/spdlog.h>
 
@@ -96,6 +97,8 @@ TaskResult tally_task(const TaskFile& task, const std::vector<double>& loglik) {
       if (i == 0 || loglik[k] > ll[static_cast<size_t>(best)]) best = static_cast<int>(i);
       if (i == 0 || norm > top_norm) best_norm = static_cast<int>(i), top_norm = norm;
     }
+    r.pred.push_back(best);
+    r.pred_norm.push_back(best_norm);
     r.correct += best == ex.label;
     r.correct_norm += best_norm == ex.label;
     r.loglik.push_back(std::move(ll));
@@ -152,6 +155,24 @@ std::unique_ptr<Tokenizer> open_run_tokenizer(const Config& cfg, const std::stri
 nlohmann::json task_result_json(const TaskResult& r) {
   return {{"task", r.name},         {"examples", r.examples},         {"acc", r.acc},
           {"acc_norm", r.acc_norm}, {"correct", r.correct}, {"correct_norm", r.correct_norm}};
+}
+
+}  // namespace am
+
+namespace am {
+
+void write_task_samples(const std::string& path, const TaskFile& task, const TaskResult& r) {
+  std::string text;
+  for (size_t e = 0; e < task.examples.size(); ++e) {
+    const TaskExample& ex = task.examples[e];
+    std::vector<size_t> bytes;
+    for (const std::string& c : ex.continuations) bytes.push_back(c.size());
+    text += nlohmann::ordered_json{{"line", ex.line},         {"label", ex.label},  {"loglik", r.loglik[e]},
+                                   {"bytes", bytes},          {"pred", r.pred[e]}, {"pred_norm", r.pred_norm[e]}}
+                .dump() +
+            "\n";
+  }
+  write_file_atomic(path, text);
 }
 
 }  // namespace am

@@ -43,6 +43,7 @@ struct TaskResult {
   int64_t examples = 0, correct = 0, correct_norm = 0;
   double acc = 0, acc_norm = 0;
   std::vector<std::vector<double>> loglik;  // per example, per choice
+  std::vector<int> pred, pred_norm;         // per example: the choice acc and acc_norm pick
 };
 
 // Tallies acc and acc_norm from the requests' log-likelihoods (in task_requests' order). Ties go
@@ -64,5 +65,9 @@ std::unique_ptr<Tokenizer> open_run_tokenizer(const Config& cfg, const std::stri
 
 // {"task", "examples", "acc", "acc_norm", "correct", "correct_norm"}.
 nlohmann::json task_result_json(const TaskResult& r);
+
+// One line per example (`eval --samples FILE`): {"line", "label", "loglik", "bytes", "pred",
+// "pred_norm"}, the log-likelihoods at full precision.
+void write_task_samples(const std::string& path, const TaskFile& task, const TaskResult& r);
 
 }  // namespace am

@@ -32,10 +32,10 @@ am_task_test(task_no_tokenizer 1 "no tokenizer: the run's data .* has no dataset
 am_task_test(task_expert_choice 1 "multiple-choice scoring needs a causal model, but model.moe.selector.type is expert_choice"
              ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl
              --set model.moe.selector.type=expert_choice --set model.moe.selector.capacity_factor=1)
-# router-free selection (AoE Table 1): the router-trained checkpoint scored by activation norms
-am_task_test(task_router_free 0 "ignoring 2 tensor.s. this model does not use.*acc [01]\\.[0-9]{4} \\([0-3]/3\\)"
-             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl
-             --set model.moe.scorer.type=act_norm --set model.moe.scorer.node=glu --set model.moe.scorer.norm=l2)
+# router-free selection (AoE Table 1): the router-trained checkpoint scored by activation norms;
+# its per-example log-likelihoods (--samples) differ from the router's
+am_task_test(task_router_free 0 "ignoring 2 tensor.s. this model does not use.*acc [01]\\.[0-9]{4} \\([0-3]/3\\).*scores differ.*\\{\"line\":1,\"label\":0,\"loglik\":\\[-[0-9.]+,-[0-9.]+\\],\"bytes\":\\[5,17\\],\"pred\":[01],\"pred_norm\":[01]\\}"
+             bash -c "${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --samples ${AM_TASK_WORK}/router.jsonl >/dev/null && ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --set model.moe.scorer.type=act_norm --set model.moe.scorer.node=glu --set model.moe.scorer.norm=l2 --samples ${AM_TASK_WORK}/free.jsonl && (cmp -s ${AM_TASK_WORK}/router.jsonl ${AM_TASK_WORK}/free.jsonl && echo scores equal || echo scores differ) && head -n 1 ${AM_TASK_WORK}/free.jsonl")
 # eval.tasks during training (task_fixture.sh trains with eval.every 3, max_steps 6): a record at
 # steps 3 and 6
 am_task_test(task_metrics 0 "\"step\":3,\"task\":\"good\",\"type\":\"task\".*\"step\":6,\"task\":\"good\",\"type\":\"task\""
