@@ -97,6 +97,13 @@ int cmd_eval(int argc, char** argv) {
   }
   if (!job_root()) return 0;
   if (args.has("json")) log_to_stderr();  // stdout holds the JSON alone
+  for (const char* f : {"data", "batches", "limit", "batch", "tokenizer", "samples"}) {
+    const bool task_flag = std::string(f) != "data" && std::string(f) != "batches";
+    if (args.has(f) && task_flag != args.has("task")) {
+      throw UsageError(fmt::format("--{} {} --task", f, task_flag ? "needs" : "does not go with"),
+                       "`autonomoe eval --help` lists the options of each form");
+    }
+  }
   if (args.has("task")) return cmd_eval_task(args);
   const std::string dir = args.require("checkpoint");
   const Config cfg = load_checkpoint_config(dir, args.sets());

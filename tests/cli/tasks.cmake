@@ -24,6 +24,10 @@ am_task_test(task_missing_field 1 "no_choices.jsonl:3: field 'choices': missing"
              ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/no_choices.jsonl)
 am_task_test(task_bad_json 1 "bad_json.jsonl:1: invalid JSON"
              ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/bad_json.jsonl)
+am_task_test(task_flag_without_task 2 "--limit needs --task"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --limit 3)
+am_task_test(task_with_data_flag 2 "--batches does not go with --task"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --batches 3)
 am_task_test(task_no_file 1 "task file '.*nope.jsonl' cannot be read"
              ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/nope.jsonl)
 am_task_test(task_no_tokenizer 1 "no tokenizer: the run's data .* has no dataset.json naming one.*--tokenizer FILE.model"
