@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 
@@ -161,7 +162,7 @@ TEST_CASE("task eval: the scores are the log-likelihoods of the model's logits",
   const std::string long_ctx = "the big red dog ran to the house and the cat sat on a mat then the dog sat on the cat";
   f.examples = {
       {{"the cat sat on", "the cat sat on"}, {"a mat", "the big red house"}, 0, 1},
-      {{"the dog  ", "the dog  "}, {"ran", "sat on a red mat"}, 1, 2},  // trailing spaces move
+      {{"the dog \n ", "the dog \n "}, {"ran", "sat on a red mat"}, 1, 2},  // trailing whitespace moves
       {{long_ctx, long_ctx}, {"house", "big red dog"}, 0, 3},          // truncated on the left
       {{"a cat sat on", "a dog sat on"}, {"the mat", "the mat"}, 1, 4},  // per-choice contexts
   };
@@ -178,7 +179,10 @@ TEST_CASE("task eval: the scores are the log-likelihoods of the model's logits",
       // those spaces + " " + the choice; its tokens are the tail of the whole text's
       std::string ctx = ex.contexts[i];
       std::string cont = " " + ex.continuations[i];
-      while (!ctx.empty() && ctx.back() == ' ') cont.insert(cont.begin(), ' '), ctx.pop_back();
+      while (!ctx.empty() && std::isspace(static_cast<unsigned char>(ctx.back()))) {
+        cont.insert(cont.begin(), ctx.back());
+        ctx.pop_back();
+      }
       const std::vector<int32_t> whole = tok.encode(ctx + cont);
       const int n_cont = static_cast<int>(whole.size() - tok.encode(ctx).size());
       std::vector<int32_t> seq{tok.eot_token()};

@@ -12,12 +12,12 @@ namespace am {
 
 namespace {
 
-// lm-evaluation-harness's encode_pair: the context's trailing spaces move to the continuation, whose
+// lm-evaluation-harness's encode_pair: the context's trailing whitespace moves to the continuation, whose
 // tokens are the tail of encode(context + continuation) after len(encode(context)) tokens.
 ScoreRequest request_of(const std::string& context, const std::string& choice, const Tokenizer& tok, int32_t eot,
                         int T, const TaskFile& task, const TaskExample& ex, size_t i) {
   std::string ctx = context, cont = " " + choice;  // lm-evaluation-harness's target_delimiter
-  const size_t keep = ctx.find_last_not_of(' ') + 1;  // npos + 1 == 0: all spaces
+  const size_t keep = ctx.find_last_not_of(" \t\n\r\f\v") + 1;  // Python's rstrip(); npos + 1 == 0
   cont = ctx.substr(keep) + cont;
   ctx.resize(keep);
   const std::vector<int32_t> whole = tok.encode(ctx + cont), ctx_enc = tok.encode(ctx);

@@ -27,7 +27,7 @@ struct ScoreRequest {
 };
 
 // The requests of a task, choice by choice, example by example. Tokenization as the harness does
-// it: trailing spaces of the context move to the continuation " " + choice; the continuation's
+// it: trailing whitespace of the context moves to the continuation " " + choice; the continuation's
 // tokens are those of encode(context + continuation) after the first len(encode(context)); the
 // sequence starts with the end-of-text token `eot` (as every training document does) and keeps
 // its last T + 1 tokens (a long context is truncated on the left). UserError (naming the file,
