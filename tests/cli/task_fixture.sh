@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the files the multiple-choice evaluation tests read (tests/cli/tasks.cmake), under WORK: a
 # tiny text corpus, its SentencePiece tokenizer and token shards (dataset.json names the
-# tokenizer), a small run trained on them that scores a task file every 3 steps (eval.tasks), and
-# task files, good and broken.
+# tokenizer), a small run trained on them that scores a task file every 3 steps (eval.tasks), the
+# same run without it, and task files, good and broken.
 #   task_fixture.sh BUILD_DIR SOURCE_DIR WORK
 set -euo pipefail
 build=$1
@@ -35,4 +35,8 @@ printf '{"context": "a", "choices": ["b" "c"], "label": 0}\n' >"$work/tasks/bad_
 "$build/autonomoe" train --config "$src/tests/data/cli/small.yaml" --set "run.out_dir=$work/runs" \
   --set run.name=text --set model.vocab_size=64 --set "data.train=$work/data/text_train_*.bin" \
   --set "data.val=$work/data/text_val_*.bin" --set "eval.tasks=$work/tasks/good.jsonl" --set eval.every=3 >/dev/null
+# the same run without eval.tasks: its losses must be the same (scoring changes nothing in training)
+"$build/autonomoe" train --config "$src/tests/data/cli/small.yaml" --set "run.out_dir=$work/runs" \
+  --set run.name=plain --set model.vocab_size=64 --set "data.train=$work/data/text_train_*.bin" \
+  --set "data.val=$work/data/text_val_*.bin" --set eval.every=3 >/dev/null
 echo "task fixture ready in $work"

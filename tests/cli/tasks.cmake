@@ -44,3 +44,7 @@ am_task_test(task_router_free 0 "ignoring 2 tensor.s. this model does not use.*a
 # steps 3 and 6
 am_task_test(task_metrics 0 "\"step\":3,\"task\":\"good\",\"type\":\"task\".*\"step\":6,\"task\":\"good\",\"type\":\"task\""
              bash -c "grep '\"type\":\"task\"' ${AM_TASK_WORK}/runs/text/metrics.jsonl")
+# scoring during training changes nothing in training: the run with eval.tasks has the losses of the
+# run without (task_fixture.sh trains both): 4 training and 2 validation losses
+am_task_test(task_training_unchanged 0 "same losses: 6 records"
+             bash -c "a=$(grep -Eo '\"(val_)?loss\":[^,]*' ${AM_TASK_WORK}/runs/text/metrics.jsonl) && b=$(grep -Eo '\"(val_)?loss\":[^,]*' ${AM_TASK_WORK}/runs/plain/metrics.jsonl) && test \"$a\" = \"$b\" && echo same losses: $(wc -l <<<\"$a\") records")
