@@ -48,3 +48,9 @@ am_task_test(task_metrics 0 "\"step\":3,\"task\":\"good\",\"type\":\"task\".*\"s
 # run without (task_fixture.sh trains both): 4 training and 2 validation losses
 am_task_test(task_training_unchanged 0 "same losses: 6 records"
              bash -c "a=$(grep -Eo '\"(val_)?loss\":[^,]*' ${AM_TASK_WORK}/runs/text/metrics.jsonl) && b=$(grep -Eo '\"(val_)?loss\":[^,]*' ${AM_TASK_WORK}/runs/plain/metrics.jsonl) && test \"$a\" = \"$b\" && echo same losses: $(wc -l <<<\"$a\") records")
+# the CUDA backend (on the simulator) scores as the CPU does, through the binary: fp32, 1e-5 relative
+if(AUTONOMOE_CUDA_SIM)
+  am_task_test(task_eval_cuda_sim 0 "scores match: 8 choices"
+               bash -c "${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --samples ${AM_TASK_WORK}/cpu.jsonl >/dev/null && ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --set run.backend=cuda --samples ${AM_TASK_WORK}/cuda.jsonl >/dev/null && python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/compare_samples.py ${AM_TASK_WORK}/cpu.jsonl ${AM_TASK_WORK}/cuda.jsonl 1e-5")
+  set_tests_properties(cli_task_eval_cuda_sim PROPERTIES LABELS sim TIMEOUT 300)
+endif()
