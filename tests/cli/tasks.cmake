@@ -54,3 +54,7 @@ if(AUTONOMOE_CUDA_SIM)
                bash -c "${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --samples ${AM_TASK_WORK}/cpu.jsonl >/dev/null && ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --set run.backend=cuda --samples ${AM_TASK_WORK}/cuda.jsonl >/dev/null && python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/compare_samples.py ${AM_TASK_WORK}/cpu.jsonl ${AM_TASK_WORK}/cuda.jsonl 1e-5")
   set_tests_properties(cli_task_eval_cuda_sim PROPERTIES LABELS sim TIMEOUT 300)
 endif()
+# scripts/aoe_table1.sh with AM_TASK: the router-free table of multiple-choice accuracies
+am_task_test(task_aoe_table1 0 "\\| glu \\| [01]\\.[0-9]{4} \\(acc_norm [01]\\.[0-9]{4}, .*\\| router \\(as trained\\) \\| [01]\\.[0-9]{4} \\(acc_norm"
+             env AM_BUILD_DIR=${PROJECT_BINARY_DIR} AM_TASK=${AM_TASKS}/good.jsonl ${PROJECT_SOURCE_DIR}/scripts/aoe_table1.sh
+             ${AM_TASK_CKPT})
