@@ -102,6 +102,8 @@ TEST_CASE("task file: the generic layout, per-choice contexts, and HellaSwag", "
   CHECK(f.examples[2].label == 1);
   CHECK(read_task_file(d.file("t.jsonl"), 2).examples.size() == 2);
   CHECK(hellaswag_preprocess("a [b\nc] d") == "a [b\nc] d");  // a bracket does not span lines
+  CHECK(split_task_list("a.jsonl,,b.jsonl,") == std::vector<std::string>{"a.jsonl", "b.jsonl"});
+  CHECK(split_task_list("").empty());
 }
 
 TEST_CASE("task file: errors name the file, the line and the field", "[task]") {

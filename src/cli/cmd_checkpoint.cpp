@@ -32,7 +32,7 @@ const std::vector<FlagSpec> kEvalFlags = {
     {"batches", true, false, "micro-batches to read (default: the run's eval.batches)"},
     {"set", true, false, "override a key of the checkpoint's config, e.g. run.backend=cpu"},
     {"json", false, false, "print the result as one JSON object (full precision) instead of a line"},
-    {"task", true, false, "zero-shot multiple-choice accuracy on a JSONL task file (docs/evaluation.md)"},
+    {"task", true, false, "zero-shot multiple-choice accuracy on JSONL task files (comma-separated; docs/evaluation.md)"},
     {"limit", true, false, "--task: the first N examples only (default: all)"},
     {"batch", true, false, "--task: sequences per forward pass (default: the run's train.micro_batch_size)"},
     {"tokenizer", true, false, "--task: SentencePiece model (default: the one in the data's dataset.json)"},

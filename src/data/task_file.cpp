@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -160,6 +161,15 @@ std::string hellaswag_preprocess(const std::string& text) {
     out += s[i];
   }
   return replace_all(out, "  ", " ");
+}
+
+std::vector<std::string> split_task_list(const std::string& list) {
+  std::vector<std::string> out;
+  for (size_t start = 0, comma; start <= list.size(); start = comma + 1) {
+    comma = std::min(list.find(',', start), list.size());
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+  }
+  return out;
 }
 
 TaskFile read_task_file(const std::string& path, int64_t limit) {

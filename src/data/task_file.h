@@ -33,6 +33,10 @@ struct TaskFile {
 // fewer than two choices, a label out of range, an empty choice.
 TaskFile read_task_file(const std::string& path, int64_t limit = 0);
 
+// The task files of a comma-separated list (`eval --task a.jsonl,b.jsonl`, eval.tasks); empty
+// items are skipped.
+std::vector<std::string> split_task_list(const std::string& list);
+
 // lm-evaluation-harness's HellaSwag text preprocessing: strip, " [title]" -> ". ", drop every
 // "[...]" bracket, then "  " -> " ".
 std::string hellaswag_preprocess(const std::string& text);

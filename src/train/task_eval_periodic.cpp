@@ -12,12 +12,7 @@ std::unique_ptr<PeriodicTaskEval> PeriodicTaskEval::from_config(const Config& cf
   const auto tok = open_run_tokenizer(cfg, "");
   auto out = std::make_unique<PeriodicTaskEval>();
   out->every_ = cfg.eval.task_every > 0 ? cfg.eval.task_every : cfg.eval.every;
-  size_t start = 0;
-  for (size_t comma; start <= cfg.eval.tasks.size(); start = comma + 1) {
-    comma = cfg.eval.tasks.find(',', start);
-    if (comma == std::string::npos) comma = cfg.eval.tasks.size();
-    const std::string path = cfg.eval.tasks.substr(start, comma - start);
-    if (path.empty()) continue;
+  for (const std::string& path : split_task_list(cfg.eval.tasks)) {
     Task t{read_task_file(path, cfg.eval.task_limit), {}};
     t.requests = task_requests(t.file, *tok, tok->eot_token(), cfg.data.seq_len);
     out->tasks_.push_back(std::move(t));

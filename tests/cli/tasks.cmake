@@ -18,6 +18,13 @@ am_task_test(task_eval 0 "on .*good.jsonl: acc [01]\\.[0-9]{4} \\([0-3]/3\\) \\|
              ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl)
 am_task_test(task_eval_json 0 "^\\{\"acc\":[0-9.e-]+,\"acc_norm\":[0-9.e-]+,.*\"examples\":2,.*\"task\":\"good\"\\} ?$"
              bash -c "${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --limit 2 --batch 3 --json 2>/dev/null")
+# several task files, the model loaded once: a line per file, in order
+am_task_test(task_eval_two_files 0 "on .*good.jsonl: acc [01]\\.[0-9]{4} \\([0-3]/3\\).* on .*good.jsonl: acc [01]\\.[0-9]{4} \\([0-2]/2\\)"
+             bash -c "${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl,${AM_TASKS}/good.jsonl --limit 3 && ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl --limit 2")
+am_task_test(task_samples_two_files 2 "--samples writes one task's examples, but --task names 2 files"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl,${AM_TASKS}/bad_label.jsonl --samples x.jsonl)
+am_task_test(task_second_file_bad 1 "bad_label.jsonl:2: field 'label'"
+             ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/good.jsonl,${AM_TASKS}/bad_label.jsonl)
 am_task_test(task_bad_label 1 "bad_label.jsonl:2: field 'label': 5 is out of range: the example has 2 choices"
              ${AM_BIN} eval --checkpoint ${AM_TASK_CKPT} --task ${AM_TASKS}/bad_label.jsonl)
 am_task_test(task_missing_field 1 "no_choices.jsonl:3: field 'choices': missing"
