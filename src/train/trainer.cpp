@@ -15,12 +15,12 @@
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
-#include "train/task_eval_periodic.h"
 #include "train/optimizer.h"
 #include "train/resume_check.h"
 #include "train/run_facts.h"
 #include "train/step.h"
 #include "train/stop_signals.h"
+#include "train/task_eval_periodic.h"
 
 #include <spdlog/spdlog.h>
 
