@@ -1,5 +1,6 @@
 // Commands that read a checkpoint:
 //   autonomoe eval --checkpoint DIR [--data GLOB] [--batches N] [--set key=value]... [--json]
+//   autonomoe eval --checkpoint DIR --task FILE.jsonl [--limit N] [--batch N] [--tokenizer FILE] ... (cmd_eval_task.cpp)
 //   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16]
 #include "backends/backend_factory.h"
 #include "cli/args.h"
@@ -31,6 +32,11 @@ const std::vector<FlagSpec> kEvalFlags = {
     {"batches", true, false, "micro-batches to read (default: the run's eval.batches)"},
     {"set", true, false, "override a key of the checkpoint's config, e.g. run.backend=cpu"},
     {"json", false, false, "print the result as one JSON object (full precision) instead of a line"},
+    {"task", true, false, "zero-shot multiple-choice accuracy on JSONL task files (comma-separated; docs/evaluation.md)"},
+    {"limit", true, false, "--task: the first N examples only (default: all)"},
+    {"batch", true, false, "--task: sequences per forward pass (default: the run's train.micro_batch_size)"},
+    {"tokenizer", true, false, "--task: SentencePiece model (default: the one in the data's dataset.json)"},
+    {"samples", true, false, "--task: also write each example's log-likelihoods and picks to this JSONL file"},
     {"help", false, false, "this help"},
 };
 
@@ -84,11 +90,21 @@ void refuse_out_inside_checkpoint(const std::string& dir, const std::string& out
 int cmd_eval(int argc, char** argv) {
   Args args("autonomoe eval", kEvalFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("autonomoe eval", "--checkpoint DIR [--data GLOB] [--batches N] [--json]", kEvalFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe eval", "--checkpoint DIR [--data GLOB] [--batches N] [--json]\n"
+                                          "       autonomoe eval --checkpoint DIR --task FILE.jsonl [--limit N] [--json]",
+                        kEvalFlags).c_str(), stdout);
     return 0;
   }
   if (!job_root()) return 0;
   if (args.has("json")) log_to_stderr();  // stdout holds the JSON alone
+  for (const char* f : {"data", "batches", "limit", "batch", "tokenizer", "samples"}) {
+    const bool task_flag = std::string(f) != "data" && std::string(f) != "batches";
+    if (args.has(f) && task_flag != args.has("task")) {
+      throw UsageError(fmt::format("--{} {} --task", f, task_flag ? "needs" : "does not go with"),
+                       "`autonomoe eval --help` lists the options of each form");
+    }
+  }
+  if (args.has("task")) return cmd_eval_task(args);
   const std::string dir = args.require("checkpoint");
   const Config cfg = load_checkpoint_config(dir, args.sets());
   // Router-free evaluation (AoE Table 1): a router-trained checkpoint scored by activation norms.

@@ -4,8 +4,11 @@
 
 namespace am {
 
+class Args;
+
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
+int cmd_eval_task(const Args& args);  // eval --task (cmd_eval_task.cpp)
 int cmd_export(int argc, char** argv);
 int cmd_validate(int argc, char** argv);
 int cmd_config(int argc, char** argv);

@@ -21,7 +21,7 @@ constexpr const char* kUsage = R"(usage: autonomoe <command> [options]
 
 commands:
   train      train a model from a YAML config, or resume a run (--resume)
-  eval       validation loss and perplexity of a checkpoint
+  eval       validation loss and perplexity of a checkpoint, or its accuracy on a task (--task)
   export     write a checkpoint's weights as safetensors + config.json
   sweep      run a grid or list of config overrides (resumable) and tabulate the results
   validate   check a config; print the resolved settings and parameter counts

@@ -132,6 +132,9 @@ struct LogConfig {
 struct EvalConfig {
   int every = 0;     // eval.every: steps between validation passes, 0 = only at the end
   int batches = 20;  // eval.batches: micro-batches per validation pass
+  std::string tasks;     // eval.tasks: comma-separated multiple-choice task files ("" = none)
+  int task_every = 0;    // eval.task_every: steps between task evaluations, 0 = with eval.every
+  int task_limit = 0;    // eval.task_limit: examples per task file, 0 = all
 };
 
 struct CheckpointConfig {

@@ -211,6 +211,13 @@ std::vector<KeySpec> make_schema() {
       key("eval.every", "0", kCount0, "steps between validation passes; 0 = only at the end",
           FIELD(eval.every)),
       key("eval.batches", "20", kCount, "micro-batches per validation pass", FIELD(eval.batches)),
+      key("eval.tasks", "\"\"", kAny,
+          "multiple-choice task files (JSONL, comma-separated) scored during training, results in "
+          "metrics.jsonl (docs/evaluation.md); empty = none",
+          FIELD(eval.tasks)),
+      key("eval.task_every", "0", kCount0, "steps between task evaluations; 0 = at eval.every and at the end",
+          FIELD(eval.task_every)),
+      key("eval.task_limit", "0", kCount0, "examples scored per task file; 0 = all", FIELD(eval.task_limit)),
       key("checkpoint.every", "0", kCount0, "steps between checkpoints; 0 = only at the end",
           FIELD(checkpoint.every)),
       key("checkpoint.keep_last", "3", kCount0, "checkpoints kept on disk; 0 = keep all",

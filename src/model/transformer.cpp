@@ -189,7 +189,8 @@ void Transformer::run_forward(const int32_t* tokens, const int32_t* targets, dou
 
 Tensor Transformer::token_losses() const { return Tensor(losses_.t().data, losses_.t().dtype, {N_}); }
 
-LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, double grad_scale) {
+LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, double grad_scale,
+                               std::vector<double>* per_token) {
   LossParts out;
   run_forward(tokens, targets, grad_scale, out.targets);
   const Tensor losses_n = token_losses();
@@ -201,6 +202,7 @@ LossParts Transformer::forward(const int32_t* tokens, const int32_t* targets, do
   losses.resize(static_cast<size_t>(N_ + 1));
   out.update_flag = static_cast<int>(losses.back());
   losses.pop_back();
+  if (per_token) *per_token = losses;
   const double denom = static_cast<double>(std::max<int64_t>(out.targets, 1));
   out.ce = std::accumulate(losses.begin(), losses.end(), 0.0) / denom;
   return out;

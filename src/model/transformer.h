@@ -45,8 +45,12 @@ class Transformer {
 
   // tokens, targets: host arrays of B*T ids (targets < 0 are ignored). grad_scale > 0 prepares the
   // training backward with dL/dloss = grad_scale (1 / grad_accum); grad_scale == 0 evaluates only.
-  // Reads the per-token losses back (one download: evaluation, tests).
-  LossParts forward(const int32_t* tokens, const int32_t* targets, double grad_scale);
+  // Reads the per-token losses back (one download: evaluation, tests); per_token, when given,
+  // receives them: B*T values, -log p(target) at each position, 0 where the target is ignored.
+  LossParts forward(const int32_t* tokens, const int32_t* targets, double grad_scale,
+                    std::vector<double>* per_token = nullptr);
+  // The (B*T, V) logits of the last forward(grad_scale 0) (tests; dlogits after a training forward).
+  Tensor logits() const { return logits_.t(); }
   // The training forward of one of `divisor` micro-batches of a step that reads the device once
   // (train/step.cpp): as forward(grad_scale > 0), but it reads nothing back; the micro-batch's mean
   // cross-entropy / divisor is added to ce_acc ((1) F64 on the device, Backend::loss_sum_accumulate:

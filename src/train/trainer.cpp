@@ -20,6 +20,7 @@
 #include "train/run_facts.h"
 #include "train/step.h"
 #include "train/stop_signals.h"
+#include "train/task_eval_periodic.h"
 
 #include <spdlog/spdlog.h>
 
@@ -121,6 +122,7 @@ struct Run {
   std::optional<DataLoader> train_data;
   std::unique_ptr<DataLoader> val_data;  // null without data.val
   int eval_batches = 0;
+  std::unique_ptr<PeriodicTaskEval> tasks;  // null without eval.tasks
   std::optional<Transformer> model;
   std::optional<AdamW> opt;
   TrainerState state;
@@ -342,6 +344,7 @@ void setup_run(Run& run) {
   open_processes(run);
   plan_batch(run);
   open_data(run);
+  run.tasks = PeriodicTaskEval::from_config(run.cfg);
   check_ranks_agree(run);
   if (interrupted_in_setup(run, "data")) return;
   build_model(run);
@@ -464,6 +467,7 @@ nlohmann::json run_loop(Run& run) {
       last_moe = log_train_step(run, r, times);
     }
     if (run.val_data && ((cfg.eval.every > 0 && done % cfg.eval.every == 0) || last)) evaluate_and_log(run);
+    if (run.tasks) run.tasks->maybe_run(*run.model, done, last, run.metrics.get());
     if ((cfg.checkpoint.every > 0 && done % cfg.checkpoint.every == 0) || last || stopping) write_checkpoint(run);
     if (stopping) {
       run.summary.interrupted = true;
