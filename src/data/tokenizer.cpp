@@ -146,6 +146,10 @@ int Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 
 int Tokenizer::eot_token() const { return sp_->eos_id(); }
 
+int Tokenizer::unk_token() const { return sp_->unk_id(); }
+
+std::string Tokenizer::piece(int id) const { return sp_->IdToPiece(id); }
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   std::vector<int> ids;
   const auto status = sp_->Encode(absl::string_view(text.data(), text.size()), &ids);
