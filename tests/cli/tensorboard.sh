@@ -5,7 +5,8 @@
 #      tests/tensorboard_check.py decodes its one event file and finds metrics.jsonl's values;
 #   2. resumed from its step-3 checkpoint with run.peak_tflops set: the log states the peak once
 #      and shows MFU on each step line, metrics.jsonl has "mfu" after step 3, and the two event
-#      files (the first cut back to step 3) again equal metrics.jsonl, train/mfu included.
+#      files (the first cut back to step 3) again equal metrics.jsonl, train/mfu included;
+#   3. log.tensorboard: false writes no tensorboard/ folder.
 #   tensorboard.sh BUILD_DIR SOURCE_DIR WORK   (WORK: the CLI fixture's, with its data/)
 set -euo pipefail
 build=$1
@@ -39,4 +40,10 @@ grep -q "MFU against 0.001 TFLOP/s per device (from run.peak_tflops)" "$work/res
 [ "$(grep -c '"mfu":' "$run/metrics.jsonl")" = 3 ] || fail "metrics.jsonl does not have mfu in the 3 resumed steps"
 "$py" "$src/tests/tensorboard_check.py" "$run" --files 2
 grep -q "'train/mfu'" <("$py" "$src/tests/tensorboard_check.py" "$run") || fail "no train/mfu in the event files"
+
+# log.tensorboard: false writes no event files
+"${train[@]}" --set run.name=off --set log.tensorboard=false --set train.max_steps=2 >"$work/off.log" 2>&1 ||
+  { cat "$work/off.log"; fail "the run with log.tensorboard=false failed"; }
+[ -s "$work/off/metrics.jsonl" ] || fail "the run with log.tensorboard=false has no metrics.jsonl"
+[ ! -e "$work/off/tensorboard" ] || fail "log.tensorboard=false still wrote $work/off/tensorboard"
 echo PASS
