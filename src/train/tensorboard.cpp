@@ -64,11 +64,15 @@ void flatten(const nlohmann::json& v, const std::string& tag, std::vector<std::p
 // The event files of `dir`, each cut back to its records at steps <= resume_step (rewritten
 // atomically when that drops anything); a fresh run (resume_step < 0) removes them.
 void trim_event_files(const std::string& dir, int64_t resume_step) {
+  std::vector<std::string> files;  // listed first: the loop below removes and replaces files
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename().string().rfind(kPrefix, 0) != 0 || !entry.is_regular_file()) continue;
-    const std::string path = entry.path().string();
+    if (entry.path().filename().string().rfind(kPrefix, 0) == 0 && entry.is_regular_file()) {
+      files.push_back(entry.path().string());
+    }
+  }
+  for (const std::string& path : files) {
     if (resume_step < 0) {
-      fs::remove(entry.path());
+      fs::remove(path);
       continue;
     }
     const std::string bytes = read_regular_file(path, "TensorBoard event file");
