@@ -5,13 +5,18 @@
 #include "io/proto_wire.h"
 #include "io/regular_file.h"
 #include "io/tfrecord.h"
+#include "train/metrics.h"
 #include "train/tensorboard.h"
 
 #include "support/temp_dir.h"
 
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+
+#include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 using namespace am;
@@ -135,4 +140,41 @@ TEST_CASE("TensorBoardLog: a fresh run starts anew, a resume cuts back to its st
   REQUIRE(files.size() == 1);
   CHECK(files[0] == fresh.path());
   CHECK(steps_of(files[0]).empty());
+}
+
+// An event file that cannot grow (the file-size limit, EFBIG, with SIGXFSZ ignored): the write
+// that fails is a warning, the TensorBoard copy ends, and metrics.jsonl goes on with every record.
+// (The event records here are larger than the JSON lines, so the event file reaches the limit first.)
+TEST_CASE("MetricsLog: an event file that cannot be written never costs a metrics record", "[tensorboard]") {
+  test::TempDir d;
+  MetricsLog log(d.file("metrics.jsonl"), -1);
+  log.mirror_to(std::make_unique<TensorBoardLog>(d.file("tensorboard"), -1));
+  const std::string event_file = event_files(d.file("tensorboard")).at(0);
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 2000;
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  int written = 0;
+  try {
+    for (; written < 45; ++written) {
+      log.write({{"type", "train"}, {"step", written + 1}, {"loss", 1.5}});
+    }
+  } catch (...) {
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  CHECK(written == 45);
+  std::ifstream in(d.file("metrics.jsonl"));
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) ++lines;
+  CHECK(lines == 45);
+  const std::string bytes = read_regular_file(event_file, "event file");
+  const TfRecords recs = read_tfrecords(bytes);
+  CHECK(bytes.size() <= 2000);
+  CHECK(recs.records.size() > 10);  // it wrote until the limit ...
+  CHECK(recs.records.size() < 45);  // ... and no further
+  log.write({{"type", "train"}, {"step", 46}, {"loss", 1.5}});  // after the limit is lifted: no event file
+  CHECK(read_regular_file(event_file, "event file") == bytes);
 }

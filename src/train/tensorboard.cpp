@@ -115,6 +115,7 @@ std::vector<std::pair<std::string, double>> tensorboard_scalars(const nlohmann::
 }
 
 TensorBoardLog::TensorBoardLog(const std::string& dir, int64_t resume_step) {
+  check_output_dir(dir, "the TensorBoard folder (run directory/tensorboard)");  // names what is in the way
   create_output_dir(dir, "the TensorBoard folder (run directory/tensorboard)");
   try {
     trim_event_files(dir, resume_step);
