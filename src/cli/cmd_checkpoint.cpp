@@ -1,7 +1,7 @@
 // Commands that read a checkpoint:
 //   autonomoe eval --checkpoint DIR [--data GLOB] [--batches N] [--set key=value]... [--json]
 //   autonomoe eval --checkpoint DIR --task FILE.jsonl [--limit N] [--batch N] [--tokenizer FILE] ... (cmd_eval_task.cpp)
-//   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16]
+//   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16] [--tokenizer FILE.model]
 #include "backends/backend_factory.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -12,6 +12,7 @@
 #include "train/backend_check.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
+#include "train/export_tokenizer.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -44,6 +45,7 @@ const std::vector<FlagSpec> kExportFlags = {
     {"checkpoint", true, false, "checkpoint directory"},
     {"out", true, false, "output directory (model.safetensors + config.json)"},
     {"dtype", true, false, "float32 (default) or bfloat16"},
+    {"tokenizer", true, false, "SentencePiece model to include (default: the one the run's dataset.json names)"},
     {"help", false, false, "this help"},
 };
 
@@ -140,7 +142,7 @@ int cmd_eval(int argc, char** argv) {
 int cmd_export(int argc, char** argv) {
   Args args("autonomoe export", kExportFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("autonomoe export", "--checkpoint DIR --out DIR [--dtype float32|bfloat16]", kExportFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe export", "--checkpoint DIR --out DIR [--dtype float32|bfloat16] [--tokenizer FILE.model]", kExportFlags).c_str(), stdout);
     return 0;
   }
   const std::string dir = args.require("checkpoint"), out = args.require("out");
@@ -152,11 +154,15 @@ int cmd_export(int argc, char** argv) {
   check_output_dir(out, "--out");
   refuse_out_inside_checkpoint(dir, out);
   Config cfg = load_checkpoint_config(dir, {"run.backend=cpu"});
+  const std::string tokenizer = find_export_tokenizer(cfg, args.get("tokenizer").value_or(""));
   auto be = make_backend("cpu", precision_from_name(cfg.run.precision), cfg.run.threads);
   Transformer model(*be, cfg.model, 1, 1);
   load_checkpoint(dir, model.store(), nullptr);
   export_weights(out, cfg, model.store(), dtype);
-  std::printf("exported %s -> %s (model.safetensors, config.json; %s)\n", dir.c_str(), out.c_str(), dtype.c_str());
+  if (!tokenizer.empty()) export_tokenizer(cfg, tokenizer, out);
+  std::printf("exported %s -> %s (model.safetensors, config.json%s; %s)\n", dir.c_str(), out.c_str(),
+              tokenizer.empty() ? "" : ", tokenizer.model, tokenizer_config.json, special_tokens_map.json",
+              dtype.c_str());
   return 0;
 }
 

@@ -17,6 +17,7 @@ struct RunConfig {
   std::string backend = "auto";  // run.backend: cpu | cuda | auto
   int threads = 0;             // run.threads: CPU threads, 0 = OMP_NUM_THREADS or the cores (cpu/threads.h)
   std::string precision = "fp32";  // run.precision: fp32 | bf16 | fp64 (CPU only; for tests)
+  double peak_tflops = 0;      // run.peak_tflops: the MFU's peak per device; 0 = the GPU table (train/flops.h)
 };
 
 // A coefficient that may change during training: piecewise constant in the step. In YAML a
@@ -127,6 +128,7 @@ struct TrainConfig {
 
 struct LogConfig {
   int every = 10;  // log.every: steps between log lines / metrics records
+  bool tensorboard = true;  // log.tensorboard: metrics.jsonl's records also as TensorBoard scalars
 };
 
 struct EvalConfig {

@@ -58,6 +58,10 @@ std::vector<KeySpec> make_schema() {
                "product (fp32 accumulate; emulated exactly on the CPU; docs/training.md); fp64: CPU "
                "only (for tests)",
                FIELD(run.precision)),
+      key("run.peak_tflops", "0.0", at_least(0),
+          "one device's peak TFLOP/s, the denominator of the training log's MFU; 0 = from the table of "
+          "known GPUs by device name and run.precision (CUDA backend only: no MFU on the CPU unless set)",
+          FIELD(run.peak_tflops)),
 
       // ---- model ----
       key("model.vocab_size", kRequired, at_least(2),
@@ -208,6 +212,9 @@ std::vector<KeySpec> make_schema() {
       // ---- log / eval / checkpoint ----
       key("log.every", "10", kCount, "steps between log lines and metrics records",
           FIELD(log.every)),
+      key("log.tensorboard", "true", kAny,
+          "also write metrics.jsonl's records as TensorBoard scalars to <run dir>/tensorboard/",
+          FIELD(log.tensorboard)),
       key("eval.every", "0", kCount0, "steps between validation passes; 0 = only at the end",
           FIELD(eval.every)),
       key("eval.batches", "20", kCount, "micro-batches per validation pass", FIELD(eval.batches)),

@@ -96,6 +96,9 @@ class Backend {
   virtual std::string name() const = 0;  // "cpu" or "cuda"
   virtual DType dtype() const = 0;       // compute dtype of float tensors
   virtual std::string describe() const = 0;  // one line for the start-up table
+  // The device's own name (CUDA: cudaDeviceProp::name, "NVIDIA H200"; the simulator names itself);
+  // "" on the CPU. Keys the peak-FLOP/s table of the training log's MFU (train/flops.h).
+  virtual std::string device_name() const { return ""; }
 
   // The float-dtype rule of every op, in this one place: a float tensor argument has the compute
   // dtype (AM_CHECK failure naming the op, the argument, its shape and both dtypes otherwise).

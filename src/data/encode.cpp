@@ -15,6 +15,7 @@
 #include "data/progress.h"
 #include "data/split_writer.h"
 #include "data/tokenizer.h"
+#include "io/output_dir.h"
 
 namespace am {
 
@@ -71,10 +72,8 @@ EncodeResult encode_dataset(const EncodeOptions& o) {
   }
   const Tokenizer tok(o.tokenizer);
   DocumentReader docs(o.inputs, o.text_field);
-  std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  if (!fs::is_directory(o.out_dir, ec))
-    fail("encode: cannot create output directory {}", o.out_dir);
+  check_output_dir(o.out_dir, "--out-dir");  // names what is in the way
+  create_output_dir(o.out_dir, "--out-dir");
 
   const int64_t V = tok.vocab_size();
   const int32_t eot = tok.eot_token();
@@ -152,6 +151,7 @@ EncodeResult encode_dataset(const EncodeOptions& o) {
   for (const auto& e : fs::directory_iterator(o.out_dir)) {
     const std::string f = e.path().filename().string();
     if (is_own_shard_name(f, o.name) && !keep.count(f) && !keep_val.count(f)) {
+      std::error_code ec;
       fs::remove(e.path(), ec);
       r.removed_stale.push_back(f);
       spdlog::info("removed {} left over from an earlier run", e.path().string());

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "data/documents.h"
+#include "io/output_dir.h"
 #include "io/regular_file.h"
 
 namespace am {
@@ -80,9 +81,9 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
         o.vocab_size);
   }
   const auto prefix_dir = std::filesystem::path(o.model_prefix).parent_path();
-  std::error_code ec;
-  if (!prefix_dir.empty() && !std::filesystem::is_directory(prefix_dir, ec)) {
-    fail("train-tokenizer: directory {} of --model-prefix does not exist", prefix_dir.string());
+  if (!prefix_dir.empty()) {
+    check_output_dir(prefix_dir.string(), "the directory of --model-prefix");  // names what is in the way
+    create_output_dir(prefix_dir.string(), "the directory of --model-prefix");
   }
   DocumentReader docs(o.inputs, o.text_field);
   LineIterator it(docs);
@@ -144,6 +145,10 @@ Tokenizer::~Tokenizer() = default;
 int Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 
 int Tokenizer::eot_token() const { return sp_->eos_id(); }
+
+int Tokenizer::unk_token() const { return sp_->unk_id(); }
+
+std::string Tokenizer::piece(int id) const { return sp_->IdToPiece(id); }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   std::vector<int> ids;

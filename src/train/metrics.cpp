@@ -3,6 +3,9 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/regular_file.h"
+#include "train/tensorboard.h"
+
+#include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
 
@@ -61,12 +64,23 @@ MetricsLog::MetricsLog(const std::string& path, int64_t resume_step) : path_(pat
   if (!out_) write_failed(path, errno != 0 ? errno : EIO);
 }
 
+MetricsLog::~MetricsLog() = default;
+
+void MetricsLog::mirror_to(std::unique_ptr<TensorBoardLog> tb) { tb_ = std::move(tb); }
+
 // Flushed at once, and checked: a full disk stops the run at the first record it cannot hold.
 void MetricsLog::write(const nlohmann::json& record) {
   errno = 0;
   out_ << record.dump() << '\n';
   out_.flush();
   if (!out_) write_failed(path_, errno != 0 ? errno : EIO);
+  if (!tb_) return;
+  try {
+    tb_->write(record);
+  } catch (const std::exception& e) {
+    spdlog::warn("TensorBoard: {}; no more scalars go to {} (metrics.jsonl has every record)", e.what(), tb_->path());
+    tb_.reset();
+  }
 }
 
 }  // namespace am

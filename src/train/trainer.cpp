@@ -14,6 +14,7 @@
 #include "train/batch.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
+#include "train/flops.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/resume_check.h"
@@ -21,6 +22,7 @@
 #include "train/step.h"
 #include "train/stop_signals.h"
 #include "train/task_eval_periodic.h"
+#include "train/tensorboard.h"
 
 #include <spdlog/spdlog.h>
 
@@ -130,6 +132,8 @@ struct Run {
   const StopSignals* signals = nullptr;   // train()'s guard, from the set-up on
   ParamCounts pc;
   int64_t tokens_per_step = 0;
+  double flops_per_token = 0;     // train/flops.h
+  std::optional<PeakFlops> peak;  // MFU's denominator; none: no MFU shown
 };
 
 // Where the run starts: the checkpoint to resume from, or none. A fresh run refuses a run directory
@@ -257,6 +261,17 @@ void build_model(Run& run) {
   run.summary.start_step = run.summary.end_step = run.state.step;
 }
 
+// metrics.jsonl's records also as TensorBoard scalars (train/tensorboard.h); a folder that cannot
+// be written is a warning, not the end of the run.
+void open_tensorboard(Run& run) {
+  try {
+    run.metrics->mirror_to(std::make_unique<TensorBoardLog>((fs::path(run.summary.run_dir) / "tensorboard").string(),
+                                                            run.resume_dir ? run.state.step : -1));
+  } catch (const std::exception& e) {
+    spdlog::warn("TensorBoard: {}; training goes on without it (log.tensorboard: false turns it off)", e.what());
+  }
+}
+
 // Rank 0 writes the run directory (config.resolved.yaml, metrics.jsonl); the others write nothing.
 void open_run_dir(Run& run) {
   if (run.root) {
@@ -265,6 +280,7 @@ void open_run_dir(Run& run) {
     write_file_atomic((fs::path(run.summary.run_dir) / "config.resolved.yaml").string(), config_to_yaml(run.cfg));
     run.metrics = std::make_unique<MetricsLog>((fs::path(run.summary.run_dir) / "metrics.jsonl").string(),
                                                run.resume_dir ? run.state.step : -1);
+    if (run.cfg.log.tensorboard) open_tensorboard(run);
   }
   run.world->barrier();
 }
@@ -293,6 +309,13 @@ void log_setup(const Run& run) {
   spdlog::info("data: {} shard(s), {} tokens, {} windows of {} per epoch; {} tokens per step",
                run.train_data->shards().size(), fmt_count(run.train_data->total_tokens()),
                run.train_data->windows_per_epoch(), run.T, run.tokens_per_step);
+  if (run.peak) {
+    spdlog::info("MFU against {:g} TFLOP/s per device ({}); {:.4g} FLOPs per token", run.peak->tflops,
+                 run.peak->source, run.flops_per_token);
+  } else if (run.be->name() == "cuda") {
+    spdlog::info("MFU not shown: device '{}' at {} is not in the table of peaks (docs/training.md); "
+                 "set run.peak_tflops to show it", run.be->device_name(), run.cfg.run.precision);
+  }
   spdlog::info("run directory: {}{}", run.summary.run_dir,
                run.resume_dir ? fmt::format(" (resuming from step {}: {})", run.state.step, *run.resume_dir) : "");
 }
@@ -352,6 +375,8 @@ void setup_run(Run& run) {
   open_run_dir(run);
   run.pc = count_params(run.cfg.model);
   run.tokens_per_step = run.batch.global * run.T;
+  run.flops_per_token = train_flops_per_token(run.cfg.model, run.T);
+  run.peak = peak_flops(run.be->name(), run.be->device_name(), run.cfg.run.precision, run.cfg.run.peak_tflops);
   run.summary.opt_state_bytes = run.opt->state_bytes();
   log_setup(run);
   if (!run.resume_dir && run.cfg.checkpoint.save_initial) write_checkpoint(run);
@@ -419,14 +444,19 @@ nlohmann::json log_train_step(Run& run, const StepResult& r, LoopTimes& times) {
     if (run.opt->sharded()) aux_text += fmt::format("+{:.0f}", 1e3 * comm_time.all_gather_s);
     aux_text += " ms";
   }
-  spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s | ETA {}", state.step,
-               run.tc.max_steps, r.ce, aux_text, r.lr, r.grad_norm, fmt_count(tps), fmt_duration(eta));
-  if (run.metrics) run.metrics->write({{"type", "train"}, {"step", state.step}, {"loss", r.ce}, {"aux", r.aux},
+  const bool show_mfu = run.peak.has_value();
+  const double mfu_now = show_mfu ? mfu(run.flops_per_token, tps, run.peak->tflops, run.dist->world_size()) : 0.0;
+  spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s{} | ETA {}", state.step,
+               run.tc.max_steps, r.ce, aux_text, r.lr, r.grad_norm, fmt_count(tps),
+               show_mfu ? fmt::format(" | MFU {:.1f}%", 100 * mfu_now) : "", fmt_duration(eta));
+  nlohmann::json rec = {{"type", "train"}, {"step", state.step}, {"loss", r.ce}, {"aux", r.aux},
                        {"aux_by_name", aux_by_name}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                        {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
                        {"comm", {{"all_reduce_s", comm_time.all_reduce_s}, {"all_to_all_s", comm_time.all_to_all_s},
                                  {"all_gather_s", comm_time.all_gather_s}}},
-                       {"moe", layers}});
+                       {"moe", layers}};
+  if (show_mfu) rec["mfu"] = mfu_now;
+  if (run.metrics) run.metrics->write(rec);
   times.interval_s = 0;
   times.interval_steps = 0;
   return layers;
