@@ -2,7 +2,8 @@
 # Installs the Debian packages autonomoe needs, only those missing (idempotent, safe to re-run).
 # Needs root (or sudo) when something is missing. The CUDA toolkit is not installed here: the
 # CUDA backend is built when nvcc is found (PATH or /usr/local/cuda/bin), else the build is CPU only.
-# Boost.Context runs the CUDA simulator's threads (cuda/sim/); jq reads metrics in its tests.
+# Boost.Context runs the CUDA simulator's threads (cuda/sim/); jq reads metrics in its tests;
+# python3-matplotlib draws the plots (scripts/plot.py; scripts/run.sh writes them after training).
 set -euo pipefail
 
 packages=(
@@ -11,6 +12,7 @@ packages=(
   libopenblas-dev libsentencepiece-dev sentencepiece libxxhash-dev
   libopenmpi-dev openmpi-bin
   libboost-context-dev jq
+  python3-matplotlib
 )
 
 missing=()
