@@ -204,7 +204,9 @@ def plot_sweep(plt, sweep_dir, keys, table, xkey, out):
                         "(run the sweep to completion first)")
     xs = [x for pts in series.values() for x, _ in pts]
     numeric = all(number(x) is not None for x in xs)
-    categories = sorted(set(xs), key=lambda x: (number(x) if numeric else x))
+    categories = list(dict.fromkeys(xs))  # sweep order
+    if numeric:
+        categories.sort(key=number)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, pts in series.items():
         pts.sort(key=lambda p: categories.index(p[0]))
