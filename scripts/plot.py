@@ -245,7 +245,8 @@ def plot_sweep_curves(plt, sweep_dir, table, out):
     if drawn == 0:
         plt.close(fig)
         return None
-    ax.set(xlabel="step", ylabel="validation loss", title="validation loss of each point during training")
+    name = os.path.basename(os.path.normpath(sweep_dir))
+    ax.set(xlabel="step", ylabel="validation loss", title=f"sweep {name}: validation loss of each point during training")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
     return save(plt, fig, out, "val_curves.png")

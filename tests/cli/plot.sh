@@ -52,7 +52,7 @@ case $mode in
     have_matplotlib || { echo "skipped: matplotlib is not installed (apt-get install python3-matplotlib)"; exit 77; }
     rm -rf "$work/plot_sweep"
     "$bin" sweep "$src/configs/sweeps/tiny_dlow.yaml" --set run.out_dir="$work/plot_sweep" \
-      --set train.max_steps=6 --set run.threads=1 "${data[@]}" >/dev/null
+      --set train.max_steps=6 --set eval.every=2 --set run.threads=1 "${data[@]}" >/dev/null
     dir=$work/plot_sweep/tiny_dlow
     out=$("$plot" "$dir")
     echo "$out"
