@@ -4,7 +4,8 @@
 # CUDA backend is built when nvcc is found (PATH or /usr/local/cuda/bin), else the build is CPU only.
 # Boost.Context runs the CUDA simulator's threads (cuda/sim/); Boost.CRC (libboost-dev) checksums
 # TensorBoard event files; jq reads metrics in its tests; python3-protobuf decodes event files in
-# a test (tests/tensorboard_check.py).
+# a test (tests/tensorboard_check.py); python3-matplotlib draws the plots (scripts/plot.py;
+# scripts/run.sh writes them after training).
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,7 @@ packages=(
   libopenblas-dev libsentencepiece-dev sentencepiece libxxhash-dev
   libopenmpi-dev openmpi-bin
   libboost-context-dev libboost-dev jq python3-protobuf
+  python3-matplotlib
 )
 
 missing=()
