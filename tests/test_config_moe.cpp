@@ -173,6 +173,12 @@ TEST_CASE("every scorer, selector and expert kind has a valid config", "[config]
       {"model.moe.expert={type: factorized, d_low: 16, d_wide: 100}"},
       {"model.moe.scorer.type=large_router", "model.moe.expert.d_low=16"},  // h = 4 * 16
       {"model.moe.scorer={type: large_router, d_hidden: 48}", "model.moe.aux.z_loss=0.001"},
+      // The AoE authors' releases: the linear BigRouter, and the megablocks gates.
+      {"model.moe.scorer={type: large_router, d_hidden: 1012, activation: linear}"},
+      {"model.moe.expert={type: factorized, d_low: 16}", "model.moe.scorer.type=act_norm",
+       "model.moe.selector={k: 2, gate: softmax_all}"},
+      {"model.moe.selector={k: 3, n_null: 2, gate: softmax_all, capacity_factor: 1.5}",
+       "model.moe.aux={load_balance: 0, null_load_balance: 0.02}"},
       {"model.moe.expert={type: factorized, d_low: 16}", "model.moe.scorer.type=act_norm"},
       {"model.moe.expert={type: factorized, d_low: 16}", "model.moe.scorer={type: act_norm, "
                                                          "norm: l1}"},
@@ -191,7 +197,7 @@ TEST_CASE("every scorer, selector and expert kind has a valid config", "[config]
       {"model.moe.aux={load_balance: 0, bias_update_rate: 0.001}"},
       // A dense model ignores the selector and the auxiliary losses.
       {"model.moe={n_experts: 1, scorer: {type: none}}",
-       "model.moe.selector={type: topp, max_k: 9, n_null: 3}",
+       "model.moe.selector={type: topp, max_k: 9, n_null: 3, gate: softmax_all}",
        "model.moe.aux={null_load_balance: 0.1, z_loss: 0.1, bias_update_rate: 0.1}"},
   };
   for (const auto& sets : valid) {

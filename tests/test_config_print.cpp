@@ -68,6 +68,8 @@ void check_equal(const Config& a, const Config& b) {
   CHECK(a.model.moe.scorer.node == b.model.moe.scorer.node);
   CHECK(a.model.moe.scorer.norm == b.model.moe.scorer.norm);
   CHECK(a.model.moe.scorer.d_hidden == b.model.moe.scorer.d_hidden);
+  CHECK(a.model.moe.scorer.activation == b.model.moe.scorer.activation);
+  CHECK(a.model.moe.selector.gate == b.model.moe.selector.gate);
   CHECK(a.model.moe.selector.capacity_factor == b.model.moe.selector.capacity_factor);
   CHECK(a.model.moe.selector.p == b.model.moe.selector.p);
   CHECK(a.model.moe.selector.renormalize == b.model.moe.selector.renormalize);

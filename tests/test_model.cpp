@@ -153,6 +153,7 @@ TEST_CASE("parameter-count formula equals the built table for every expert, scor
         m.selector.n_null = 3; m.selector.k = 3;
       },
       [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 5; m.selector.n_null = 2; },
+      [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 1012; m.scorer.activation = "linear"; },
       [](MoeConfig& m) { m.selector.n_null = 4; m.selector.k = 3; },
       [](MoeConfig& m) { m.aux.bias_update_rate = 1e-3; },  // a saved state, not a parameter
   };

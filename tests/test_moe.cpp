@@ -259,3 +259,104 @@ TEST_CASE("null-averaged balancing and confidence entropy: hand-computed values"
   in.step = 5;
   CHECK(annealed.forward_value(be, in) == Approx(0.00245));
 }
+
+namespace {
+
+// One top-k selection on the CPU in double: scores (N, nt) row-major, their row softmax as probs.
+struct HostSelection {
+  std::vector<double> scores, probs;
+  std::vector<int32_t> experts;
+  std::vector<double> gates;
+  HostSelection(std::vector<double> s, int64_t nt, int k) : scores(std::move(s)), probs(scores.size()) {
+    const int64_t N = static_cast<int64_t>(scores.size()) / nt;
+    for (int64_t t = 0; t < N; ++t) {
+      double sum = 0;
+      for (int64_t i = 0; i < nt; ++i) sum += std::exp(scores[t * nt + i]);
+      for (int64_t i = 0; i < nt; ++i) probs[t * nt + i] = std::exp(scores[t * nt + i]) / sum;
+    }
+    experts.assign(N * k, -9);
+    gates.assign(N * k, -9.0);
+  }
+  Tensor t(std::vector<double>& v, int64_t nt) { return {v.data(), DType::F64, {static_cast<int64_t>(v.size()) / nt, nt}}; }
+  Tensor slots_e(int k) { return {experts.data(), DType::I32, {static_cast<int64_t>(experts.size()) / k, k}}; }
+  Tensor slots_g(int k) { return {gates.data(), DType::F64, {static_cast<int64_t>(gates.size()) / k, k}}; }
+};
+
+}  // namespace
+
+TEST_CASE("top-k gate softmax_all: the selected experts' probabilities over all experts, by hand", "[moe]") {
+  CpuBackend be(DType::F64, 1);
+  const double E1 = std::exp(1.0), E3 = std::exp(3.0), E05 = std::exp(0.5), E2 = std::exp(2.0);
+  SECTION("4 true experts, k 2: gates P_1, P_3 (not renormalised); dP gets dgate at the slots") {
+    const int64_t nt = 4;
+    const int k = 2;
+    HostSelection s({1.0, 3.0, 0.5, 2.0}, nt, k);
+    TopKSelector sel(be, k, 4, 0.0, /*softmax_all=*/true);
+    sel.select(s.t(s.scores, nt), s.t(s.scores, nt), s.t(s.probs, nt), s.slots_e(k), s.slots_g(k));
+    CHECK(s.experts == std::vector<int32_t>{1, 3});
+    const double Z = E1 + E3 + E05 + E2;
+    CHECK(s.gates[0] == Approx(E3 / Z).epsilon(1e-14));
+    CHECK(s.gates[1] == Approx(E2 / Z).epsilon(1e-14));
+    CHECK(s.gates[0] + s.gates[1] < 0.95);  // not renormalised (renormalized: 1)
+
+    std::vector<double> dgate{0.7, -0.2}, dscores(nt, 0.0), dprobs(nt, 0.25);
+    sel.backward(s.t(dgate, k), s.slots_e(k), s.slots_g(k), s.t(s.probs, nt), s.t(dscores, nt),
+                 s.t(dprobs, nt));
+    const std::vector<double> expected{0.25, 0.25 + 0.7, 0.25, 0.25 - 0.2};  // accumulated
+    for (int64_t i = 0; i < nt; ++i) CHECK(dprobs[i] == expected[i]);
+    CHECK(dscores == std::vector<double>(nt, 0.0));  // through P: the scorer's softmax backward
+
+    // The default (renormalized) on the same scores: the softmax over the two selected.
+    TopKSelector renorm(be, k, 4, 0.0);
+    renorm.select(s.t(s.scores, nt), s.t(s.scores, nt), s.t(s.probs, nt), s.slots_e(k), s.slots_g(k));
+    CHECK(s.gates[0] == Approx(E3 / (E3 + E2)).epsilon(1e-14));
+  }
+  SECTION("3 true experts and 1 null expert: P is over all 4 columns, the null takes its mass") {
+    const int64_t nt = 4;
+    const int k = 2;
+    HostSelection s({1.0, 3.0, 0.5, 2.0}, nt, k);  // column 3 is the null expert
+    TopKSelector sel(be, k, 3, 0.0, /*softmax_all=*/true);
+    sel.select(s.t(s.scores, nt), s.t(s.scores, nt), s.t(s.probs, nt), s.slots_e(k), s.slots_g(k));
+    CHECK(s.experts == std::vector<int32_t>{1, 3});
+    CHECK(s.gates[0] == Approx(E3 / (E1 + E3 + E05 + E2)).epsilon(1e-14));
+  }
+  SECTION("the selection follows rank_scores (a selection bias), the gates follow P") {
+    const int64_t nt = 3;
+    const int k = 1;
+    HostSelection s({2.0, 1.0, 0.0}, nt, k);
+    std::vector<double> rank{2.0, 2.5, 0.0};
+    TopKSelector sel(be, k, 3, 0.0, /*softmax_all=*/true);
+    sel.select(s.t(rank, nt), s.t(s.scores, nt), s.t(s.probs, nt), s.slots_e(k), s.slots_g(k));
+    CHECK(s.experts == std::vector<int32_t>{1});
+    CHECK(s.gates[0] == Approx(std::exp(1.0) / (E2 + std::exp(1.0) + 1.0)).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("linear large router: z = (h A^T) B^T, no activation, by hand", "[moe]") {
+  CpuBackend be(DType::F64, 1);
+  const int n = 3, hid = 5, d = 4;
+  const int64_t N = 2;
+  LargeRouterScorer scorer(be, "r", n, hid, d, 0.5, /*linear=*/true);
+  ParamTable table;
+  scorer.register_params(table);
+  ParamStore store(be, std::move(table));
+  store.init(11);
+  scorer.bind(store);
+  scorer.allocate(N);
+  const double* A = store.value(0).as<double>();  // (hid, d)
+  const double* B = store.value(1).as<double>();  // (n, hid)
+  std::vector<double> h = randn(static_cast<size_t>(N * d), 4), z(N * n), p(N * n);
+  scorer.forward(Tensor(h.data(), DType::F64, {N, d}), Tensor(z.data(), DType::F64, {N, n}),
+                 Tensor(p.data(), DType::F64, {N, n}));
+  for (int64_t t = 0; t < N; ++t) {
+    for (int i = 0; i < n; ++i) {
+      double zi = 0;
+      for (int j = 0; j < hid; ++j) {
+        double a = 0;
+        for (int c = 0; c < d; ++c) a += h[t * d + c] * A[j * d + c];
+        zi += a * B[i * hid + j];  // no SiLU on a
+      }
+      CHECK(z[t * n + i] == Approx(zi).epsilon(1e-13));
+    }
+  }
+}

@@ -97,12 +97,15 @@ void aoe(MoeConfig& m, const std::string& norm) {
 
 }  // namespace
 
-// The full product: 6 scorers x 7 selectors, each with every auxiliary loss that applies to it
+// The full product: 7 scorers x 10 selectors, each with every auxiliary loss that applies to it
 // switched on at once (balancing or null-averaged balancing, entropy, and z-loss for logits).
 TEST_CASE("MoE combinations: every scorer x selector with its auxiliary losses", "[moe][gradcheck]") {
   const std::vector<Combo> scorers = {
       {"router", [](MoeConfig&) {}},
       {"large router", [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 7; }},
+      {"linear large router", [](MoeConfig& m) {
+         m.scorer.type = "large_router"; m.scorer.d_hidden = 7; m.scorer.activation = "linear";
+       }},
       {"factorized experts + router", [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; m.expert.d_wide = 5; }},
       {"aoe l2", [](MoeConfig& m) { aoe(m, "l2"); }},
       {"aoe l1", [](MoeConfig& m) { aoe(m, "l1"); }},
@@ -112,6 +115,11 @@ TEST_CASE("MoE combinations: every scorer x selector with its auxiliary losses",
       {"topk", [](MoeConfig&) {}},
       {"topk capacity", [](MoeConfig& m) { m.selector.capacity_factor = 0.6; }},
       {"topk null experts", [](MoeConfig& m) { m.selector.n_null = 2; m.selector.k = 3; }},
+      {"topk softmax_all", [](MoeConfig& m) { m.selector.gate = "softmax_all"; }},
+      {"topk softmax_all capacity", [](MoeConfig& m) { m.selector.gate = "softmax_all"; m.selector.capacity_factor = 0.6; }},
+      {"topk softmax_all null experts", [](MoeConfig& m) {
+         m.selector.gate = "softmax_all"; m.selector.n_null = 2; m.selector.k = 3;
+       }},
       {"topp raw", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.6; }},
       {"topp renormalised", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.5; m.selector.renormalize = true; m.selector.max_k = 3; }},
       {"expert choice batch", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 1.0; }},
@@ -138,6 +146,12 @@ TEST_CASE("MoE combinations: every scorer x selector with its auxiliary losses",
 TEST_CASE("MoE combinations: gates alone, without auxiliary losses", "[moe][gradcheck]") {
   check_combo({"router topk, no aux", [](MoeConfig&) {}});
   check_combo({"aoe topk, no aux", [](MoeConfig& m) { aoe(m, "l2"); }});
+  check_combo({"aoe topk softmax_all (megablocks release), no aux", [](MoeConfig& m) {
+                 aoe(m, "l2"); m.selector.gate = "softmax_all";
+               }});
+  check_combo({"linear large router, no aux", [](MoeConfig& m) {
+                 m.scorer.type = "large_router"; m.scorer.d_hidden = 7; m.scorer.activation = "linear";
+               }});
 }
 
 TEST_CASE("AoE: the balancing loss reaches the W_down of experts no token selected", "[moe]") {

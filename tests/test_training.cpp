@@ -84,6 +84,37 @@ TEST_CASE("bit-exact resume holds for AoE with null experts, annealed balancing 
         test::file_bytes(full.last_checkpoint + "/model.safetensors"));
 }
 
+TEST_CASE("the AoE authors' two releases train deterministically and differ from the defaults", "[train]") {
+  test::TempDir dir("aoe-releases");
+  const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
+  const std::vector<std::vector<std::string>> releases = {
+      // megablocks: AoE with gates = top-k of the softmax over all experts, not renormalised
+      {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
+       "model.moe.aux.z_loss=0", "model.moe.selector.gate=softmax_all"},
+      // the linear BigRouter (Linear(d, h) then Linear(h, n), no activation)
+      {"model.moe.scorer={type: large_router, d_hidden: 12, activation: linear}"},
+  };
+  const std::vector<std::string> defaults[] = {
+      {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
+       "model.moe.aux.z_loss=0"},
+      {"model.moe.scorer={type: large_router, d_hidden: 12}"},
+  };
+  for (size_t r = 0; r < releases.size(); ++r) {
+    auto named = [&](std::vector<std::string> v, const std::string& name) {
+      v.push_back("run.name=" + name + std::to_string(r));
+      return v;
+    };
+    const TrainSummary a = train(load_config(yaml, named(releases[r], "a")), test::quiet_train());
+    const TrainSummary b = train(load_config(yaml, named(releases[r], "b")), test::quiet_train());
+    REQUIRE(a.step_losses.size() == 6);
+    CHECK(a.step_losses == b.step_losses);  // exact
+    CHECK(test::file_bytes(a.last_checkpoint + "/model.safetensors") ==
+          test::file_bytes(b.last_checkpoint + "/model.safetensors"));
+    const TrainSummary c = train(load_config(yaml, named(defaults[r], "c")), test::quiet_train());
+    CHECK(c.step_losses != a.step_losses);
+  }
+}
+
 TEST_CASE("resume refuses a different model and a fresh run refuses existing checkpoints", "[train][resume]") {
   test::TempDir dir("refuse");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);

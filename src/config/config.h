@@ -44,11 +44,13 @@ struct ScorerConfig {
   std::string node = "latent";  // model.moe.scorer.node (act_norm): latent | gate | up | act | glu | out
   std::string norm = "l2";      // model.moe.scorer.norm (act_norm): l2 | l1 | linf
   int d_hidden = 0;             // model.moe.scorer.d_hidden (large_router): 0 = n_experts * expert.d_low
+  std::string activation = "silu";  // model.moe.scorer.activation (large_router): silu | linear
 };
 
 struct SelectorConfig {
   std::string type = "topk";    // model.moe.selector.type: topk | topp | expert_choice
   int k = 2;                    // model.moe.selector.k: experts per token (topk, incl. null experts)
+  std::string gate = "renormalized";  // model.moe.selector.gate (topk): renormalized | softmax_all
   double capacity_factor = 0;   // model.moe.selector.capacity_factor: topk 0 = dropless; expert_choice CF
   double p = 0.6;               // model.moe.selector.p: top-p threshold
   bool renormalize = false;     // model.moe.selector.renormalize: top-p gates sum to 1

@@ -110,6 +110,15 @@ std::vector<CrossRule> expert_and_scorer_rules() {
              "or set model.moe.scorer.type: large_router",
              show("model.moe.scorer.d_hidden"), show("model.moe.scorer.type"));
        }},
+      {"model.moe.scorer.activation is silu unless model.moe.scorer.type is large_router",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const ScorerConfig& s = c.model.moe.scorer;
+         if (s.activation == "silu" || s.type == "large_router") return std::nullopt;
+         return fmt::format(
+             "{} has no effect with {}: only a large_router has a hidden layer; remove "
+             "activation, or set model.moe.scorer.type: large_router",
+             show("model.moe.scorer.activation"), show("model.moe.scorer.type"));
+       }},
   };
 }
 
@@ -130,6 +139,17 @@ std::vector<CrossRule> selector_and_loss_rules() {
              "included, than exist)",
              show("model.moe.selector.k"), show("model.moe.n_experts"),
              show("model.moe.selector.n_null"), m.n_experts + m.selector.n_null);
+       }},
+      {"model.moe.selector.gate is renormalized unless model.moe.selector.type is topk (topp "
+       "has model.moe.selector.renormalize; expert_choice gates are always the probabilities)",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const SelectorConfig& s = c.model.moe.selector;
+         if (dense(c) || s.gate == "renormalized" || s.type == "topk") return std::nullopt;
+         return fmt::format(
+             "{} needs model.moe.selector.type: topk, but {}: top-p gates are the "
+             "probabilities unless model.moe.selector.renormalize is true, and expert-choice "
+             "gates are always the probabilities; remove gate",
+             show("model.moe.selector.gate"), show("model.moe.selector.type"));
        }},
       {"model.moe.selector.n_null > 0 only with model.moe.selector.type topk",
        [](const Config& c, const ShowKey& show) -> Msg {

@@ -114,6 +114,10 @@ std::vector<KeySpec> make_schema() {
       key("model.moe.scorer.d_hidden", "0", kCount0,
           "(large_router) hidden width of the router; 0 = n_experts * expert.d_low",
           FIELD(model.moe.scorer.d_hidden)),
+      enum_key("model.moe.scorer.activation", "silu", {"silu", "linear"},
+               "(large_router) the hidden layer's activation: silu = SiLU(x A) B; linear = "
+               "(x A) B, no activation (the AoE authors' BigRouter: d_hidden 1012)",
+               FIELD(model.moe.scorer.activation)),
       enum_key("model.moe.selector.type", "topk", {"topk", "topp", "expert_choice"},
                "how experts are chosen from the scores: topk = each token its k best; topp = "
                "each token the fewest whose probability reaches p; expert_choice = each expert "
@@ -121,6 +125,12 @@ std::vector<KeySpec> make_schema() {
                FIELD(model.moe.selector.type)),
       key("model.moe.selector.k", "2", kCount, "(topk) experts per token, null experts included",
           FIELD(model.moe.selector.k)),
+      enum_key("model.moe.selector.gate", "renormalized", {"renormalized", "softmax_all"},
+               "(topk) gate weights: renormalized = softmax of the scores over the selected true "
+               "experts (Mixtral; AoE's plain-PyTorch release); softmax_all = the selected "
+               "experts' probabilities P = softmax over all columns, not renormalised (AoE's "
+               "megablocks release)",
+               FIELD(model.moe.selector.gate)),
       key("model.moe.selector.capacity_factor", "0.0", at_least(0),
           "topk: each expert takes at most ceil(CF * tokens * k / n_experts) tokens, 0 = "
           "dropless; expert_choice (must be > 0): each expert takes round(CF * group tokens / "

@@ -89,8 +89,9 @@ nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
   j["autonomoe"] = {
       {"expert", {{"type", moe.expert.type}, {"d_low", moe.expert.d_low}, {"d_wide", moe.hidden_width(m.d_model)}}},
       {"scorer", {{"type", moe.scorer.type}, {"node", moe.scorer.node}, {"norm", moe.scorer.norm},
-                  {"d_hidden", moe.scorer.d_hidden}}},
-      {"selector", {{"type", moe.selector.type}, {"k", moe.selector.k}, {"capacity_factor", moe.selector.capacity_factor},
+                  {"d_hidden", moe.scorer.d_hidden}, {"activation", moe.scorer.activation}}},
+      {"selector", {{"type", moe.selector.type}, {"k", moe.selector.k}, {"gate", moe.selector.gate},
+                    {"capacity_factor", moe.selector.capacity_factor},
                     {"p", moe.selector.p}, {"renormalize", moe.selector.renormalize}, {"max_k", moe.selector.max_k},
                     {"group", moe.selector.group}, {"n_null", moe.selector.n_null}}},
       {"n_experts", moe.n_experts},

@@ -37,7 +37,8 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
     c.scorer = std::make_unique<RouterScorer>(be, p, n, n_null, d, std);
   } else if (m.scorer.type == "large_router") {
     const int hidden = m.scorer.d_hidden > 0 ? m.scorer.d_hidden : n * m.expert.d_low;
-    c.scorer = std::make_unique<LargeRouterScorer>(be, p, n + n_null, hidden, d, std);
+    c.scorer = std::make_unique<LargeRouterScorer>(be, p, n + n_null, hidden, d, std,
+                                                   m.scorer.activation == "linear");
   } else if (m.scorer.type == "act_norm") {
     // Null scores start at the scale of the L2 norms at initialisation (||x W_down|| with RMS-normed
     // x: init_std * sqrt(d * d_low)), so null experts are chosen from the start (docs/selection.md).
@@ -51,7 +52,7 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
 
   const SelectorConfig& s = m.selector;
   if (s.type == "topk") {
-    c.selector = std::make_unique<TopKSelector>(be, s.k, n, s.capacity_factor);
+    c.selector = std::make_unique<TopKSelector>(be, s.k, n, s.capacity_factor, s.gate == "softmax_all");
   } else if (s.type == "topp") {
     c.selector = std::make_unique<TopPSelector>(be, s.p, s.max_k > 0 ? s.max_k : n, s.renormalize);
   } else if (s.type == "expert_choice") {

@@ -30,8 +30,9 @@ void RouterScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscore
 }
 
 LargeRouterScorer::LargeRouterScorer(Backend& be, std::string prefix, int n_total, int hidden, int d_model,
-                                     double init_std)
-    : be_(be), prefix_(std::move(prefix)), nt_(n_total), hid_(hidden), d_(d_model), init_std_(init_std) {}
+                                     double init_std, bool linear)
+    : be_(be), prefix_(std::move(prefix)), nt_(n_total), hid_(hidden), d_(d_model), init_std_(init_std),
+      linear_(linear) {}
 
 void LargeRouterScorer::register_params(ParamTable& table) {
   a_index_ = table.add(prefix_ + ".gate.w_in.weight", {hid_, d_}, Init::Normal, init_std_);
@@ -46,24 +47,31 @@ void LargeRouterScorer::bind(ParamStore& store) {
 }
 
 void LargeRouterScorer::allocate(int64_t n_tokens) {
-  for (TensorBuf* t : {&pre_, &act_, &dact_, &dpre_}) *t = TensorBuf(be_, be_.dtype(), {n_tokens, hid_});
+  for (TensorBuf* t : {&pre_, &dact_}) *t = TensorBuf(be_, be_.dtype(), {n_tokens, hid_});
+  if (linear_) return;  // the hidden layer is pre_ itself, and its gradient dact_
+  for (TensorBuf* t : {&act_, &dpre_}) *t = TensorBuf(be_, be_.dtype(), {n_tokens, hid_});
 }
 
 void LargeRouterScorer::forward(Tensor h, Tensor scores, Tensor probs) {
-  be_.matmul(pre_, h, false, a_, true, 1.0, 0.0);       // (N, hidden) = h A^T
-  be_.silu_forward(act_, pre_);
-  be_.matmul(scores, act_, false, b_, true, 1.0, 0.0);  // z (N, n+m) = SiLU(.) B^T
+  be_.matmul(pre_, h, false, a_, true, 1.0, 0.0);  // (N, hidden) = h A^T
+  if (!linear_) be_.silu_forward(act_, pre_);
+  const Tensor act = linear_ ? pre_ : act_;
+  be_.matmul(scores, act, false, b_, true, 1.0, 0.0);  // z (N, n+m) = act B^T
   be_.softmax_rows(probs, scores);
 }
 
 void LargeRouterScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscores, Tensor dprobs, Tensor dh) {
   be_.softmax_rows_backward(dscores, dprobs, probs);       // dz
-  be_.matmul(db_, dscores, true, act_, false, 1.0, 1.0);   // dB (n+m, hidden) += dz^T a
-  be_.matmul(dact_, dscores, false, b_, false, 1.0, 0.0);  // da (N, hidden) = dz B
-  be_.zero(dpre_);
-  be_.silu_backward(dpre_, dact_, pre_);
-  be_.matmul(da_, dpre_, true, h, false, 1.0, 1.0);        // dA (hidden, d) += dpre^T h
-  be_.matmul(dh, dpre_, false, a_, false, 1.0, 1.0);       // dh += dpre A
+  be_.matmul(db_, dscores, true, linear_ ? pre_ : act_, false, 1.0, 1.0);  // dB (n+m, hidden) += dz^T act
+  be_.matmul(dact_, dscores, false, b_, false, 1.0, 0.0);  // dact (N, hidden) = dz B
+  Tensor dpre = dact_;  // linear: dpre = dact
+  if (!linear_) {
+    be_.zero(dpre_);
+    be_.silu_backward(dpre_, dact_, pre_);
+    dpre = dpre_;
+  }
+  be_.matmul(da_, dpre, true, h, false, 1.0, 1.0);   // dA (hidden, d) += dpre^T h
+  be_.matmul(dh, dpre, false, a_, false, 1.0, 1.0);  // dh += dpre A
 }
 
 }  // namespace am

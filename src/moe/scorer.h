@@ -58,10 +58,12 @@ class RouterScorer final : public Scorer {
 };
 
 // The large router of AoE Table 2 config 4: z = SiLU(h A^T) B^T with A `<prefix>.gate.w_in.weight`
-// (hidden, d) and B `<prefix>.gate.w_out.weight` (n+m, hidden); P = softmax(z).
+// (hidden, d) and B `<prefix>.gate.w_out.weight` (n+m, hidden); P = softmax(z). With `linear`,
+// z = (h A^T) B^T: no activation (the AoE authors' BigRouter, hidden 1012).
 class LargeRouterScorer final : public Scorer {
  public:
-  LargeRouterScorer(Backend& be, std::string prefix, int n_total, int hidden, int d_model, double init_std);
+  LargeRouterScorer(Backend& be, std::string prefix, int n_total, int hidden, int d_model, double init_std,
+                    bool linear = false);
   void register_params(ParamTable& table) override;
   void bind(ParamStore& store) override;
   void allocate(int64_t n_tokens) override;
@@ -74,9 +76,10 @@ class LargeRouterScorer final : public Scorer {
   std::string prefix_;
   int nt_, hid_, d_;
   double init_std_;
+  bool linear_;
   int a_index_ = -1, b_index_ = -1;
   Tensor a_, da_, b_, db_;
-  TensorBuf pre_, act_, dact_, dpre_;  // (N, hidden)
+  TensorBuf pre_, act_, dact_, dpre_;  // (N, hidden); linear: pre_ and dact_ only
 };
 
 // Activation norms (AoE): every expert's score is the norm (L2, L1 or Linf) of its activation at

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "core/backend.h"
+#include "core/tensor_buf.h"
 
 namespace am {
 
@@ -23,13 +24,18 @@ class Selector {
   virtual int64_t capacity(int64_t n_tokens) const { return 0; }
 };
 
-// Top-k token choice over n true + m null experts; gates = softmax of the scores over the selected
-// true experts (Mixtral for logits, AoE Alg. 2 for norms, AdaMoE's renormalisation with nulls).
+// Top-k token choice over n true + m null experts. Gates (model.moe.selector.gate):
+//   renormalized: softmax of the scores over the selected true experts (Mixtral for logits, AoE
+//                 Alg. 2 for norms, AdaMoE's renormalisation with nulls);
+//   softmax_all:  the selected experts' probabilities P (softmax over all n+m columns), not
+//                 renormalised (AoE's megablocks release). Composed from existing ops: P is
+//                 gathered at the slots as blocks of width 1 (gather_blocks with slot i -> i),
+//                 and the backward scatters the gates' gradient into dP (scatter_blocks_add).
 // capacity_factor > 0 caps each expert at ceil(CF * N * k / n) tokens (the rest are dropped).
 class TopKSelector final : public Selector {
  public:
-  TopKSelector(Backend& be, int k, int n_true, double capacity_factor)
-      : be_(be), k_(k), n_true_(n_true), cf_(capacity_factor) {}
+  TopKSelector(Backend& be, int k, int n_true, double capacity_factor, bool softmax_all = false)
+      : be_(be), k_(k), n_true_(n_true), cf_(capacity_factor), softmax_all_(softmax_all) {}
   int kmax() const override { return k_; }
   void select(Tensor rank_scores, Tensor scores, Tensor probs, Tensor slot_expert, Tensor slot_gate) override;
   void backward(Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, Tensor dscores,
@@ -38,8 +44,11 @@ class TopKSelector final : public Selector {
 
  private:
   Backend& be_;
+  Tensor identity_slots(int64_t n_slots);  // I32 (n_slots): 0, 1, ..., uploaded once per size
   int k_, n_true_;
   double cf_;
+  bool softmax_all_;
+  TensorBuf slots_;
 };
 
 // Top-p token choice (Huang et al. 2024): the shortest prefix of experts by probability whose sum

@@ -56,8 +56,17 @@ const std::vector<Strategy>& strategies() {
          m.selector.n_null = 2; m.selector.k = 3; m.aux.load_balance = 0; m.aux.null_load_balance = 0.05;
        }},
       {"large router", [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 24; }},
+      {"linear large router + softmax_all gates", [](MoeConfig& m) {
+         m.scorer.type = "large_router"; m.scorer.d_hidden = 24; m.scorer.activation = "linear";
+         m.selector.gate = "softmax_all";
+       }},
       {"aoe l2", [](MoeConfig& m) {
          m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; m.aux.z_loss = 0;
+       }},
+      {"aoe megablocks (softmax_all gates) + null experts", [](MoeConfig& m) {
+         m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; m.aux.z_loss = 0;
+         m.selector.gate = "softmax_all"; m.selector.n_null = 2; m.selector.k = 3; m.aux.load_balance = 0;
+         m.aux.null_load_balance = 0.05;
        }},
       {"aoe linf + bias", [](MoeConfig& m) {
          m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; m.scorer.norm = "linf";
