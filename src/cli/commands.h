@@ -13,5 +13,6 @@ int cmd_export(int argc, char** argv);
 int cmd_validate(int argc, char** argv);
 int cmd_config(int argc, char** argv);
 int cmd_sweep(int argc, char** argv);
+int cmd_sample(int argc, char** argv);  // cmd_sample.cpp
 
 }  // namespace am
