@@ -4,7 +4,7 @@
 #include "model/params.h"
 #include "model/transformer_layer.h"
 
-#include <algorithm>
+#include <spdlog/spdlog.h>
 
 namespace am {
 
@@ -70,7 +70,13 @@ std::vector<double> Decoder::step(int32_t token) {
 }
 
 void check_decode_supported(const ModelConfig& model) {
-  if (model.moe.scorer.type == "none" || model.moe.selector.type != "expert_choice") return;
+  if (model.moe.scorer.type == "none") return;
+  if (model.moe.selector.type == "topk" && model.moe.selector.capacity_factor > 0) {
+    spdlog::warn("model.moe.selector.capacity_factor is {}: decoding routes one token at a time, so no token is "
+                 "dropped (docs/sampling.md)",
+                 model.moe.selector.capacity_factor);
+  }
+  if (model.moe.selector.type != "expert_choice") return;
   throw UserError(fmt::format("generation needs a causal model, but model.moe.selector.type is expert_choice "
                               "(group: {}): a token's experts depend on the later tokens of its group",
                               model.moe.selector.group),

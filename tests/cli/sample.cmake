@@ -33,6 +33,9 @@ am_task_test(sample_expert_choice 1 "generation needs a causal model, but model.
              --set model.moe.selector.capacity_factor=1)
 am_task_test(sample_prompt_too_long 1 "the prompt is [0-9]+ tokens long .* model.max_seq_len is 32"
              ${AM_SAMPLE} --prompt "the cat sat on a mat the cat sat on a mat the cat sat on a mat the cat sat on a mat the cat sat on a mat the cat sat on a mat the cat sat on a mat the cat sat on a mat the cat sat on a mat")
+# capacity drops: one token at a time is never dropped; said in a warning
+am_task_test(sample_capacity_note 0 "capacity_factor is 1.25: decoding routes one token at a time.*the cat"
+             ${AM_SAMPLE} --prompt "the cat" --max-tokens 4 --set model.moe.selector.capacity_factor=1.25)
 # the CUDA backend (on the simulator) decodes as the CPU does, through the binary: greedy text equal
 if(AUTONOMOE_CUDA_SIM)
   am_task_test(sample_cuda_sim 0 "same greedy text"
