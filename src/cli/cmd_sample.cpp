@@ -65,6 +65,7 @@ int cmd_sample(int argc, char** argv) {
     return 0;
   }
   if (make_job_comm()->rank() != 0) return 0;
+  log_to_stderr();  // stdout holds the text alone
   const SampleOptions opt = sample_options(args);
   const int max_tokens = args.integer("max-tokens", 64, 1);
   const std::string dir = args.require("checkpoint");
