@@ -25,6 +25,15 @@
 
 namespace am {
 namespace fs = std::filesystem;
+
+// Log lines (warnings, notes) to stderr from here on, in the same format.
+void log_to_stderr() {
+  auto logger = spdlog::stderr_color_mt("stderr");
+  logger->set_level(spdlog::default_logger()->level());
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+}
+
 namespace {
 
 const std::vector<FlagSpec> kEvalFlags = {
@@ -48,14 +57,6 @@ const std::vector<FlagSpec> kExportFlags = {
     {"tokenizer", true, false, "SentencePiece model to include (default: the one the run's dataset.json names)"},
     {"help", false, false, "this help"},
 };
-
-// Log lines (warnings, notes) to stderr from here on, in the same format.
-void log_to_stderr() {
-  auto logger = spdlog::stderr_color_mt("stderr");
-  logger->set_level(spdlog::default_logger()->level());
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
-}
 
 // `autonomoe eval --json`: one object, the doubles at full precision (they read back exactly).
 std::string eval_json(const std::string& dir, int64_t step, const std::string& data, const EvalResult& r,

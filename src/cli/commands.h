@@ -13,5 +13,10 @@ int cmd_export(int argc, char** argv);
 int cmd_validate(int argc, char** argv);
 int cmd_config(int argc, char** argv);
 int cmd_sweep(int argc, char** argv);
+int cmd_sample(int argc, char** argv);  // cmd_sample.cpp
+
+// Log lines (warnings, notes) to stderr from here on, in the same format (cmd_checkpoint.cpp):
+// stdout then holds a command's result alone.
+void log_to_stderr();
 
 }  // namespace am

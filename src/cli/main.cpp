@@ -1,4 +1,4 @@
-// autonomoe: one binary, several subcommands (train, eval, export, validate, sweep, config).
+// autonomoe: one binary, several subcommands (train, eval, sample, export, validate, sweep, config).
 // Exit codes: 0 success (also an interrupted run that wrote its checkpoint), 1 bad input (config,
 // data, checkpoint), 2 a malformed command line, 3 an internal error (a bug: please report it).
 #include "cli/args.h"
@@ -22,6 +22,7 @@ constexpr const char* kUsage = R"(usage: autonomoe <command> [options]
 commands:
   train      train a model from a YAML config, or resume a run (--resume)
   eval       validation loss and perplexity of a checkpoint, or its accuracy on a task (--task)
+  sample     generate text from a checkpoint (temperature, top-k, top-p; KV-cache decoding)
   export     write a checkpoint's weights as safetensors + config.json
   sweep      run a grid or list of config overrides (resumable) and tabulate the results
   validate   check a config; print the resolved settings and parameter counts
@@ -61,6 +62,7 @@ int main(int argc, char** argv) {
     if (cmd == "validate") return am::cmd_validate(argc - 2, argv + 2);
     if (cmd == "config") return am::cmd_config(argc - 2, argv + 2);
     if (cmd == "sweep") return am::cmd_sweep(argc - 2, argv + 2);
+    if (cmd == "sample") return am::cmd_sample(argc - 2, argv + 2);
     if (cmd == "version" || cmd == "--version") {
       std::puts("autonomoe 0.1.0");
       return 0;

@@ -1,23 +1,12 @@
 #include "model/transformer.h"
 
+#include "model/transformer_layer.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 namespace am {
-
-// One transformer block: its parameter indices and saved activations.
-struct Transformer::Layer {
-  int ln1, wqkv, wo, ln2;      // parameter indices (wqkv: q, k, v declared back to back)
-  int last = -1;               // the layer's tensors are [ln1, last] of the table
-  std::unique_ptr<MoeLayer> moe;
-  TensorBuf ln1_out, rstd1;    // (N,d), (N)
-  TensorBuf qkv;               // (N, qkv_dim), after RoPE
-  TensorBuf att, lse;          // (N, H*hd), (B,H,T)
-  TensorBuf res_mid;           // (N,d): x + Attn(...)
-  TensorBuf ln2_out, rstd2;    // (N,d), (N)
-  TensorBuf moe_out;           // (N,d)
-};
 
 ParamTable Transformer::declare(Backend& be, const ModelConfig& cfg, int T, const DistContext* dist,
                                 std::vector<std::unique_ptr<Layer>>& layers, Indices& ix) {

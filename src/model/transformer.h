@@ -73,6 +73,7 @@ class Transformer {
   void end_step();
 
  private:
+  friend class Decoder;  // model/decode.h: the incremental (KV-cache) forward of a B = 1, T = 1 model
   struct Layer;
   struct Indices {
     int emb = -1, norm_f = -1, lm_head = -1;
