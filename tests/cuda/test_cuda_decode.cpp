@@ -5,6 +5,7 @@
 // matmuls and attention); bf16 against the CPU's bf16 emulation 2e-2 + 2e-2 |cpu| (an activation
 // can round to the neighbouring bf16 value).
 #include "cuda_test_util.h"
+#include "small_moe_config.h"
 #include "model/decode.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -20,18 +21,7 @@ using namespace am::test;
 namespace {
 
 ModelConfig decode_model() {
-  ModelConfig m;
-  m.vocab_size = 50;
-  m.d_model = 32;
-  m.n_layers = 2;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.max_seq_len = 16;
-  m.init_std = 0.1;
-  m.moe.n_experts = 4;
-  m.moe.d_ffn = 48;
-  m.moe.selector.k = 2;
-  return m;
+  return small_moe_config(16);
 }
 
 std::vector<float> to_floats(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }

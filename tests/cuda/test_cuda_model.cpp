@@ -8,6 +8,7 @@
 // with another fp32 summation order can round to the neighbouring bf16 value (2^-8 relative), so
 // loss 1e-3 relative, gradients 1e-2 in norm, 20 training steps 1e-2; determinism and resume exact.
 #include "cuda_test_util.h"
+#include "small_moe_config.h"
 #include "io/checkpoint_dir.h"
 #include "model/transformer.h"
 #include "support/synthetic_run.h"
@@ -25,17 +26,7 @@ using namespace am::test;
 namespace {
 
 ModelConfig small_model() {
-  ModelConfig m;
-  m.vocab_size = 50;
-  m.d_model = 32;
-  m.n_layers = 2;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.max_seq_len = 32;
-  m.init_std = 0.1;
-  m.moe.n_experts = 4;
-  m.moe.d_ffn = 48;
-  m.moe.selector.k = 2;
+  ModelConfig m = small_moe_config(32);
   m.moe.aux.load_balance = 0.05;
   m.moe.aux.z_loss = 0.01;
   return m;

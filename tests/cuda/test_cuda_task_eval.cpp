@@ -5,6 +5,7 @@
 // summation orders); bf16 against the CPU's bf16 emulation 1e-2 relative (an activation can round
 // to the neighbouring bf16 value). Two GPU runs give the same bits.
 #include "cuda_test_util.h"
+#include "small_moe_config.h"
 #include "model/transformer.h"
 #include "train/task_eval.h"
 
@@ -19,18 +20,7 @@ using namespace am::test;
 namespace {
 
 ModelConfig scoring_model() {
-  ModelConfig m;
-  m.vocab_size = 50;
-  m.d_model = 32;
-  m.n_layers = 2;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.max_seq_len = 16;
-  m.init_std = 0.1;
-  m.moe.n_experts = 4;
-  m.moe.d_ffn = 48;
-  m.moe.selector.k = 2;
-  return m;
+  return small_moe_config(16);
 }
 
 // Requests of 2 to T + 1 tokens with continuations of 1 to 5 tokens.
