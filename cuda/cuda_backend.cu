@@ -90,7 +90,7 @@ class CudaBackend final : public Backend {
         "rmsnorm_forward", "rmsnorm_residual_forward", "rope_forward", "rope_backward", "swiglu_forward",
         "swiglu_backward", "cross_entropy_forward", "cross_entropy_backward", "cross_entropy_forward_backward",
         // native bf16: gemm-attention
-        "matmul", "attention_forward", "attention_backward",
+        "matmul", "attention_forward", "attention_backward", "attention_decode",
         // native bf16: routing
         "gather_rows", "combine", "combine_backward", "block_norms", "block_norms_backward", "gather_blocks",
     };
@@ -174,7 +174,7 @@ class CudaBackend final : public Backend {
   void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) override { cuda::rmsnorm_backward(*this, dx, dw, dout, x, w, rstd); }
   // Fused overrides of Backend's composites: one kernel each instead of the default's two.
   void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w, double eps) override { cuda::rmsnorm_residual_forward(*this, res_out, out, rstd, a, b, w, eps); }
-  void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta) override { cuda::rope_forward(*this, qkv, s, theta); }
+  void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) override { cuda::rope_forward(*this, qkv, s, theta, start); }
   void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) override { cuda::rope_backward(*this, dqkv, s, theta); }
   void silu_forward_impl(Tensor y, Tensor x) override { cuda::silu_forward(*this, y, x); }
   void silu_backward_impl(Tensor dx, Tensor dy, Tensor x) override { cuda::silu_backward(*this, dx, dy, x); }
@@ -194,6 +194,7 @@ class CudaBackend final : public Backend {
   void broadcast_columns_impl(Tensor x, Tensor v, int64_t col) override { cuda::broadcast_columns(*this, x, v, col); }
   void copy_columns_impl(Tensor dst, Tensor src, int64_t col) override { cuda::copy_columns(*this, dst, src, col); }
   void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override { cuda::attention_forward(*this, out, lse, qkv, s); }
+  void attention_decode_impl(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n, const AttnShape& s) override { cuda::attention_decode(*this, out, q, k_cache, v_cache, n, s); }
   void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s) override { cuda::attention_backward(*this, dqkv, dout, qkv, out, lse, s); }
   void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true) override { cuda::topk_select(*this, slot_expert, slot_gate, rank_scores, gate_scores, k, n_true); }
   void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, int n_true) override { cuda::topk_select_backward(*this, dgate_scores, dslot_gate, slot_expert, slot_gate, n_true); }

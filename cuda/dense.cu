@@ -168,17 +168,17 @@ struct AccumulateF32 {
 
 // ---- RoPE ----
 
-// One thread per (row r, pair i): the angle t * theta^(-2i/hd) in double (as the CPU), its cos and
+// One thread per (row r, pair i): the angle (start + t) * theta^(-2i/hd) in double (as the CPU), its cos and
 // sign * sin, then the rotation of pair i of every q and k head of the row, in double. S: the
 // storage type of qkv (each result cast to float, then stored).
 template <typename S>
 __global__ void rope_kernel(S* qkv, int64_t rows, int64_t T, int64_t hd, int64_t heads, int64_t row_dim,
-                            double theta, double sign) {
+                            double theta, double sign, int64_t start) {
   const int64_t half = hd / 2;
   AM_GRID_STRIDE(k, rows * half) {
     const int64_t r = k / half, i = k % half, t = r % T;
     const double inv_freq = pow(theta, -2.0 * double(i) / double(hd));
-    const double angle = double(t) * inv_freq;
+    const double angle = double(start + t) * inv_freq;
     double sn, cs;
     sincos(angle, &sn, &cs);
     sn *= sign;
@@ -192,13 +192,13 @@ __global__ void rope_kernel(S* qkv, int64_t rows, int64_t T, int64_t hd, int64_t
   }
 }
 
-void rope_apply(Tensor qkv, const AttnShape& s, double theta, double sign) {
+void rope_apply(Tensor qkv, const AttnShape& s, double theta, double sign, int64_t start) {
   const int64_t rows = s.B * s.T, half = s.head_dim / 2;
   if (rows * half == 0) return;
   with_storage(qkv.dtype, [&](auto tag) {
     using S = decltype(tag);
     launch<rope_kernel<S>>(blocks_for(rows * half), kThreads, 0, compute_stream(), data_as<S>(qkv), rows, s.T, s.head_dim,
-                           s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign);
+                           s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign, start);
   });
 }
 
@@ -335,12 +335,12 @@ void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, 
 
 // ---- RoPE ----
 
-void rope_forward(Backend&, Tensor qkv, const AttnShape& s, double theta) {
-  rope_apply(qkv, s, theta, 1.0);
+void rope_forward(Backend&, Tensor qkv, const AttnShape& s, double theta, int64_t start) {
+  rope_apply(qkv, s, theta, 1.0, start);
 }
 
 void rope_backward(Backend&, Tensor dqkv, const AttnShape& s, double theta) {
-  rope_apply(dqkv, s, theta, -1.0);
+  rope_apply(dqkv, s, theta, -1.0, 0);
 }
 
 // ---- SiLU / SwiGLU ----

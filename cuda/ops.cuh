@@ -19,7 +19,7 @@ void rmsnorm_forward(Backend& be, Tensor out, Tensor rstd, Tensor x, Tensor w, d
 void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd);
 void rmsnorm_residual_forward(Backend& be, Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
                               double eps);
-void rope_forward(Backend& be, Tensor qkv, const AttnShape& s, double theta);
+void rope_forward(Backend& be, Tensor qkv, const AttnShape& s, double theta, int64_t start);
 void rope_backward(Backend& be, Tensor dqkv, const AttnShape& s, double theta);
 void silu_forward(Backend& be, Tensor y, Tensor x);
 void silu_backward(Backend& be, Tensor dx, Tensor dy, Tensor x);
@@ -44,6 +44,9 @@ void copy_columns(Backend& be, Tensor dst, Tensor src, int64_t col);
 // ---- attention.cu ----
 void attention_forward(Backend& be, Tensor out, Tensor lse, Tensor qkv, const AttnShape& s);
 void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s);
+
+// ---- attention_decode.cu (native bf16 when out, q and the caches share one dtype) ----
+void attention_decode(Backend& be, Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n, const AttnShape& s);
 
 // ---- select.cu ----
 void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true);

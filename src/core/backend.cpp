@@ -148,10 +148,11 @@ void check_attn_shape(const char* op, const AttnShape& s) {
 
 }  // namespace
 
-void Backend::rope_forward(Tensor qkv, const AttnShape& s, double theta) {
+void Backend::rope_forward(Tensor qkv, const AttnShape& s, double theta, int64_t start) {
   float_matrix(*this, "rope_forward", "qkv", qkv, s.B * s.T, s.qkv_dim());
   check_rope("rope_forward", s);
-  with_f32("rope_forward", {rw(&qkv)}, [&] { rope_forward_impl(qkv, s, theta); });
+  AM_CHECK(start >= 0, "rope_forward: start position {} is negative", start);
+  with_f32("rope_forward", {rw(&qkv)}, [&] { rope_forward_impl(qkv, s, theta, start); });
 }
 
 void Backend::rope_backward(Tensor dqkv, const AttnShape& s, double theta) {
@@ -177,6 +178,23 @@ void Backend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor ou
   float_matrix(*this, "attention_backward", "out", out, s.B * s.T, s.q_dim());
   float_numel(*this, "attention_backward", "lse", lse, s.B * s.n_heads * s.T);
   with_f32("attention_backward", {wr(&dqkv), &dout, &qkv, &out, &lse}, [&] { attention_backward_impl(dqkv, dout, qkv, out, lse, s); });
+}
+
+void Backend::attention_decode(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n,
+                               const AttnShape& s) {
+  check_attn_shape("attention_decode", s);
+  float_matrix(*this, "attention_decode", "out", out, 1, s.q_dim());
+  float_matrix(*this, "attention_decode", "q", q, 1, s.q_dim());
+  check_float("attention_decode", "k_cache", k_cache);
+  check_float("attention_decode", "v_cache", v_cache);
+  const int64_t L = row_count(k_cache);
+  check_rows_cols("attention_decode", "k_cache", k_cache, L, s.kv_dim());
+  check_rows_cols("attention_decode", "v_cache", v_cache, L, s.kv_dim());
+  AM_CHECK(n >= 1 && n <= L, "attention_decode: {} positions, the caches hold {} (k_cache {}, v_cache {})", n, L,
+           k_cache.shape_str(), v_cache.shape_str());
+  // Only the n rows the op reads are widened under bf16 storage.
+  Tensor k = k_cache.reshape({L, s.kv_dim()}).rows(0, n), v = v_cache.reshape({L, s.kv_dim()}).rows(0, n);
+  with_f32("attention_decode", {wr(&out), &q, &k, &v}, [&] { attention_decode_impl(out, q, k, v, n, s); });
 }
 
 // ---- SiLU and SwiGLU ----

@@ -157,11 +157,12 @@ class Backend {
   void rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b,
                                 Tensor w, double eps);
 
-  // ---- RoPE, rotate-half layout (HF Llama), position = index t within the sequence ----
-  // For each q and k head, i < hd/2, angle = t * theta^(-2i/hd):
+  // ---- RoPE, rotate-half layout (HF Llama), position = start + index t within the sequence ----
+  // For each q and k head, i < hd/2, angle = (start + t) * theta^(-2i/hd):
   //   x'[i] = x[i] cos - x[i + hd/2] sin ;  x'[i + hd/2] = x[i + hd/2] cos + x[i] sin
-  // qkv (B,T,qkv_dim) in place; v is untouched.
-  void rope_forward(Tensor qkv, const AttnShape& s, double theta);
+  // qkv (B,T,qkv_dim) in place; v is untouched. start >= 0: the position of the first row (the
+  // KV-cache decoder rotates one new row, T = 1, at its position; training uses 0).
+  void rope_forward(Tensor qkv, const AttnShape& s, double theta, int64_t start = 0);
   // dqkv (B,T,qkv_dim) in place: the transpose rotation on the dq and dk parts.
   void rope_backward(Tensor dqkv, const AttnShape& s, double theta);
 
@@ -171,6 +172,14 @@ class Backend {
   // dqkv (B,T,qkv_dim) write (all of it), dout (B,T,H*hd), qkv, out, lse as saved by forward.
   void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                           const AttnShape& s);
+  // Decode attention (the KV-cache decoder, model/decode.h): ONE query row against the first n
+  // positions of a cache. out (1,H*hd) write; q (1,H*hd) the new row's query, already rotated;
+  // k_cache, v_cache (L,Hkv*hd), L >= n >= 1: rows [0, n) hold the keys (already rotated) and values
+  // of positions 0 .. n-1, the query's own included. Query head h reads kv head h / (H / Hkv);
+  // scores scale 1/sqrt(hd) q.k_j, softmax over j < n, out = sum_j p_j v_j: row n-1 of
+  // attention_forward over those n positions (the same sums; O(n) work, not O(n^2)). s gives
+  // n_heads, n_kv_heads and head_dim (its B and T are not read). No lse: nothing differentiates it.
+  void attention_decode(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n, const AttnShape& s);
 
   // ---- SiLU and SwiGLU: silu(x) = x * sigmoid(x); swiglu: h = SiLU(g) * u ----
   void silu_forward(Tensor y, Tensor x);                    // y, x (M,f); y write
@@ -465,11 +474,13 @@ class Backend {
   virtual void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a,
                                              Tensor b, Tensor w, double eps);
   // RoPE and attention
-  virtual void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta) = 0;
+  virtual void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) = 0;
   virtual void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) = 0;
   virtual void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) = 0;
   virtual void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                                        Tensor lse, const AttnShape& s) = 0;
+  virtual void attention_decode_impl(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n,
+                                     const AttnShape& s) = 0;
   // SiLU and SwiGLU
   virtual void silu_forward_impl(Tensor y, Tensor x) = 0;
   virtual void silu_backward_impl(Tensor dx, Tensor dy, Tensor x) = 0;

@@ -235,11 +235,11 @@ void CpuBackend::rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor
 
 // ---- RoPE and attention ----
 
-void CpuBackend::rope_forward_impl(Tensor qkv, const AttnShape& s, double theta) {
+void CpuBackend::rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) {
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::rope_forward<T>(qkv.as<T>(), s, theta);
+    cpu::rope_forward<T>(qkv.as<T>(), s, theta, start);
   });
 }
 
@@ -275,6 +275,16 @@ void CpuBackend::attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, T
     using T = decltype(tag);
     cpu::attention_backward<T>(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(),
                                s);
+  });
+}
+
+// Plain fp32 / fp64 under bf16 too (no tensor-core emulation: the CUDA decode kernel is SIMT fp32).
+void CpuBackend::attention_decode_impl(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n,
+                                       const AttnShape& s) {
+  enter();
+  dispatch(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_decode<T>(out.as<T>(), q.as<T>(), k_cache.as<T>(), v_cache.as<T>(), n, s);
   });
 }
 

@@ -56,12 +56,14 @@ class CpuBackend final : public Backend {
   void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
                              Tensor rstd) override;
 
-  void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta) override;
+  void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) override;
   void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) override;
 
   void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override;
   void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
                                const AttnShape& s) override;
+  void attention_decode_impl(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n,
+                             const AttnShape& s) override;
 
   void silu_forward_impl(Tensor y, Tensor x) override;
   void silu_backward_impl(Tensor dx, Tensor dy, Tensor x) override;

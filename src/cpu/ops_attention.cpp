@@ -128,11 +128,46 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
   }
 }
 
+template <typename T>
+void attention_decode(T* out, const T* q, const T* k_cache, const T* v_cache, int64_t n, const AttnShape& s) {
+  const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, kv_dim = s.kv_dim();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+#pragma omp parallel if (s.n_heads * n * hd >= kParallelGrain)
+  {
+    std::vector<double> qh(hd), kj(hd), p(n), o(hd);
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < s.n_heads; ++h) {
+      const int64_t col = (h / group) * hd;  // the kv head's columns in a cache row
+      for (int64_t i = 0; i < hd; ++i) qh[i] = q[h * hd + i];
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t i = 0; i < hd; ++i) kj[i] = k_cache[j * kv_dim + col + i];
+        p[j] = scale * dot(qh.data(), kj.data(), hd);
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+      }
+      std::fill(o.begin(), o.end(), 0.0);
+      for (int64_t j = 0; j < n; ++j) {
+        const T* vj = v_cache + j * kv_dim + col;
+        for (int64_t i = 0; i < hd; ++i) o[i] += p[j] * static_cast<double>(vj[i]);
+      }
+      for (int64_t i = 0; i < hd; ++i) out[h * hd + i] = static_cast<T>(o[i] / sum);
+    }
+  }
+}
+
 template void attention_forward<float>(float*, float*, const float*, const AttnShape&);
 template void attention_forward<double>(double*, double*, const double*, const AttnShape&);
 template void attention_backward<float>(float*, const float*, const float*, const float*,
                                         const float*, const AttnShape&);
 template void attention_backward<double>(double*, const double*, const double*, const double*,
                                          const double*, const AttnShape&);
+template void attention_decode<float>(float*, const float*, const float*, const float*, int64_t, const AttnShape&);
+template void attention_decode<double>(double*, const double*, const double*, const double*, int64_t,
+                                       const AttnShape&);
 
 }  // namespace am::cpu

@@ -22,4 +22,10 @@ template <typename T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
                         const AttnShape& s);
 
+// Decode attention: one query row q (H*hd) against rows [0, n) of k_cache and v_cache (rows of
+// Hkv*hd); out (H*hd) write. The arithmetic of attention_forward's row n-1, in the same order (so
+// in double the same bits). One head per task.
+template <typename T>
+void attention_decode(T* out, const T* q, const T* k_cache, const T* v_cache, int64_t n, const AttnShape& s);
+
 }  // namespace am::cpu

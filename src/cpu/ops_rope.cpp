@@ -10,17 +10,17 @@ namespace am::cpu {
 
 namespace {
 
-// Rotates every q and k head of every (b, t) row by the angle times `sign` (+1 forward,
-// -1 for the transpose). cos/sin are computed once per call in double, table (T, hd/2).
+// Rotates every q and k head of every (b, t) row, position start + t, by the angle times `sign`
+// (+1 forward, -1 for the transpose). cos/sin are computed once per call in double, table (T, hd/2).
 template <typename T>
-void rope_apply(T* qkv, const AttnShape& s, double theta, double sign) {
+void rope_apply(T* qkv, const AttnShape& s, double theta, double sign, int64_t start) {
   const int64_t half = s.head_dim / 2;
   std::vector<double> cs(static_cast<size_t>(s.T * half)), sn(cs.size());
   for (int64_t t = 0; t < s.T; ++t) {
     for (int64_t i = 0; i < half; ++i) {
       const double inv_freq =
           std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(s.head_dim));
-      const double angle = static_cast<double>(t) * inv_freq;
+      const double angle = static_cast<double>(start + t) * inv_freq;
       cs[t * half + i] = std::cos(angle);
       sn[t * half + i] = sign * std::sin(angle);
     }
@@ -47,17 +47,17 @@ void rope_apply(T* qkv, const AttnShape& s, double theta, double sign) {
 }  // namespace
 
 template <typename T>
-void rope_forward(T* qkv, const AttnShape& s, double theta) {
-  rope_apply(qkv, s, theta, 1.0);
+void rope_forward(T* qkv, const AttnShape& s, double theta, int64_t start) {
+  rope_apply(qkv, s, theta, 1.0, start);
 }
 
 template <typename T>
 void rope_backward(T* dqkv, const AttnShape& s, double theta) {
-  rope_apply(dqkv, s, theta, -1.0);
+  rope_apply(dqkv, s, theta, -1.0, 0);
 }
 
-template void rope_forward<float>(float*, const AttnShape&, double);
-template void rope_forward<double>(double*, const AttnShape&, double);
+template void rope_forward<float>(float*, const AttnShape&, double, int64_t);
+template void rope_forward<double>(double*, const AttnShape&, double, int64_t);
 template void rope_backward<float>(float*, const AttnShape&, double);
 template void rope_backward<double>(double*, const AttnShape&, double);
 

@@ -16,27 +16,27 @@ Decoder::Decoder(Transformer& model, int max_len) : m_(model), max_len_(max_len)
   Backend& be = model.be_;
   const AttnShape& a = model.attn_;
   for (size_t l = 0; l < model.layers_.size(); ++l) {
-    raw_.emplace_back(be, be.act_dtype(), std::vector<int64_t>{max_len, a.qkv_dim()});
-    rot_.emplace_back(be, be.act_dtype(), std::vector<int64_t>{max_len, a.qkv_dim()});
+    k_.emplace_back(be, be.act_dtype(), std::vector<int64_t>{max_len, a.kv_dim()});
+    v_.emplace_back(be, be.act_dtype(), std::vector<int64_t>{max_len, a.kv_dim()});
   }
-  att_ = TensorBuf(be, be.act_dtype(), {max_len, a.q_dim()});
-  lse_ = TensorBuf(be, be.dtype(), {a.n_heads * max_len});
 }
 
 void Decoder::attention(size_t l) {
   Backend& be = m_.be_;
   Transformer::Layer& y = *m_.layers_[l];
-  const int64_t n = pos_ + 1, qkv_dim = m_.attn_.qkv_dim(), q_dim = m_.attn_.q_dim();
-  AttnShape s = m_.attn_;
+  const AttnShape& a = m_.attn_;
+  AttnShape s = a;
   s.B = 1;
-  s.T = n;
-  be.copy(raw_[l].t().rows(pos_, 1), y.qkv);  // the new position's projections, before RoPE
-  const Tensor rot = rot_[l].t().rows(0, n).reshape({1, n, qkv_dim});
-  be.copy(rot, raw_[l].t().rows(0, n).reshape({1, n, qkv_dim}));
-  be.rope_forward(rot, s, m_.cfg_.rope_theta);
-  const Tensor att = att_.t().rows(0, n);
-  be.attention_forward(att.reshape({1, n, q_dim}), Tensor(lse_.t().data, lse_.t().dtype, {1, s.n_heads, n}), rot, s);
-  be.copy(y.att, att.rows(pos_, 1));
+  s.T = 1;
+  be.rope_forward(y.qkv, s, m_.cfg_.rope_theta, pos_);  // (1, qkv_dim): q and k at position pos_
+  // The new row's k and v parts (contiguous in the one row) join the cache at row pos_.
+  const Tensor qkv = y.qkv.t();
+  const size_t es = dtype_size(qkv.dtype);
+  char* row = static_cast<char*>(qkv.data);
+  const Tensor q(row, qkv.dtype, {1, a.q_dim()});
+  be.copy(k_[l].t().rows(pos_, 1), Tensor(row + es * size_t(a.q_dim()), qkv.dtype, {1, a.kv_dim()}));
+  be.copy(v_[l].t().rows(pos_, 1), Tensor(row + es * size_t(a.q_dim() + a.kv_dim()), qkv.dtype, {1, a.kv_dim()}));
+  be.attention_decode(y.att, q, k_[l].t(), v_[l].t(), pos_ + 1, s);
 }
 
 std::vector<double> Decoder::step(int32_t token) {

@@ -1,10 +1,10 @@
 // Incremental decoding with a KV cache (docs/sampling.md): a Transformer built for one token
-// (B = 1, T = 1) runs every layer on the newest position only; each layer keeps the q/k/v
-// projections of the positions before it, so a step costs one token's matmuls, norms and MoE
-// layer. The attention of the new position runs the backend's causal attention op over the cached
-// prefix (RoPE re-applied to it, then the prefix's rows computed and the newest one kept): exact
-// (the same ops and positions as the full forward) and on every backend, at O(position) extra
-// work per step. Expert-choice selection is not causal: refused (check_decode_supported).
+// (B = 1, T = 1) runs every layer on the newest position only; each layer keeps the keys (rotated)
+// and values of the positions before it, so a step costs one token's matmuls, norms and MoE layer.
+// The attention of the new position: RoPE on its q/k/v row at its position, its k and v appended
+// to the cache, then the backend's decode-attention op (one query row against the cached
+// positions): O(position) attention work per step, the same sums as the full forward's last row.
+// Expert-choice selection is not causal: refused (check_decode_supported).
 #pragma once
 
 #include "config/config.h"
@@ -32,8 +32,7 @@ class Decoder {
   void attention(size_t l);  // layer l's attention of position pos_, into its att (1, q_dim)
   Transformer& m_;
   int max_len_, pos_ = 0;
-  std::vector<TensorBuf> raw_, rot_;  // per layer (max_len, qkv_dim): projections before / after RoPE
-  TensorBuf att_, lse_;               // (max_len, q_dim), (H * max_len): the prefix's attention
+  std::vector<TensorBuf> k_, v_;  // per layer (max_len, kv_dim): the keys (after RoPE) and values
 };
 
 // UserError when the model's selection is not causal (expert choice): generation is undefined.
