@@ -3,7 +3,7 @@
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
 #include "model/decode.h"
-#include "model/params.h"
+#include "params/params.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
 

@@ -1,5 +1,5 @@
 // The backend factory: the one place above core/ that knows every backend (src/cpu/, cuda/), so
-// that nothing in src/core/ includes one (tests/layering.cmake checks it).
+// that nothing in src/core/ includes one (tests/layering.py checks it).
 #pragma once
 
 #include "core/backend.h"

@@ -9,7 +9,7 @@
 #pragma once
 
 #include "dist/dist.h"
-#include "model/params.h"
+#include "params/params.h"
 
 namespace am {
 

@@ -1,7 +1,7 @@
 #include "model/decode.h"
 
 #include "core/error.h"
-#include "model/params.h"
+#include "params/params.h"
 #include "model/transformer_layer.h"
 
 #include <spdlog/spdlog.h>

@@ -8,8 +8,8 @@
 
 #include "config/config.h"
 #include "core/tensor_buf.h"
-#include "model/params.h"
 #include "moe/moe_layer.h"
+#include "params/params.h"
 
 #include <functional>
 #include <memory>

@@ -1,6 +1,6 @@
 #include "moe/aux_loss.h"
 
-#include "model/params.h"
+#include "params/params.h"
 
 namespace am {
 namespace {

@@ -8,7 +8,7 @@
 #pragma once
 
 #include "core/tensor_buf.h"
-#include "model/params.h"
+#include "params/params.h"
 
 #include <string>
 #include <vector>

@@ -1,7 +1,7 @@
 #include "moe/moe_layer.h"
 
-#include "model/params.h"
 #include "moe/all_to_all_dispatcher.h"
+#include "params/params.h"
 
 namespace am {
 

@@ -6,7 +6,7 @@
 #pragma once
 
 #include "core/tensor_buf.h"
-#include "model/params.h"
+#include "params/params.h"
 
 #include <memory>
 #include <string>

@@ -12,7 +12,7 @@
 
 #include "config/config.h"
 #include "dist/dist.h"
-#include "model/params.h"
+#include "params/params.h"
 #include "train/optimizer.h"
 #include "train/trainer_state.h"
 

@@ -9,7 +9,7 @@
 #include "config/config.h"
 #include "core/tensor_buf.h"
 #include "dist/dist.h"
-#include "model/params.h"
+#include "params/params.h"
 #include "train/zero_shard.h"
 
 #include <optional>

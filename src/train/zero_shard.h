@@ -9,7 +9,7 @@
 // rank's pieces (the checkpoint gather does).
 #pragma once
 
-#include "model/params.h"
+#include "params/params.h"
 
 #include <optional>
 #include <vector>

@@ -17,7 +17,7 @@
 #include "dist/dist.h"
 #include "dist/grad_sync.h"
 #include "dist/launch.h"
-#include "model/params.h"
+#include "params/params.h"
 #include "nccl_comm.h"
 #include "stream.cuh"
 

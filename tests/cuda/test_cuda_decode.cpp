@@ -7,7 +7,7 @@
 #include "cuda_test_util.h"
 #include "small_moe_config.h"
 #include "model/decode.h"
-#include "model/params.h"
+#include "params/params.h"
 #include "model/transformer.h"
 
 #include <catch2/catch.hpp>

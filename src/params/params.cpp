@@ -1,4 +1,4 @@
-#include "model/params.h"
+#include "params/params.h"
 
 #include "core/bf16.h"
 #include "core/rng.h"
