@@ -130,8 +130,14 @@ void check(const Problem& p, bool ta, bool tb, double alpha, double beta) {
   INFO("m " << p.m << " n " << p.n << " k " << p.k << " lda " << p.lda << " ldb " << p.ldb << " ldc " << p.ldc
             << " C " << (p.c16 ? "bf16" : "fp32") << " offset " << p.a_off);
   const std::vector<float> got = result(p);
-  auto A = [&](int i, int kk) { return double(bf16_bits_to_f32(p.a[size_t(p.a_off) + (ta ? kk + size_t(i) * p.lda : i + size_t(kk) * p.lda)])); };
-  auto B = [&](int kk, int j) { return double(bf16_bits_to_f32(p.b[size_t(p.b_off) + (tb ? j + size_t(kk) * p.ldb : kk + size_t(j) * p.ldb)])); };
+  auto A = [&](int i, int kk) {  // op(A)(i, kk)
+    const size_t at = ta ? kk + size_t(i) * p.lda : i + size_t(kk) * p.lda;
+    return double(bf16_bits_to_f32(p.a[size_t(p.a_off) + at]));
+  };
+  auto B = [&](int kk, int j) {  // op(B)(kk, j)
+    const size_t at = tb ? j + size_t(kk) * p.ldb : kk + size_t(j) * p.ldb;
+    return double(bf16_bits_to_f32(p.b[size_t(p.b_off) + at]));
+  };
   int bad = 0;
   for (int j = 0; j < p.n; ++j) {
     for (int i = 0; i < p.ldc && size_t(i) + size_t(j) * p.ldc < got.size(); ++i) {
@@ -179,11 +185,11 @@ std::optional<DeviceCounts> counted(Backend& be, const std::function<void()>& f)
 
 TEST_CASE("cuda gemm_grouped_tc matches a double reference on ragged bf16 problems", "[cuda][bf16][gemm-tc]") {
   auto be = make_cuda_backend(DType::F32, 0, /*bf16_matmul=*/true);
-  // (m, n, k): every size in every role, none a multiple of the 64 x 64 x 32 tiles but 16's
-  // multiples of mma's shape; two empty problems and k = 0 (C = beta C).
-  const int shapes[][3] = {{1, 1, 1},     {7, 16, 17},  {17, 7, 33},  {33, 100, 7}, {100, 33, 16},
-                           {0, 7, 7},     {300, 17, 100}, {16, 300, 33}, {7, 0, 16},  {17, 33, 300},
-                           {100, 1, 7},   {1, 100, 300}, {7, 5, 0},     {300, 100, 17}};
+  // (m, n, k): every size in every role, none filling the 64 x 64 x 32 tiles (16: mma's own
+  // shape); two empty problems and k = 0 (C = beta C).
+  const int shapes[][3] = {{1, 1, 1},      {7, 16, 17},    {17, 7, 33},  {33, 100, 7},  {100, 33, 16},
+                           {0, 7, 7},      {300, 17, 100}, {16, 300, 33}, {7, 0, 16},    {17, 33, 300},
+                           {100, 1, 7},    {1, 100, 300},  {7, 5, 0},     {300, 100, 17}};
   std::mt19937_64 rng(11);
   for (bool ta : {false, true}) {
     for (bool tb : {false, true}) {
@@ -241,7 +247,8 @@ TEST_CASE("cuda gemm_grouped_tc: more problems than one launch takes", "[cuda][b
   }
 }
 
-TEST_CASE("cuda bf16 matmul_grouped: 8 live experts are one kernel launch and no cuBLAS call", "[cuda][bf16][gemm-tc]") {
+TEST_CASE("cuda bf16 matmul_grouped: 8 live experts are one kernel launch and no cuBLAS call",
+          "[cuda][bf16][gemm-tc]") {
   Pair p(/*bf16_matmul=*/true);
   const std::vector<int64_t> off = {0, 5, 40, 41, 60, 60, 90, 91, 130, 160};  // 9 experts, expert 4 empty
   const int64_t K = 48, N = 40, rows = off.back(), n = int64_t(off.size()) - 1;
