@@ -22,6 +22,8 @@
 //    an fp32 C stores v, a bf16 C stores v rounded once to nearest even.
 // Deterministic: each C element is written by one block, every sum runs over k in a fixed order
 // (k steps in order, mma's 16 products each), no atomics: results are bitwise reproducible.
+// Speed: written on the simulator, not yet measured or tuned on a GPU (tile sizes are a first
+// choice; no split-k, so a product with few tiles and a long k, a weight gradient, uses few SMs).
 //
 // The simulator (docs/simulator.md) checks device memory per 4-byte word, so two blocks writing the
 // two halves of one word of a bf16 C count as a race there although a GPU stores 2 bytes exactly:
