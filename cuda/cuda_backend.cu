@@ -295,7 +295,7 @@ class CudaBackend final : public Backend {
     }
     const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (bf16_matmul_) {  // bf16 A and B (BF16 tensors as they are), each C fp32 or bf16 (its tensor's dtype)
-      cuda::gemm_each(cublas_, op_b, op_a, problems, static_cast<float>(alpha), static_cast<float>(beta));
+      cuda::gemm_grouped_tc(op_b, op_a, problems, static_cast<float>(alpha), static_cast<float>(beta));
       return;
     }
     cuda::gemm_grouped(*this, cublas_, op_b, op_a, problems, CUDA_R_32F, static_cast<float>(alpha),

@@ -1,5 +1,6 @@
 // One grouped GEMM call for the experts' products (Backend::matmul_grouped): the problems in
-// cuBLAS's column-major view, one group each, through cublasGemmGroupedBatchedEx.
+// cuBLAS's column-major view, one group each, through cublasGemmGroupedBatchedEx (fp32), or the
+// project's tensor-core kernel (bf16 operands).
 #pragma once
 
 #include "check.cuh"
@@ -15,7 +16,7 @@ struct GemmProblem {
   const void* a = nullptr;
   const void* b = nullptr;
   void* c = nullptr;
-  cudaDataType c_type = CUDA_R_32F;  // gemm_each: CUDA_R_32F or CUDA_R_16BF (gemm_grouped: fp32 only)
+  cudaDataType c_type = CUDA_R_32F;  // gemm_grouped_tc: CUDA_R_32F or CUDA_R_16BF (gemm_grouped: fp32 only)
 };
 
 // Every problem with the same ta, tb, alpha and beta; A and B of ab_type (CUDA_R_32F, or
@@ -27,10 +28,13 @@ void gemm_grouped(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cubl
                   const std::vector<GemmProblem>& problems, cudaDataType ab_type, float alpha, float beta);
 
 // The same problems under bf16 matrix products: bf16 A and B, each C of its own c_type (fp32 or
-// bf16: fp32 alpha acc + beta C rounded once), fp32 accumulation; one cublasGemmEx per problem,
-// since cublasGemmGroupedBatchedEx takes bf16 A and B only with a bf16 C (cuBLAS's table of type
-// combinations) and the gradient products need an fp32 C (beta = 1 accumulates).
-void gemm_each(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb,
-               const std::vector<GemmProblem>& problems, float alpha, float beta);
+// bf16: fp32 alpha acc + beta C rounded once, nearest even), fp32 accumulation; ONE hand-written
+// tensor-core kernel launch per kMaxGroups problems (grouped_gemm_tc.cu), since
+// cublasGemmGroupedBatchedEx takes bf16 A and B only with a bf16 C (cuBLAS's table of type
+// combinations) and the gradient products need an fp32 C (beta = 1 accumulates). Problems with
+// m or n of 0 are skipped; any k >= 0 and leading dimensions (no alignment needed). On the compute
+// stream; deterministic (no atomics, fixed summation order).
+void gemm_grouped_tc(cublasOperation_t ta, cublasOperation_t tb, const std::vector<GemmProblem>& problems,
+                     float alpha, float beta);
 
 }  // namespace am::cuda
