@@ -109,11 +109,9 @@ struct Stage {
   }
 };
 
-// C tiles of the problems in `args`; TA, TB: op(A) = A^T, op(B) = B^T.
-template <bool TA, bool TB>
-__global__ void __launch_bounds__(kTcThreads) grouped_gemm_tc_kernel(TcArgs args) {
-  const int tile = int(blockIdx.x);
-  int lo = 0, hi = args.count - 1;  // the first problem whose tiles end after `tile`
+// The problem that block `tile` works on: the first whose tiles end after it.
+__device__ __forceinline__ int find_problem(const TcArgs& args, int tile) {
+  int lo = 0, hi = args.count - 1;
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
     if (tile < args.tile_end[mid]) {
@@ -122,6 +120,76 @@ __global__ void __launch_bounds__(kTcThreads) grouped_gemm_tc_kernel(TcArgs args
       lo = mid + 1;
     }
   }
+  return lo;
+}
+
+// One k step of a warp's 32 x 32 part of C: acc += op(A) rows wm.., op(B) columns wn.., from the
+// shared tiles a16 (rows of SA elements) and b16 (rows of SB).
+template <bool TA, bool TB, int SA, int SB>
+__device__ __forceinline__ void multiply_step(FragC (&acc)[2][4], const uint16_t* a16, const uint16_t* b16, int wm,
+                                              int wn, int lane) {
+  #pragma unroll
+  for (int kk = 0; kk < BK; kk += 16) {
+    FragA fa[2];
+    FragB fb[4];
+    #pragma unroll
+    for (int i = 0; i < 2; ++i) {  // rows wm + 16 i .. + 15, columns kk .. kk + 15 of op(A)
+      const int r0 = wm + 16 * i;
+      if (TA) {
+        mma::load_a(fa[i], a16 + r0 * SA + kk, SA, 1, lane);
+      } else {
+        mma::load_a(fa[i], a16 + kk * SA + r0, 1, SA, lane);
+      }
+    }
+    #pragma unroll
+    for (int j = 0; j < 4; ++j) {  // rows kk .. kk + 15, columns wn + 8 j .. + 7 of op(B)
+      const int c0 = wn + 8 * j;
+      if (TB) {
+        mma::load_b(fb[j], b16 + kk * SB + c0, SB, 1, lane);
+      } else {
+        mma::load_b(fb[j], b16 + c0 * SB + kk, 1, SB, lane);
+      }
+    }
+    #pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      #pragma unroll
+      for (int j = 0; j < 4; ++j) mma::mma_bf16(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+  }
+}
+
+// The epilogue: C = alpha acc + beta C for the warp's elements inside C (rows r0.., columns c0..),
+// an fp32 C stored as is, a bf16 C rounded once.
+__device__ __forceinline__ void store_tile(const TcProblem& q, bool c16, float alpha, float beta,
+                                          const FragC (&acc)[2][4], int r0, int c0, int lane) {
+  #pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    #pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      #pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int row = r0 + 16 * i + mma::c_row(lane, r), col = c0 + 8 * j + mma::c_col(lane, r);
+        if (row >= q.m || col >= q.n) continue;
+        const int64_t at = row + int64_t(col) * q.ldc;
+        float v = alpha * acc[i][j].r[r];
+        if (c16) {
+          __nv_bfloat16* c = static_cast<__nv_bfloat16*>(q.c) + at;
+          if (beta != 0.f) v += beta * __bfloat162float(*c);
+          *c = __float2bfloat16_rn(v);
+        } else {
+          float* c = static_cast<float*>(q.c) + at;
+          if (beta != 0.f) v += beta * *c;
+          *c = v;
+        }
+      }
+    }
+  }
+}
+
+// C tiles of the problems in `args`; TA, TB: op(A) = A^T, op(B) = B^T.
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(kTcThreads) grouped_gemm_tc_kernel(TcArgs args) {
+  const int tile = int(blockIdx.x), lo = find_problem(args, tile);
   const TcProblem q = args.p[lo];
   const int t = tile - (lo > 0 ? args.tile_end[lo - 1] : 0), tiles_m = (q.m + BM - 1) / BM;
   const int m0 = (t % tiles_m) * BM, n0 = (t / tiles_m) * BN;
@@ -148,9 +216,6 @@ __global__ void __launch_bounds__(kTcThreads) grouped_gemm_tc_kernel(TcArgs args
 
   AM_SHARED(uint4, sa, [kTileVecs]);
   AM_SHARED(uint4, sb, [kTileVecs]);
-  const uint16_t* a16 = reinterpret_cast<const uint16_t*>(sa);
-  const uint16_t* b16 = reinterpret_cast<const uint16_t*>(sb);
-
   FragC acc[2][4];
   #pragma unroll
   for (int i = 0; i < 2; ++i) {
@@ -165,60 +230,10 @@ __global__ void __launch_bounds__(kTcThreads) grouped_gemm_tc_kernel(TcArgs args
     rb.store(sb);
     __syncthreads();
     if (k0 + BK < q.k) fetch(k0 + BK);  // in flight while the warps multiply
-    #pragma unroll
-    for (int kk = 0; kk < BK; kk += 16) {
-      FragA fa[2];
-      FragB fb[4];
-      #pragma unroll
-      for (int i = 0; i < 2; ++i) {  // rows wm + 16 i .. + 15, columns kk .. kk + 15 of op(A)
-        const int r0 = wm + 16 * i;
-        if (TA) {
-          mma::load_a(fa[i], a16 + r0 * SA + kk, SA, 1, lane);
-        } else {
-          mma::load_a(fa[i], a16 + kk * SA + r0, 1, SA, lane);
-        }
-      }
-      #pragma unroll
-      for (int j = 0; j < 4; ++j) {  // rows kk .. kk + 15, columns wn + 8 j .. + 7 of op(B)
-        const int c0 = wn + 8 * j;
-        if (TB) {
-          mma::load_b(fb[j], b16 + kk * SB + c0, SB, 1, lane);
-        } else {
-          mma::load_b(fb[j], b16 + c0 * SB + kk, 1, SB, lane);
-        }
-      }
-      #pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        #pragma unroll
-        for (int j = 0; j < 4; ++j) mma::mma_bf16(acc[i][j], fa[i], fb[j], acc[i][j]);
-      }
-    }
+    multiply_step<TA, TB, SA, SB>(acc, reinterpret_cast<const uint16_t*>(sa), reinterpret_cast<const uint16_t*>(sb),
+                                  wm, wn, lane);
   }
-
-  const bool c16 = (args.c_bf16 >> lo) & 1u;
-  const float alpha = args.alpha, beta = args.beta;
-  #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int row = m0 + wm + 16 * i + mma::c_row(lane, r), col = n0 + wn + 8 * j + mma::c_col(lane, r);
-        if (row >= q.m || col >= q.n) continue;
-        const int64_t at = row + int64_t(col) * q.ldc;
-        float v = alpha * acc[i][j].r[r];
-        if (c16) {
-          __nv_bfloat16* c = static_cast<__nv_bfloat16*>(q.c) + at;
-          if (beta != 0.f) v += beta * __bfloat162float(*c);
-          *c = __float2bfloat16_rn(v);
-        } else {
-          float* c = static_cast<float*>(q.c) + at;
-          if (beta != 0.f) v += beta * *c;
-          *c = v;
-        }
-      }
-    }
-  }
+  store_tile(q, (args.c_bf16 >> lo) & 1u, args.alpha, args.beta, acc, m0 + wm, n0 + wn, lane);
 }
 
 void launch_chunk(bool ta, bool tb, const GemmProblem* probs, int count, float alpha, float beta) {
