@@ -12,6 +12,10 @@
 //           (expert e gets rows proportional to e + 1: routing is never even);
 //   single: one GEMM of all A rows against one weight matrix -- the same FLOPs in one call, the
 //           best a grouped GEMM of these shapes could do.
+//   grouped: the skewed split as three Backend::matmul_grouped calls, forced each way
+//           (Backend::GroupedGemm): the project's grouped tensor-core kernel (one launch per call,
+//           cuda/grouped_gemm_tc.cu) and the library's per-expert GEMMs; under bf16 on CUDA these
+//           differ, and their ratio is what sets cuda::kGroupedKernelMaxMacs (Auto's threshold).
 // single / loop near 1 means a grouped GEMM has nothing to win (docs/benchmarks.md).
 #include "backends/backend_factory.h"
 #include "cli/guarded.h"
@@ -86,6 +90,35 @@ class Probe {
     return ms[ms.size() / 2];
   }
 
+  // The same three products as three matmul_grouped calls over the experts (dws: one weight
+  // gradient per expert), in the backend's grouped mode `mode`.
+  double time_grouped_ms(const Matrix& mat, const std::vector<int64_t>& rows, const std::vector<am::Tensor>& weights,
+                         const std::vector<am::Tensor>& dws, int repeats, am::Backend::GroupedGemm mode) {
+    std::vector<am::Tensor> xs, ys, dys, dxs;
+    int64_t row0 = 0;
+    for (const int64_t m : rows) {
+      xs.push_back(view(x_, row0, m, mat.in));
+      ys.push_back(view(y_, row0, m, mat.out));
+      dys.push_back(view(dy_, row0, m, mat.out));
+      dxs.push_back(view(dx_, row0, m, mat.in));
+      row0 += m;
+    }
+    be_.set_grouped_gemm(mode);
+    std::vector<double> ms;
+    for (int r = 0; r < repeats + 2; ++r) {  // 2 warm-up rounds
+      be_.synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      be_.matmul_grouped(ys, xs, false, weights, true, 1.0, 0.0);
+      be_.matmul_grouped(dxs, dys, false, weights, false, 1.0, 0.0);
+      be_.matmul_grouped(dws, dys, true, xs, false, 1.0, 1.0);
+      be_.synchronize();
+      if (r >= 2) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    be_.set_grouped_gemm(am::Backend::GroupedGemm::Auto);
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  }
+
  private:
   static am::Tensor view(const am::Buffer& b, int64_t row0, int64_t rows, int64_t cols) {
     return am::Tensor(static_cast<float*>(b.get()) + row0 * cols, am::DType::F32, {rows, cols});
@@ -131,12 +164,13 @@ int main(int argc, char** argv) {
       be->upload(master, h.data());
     }
     be->refresh_weight_copy(master);  // weights come from the bf16 copy, as in training
-    am::Buffer dw_buf = be->alloc(static_cast<size_t>(max_w) * sizeof(float));
+    am::Buffer dw_buf = be->alloc(static_cast<size_t>(n * max_w) * sizeof(float));  // one per expert
+    be->zero(dw_buf.view(am::DType::F32, {n * max_w}));  // accumulated into (beta 1)
 
     nlohmann::json rows = nlohmann::json::array();
     std::printf("%s | %s | %lld experts, %lld assignments per layer (N=%lld)\n", o.config.c_str(),
                 be->describe().c_str(), static_cast<long long>(n), static_cast<long long>(A), static_cast<long long>(N));
-    double loop_total = 0, skew_total = 0, single_total = 0;
+    double loop_total = 0, skew_total = 0, single_total = 0, kernel_total = 0, library_total = 0;
     for (const Matrix& x : mats) {
       std::vector<am::Tensor> w;
       for (int64_t e = 0; e < n; ++e) {
@@ -147,13 +181,24 @@ int main(int argc, char** argv) {
       const double loop = probe.time_ms(x, even, w, dw, o.repeats);
       const double skew = probe.time_ms(x, skewed, w, dw, o.repeats);
       const double single = probe.time_ms(x, {A}, {w[0]}, dw, o.repeats);
+      std::vector<am::Tensor> dws;
+      for (int64_t e = 0; e < n; ++e) {
+        dws.emplace_back(static_cast<float*>(dw_buf.get()) + e * max_w, am::DType::F32, std::vector<int64_t>{x.out, x.in});
+      }
+      // matmul_grouped's two ways (under bf16 on CUDA; elsewhere both are the backend's one way)
+      const double kernel = probe.time_grouped_ms(x, skewed, w, dws, o.repeats, am::Backend::GroupedGemm::Kernel);
+      const double library = probe.time_grouped_ms(x, skewed, w, dws, o.repeats, am::Backend::GroupedGemm::Library);
       const double gflop = 3 * 2.0 * static_cast<double>(A) * x.in * x.out * 1e-9;
       std::printf("  %-5s (%lld x %lld): loop %.3f ms, skewed loop %.3f ms, single GEMM %.3f ms "
-                  "(single/loop %.3f; %.1f TFLOP/s looped)\n",
+                  "(single/loop %.3f; %.1f TFLOP/s looped); skewed, matmul_grouped: grouped kernel %.3f ms, "
+                  "library per expert %.3f ms\n",
                   x.name.c_str(), static_cast<long long>(x.out), static_cast<long long>(x.in), loop, skew, single,
-                  single / loop, gflop / loop);
+                  single / loop, gflop / loop, kernel, library);
       rows.push_back({{"matrix", x.name}, {"out", x.out}, {"in", x.in}, {"loop_ms", loop},
-                      {"skewed_loop_ms", skew}, {"single_ms", single}, {"gflop", gflop}});
+                      {"skewed_loop_ms", skew}, {"single_ms", single}, {"gflop", gflop},
+                      {"grouped_kernel_ms", kernel}, {"grouped_library_ms", library}});
+      kernel_total += kernel;
+      library_total += library;
       loop_total += loop;
       skew_total += skew;
       single_total += single;
@@ -162,11 +207,15 @@ int main(int argc, char** argv) {
                 "most %.1f%% (even) / %.1f%% (skewed) of the expert GEMM time\n",
                 loop_total, skew_total, single_total, 100.0 * (1 - single_total / loop_total),
                 100.0 * (1 - single_total / skew_total));
+    std::printf("  matmul_grouped (skewed rows): grouped kernel %.3f ms, library per expert %.3f ms "
+                "(kernel / library %.3f; GroupedGemm::Auto takes the kernel up to 2^28 multiply-adds per problem)\n",
+                kernel_total, library_total, kernel_total / library_total);
     if (!o.json.empty()) {
       const nlohmann::json j = {{"config", o.config}, {"sets", o.sets}, {"backend", be->describe()},
                                 {"experts", n}, {"assignments", A}, {"tokens", N}, {"repeats", o.repeats},
                                 {"matrices", rows}, {"loop_ms", loop_total}, {"skewed_loop_ms", skew_total},
-                                {"single_ms", single_total}};
+                                {"single_ms", single_total}, {"grouped_kernel_ms", kernel_total},
+                                {"grouped_library_ms", library_total}};
       std::ofstream(o.json) << j.dump(2) << "\n";
     }
     return 0;

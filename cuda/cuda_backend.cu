@@ -254,6 +254,7 @@ class CudaBackend final : public Backend {
   void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) override { cuda::add_vector_to_rows(*this, x, v, alpha); }
   void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width) override { cuda::balance_loss(*this, value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); }
   void selection_bias_update_impl(Tensor bias, Tensor load, double rate) override { cuda::selection_bias_update(*this, bias, load, rate); }
+  void set_grouped_gemm(GroupedGemm mode) override { grouped_gemm_ = mode; }
   void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool ta,
                       const std::vector<Tensor>& b, bool tb, double alpha, double beta) override {
     AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(), a.size(),
@@ -295,7 +296,13 @@ class CudaBackend final : public Backend {
     }
     const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (bf16_matmul_) {  // bf16 A and B (BF16 tensors as they are), each C fp32 or bf16 (its tensor's dtype)
-      cuda::gemm_grouped_tc(op_b, op_a, problems, static_cast<float>(alpha), static_cast<float>(beta));
+      const bool kernel = grouped_gemm_ == GroupedGemm::Kernel ||
+                          (grouped_gemm_ == GroupedGemm::Auto && cuda::grouped_kernel_pays(problems));
+      if (kernel) {
+        cuda::gemm_grouped_tc(op_b, op_a, problems, static_cast<float>(alpha), static_cast<float>(beta));
+      } else {
+        cuda::gemm_each(cublas_, op_b, op_a, problems, static_cast<float>(alpha), static_cast<float>(beta));
+      }
       return;
     }
     cuda::gemm_grouped(*this, cublas_, op_b, op_a, problems, CUDA_R_32F, static_cast<float>(alpha),
@@ -382,6 +389,7 @@ class CudaBackend final : public Backend {
   Buffer update_flag_;  // int on the device: see Backend::adamw_update
   Buffer multi_flag_;   // int on the device: adamw_update_multi's smallest bad tag (cuda::kNoTag between calls)
   Buffer weight_copy_;  // the bf16 copy of the master weights (refresh_weight_copy)
+  GroupedGemm grouped_gemm_ = GroupedGemm::Auto;  // matmul_grouped under bf16 (set_grouped_gemm)
 };
 
 }  // namespace

@@ -56,4 +56,19 @@ void gemm_grouped(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cubl
   }
 }
 
+void gemm_each(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb,
+               const std::vector<GemmProblem>& problems, float alpha, float beta) {
+  for (const GemmProblem& q : problems) {
+    AM_CUBLAS(cublasGemmEx(handle, ta, tb, q.m, q.n, q.k, &alpha, q.a, CUDA_R_16BF, q.lda, q.b, CUDA_R_16BF, q.ldb,
+                           &beta, q.c, q.c_type, q.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+}
+
+bool grouped_kernel_pays(const std::vector<GemmProblem>& problems) {
+  for (const GemmProblem& q : problems) {
+    if (double(q.m) * double(q.n) * double(q.k) > kGroupedKernelMaxMacs) return false;
+  }
+  return true;
+}
+
 }  // namespace am::cuda

@@ -37,4 +37,17 @@ void gemm_grouped(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cubl
 void gemm_grouped_tc(cublasOperation_t ta, cublasOperation_t tb, const std::vector<GemmProblem>& problems,
                      float alpha, float beta);
 
+// The same problems as one cublasGemmEx each (bf16 A and B, fp32 accumulation, each C of its
+// c_type): cuBLAS's tuned kernels, one launch per problem.
+void gemm_each(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb,
+               const std::vector<GemmProblem>& problems, float alpha, float beta);
+
+// Backend::GroupedGemm::Auto's rule: the grouped kernel while every problem has at most
+// kGroupedKernelMaxMacs multiply-adds (m n k), where a launch per problem costs more than the
+// library's better kernels save; the per-problem library GEMMs above it. 2^28 is a guess, not a
+// measurement: the tiny configs' expert products (<= 2^24) take the kernel, the 732M configs' at
+// B 8 x T 2048 (~2^33) the library; autonomoe-gemm-probe times both on a GPU to set it.
+inline constexpr double kGroupedKernelMaxMacs = 268435456.0;  // 2^28
+bool grouped_kernel_pays(const std::vector<GemmProblem>& problems);
+
 }  // namespace am::cuda

@@ -395,7 +395,8 @@ class Backend {
   // Grouped matmul (the experts' GEMMs): for each i, c[i] = alpha op(a[i]) op(b[i]) + beta c[i]
   // with matmul's semantics (bf16 operands under bf16_matmul() included); shapes differ per
   // problem, problems with an empty c are skipped. The default is the loop of matmul (the CPU's:
-  // the same bits as before); CUDA makes it one cublasGemmGroupedBatchedEx.
+  // the same bits as before); CUDA makes it one cublasGemmGroupedBatchedEx in fp32, and under bf16
+  // one launch of its own tensor-core kernel or a cublasGemmEx per problem (GroupedGemm).
   virtual void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool trans_a,
                               const std::vector<Tensor>& b, bool trans_b, double alpha, double beta) {
     AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(),
@@ -404,6 +405,13 @@ class Backend {
       if (c[i].numel() > 0) matmul(c[i], a[i], trans_a, b[i], trans_b, alpha, beta);
     }
   }
+
+  // How matmul_grouped runs where a backend has two ways (CUDA under bf16: docs/benchmarks.md,
+  // "Expert GEMMs"): Auto chooses by the problems' size, Kernel and Library force the project's
+  // grouped kernel or the library's per-problem GEMMs (for the GEMM probe and tests). The results
+  // agree within matmul's tolerance, not bitwise. Backends with one way ignore it.
+  enum class GroupedGemm { Auto, Kernel, Library };
+  virtual void set_grouped_gemm(GroupedGemm) {}
 
   // with_f32's and F32Copies' arguments (core/f32_copies.h): each tensor of an op with how the op
   // uses it. A plain `&t` is read only; wr(&t) is written whole without being read (an output);

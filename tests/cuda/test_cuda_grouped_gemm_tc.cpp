@@ -13,7 +13,8 @@
 //    round to the neighbouring bf16 value), and the result must be a bf16 value (it is stored so).
 // Elements of C outside the problem (rows m..ldc-1 of each column, empty problems' C) keep their
 // bits. And the launch count: one call makes one kernel launch per kMaxGroups problems and no
-// cuBLAS call (the simulator's counters; the backend's matmul_grouped under bf16 likewise).
+// cuBLAS call (the simulator's counters; the backend's matmul_grouped under bf16 likewise, in
+// GroupedGemm::Auto and Kernel; Library is one cublasGemmEx per problem, within the same tolerance).
 #include "core/bf16.h"
 #include "core/device_counts.h"
 #include "cuda_test_util.h"
@@ -266,17 +267,41 @@ TEST_CASE("cuda bf16 matmul_grouped: 8 live experts are one kernel launch and no
   std::vector<Tensor> xg, wg, yg, xc, wc, yc;
   views(true, xg, wg, yg);
   views(false, xc, wc, yc);
-  const auto c = counted(*p.gpu, [&] { p.gpu->matmul_grouped(yg, xg, false, wg, true, 1.0, 0.0); });
   p.cpu->matmul_grouped(yc, xc, false, wc, true, 1.0, 0.0);
-  // The CPU rounds its fp32 result once: within one bf16 ulp (8e-3 relative) plus the fp32 sums' 1e-5.
-  const std::vector<float> g = y.gpu(p), r = y.cpu(p);
+  const std::vector<float> r = y.cpu(p);
   float top = 0;
   for (float v : r) top = std::max(top, std::fabs(v));
-  int bad = 0;
-  for (size_t i = 0; i < g.size(); ++i) bad += !(std::fabs(g[i] - r[i]) <= 1e-5 * top + 8e-3 * std::fabs(r[i]));
-  CHECK(bad == 0);
-  if (c) {
-    CHECK(c->kernel_launches == 1);
-    CHECK(c->launches == 1);  // no cuBLAS call
+  // Auto (these problems are far below kGroupedKernelMaxMacs: the kernel), then each forced mode.
+  for (const auto mode : {Backend::GroupedGemm::Auto, Backend::GroupedGemm::Kernel, Backend::GroupedGemm::Library}) {
+    INFO("mode " << int(mode));
+    p.gpu->set_grouped_gemm(mode);
+    const auto c = counted(*p.gpu, [&] { p.gpu->matmul_grouped(yg, xg, false, wg, true, 1.0, 0.0); });
+    // The CPU rounds its fp32 result once: within one bf16 ulp (8e-3 relative) plus the fp32 sums' 1e-5.
+    const std::vector<float> g = y.gpu(p);
+    int bad = 0;
+    for (size_t i = 0; i < g.size(); ++i) bad += !(std::fabs(g[i] - r[i]) <= 1e-5 * top + 8e-3 * std::fabs(r[i]));
+    CHECK(bad == 0);
+    if (c && mode != Backend::GroupedGemm::Library) {
+      CHECK(c->kernel_launches == 1);
+      CHECK(c->launches == 1);  // no cuBLAS call
+    } else if (c) {
+      CHECK(c->kernel_launches == 0);
+      CHECK(c->launches == uint64_t(n - 1));  // one cublasGemmEx per live expert
+    }
   }
+}
+
+TEST_CASE("cuda grouped_kernel_pays: the kernel while every problem is small, the library above",
+          "[cuda][bf16][gemm-tc]") {
+  auto problem = [](int m, int n, int k) {
+    cuda::GemmProblem q;
+    q.m = m, q.n = n, q.k = k;
+    return q;
+  };
+  // tiny's expert products (rows ~512 x 256 x 128) and the largest that still takes the kernel
+  CHECK(cuda::grouped_kernel_pays({problem(512, 256, 128), problem(1, 256, 128)}));
+  CHECK(cuda::grouped_kernel_pays({problem(1 << 10, 1 << 9, 1 << 9)}));  // exactly 2^28
+  // one 732M-sized product (4096 rows x 3072 x 768 ~ 2^33) sends the whole call to the library
+  CHECK_FALSE(cuda::grouped_kernel_pays({problem(512, 256, 128), problem(3072, 4096, 768)}));
+  CHECK_FALSE(cuda::grouped_kernel_pays({problem(1 << 10, 1 << 9, (1 << 9) + 1)}));
 }
