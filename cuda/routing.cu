@@ -88,23 +88,28 @@ __global__ void gather_rows_kernel(TO* out, const TX* x, const int32_t* assign_s
   }
 }
 
-// y (N, d) write: per (t, c) the double sum over filled slots in slot order.
+// Token t's column c of combine and scatter_rows_add: the double sum over its filled slots j, in
+// slot order, of gate[j] * rows[a, c] (gate[j] = 1 without gates), a = sa[j] (sa: the token's kmax
+// slots). NaN when a slot names no row of rows: an AM_CHECK failure on the CPU.
+template <typename TR>
+__device__ double slot_sum(const TR* rows, const float* gate, const int32_t* sa, int kmax, int64_t c, int64_t d,
+                           int64_t A) {
+  double acc = 0;
+  for (int j = 0; j < kmax; ++j) {
+    const int64_t a = sa[j];
+    if (a < -1 || a >= A) return NAN;
+    if (a >= 0) acc += (gate ? double(gate[j]) : 1.0) * to_float(rows[a * d + c]);
+  }
+  return acc;
+}
+
+// y (N, d) write: per (t, c) the gated slot sum.
 template <typename TY, typename TE>
 __global__ void combine_kernel(TY* y, const TE* eo, const float* slot_gate, const int32_t* slot_assign, int64_t N,
                                int64_t d, int kmax, int64_t A) {
   for (int64_t idx = thread_id(); idx < N * d; idx += thread_stride()) {
     const int64_t t = idx / d, c = idx % d;
-    const int32_t* sa = slot_assign + t * kmax;
-    const float* g = slot_gate + t * kmax;
-    double acc = 0;
-    for (int j = 0; j < kmax; ++j) {
-      const int64_t a = sa[j];
-      if (a < -1 || a >= A) {  // not a row of eo: an AM_CHECK failure on the CPU
-        acc = NAN;
-        break;
-      }
-      if (a >= 0) acc += double(g[j]) * to_float(eo[a * d + c]);
-    }
+    const double acc = slot_sum(eo, slot_gate + t * kmax, slot_assign + t * kmax, kmax, c, d, A);
     y[idx] = from_float<TY>(static_cast<float>(acc));
   }
 }
@@ -134,21 +139,12 @@ __global__ void combine_backward_kernel(float* deo, float* dslot_gate, const flo
   }
 }
 
-// dx (N, d) acc: per (t, c) the double sum of the token's slots' rows, in slot order.
+// dx (N, d) acc: per (t, c) the slot sum of the token's slots' rows.
 __global__ void scatter_rows_kernel(float* dx, const float* src, const int32_t* slot_assign, int64_t N, int64_t d,
                                     int kmax, int64_t A) {
   for (int64_t idx = thread_id(); idx < N * d; idx += thread_stride()) {
     const int64_t t = idx / d, c = idx % d;
-    const int32_t* sa = slot_assign + t * kmax;
-    double acc = 0;
-    for (int j = 0; j < kmax; ++j) {
-      const int64_t a = sa[j];
-      if (a < -1 || a >= A) {  // not a row of src: an AM_CHECK failure on the CPU
-        acc = NAN;
-        break;
-      }
-      if (a >= 0) acc += src[a * d + c];
-    }
+    const double acc = slot_sum(src, nullptr, slot_assign + t * kmax, kmax, c, d, A);
     dx[idx] = static_cast<float>(double(dx[idx]) + acc);
   }
 }
