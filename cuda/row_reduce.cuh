@@ -107,7 +107,20 @@ void column_reduce(Backend& be, int64_t N, int64_t n, Term term, Out out) {
     const dim3 grid(col_blocks, static_cast<unsigned>(std::min<int64_t>(chunks, kMaxBlocks)));
     launch<detail::column_chunks_kernel<Term>>(grid, kColumnThreads, 0, compute_stream(), part, N, n, chunks, term);
   }
-  launch<detail::column_total_kernel<Out>>(static_cast<unsigned>(std::min<int64_t>(col_blocks, kMaxBlocks)), kColumnThreads, 0, compute_stream(), part, n, chunks, out);
+  const unsigned total_blocks = static_cast<unsigned>(std::min<int64_t>(col_blocks, kMaxBlocks));
+  launch<detail::column_total_kernel<Out>>(total_blocks, kColumnThreads, 0, compute_stream(), part, n, chunks, out);
 }
+
+// The common term and out of column_reduce: x[t][j] of an fp32 (N, n) matrix, widened; the sums
+// into a double array.
+struct F32Column {
+  const float* x;
+  int64_t n;
+  __device__ double operator()(int64_t t, int64_t j) const { return double(x[t * n + j]); }
+};
+struct StoreF64 {
+  double* dst;
+  __device__ void operator()(int64_t j, double s) const { dst[j] = s; }
+};
 
 }  // namespace am::cuda
