@@ -9,8 +9,10 @@
 // launch() also checks the launch (cudaGetLastError), so no call site can forget to. In the
 // simulator build `__shared__`, `<<<...>>>` and `extern __shared__` do not compile.
 //
-// Also here: the launch geometry of the element-wise and row kernels (elementwise.cu, dense.cu,
-// rows.cu): 256-thread blocks, grids capped at 65535 blocks (their grid-stride loops cover the rest).
+// Also here: the one launch geometry of the 1-D kernels (all but the tiled GEMM and attention
+// kernels, whose tiles fix theirs): 256-thread blocks, at least one block and at most kMaxBlocks
+// along a grid dimension (the kernels' grid-stride loops cover the rest, so the grid size never
+// changes a result).
 #pragma once
 
 #include "check.cuh"
@@ -45,8 +47,12 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... a
 }
 
 inline constexpr int kThreads = 256;
+inline constexpr int64_t kMaxBlocks = 65535;  // also the hardware limit of gridDim.y and .z
+// Blocks for a grid-stride loop over n threads.
 inline unsigned blocks_for(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
+  return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
 }
+// Blocks for a grid-stride loop over `rows` rows, one block per row.
+inline unsigned row_grid(int64_t rows) { return static_cast<unsigned>(std::clamp<int64_t>(rows, 1, kMaxBlocks)); }
 
 }  // namespace am::cuda

@@ -5,6 +5,7 @@
 
 #include "check.cuh"
 #include "core/backend.h"
+#include "launch.cuh"
 
 #include <cub/cub.cuh>
 
@@ -14,15 +15,11 @@
 
 namespace am::cuda::moe {
 
-constexpr int kThreads = 256;  // every kernel of these families runs 256-thread blocks
+using am::cuda::kThreads;  // every kernel of these families runs launch.cuh's 256-thread blocks
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// Blocks for a grid-stride loop over `threads` threads (capped; the loops cover the rest).
-inline unsigned grid_for(int64_t threads) {
-  return static_cast<unsigned>(std::clamp<int64_t>((threads + kThreads - 1) / kThreads, 1, 1 << 20));
-}
-// Blocks for a loop with one warp per item.
-inline unsigned grid_for_warps(int64_t warps) { return grid_for(warps * 32); }
+// Blocks (launch.cuh's blocks_for) for a grid-stride loop with one warp per item.
+inline unsigned blocks_for_warps(int64_t warps) { return blocks_for(warps * 32); }
 
 __device__ __forceinline__ int64_t thread_id() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t thread_stride() { return int64_t(gridDim.x) * blockDim.x; }

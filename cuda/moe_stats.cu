@@ -20,16 +20,6 @@ namespace {
 
 constexpr int kPartialBlocks = 256;
 
-struct ColumnOf {
-  const float* x;
-  int64_t n;
-  __device__ double operator()(int64_t t, int64_t j) const { return double(x[t * n + j]); }
-};
-struct StoreF64 {
-  double* dst;
-  __device__ void operator()(int64_t j, double s) const { dst[j] = s; }
-};
-
 // partial[block] = sum over the block's grid-stride share of -p log p (kEntropy) or x^2.
 template <bool kEntropy>
 __global__ void partial_sum_kernel(const float* x, int64_t n, double* partial) {
@@ -133,7 +123,7 @@ void scalar_sum_to(Backend& be, Tensor out, Tensor x, double coef, double div) {
 
 void column_sums_to(Backend& be, Tensor out, Tensor x) {
   const int64_t N = row_count(x), n = last_dim(x);
-  column_reduce(be, N, n, ColumnOf{x.as<float>(), n}, StoreF64{out.as<double>()});
+  column_reduce(be, N, n, F32Column{x.as<float>(), n}, StoreF64{out.as<double>()});
 }
 
 void entropy_sum_to(Backend& be, Tensor out, Tensor p, double coef, double div) {

@@ -88,23 +88,28 @@ __global__ void gather_rows_kernel(TO* out, const TX* x, const int32_t* assign_s
   }
 }
 
-// y (N, d) write: per (t, c) the double sum over filled slots in slot order.
+// Token t's column c of combine and scatter_rows_add: the double sum over its filled slots j, in
+// slot order, of gate[j] * rows[a, c] (gate[j] = 1 without gates), a = sa[j] (sa: the token's kmax
+// slots). NaN when a slot names no row of rows: an AM_CHECK failure on the CPU.
+template <typename TR>
+__device__ double slot_sum(const TR* rows, const float* gate, const int32_t* sa, int kmax, int64_t c, int64_t d,
+                           int64_t A) {
+  double acc = 0;
+  for (int j = 0; j < kmax; ++j) {
+    const int64_t a = sa[j];
+    if (a < -1 || a >= A) return NAN;
+    if (a >= 0) acc += (gate ? double(gate[j]) : 1.0) * to_float(rows[a * d + c]);
+  }
+  return acc;
+}
+
+// y (N, d) write: per (t, c) the gated slot sum.
 template <typename TY, typename TE>
 __global__ void combine_kernel(TY* y, const TE* eo, const float* slot_gate, const int32_t* slot_assign, int64_t N,
                                int64_t d, int kmax, int64_t A) {
   for (int64_t idx = thread_id(); idx < N * d; idx += thread_stride()) {
     const int64_t t = idx / d, c = idx % d;
-    const int32_t* sa = slot_assign + t * kmax;
-    const float* g = slot_gate + t * kmax;
-    double acc = 0;
-    for (int j = 0; j < kmax; ++j) {
-      const int64_t a = sa[j];
-      if (a < -1 || a >= A) {  // not a row of eo: an AM_CHECK failure on the CPU
-        acc = NAN;
-        break;
-      }
-      if (a >= 0) acc += double(g[j]) * to_float(eo[a * d + c]);
-    }
+    const double acc = slot_sum(eo, slot_gate + t * kmax, slot_assign + t * kmax, kmax, c, d, A);
     y[idx] = from_float<TY>(static_cast<float>(acc));
   }
 }
@@ -134,21 +139,12 @@ __global__ void combine_backward_kernel(float* deo, float* dslot_gate, const flo
   }
 }
 
-// dx (N, d) acc: per (t, c) the double sum of the token's slots' rows, in slot order.
+// dx (N, d) acc: per (t, c) the slot sum of the token's slots' rows.
 __global__ void scatter_rows_kernel(float* dx, const float* src, const int32_t* slot_assign, int64_t N, int64_t d,
                                     int kmax, int64_t A) {
   for (int64_t idx = thread_id(); idx < N * d; idx += thread_stride()) {
     const int64_t t = idx / d, c = idx % d;
-    const int32_t* sa = slot_assign + t * kmax;
-    double acc = 0;
-    for (int j = 0; j < kmax; ++j) {
-      const int64_t a = sa[j];
-      if (a < -1 || a >= A) {  // not a row of src: an AM_CHECK failure on the CPU
-        acc = NAN;
-        break;
-      }
-      if (a >= 0) acc += src[a * d + c];
-    }
+    const double acc = slot_sum(src, nullptr, slot_assign + t * kmax, kmax, c, d, A);
     dx[idx] = static_cast<float>(double(dx[idx]) + acc);
   }
 }
@@ -306,11 +302,11 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
 
   Scratch<uint32_t> keys(be, slots), sorted_keys(be, slots);
   Scratch<int32_t> vals(be, slots), sorted_vals(be, slots);
-  launch<route_keys_kernel>(grid_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, slot_expert.as<int32_t>(), slots,
+  launch<route_keys_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, slot_expert.as<int32_t>(), slots,
                             n_experts);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, slots, bits_for(uint64_t(n_experts) + 1));
   Scratch<int64_t> found(be, n_experts + 3);
-  launch<route_offsets_kernel>(grid_for(n_experts + 2), moe::kThreads, 0, compute_stream(), found.ptr, sorted_keys.ptr,
+  launch<route_offsets_kernel>(blocks_for(n_experts + 2), moe::kThreads, 0, compute_stream(), found.ptr, sorted_keys.ptr,
                                sorted_vals.ptr, slots, n_experts);
   std::vector<int64_t> host(static_cast<size_t>(n_experts) + 3);
   copy_to_host(host.data(), found.ptr, sizeof(int64_t) * host.size());
@@ -327,7 +323,7 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
   fill_bytes(slot_assign.data, 0xff, slot_assign.nbytes());  // -1: empty
   if (A == 0) return 0;
   copy_on_device(assign_slot.data, sorted_vals.ptr, sizeof(int32_t) * A);
-  launch<route_invert_kernel>(grid_for(A), moe::kThreads, 0, compute_stream(), slot_assign.as<int32_t>(), sorted_vals.ptr, A);
+  launch<route_invert_kernel>(blocks_for(A), moe::kThreads, 0, compute_stream(), slot_assign.as<int32_t>(), sorted_vals.ptr, A);
   return A;
 }
 
@@ -338,7 +334,7 @@ void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax
   by_storage(out, x, [&](auto so, auto sx) {
     using TO = typename decltype(so)::type;
     using TX = typename decltype(sx)::type;
-    launch<gather_rows_kernel<TO, TX>>(grid_for(A * d), moe::kThreads, 0, compute_stream(), data_as<TO>(out), data_as<const TX>(x),
+    launch<gather_rows_kernel<TO, TX>>(blocks_for(A * d), moe::kThreads, 0, compute_stream(), data_as<TO>(out), data_as<const TX>(x),
                                        assign_slot.as<int32_t>(), A, d, kmax, N * kmax);
   });
 }
@@ -351,7 +347,7 @@ void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor 
   by_storage(y, expert_out, [&](auto sy, auto se) {
     using TY = typename decltype(sy)::type;
     using TE = typename decltype(se)::type;
-    launch<combine_kernel<TY, TE>>(grid_for(N * d), moe::kThreads, 0, compute_stream(), data_as<TY>(y), data_as<const TE>(expert_out),
+    launch<combine_kernel<TY, TE>>(blocks_for(N * d), moe::kThreads, 0, compute_stream(), data_as<TY>(y), data_as<const TE>(expert_out),
                                    slot_gate.as<float>(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
   });
 }
@@ -366,7 +362,7 @@ void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor
   F32Copies f32(be, {Backend::rw(&dexpert_out), Backend::rw(&dslot_gate), &dy, &slot_gate});
   by_storage(expert_out, [&](auto se) {
     using TE = typename decltype(se)::type;
-    launch<combine_backward_kernel<TE>>(grid_for_warps(slots), moe::kThreads, 0, compute_stream(), dexpert_out.as<float>(),
+    launch<combine_backward_kernel<TE>>(blocks_for_warps(slots), moe::kThreads, 0, compute_stream(), dexpert_out.as<float>(),
                                         dslot_gate.as<float>(), dy.as<float>(), data_as<const TE>(expert_out),
                                         slot_gate.as<float>(), slot_assign.as<int32_t>(), slots,
                                         static_cast<int>(kmax), A, d);
@@ -377,7 +373,7 @@ void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor
 void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign) {
   const int64_t N = row_count(dx), d = last_dim(dx), A = row_count(src), kmax = last_dim(slot_assign);
   if (N * d == 0) return;
-  launch<scatter_rows_kernel>(grid_for(N * d), moe::kThreads, 0, compute_stream(), dx.as<float>(), src.as<float>(),
+  launch<scatter_rows_kernel>(blocks_for(N * d), moe::kThreads, 0, compute_stream(), dx.as<float>(), src.as<float>(),
                               slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
 }
 
@@ -390,7 +386,7 @@ void block_norms(Backend& be, Tensor s, Tensor c, int n_blocks, NormKind kind) {
   F32Copies f32(be, {Backend::rw(&s)});
   by_storage(c, [&](auto sc) {
     using TC = typename decltype(sc)::type;
-    launch<block_norms_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, compute_stream(), s.as<float>(), S,
+    launch<block_norms_kernel<TC>>(blocks_for_warps(N * n_blocks), moe::kThreads, 0, compute_stream(), s.as<float>(), S,
                                    data_as<const TC>(c), N, n_blocks, dl, kind);
   });
   f32.narrow();
@@ -403,7 +399,7 @@ void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s,
   F32Copies f32(be, {Backend::rw(&dc), &ds, &s});
   by_storage(c, [&](auto sc) {
     using TC = typename decltype(sc)::type;
-    launch<block_norms_backward_kernel<TC>>(grid_for_warps(N * n_blocks), moe::kThreads, 0, compute_stream(), dc.as<float>(),
+    launch<block_norms_backward_kernel<TC>>(blocks_for_warps(N * n_blocks), moe::kThreads, 0, compute_stream(), dc.as<float>(),
                                             ds.as<float>(), data_as<const TC>(c), s.as<float>(), S, N, n_blocks, dl,
                                             kind);
   });
@@ -417,7 +413,7 @@ void gather_blocks(Backend& be, Tensor out, Tensor c, Tensor assign_slot, Tensor
   by_storage(out, c, [&](auto so, auto sc) {
     using TO = typename decltype(so)::type;
     using TC = typename decltype(sc)::type;
-    launch<gather_blocks_kernel<TO, TC>>(grid_for(g.A * g.dl), moe::kThreads, 0, compute_stream(), data_as<TO>(out),
+    launch<gather_blocks_kernel<TO, TC>>(blocks_for(g.A * g.dl), moe::kThreads, 0, compute_stream(), data_as<TO>(out),
                                          data_as<const TC>(c), assign_slot.as<int32_t>(), slot_expert.as<int32_t>(),
                                          g.A, g.N * g.kmax, static_cast<int>(g.kmax), static_cast<int>(g.n), g.dl);
   });
@@ -431,11 +427,11 @@ void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, 
   const uint32_t n_blocks = static_cast<uint32_t>(g.N * g.n);
   Scratch<uint32_t> keys(be, g.A), sorted_keys(be, g.A);
   Scratch<int32_t> vals(be, g.A), sorted_vals(be, g.A);
-  launch<block_keys_kernel>(grid_for(g.A), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, assign_slot.as<int32_t>(),
+  launch<block_keys_kernel>(blocks_for(g.A), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, assign_slot.as<int32_t>(),
                             slot_expert.as<int32_t>(), g.A, g.N * g.kmax, static_cast<int>(g.kmax),
                             static_cast<int>(g.n), n_blocks);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, g.A, bits_for(n_blocks));
-  launch<scatter_blocks_kernel>(grid_for_warps(g.A), moe::kThreads, 0, compute_stream(), dc.as<float>(), src.as<float>(),
+  launch<scatter_blocks_kernel>(blocks_for_warps(g.A), moe::kThreads, 0, compute_stream(), dc.as<float>(), src.as<float>(),
                                 sorted_keys.ptr, sorted_vals.ptr, g.A, g.dl, n_blocks);
 }
 

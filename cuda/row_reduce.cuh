@@ -61,9 +61,6 @@ void with_row_block(int64_t n, F&& f) {
   }
 }
 
-// Blocks for a grid-stride loop over `rows` rows, one block per row.
-inline unsigned row_grid(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, 65535)); }
-
 // Rows per chunk of column_reduce: fixed, so the bits never depend on the device.
 inline constexpr int64_t kColumnChunk = 128;
 inline constexpr int kColumnThreads = 256;
@@ -71,7 +68,7 @@ inline constexpr int kColumnThreads = 256;
 namespace detail {
 
 // partial (chunks, n) write: partial[c][j] = sum over rows t of chunk c, in order, of term(t, j).
-// grid (ceil(n / kColumnThreads), min(chunks, 65535)); thread x of block x owns one column.
+// grid (ceil(n / kColumnThreads), min(chunks, kMaxBlocks)); thread x of block x owns one column.
 template <typename Term>
 __global__ void column_chunks_kernel(double* partial, int64_t N, int64_t n, int64_t chunks, Term term) {
   const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -107,10 +104,23 @@ void column_reduce(Backend& be, int64_t N, int64_t n, Term term, Out out) {
   double* part = static_cast<double*>(partial.get());
   const unsigned col_blocks = static_cast<unsigned>((n + kColumnThreads - 1) / kColumnThreads);
   if (chunks > 0) {
-    const dim3 grid(col_blocks, static_cast<unsigned>(std::min<int64_t>(chunks, 65535)));
+    const dim3 grid(col_blocks, static_cast<unsigned>(std::min<int64_t>(chunks, kMaxBlocks)));
     launch<detail::column_chunks_kernel<Term>>(grid, kColumnThreads, 0, compute_stream(), part, N, n, chunks, term);
   }
-  launch<detail::column_total_kernel<Out>>(std::min(col_blocks, 65535u), kColumnThreads, 0, compute_stream(), part, n, chunks, out);
+  const unsigned total_blocks = static_cast<unsigned>(std::min<int64_t>(col_blocks, kMaxBlocks));
+  launch<detail::column_total_kernel<Out>>(total_blocks, kColumnThreads, 0, compute_stream(), part, n, chunks, out);
 }
+
+// The common term and out of column_reduce: x[t][j] of an fp32 (N, n) matrix, widened; the sums
+// into a double array.
+struct F32Column {
+  const float* x;
+  int64_t n;
+  __device__ double operator()(int64_t t, int64_t j) const { return double(x[t * n + j]); }
+};
+struct StoreF64 {
+  double* dst;
+  __device__ void operator()(int64_t j, double s) const { dst[j] = s; }
+};
 
 }  // namespace am::cuda

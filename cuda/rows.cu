@@ -153,16 +153,6 @@ __global__ void axpy_rows_kernel(float* y, const float* x, const float* s, doubl
   }
 }
 
-struct ColumnTerm {
-  const float* x;
-  int64_t n;
-  __device__ double operator()(int64_t t, int64_t j) const { return double(x[t * n + j]); }
-};
-struct WriteF64 {
-  double* dst;
-  __device__ void operator()(int64_t j, double s) const { dst[j] = s; }
-};
-
 // x (N,n) += v (n, double) in every row.
 __global__ void add_to_rows_kernel(float* x, const double* v, int64_t N, int64_t n) {
   AM_GRID_STRIDE(i, N * n) x[i] = static_cast<float>(double(x[i]) + v[i % n]);
@@ -276,7 +266,7 @@ std::vector<double> column_sums(Backend& be, Tensor x) {
   std::vector<double> out(static_cast<size_t>(n), 0.0);
   if (n == 0) return out;
   Buffer sums = be.alloc(sizeof(double) * static_cast<size_t>(n));
-  column_reduce(be, N, n, ColumnTerm{x.as<float>(), n}, WriteF64{static_cast<double*>(sums.get())});
+  column_reduce(be, N, n, F32Column{x.as<float>(), n}, StoreF64{static_cast<double*>(sums.get())});
   copy_to_host(out.data(), sums.get(), sizeof(double) * static_cast<size_t>(n));
   return out;
 }

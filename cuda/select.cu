@@ -288,7 +288,7 @@ void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_
                  int k, int n_true) {
   const int64_t N = row_count(rank_scores), n_total = last_dim(rank_scores);
   if (N == 0) return;
-  launch<topk_kernel>(grid_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(), slot_gate.as<float>(),
+  launch<topk_kernel>(blocks_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(), slot_gate.as<float>(),
                       rank_scores.as<float>(), gate_scores.as<float>(), N, static_cast<int>(n_total), k, n_true);
 }
 
@@ -296,7 +296,7 @@ void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, T
                           Tensor slot_gate, int n_true) {
   const int64_t N = row_count(dgate_scores), n_total = last_dim(dgate_scores), k = last_dim(slot_gate);
   if (N == 0 || k == 0) return;
-  launch<topk_backward_kernel>(grid_for(N), moe::kThreads, 0, compute_stream(), dgate_scores.as<float>(), dslot_gate.as<float>(),
+  launch<topk_backward_kernel>(blocks_for(N), moe::kThreads, 0, compute_stream(), dgate_scores.as<float>(), dslot_gate.as<float>(),
                                slot_expert.as<int32_t>(), slot_gate.as<float>(), N, static_cast<int>(n_total),
                                static_cast<int>(k), n_true);
 }
@@ -306,7 +306,7 @@ void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, T
 void topp_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
   if (N == 0) return;
-  launch<topp_kernel>(grid_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(), slot_gate.as<float>(),
+  launch<topp_kernel>(blocks_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(), slot_gate.as<float>(),
                       probs.as<float>(), N, static_cast<int>(n), static_cast<int>(kmax), p, renormalize);
 }
 
@@ -314,7 +314,7 @@ void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor 
                           Tensor probs, bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
   if (N == 0 || kmax == 0) return;
-  launch<topp_backward_kernel>(grid_for(N), moe::kThreads, 0, compute_stream(), dprobs.as<float>(), dslot_gate.as<float>(),
+  launch<topp_backward_kernel>(blocks_for(N), moe::kThreads, 0, compute_stream(), dprobs.as<float>(), dslot_gate.as<float>(),
                                slot_expert.as<int32_t>(), slot_gate.as<float>(), probs.as<float>(), N,
                                static_cast<int>(n), static_cast<int>(kmax), renormalize);
 }
@@ -330,11 +330,11 @@ void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Ten
   if (capacity == 0) return;
   Scratch<uint64_t> keys(be, total), sorted_keys(be, total);
   Scratch<int32_t> vals(be, total), sorted_vals(be, total);
-  launch<expert_choice_keys_kernel>(grid_for(total), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, probs.as<float>(), total,
+  launch<expert_choice_keys_kernel>(blocks_for(total), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, probs.as<float>(), total,
                                     static_cast<int>(n), group);
   const uint64_t segments = static_cast<uint64_t>((N / group) * n);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, total, 32 + bits_for(segments - 1));
-  launch<expert_choice_pick_kernel>(grid_for(total), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(),
+  launch<expert_choice_pick_kernel>(blocks_for(total), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(),
                                     slot_gate.as<float>(), sorted_vals.ptr, probs.as<float>(), total,
                                     static_cast<int>(n), group, capacity);
 }
@@ -343,7 +343,7 @@ void expert_choice_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate
   const int64_t N = row_count(slot_expert), n = last_dim(slot_expert);
   const int64_t total = N * n;
   if (total == 0) return;
-  launch<expert_choice_backward_kernel>(grid_for(total), moe::kThreads, 0, compute_stream(), dprobs.as<float>(),
+  launch<expert_choice_backward_kernel>(blocks_for(total), moe::kThreads, 0, compute_stream(), dprobs.as<float>(),
                                         dslot_gate.as<float>(), slot_expert.as<int32_t>(), total);
 }
 
@@ -355,14 +355,14 @@ void capacity_route(Backend& be, Tensor routed, Tensor slot_expert, Tensor score
   if (slots == 0) return;
   AM_CHECK(slots <= INT32_MAX, "capacity_route over {} slots: more than int32 indices hold", slots);
   int32_t* out = routed.as<int32_t>();
-  launch<capacity_map_kernel>(grid_for(slots), moe::kThreads, 0, compute_stream(), out, slot_expert.as<int32_t>(), slots, n_true);
+  launch<capacity_map_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), out, slot_expert.as<int32_t>(), slots, n_true);
   if (capacity == 0) return;  // no cap
   Scratch<uint64_t> keys(be, slots), sorted_keys(be, slots);
   Scratch<int32_t> vals(be, slots), sorted_vals(be, slots);
-  launch<capacity_keys_kernel>(grid_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, out, scores.as<float>(), slots,
+  launch<capacity_keys_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, out, scores.as<float>(), slots,
                                static_cast<int>(kmax), static_cast<int>(n_scores), n_true);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, slots, 32 + bits_for(uint64_t(n_true)));
-  launch<capacity_drop_kernel>(grid_for(slots), moe::kThreads, 0, compute_stream(), out, sorted_keys.ptr, sorted_vals.ptr, slots,
+  launch<capacity_drop_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), out, sorted_keys.ptr, sorted_vals.ptr, slots,
                                n_true, capacity);
 }
 
@@ -376,7 +376,7 @@ Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int 
   fill_bytes(counts.ptr + n_total + 1, 0xff, sizeof(unsigned long long));
   const bool shared = n_total <= 8192;  // 32 KiB of shared memory at most
   const size_t shmem = shared ? sizeof(unsigned int) * static_cast<size_t>(n_total) : 0;
-  launch<slot_stats_kernel>(grid_for(N), moe::kThreads, shmem, compute_stream(), counts.ptr, slot_expert.as<int32_t>(), N,
+  launch<slot_stats_kernel>(blocks_for(N), moe::kThreads, shmem, compute_stream(), counts.ptr, slot_expert.as<int32_t>(), N,
                             static_cast<int>(kmax), n_total, n_true, shared);
   std::vector<unsigned long long> host(static_cast<size_t>(n_total) + 2);
   copy_to_host(host.data(), counts.ptr, sizeof(unsigned long long) * host.size());

@@ -99,7 +99,7 @@ void sum_squares_accumulate_f32(double* acc, const float* x, int64_t n, double* 
 void sum_squares_spans_f32(double* acc, const float* x, const SumSquaresSpan* rows, int64_t n_rows,
                            double* scratch) {
   if (n_rows == 0) return;
-  AM_CHECK(n_rows <= 65535, "sum_squares_spans: {} rows (at most 65535)", n_rows);
+  AM_CHECK(n_rows <= kMaxBlocks, "sum_squares_spans: {} rows (at most {})", n_rows, kMaxBlocks);
   launch<span_partials_kernel>(dim3(kSumSquaresBlocks, static_cast<unsigned>(n_rows)), kThreads, 0, compute_stream(), x, rows,
                                scratch);
   launch<add_span_partials_kernel>(1, 1, 0, compute_stream(), acc, rows, n_rows, static_cast<const double*>(scratch),
@@ -112,8 +112,7 @@ void adamw_multi_f32(float* p, const float* g, float* m, float* v, const AdamWCh
     // As adamw_update computes its scalars (cuda_backend.cu), so each row's bits match a per-tensor call.
     const float bc1 = static_cast<float>(1.0 - std::pow(s.beta1, double(s.step)));
     const float bc2 = static_cast<float>(1.0 - std::pow(s.beta2, double(s.step)));
-    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(n_rows, 4096));
-    launch<adamw_multi_kernel>(blocks, kThreads, 0, compute_stream(), p, g, m, v, rows, n_rows, norm_sq, grad_clip,
+    launch<adamw_multi_kernel>(row_grid(n_rows), kThreads, 0, compute_stream(), p, g, m, v, rows, n_rows, norm_sq, grad_clip,
                                static_cast<float>(s.lr), static_cast<float>(s.beta1), static_cast<float>(s.beta2),
                                static_cast<float>(s.eps), static_cast<float>(s.weight_decay), bc1, bc2, call_min);
   }

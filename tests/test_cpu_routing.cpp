@@ -1,6 +1,10 @@
 // CPU backend: top-k selection (order, tie-break, gates, gradient on a fixed selection),
-// route_build invariants, and gather_rows / combine / scatter_rows_add with their gradients.
+// route_build invariants, the slot-id check of the selection backwards, and gather_rows /
+// combine / scatter_rows_add with their gradients.
 #include "test_cpu_util.h"
+
+#include "cpu/ops_select.h"
+#include "cpu/ops_topk.h"
 
 #include <algorithm>
 #include <cmath>
@@ -264,4 +268,22 @@ TEST_CASE("cpu gather_rows and scatter_rows_add: gradients (each is the other's 
   Tensor dsrc = ar.f({A, d});
   be.gather_rows(dsrc, Rn, r.assign_slot, int(kmax));
   check_gradient(scatter_loss, d64(src), d64(dsrc), src.numel(), {.what = "scatter_rows_add dsrc"});
+}
+
+TEST_CASE("cpu topk and topp backwards: a slot holding an id outside [-1, n) is an error", "[cpu]") {
+  const int64_t N = 2, k = 2, n = 3;
+  std::vector<double> dscores(size_t(N * n)), dgate(size_t(N * k), 1.0), gate(size_t(N * k), 0.5),
+      probs(size_t(N * n), 0.25);
+  for (int32_t bad : {-2, int32_t(n)}) {
+    const std::vector<int32_t> se = {0, -1, bad, 1};
+    CHECK_THROWS_AS(cpu::topk_select_backward(dscores.data(), dgate.data(), se.data(), gate.data(), N, n, k, n),
+                    InternalError);
+    CHECK_THROWS_AS(
+        cpu::topp_select_backward(dscores.data(), dgate.data(), se.data(), gate.data(), probs.data(), N, n, k, true),
+        InternalError);
+  }
+  const std::vector<int32_t> good = {0, -1, 2, 1};
+  cpu::topk_select_backward(dscores.data(), dgate.data(), good.data(), gate.data(), N, n, k, n);
+  cpu::topp_select_backward(dscores.data(), dgate.data(), good.data(), gate.data(), probs.data(), N, n, k, true);
+  CHECK(std::all_of(dscores.begin(), dscores.end(), [](double v) { return std::isfinite(v); }));
 }

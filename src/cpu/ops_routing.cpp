@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "cpu/parallel.h"
+#include "cpu/slot_ids.h"
 
 #include <algorithm>
 
@@ -33,11 +34,9 @@ int64_t route_build(int32_t* assign_slot, int64_t capacity, int32_t* slot_assign
                     int64_t kmax, int64_t n_experts) {
   const int64_t slots = N * kmax;
   offsets.assign(static_cast<size_t>(n_experts + 1), 0);
+  check_slot_ids(slot_expert, slots, n_experts);
   for (int64_t i = 0; i < slots; ++i) {  // count, shifted by one for the prefix sum
-    const int32_t e = slot_expert[i];
-    AM_CHECK(e >= -1 && e < n_experts, "slot {} holds expert {}, outside [-1, {})", i, e,
-             n_experts);
-    if (e >= 0) ++offsets[e + 1];
+    if (slot_expert[i] >= 0) ++offsets[slot_expert[i] + 1];
   }
   for (int64_t e = 0; e < n_experts; ++e) offsets[e + 1] += offsets[e];
   const int64_t A = offsets[n_experts];

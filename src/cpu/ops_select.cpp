@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "cpu/parallel.h"
 #include "cpu/select_order.h"
+#include "cpu/slot_ids.h"
 
 #include <algorithm>
 #include <numeric>
@@ -49,10 +50,7 @@ template <typename T>
 void topp_select_backward(T* dprobs, const T* dslot_gate, const int32_t* slot_expert,
                           const T* slot_gate, const T* probs, int64_t N, int64_t n, int64_t kmax,
                           bool renormalize) {
-  for (int64_t i = 0; i < N * kmax; ++i) {
-    AM_CHECK(slot_expert[i] >= -1 && slot_expert[i] < n, "slot {} holds expert {} of {}", i,
-             slot_expert[i], n);
-  }
+  check_slot_ids(slot_expert, N * kmax, n);
 #pragma omp parallel for schedule(static) if (N * kmax >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
     const int32_t* ex = slot_expert + t * kmax;

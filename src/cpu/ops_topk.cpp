@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "cpu/parallel.h"
 #include "cpu/select_order.h"
+#include "cpu/slot_ids.h"
 
 #include <algorithm>
 #include <cmath>
@@ -52,10 +53,7 @@ template <typename T>
 void topk_select_backward(T* dgate_scores, const T* dslot_gate, const int32_t* slot_expert,
                           const T* slot_gate, int64_t N, int64_t n_total, int64_t k,
                           int64_t n_true) {
-  for (int64_t i = 0; i < N * k; ++i) {
-    AM_CHECK(slot_expert[i] >= -1 && slot_expert[i] < n_total, "slot {} holds expert {} of {}", i,
-             slot_expert[i], n_total);
-  }
+  check_slot_ids(slot_expert, N * k, n_total);
 #pragma omp parallel for schedule(static) if (N * k >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
     const int32_t* ex = slot_expert + t * k;

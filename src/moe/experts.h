@@ -28,6 +28,7 @@ struct ExpertBlocks {
   explicit ExpertBlocks(const std::vector<int64_t>& off);
   std::vector<Tensor> rows(Tensor t) const;                           // t's rows of each expert
   std::vector<Tensor> pick(const std::vector<Tensor>& per_expert, int shift = 0) const;  // [e + shift]
+  Tensor span(Tensor t) const { return t.rows(first, total); }       // t's rows of all experts, one view
   std::vector<int> live;       // experts with at least one row
   std::vector<int64_t> begin, count;
   int64_t first = 0, total = 0;  // rows [first, first + total) of every expert
@@ -66,6 +67,19 @@ std::string expert_param_name(const std::string& pattern, int e);
 // gate -> g, up -> u, act -> SiLU(g), glu -> SiLU(g) * u, out -> (SiLU(g) * u) w2^T (N,d).
 void node_from_gate_up(Backend& be, const std::string& node, Tensor g, Tensor u, Tensor w2, Tensor out);
 
+// The SwiGLU tail both expert kinds end in: a = SiLU(g) * u over all the call's rows (one
+// element-wise pass), y = a w2^T per expert, and its backward. The caller writes g and u (its own
+// gate and up products) before forward and uses dg and du after backward.
+struct SwigluTail {
+  void allocate(Backend& be, int64_t max_rows, int64_t width);  // (max_rows, width) each
+  void forward(Backend& be, const ExpertBlocks& blk, const std::vector<Tensor>& w2, Tensor y);
+  // dact = dy w2, dw2 += dy^T a, then dg, du.
+  void backward(Backend& be, const ExpertBlocks& blk, const std::vector<Tensor>& w2,
+                const std::vector<Tensor>& dw2, Tensor dy);
+  TensorBuf g, u, act;     // saved activations, act_dtype()
+  TensorBuf dg, du, dact;  // backward scratch, dtype()
+};
+
 class SwigluExperts final : public Experts {
  public:
   SwigluExperts(Backend& be, ExpertNames names, ExpertShard shard, int d_model, int d_ffn, double init_std,
@@ -89,8 +103,7 @@ class SwigluExperts final : public Experts {
   bool moe_;  // expert weights of an MoE layer (sharded), not a dense FFN
   std::vector<int> w1_index_, w3_index_, w2_index_;
   std::vector<Tensor> w1_, dw1_, w3_, dw3_, w2_, dw2_;
-  TensorBuf g_, u_, act_;     // (max_rows, f) each: saved activations
-  TensorBuf dg_, du_, dact_;  // scratch for the backward
+  SwigluTail tail_;  // (max_rows, f) each
 };
 
 class FactorizedExperts final : public Experts {
@@ -125,8 +138,8 @@ class FactorizedExperts final : public Experts {
   Tensor down_all_, ddown_all_;
   std::vector<Tensor> down_, ddown_, up_, dup_, w3_, dw3_, w2_, dw2_;
   TensorBuf c_;                      // (max_rows, d_low): x W_down rows when no latent is given
-  TensorBuf g_, u_, act_;            // (max_rows, w)
-  TensorBuf dg_, du_, dact_, dc_;    // backward scratch
+  SwigluTail tail_;                  // (max_rows, w) each
+  TensorBuf dc_;                     // backward scratch
 };
 
 }  // namespace am

@@ -1,9 +1,6 @@
 #include "moe/experts.h"
 
 namespace am {
-namespace {
-Tensor rows_of(Tensor t, int64_t begin, int64_t rows) { return t.rows(begin, rows); }
-}  // namespace
 
 FactorizedExperts::FactorizedExperts(Backend& be, ExpertNames names, int n_experts, ExpertShard shard,
                                      int d_model, int d_low, int d_wide, double init_std, double out_std)
@@ -43,8 +40,7 @@ void FactorizedExperts::bind(ParamStore& store) {
 
 void FactorizedExperts::allocate(int64_t max_rows) {
   const DType dt = be_.dtype(), at = be_.act_dtype();  // saved activations in act_dtype()
-  for (TensorBuf* b : {&g_, &u_, &act_}) *b = TensorBuf(be_, at, {max_rows, w_});
-  for (TensorBuf* b : {&dg_, &du_, &dact_}) *b = TensorBuf(be_, dt, {max_rows, w_});
+  tail_.allocate(be_, max_rows, w_);
   c_ = TensorBuf(be_, at, {max_rows, dl_});
   dc_ = TensorBuf(be_, dt, {max_rows, dl_});
 }
@@ -58,11 +54,9 @@ void FactorizedExperts::forward(Tensor x, Tensor latent, const std::vector<int64
   if (blk.live.empty()) return;
   const std::vector<Tensor> xs = blk.rows(x), c = blk.rows(cached ? latent : Tensor(c_));
   if (!cached) be_.matmul_grouped(c, xs, false, blk.pick(down_, shard_.first), true, 1.0, 0.0);  // c = x W_down^T
-  be_.matmul_grouped(blk.rows(g_), c, false, blk.pick(up_), true, 1.0, 0.0);   // g (rows, w) = c W_up^T
-  be_.matmul_grouped(blk.rows(u_), xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, w) = x w3^T
-  be_.swiglu_forward(rows_of(act_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
-                     rows_of(u_, blk.first, blk.total));
-  be_.matmul_grouped(blk.rows(y), blk.rows(act_), false, blk.pick(w2_), true, 1.0, 0.0);  // y (rows, d)
+  be_.matmul_grouped(blk.rows(tail_.g), c, false, blk.pick(up_), true, 1.0, 0.0);   // g (rows, w) = c W_up^T
+  be_.matmul_grouped(blk.rows(tail_.u), xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, w) = x w3^T
+  tail_.forward(be_, blk, w2_, y);  // y (rows, d) = (SiLU(g) * u) w2^T
 }
 
 void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy,
@@ -70,14 +64,10 @@ void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int6
   const bool cached = latent.data != nullptr;
   const ExpertBlocks blk(off);
   if (blk.live.empty()) return;
-  const std::vector<Tensor> xs = blk.rows(x), dys = blk.rows(dy), dxs = blk.rows(dx);
-  const std::vector<Tensor> dg = blk.rows(dg_), du = blk.rows(du_);
+  tail_.backward(be_, blk, w2_, dw2_, dy);  // dg, du (rows, w); dw2 accumulated
+  const std::vector<Tensor> xs = blk.rows(x), dxs = blk.rows(dx);
+  const std::vector<Tensor> dg = blk.rows(tail_.dg), du = blk.rows(tail_.du);
   const std::vector<Tensor> c = blk.rows(cached ? latent : Tensor(c_)), dc = blk.rows(cached ? dlatent : Tensor(dc_));
-  be_.matmul_grouped(blk.rows(dact_), dys, false, blk.pick(w2_), false, 1.0, 0.0);  // da (rows, w) = dy w2
-  be_.matmul_grouped(blk.pick(dw2_), dys, true, blk.rows(act_), false, 1.0, 1.0);   // dw2 (d, w) += dy^T a
-  be_.swiglu_backward(rows_of(dg_, blk.first, blk.total), rows_of(du_, blk.first, blk.total),
-                      rows_of(dact_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
-                      rows_of(u_, blk.first, blk.total));  // dg, du (rows, w)
   be_.matmul_grouped(blk.pick(dw3_), du, true, xs, false, 1.0, 1.0);   // dw3 (w, d) += du^T x
   be_.matmul_grouped(dxs, du, false, blk.pick(w3_), false, 1.0, 0.0);  // dx = du w3 (+ dc W_down below)
   be_.matmul_grouped(blk.pick(dup_), dg, true, c, false, 1.0, 1.0);    // dW_up (w, d_low) += dg^T c

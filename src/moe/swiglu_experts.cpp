@@ -34,38 +34,27 @@ void SwigluExperts::bind(ParamStore& store) {
 }
 
 void SwigluExperts::allocate(int64_t max_rows) {
-  for (TensorBuf* b : {&g_, &u_, &act_}) *b = TensorBuf(be_, be_.act_dtype(), {max_rows, f_});  // saved
-  for (TensorBuf* b : {&dg_, &du_, &dact_}) *b = TensorBuf(be_, be_.dtype(), {max_rows, f_});
+  tail_.allocate(be_, max_rows, f_);
 }
-
-namespace {
-Tensor rows_of(Tensor t, int64_t begin, int64_t rows) { return t.rows(begin, rows); }
-}  // namespace
 
 // Every product is one grouped GEMM over the experts that have rows (Backend::matmul_grouped),
 // and the SwiGLU one element-wise pass over all their rows [off[0], off[n]).
 void SwigluExperts::forward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor y) {
   const ExpertBlocks blk(off);
   if (blk.live.empty()) return;
-  const std::vector<Tensor> xs = blk.rows(x), g = blk.rows(g_), u = blk.rows(u_), act = blk.rows(act_);
-  be_.matmul_grouped(g, xs, false, blk.pick(w1_), true, 1.0, 0.0);  // g (rows, f) = x w1^T
-  be_.matmul_grouped(u, xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, f) = x w3^T
-  be_.swiglu_forward(rows_of(act_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
-                     rows_of(u_, blk.first, blk.total));           // a = SiLU(g) * u
-  be_.matmul_grouped(blk.rows(y), act, false, blk.pick(w2_), true, 1.0, 0.0);  // y (rows, d) = a w2^T
+  const std::vector<Tensor> xs = blk.rows(x);
+  be_.matmul_grouped(blk.rows(tail_.g), xs, false, blk.pick(w1_), true, 1.0, 0.0);  // g (rows, f) = x w1^T
+  be_.matmul_grouped(blk.rows(tail_.u), xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, f) = x w3^T
+  tail_.forward(be_, blk, w2_, y);  // y (rows, d) = (SiLU(g) * u) w2^T
 }
 
 void SwigluExperts::backward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor dy,
                              Tensor dx, Tensor /*dlatent*/) {
   const ExpertBlocks blk(off);
   if (blk.live.empty()) return;
-  const std::vector<Tensor> xs = blk.rows(x), dys = blk.rows(dy), dxs = blk.rows(dx);
-  const std::vector<Tensor> dg = blk.rows(dg_), du = blk.rows(du_), dact = blk.rows(dact_);
-  be_.matmul_grouped(dact, dys, false, blk.pick(w2_), false, 1.0, 0.0);          // da (rows,f) = dy w2
-  be_.matmul_grouped(blk.pick(dw2_), dys, true, blk.rows(act_), false, 1.0, 1.0);  // dw2 (d,f) += dy^T a
-  be_.swiglu_backward(rows_of(dg_, blk.first, blk.total), rows_of(du_, blk.first, blk.total),
-                      rows_of(dact_, blk.first, blk.total), rows_of(g_, blk.first, blk.total),
-                      rows_of(u_, blk.first, blk.total));                        // dg, du (rows,f)
+  tail_.backward(be_, blk, w2_, dw2_, dy);  // dg, du (rows, f); dw2 accumulated
+  const std::vector<Tensor> xs = blk.rows(x), dxs = blk.rows(dx);
+  const std::vector<Tensor> dg = blk.rows(tail_.dg), du = blk.rows(tail_.du);
   be_.matmul_grouped(blk.pick(dw1_), dg, true, xs, false, 1.0, 1.0);  // dw1 (f,d) += dg^T x
   be_.matmul_grouped(blk.pick(dw3_), du, true, xs, false, 1.0, 1.0);  // dw3 (f,d) += du^T x
   be_.matmul_grouped(dxs, dg, false, blk.pick(w1_), false, 1.0, 0.0);  // dx = dg w1 + du w3
