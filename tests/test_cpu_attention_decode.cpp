@@ -53,7 +53,7 @@ double decode_vs_forward(CpuBackend& be, const AttnShape& base, int64_t n, std::
 
 }  // namespace
 
-TEST_CASE("cpu attention_decode: equals the last row of attention_forward (MHA, GQA, MQA; n from 1)",
+TEST_CASE("cpu attention_decode: equals the last row of attention_forward (MHA, GQA, MQA, n from 1)",
           "[cpu][decode]") {
   CpuBackend be(DType::F64, 2);
   std::mt19937_64 rng(31);

@@ -89,7 +89,7 @@ const std::vector<Case>& cases() {
 
 }  // namespace
 
-TEST_CASE("cuda attention_decode: matches the CPU op (fp32; MHA, GQA, MQA; n from 1)", "[cuda][decode]") {
+TEST_CASE("cuda attention_decode: matches the CPU op (fp32, MHA, GQA, MQA, n from 1)", "[cuda][decode]") {
   Pair p;
   uint64_t seed = 100;
   for (const Case& c : cases()) {
