@@ -2,7 +2,9 @@
 # --task` on a run trained on a tiny text corpus with its own tokenizer (task_fixture.sh), its
 # errors, router-free selection, and eval.tasks' records in metrics.jsonl. Included from
 # tests/CMakeLists.txt after am_cli_test (AM_BIN, AM_CLI_WORK).
-set(AM_TASK_WORK ${AM_CLI_WORK}/tasks)
+# Its own directory beside cli_work/, not inside it: cli_fixture empties cli_work/ when it starts,
+# and the two fixtures run in parallel.
+set(AM_TASK_WORK ${CMAKE_CURRENT_BINARY_DIR}/cli_task_work)
 add_test(NAME cli_task_fixture COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/task_fixture.sh ${PROJECT_BINARY_DIR}
          ${PROJECT_SOURCE_DIR} ${AM_TASK_WORK})
 set_tests_properties(cli_task_fixture PROPERTIES FIXTURES_SETUP task TIMEOUT 120)
