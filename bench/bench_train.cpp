@@ -29,9 +29,10 @@
 #include "train/step.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -40,7 +41,6 @@
 #include <optional>
 #include <random>
 #include <string>
-#include <sys/resource.h>
 #include <vector>
 
 namespace {
@@ -67,8 +67,12 @@ struct Options {
 Options parse(int argc, char** argv) {
   const am::Args args("autonomoe-bench", kFlags, argc - 1, argv + 1);
   if (args.has("help")) {
-    std::fputs(am::usage_of("autonomoe-bench", "--config FILE [--set key=value]... [--steps N] [--warmup N] "
-                            "[--peak-tflops X] [--json FILE] [--memory]", kFlags).c_str(), stdout);
+    std::fputs(am::usage_of("autonomoe-bench",
+                            "--config FILE [--set key=value]... [--steps N] [--warmup N] "
+                            "[--peak-tflops X] [--json FILE] [--memory]",
+                            kFlags)
+                   .c_str(),
+               stdout);
     std::exit(0);
   }
   Options o;
@@ -134,10 +138,11 @@ void init_on_every_core(am::Backend& be, am::ParamStore& store, uint64_t seed) {
 void print_memory(am::Backend& be, am::Transformer& model, int64_t tokens, const std::string& precision) {
   const double params = static_cast<double>(model.store().all_values().nbytes() + model.store().all_grads().nbytes());
   const double acts = static_cast<double>(be.bytes_in_use()) - params;
-  std::printf("memory (%s, %s): parameters + gradients %.3f GiB | activations for %lld tokens %.3f GiB = %.0f bytes "
-              "per token\n",
-              precision.c_str(), am::dtype_name(be.act_dtype()), params / 1073741824.0, static_cast<long long>(tokens),
-              acts / 1073741824.0, acts / static_cast<double>(tokens));
+  std::printf(
+      "memory (%s, %s): parameters + gradients %.3f GiB | activations for %lld tokens %.3f GiB = %.0f bytes "
+      "per token\n",
+      precision.c_str(), am::dtype_name(be.act_dtype()), params / 1073741824.0, static_cast<long long>(tokens),
+      acts / 1073741824.0, acts / static_cast<double>(tokens));
 }
 
 }  // namespace
@@ -190,39 +195,53 @@ int main(int argc, char** argv) {
     const double mfu = am::mfu(flops_per_token, tokens_per_s, o.peak_tflops, 1);
     const double peak_mem = be->name() == "cpu" ? peak_rss_bytes() : static_cast<double>(be->peak_bytes());
 
-    std::printf("%s | %s | B=%d T=%d | median step %.2f ms (%d steps, %d warm-up) | %.0f tokens/s | "
-                "%.3g GFLOP/token | MFU %.2f%% of %.0f TFLOP/s | peak memory %.2f GiB\n",
-                o.config.c_str(), be->describe().c_str(), B, T, median_ms, o.steps, o.warmup, tokens_per_s,
-                flops_per_token / 1e9, 100.0 * mfu, o.peak_tflops, peak_mem / 1073741824.0);
+    std::printf(
+        "%s | %s | B=%d T=%d | median step %.2f ms (%d steps, %d warm-up) | %.0f tokens/s | "
+        "%.3g GFLOP/token | MFU %.2f%% of %.0f TFLOP/s | peak memory %.2f GiB\n",
+        o.config.c_str(), be->describe().c_str(), B, T, median_ms, o.steps, o.warmup, tokens_per_s,
+        flops_per_token / 1e9, 100.0 * mfu, o.peak_tflops, peak_mem / 1073741824.0);
     if (counts) {
-      std::printf("per step (counted by the CUDA simulator): %llu launches (%llu kernels), %llu host "
-                  "synchronisations (%llu synchronous copies, %llu cudaMalloc, %llu cudaFree, %llu stream, %llu event, "
-                  "%llu device), %llu copies to the device, %llu to the host, peak device memory %.2f MiB\n",
-                  ull(counts->launches), ull(counts->kernel_launches), ull(counts->host_syncs()),
-                  ull(counts->sync_memcpy),
-                  ull(counts->sync_malloc), ull(counts->sync_free), ull(counts->sync_stream), ull(counts->sync_event),
-                  ull(counts->sync_device), ull(counts->memcpy_h2d), ull(counts->memcpy_d2h),
-                  counts->peak_device_bytes / 1048576.0);
+      std::printf(
+          "per step (counted by the CUDA simulator): %llu launches (%llu kernels), %llu host "
+          "synchronisations (%llu synchronous copies, %llu cudaMalloc, %llu cudaFree, %llu stream, %llu event, "
+          "%llu device), %llu copies to the device, %llu to the host, peak device memory %.2f MiB\n",
+          ull(counts->launches), ull(counts->kernel_launches), ull(counts->host_syncs()), ull(counts->sync_memcpy),
+          ull(counts->sync_malloc), ull(counts->sync_free), ull(counts->sync_stream), ull(counts->sync_event),
+          ull(counts->sync_device), ull(counts->memcpy_h2d), ull(counts->memcpy_d2h),
+          counts->peak_device_bytes / 1048576.0);
     }
     if (!o.json.empty()) {
-      nlohmann::json j = {{"config", o.config},           {"sets", o.sets},
-                                {"backend", be->describe()},    {"micro_batch", B},
-                                {"seq_len", T},                 {"steps", o.steps},
-                                {"warmup", o.warmup},           {"step_ms", ms},
-                                {"median_step_ms", median_ms},  {"tokens_per_s", tokens_per_s},
-                                {"params_total", pc.total},     {"params_active", pc.active},
-                                {"flops_per_token", flops_per_token}, {"peak_tflops", o.peak_tflops},
-                                {"mfu", mfu},                   {"peak_memory_bytes", peak_mem}};
+      nlohmann::json j = {{"config", o.config},
+                          {"sets", o.sets},
+                          {"backend", be->describe()},
+                          {"micro_batch", B},
+                          {"seq_len", T},
+                          {"steps", o.steps},
+                          {"warmup", o.warmup},
+                          {"step_ms", ms},
+                          {"median_step_ms", median_ms},
+                          {"tokens_per_s", tokens_per_s},
+                          {"params_total", pc.total},
+                          {"params_active", pc.active},
+                          {"flops_per_token", flops_per_token},
+                          {"peak_tflops", o.peak_tflops},
+                          {"mfu", mfu},
+                          {"peak_memory_bytes", peak_mem}};
       if (counts) {
         j["counted_by"] = "cuda simulator";
         j["launches_per_step"] = counts->launches;
         j["kernel_launches_per_step"] = counts->kernel_launches;
         j["host_syncs_per_step"] = counts->host_syncs();
-        j["host_syncs_by_kind"] = {{"synchronous_memcpy", counts->sync_memcpy}, {"cuda_malloc", counts->sync_malloc},
-                                   {"cuda_free", counts->sync_free},          {"stream_sync", counts->sync_stream},
-                                   {"event_sync", counts->sync_event},        {"device_sync", counts->sync_device}};
-        j["memcpy_per_step"] = {{"host_to_device", counts->memcpy_h2d}, {"device_to_host", counts->memcpy_d2h},
-                                {"device_to_device", counts->memcpy_d2d}, {"memset", counts->memsets}};
+        j["host_syncs_by_kind"] = {{"synchronous_memcpy", counts->sync_memcpy},
+                                   {"cuda_malloc", counts->sync_malloc},
+                                   {"cuda_free", counts->sync_free},
+                                   {"stream_sync", counts->sync_stream},
+                                   {"event_sync", counts->sync_event},
+                                   {"device_sync", counts->sync_device}};
+        j["memcpy_per_step"] = {{"host_to_device", counts->memcpy_h2d},
+                                {"device_to_host", counts->memcpy_d2h},
+                                {"device_to_device", counts->memcpy_d2d},
+                                {"memset", counts->memsets}};
         j["peak_device_bytes"] = counts->peak_device_bytes;
       }
       std::ofstream(o.json) << j.dump(2) << "\n";

@@ -85,17 +85,25 @@ int main(int argc, char** argv) {
     const double reduce_gb = static_cast<double>(params) * 4 / 1e9;
     const double a2a_gb = 2.0 * static_cast<double>(rows * d) * 4 / 1e9;
     if (world->rank() == 0) {
-      std::printf("%s | %s | comm %s, %d rank(s)\n  all-reduce of the gradient (%lld fp32, %.3f GB): %.3f ms "
-                  "(%.1f GB/s algorithm bandwidth)\n  all-to-all of one MoE layer's rows, there and back (%lld x "
-                  "%lld fp32 each way, %.3f GB): %.3f ms (%.1f GB/s)\n",
-                  o.config.c_str(), be->describe().c_str(), world->name().c_str(), W,
-                  static_cast<long long>(params), reduce_gb, reduce_ms, reduce_gb / (reduce_ms / 1e3),
-                  static_cast<long long>(rows), static_cast<long long>(d), a2a_gb, a2a_ms, a2a_gb / (a2a_ms / 1e3));
+      std::printf(
+          "%s | %s | comm %s, %d rank(s)\n  all-reduce of the gradient (%lld fp32, %.3f GB): %.3f ms "
+          "(%.1f GB/s algorithm bandwidth)\n  all-to-all of one MoE layer's rows, there and back (%lld x "
+          "%lld fp32 each way, %.3f GB): %.3f ms (%.1f GB/s)\n",
+          o.config.c_str(), be->describe().c_str(), world->name().c_str(), W, static_cast<long long>(params), reduce_gb,
+          reduce_ms, reduce_gb / (reduce_ms / 1e3), static_cast<long long>(rows), static_cast<long long>(d), a2a_gb,
+          a2a_ms, a2a_gb / (a2a_ms / 1e3));
       if (!o.json.empty()) {
-        const nlohmann::json j = {{"config", o.config}, {"sets", o.sets}, {"backend", be->describe()},
-                                  {"comm", world->name()}, {"ranks", W}, {"repeats", o.repeats},
-                                  {"all_reduce_elements", params}, {"all_reduce_ms", reduce_ms},
-                                  {"all_to_all_rows", rows}, {"all_to_all_width", d}, {"all_to_all_ms", a2a_ms}};
+        const nlohmann::json j = {{"config", o.config},
+                                  {"sets", o.sets},
+                                  {"backend", be->describe()},
+                                  {"comm", world->name()},
+                                  {"ranks", W},
+                                  {"repeats", o.repeats},
+                                  {"all_reduce_elements", params},
+                                  {"all_reduce_ms", reduce_ms},
+                                  {"all_to_all_rows", rows},
+                                  {"all_to_all_width", d},
+                                  {"all_to_all_ms", a2a_ms}};
         std::ofstream(o.json) << j.dump(2) << "\n";
       }
     }

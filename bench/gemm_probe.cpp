@@ -78,13 +78,14 @@ class Probe {
         if (m == 0) continue;
         const am::Tensor x = view(x_, row0, m, mat.in), y = view(y_, row0, m, mat.out);
         const am::Tensor dy = view(dy_, row0, m, mat.out), dx = view(dx_, row0, m, mat.in);
-        be_.matmul(y, x, false, weights[e], true, 1.0, 0.0);   // forward
+        be_.matmul(y, x, false, weights[e], true, 1.0, 0.0);     // forward
         be_.matmul(dx, dy, false, weights[e], false, 1.0, 0.0);  // dx = dy W
-        be_.matmul(dweight, dy, true, x, false, 1.0, 1.0);     // dW += dy^T x
+        be_.matmul(dweight, dy, true, x, false, 1.0, 1.0);       // dW += dy^T x
         row0 += m;
       }
       be_.synchronize();
-      if (r >= 2) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (r >= 2)
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     std::sort(ms.begin(), ms.end());
     return ms[ms.size() / 2];
@@ -112,7 +113,8 @@ class Probe {
       be_.matmul_grouped(dxs, dys, false, weights, false, 1.0, 0.0);
       be_.matmul_grouped(dws, dys, true, xs, false, 1.0, 1.0);
       be_.synchronize();
-      if (r >= 2) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (r >= 2)
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     be_.set_grouped_gemm(am::Backend::GroupedGemm::Auto);
     std::sort(ms.begin(), ms.end());
@@ -138,8 +140,8 @@ int main(int argc, char** argv) {
     auto be = am::make_backend(cfg.run.backend, am::precision_from_name(cfg.run.precision), cfg.run.threads);
     const int64_t n = m.moe.n_experts;
     const int64_t N = static_cast<int64_t>(cfg.train.micro_batch_size) * cfg.data.seq_len;
-    const double per_token = m.moe.selector.type == "expert_choice" ? m.moe.selector.capacity_factor
-                                                                      : static_cast<double>(m.moe.selector.k);
+    const double per_token =
+        m.moe.selector.type == "expert_choice" ? m.moe.selector.capacity_factor : static_cast<double>(m.moe.selector.k);
     const int64_t A = std::max<int64_t>(n, static_cast<int64_t>(per_token * static_cast<double>(N)));
     std::vector<int64_t> even(n, A / n), skewed(n);
     even.back() += A - (A / n) * n;
@@ -165,17 +167,17 @@ int main(int argc, char** argv) {
     }
     be->refresh_weight_copy(master);  // weights come from the bf16 copy, as in training
     am::Buffer dw_buf = be->alloc(static_cast<size_t>(n * max_w) * sizeof(float));  // one per expert
-    be->zero(dw_buf.view(am::DType::F32, {n * max_w}));  // accumulated into (beta 1)
+    be->zero(dw_buf.view(am::DType::F32, {n * max_w}));                             // accumulated into (beta 1)
 
     nlohmann::json rows = nlohmann::json::array();
     std::printf("%s | %s | %lld experts, %lld assignments per layer (N=%lld)\n", o.config.c_str(),
-                be->describe().c_str(), static_cast<long long>(n), static_cast<long long>(A), static_cast<long long>(N));
+                be->describe().c_str(), static_cast<long long>(n), static_cast<long long>(A),
+                static_cast<long long>(N));
     double loop_total = 0, skew_total = 0, single_total = 0, kernel_total = 0, library_total = 0;
     for (const Matrix& x : mats) {
       std::vector<am::Tensor> w;
       for (int64_t e = 0; e < n; ++e) {
-        w.emplace_back(static_cast<float*>(master.data) + e * max_w, am::DType::F32,
-                       std::vector<int64_t>{x.out, x.in});
+        w.emplace_back(static_cast<float*>(master.data) + e * max_w, am::DType::F32, std::vector<int64_t>{x.out, x.in});
       }
       const am::Tensor dw(dw_buf.get(), am::DType::F32, {x.out, x.in});
       const double loop = probe.time_ms(x, even, w, dw, o.repeats);
@@ -183,38 +185,56 @@ int main(int argc, char** argv) {
       const double single = probe.time_ms(x, {A}, {w[0]}, dw, o.repeats);
       std::vector<am::Tensor> dws;
       for (int64_t e = 0; e < n; ++e) {
-        dws.emplace_back(static_cast<float*>(dw_buf.get()) + e * max_w, am::DType::F32, std::vector<int64_t>{x.out, x.in});
+        dws.emplace_back(static_cast<float*>(dw_buf.get()) + e * max_w, am::DType::F32,
+                         std::vector<int64_t>{x.out, x.in});
       }
       // matmul_grouped's two ways (under bf16 on CUDA; elsewhere both are the backend's one way)
       const double kernel = probe.time_grouped_ms(x, skewed, w, dws, o.repeats, am::Backend::GroupedGemm::Kernel);
       const double library = probe.time_grouped_ms(x, skewed, w, dws, o.repeats, am::Backend::GroupedGemm::Library);
       const double gflop = 3 * 2.0 * static_cast<double>(A) * x.in * x.out * 1e-9;
-      std::printf("  %-5s (%lld x %lld): loop %.3f ms, skewed loop %.3f ms, single GEMM %.3f ms "
-                  "(single/loop %.3f; %.1f TFLOP/s looped); skewed, matmul_grouped: grouped kernel %.3f ms, "
-                  "library per expert %.3f ms\n",
-                  x.name.c_str(), static_cast<long long>(x.out), static_cast<long long>(x.in), loop, skew, single,
-                  single / loop, gflop / loop, kernel, library);
-      rows.push_back({{"matrix", x.name}, {"out", x.out}, {"in", x.in}, {"loop_ms", loop},
-                      {"skewed_loop_ms", skew}, {"single_ms", single}, {"gflop", gflop},
-                      {"grouped_kernel_ms", kernel}, {"grouped_library_ms", library}});
+      std::printf(
+          "  %-5s (%lld x %lld): loop %.3f ms, skewed loop %.3f ms, single GEMM %.3f ms "
+          "(single/loop %.3f; %.1f TFLOP/s looped); skewed, matmul_grouped: grouped kernel %.3f ms, "
+          "library per expert %.3f ms\n",
+          x.name.c_str(), static_cast<long long>(x.out), static_cast<long long>(x.in), loop, skew, single,
+          single / loop, gflop / loop, kernel, library);
+      rows.push_back({{"matrix", x.name},
+                      {"out", x.out},
+                      {"in", x.in},
+                      {"loop_ms", loop},
+                      {"skewed_loop_ms", skew},
+                      {"single_ms", single},
+                      {"gflop", gflop},
+                      {"grouped_kernel_ms", kernel},
+                      {"grouped_library_ms", library}});
       kernel_total += kernel;
       library_total += library;
       loop_total += loop;
       skew_total += skew;
       single_total += single;
     }
-    std::printf("  all: loop %.3f ms, skewed loop %.3f ms, single GEMM %.3f ms: a grouped GEMM could save at "
-                "most %.1f%% (even) / %.1f%% (skewed) of the expert GEMM time\n",
-                loop_total, skew_total, single_total, 100.0 * (1 - single_total / loop_total),
-                100.0 * (1 - single_total / skew_total));
-    std::printf("  matmul_grouped (skewed rows): grouped kernel %.3f ms, library per expert %.3f ms "
-                "(kernel / library %.3f; GroupedGemm::Auto takes the kernel up to 2^28 multiply-adds per problem)\n",
-                kernel_total, library_total, kernel_total / library_total);
+    std::printf(
+        "  all: loop %.3f ms, skewed loop %.3f ms, single GEMM %.3f ms: a grouped GEMM could save at "
+        "most %.1f%% (even) / %.1f%% (skewed) of the expert GEMM time\n",
+        loop_total, skew_total, single_total, 100.0 * (1 - single_total / loop_total),
+        100.0 * (1 - single_total / skew_total));
+    std::printf(
+        "  matmul_grouped (skewed rows): grouped kernel %.3f ms, library per expert %.3f ms "
+        "(kernel / library %.3f; GroupedGemm::Auto takes the kernel up to 2^28 multiply-adds per problem)\n",
+        kernel_total, library_total, kernel_total / library_total);
     if (!o.json.empty()) {
-      const nlohmann::json j = {{"config", o.config}, {"sets", o.sets}, {"backend", be->describe()},
-                                {"experts", n}, {"assignments", A}, {"tokens", N}, {"repeats", o.repeats},
-                                {"matrices", rows}, {"loop_ms", loop_total}, {"skewed_loop_ms", skew_total},
-                                {"single_ms", single_total}, {"grouped_kernel_ms", kernel_total},
+      const nlohmann::json j = {{"config", o.config},
+                                {"sets", o.sets},
+                                {"backend", be->describe()},
+                                {"experts", n},
+                                {"assignments", A},
+                                {"tokens", N},
+                                {"repeats", o.repeats},
+                                {"matrices", rows},
+                                {"loop_ms", loop_total},
+                                {"skewed_loop_ms", skew_total},
+                                {"single_ms", single_total},
+                                {"grouped_kernel_ms", kernel_total},
                                 {"grouped_library_ms", library_total}};
       std::ofstream(o.json) << j.dump(2) << "\n";
     }

@@ -7,8 +7,8 @@
 
 namespace am::cuda {
 
-__device__ __forceinline__ bool adamw_element(float& p, float g, float& m, float& v, float lr, float beta1,
-                                              float beta2, float eps, float wd, float gs, float bc1, float bc2) {
+__device__ __forceinline__ bool adamw_element(float& p, float g, float& m, float& v, float lr, float beta1, float beta2,
+                                              float eps, float wd, float gs, float bc1, float bc2) {
   const float gi = g * gs;
   const float mi = beta1 * m + (1.0f - beta1) * gi;
   const float vi = beta2 * v + (1.0f - beta2) * gi * gi;

@@ -70,10 +70,10 @@ constexpr int kMaxHeadDim = 256;
 // The geometry every kernel needs.
 struct Geo {
   int T = 0, H = 0, group = 0, hd = 0, hd4 = 0;  // group = H / Hkv; hd4 = hd rounded up to 4
-  int64_t row = 0;     // qkv row length (qkv_dim)
-  int64_t q_dim = 0;   // H * hd: offset of k in a qkv row, and the row length of out / dout
-  int64_t kv_dim = 0;  // Hkv * hd: offset of v from k
-  float scale = 0;     // 1 / sqrt(hd)
+  int64_t row = 0;                               // qkv row length (qkv_dim)
+  int64_t q_dim = 0;                             // H * hd: offset of k in a qkv row, and the row length of out / dout
+  int64_t kv_dim = 0;                            // Hkv * hd: offset of v from k
+  float scale = 0;                               // 1 / sqrt(hd)
 };
 
 // Output columns of a thread: W contiguous columns in each of G groups, group g starting at
@@ -115,21 +115,21 @@ __device__ __forceinline__ float dot4(float acc, const float4& a, const float4& 
 // acc[i][j] = <row ra + 16 i of A, row rb + 16 j of B> over the first hd4 columns, for two
 // shared-memory tiles of row stride S (float4 steps, lanes in order: the same bits as dot4 chains).
 template <int R, int C>
-__device__ __forceinline__ void tile_dots(float (&acc)[R][C], const float* A, int ra, const float* B, int rb,
-                                          int S, int hd4) {
-  #pragma unroll
+__device__ __forceinline__ void tile_dots(float (&acc)[R][C], const float* A, int ra, const float* B, int rb, int S,
+                                          int hd4) {
+#pragma unroll
   for (int i = 0; i < R; ++i)
-    #pragma unroll
+#pragma unroll
     for (int j = 0; j < C; ++j) acc[i][j] = 0.f;
   for (int d = 0; d < hd4; d += 4) {
     float4 av[R], bv[C];
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < R; ++i) av[i] = ld4(A + (ra + 16 * i) * S + d);
-    #pragma unroll
+#pragma unroll
     for (int j = 0; j < C; ++j) bv[j] = ld4(B + (rb + 16 * j) * S + d);
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < R; ++i)
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < C; ++j) acc[i][j] = dot4(acc[i][j], av[i], bv[j]);
   }
 }
@@ -148,8 +148,7 @@ __device__ __forceinline__ float sum16(float v) {
 // dst (ROWS, D + 4) = rows [row0, row0 + ROWS) of one head: src points at column 0 of the head in
 // row 0 of the sequence, rows `stride` floats apart. Rows >= T and columns >= hd are zero.
 template <int D, int ROWS>
-__device__ void load_tile(float* dst, const float* __restrict__ src, int64_t stride, int row0, int T,
-                          int hd) {
+__device__ void load_tile(float* dst, const float* __restrict__ src, int64_t stride, int row0, int T, int hd) {
   for (int idx = threadIdx.x; idx < ROWS * D; idx += kThreads) {
     const int r = idx / D, d = idx % D, t = row0 + r;
     dst[r * (D + 4) + d] = (t < T && d < hd) ? src[int64_t(t) * stride + d] : 0.f;
@@ -184,13 +183,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   load_tile<D, BR>(Qs, seq + int64_t(h) * g.hd, g.row, q0, g.T, g.hd);
 
   float o[RI][C::G][C::W], m[RI], l[RI];  // l: this thread's share of the row sum
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < RI; ++i) {
     m[i] = -INFINITY;
     l[i] = 0.f;
-    #pragma unroll
+#pragma unroll
     for (int gg = 0; gg < C::G; ++gg)
-      #pragma unroll
+#pragma unroll
       for (int w = 0; w < C::W; ++w) o[i][gg][w] = 0.f;
   }
 
@@ -205,28 +204,28 @@ __global__ void __launch_bounds__(kThreads, 2)
     // Scores: rows queries, columns keys. Written out rather than with tile_dots(): through the
     // helper, ptxas spilled 8 bytes in the D = 256 instance of this kernel.
     float s[RI][CJ];
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RI; ++i)
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < CJ; ++j) s[i][j] = 0.f;
     for (int d = 0; d < g.hd4; d += 4) {
       float4 qv[RI], kv[CJ];
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RI; ++i) qv[i] = ld4(Qs + (ty + 16 * i) * S + d);
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < CJ; ++j) kv[j] = ld4(Ks + (tx + 16 * j) * S + d);
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RI; ++i)
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < CJ; ++j) s[i][j] = dot4(s[i][j], qv[i], kv[j]);
     }
 
-    // Online softmax. Key 0 is in every row's first tile, so m is finite from the first tile on.
-    #pragma unroll
+// Online softmax. Key 0 is in every row's first tile, so m is finite from the first tile on.
+#pragma unroll
     for (int i = 0; i < RI; ++i) {
       const int qi = q0 + ty + 16 * i;
       float mx = -INFINITY;
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < CJ; ++j) {
         const int kj = k0 + tx + 16 * j;
         s[i][j] = (kj <= qi && kj < g.T) ? s[i][j] * g.scale : -INFINITY;
@@ -235,7 +234,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const float m_new = fmaxf(m[i], max16(mx));
       const float corr = expf(m[i] - m_new);
       float ls = 0.f;
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < CJ; ++j) {
         const float p = expf(s[i][j] - m_new);
         ls += p;
@@ -243,9 +242,9 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
       l[i] = l[i] * corr + ls;
       m[i] = m_new;
-      #pragma unroll
+#pragma unroll
       for (int gg = 0; gg < C::G; ++gg)
-        #pragma unroll
+#pragma unroll
         for (int w = 0; w < C::W; ++w) o[i][gg][w] *= corr;
     }
     if constexpr (kAliasKV) {
@@ -254,36 +253,36 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     __syncthreads();
 
-    #pragma unroll 2
+#pragma unroll 2
     for (int c = 0; c < BC; c += 4) {
       float4 pv[RI];
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RI; ++i) pv[i] = ld4(Ps + (ty + 16 * i) * PS + c);
-      #pragma unroll
+#pragma unroll
       for (int u = 0; u < 4; ++u) {
-        #pragma unroll
+#pragma unroll
         for (int gg = 0; gg < C::G; ++gg) {
           float vv[C::W];
           ldw(vv, Vs + (c + u) * S + C::col(gg, tx));
-          #pragma unroll
+#pragma unroll
           for (int i = 0; i < RI; ++i)
-            #pragma unroll
+#pragma unroll
             for (int w = 0; w < C::W; ++w) o[i][gg][w] = fmaf(comp(pv[i], u), vv[w], o[i][gg][w]);
         }
       }
     }
   }
 
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < RI; ++i) {
     const float lt = sum16(l[i]);
     const int qi = q0 + ty + 16 * i;
     if (qi >= g.T) continue;
     if (tx == 0) lse[(int64_t(b) * g.H + h) * g.T + qi] = m[i] + logf(lt);
     float* dst = out + (int64_t(b) * g.T + qi) * g.q_dim + int64_t(h) * g.hd;
-    #pragma unroll
+#pragma unroll
     for (int gg = 0; gg < C::G; ++gg)
-      #pragma unroll
+#pragma unroll
       for (int w = 0; w < C::W; ++w) {
         const int col = C::col(gg, tx) + w;
         if (col < g.hd) dst[col] = o[i][gg][w] / lt;
@@ -299,8 +298,8 @@ __device__ __forceinline__ float as_float(__nv_bfloat16 x) { return __bfloat162f
 // delta (B,H,T) = <dout_t, out_t> per head: one warp per (b, t, h) row of dout / out (B*T*H, hd);
 // out fp32 or bf16 (TO = __nv_bfloat16 under bf16 storage, widened exactly).
 template <typename TO>
-__global__ void attn_delta_kernel(float* __restrict__ delta, const float* __restrict__ dout,
-                                  const TO* __restrict__ out, int64_t rows, int T, int H, int hd) {
+__global__ void attn_delta_kernel(float* __restrict__ delta, const float* __restrict__ dout, const TO* __restrict__ out,
+                                  int64_t rows, int T, int H, int hd) {
   const int lane = threadIdx.x % 32;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
@@ -340,11 +339,11 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
   load_tile<D, BC>(Vs, kbase + g.kv_dim, g.row, k0, g.T, g.hd);
 
   float dk[RK][C::G][C::W], dv[RK][C::G][C::W];
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < RK; ++i)
-    #pragma unroll
+#pragma unroll
     for (int gg = 0; gg < C::G; ++gg)
-      #pragma unroll
+#pragma unroll
       for (int w = 0; w < C::W; ++w) dk[i][gg][w] = dv[i][gg][w] = 0.f;
 
   const int n_qt = (g.T + BR - 1) / BR;
@@ -364,12 +363,12 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
 
       // S^T and dP^T: rows are keys ty + 16 i, columns queries tx + 16 j.
       float s[RK][CQ], dp[RK][CQ];
-      tile_dots(s, Ks, ty, Qs, tx, S, g.hd4);    // (fmaf(k, q) == fmaf(q, k): the same bits)
+      tile_dots(s, Ks, ty, Qs, tx, S, g.hd4);  // (fmaf(k, q) == fmaf(q, k): the same bits)
       tile_dots(dp, Vs, ty, dOs, tx, S, g.hd4);
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RK; ++i) {
         const int kj = k0 + ty + 16 * i;
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < CQ; ++j) {
           const int qr = tx + 16 * j, qi = q0 + qr;
           const bool valid = qi < g.T && kj <= qi;
@@ -380,25 +379,25 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
       }
       __syncthreads();
 
-      // dV += P^T dO, dK += dS^T Q over the BR queries of the tile.
-      #pragma unroll 2
+// dV += P^T dO, dK += dS^T Q over the BR queries of the tile.
+#pragma unroll 2
       for (int q = 0; q < BR; q += 4) {
         float4 pv[RK], sv[RK];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < RK; ++i) {
           pv[i] = ld4(Pt + (ty + 16 * i) * PS + q);
           sv[i] = ld4(dSt + (ty + 16 * i) * PS + q);
         }
-        #pragma unroll
+#pragma unroll
         for (int u = 0; u < 4; ++u) {
-          #pragma unroll
+#pragma unroll
           for (int gg = 0; gg < C::G; ++gg) {
             float ov[C::W], qv[C::W];
             ldw(ov, dOs + (q + u) * S + C::col(gg, tx));
             ldw(qv, Qs + (q + u) * S + C::col(gg, tx));
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < RK; ++i)
-              #pragma unroll
+#pragma unroll
               for (int w = 0; w < C::W; ++w) {
                 dv[i][gg][w] = fmaf(comp(pv[i], u), ov[w], dv[i][gg][w]);
                 dk[i][gg][w] = fmaf(comp(sv[i], u), qv[w], dk[i][gg][w]);
@@ -409,14 +408,14 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
     }
   }
 
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < RK; ++i) {
     const int kj = k0 + ty + 16 * i;
     if (kj >= g.T) continue;
     float* dst = dqkv + (int64_t(b) * g.T + kj) * g.row + g.q_dim + int64_t(kvh) * g.hd;
-    #pragma unroll
+#pragma unroll
     for (int gg = 0; gg < C::G; ++gg)
-      #pragma unroll
+#pragma unroll
       for (int w = 0; w < C::W; ++w) {
         const int col = C::col(gg, tx) + w;
         if (col < g.hd) {
@@ -454,11 +453,11 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
   load_vec<BR>(dl_s, delta + (int64_t(b) * g.H + h) * g.T, q0, g.T);
 
   float dq[RI][C::G][C::W];
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < RI; ++i)
-    #pragma unroll
+#pragma unroll
     for (int gg = 0; gg < C::G; ++gg)
-      #pragma unroll
+#pragma unroll
       for (int w = 0; w < C::W; ++w) dq[i][gg][w] = 0.f;
 
   const int n_kt = (min(g.T, q0 + BR) + BC - 1) / BC;
@@ -473,10 +472,10 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
     float s[RI][CJ], dp[RI][CJ];
     tile_dots(s, Qs, ty, Ks, tx, S, g.hd4);
     tile_dots(dp, dOs, ty, Vs, tx, S, g.hd4);
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < RI; ++i) {
       const int qr = ty + 16 * i, qi = q0 + qr;
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < CJ; ++j) {
         const int kj = k0 + tx + 16 * j;
         const bool valid = qi < g.T && kj <= qi;
@@ -486,35 +485,35 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
     }
     __syncthreads();
 
-    // dQ += dS K over the BC keys of the tile.
-    #pragma unroll 2
+// dQ += dS K over the BC keys of the tile.
+#pragma unroll 2
     for (int c = 0; c < BC; c += 4) {
       float4 sv[RI];
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < RI; ++i) sv[i] = ld4(dSs + (ty + 16 * i) * PS + c);
-      #pragma unroll
+#pragma unroll
       for (int u = 0; u < 4; ++u) {
-        #pragma unroll
+#pragma unroll
         for (int gg = 0; gg < C::G; ++gg) {
           float kk[C::W];
           ldw(kk, Ks + (c + u) * S + C::col(gg, tx));
-          #pragma unroll
+#pragma unroll
           for (int i = 0; i < RI; ++i)
-            #pragma unroll
+#pragma unroll
             for (int w = 0; w < C::W; ++w) dq[i][gg][w] = fmaf(comp(sv[i], u), kk[w], dq[i][gg][w]);
         }
       }
     }
   }
 
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < RI; ++i) {
     const int qi = q0 + ty + 16 * i;
     if (qi >= g.T) continue;
     float* dst = dqkv + (int64_t(b) * g.T + qi) * g.row + int64_t(h) * g.hd;
-    #pragma unroll
+#pragma unroll
     for (int gg = 0; gg < C::G; ++gg)
-      #pragma unroll
+#pragma unroll
       for (int w = 0; w < C::W; ++w) {
         const int col = C::col(gg, tx) + w;
         if (col < g.hd) dst[col] = dq[i][gg][w] * g.scale;
@@ -557,8 +556,8 @@ void allow_smem(K kernel, size_t bytes) {
   int device = 0, optin = 0;
   AM_CUDA(cudaGetDevice(&device));
   AM_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  AM_CHECK(bytes <= size_t(optin), "attention kernel needs {} bytes of shared memory, the device allows {}",
-           bytes, optin);
+  AM_CHECK(bytes <= size_t(optin), "attention kernel needs {} bytes of shared memory, the device allows {}", bytes,
+           optin);
   AM_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
@@ -572,9 +571,9 @@ void launch_tiles(dim3 grid, size_t bytes, Args&&... args) {
 // The kernels' own limits (Backend has checked the shape itself).
 void check_limits(const char* op, const AttnShape& s) {
   if (s.head_dim > kMaxHeadDim) {
-    throw UserError(fmt::format("{}: the CUDA attention kernels support head dims up to {}, got {}", op,
-                                kMaxHeadDim, s.head_dim),
-                    "choose model.d_model / model.n_heads <= 256, or run.backend: cpu");
+    throw UserError(
+        fmt::format("{}: the CUDA attention kernels support head dims up to {}, got {}", op, kMaxHeadDim, s.head_dim),
+        "choose model.d_model / model.n_heads <= 256, or run.backend: cpu");
   }
   AM_CHECK(s.B <= 65535 && s.n_heads <= 65535 && s.T <= (int64_t(1) << 30),
            "{}: attention shape B={} H={} T={} exceeds the kernels' grid limits", op, s.B, s.n_heads, s.T);
@@ -607,8 +606,8 @@ void launch_delta(float* delta, Tensor dout, Tensor out, const Geo& g, int64_t r
     launch<attn_delta_kernel<__nv_bfloat16>>(blocks, 256, 0, compute_stream(), delta, dout.as<float>(),
                                              static_cast<const __nv_bfloat16*>(out.data), rows, g.T, g.H, g.hd);
   } else {
-    launch<attn_delta_kernel<float>>(blocks, 256, 0, compute_stream(), delta, dout.as<float>(), out.as<float>(), rows, g.T, g.H,
-                                     g.hd);
+    launch<attn_delta_kernel<float>>(blocks, 256, 0, compute_stream(), delta, dout.as<float>(), out.as<float>(), rows,
+                                     g.T, g.H, g.hd);
   }
 }
 
@@ -635,8 +634,7 @@ void attention_forward(Backend& be, Tensor out, Tensor lse, Tensor qkv, const At
   });
 }
 
-void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-                        const AttnShape& s) {
+void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s) {
   check_limits("attention_backward", s);
   if (s.B == 0 || s.T == 0) return;
   const Geo g = make_geo(s);
@@ -668,4 +666,3 @@ void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tenso
 }
 
 }  // namespace am::cuda
-

@@ -37,11 +37,11 @@ constexpr int kDecodeThreads = 256;  // 8 warps
 constexpr int kDecodeMaxHeadDim = 256;
 
 template <typename S>
-__global__ void attn_decode_kernel(S* out, const S* q, const S* k, const S* v, int n, int hd, int group,
-                                   int64_t kv_dim, float scale) {
+__global__ void attn_decode_kernel(S* out, const S* q, const S* k, const S* v, int n, int hd, int group, int64_t kv_dim,
+                                   float scale) {
   AM_DYNAMIC_SHARED(float, smem);
-  float* qs = smem;              // (hd)
-  float* part = smem + hd;       // (kDecodeThreads): the partial outputs of pass 3
+  float* qs = smem;                  // (hd)
+  float* part = smem + hd;           // (kDecodeThreads): the partial outputs of pass 3
   float* p = part + kDecodeThreads;  // (n): scores, then probabilities
   const int h = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t col = int64_t(h / group) * hd;  // the kv head's columns in a cache row

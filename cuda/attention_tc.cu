@@ -101,12 +101,12 @@ __device__ void load_vec(float* dst, const float* __restrict__ src, int row0, in
 template <int N>
 __device__ __forceinline__ void dots(FragC (&acc)[N], const uint16_t* a, const uint16_t* b, int sd, int hd16,
                                      int lane) {
-  #pragma unroll
+#pragma unroll
   for (int j = 0; j < N; ++j) mma::zero(acc[j]);
   for (int kk = 0; kk < hd16; kk += 16) {
     FragA fa;
     mma::load_a(fa, a + kk, sd, 1, lane);
-    #pragma unroll
+#pragma unroll
     for (int j = 0; j < N; ++j) {
       FragB fb;
       mma::load_b(fb, b + 8 * j * sd + kk, 1, sd, lane);
@@ -130,10 +130,10 @@ __device__ __forceinline__ FragA to_a(const FragC (&c)[N], int kk) {
 template <int N, int D>
 __device__ __forceinline__ void accumulate(FragC (&acc)[D / 8], const FragC (&p)[N], const uint16_t* v, int sd,
                                            int lane) {
-  #pragma unroll
+#pragma unroll
   for (int kk = 0; kk < N / 2; ++kk) {
     const FragA fa = to_a(p, kk);
-    #pragma unroll
+#pragma unroll
     for (int jd = 0; jd < D / 8; ++jd) {
       FragB fb;
       mma::load_b(fb, v + 16 * kk * sd + 8 * jd, sd, 1, lane);
@@ -144,7 +144,7 @@ __device__ __forceinline__ void accumulate(FragC (&acc)[D / 8], const FragC (&p)
 
 template <int D>
 __device__ __forceinline__ void zero_all(FragC (&acc)[D / 8]) {
-  #pragma unroll
+#pragma unroll
   for (int j = 0; j < D / 8; ++j) mma::zero(acc[j]);
 }
 
@@ -164,13 +164,13 @@ __device__ __forceinline__ float quad_sum(float v) {
 template <int D, typename T>
 __device__ __forceinline__ void store_rows(T* dst, int64_t stride, const FragC (&acc)[D / 8], const float (&mul)[2],
                                            int rows, int hd, int lane) {
-  #pragma unroll
+#pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     const int r = mma::c_row(lane, 2 * hr);
     if (r >= rows) continue;
-    #pragma unroll
+#pragma unroll
     for (int jd = 0; jd < D / 8; ++jd)
-      #pragma unroll
+#pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int col = 8 * jd + mma::c_col(lane, e);
         if (col < hd) dst[r * stride + col] = from_float<T>(acc[jd].r[2 * hr + e] * mul[hr]);
@@ -208,14 +208,14 @@ __global__ void __launch_bounds__(kThreads)
 
     FragC s[NS];
     dots(s, Qs + 16 * w * SD, Ks, SD, g.hd16, lane);
-    // Online softmax per row half; key 0 is in every row's first tile, so m is finite from then on.
-    #pragma unroll
+// Online softmax per row half; key 0 is in every row's first tile, so m is finite from then on.
+#pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       const int qi = q0 + 16 * w + mma::c_row(lane, 2 * hr);
       float mx = -INFINITY;
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < NS; ++j)
-        #pragma unroll
+#pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int kj = k0 + 8 * j + mma::c_col(lane, e);
           float& x = s[j].r[2 * hr + e];
@@ -225,9 +225,9 @@ __global__ void __launch_bounds__(kThreads)
       const float m_new = fmaxf(m[hr], quad_max(mx));
       const float corr = expf(m[hr] - m_new);
       float ls = 0.f;
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < NS; ++j)
-        #pragma unroll
+#pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& x = s[j].r[2 * hr + e];
           x = expf(x - m_new);
@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(kThreads)
         }
       l[hr] = l[hr] * corr + ls;
       m[hr] = m_new;
-      #pragma unroll
+#pragma unroll
       for (int jd = 0; jd < D / 8; ++jd) {
         o[jd].r[2 * hr] *= corr;
         o[jd].r[2 * hr + 1] *= corr;
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   float inv[2];
-  #pragma unroll
+#pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     const float lt = quad_sum(l[hr]);
     inv[hr] = 1.f / lt;
@@ -253,8 +253,7 @@ __global__ void __launch_bounds__(kThreads)
     if (qi < g.T && lane % 4 == 0) lse[(int64_t(b) * g.H + h) * g.T + qi] = m[hr] + logf(lt);
   }
   const int row0 = q0 + 16 * w;
-  store_rows<D>(out + (int64_t(b) * g.T + row0) * g.q_dim + int64_t(h) * g.hd, g.q_dim, o, inv, g.T - row0, g.hd,
-                lane);
+  store_rows<D>(out + (int64_t(b) * g.T + row0) * g.q_dim + int64_t(h) * g.hd, g.q_dim, o, inv, g.T - row0, g.hd, lane);
 }
 
 // ---- backward ----
@@ -265,9 +264,9 @@ __global__ void __launch_bounds__(kThreads)
 template <int N, typename Valid, typename Stat>
 __device__ __forceinline__ void probs(FragC (&s)[N], FragC (&dp)[N], const float* lse_s, const float* dl_s, float scale,
                                       int lane, Valid valid, Stat stat) {
-  #pragma unroll
+#pragma unroll
   for (int j = 0; j < N; ++j)
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = mma::c_row(lane, i), c = 8 * j + mma::c_col(lane, i);
       const int qs = stat(r, c);
@@ -319,10 +318,11 @@ __global__ void __launch_bounds__(kThreads)
       FragC st[NQ], dpt[NQ];  // S^T, dP^T: rows the warp's keys, columns the tile's queries
       dots(st, Ks + 16 * w * SD, Qs, SD, g.hd16, lane);
       dots(dpt, Vs + 16 * w * SD, dOs, SD, g.hd16, lane);
-      probs(st, dpt, lse_s, dl_s, g.scale, lane,
-            [&](int r, int c) { return q0 + c < g.T && kw + r <= q0 + c; }, [](int, int c) { return c; });
-      accumulate<NQ, D>(dv, st, dOs, SD, lane);   // dV += P^T dO
-      accumulate<NQ, D>(dk, dpt, Qs, SD, lane);   // dK += dS^T Q
+      probs(
+          st, dpt, lse_s, dl_s, g.scale, lane, [&](int r, int c) { return q0 + c < g.T && kw + r <= q0 + c; },
+          [](int, int c) { return c; });
+      accumulate<NQ, D>(dv, st, dOs, SD, lane);  // dV += P^T dO
+      accumulate<NQ, D>(dk, dpt, Qs, SD, lane);  // dK += dS^T Q
     }
   }
   const float ones[2] = {1.f, 1.f}, scales[2] = {g.scale, g.scale};
@@ -367,8 +367,9 @@ __global__ void __launch_bounds__(kThreads)
     FragC s[NK], dp[NK];  // rows the warp's queries, columns the tile's keys
     dots(s, Qs + 16 * w * SD, Ks, SD, g.hd16, lane);
     dots(dp, dOs + 16 * w * SD, Vs, SD, g.hd16, lane);
-    probs(s, dp, lse_s, dl_s, g.scale, lane, [&](int r, int c) { return qw + r < g.T && k0 + c <= qw + r; },
-          [&](int r, int) { return 16 * w + r; });
+    probs(
+        s, dp, lse_s, dl_s, g.scale, lane, [&](int r, int c) { return qw + r < g.T && k0 + c <= qw + r; },
+        [&](int r, int) { return 16 * w + r; });
     accumulate<NK, D>(dq, dp, Ks, SD, lane);  // dQ += dS K
   }
   const float scales[2] = {g.scale, g.scale};

@@ -7,22 +7,22 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#define AM_CUDA(call)                                                                        \
-  do {                                                                                       \
-    cudaError_t err_ = (call);                                                               \
-    if (err_ != cudaSuccess) {                                                               \
-      throw ::am::InternalError(fmt::format("{}:{}: {} failed: {}", __FILE__, __LINE__, #call, \
-                                            cudaGetErrorString(err_)));                      \
-    }                                                                                        \
+#define AM_CUDA(call)                                                                                \
+  do {                                                                                               \
+    cudaError_t err_ = (call);                                                                       \
+    if (err_ != cudaSuccess) {                                                                       \
+      throw ::am::InternalError(                                                                     \
+          fmt::format("{}:{}: {} failed: {}", __FILE__, __LINE__, #call, cudaGetErrorString(err_))); \
+    }                                                                                                \
   } while (0)
 
-#define AM_CUBLAS(call)                                                                      \
-  do {                                                                                       \
-    cublasStatus_t st_ = (call);                                                             \
-    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                      \
-      throw ::am::InternalError(fmt::format("{}:{}: {} failed: {}", __FILE__, __LINE__, #call, \
-                                            cublasGetStatusString(st_)));                    \
-    }                                                                                        \
+#define AM_CUBLAS(call)                                                                                \
+  do {                                                                                                 \
+    cublasStatus_t st_ = (call);                                                                       \
+    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                                \
+      throw ::am::InternalError(                                                                       \
+          fmt::format("{}:{}: {} failed: {}", __FILE__, __LINE__, #call, cublasGetStatusString(st_))); \
+    }                                                                                                  \
   } while (0)
 
 // After every kernel launch.

@@ -71,12 +71,8 @@ class CudaBackend final : public Backend {
     return tracked(p, bytes, [this, bytes](void* q) { cache_.release(q, bytes); });
 #endif
   }
-  void upload(Tensor dst, const void* host) override {
-    cuda::copy_from_host(dst.data, host, dst.nbytes());
-  }
-  void download(void* host, Tensor src) override {
-    cuda::copy_to_host(host, src.data, src.nbytes());
-  }
+  void upload(Tensor dst, const void* host) override { cuda::copy_from_host(dst.data, host, dst.nbytes()); }
+  void download(void* host, Tensor src) override { cuda::copy_to_host(host, src.data, src.nbytes()); }
   void zero(Tensor t) override { cuda::fill_bytes(t.data, 0, t.nbytes()); }
   void synchronize() override { AM_CUDA(cudaDeviceSynchronize()); }
   void clear_update_flag() override { cuda::fill_bytes(update_flag_.get(), 0, sizeof(int)); }
@@ -87,20 +83,33 @@ class CudaBackend final : public Backend {
   bool native_bf16(const char* op) const override {
     static const std::set<std::string_view> ops = {
         // native bf16: kernels
-        "rmsnorm_forward", "rmsnorm_residual_forward", "rope_forward", "rope_backward", "swiglu_forward",
-        "swiglu_backward", "cross_entropy_forward", "cross_entropy_backward", "cross_entropy_forward_backward",
+        "rmsnorm_forward",
+        "rmsnorm_residual_forward",
+        "rope_forward",
+        "rope_backward",
+        "swiglu_forward",
+        "swiglu_backward",
+        "cross_entropy_forward",
+        "cross_entropy_backward",
+        "cross_entropy_forward_backward",
         // native bf16: gemm-attention
-        "matmul", "attention_forward", "attention_backward", "attention_decode",
+        "matmul",
+        "attention_forward",
+        "attention_backward",
+        "attention_decode",
         // native bf16: routing
-        "gather_rows", "combine", "combine_backward", "block_norms", "block_norms_backward", "gather_blocks",
+        "gather_rows",
+        "combine",
+        "combine_backward",
+        "block_norms",
+        "block_norms_backward",
+        "gather_blocks",
     };
     return ops.count(op) > 0;
   }
 
   // ---- the ops' computation (Backend has checked their arguments) ----
-  void copy_impl(Tensor dst, Tensor src) override {
-    cuda::copy_on_device(dst.data, src.data, dst.nbytes());
-  }
+  void copy_impl(Tensor dst, Tensor src) override { cuda::copy_on_device(dst.data, src.data, dst.nbytes()); }
   void convert_impl(Tensor dst, Tensor src) override {
     if (dst.dtype == DType::BF16) {
       cuda::cast_f32_to_bf16(static_cast<__nv_bfloat16*>(dst.data), src.as<float>(), dst.numel());
@@ -122,16 +131,14 @@ class CudaBackend final : public Backend {
       const void* a16 = bf16_operand(a, tmp_a);
       const void* b16 = bf16_operand(b, tmp_b);
       AM_CUBLAS(cublasGemmEx(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &al, b16,
-                             CUDA_R_16BF, static_cast<int>(b.dim(1)), a16, CUDA_R_16BF,
-                             static_cast<int>(a.dim(1)), &be, c.data, gemm_type(c), static_cast<int>(N),
-                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                             static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &al, b16, CUDA_R_16BF,
+                             static_cast<int>(b.dim(1)), a16, CUDA_R_16BF, static_cast<int>(a.dim(1)), &be, c.data,
+                             gemm_type(c), static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       return;
     }
-    AM_CUBLAS(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                          static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &al,
-                          b.as<float>(), static_cast<int>(b.dim(1)), a.as<float>(),
-                          static_cast<int>(a.dim(1)), &be, c.as<float>(), static_cast<int>(N)));
+    AM_CUBLAS(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(N),
+                          static_cast<int>(M), static_cast<int>(K), &al, b.as<float>(), static_cast<int>(b.dim(1)),
+                          a.as<float>(), static_cast<int>(a.dim(1)), &be, c.as<float>(), static_cast<int>(N)));
   }
   void refresh_weight_copy_impl(Tensor master) override {
     if (!bf16_matmul_) return;
@@ -158,61 +165,136 @@ class CudaBackend final : public Backend {
   void adamw_update_impl(Tensor p, Tensor g, Tensor m, Tensor v, const AdamWStep& s) override {
     const float bc1 = static_cast<float>(1.0 - std::pow(s.beta1, double(s.step)));
     const float bc2 = static_cast<float>(1.0 - std::pow(s.beta2, double(s.step)));
-    cuda::adamw_f32(p.as<float>(), g.as<float>(), m.as<float>(), v.as<float>(), p.numel(),
-                    static_cast<float>(s.lr), static_cast<float>(s.beta1), static_cast<float>(s.beta2),
-                    static_cast<float>(s.eps), static_cast<float>(s.weight_decay),
-                    static_cast<float>(s.grad_scale), bc1, bc2, static_cast<int*>(update_flag_.get()), s.tag);
+    cuda::adamw_f32(p.as<float>(), g.as<float>(), m.as<float>(), v.as<float>(), p.numel(), static_cast<float>(s.lr),
+                    static_cast<float>(s.beta1), static_cast<float>(s.beta2), static_cast<float>(s.eps),
+                    static_cast<float>(s.weight_decay), static_cast<float>(s.grad_scale), bc1, bc2,
+                    static_cast<int*>(update_flag_.get()), s.tag);
   }
   void copy_update_flag_impl(Tensor dst) override {
     cuda::flag_to_f32(dst.as<float>(), static_cast<const int*>(update_flag_.get()));
   }
 
   // ---- the kernels of ops.cuh, one family per .cu file ----
-  void embedding_forward_impl(Tensor out, Tensor tokens, Tensor table) override { cuda::embedding_forward(*this, out, tokens, table); }
-  void embedding_backward_impl(Tensor dtable, Tensor tokens, Tensor dout) override { cuda::embedding_backward(*this, dtable, tokens, dout); }
-  void rmsnorm_forward_impl(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) override { cuda::rmsnorm_forward(*this, out, rstd, x, w, eps); }
-  void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) override { cuda::rmsnorm_backward(*this, dx, dw, dout, x, w, rstd); }
+  void embedding_forward_impl(Tensor out, Tensor tokens, Tensor table) override {
+    cuda::embedding_forward(*this, out, tokens, table);
+  }
+  void embedding_backward_impl(Tensor dtable, Tensor tokens, Tensor dout) override {
+    cuda::embedding_backward(*this, dtable, tokens, dout);
+  }
+  void rmsnorm_forward_impl(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) override {
+    cuda::rmsnorm_forward(*this, out, rstd, x, w, eps);
+  }
+  void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) override {
+    cuda::rmsnorm_backward(*this, dx, dw, dout, x, w, rstd);
+  }
   // Fused overrides of Backend's composites: one kernel each instead of the default's two.
-  void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w, double eps) override { cuda::rmsnorm_residual_forward(*this, res_out, out, rstd, a, b, w, eps); }
-  void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) override { cuda::rope_forward(*this, qkv, s, theta, start); }
-  void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) override { cuda::rope_backward(*this, dqkv, s, theta); }
+  void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
+                                     double eps) override {
+    cuda::rmsnorm_residual_forward(*this, res_out, out, rstd, a, b, w, eps);
+  }
+  void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) override {
+    cuda::rope_forward(*this, qkv, s, theta, start);
+  }
+  void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) override {
+    cuda::rope_backward(*this, dqkv, s, theta);
+  }
   void silu_forward_impl(Tensor y, Tensor x) override { cuda::silu_forward(*this, y, x); }
   void silu_backward_impl(Tensor dx, Tensor dy, Tensor x) override { cuda::silu_backward(*this, dx, dy, x); }
   void swiglu_forward_impl(Tensor h, Tensor g, Tensor u) override { cuda::swiglu_forward(*this, h, g, u); }
-  void swiglu_backward_impl(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) override { cuda::swiglu_backward(*this, dg, du, dh, g, u); }
-  void cross_entropy_forward_impl(Tensor losses, Tensor logits, Tensor targets) override { cuda::cross_entropy_forward(*this, losses, logits, targets); }
-  void cross_entropy_forward_backward_impl(Tensor losses, Tensor logits, Tensor targets, double grad_scale) override { cuda::cross_entropy_forward_backward(*this, losses, logits, targets, grad_scale); }
-  void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) override { cuda::cross_entropy_backward(*this, dlogits, logits, targets, grad_scale); }
+  void swiglu_backward_impl(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u) override {
+    cuda::swiglu_backward(*this, dg, du, dh, g, u);
+  }
+  void cross_entropy_forward_impl(Tensor losses, Tensor logits, Tensor targets) override {
+    cuda::cross_entropy_forward(*this, losses, logits, targets);
+  }
+  void cross_entropy_forward_backward_impl(Tensor losses, Tensor logits, Tensor targets, double grad_scale) override {
+    cuda::cross_entropy_forward_backward(*this, losses, logits, targets, grad_scale);
+  }
+  void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) override {
+    cuda::cross_entropy_backward(*this, dlogits, logits, targets, grad_scale);
+  }
   void softmax_rows_impl(Tensor p, Tensor z) override { cuda::softmax_rows(*this, p, z); }
-  void softmax_rows_backward_impl(Tensor dz, Tensor dp, Tensor p) override { cuda::softmax_rows_backward(*this, dz, dp, p); }
+  void softmax_rows_backward_impl(Tensor dz, Tensor dp, Tensor p) override {
+    cuda::softmax_rows_backward(*this, dz, dp, p);
+  }
   void logsumexp_rows_impl(Tensor out, Tensor z) override { cuda::logsumexp_rows(*this, out, z); }
   void axpy_rows_impl(Tensor y, Tensor x, Tensor s, double alpha) override { cuda::axpy_rows(*this, y, x, s, alpha); }
   std::vector<double> column_sums_impl(Tensor x) override { return cuda::column_sums(*this, x); }
   void add_to_rows_impl(Tensor x, const std::vector<double>& v) override { cuda::add_to_rows(*this, x, v); }
   double entropy_sum_impl(Tensor p) override { return cuda::entropy_sum(*this, p); }
-  void entropy_backward_impl(Tensor dp, Tensor p, double scale) override { cuda::entropy_backward(*this, dp, p, scale); }
+  void entropy_backward_impl(Tensor dp, Tensor p, double scale) override {
+    cuda::entropy_backward(*this, dp, p, scale);
+  }
   void broadcast_columns_impl(Tensor x, Tensor v, int64_t col) override { cuda::broadcast_columns(*this, x, v, col); }
   void copy_columns_impl(Tensor dst, Tensor src, int64_t col) override { cuda::copy_columns(*this, dst, src, col); }
-  void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override { cuda::attention_forward(*this, out, lse, qkv, s); }
-  void attention_decode_impl(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n, const AttnShape& s) override { cuda::attention_decode(*this, out, q, k_cache, v_cache, n, s); }
-  void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s) override { cuda::attention_backward(*this, dqkv, dout, qkv, out, lse, s); }
-  void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true) override { cuda::topk_select(*this, slot_expert, slot_gate, rank_scores, gate_scores, k, n_true); }
-  void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, int n_true) override { cuda::topk_select_backward(*this, dgate_scores, dslot_gate, slot_expert, slot_gate, n_true); }
-  void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) override { cuda::topp_select(*this, slot_expert, slot_gate, probs, p, renormalize); }
-  void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, bool renormalize) override { cuda::topp_select_backward(*this, dprobs, dslot_gate, slot_expert, slot_gate, probs, renormalize); }
-  void expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group, int64_t capacity) override { cuda::expert_choice_select(*this, slot_expert, slot_gate, probs, group, capacity); }
-  void expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) override { cuda::expert_choice_select_backward(*this, dprobs, dslot_gate, slot_expert); }
-  void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) override { cuda::capacity_route(*this, routed, slot_expert, scores, n_true, capacity); }
-  SlotStats slot_stats_impl(Tensor slot_expert, int n_total, int n_true) override { return cuda::slot_stats(*this, slot_expert, n_total, n_true); }
-  int64_t route_build_impl(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets, Tensor slot_expert, int n_experts) override { return cuda::route_build(*this, assign_slot, slot_assign, expert_offsets, slot_expert, n_experts); }
-  void gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int kmax) override { cuda::gather_rows(*this, out, x, assign_slot, kmax); }
-  void combine_impl(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine(*this, y, expert_out, slot_gate, slot_assign); }
-  void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override { cuda::combine_backward(*this, dexpert_out, dslot_gate, dy, expert_out, slot_gate, slot_assign); }
-  void scatter_rows_add_impl(Tensor dx, Tensor src, Tensor slot_assign) override { cuda::scatter_rows_add(*this, dx, src, slot_assign); }
-  void block_norms_impl(Tensor s, Tensor c, int n_blocks, NormKind kind) override { cuda::block_norms(*this, s, c, n_blocks, kind); }
-  void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) override { cuda::block_norms_backward(*this, dc, ds, c, s, n_blocks, kind); }
-  void gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override { cuda::gather_blocks(*this, out, c, assign_slot, slot_expert); }
-  void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override { cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert); }
+  void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) override {
+    cuda::attention_forward(*this, out, lse, qkv, s);
+  }
+  void attention_decode_impl(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n,
+                             const AttnShape& s) override {
+    cuda::attention_decode(*this, out, q, k_cache, v_cache, n, s);
+  }
+  void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                               const AttnShape& s) override {
+    cuda::attention_backward(*this, dqkv, dout, qkv, out, lse, s);
+  }
+  void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k,
+                        int n_true) override {
+    cuda::topk_select(*this, slot_expert, slot_gate, rank_scores, gate_scores, k, n_true);
+  }
+  void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                                 int n_true) override {
+    cuda::topk_select_backward(*this, dgate_scores, dslot_gate, slot_expert, slot_gate, n_true);
+  }
+  void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) override {
+    cuda::topp_select(*this, slot_expert, slot_gate, probs, p, renormalize);
+  }
+  void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs,
+                                 bool renormalize) override {
+    cuda::topp_select_backward(*this, dprobs, dslot_gate, slot_expert, slot_gate, probs, renormalize);
+  }
+  void expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
+                                 int64_t capacity) override {
+    cuda::expert_choice_select(*this, slot_expert, slot_gate, probs, group, capacity);
+  }
+  void expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) override {
+    cuda::expert_choice_select_backward(*this, dprobs, dslot_gate, slot_expert);
+  }
+  void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) override {
+    cuda::capacity_route(*this, routed, slot_expert, scores, n_true, capacity);
+  }
+  SlotStats slot_stats_impl(Tensor slot_expert, int n_total, int n_true) override {
+    return cuda::slot_stats(*this, slot_expert, n_total, n_true);
+  }
+  int64_t route_build_impl(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                           Tensor slot_expert, int n_experts) override {
+    return cuda::route_build(*this, assign_slot, slot_assign, expert_offsets, slot_expert, n_experts);
+  }
+  void gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int kmax) override {
+    cuda::gather_rows(*this, out, x, assign_slot, kmax);
+  }
+  void combine_impl(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override {
+    cuda::combine(*this, y, expert_out, slot_gate, slot_assign);
+  }
+  void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate,
+                             Tensor slot_assign) override {
+    cuda::combine_backward(*this, dexpert_out, dslot_gate, dy, expert_out, slot_gate, slot_assign);
+  }
+  void scatter_rows_add_impl(Tensor dx, Tensor src, Tensor slot_assign) override {
+    cuda::scatter_rows_add(*this, dx, src, slot_assign);
+  }
+  void block_norms_impl(Tensor s, Tensor c, int n_blocks, NormKind kind) override {
+    cuda::block_norms(*this, s, c, n_blocks, kind);
+  }
+  void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) override {
+    cuda::block_norms_backward(*this, dc, ds, c, s, n_blocks, kind);
+  }
+  void gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override {
+    cuda::gather_blocks(*this, out, c, assign_slot, slot_expert);
+  }
+  void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override {
+    cuda::scatter_blocks_add(*this, dc, src, assign_slot, slot_expert);
+  }
 
   // ---- a training step that reads the device once: step.cu ----
   Buffer alloc_host(size_t bytes) override {
@@ -240,23 +322,36 @@ class CudaBackend final : public Backend {
   void adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
                                double grad_clip, const AdamWStep& s) override {
     cuda::adamw_multi_f32(params.as<float>(), grads.as<float>(), m.as<float>(), v.as<float>(),
-                          static_cast<const AdamWChunk*>(chunks.data), chunks.dim(0), norm_sq.as<double>(), grad_clip, s,
-                          static_cast<int*>(multi_flag_.get()), static_cast<int*>(update_flag_.get()));
+                          static_cast<const AdamWChunk*>(chunks.data), chunks.dim(0), norm_sq.as<double>(), grad_clip,
+                          s, static_cast<int*>(multi_flag_.get()), static_cast<int*>(update_flag_.get()));
   }
 
   // ---- the MoE layer's statistics on the device: moe_stats.cu ----
   void column_sums_to_impl(Tensor out, Tensor x) override { cuda::column_sums_to(*this, out, x); }
-  void entropy_sum_to_impl(Tensor out, Tensor p, double coef, double div) override { cuda::entropy_sum_to(*this, out, p, coef, div); }
-  void sum_squares_to_impl(Tensor out, Tensor x, double coef, double div) override { cuda::sum_squares_to(*this, out, x, coef, div); }
-  void slot_counts_impl(Tensor counts, Tensor slot_expert, int n_total, int n_true) override { cuda::slot_counts(*this, counts, slot_expert, n_total, n_true); }
+  void entropy_sum_to_impl(Tensor out, Tensor p, double coef, double div) override {
+    cuda::entropy_sum_to(*this, out, p, coef, div);
+  }
+  void sum_squares_to_impl(Tensor out, Tensor x, double coef, double div) override {
+    cuda::sum_squares_to(*this, out, x, coef, div);
+  }
+  void slot_counts_impl(Tensor counts, Tensor slot_expert, int n_total, int n_true) override {
+    cuda::slot_counts(*this, counts, slot_expert, n_total, n_true);
+  }
   void axpy_f64_impl(Tensor y, Tensor x, double alpha) override { cuda::axpy_f64(*this, y, x, alpha); }
   void sum_to_impl(Tensor out, Tensor x) override { cuda::sum_to(*this, out, x); }
-  void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) override { cuda::add_vector_to_rows(*this, x, v, alpha); }
-  void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width) override { cuda::balance_loss(*this, value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); }
-  void selection_bias_update_impl(Tensor bias, Tensor load, double rate) override { cuda::selection_bias_update(*this, bias, load, rate); }
+  void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) override {
+    cuda::add_vector_to_rows(*this, x, v, alpha);
+  }
+  void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls,
+                         double tokens, double alpha_width) override {
+    cuda::balance_loss(*this, value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width);
+  }
+  void selection_bias_update_impl(Tensor bias, Tensor load, double rate) override {
+    cuda::selection_bias_update(*this, bias, load, rate);
+  }
   void set_grouped_gemm(GroupedGemm mode) override { grouped_gemm_ = mode; }
-  void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool ta,
-                      const std::vector<Tensor>& b, bool tb, double alpha, double beta) override {
+  void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool ta, const std::vector<Tensor>& b,
+                      bool tb, double alpha, double beta) override {
     AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(), a.size(),
              b.size());
     std::vector<size_t> live;  // the problems with a non-empty c
@@ -333,7 +428,8 @@ class CudaBackend final : public Backend {
   // inside the master weights, else cast
   // into `tmp`: in one launch when they tile one address range (the experts' row blocks), else
   // one cast each.
-  std::vector<const void*> operand_pointers(const std::vector<Tensor>& ts, const std::vector<size_t>& live, Buffer& tmp) {
+  std::vector<const void*> operand_pointers(const std::vector<Tensor>& ts, const std::vector<size_t>& live,
+                                            Buffer& tmp) {
     std::vector<const void*> out(live.size());
     std::vector<size_t> rest;
     for (size_t j = 0; j < live.size(); ++j) {

@@ -8,7 +8,7 @@
 
 namespace am {
 
-bool cuda_device_available();   // a device is visible and the driver works
+bool cuda_device_available();  // a device is visible and the driver works
 // F32 tensors, with bf16 matrix products when bf16_matmul (run.precision: bf16), on device
 // `device` modulo the number of devices (the node-local rank of a multi-process run picks its GPU
 // this way).

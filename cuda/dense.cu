@@ -11,9 +11,9 @@
 // position order; RMSNorm's dw sums fixed row chunks, then the chunks in order (row_reduce.cuh).
 #include "bf16_io.cuh"
 #include "check.cuh"
-#include "launch.cuh"
 #include "core/f32_copies.h"
 #include "core/op_checks.h"
+#include "launch.cuh"
 #include "ops.cuh"
 #include "row_reduce.cuh"
 
@@ -24,7 +24,6 @@
 #include <limits>
 
 namespace am::cuda {
-
 
 namespace {
 
@@ -39,8 +38,8 @@ unsigned column_threads(int64_t d) { return static_cast<unsigned>(std::min<int64
 // its gradient row is dropped).
 
 // out (N,d) = table (V,d)[tokens]; a block per row (grid-stride), threads over columns.
-__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* table, int64_t N,
-                                         int64_t V, int64_t d) {
+__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* table, int64_t N, int64_t V,
+                                         int64_t d) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const int64_t tok = tokens[i];
     float* dst = out + i * d;
@@ -69,7 +68,7 @@ __global__ void embedding_backward_kernel(float* dtable, const uint32_t* sorted_
                                           const float* dout, int64_t N, int64_t V, int64_t d) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const uint32_t v = sorted_tok[i];
-    if (int64_t(v) >= V) continue;  // an id outside the vocabulary (embedding_keys_kernel)
+    if (int64_t(v) >= V) continue;                  // an id outside the vocabulary (embedding_keys_kernel)
     if (i > 0 && sorted_tok[i - 1] == v) continue;  // not the start of a run (the same for the block)
     int64_t end = i + 1;
     while (end < N && sorted_tok[end] == v) ++end;
@@ -112,8 +111,8 @@ __global__ void rmsnorm_forward_kernel(TO* out, float* rstd, const TX* x, const 
 // writes only its own columns.
 // TO: the storage type of out (the rest is fp32).
 template <int B, typename TO>
-__global__ void rmsnorm_residual_forward_kernel(float* res_out, TO* out, float* rstd, const float* a,
-                                                const float* b, const float* w, int64_t N, int64_t d, double eps) {
+__global__ void rmsnorm_residual_forward_kernel(float* res_out, TO* out, float* rstd, const float* a, const float* b,
+                                                const float* w, int64_t N, int64_t d, double eps) {
   for (int64_t t = blockIdx.x; t < N; t += gridDim.x) {
     const float* ar = a + t * d;
     const float* br = b + t * d;
@@ -128,7 +127,8 @@ __global__ void rmsnorm_residual_forward_kernel(float* res_out, TO* out, float* 
     const double rs = 1.0 / sqrt(ss / double(d) + eps);
     if (threadIdx.x == 0) rstd[t] = static_cast<float>(rs);
     TO* o = out + t * d;
-    for (int64_t j = threadIdx.x; j < d; j += B) o[j] = from_float<TO>(static_cast<float>(double(rr[j]) * rs * double(w[j])));
+    for (int64_t j = threadIdx.x; j < d; j += B)
+      o[j] = from_float<TO>(static_cast<float>(double(rr[j]) * rs * double(w[j])));
   }
 }
 
@@ -172,8 +172,8 @@ struct AccumulateF32 {
 // sign * sin, then the rotation of pair i of every q and k head of the row, in double. S: the
 // storage type of qkv (each result cast to float, then stored).
 template <typename S>
-__global__ void rope_kernel(S* qkv, int64_t rows, int64_t T, int64_t hd, int64_t heads, int64_t row_dim,
-                            double theta, double sign, int64_t start) {
+__global__ void rope_kernel(S* qkv, int64_t rows, int64_t T, int64_t hd, int64_t heads, int64_t row_dim, double theta,
+                            double sign, int64_t start) {
   const int64_t half = hd / 2;
   AM_GRID_STRIDE(k, rows * half) {
     const int64_t r = k / half, i = k % half, t = r % T;
@@ -197,8 +197,8 @@ void rope_apply(Tensor qkv, const AttnShape& s, double theta, double sign, int64
   if (rows * half == 0) return;
   with_storage(qkv.dtype, [&](auto tag) {
     using S = decltype(tag);
-    launch<rope_kernel<S>>(blocks_for(rows * half), kThreads, 0, compute_stream(), data_as<S>(qkv), rows, s.T, s.head_dim,
-                           s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign, start);
+    launch<rope_kernel<S>>(blocks_for(rows * half), kThreads, 0, compute_stream(), data_as<S>(qkv), rows, s.T,
+                           s.head_dim, s.n_heads + s.n_kv_heads, s.qkv_dim(), theta, sign, start);
   });
 }
 
@@ -243,8 +243,8 @@ __global__ void swiglu_backward_kernel(TD* dg, TD* du, const TD* dh, const TI* g
 void embedding_forward(Backend&, Tensor out, Tensor tokens, Tensor table) {
   const int64_t N = tokens.numel(), V = row_count(table), d = last_dim(table);
   if (N == 0 || d == 0) return;
-  launch<embedding_forward_kernel>(row_grid(N), column_threads(d), 0, compute_stream(), out.as<float>(), tokens.as<int32_t>(),
-                                   table.as<float>(), N, V, d);
+  launch<embedding_forward_kernel>(row_grid(N), column_threads(d), 0, compute_stream(), out.as<float>(),
+                                   tokens.as<int32_t>(), table.as<float>(), N, V, d);
 }
 
 void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) {
@@ -262,13 +262,16 @@ void embedding_backward(Backend& be, Tensor dtable, Tensor tokens, Tensor dout) 
   auto* sorted = static_cast<uint32_t*>(keys_out.get());
   auto* p_in = static_cast<int32_t*>(pos_in.get());
   auto* p_out = static_cast<int32_t*>(pos_out.get());
-  launch<embedding_keys_kernel>(blocks_for(N), kThreads, 0, compute_stream(), keys_in, p_in, tokens.as<int32_t>(), N, V);
+  launch<embedding_keys_kernel>(blocks_for(N), kThreads, 0, compute_stream(), keys_in, p_in, tokens.as<int32_t>(), N,
+                                V);
   size_t temp_bytes = 0;
-  AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit, compute_stream()));
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit,
+                                          compute_stream()));
   Buffer temp = be.alloc(temp_bytes);
-  AM_CUDA(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit, compute_stream()));
-  launch<embedding_backward_kernel>(row_grid(N), column_threads(d), 0, compute_stream(), dtable.as<float>(), sorted, p_out,
-                                    dout.as<float>(), N, V, d);
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys_in, sorted, p_in, p_out, n, 0, end_bit,
+                                          compute_stream()));
+  launch<embedding_backward_kernel>(row_grid(N), column_threads(d), 0, compute_stream(), dtable.as<float>(), sorted,
+                                    p_out, dout.as<float>(), N, V, d);
 }
 
 // ---- RMSNorm ----
@@ -289,8 +292,8 @@ void rmsnorm_forward(Backend& be, Tensor out, Tensor rstd, Tensor x, Tensor w, d
       with_storage(x.dtype, [&](auto tx) {
         using TO = decltype(to);
         using TX = decltype(tx);
-        launch<rmsnorm_forward_kernel<B, TO, TX>>(row_grid(N), B, 0, compute_stream(), data_as<TO>(out), rstd.as<float>(),
-                                                  data_as<TX>(x), w.as<float>(), N, d, eps);
+        launch<rmsnorm_forward_kernel<B, TO, TX>>(row_grid(N), B, 0, compute_stream(), data_as<TO>(out),
+                                                  rstd.as<float>(), data_as<TX>(x), w.as<float>(), N, d, eps);
       });
     });
   });
@@ -314,9 +317,9 @@ void rmsnorm_residual_forward(Backend& be, Tensor res_out, Tensor out, Tensor rs
     constexpr int B = decltype(block)::value;
     with_storage(out.dtype, [&](auto to) {
       using TO = decltype(to);
-      launch<rmsnorm_residual_forward_kernel<B, TO>>(row_grid(N), B, 0, compute_stream(), res_out.as<float>(), data_as<TO>(out),
-                                                     rstd.as<float>(), a.as<float>(), b.as<float>(), w.as<float>(),
-                                                     N, d, eps);
+      launch<rmsnorm_residual_forward_kernel<B, TO>>(row_grid(N), B, 0, compute_stream(), res_out.as<float>(),
+                                                     data_as<TO>(out), rstd.as<float>(), a.as<float>(), b.as<float>(),
+                                                     w.as<float>(), N, d, eps);
     });
   });
 }
@@ -326,8 +329,8 @@ void rmsnorm_backward(Backend& be, Tensor dx, Tensor dw, Tensor dout, Tensor x, 
   if (N == 0) return;
   with_row_block(d, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<rmsnorm_backward_dx_kernel<B>>(row_grid(N), B, 0, compute_stream(), dx.as<float>(), dout.as<float>(), x.as<float>(),
-                                          w.as<float>(), rstd.as<float>(), N, d);
+    launch<rmsnorm_backward_dx_kernel<B>>(row_grid(N), B, 0, compute_stream(), dx.as<float>(), dout.as<float>(),
+                                          x.as<float>(), w.as<float>(), rstd.as<float>(), N, d);
   });
   column_reduce(be, N, d, RmsnormDwTerm{dout.as<float>(), x.as<float>(), rstd.as<float>(), d},
                 AccumulateF32{dw.as<float>()});
@@ -339,9 +342,7 @@ void rope_forward(Backend&, Tensor qkv, const AttnShape& s, double theta, int64_
   rope_apply(qkv, s, theta, 1.0, start);
 }
 
-void rope_backward(Backend&, Tensor dqkv, const AttnShape& s, double theta) {
-  rope_apply(dqkv, s, theta, -1.0, 0);
-}
+void rope_backward(Backend&, Tensor dqkv, const AttnShape& s, double theta) { rope_apply(dqkv, s, theta, -1.0, 0); }
 
 // ---- SiLU / SwiGLU ----
 
@@ -354,7 +355,8 @@ void silu_forward(Backend&, Tensor y, Tensor x) {
 void silu_backward(Backend&, Tensor dx, Tensor dy, Tensor x) {
   const int64_t M = row_count(x), f = last_dim(x);
   if (M * f == 0) return;
-  launch<silu_backward_kernel>(blocks_for(M * f), kThreads, 0, compute_stream(), dx.as<float>(), dy.as<float>(), x.as<float>(), M * f);
+  launch<silu_backward_kernel>(blocks_for(M * f), kThreads, 0, compute_stream(), dx.as<float>(), dy.as<float>(),
+                               x.as<float>(), M * f);
 }
 
 // Native bf16: h, g, u each F32 or BF16.
@@ -367,8 +369,8 @@ void swiglu_forward(Backend&, Tensor h, Tensor g, Tensor u) {
         using TH = decltype(th);
         using TG = decltype(tg);
         using TU = decltype(tu);
-        launch<swiglu_forward_kernel<TH, TG, TU>>(blocks_for(M * f), kThreads, 0, compute_stream(), data_as<TH>(h), data_as<TG>(g),
-                                                  data_as<TU>(u), M * f);
+        launch<swiglu_forward_kernel<TH, TG, TU>>(blocks_for(M * f), kThreads, 0, compute_stream(), data_as<TH>(h),
+                                                  data_as<TG>(g), data_as<TU>(u), M * f);
       });
     });
   });
@@ -389,8 +391,8 @@ void swiglu_backward(Backend& be, Tensor dg, Tensor du, Tensor dh, Tensor g, Ten
     with_storage(g.dtype, [&](auto ti) {
       using TD = decltype(td);
       using TI = decltype(ti);
-      launch<swiglu_backward_kernel<TD, TI>>(blocks_for(M * f), kThreads, 0, compute_stream(), data_as<TD>(dg), data_as<TD>(du),
-                                             data_as<TD>(dh), data_as<TI>(g), data_as<TI>(u), M * f);
+      launch<swiglu_backward_kernel<TD, TI>>(blocks_for(M * f), kThreads, 0, compute_stream(), data_as<TD>(dg),
+                                             data_as<TD>(du), data_as<TD>(dh), data_as<TI>(g), data_as<TI>(u), M * f);
     });
   });
 }

@@ -44,9 +44,8 @@ __global__ void sum_squares_kernel(const float* x, int64_t n, double* partial) {
 }
 
 // A thread that wrote a non-finite value sets *flag to tag unless an earlier update set it.
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n, float lr,
-                             float beta1, float beta2, float eps, float wd, float gs, float bc1, float bc2,
-                             int* flag, int tag) {
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+                             float beta2, float eps, float wd, float gs, float bc1, float bc2, int* flag, int tag) {
   bool bad = false;
   for (int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     bad = !adamw_element(p[i], g[i], m[i], v[i], lr, beta1, beta2, eps, wd, gs, bc1, bc2) || bad;
@@ -98,12 +97,11 @@ double sum_squares_f32(const float* x, int64_t n, double* scratch) {
   return total;
 }
 
-void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
-               float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2, int* flag,
-               int tag) {
+void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
+               float weight_decay, float grad_scale, float bc1, float bc2, int* flag, int tag) {
   if (n == 0) return;
-  launch<adamw_kernel>(blocks_for(n), kThreads, 0, compute_stream(), p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
-                       bc1, bc2, flag, tag);
+  launch<adamw_kernel>(blocks_for(n), kThreads, 0, compute_stream(), p, g, m, v, n, lr, beta1, beta2, eps, weight_decay,
+                       grad_scale, bc1, bc2, flag, tag);
 }
 
 void flag_to_f32(float* dst, const int* flag) { launch<flag_to_float_kernel>(1, 1, 0, compute_stream(), dst, flag); }

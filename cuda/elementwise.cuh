@@ -17,9 +17,8 @@ inline constexpr int kSumSquaresBlocks = 256;
 // The kSumSquaresBlocks partial sums of sum_squares_f32 into scratch (device), no host read.
 void sum_squares_partials_f32(const float* x, int64_t n, double* scratch);
 // AdamW; a non-finite value written sets *flag (device) to tag when it is 0 (Backend::adamw_update).
-void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
-               float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2, int* flag,
-               int tag);
+void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
+               float weight_decay, float grad_scale, float bc1, float bc2, int* flag, int tag);
 // *dst = *flag as a float (both device; one thread, no host synchronisation).
 void flag_to_f32(float* dst, const int* flag);
 

@@ -37,10 +37,10 @@ void gemm_chunk(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cublas
   Buffer ptrs = be.alloc(sizeof(void*) * 3 * static_cast<size_t>(count));
   void** dev = static_cast<void**>(ptrs.get());
   launch<write_pointers_kernel>(1, 128, 0, compute_stream(), dev, pack);
-  AM_CUBLAS(cublasGemmGroupedBatchedEx(handle, tas.data(), tbs.data(), m.data(), n.data(), k.data(), alphas.data(),
-                                       dev, ab_type, lda.data(), dev + count, ab_type, ldb.data(), betas.data(),
-                                       dev + 2 * count, CUDA_R_32F, ldc.data(),
-                                       count, sizes.data(), CUBLAS_COMPUTE_32F));
+  AM_CUBLAS(cublasGemmGroupedBatchedEx(handle, tas.data(), tbs.data(), m.data(), n.data(), k.data(), alphas.data(), dev,
+                                       ab_type, lda.data(), dev + count, ab_type, ldb.data(), betas.data(),
+                                       dev + 2 * count, CUDA_R_32F, ldc.data(), count, sizes.data(),
+                                       CUBLAS_COMPUTE_32F));
 }
 
 }  // namespace

@@ -34,8 +34,8 @@ void gemm_grouped(Backend& be, cublasHandle_t handle, cublasOperation_t ta, cubl
 // combinations) and the gradient products need an fp32 C (beta = 1 accumulates). Problems with
 // m or n of 0 are skipped; any k >= 0 and leading dimensions (no alignment needed). On the compute
 // stream; deterministic (no atomics, fixed summation order).
-void gemm_grouped_tc(cublasOperation_t ta, cublasOperation_t tb, const std::vector<GemmProblem>& problems,
-                     float alpha, float beta);
+void gemm_grouped_tc(cublasOperation_t ta, cublasOperation_t tb, const std::vector<GemmProblem>& problems, float alpha,
+                     float beta);
 
 // The same problems as one cublasGemmEx each (bf16 A and B, fp32 accumulation, each C of its
 // c_type): cuBLAS's tuned kernels, one launch per problem.

@@ -49,7 +49,7 @@ constexpr int kWarps = 4, kTcThreads = 32 * kWarps;
 constexpr int WM = 32, WN = 32;  // a warp's part of the block tile (2 x 2 warps)
 static_assert(BM == 2 * WM && BN == 2 * WN && kWarps == 4, "2 x 2 warps");
 // One operand tile in shared memory, in uint4 (8 bf16): rows of BK + PAD or BM + PAD elements.
-constexpr int kTileVecs = std::max(BK * (BM + PAD), BM * (BK + PAD)) / 8;
+constexpr int kTileVecs = std::max(BK * (BM + PAD), BM*(BK + PAD)) / 8;
 static_assert(BM == BN, "one shared tile size for A and B");
 
 struct TcProblem {
@@ -80,7 +80,7 @@ struct Stage {
 
   __device__ __forceinline__ void fetch(const uint16_t* __restrict__ src, int64_t ld, int c0, int s0, int c_lim,
                                         int s_lim) {
-    #pragma unroll
+#pragma unroll
     for (int e = 0; e < kRuns; ++e) {
       const int idx = int(threadIdx.x) + e * kTcThreads;
       const int gc = c0 + 8 * (idx % (CONT / 8)), gs = s0 + idx / (CONT / 8);
@@ -91,7 +91,7 @@ struct Stage {
           r = *reinterpret_cast<const uint4*>(p);
         } else {
           uint16_t x[8];
-          #pragma unroll
+#pragma unroll
           for (int i = 0; i < 8; ++i) x[i] = gc + i < c_lim ? p[i] : uint16_t(0);
           r = make_uint4(mma::pack(x[0], x[1]), mma::pack(x[2], x[3]), mma::pack(x[4], x[5]), mma::pack(x[6], x[7]));
         }
@@ -101,7 +101,7 @@ struct Stage {
   }
   // dst: STRD rows of CONT + PAD elements; each thread writes whole 16-byte runs.
   __device__ __forceinline__ void store(uint4* dst) const {
-    #pragma unroll
+#pragma unroll
     for (int e = 0; e < kRuns; ++e) {
       const int idx = int(threadIdx.x) + e * kTcThreads;
       dst[(idx / (CONT / 8)) * kRowVecs + idx % (CONT / 8)] = v[e];
@@ -128,11 +128,11 @@ __device__ __forceinline__ int find_problem(const TcArgs& args, int tile) {
 template <bool TA, bool TB, int SA, int SB>
 __device__ __forceinline__ void multiply_step(FragC (&acc)[2][4], const uint16_t* a16, const uint16_t* b16, int wm,
                                               int wn, int lane) {
-  #pragma unroll
+#pragma unroll
   for (int kk = 0; kk < BK; kk += 16) {
     FragA fa[2];
     FragB fb[4];
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < 2; ++i) {  // rows wm + 16 i .. + 15, columns kk .. kk + 15 of op(A)
       const int r0 = wm + 16 * i;
       if (TA) {
@@ -141,7 +141,7 @@ __device__ __forceinline__ void multiply_step(FragC (&acc)[2][4], const uint16_t
         mma::load_a(fa[i], a16 + kk * SA + r0, 1, SA, lane);
       }
     }
-    #pragma unroll
+#pragma unroll
     for (int j = 0; j < 4; ++j) {  // rows kk .. kk + 15, columns wn + 8 j .. + 7 of op(B)
       const int c0 = wn + 8 * j;
       if (TB) {
@@ -150,9 +150,9 @@ __device__ __forceinline__ void multiply_step(FragC (&acc)[2][4], const uint16_t
         mma::load_b(fb[j], b16 + c0 * SB + kk, 1, SB, lane);
       }
     }
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < 2; ++i) {
-      #pragma unroll
+#pragma unroll
       for (int j = 0; j < 4; ++j) mma::mma_bf16(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
   }
@@ -161,12 +161,12 @@ __device__ __forceinline__ void multiply_step(FragC (&acc)[2][4], const uint16_t
 // The epilogue: C = alpha acc + beta C for the warp's elements inside C (rows r0.., columns c0..),
 // an fp32 C stored as is, a bf16 C rounded once.
 __device__ __forceinline__ void store_tile(const TcProblem& q, bool c16, float alpha, float beta,
-                                          const FragC (&acc)[2][4], int r0, int c0, int lane) {
-  #pragma unroll
+                                           const FragC (&acc)[2][4], int r0, int c0, int lane) {
+#pragma unroll
   for (int i = 0; i < 2; ++i) {
-    #pragma unroll
+#pragma unroll
     for (int j = 0; j < 4; ++j) {
-      #pragma unroll
+#pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int row = r0 + 16 * i + mma::c_row(lane, r), col = c0 + 8 * j + mma::c_col(lane, r);
         if (row >= q.m || col >= q.n) continue;
@@ -217,9 +217,9 @@ __global__ void __launch_bounds__(kTcThreads) grouped_gemm_tc_kernel(TcArgs args
   AM_SHARED(uint4, sa, [kTileVecs]);
   AM_SHARED(uint4, sb, [kTileVecs]);
   FragC acc[2][4];
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < 2; ++i) {
-    #pragma unroll
+#pragma unroll
     for (int j = 0; j < 4; ++j) mma::zero(acc[i][j]);
   }
 
@@ -230,8 +230,8 @@ __global__ void __launch_bounds__(kTcThreads) grouped_gemm_tc_kernel(TcArgs args
     rb.store(sb);
     __syncthreads();
     if (k0 + BK < q.k) fetch(k0 + BK);  // in flight while the warps multiply
-    multiply_step<TA, TB, SA, SB>(acc, reinterpret_cast<const uint16_t*>(sa), reinterpret_cast<const uint16_t*>(sb),
-                                  wm, wn, lane);
+    multiply_step<TA, TB, SA, SB>(acc, reinterpret_cast<const uint16_t*>(sa), reinterpret_cast<const uint16_t*>(sb), wm,
+                                  wn, lane);
   }
   store_tile(q, (args.c_bf16 >> lo) & 1u, args.alpha, args.beta, acc, m0 + wm, n0 + wn, lane);
 }
@@ -244,8 +244,7 @@ void launch_chunk(bool ta, bool tb, const GemmProblem* probs, int count, float a
   for (int i = 0; i < count; ++i) {
     const GemmProblem& g = probs[i];
     if (g.m <= 0 || g.n <= 0) continue;  // nothing to write
-    AM_CHECK(g.k >= 0 && g.lda >= std::max(1, ta ? g.k : g.m) && g.ldb >= std::max(1, tb ? g.n : g.k) &&
-                 g.ldc >= g.m,
+    AM_CHECK(g.k >= 0 && g.lda >= std::max(1, ta ? g.k : g.m) && g.ldb >= std::max(1, tb ? g.n : g.k) && g.ldc >= g.m,
              "gemm_grouped_tc: problem m {} n {} k {} lda {} ldb {} ldc {}", g.m, g.n, g.k, g.lda, g.ldb, g.ldc);
     AM_CHECK(g.c_type == CUDA_R_32F || g.c_type == CUDA_R_16BF, "gemm_grouped_tc: C of type {}", int(g.c_type));
     const int64_t t = int64_t((g.m + BM - 1) / BM) * ((g.n + BN - 1) / BN);

@@ -41,7 +41,7 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... a
 #ifdef AM_CUDA_SIM
   ::am::sim::launch<Kernel>(grid, block, smem, stream, std::forward<Args>(args)...);
 #else
-  Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  Kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
 #endif
   AM_CUDA_LAUNCHED();
 }

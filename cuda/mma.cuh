@@ -59,7 +59,7 @@ __device__ __forceinline__ int c_col(int lane, int i) { return 2 * (lane & 3) + 
 // A (16 x 16): element (row, col) at p[row * rs + col * cs].
 __device__ __forceinline__ void load_a(FragA& f, const uint16_t* p, int rs, int cs, int lane) {
   const int g = lane >> 2, t = lane & 3;
-  #pragma unroll
+#pragma unroll
   for (int j = 0; j < 4; ++j) {  // register j: a_{2j}, a_{2j+1}
     const int row = g + ((j & 1) ? 8 : 0), col = 2 * t + ((j & 2) ? 8 : 0);
     const uint16_t* e = p + row * rs + col * cs;
@@ -70,7 +70,7 @@ __device__ __forceinline__ void load_a(FragA& f, const uint16_t* p, int rs, int 
 // B (16 x 8): element (k, n) at p[k * ks + n * ns].
 __device__ __forceinline__ void load_b(FragB& f, const uint16_t* p, int ks, int ns, int lane) {
   const int g = lane >> 2, t = lane & 3;
-  #pragma unroll
+#pragma unroll
   for (int j = 0; j < 2; ++j) {  // register j: b_{2j}, b_{2j+1}
     const uint16_t* e = p + (2 * t + 8 * j) * ks + g * ns;
     f.r[j] = pack(e[0], e[ks]);
@@ -78,17 +78,17 @@ __device__ __forceinline__ void load_b(FragB& f, const uint16_t* p, int ks, int 
 }
 
 __device__ __forceinline__ void zero(FragC& f) {
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < 4; ++i) f.r[i] = 0.f;
 }
 
 // C (16 x 8, f32): element (row, col) at p[row * ld + col].
 __device__ __forceinline__ void load_c(FragC& f, const float* p, int ld, int lane) {
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < 4; ++i) f.r[i] = p[c_row(lane, i) * ld + c_col(lane, i)];
 }
 __device__ __forceinline__ void store_c(float* p, int ld, const FragC& f, int lane) {
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < 4; ++i) p[c_row(lane, i) * ld + c_col(lane, i)] = f.r[i];
 }
 

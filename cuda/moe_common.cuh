@@ -42,7 +42,7 @@ __device__ __forceinline__ bool preferred(float va, int64_t a, float vb, int64_t
 // NaN after every number. Equal values give equal keys, so a STABLE sort of items listed in
 // increasing index order puts ties at the lower index first: exactly preferred().
 __device__ __forceinline__ uint32_t desc_key(float v) {
-  if (isnan(v)) return 0xffffffffu;  // no number maps there (~asc == ~0 needs bits ~0, a NaN)
+  if (isnan(v)) return 0xffffffffu;                          // no number maps there (~asc == ~0 needs bits ~0, a NaN)
   const uint32_t b = (v == 0.0f) ? 0u : __float_as_uint(v);  // -0 -> +0
   const uint32_t asc = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // ascending in v
   return ~asc;
@@ -74,18 +74,18 @@ struct Scratch {
 // Stable ascending sort of n (key, value) pairs by bits [0, end_bit) of the keys (CUB radix
 // sort: deterministic, and equal keys keep their input order). Outputs must not alias inputs.
 template <typename K>
-void sort_pairs(Backend& be, const K* keys_in, K* keys_out, const int32_t* vals_in, int32_t* vals_out,
-                int64_t n, int end_bit) {
+void sort_pairs(Backend& be, const K* keys_in, K* keys_out, const int32_t* vals_in, int32_t* vals_out, int64_t n,
+                int end_bit) {
   if (n == 0) return;
   AM_CHECK(n <= INT_MAX, "sort of {} items: more than int32 indices hold", n);
   const int items = static_cast<int>(n);
   end_bit = std::clamp(end_bit, 1, static_cast<int>(sizeof(K) * 8));
   size_t bytes = 0;
-  AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys_in, keys_out, vals_in, vals_out, items, 0,
-                                          end_bit, compute_stream()));
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys_in, keys_out, vals_in, vals_out, items, 0, end_bit,
+                                          compute_stream()));
   Buffer tmp = be.alloc(bytes);
-  AM_CUDA(cub::DeviceRadixSort::SortPairs(tmp.get(), bytes, keys_in, keys_out, vals_in, vals_out, items, 0,
-                                          end_bit, compute_stream()));
+  AM_CUDA(cub::DeviceRadixSort::SortPairs(tmp.get(), bytes, keys_in, keys_out, vals_in, vals_out, items, 0, end_bit,
+                                          compute_stream()));
   AM_CUDA_LAUNCHED();
 }
 

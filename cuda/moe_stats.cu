@@ -15,7 +15,6 @@
 
 namespace am::cuda {
 
-
 namespace {
 
 constexpr int kPartialBlocks = 256;
@@ -85,8 +84,8 @@ __global__ void add_vector_to_rows_kernel(float* x, const V* v, double alpha, in
   }
 }
 
-__global__ void balance_loss_kernel(double* value, double* f, const double* c, const double* ps, int width,
-                                    int n_true, bool average_nulls, double tokens, double alpha_width) {
+__global__ void balance_loss_kernel(double* value, double* f, const double* c, const double* ps, int width, int n_true,
+                                    bool average_nulls, double tokens, double alpha_width) {
   const int m = width - n_true;
   for (int i = 0; i < width; ++i) f[i] = i < n_true ? c[i] / tokens : 0.0;
   if (average_nulls && m > 0) {
@@ -116,7 +115,8 @@ void scalar_sum_to(Backend& be, Tensor out, Tensor x, double coef, double div) {
   Buffer partial = be.alloc(sizeof(double) * kPartialBlocks);
   auto* part = static_cast<double*>(partial.get());
   launch<partial_sum_kernel<kEntropy>>(kPartialBlocks, kThreads, 0, compute_stream(), x.as<float>(), x.numel(), part);
-  launch<finish_sum_kernel>(1, 1, 0, compute_stream(), out.as<double>(), static_cast<const double*>(part), kPartialBlocks, coef, div);
+  launch<finish_sum_kernel>(1, 1, 0, compute_stream(), out.as<double>(), static_cast<const double*>(part),
+                            kPartialBlocks, coef, div);
 }
 
 }  // namespace
@@ -143,7 +143,8 @@ void slot_counts(Backend&, Tensor counts, Tensor slot_expert, int n_total, int n
 
 void axpy_f64(Backend&, Tensor y, Tensor x, double alpha) {
   if (y.numel() == 0) return;
-  launch<axpy_f64_kernel>(blocks_for(y.numel()), kThreads, 0, compute_stream(), y.as<double>(), x.as<double>(), alpha, y.numel());
+  launch<axpy_f64_kernel>(blocks_for(y.numel()), kThreads, 0, compute_stream(), y.as<double>(), x.as<double>(), alpha,
+                          y.numel());
 }
 
 void sum_to(Backend&, Tensor out, Tensor x) {
@@ -158,11 +159,11 @@ void add_vector_to_rows(Backend&, Tensor x, Tensor v, double alpha) {
   const int64_t N = row_count(x), C = last_dim(x), n = v.numel();
   if (N * n == 0) return;
   if (v.dtype == DType::F64) {
-    launch<add_vector_to_rows_kernel<double>>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(), v.as<double>(), alpha,
-                                              N, C, n);
+    launch<add_vector_to_rows_kernel<double>>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(),
+                                              v.as<double>(), alpha, N, C, n);
   } else {
-    launch<add_vector_to_rows_kernel<float>>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(), v.as<float>(), alpha,
-                                             N, C, n);
+    launch<add_vector_to_rows_kernel<float>>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(),
+                                             v.as<float>(), alpha, N, C, n);
   }
 }
 
@@ -177,7 +178,8 @@ void balance_loss(Backend&, Tensor value, Tensor f, Tensor counts, Tensor prob_s
 void selection_bias_update(Backend&, Tensor bias, Tensor load, double rate) {
   const int64_t n = bias.numel();
   if (n == 0) return;
-  launch<selection_bias_kernel>(1, 1, 0, compute_stream(), bias.as<float>(), load.as<double>(), static_cast<int>(n), rate);
+  launch<selection_bias_kernel>(1, 1, 0, compute_stream(), bias.as<float>(), load.as<double>(), static_cast<int>(n),
+                                rate);
 }
 
 }  // namespace am::cuda

@@ -9,21 +9,25 @@
 namespace am {
 namespace {
 
-#define AM_NCCL(call)                                                                                 \
-  do {                                                                                                \
-    ncclResult_t r_ = (call);                                                                         \
-    if (r_ != ncclSuccess) {                                                                          \
-      throw ::am::InternalError(fmt::format("{}:{}: {} failed: {}", __FILE__, __LINE__, #call,      \
-                                            ncclGetErrorString(r_)));                                \
-    }                                                                                                 \
+#define AM_NCCL(call)                                                                              \
+  do {                                                                                             \
+    ncclResult_t r_ = (call);                                                                      \
+    if (r_ != ncclSuccess) {                                                                       \
+      throw ::am::InternalError(                                                                   \
+          fmt::format("{}:{}: {} failed: {}", __FILE__, __LINE__, #call, ncclGetErrorString(r_))); \
+    }                                                                                              \
   } while (0)
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
-    case DType::F32: return ncclFloat32;
-    case DType::F64: return ncclFloat64;
-    case DType::BF16: return ncclBfloat16;
-    case DType::I32: return ncclInt32;
+    case DType::F32:
+      return ncclFloat32;
+    case DType::F64:
+      return ncclFloat64;
+    case DType::BF16:
+      return ncclBfloat16;
+    case DType::I32:
+      return ncclInt32;
   }
   return ncclFloat32;
 }
@@ -162,8 +166,7 @@ class NcclComm final : public Comm {
     AM_CUDA(cudaStreamWaitEvent(cuda::compute_stream(), done_, 0));
   }
   void reduce(Tensor t) {
-    AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_,
-                          stream_));
+    AM_NCCL(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), nccl_type(t.dtype), ncclSum, comm_, stream_));
   }
   std::unique_ptr<Comm> host_;
   ncclComm_t comm_ = nullptr;

@@ -49,11 +49,15 @@ void attention_backward(Backend& be, Tensor dqkv, Tensor dout, Tensor qkv, Tenso
 void attention_decode(Backend& be, Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n, const AttnShape& s);
 
 // ---- select.cu ----
-void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true);
-void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, int n_true);
+void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k,
+                 int n_true);
+void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                          int n_true);
 void topp_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize);
-void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, bool renormalize);
-void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group, int64_t capacity);
+void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                          Tensor probs, bool renormalize);
+void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
+                          int64_t capacity);
 void expert_choice_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert);
 void capacity_route(Backend& be, Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity);
 Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int n_true);
@@ -61,10 +65,12 @@ Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int 
 // ---- routing.cu ----
 // (gather_rows, gather_blocks, combine, combine_backward, block_norms and block_norms_backward also
 // take BF16 tensors: CudaBackend names them in native_bf16; routing.cu says which arguments)
-int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets, Tensor slot_expert, int n_experts);
+int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                    Tensor slot_expert, int n_experts);
 void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax);
 void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign);
-void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate, Tensor slot_assign);
+void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
+                      Tensor slot_gate, Tensor slot_assign);
 void scatter_rows_add(Backend& be, Tensor dx, Tensor src, Tensor slot_assign);
 void block_norms(Backend& be, Tensor s, Tensor c, int n_blocks, Backend::NormKind kind);
 void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, Backend::NormKind kind);
@@ -79,7 +85,8 @@ void slot_counts(Backend& be, Tensor counts, Tensor slot_expert, int n_total, in
 void axpy_f64(Backend& be, Tensor y, Tensor x, double alpha);
 void sum_to(Backend& be, Tensor out, Tensor x);
 void add_vector_to_rows(Backend& be, Tensor x, Tensor v, double alpha);
-void balance_loss(Backend& be, Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width);
+void balance_loss(Backend& be, Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls,
+                  double tokens, double alpha_width);
 void selection_bias_update(Backend& be, Tensor bias, Tensor load, double rate);
 
 }  // namespace am::cuda

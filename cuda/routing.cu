@@ -117,8 +117,8 @@ __global__ void combine_kernel(TY* y, const TE* eo, const float* slot_gate, cons
 // One warp per slot i: deo[a] = gate * dy[t], dslot_gate[i] = <dy[t], eo[a]>.
 template <typename TE>
 __global__ void combine_backward_kernel(float* deo, float* dslot_gate, const float* dy, const TE* eo,
-                                        const float* slot_gate, const int32_t* slot_assign, int64_t slots,
-                                        int kmax, int64_t A, int64_t d) {
+                                        const float* slot_gate, const int32_t* slot_assign, int64_t slots, int kmax,
+                                        int64_t A, int64_t d) {
   for (int64_t i = warp_id(); i < slots; i += warp_stride()) {
     const int64_t a = slot_assign[i];
     if (a < 0 || a >= A) {
@@ -162,9 +162,15 @@ __global__ void block_norms_kernel(float* s, int64_t S, const TC* c, int64_t N, 
     for (int64_t i = lane_id(); i < dl; i += 32) {
       const double v = to_float(cb[i]);
       switch (kind) {
-        case NormKind::L2: acc += v * v; break;
-        case NormKind::L1: acc += fabs(v); break;
-        case NormKind::Linf: acc = acc < fabs(v) ? fabs(v) : acc; break;  // std::max: NaN ignored
+        case NormKind::L2:
+          acc += v * v;
+          break;
+        case NormKind::L1:
+          acc += fabs(v);
+          break;
+        case NormKind::Linf:
+          acc = acc < fabs(v) ? fabs(v) : acc;
+          break;  // std::max: NaN ignored
       }
     }
     if (kind == NormKind::Linf) {
@@ -247,9 +253,8 @@ __global__ void gather_blocks_kernel(TO* out, const TC* c, const int32_t* assign
 }
 
 // Key of assignment a: its target block t*n + e, or n_blocks (after every block) when invalid.
-__global__ void block_keys_kernel(uint32_t* keys, int32_t* vals, const int32_t* assign_slot,
-                                  const int32_t* slot_expert, int64_t A, int64_t slots, int kmax, int n,
-                                  uint32_t n_blocks) {
+__global__ void block_keys_kernel(uint32_t* keys, int32_t* vals, const int32_t* assign_slot, const int32_t* slot_expert,
+                                  int64_t A, int64_t slots, int kmax, int n, uint32_t n_blocks) {
   for (int64_t a = thread_id(); a < A; a += thread_stride()) {
     const int64_t slot = assign_slot[a];
     const int64_t e = slot >= 0 && slot < slots ? slot_expert[slot] : -1;
@@ -302,12 +307,12 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
 
   Scratch<uint32_t> keys(be, slots), sorted_keys(be, slots);
   Scratch<int32_t> vals(be, slots), sorted_vals(be, slots);
-  launch<route_keys_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, slot_expert.as<int32_t>(), slots,
-                            n_experts);
+  launch<route_keys_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr,
+                            slot_expert.as<int32_t>(), slots, n_experts);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, slots, bits_for(uint64_t(n_experts) + 1));
   Scratch<int64_t> found(be, n_experts + 3);
-  launch<route_offsets_kernel>(blocks_for(n_experts + 2), moe::kThreads, 0, compute_stream(), found.ptr, sorted_keys.ptr,
-                               sorted_vals.ptr, slots, n_experts);
+  launch<route_offsets_kernel>(blocks_for(n_experts + 2), moe::kThreads, 0, compute_stream(), found.ptr,
+                               sorted_keys.ptr, sorted_vals.ptr, slots, n_experts);
   std::vector<int64_t> host(static_cast<size_t>(n_experts) + 3);
   copy_to_host(host.data(), found.ptr, sizeof(int64_t) * host.size());
   const int64_t bad = host[static_cast<size_t>(n_experts) + 2];
@@ -323,7 +328,8 @@ int64_t route_build(Backend& be, Tensor assign_slot, Tensor slot_assign, std::ve
   fill_bytes(slot_assign.data, 0xff, slot_assign.nbytes());  // -1: empty
   if (A == 0) return 0;
   copy_on_device(assign_slot.data, sorted_vals.ptr, sizeof(int32_t) * A);
-  launch<route_invert_kernel>(blocks_for(A), moe::kThreads, 0, compute_stream(), slot_assign.as<int32_t>(), sorted_vals.ptr, A);
+  launch<route_invert_kernel>(blocks_for(A), moe::kThreads, 0, compute_stream(), slot_assign.as<int32_t>(),
+                              sorted_vals.ptr, A);
   return A;
 }
 
@@ -334,8 +340,8 @@ void gather_rows(Backend& be, Tensor out, Tensor x, Tensor assign_slot, int kmax
   by_storage(out, x, [&](auto so, auto sx) {
     using TO = typename decltype(so)::type;
     using TX = typename decltype(sx)::type;
-    launch<gather_rows_kernel<TO, TX>>(blocks_for(A * d), moe::kThreads, 0, compute_stream(), data_as<TO>(out), data_as<const TX>(x),
-                                       assign_slot.as<int32_t>(), A, d, kmax, N * kmax);
+    launch<gather_rows_kernel<TO, TX>>(blocks_for(A * d), moe::kThreads, 0, compute_stream(), data_as<TO>(out),
+                                       data_as<const TX>(x), assign_slot.as<int32_t>(), A, d, kmax, N * kmax);
   });
 }
 
@@ -347,8 +353,9 @@ void combine(Backend& be, Tensor y, Tensor expert_out, Tensor slot_gate, Tensor 
   by_storage(y, expert_out, [&](auto sy, auto se) {
     using TY = typename decltype(sy)::type;
     using TE = typename decltype(se)::type;
-    launch<combine_kernel<TY, TE>>(blocks_for(N * d), moe::kThreads, 0, compute_stream(), data_as<TY>(y), data_as<const TE>(expert_out),
-                                   slot_gate.as<float>(), slot_assign.as<int32_t>(), N, d, static_cast<int>(kmax), A);
+    launch<combine_kernel<TY, TE>>(blocks_for(N * d), moe::kThreads, 0, compute_stream(), data_as<TY>(y),
+                                   data_as<const TE>(expert_out), slot_gate.as<float>(), slot_assign.as<int32_t>(), N,
+                                   d, static_cast<int>(kmax), A);
   });
 }
 
@@ -362,10 +369,10 @@ void combine_backward(Backend& be, Tensor dexpert_out, Tensor dslot_gate, Tensor
   F32Copies f32(be, {Backend::rw(&dexpert_out), Backend::rw(&dslot_gate), &dy, &slot_gate});
   by_storage(expert_out, [&](auto se) {
     using TE = typename decltype(se)::type;
-    launch<combine_backward_kernel<TE>>(blocks_for_warps(slots), moe::kThreads, 0, compute_stream(), dexpert_out.as<float>(),
-                                        dslot_gate.as<float>(), dy.as<float>(), data_as<const TE>(expert_out),
-                                        slot_gate.as<float>(), slot_assign.as<int32_t>(), slots,
-                                        static_cast<int>(kmax), A, d);
+    launch<combine_backward_kernel<TE>>(blocks_for_warps(slots), moe::kThreads, 0, compute_stream(),
+                                        dexpert_out.as<float>(), dslot_gate.as<float>(), dy.as<float>(),
+                                        data_as<const TE>(expert_out), slot_gate.as<float>(), slot_assign.as<int32_t>(),
+                                        slots, static_cast<int>(kmax), A, d);
   });
   f32.narrow();
 }
@@ -399,9 +406,9 @@ void block_norms_backward(Backend& be, Tensor dc, Tensor ds, Tensor c, Tensor s,
   F32Copies f32(be, {Backend::rw(&dc), &ds, &s});
   by_storage(c, [&](auto sc) {
     using TC = typename decltype(sc)::type;
-    launch<block_norms_backward_kernel<TC>>(blocks_for_warps(N * n_blocks), moe::kThreads, 0, compute_stream(), dc.as<float>(),
-                                            ds.as<float>(), data_as<const TC>(c), s.as<float>(), S, N, n_blocks, dl,
-                                            kind);
+    launch<block_norms_backward_kernel<TC>>(blocks_for_warps(N * n_blocks), moe::kThreads, 0, compute_stream(),
+                                            dc.as<float>(), ds.as<float>(), data_as<const TC>(c), s.as<float>(), S, N,
+                                            n_blocks, dl, kind);
   });
   f32.narrow();
 }
@@ -427,12 +434,12 @@ void scatter_blocks_add(Backend& be, Tensor dc, Tensor src, Tensor assign_slot, 
   const uint32_t n_blocks = static_cast<uint32_t>(g.N * g.n);
   Scratch<uint32_t> keys(be, g.A), sorted_keys(be, g.A);
   Scratch<int32_t> vals(be, g.A), sorted_vals(be, g.A);
-  launch<block_keys_kernel>(blocks_for(g.A), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, assign_slot.as<int32_t>(),
-                            slot_expert.as<int32_t>(), g.A, g.N * g.kmax, static_cast<int>(g.kmax),
-                            static_cast<int>(g.n), n_blocks);
+  launch<block_keys_kernel>(blocks_for(g.A), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr,
+                            assign_slot.as<int32_t>(), slot_expert.as<int32_t>(), g.A, g.N * g.kmax,
+                            static_cast<int>(g.kmax), static_cast<int>(g.n), n_blocks);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, g.A, bits_for(n_blocks));
-  launch<scatter_blocks_kernel>(blocks_for_warps(g.A), moe::kThreads, 0, compute_stream(), dc.as<float>(), src.as<float>(),
-                                sorted_keys.ptr, sorted_vals.ptr, g.A, g.dl, n_blocks);
+  launch<scatter_blocks_kernel>(blocks_for_warps(g.A), moe::kThreads, 0, compute_stream(), dc.as<float>(),
+                                src.as<float>(), sorted_keys.ptr, sorted_vals.ptr, g.A, g.dl, n_blocks);
 }
 
 }  // namespace am::cuda

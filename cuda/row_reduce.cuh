@@ -25,12 +25,16 @@ namespace am::cuda {
 
 struct SumOp {
   template <typename T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 // std::max's choice: b when a < b, else a (the maximum is exact, whatever the order).
 struct MaxOp {
   template <typename T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a < b ? b : a; }
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return a < b ? b : a;
+  }
 };
 
 // Every thread of a kBlock-thread block passes v; every thread returns op over all of them.

@@ -1,9 +1,9 @@
 // rows.cu: softmax cross-entropy, the row-softmax helpers (softmax, its backward, log-sum-exp,
 // axpy_rows, column sums, add_to_rows), entropy, and the column writers, on the default stream.
 // fp32 tensors; under bf16 storage cross-entropy's logits and gradient may be BF16 (the kernel is
-// templated on their storage types, bf16_io.cuh; BF16 losses fall back to fp32 copies, core/f32_copies.h). The CPU kernels in src/cpu/ops_{cross_entropy,softmax,entropy,norms}.cpp are the spec: the
-// same formulas in the same precision (float exp summed in double for cross-entropy, double exp
-// for the softmax helpers, as the CPU does).
+// templated on their storage types, bf16_io.cuh; BF16 losses fall back to fp32 copies, core/f32_copies.h). The CPU
+// kernels in src/cpu/ops_{cross_entropy,softmax,entropy,norms}.cpp are the spec: the same formulas in the same
+// precision (float exp summed in double for cross-entropy, double exp for the softmax helpers, as the CPU does).
 //
 // Determinism: no floating-point atomics. A row is reduced by one block (CUB block reduction of a
 // fixed size chosen from the row length only); column sums go by fixed row chunks combined in
@@ -11,9 +11,9 @@
 // in block order.
 #include "bf16_io.cuh"
 #include "check.cuh"
-#include "launch.cuh"
 #include "core/f32_copies.h"
 #include "core/op_checks.h"
+#include "launch.cuh"
 #include "ops.cuh"
 #include "row_reduce.cuh"
 
@@ -24,9 +24,7 @@
 
 namespace am::cuda {
 
-
 namespace {
-
 
 // ---- cross-entropy ----
 
@@ -40,9 +38,9 @@ __global__ void cross_entropy_kernel(float* losses, const TL* logits, TG* grad, 
                                      int64_t V, double grad_scale) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const TL* x = logits + i * V;
-    TG* g = grad + i * V;  // each thread writes only the columns it read
+    TG* g = grad + i * V;          // each thread writes only the columns it read
     const int32_t y = targets[i];  // the same for the whole block
-    if (y < 0 || y >= V) {  // ignored; >= V: a guard (checked on the host), the loss turns NaN
+    if (y < 0 || y >= V) {         // ignored; >= V: a guard (checked on the host), the loss turns NaN
       if (kLoss && threadIdx.x == 0) losses[i] = y < 0 ? 0.0f : NAN;
       if (kGrad) {
         for (int64_t j = threadIdx.x; j < V; j += B) g[j] = from_float<TG>(0.0f);
@@ -141,9 +139,7 @@ __global__ void logsumexp_rows_kernel(float* out, const float* z, int64_t N, int
   }
 }
 
-__global__ void fill_kernel(float* x, float v, int64_t n) {
-  AM_GRID_STRIDE(i, n) x[i] = v;
-}
+__global__ void fill_kernel(float* x, float v, int64_t n) { AM_GRID_STRIDE(i, n) x[i] = v; }
 
 // y (N,n) += alpha s[t] x, element-wise.
 __global__ void axpy_rows_kernel(float* y, const float* x, const float* s, double alpha, int64_t N, int64_t n) {
@@ -238,7 +234,8 @@ void softmax_rows_backward(Backend&, Tensor dz, Tensor dp, Tensor p) {
   if (N == 0 || n == 0) return;
   with_row_block(n, [&](auto block) {
     constexpr int B = decltype(block)::value;
-    launch<softmax_rows_backward_kernel<B>>(row_grid(N), B, 0, compute_stream(), dz.as<float>(), dp.as<float>(), p.as<float>(), N, n);
+    launch<softmax_rows_backward_kernel<B>>(row_grid(N), B, 0, compute_stream(), dz.as<float>(), dp.as<float>(),
+                                            p.as<float>(), N, n);
   });
 }
 
@@ -258,7 +255,8 @@ void logsumexp_rows(Backend&, Tensor out, Tensor z) {
 void axpy_rows(Backend&, Tensor y, Tensor x, Tensor s, double alpha) {
   const int64_t N = row_count(y), n = last_dim(y);
   if (N * n == 0) return;
-  launch<axpy_rows_kernel>(blocks_for(N * n), kThreads, 0, compute_stream(), y.as<float>(), x.as<float>(), s.as<float>(), alpha, N, n);
+  launch<axpy_rows_kernel>(blocks_for(N * n), kThreads, 0, compute_stream(), y.as<float>(), x.as<float>(),
+                           s.as<float>(), alpha, N, n);
 }
 
 std::vector<double> column_sums(Backend& be, Tensor x) {
@@ -276,8 +274,8 @@ void add_to_rows(Backend& be, Tensor x, const std::vector<double>& v) {
   if (N * n == 0) return;
   Buffer dv = be.alloc(sizeof(double) * v.size());
   copy_from_host(dv.get(), v.data(), sizeof(double) * v.size());
-  launch<add_to_rows_kernel>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(), static_cast<const double*>(dv.get()),
-                             N, n);
+  launch<add_to_rows_kernel>(blocks_for(N * n), kThreads, 0, compute_stream(), x.as<float>(),
+                             static_cast<const double*>(dv.get()), N, n);
 }
 
 // ---- entropy ----
@@ -286,7 +284,8 @@ double entropy_sum(Backend& be, Tensor p) {
   const int64_t n = p.numel();
   if (n == 0) return 0.0;
   Buffer scratch = be.alloc(sizeof(double) * kEntropyBlocks);
-  launch<entropy_partial_kernel>(kEntropyBlocks, kThreads, 0, compute_stream(), p.as<float>(), n, static_cast<double*>(scratch.get()));
+  launch<entropy_partial_kernel>(kEntropyBlocks, kThreads, 0, compute_stream(), p.as<float>(), n,
+                                 static_cast<double*>(scratch.get()));
   std::vector<double> partial(kEntropyBlocks);
   copy_to_host(partial.data(), scratch.get(), sizeof(double) * kEntropyBlocks);
   double total = 0;
@@ -297,7 +296,8 @@ double entropy_sum(Backend& be, Tensor p) {
 void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
   const int64_t n = p.numel();
   if (n == 0) return;
-  launch<entropy_backward_kernel>(blocks_for(n), kThreads, 0, compute_stream(), dp.as<float>(), p.as<float>(), n, scale);
+  launch<entropy_backward_kernel>(blocks_for(n), kThreads, 0, compute_stream(), dp.as<float>(), p.as<float>(), n,
+                                  scale);
 }
 
 // ---- column writers ----
@@ -305,13 +305,15 @@ void entropy_backward(Backend&, Tensor dp, Tensor p, double scale) {
 void broadcast_columns(Backend&, Tensor x, Tensor v, int64_t col) {
   const int64_t N = row_count(x), C = last_dim(x), m = v.numel();
   if (N * m == 0) return;
-  launch<broadcast_columns_kernel>(blocks_for(N * m), kThreads, 0, compute_stream(), x.as<float>(), v.as<float>(), N, C, m, col);
+  launch<broadcast_columns_kernel>(blocks_for(N * m), kThreads, 0, compute_stream(), x.as<float>(), v.as<float>(), N, C,
+                                   m, col);
 }
 
 void copy_columns(Backend&, Tensor dst, Tensor src, int64_t col) {
   const int64_t N = row_count(dst), C = last_dim(dst), w = last_dim(src);
   if (N * w == 0) return;
-  launch<copy_columns_kernel>(blocks_for(N * w), kThreads, 0, compute_stream(), dst.as<float>(), src.as<float>(), N, C, w, col);
+  launch<copy_columns_kernel>(blocks_for(N * w), kThreads, 0, compute_stream(), dst.as<float>(), src.as<float>(), N, C,
+                              w, col);
 }
 
 }  // namespace am::cuda

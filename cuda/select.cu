@@ -58,8 +58,8 @@ __device__ int warp_next(const float* r, int n, float pv, int pi, float* v) {
 }
 
 // rank, gate_scores (N, n_total) -> slot_expert, slot_gate (N, k). One warp per row.
-__global__ void topk_kernel(int32_t* slot_expert, float* slot_gate, const float* rank,
-                            const float* gate_scores, int64_t N, int n_total, int k, int n_true) {
+__global__ void topk_kernel(int32_t* slot_expert, float* slot_gate, const float* rank, const float* gate_scores,
+                            int64_t N, int n_total, int k, int n_true) {
   for (int64_t t = warp_id(); t < N; t += warp_stride()) {
     const float* r = rank + t * n_total;
     const float* s = gate_scores + t * n_total;
@@ -113,8 +113,8 @@ __global__ void topk_backward_kernel(float* dgate_scores, const float* dslot_gat
 }
 
 // probs (N, n) -> slot_expert, slot_gate (N, kmax). One warp per row.
-__global__ void topp_kernel(int32_t* slot_expert, float* slot_gate, const float* probs, int64_t N, int n,
-                            int kmax, double p, bool renormalize) {
+__global__ void topp_kernel(int32_t* slot_expert, float* slot_gate, const float* probs, int64_t N, int n, int kmax,
+                            double p, bool renormalize) {
   const int limit = min(n, kmax);
   for (int64_t t = warp_id(); t < N; t += warp_stride()) {
     const float* pr = probs + t * n;
@@ -174,8 +174,8 @@ __global__ void topp_backward_kernel(float* dprobs, const float* dslot_gate, con
 }
 
 // Expert choice: item i = t*n + e of probs (N, n) belongs to segment (t / group) * n + e.
-__global__ void expert_choice_keys_kernel(uint64_t* keys, int32_t* vals, const float* probs, int64_t total,
-                                          int n, int64_t group) {
+__global__ void expert_choice_keys_kernel(uint64_t* keys, int32_t* vals, const float* probs, int64_t total, int n,
+                                          int64_t group) {
   for (int64_t i = thread_id(); i < total; i += thread_stride()) {
     const int64_t t = i / n, e = i % n;
     const uint64_t seg = static_cast<uint64_t>((t / group) * n + e);
@@ -187,8 +187,7 @@ __global__ void expert_choice_keys_kernel(uint64_t* keys, int32_t* vals, const f
 // After the sort, segment s holds sorted positions [s*group, (s+1)*group) (every segment has
 // exactly `group` items): its first `capacity` are chosen.
 __global__ void expert_choice_pick_kernel(int32_t* slot_expert, float* slot_gate, const int32_t* sorted_vals,
-                                          const float* probs, int64_t total, int n, int64_t group,
-                                          int64_t capacity) {
+                                          const float* probs, int64_t total, int n, int64_t group, int64_t capacity) {
   for (int64_t q = thread_id(); q < total; q += thread_stride()) {
     if (q % group >= capacity) continue;
     const int64_t i = sorted_vals[q];
@@ -219,9 +218,8 @@ __global__ void capacity_keys_kernel(uint64_t* keys, int32_t* vals, const int32_
                                      int64_t slots, int kmax, int n_scores, int n_true) {
   for (int64_t i = thread_id(); i < slots; i += thread_stride()) {
     const int32_t e = routed[i];
-    keys[i] = (e >= 0 && e < n_true)
-                  ? (uint64_t(e) << 32) | desc_key(scores[(i / kmax) * n_scores + e])
-                  : uint64_t(n_true) << 32;
+    keys[i] = (e >= 0 && e < n_true) ? (uint64_t(e) << 32) | desc_key(scores[(i / kmax) * n_scores + e])
+                                     : uint64_t(n_true) << 32;
     vals[i] = static_cast<int32_t>(i);
   }
 }
@@ -284,21 +282,22 @@ __global__ void slot_stats_kernel(unsigned long long* counts, const int32_t* slo
 
 // ---- top-k ----
 
-void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores,
-                 int k, int n_true) {
+void topk_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k,
+                 int n_true) {
   const int64_t N = row_count(rank_scores), n_total = last_dim(rank_scores);
   if (N == 0) return;
-  launch<topk_kernel>(blocks_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(), slot_gate.as<float>(),
-                      rank_scores.as<float>(), gate_scores.as<float>(), N, static_cast<int>(n_total), k, n_true);
+  launch<topk_kernel>(blocks_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(),
+                      slot_gate.as<float>(), rank_scores.as<float>(), gate_scores.as<float>(), N,
+                      static_cast<int>(n_total), k, n_true);
 }
 
-void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
-                          Tensor slot_gate, int n_true) {
+void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                          int n_true) {
   const int64_t N = row_count(dgate_scores), n_total = last_dim(dgate_scores), k = last_dim(slot_gate);
   if (N == 0 || k == 0) return;
-  launch<topk_backward_kernel>(blocks_for(N), moe::kThreads, 0, compute_stream(), dgate_scores.as<float>(), dslot_gate.as<float>(),
-                               slot_expert.as<int32_t>(), slot_gate.as<float>(), N, static_cast<int>(n_total),
-                               static_cast<int>(k), n_true);
+  launch<topk_backward_kernel>(blocks_for(N), moe::kThreads, 0, compute_stream(), dgate_scores.as<float>(),
+                               dslot_gate.as<float>(), slot_expert.as<int32_t>(), slot_gate.as<float>(), N,
+                               static_cast<int>(n_total), static_cast<int>(k), n_true);
 }
 
 // ---- top-p and expert choice ----
@@ -306,17 +305,18 @@ void topk_select_backward(Backend& be, Tensor dgate_scores, Tensor dslot_gate, T
 void topp_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
   if (N == 0) return;
-  launch<topp_kernel>(blocks_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(), slot_gate.as<float>(),
-                      probs.as<float>(), N, static_cast<int>(n), static_cast<int>(kmax), p, renormalize);
+  launch<topp_kernel>(blocks_for_warps(N), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(),
+                      slot_gate.as<float>(), probs.as<float>(), N, static_cast<int>(n), static_cast<int>(kmax), p,
+                      renormalize);
 }
 
 void topp_select_backward(Backend& be, Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
                           Tensor probs, bool renormalize) {
   const int64_t N = row_count(probs), n = last_dim(probs), kmax = last_dim(slot_expert);
   if (N == 0 || kmax == 0) return;
-  launch<topp_backward_kernel>(blocks_for(N), moe::kThreads, 0, compute_stream(), dprobs.as<float>(), dslot_gate.as<float>(),
-                               slot_expert.as<int32_t>(), slot_gate.as<float>(), probs.as<float>(), N,
-                               static_cast<int>(n), static_cast<int>(kmax), renormalize);
+  launch<topp_backward_kernel>(blocks_for(N), moe::kThreads, 0, compute_stream(), dprobs.as<float>(),
+                               dslot_gate.as<float>(), slot_expert.as<int32_t>(), slot_gate.as<float>(),
+                               probs.as<float>(), N, static_cast<int>(n), static_cast<int>(kmax), renormalize);
 }
 
 void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
@@ -330,8 +330,8 @@ void expert_choice_select(Backend& be, Tensor slot_expert, Tensor slot_gate, Ten
   if (capacity == 0) return;
   Scratch<uint64_t> keys(be, total), sorted_keys(be, total);
   Scratch<int32_t> vals(be, total), sorted_vals(be, total);
-  launch<expert_choice_keys_kernel>(blocks_for(total), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, probs.as<float>(), total,
-                                    static_cast<int>(n), group);
+  launch<expert_choice_keys_kernel>(blocks_for(total), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr,
+                                    probs.as<float>(), total, static_cast<int>(n), group);
   const uint64_t segments = static_cast<uint64_t>((N / group) * n);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, total, 32 + bits_for(segments - 1));
   launch<expert_choice_pick_kernel>(blocks_for(total), moe::kThreads, 0, compute_stream(), slot_expert.as<int32_t>(),
@@ -355,15 +355,16 @@ void capacity_route(Backend& be, Tensor routed, Tensor slot_expert, Tensor score
   if (slots == 0) return;
   AM_CHECK(slots <= INT32_MAX, "capacity_route over {} slots: more than int32 indices hold", slots);
   int32_t* out = routed.as<int32_t>();
-  launch<capacity_map_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), out, slot_expert.as<int32_t>(), slots, n_true);
+  launch<capacity_map_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), out, slot_expert.as<int32_t>(),
+                              slots, n_true);
   if (capacity == 0) return;  // no cap
   Scratch<uint64_t> keys(be, slots), sorted_keys(be, slots);
   Scratch<int32_t> vals(be, slots), sorted_vals(be, slots);
-  launch<capacity_keys_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, out, scores.as<float>(), slots,
-                               static_cast<int>(kmax), static_cast<int>(n_scores), n_true);
+  launch<capacity_keys_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), keys.ptr, vals.ptr, out,
+                               scores.as<float>(), slots, static_cast<int>(kmax), static_cast<int>(n_scores), n_true);
   sort_pairs(be, keys.ptr, sorted_keys.ptr, vals.ptr, sorted_vals.ptr, slots, 32 + bits_for(uint64_t(n_true)));
-  launch<capacity_drop_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), out, sorted_keys.ptr, sorted_vals.ptr, slots,
-                               n_true, capacity);
+  launch<capacity_drop_kernel>(blocks_for(slots), moe::kThreads, 0, compute_stream(), out, sorted_keys.ptr,
+                               sorted_vals.ptr, slots, n_true, capacity);
 }
 
 Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int n_true) {
@@ -376,8 +377,8 @@ Backend::SlotStats slot_stats(Backend& be, Tensor slot_expert, int n_total, int 
   fill_bytes(counts.ptr + n_total + 1, 0xff, sizeof(unsigned long long));
   const bool shared = n_total <= 8192;  // 32 KiB of shared memory at most
   const size_t shmem = shared ? sizeof(unsigned int) * static_cast<size_t>(n_total) : 0;
-  launch<slot_stats_kernel>(blocks_for(N), moe::kThreads, shmem, compute_stream(), counts.ptr, slot_expert.as<int32_t>(), N,
-                            static_cast<int>(kmax), n_total, n_true, shared);
+  launch<slot_stats_kernel>(blocks_for(N), moe::kThreads, shmem, compute_stream(), counts.ptr,
+                            slot_expert.as<int32_t>(), N, static_cast<int>(kmax), n_total, n_true, shared);
   std::vector<unsigned long long> host(static_cast<size_t>(n_total) + 2);
   copy_to_host(host.data(), counts.ptr, sizeof(unsigned long long) * host.size());
   const unsigned long long bad = host[static_cast<size_t>(n_total) + 1];

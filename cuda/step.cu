@@ -49,8 +49,8 @@ __global__ void span_partials_kernel(const float* x, const SumSquaresSpan* rows,
 }
 
 // One thread: row by row, the row's partials in block order, added to its slot.
-__global__ void add_span_partials_kernel(double* acc, const SumSquaresSpan* rows, int64_t n_rows,
-                                         const double* partial, int blocks) {
+__global__ void add_span_partials_kernel(double* acc, const SumSquaresSpan* rows, int64_t n_rows, const double* partial,
+                                         int blocks) {
   for (int64_t r = 0; r < n_rows; ++r) {
     double total = 0;
     for (int b = 0; b < blocks; ++b) total += partial[r * blocks + b];
@@ -61,9 +61,9 @@ __global__ void add_span_partials_kernel(double* acc, const SumSquaresSpan* rows
 // A block per row (grid-stride over rows); the clip factor from norm_sq, as AdamW::update computed
 // it on the host (std::min(1.0, q) == (q < 1.0 ? q : 1.0)). A thread that wrote a non-finite value
 // lowers *call_min to its row's tag (an integer minimum: the result does not depend on the order).
-__global__ void adamw_multi_kernel(float* p, const float* g, float* m, float* v, const AdamWChunk* rows,
-                                   int64_t n_rows, const double* norm_sq, double clip, float lr, float beta1,
-                                   float beta2, float eps, float wd, float bc1, float bc2, int* call_min) {
+__global__ void adamw_multi_kernel(float* p, const float* g, float* m, float* v, const AdamWChunk* rows, int64_t n_rows,
+                                   const double* norm_sq, double clip, float lr, float beta1, float beta2, float eps,
+                                   float wd, float bc1, float bc2, int* call_min) {
   const double norm = sqrt(norm_sq[0] + norm_sq[1]);
   const double q = clip / (norm + 1e-6);
   const float gs = static_cast<float>(clip > 0 ? (q < 1.0 ? q : 1.0) : 1.0);
@@ -96,12 +96,11 @@ void sum_squares_accumulate_f32(double* acc, const float* x, int64_t n, double* 
   launch<add_partials_kernel>(1, 1, 0, compute_stream(), acc, static_cast<const double*>(scratch), kSumSquaresBlocks);
 }
 
-void sum_squares_spans_f32(double* acc, const float* x, const SumSquaresSpan* rows, int64_t n_rows,
-                           double* scratch) {
+void sum_squares_spans_f32(double* acc, const float* x, const SumSquaresSpan* rows, int64_t n_rows, double* scratch) {
   if (n_rows == 0) return;
   AM_CHECK(n_rows <= kMaxBlocks, "sum_squares_spans: {} rows (at most {})", n_rows, kMaxBlocks);
-  launch<span_partials_kernel>(dim3(kSumSquaresBlocks, static_cast<unsigned>(n_rows)), kThreads, 0, compute_stream(), x, rows,
-                               scratch);
+  launch<span_partials_kernel>(dim3(kSumSquaresBlocks, static_cast<unsigned>(n_rows)), kThreads, 0, compute_stream(), x,
+                               rows, scratch);
   launch<add_span_partials_kernel>(1, 1, 0, compute_stream(), acc, rows, n_rows, static_cast<const double*>(scratch),
                                    kSumSquaresBlocks);
 }
@@ -112,9 +111,10 @@ void adamw_multi_f32(float* p, const float* g, float* m, float* v, const AdamWCh
     // As adamw_update computes its scalars (cuda_backend.cu), so each row's bits match a per-tensor call.
     const float bc1 = static_cast<float>(1.0 - std::pow(s.beta1, double(s.step)));
     const float bc2 = static_cast<float>(1.0 - std::pow(s.beta2, double(s.step)));
-    launch<adamw_multi_kernel>(row_grid(n_rows), kThreads, 0, compute_stream(), p, g, m, v, rows, n_rows, norm_sq, grad_clip,
-                               static_cast<float>(s.lr), static_cast<float>(s.beta1), static_cast<float>(s.beta2),
-                               static_cast<float>(s.eps), static_cast<float>(s.weight_decay), bc1, bc2, call_min);
+    launch<adamw_multi_kernel>(row_grid(n_rows), kThreads, 0, compute_stream(), p, g, m, v, rows, n_rows, norm_sq,
+                               grad_clip, static_cast<float>(s.lr), static_cast<float>(s.beta1),
+                               static_cast<float>(s.beta2), static_cast<float>(s.eps),
+                               static_cast<float>(s.weight_decay), bc1, bc2, call_min);
   }
   launch<adamw_multi_flag_kernel>(1, 1, 0, compute_stream(), flag, call_min);
 }

@@ -1,6 +1,6 @@
-// Kernels of a training step that reads the device once (Backend, "a training step that reads the device once"): the loss
-// accumulator, the gradient norm's accumulator and the multi-tensor AdamW with its clip factor
-// read from device memory (fp32 tensors, F64 accumulators).
+// Kernels of a training step that reads the device once (Backend, "a training step that reads the device once"): the
+// loss accumulator, the gradient norm's accumulator and the multi-tensor AdamW with its clip factor read from device
+// memory (fp32 tensors, F64 accumulators).
 #pragma once
 
 #include "core/backend.h"

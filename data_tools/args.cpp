@@ -7,8 +7,7 @@
 
 namespace am::data_tools {
 
-Args::Args(std::vector<OptionSpec> specs, int argc, char** argv, int first)
-    : specs_(std::move(specs)) {
+Args::Args(std::vector<OptionSpec> specs, int argc, char** argv, int first) : specs_(std::move(specs)) {
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -40,8 +39,7 @@ Args::Args(std::vector<OptionSpec> specs, int argc, char** argv, int first)
       v.push_back(argv[++i]);
       if (!s->multi) break;
     }
-    if (static_cast<int>(v.size()) == before)
-      throw UsageError(fmt::format("--{} needs a value", name));
+    if (static_cast<int>(v.size()) == before) throw UsageError(fmt::format("--{} needs a value", name));
   }
   for (const auto& s : specs_) {
     if (s.required && !has(s.name)) throw UsageError(fmt::format("--{} is required", s.name));
@@ -82,8 +80,7 @@ double Args::number(const std::string& name) const {
   const std::string v = str(name);
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0')
-    throw UsageError(fmt::format("--{}: expected a number, got \"{}\"", name, v));
+  if (v.empty() || *end != '\0') throw UsageError(fmt::format("--{}: expected a number, got \"{}\"", name, v));
   return x;
 }
 

@@ -28,16 +28,14 @@ struct Command {
 
 void brown_to_text(const Args& a) {
   const BrownSummary s = brown_to_jsonl(a.str("input"), a.str("output"));
-  fmt::print(
-      "brown-to-text: {} documents, {} words (punctuation included), {:.1f} MB of text -> {}\n",
-      s.documents, s.words, static_cast<double>(s.chars) / 1e6, a.str("output"));
+  fmt::print("brown-to-text: {} documents, {} words (punctuation included), {:.1f} MB of text -> {}\n", s.documents,
+             s.words, static_cast<double>(s.chars) / 1e6, a.str("output"));
 }
 
 // Range checks of option values: a violation is a usage error (exit code 2).
 long long int_in(const Args& a, const std::string& name, long long lo, long long hi) {
   const long long v = a.integer(name);
-  if (v < lo || v > hi)
-    throw UsageError(fmt::format("--{} must be in [{}, {}], got {}", name, lo, hi, v));
+  if (v < lo || v > hi) throw UsageError(fmt::format("--{} must be in [{}, {}], got {}", name, lo, hi, v));
   return v;
 }
 
@@ -52,14 +50,13 @@ void train_tokenizer_cmd(const Args& a) {
   o.max_sentences = int_in(a, "max-sentences", 1, 1LL << 40);
   o.character_coverage = a.number("character-coverage");
   if (!(o.character_coverage > 0 && o.character_coverage <= 1)) {
-    throw UsageError(
-        fmt::format("--character-coverage must be in (0, 1], got {}", o.character_coverage));
+    throw UsageError(fmt::format("--character-coverage must be in (0, 1], got {}", o.character_coverage));
   }
   o.seed = static_cast<uint32_t>(int_in(a, "seed", 0, UINT32_MAX - 1));
   o.verbose = a.flag("verbose");
   const TokenizerTrainResult r = train_tokenizer(o);
-  fmt::print("train-tokenizer: {} pieces from {} lines in {:.1f} s -> {}\n", r.vocab_size, r.lines,
-             r.seconds, r.model_path);
+  fmt::print("train-tokenizer: {} pieces from {} lines in {:.1f} s -> {}\n", r.vocab_size, r.lines, r.seconds,
+             r.model_path);
 }
 
 void encode_cmd(const Args& a) {
@@ -77,23 +74,22 @@ void encode_cmd(const Args& a) {
   o.threads = static_cast<int>(int_in(a, "threads", 0, 4096));
   const EncodeResult r = encode_dataset(o);
   const DatasetMeta& m = r.meta;
-  fmt::print("encode: train {} tokens, {} documents, {} shard(s)\n", m.train.tokens,
-             m.train.documents, m.train.shards.size());
+  fmt::print("encode: train {} tokens, {} documents, {} shard(s)\n", m.train.tokens, m.train.documents,
+             m.train.shards.size());
   fmt::print("encode: val   {} tokens, {} documents, {} shard(s)\n", m.val.tokens, m.val.documents,
              m.val.shards.size());
-  if (r.skipped_documents > 0)
-    fmt::print("encode: skipped {} empty documents\n", r.skipped_documents);
-  fmt::print("encode: vocab {}, unigram entropy {:.4f} nats, {:.1f} s -> {}\n", m.vocab_size,
-             m.unigram_entropy_nats, r.seconds, m.path);
+  if (r.skipped_documents > 0) fmt::print("encode: skipped {} empty documents\n", r.skipped_documents);
+  fmt::print("encode: vocab {}, unigram entropy {:.4f} nats, {:.1f} s -> {}\n", m.vocab_size, m.unigram_entropy_nats,
+             r.seconds, m.path);
 }
 
 void synthetic_cmd(const Args& a) {
-  const DatasetMeta m = write_synthetic_dataset(
-      a.str("out-dir"), a.str("name"), int_in(a, "vocab-size", 2, 1LL << 31),
-      int_in(a, "tokens", 2, kShardMaxTokens - 1), int_in(a, "val-tokens", 2, kShardMaxTokens - 1),
-      static_cast<uint64_t>(int_in(a, "seed", 0, 1LL << 62)));
-  fmt::print("synthetic: train {} tokens, val {} tokens, vocab {}, unigram entropy {:.4f} nats -> {}\n",
-             m.train.tokens, m.val.tokens, m.vocab_size, m.unigram_entropy_nats, m.path);
+  const DatasetMeta m = write_synthetic_dataset(a.str("out-dir"), a.str("name"), int_in(a, "vocab-size", 2, 1LL << 31),
+                                                int_in(a, "tokens", 2, kShardMaxTokens - 1),
+                                                int_in(a, "val-tokens", 2, kShardMaxTokens - 1),
+                                                static_cast<uint64_t>(int_in(a, "seed", 0, 1LL << 62)));
+  fmt::print("synthetic: train {} tokens, val {} tokens, vocab {}, unigram entropy {:.4f} nats -> {}\n", m.train.tokens,
+             m.val.tokens, m.vocab_size, m.unigram_entropy_nats, m.path);
 }
 
 std::vector<Command> commands() {
@@ -105,8 +101,7 @@ std::vector<Command> commands() {
        brown_to_text},
       {"train-tokenizer",
        "train a SentencePiece BPE tokenizer (byte fallback, unk/bos/eos = 0/1/2)",
-       {required_list("input", "plain-text or .jsonl files"),
-        required("vocab-size", "vocabulary size"),
+       {required_list("input", "plain-text or .jsonl files"), required("vocab-size", "vocabulary size"),
         required("model-prefix", "writes PREFIX.model and PREFIX.vocab"),
         optional("text-field", "JSONL field holding the text", "text"),
         optional("max-sentences", "lines sampled for training", "2000000"),
@@ -129,19 +124,15 @@ std::vector<Command> commands() {
        encode_cmd},
       {"synthetic",
        "learnable synthetic token shards (a noisy 17-token cycle) for tests and benchmarks",
-       {required("out-dir", "output directory"),
-        optional("name", "shard name prefix", "synth"),
-        optional("vocab-size", "vocabulary size", "256"),
-        optional("tokens", "train tokens", "100000"),
-        optional("val-tokens", "validation tokens", "10000"),
-        optional("seed", "seed", "1")},
+       {required("out-dir", "output directory"), optional("name", "shard name prefix", "synth"),
+        optional("vocab-size", "vocabulary size", "256"), optional("tokens", "train tokens", "100000"),
+        optional("val-tokens", "validation tokens", "10000"), optional("seed", "seed", "1")},
        synthetic_cmd},
   };
 }
 
 std::string overview() {
-  std::string s =
-      "usage: autonomoe-data COMMAND [OPTIONS]   (COMMAND --help for its options)\n\nCommands:\n";
+  std::string s = "usage: autonomoe-data COMMAND [OPTIONS]   (COMMAND --help for its options)\n\nCommands:\n";
   for (const auto& c : commands()) s += fmt::format("  {:<17} {}\n", c.name, c.summary);
   s += "\ndocs/data.md describes the formats and scripts/prepare_brown.sh the default pipeline.\n";
   return s;
@@ -159,8 +150,8 @@ int run(int argc, char** argv) {
     try {
       args = std::make_unique<Args>(c.options, argc, argv, 2);
     } catch (const UsageError& e) {
-      fmt::print(stderr, "autonomoe-data {}: {}\n\nusage: autonomoe-data {} [OPTIONS]\n{}", c.name,
-                 e.what(), c.name, format_usage(c.options));
+      fmt::print(stderr, "autonomoe-data {}: {}\n\nusage: autonomoe-data {} [OPTIONS]\n{}", c.name, e.what(), c.name,
+                 format_usage(c.options));
       return 2;
     }
     if (args->help()) {

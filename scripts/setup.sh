@@ -5,7 +5,7 @@
 # Boost.Context runs the CUDA simulator's threads (cuda/sim/); Boost.CRC (libboost-dev) checksums
 # TensorBoard event files; jq reads metrics in its tests; python3-protobuf decodes event files in
 # a test (tests/tensorboard_check.py); python3-matplotlib draws the plots (scripts/plot.py;
-# scripts/run.sh writes them after training).
+# scripts/run.sh writes them after training); clang-format checks the tree's formatting (scripts/format.sh).
 set -euo pipefail
 
 packages=(
@@ -14,7 +14,7 @@ packages=(
   libopenblas-dev libsentencepiece-dev sentencepiece libxxhash-dev
   libopenmpi-dev openmpi-bin
   libboost-context-dev libboost-dev jq python3-protobuf
-  python3-matplotlib
+  python3-matplotlib clang-format
 )
 
 missing=()

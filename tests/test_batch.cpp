@@ -5,10 +5,10 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "support/resolved_key.h"
+#include "support/temp_dir.h"
 #include "train/batch.h"
 #include "train/resume_check.h"
-#include "support/temp_dir.h"
-#include "support/resolved_key.h"
 
 #include <fstream>
 #include <string>
@@ -67,8 +67,8 @@ TEST_CASE("derive_batch: a global batch that does not divide names all three val
 }
 
 TEST_CASE("derive_batch: grad_accum is accepted only when it is the derived value", "[batch]") {
-  const Config ok = load_config(fixture("base.yaml"),
-                                {"train.global_batch=16", "train.micro_batch_size=2", "train.grad_accum=4"});
+  const Config ok =
+      load_config(fixture("base.yaml"), {"train.global_batch=16", "train.micro_batch_size=2", "train.grad_accum=4"});
   CHECK(derive_batch(ok, 2, "2 processes").accum == 4);
   const std::string msg = error_of([&] { derive_batch(ok, 1, "one process"); });
   CHECK_THAT(msg, Catch::Contains("train.grad_accum = 4 (--set) does not match the accumulation derived from "
@@ -98,8 +98,9 @@ TEST_CASE("config validation: global_batch is a multiple of micro_batch_size (x 
   });
   CHECK_THAT(b, Catch::Contains("must be a multiple of train.micro_batch_size = 2"));
   CHECK_THAT(b, Catch::Contains("train.grad_accum = 4"));
-  CHECK(error_of([] { load_config(fixture("base.yaml"), {"train.global_batch=12", "train.micro_batch_size=2"}); })
-            .empty());
+  CHECK(error_of([] {
+          load_config(fixture("base.yaml"), {"train.global_batch=12", "train.micro_batch_size=2"});
+        }).empty());
 }
 
 TEST_CASE("set_batch: the run's config states the global batch, grad_accum derived", "[batch]") {

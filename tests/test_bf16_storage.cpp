@@ -69,9 +69,9 @@ TEST_CASE("bf16 storage: convert rounds to nearest even and widens exactly", "[c
   be.convert(b, f);
   be.convert(back, b);
   CHECK(back.as<float>()[0] == 1.0f);
-  CHECK(back.as<float>()[1] == 1.0f);                                // tie: to the even mantissa
-  CHECK(back.as<float>()[2] == 1.0f + std::ldexp(1.0f, -6));         // tie: up to the even one
-  CHECK(back.as<float>()[3] == 1.0f + std::ldexp(1.0f, -7));         // above the tie: up
+  CHECK(back.as<float>()[1] == 1.0f);                         // tie: to the even mantissa
+  CHECK(back.as<float>()[2] == 1.0f + std::ldexp(1.0f, -6));  // tie: up to the even one
+  CHECK(back.as<float>()[3] == 1.0f + std::ldexp(1.0f, -7));  // above the tie: up
   CHECK_THROWS_WITH(be.convert(ar.make(DType::F64, {4}), b), Catch::Contains("only F32 and BF16 convert"));
 }
 

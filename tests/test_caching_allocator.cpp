@@ -11,8 +11,18 @@ TEST_CASE("caching allocator reuses freed blocks of the same rounded size", "[co
   int raw_allocs = 0, raw_frees = 0;
   std::set<void*> live;
   {
-    CachingAllocator a([&](size_t n) { ++raw_allocs; void* p = std::malloc(n); live.insert(p); return p; },
-                       [&](void* p) { ++raw_frees; live.erase(p); std::free(p); });
+    CachingAllocator a(
+        [&](size_t n) {
+          ++raw_allocs;
+          void* p = std::malloc(n);
+          live.insert(p);
+          return p;
+        },
+        [&](void* p) {
+          ++raw_frees;
+          live.erase(p);
+          std::free(p);
+        });
     void* p = a.allocate(1000);
     a.release(p, 1000);
     CHECK(a.cached_bytes() == 1024);
@@ -39,10 +49,13 @@ TEST_CASE("caching allocator reuses freed blocks of the same rounded size", "[co
 TEST_CASE("caching allocator empties its cache and retries when the raw allocator fails", "[core]") {
   int budget = 2;  // the raw allocator can hold two blocks at a time
   CachingAllocator a([&](size_t n) -> void* { return budget > 0 ? (--budget, std::malloc(n)) : nullptr; },
-                     [&](void* p) { ++budget; std::free(p); });
+                     [&](void* p) {
+                       ++budget;
+                       std::free(p);
+                     });
   void* p = a.allocate(100);
   void* q = a.allocate(2000);
-  a.release(p, 100);  // cached (512 bytes), still counted against the budget
+  a.release(p, 100);           // cached (512 bytes), still counted against the budget
   void* r = a.allocate(9000);  // fails once, frees the cache, succeeds
   CHECK(r != nullptr);
   a.release(q, 2000);

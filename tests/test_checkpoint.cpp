@@ -21,9 +21,7 @@ Config small_config(const test::TempDir& dir) {
   return load_config(yaml, {"run.name=ck"});
 }
 
-std::vector<double> all_values(Transformer& m) {
-  return download_as_double(m.backend(), m.store().all_values());
-}
+std::vector<double> all_values(Transformer& m) { return download_as_double(m.backend(), m.store().all_values()); }
 
 }  // namespace
 

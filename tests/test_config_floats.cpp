@@ -46,8 +46,8 @@ bool is_float_key(const KeySpec& k) { return k.kind() == KeyKind::Float || k.kin
 
 TEST_CASE("yaml_float writes floats YAML 1.1 reads as floats, and they read back exactly", "[config]") {
   const std::vector<std::pair<double, std::string>> cases = {
-      {1e-8, "1.0e-08"}, {1e20, "1.0e+20"},  {10000, "10000.0"}, {0, "0.0"},   {-3e-5, "-3.0e-05"},
-      {0.1, "0.1"},      {2.5e-10, "2.5e-10"}, {-2, "-2.0"},     {5e-324, "5.0e-324"}};
+      {1e-8, "1.0e-08"}, {1e20, "1.0e+20"},    {10000, "10000.0"}, {0, "0.0"},          {-3e-5, "-3.0e-05"},
+      {0.1, "0.1"},      {2.5e-10, "2.5e-10"}, {-2, "-2.0"},       {5e-324, "5.0e-324"}};
   for (const auto& [x, text] : cases) {
     CHECK(yaml_float(x) == text);
   }

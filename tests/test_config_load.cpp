@@ -12,9 +12,7 @@ using namespace am;
 
 namespace {
 
-std::string fixture(const std::string& rel) {
-  return std::string(AM_SOURCE_DIR) + "/tests/data/configs/" + rel;
-}
+std::string fixture(const std::string& rel) { return std::string(AM_SOURCE_DIR) + "/tests/data/configs/" + rel; }
 
 const ResolvedKey& resolved(const Config& cfg, const std::string& path) {
   for (const ResolvedKey& r : cfg.resolved) {
@@ -83,8 +81,7 @@ TEST_CASE("a valid config loads with its values and the documented defaults", "[
   CHECK(cfg.model.moe.selector.max_k == 0);
   CHECK(cfg.model.moe.selector.group == "batch");
   CHECK(cfg.model.moe.selector.n_null == 0);
-  CHECK(cfg.model.moe.aux.load_balance.points ==
-        std::vector<std::pair<int64_t, double>>{{0, 0.01}});
+  CHECK(cfg.model.moe.aux.load_balance.points == std::vector<std::pair<int64_t, double>>{{0, 0.01}});
   CHECK(cfg.model.moe.aux.null_load_balance == 0.0);
   CHECK(cfg.model.moe.aux.entropy == 0.0);
   CHECK(cfg.model.moe.aux.bias_update_rate == 0.0);
@@ -152,17 +149,16 @@ TEST_CASE("extends: chains with relative paths merge deeply, the child winning",
 TEST_CASE("extends: a cycle is reported with its chain", "[config]") {
   const std::string msg = error_of(fixture("cycle_a.yaml"), {});
   CHECK_THAT(msg, Catch::Contains("extends cycle"));
-  CHECK_THAT(msg, Catch::Contains(fixture("cycle_a.yaml") + " -> " + fixture("cycle_b.yaml") +
-                                  " -> " + fixture("cycle_a.yaml")));
+  CHECK_THAT(msg, Catch::Contains(fixture("cycle_a.yaml") + " -> " + fixture("cycle_b.yaml") + " -> " +
+                                  fixture("cycle_a.yaml")));
   CHECK_THAT(msg, Catch::Contains(fixture("cycle_b.yaml") + ":1"));  // the extends that closes it
 }
 
 TEST_CASE("overrides (--set): nested keys, sections, later wins, source recorded", "[config]") {
   const Config cfg =
       load_config(fixture("base.yaml"),
-                  {"model.moe.selector.k=1", "train.lr=5e-4", "model.moe={n_experts: 2, d_ffn: 96}",
-                   "run.name=my run", "data.val=", "model.n_layers=5", "model.n_layers=6",
-                   "model.tie_embeddings=true"});
+                  {"model.moe.selector.k=1", "train.lr=5e-4", "model.moe={n_experts: 2, d_ffn: 96}", "run.name=my run",
+                   "data.val=", "model.n_layers=5", "model.n_layers=6", "model.tie_embeddings=true"});
   CHECK(cfg.model.moe.selector.k == 1);
   CHECK(cfg.train.lr == 5e-4);
   CHECK(cfg.model.moe.n_experts == 2);
@@ -201,8 +197,7 @@ TEST_CASE("overrides (--set): type-checked, unknown keys and malformed ones name
   CHECK_THAT(msg, Catch::Contains("not valid YAML"));
 
   msg = error_of(base, {"model.moe={n_expert: 2}"});
-  CHECK_THAT(msg,
-             Catch::Contains("--set model.moe={n_expert: 2}: unknown key 'model.moe.n_expert'"));
+  CHECK_THAT(msg, Catch::Contains("--set model.moe={n_expert: 2}: unknown key 'model.moe.n_expert'"));
   CHECK_THAT(msg, Catch::Contains("did you mean model.moe.n_experts?"));
 
   // Overrides are applied before the cross-field rules.
@@ -222,8 +217,7 @@ TEST_CASE("unknown-key suggestions use edit distance over paths and sibling name
   CHECK(suggest_key("model.n_expert") == "model.moe.n_experts");  // both
   CHECK(suggest_key("model.completely_different") == "");
   CHECK_THAT(unknown_key_hint("model.moe.zzzzzz"),
-             Catch::Contains(
-                 "valid keys in model.moe: n_experts, d_ffn, expert, scorer, selector, aux"));
+             Catch::Contains("valid keys in model.moe: n_experts, d_ffn, expert, scorer, selector, aux"));
   CHECK(suggest_key("model.moe.expert.dlow") == "model.moe.expert.d_low");
   CHECK(suggest_key("model.moe.aux.null_load_balanc") == "model.moe.aux.null_load_balance");
 }

@@ -17,9 +17,7 @@ namespace {
 
 using Points = std::vector<std::pair<int64_t, double>>;
 
-std::string fixture(const std::string& rel) {
-  return std::string(AM_SOURCE_DIR) + "/tests/data/configs/" + rel;
-}
+std::string fixture(const std::string& rel) { return std::string(AM_SOURCE_DIR) + "/tests/data/configs/" + rel; }
 
 std::string error_of(const std::vector<std::string>& overrides) {
   try {
@@ -43,8 +41,7 @@ MoeConfig factorized(int d_ffn, int d_low) {
 
 }  // namespace
 
-TEST_CASE("Schedule: piecewise constant in the step, active when some value is > 0",
-          "[config]") {
+TEST_CASE("Schedule: piecewise constant in the step, active when some value is > 0", "[config]") {
   Schedule s;
   s.points = {{0, 0.02}, {100, 1e-4}, {250, 0.0}};
   CHECK(s.at(0) == 0.02);
@@ -66,12 +63,10 @@ TEST_CASE("Schedule: piecewise constant in the step, active when some value is >
   CHECK(late.at(10) == 0.3);
 }
 
-TEST_CASE("schedules load as numbers or [step, value] lists, block or flow, file or --set",
-          "[config]") {
-  const Config cfg = load_config(
-      fixture("base.yaml"),
-      {"model.moe.aux.entropy=[[0, 1.0e-3], [10, 1.0e-4], [1000, 0]]",
-       "model.moe.aux.z_loss=[[0, 0.001]]", "model.moe.aux.load_balance=0"});
+TEST_CASE("schedules load as numbers or [step, value] lists, block or flow, file or --set", "[config]") {
+  const Config cfg =
+      load_config(fixture("base.yaml"), {"model.moe.aux.entropy=[[0, 1.0e-3], [10, 1.0e-4], [1000, 0]]",
+                                         "model.moe.aux.z_loss=[[0, 0.001]]", "model.moe.aux.load_balance=0"});
   CHECK(cfg.model.moe.aux.entropy.points == Points{{0, 1e-3}, {10, 1e-4}, {1000, 0.0}});
   CHECK(cfg.model.moe.aux.z_loss == Schedule(0.001));  // a one-pair list is a constant
   CHECK(resolved(cfg, "model.moe.aux.z_loss").value == "0.001");
@@ -82,8 +77,7 @@ TEST_CASE("schedules load as numbers or [step, value] lists, block or flow, file
   // The block form in a file (an AdaMoE-style annealed coefficient).
   const Config nulls = load_config(fixture("null_experts.yaml"));
   CHECK(nulls.model.moe.aux.null_load_balance.points == Points{{0, 0.02}, {60, 1e-4}});
-  CHECK(resolved(nulls, "model.moe.aux.null_load_balance").source ==
-        fixture("null_experts.yaml") + ":10");
+  CHECK(resolved(nulls, "model.moe.aux.null_load_balance").source == fixture("null_experts.yaml") + ":10");
 }
 
 TEST_CASE("schedule errors name the key, the pair and what is wrong", "[config]") {
@@ -91,8 +85,9 @@ TEST_CASE("schedule errors name the key, the pair and what is wrong", "[config]"
     std::string set, expected;
   };
   const std::vector<Case> cases = {
-      {"model.moe.aux.entropy=[]", "model.moe.aux.entropy: expected a number or a list of [step, "
-                                   "value] pairs, got an empty list"},
+      {"model.moe.aux.entropy=[]",
+       "model.moe.aux.entropy: expected a number or a list of [step, "
+       "value] pairs, got an empty list"},
       {"model.moe.aux.entropy={0: 1}",
        "model.moe.aux.entropy: expected a number or a list of [step, value] pairs, got a map"},
       {"model.moe.aux.entropy=abc",
@@ -102,8 +97,7 @@ TEST_CASE("schedule errors name the key, the pair and what is wrong", "[config]"
       {"model.moe.aux.entropy=[[0, 1, 2]]", "pair 1 [0, 1, 2]: expected a [step, value] pair"},
       {"model.moe.aux.entropy=[[0, \"0.1\"]]",
        "pair 1 [0, the quoted string \"0.1\"]: the value must be a number, got the quoted string"},
-      {"model.moe.aux.entropy=[[0, 0.1], [5, x]]",
-       "pair 2 [5, x]: the value must be a number, got 'x'"},
+      {"model.moe.aux.entropy=[[0, 0.1], [5, x]]", "pair 2 [5, x]: the value must be a number, got 'x'"},
       {"model.moe.aux.entropy=[[0, 0.1], [-5, 0.2]]",
        "pair 2 [-5, 0.2]: step -5 must be greater than the previous step 0"},
       {"model.moe.aux.entropy=[[0, 0.1], [[5], 0.2]]",
@@ -180,18 +174,19 @@ TEST_CASE("every scorer, selector and expert kind has a valid config", "[config]
       {"model.moe.selector={k: 3, n_null: 2, gate: softmax_all, capacity_factor: 1.5}",
        "model.moe.aux={load_balance: 0, null_load_balance: 0.02}"},
       {"model.moe.expert={type: factorized, d_low: 16}", "model.moe.scorer.type=act_norm"},
-      {"model.moe.expert={type: factorized, d_low: 16}", "model.moe.scorer={type: act_norm, "
-                                                         "norm: l1}"},
+      {"model.moe.expert={type: factorized, d_low: 16}",
+       "model.moe.scorer={type: act_norm, "
+       "norm: l1}"},
       // Other nodes are evaluation-only but valid in a config (the trainer refuses them).
       {"model.moe.scorer={type: act_norm, node: glu}"},
       {"model.moe.selector={type: topp, p: 0.6, max_k: 4}", "model.moe.aux.entropy=1e-4"},
       {"model.moe.selector={type: topp, p: 1}"},
-      {"model.moe.selector={type: expert_choice, capacity_factor: 2}",
-       "model.moe.aux.load_balance=0"},
+      {"model.moe.selector={type: expert_choice, capacity_factor: 2}", "model.moe.aux.load_balance=0"},
       {"model.moe.selector={type: expert_choice, capacity_factor: 2, group: sequence}"},
       // Null experts: k may exceed n_experts up to n_experts + n_null.
-      {"model.moe.selector={k: 6, n_null: 2}", "model.moe.aux={load_balance: 0, "
-                                               "null_load_balance: [[0, 0.02], [50, 1e-4]]}"},
+      {"model.moe.selector={k: 6, n_null: 2}",
+       "model.moe.aux={load_balance: 0, "
+       "null_load_balance: [[0, 0.02], [50, 1e-4]]}"},
       {"model.moe.expert={type: factorized, d_low: 16}", "model.moe.scorer.type=act_norm",
        "model.moe.selector={k: 3, n_null: 4}", "model.moe.aux.load_balance=0"},
       {"model.moe.aux={load_balance: 0, bias_update_rate: 0.001}"},
@@ -212,8 +207,8 @@ TEST_CASE("expert_choice capacity depends on the group: batch or sequence", "[co
   const std::string ec = "model.moe.selector={type: expert_choice, capacity_factor: 0.04}";
   CHECK_NOTHROW(load_config(fixture("base.yaml"), {ec}));
   CHECK_NOTHROW(load_config(fixture("base.yaml"), {ec, "model.moe.selector.group=sequence"}));
-  const std::string msg = error_of(
-      {ec, "model.moe.selector.group=sequence", "model.moe.selector.capacity_factor=0.02"});
+  const std::string msg =
+      error_of({ec, "model.moe.selector.group=sequence", "model.moe.selector.capacity_factor=0.02"});
   CHECK_THAT(msg, Catch::Contains("round(0.02 * 64 / 4) = 0 tokens"));
   CHECK_NOTHROW(load_config(fixture("base.yaml"), {ec, "model.moe.selector.capacity_factor=0.02"}));
   // Too large: more tokens per expert than the group holds.

@@ -17,9 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string fixture(const std::string& rel) {
-  return std::string(AM_SOURCE_DIR) + "/tests/data/configs/" + rel;
-}
+std::string fixture(const std::string& rel) { return std::string(AM_SOURCE_DIR) + "/tests/data/configs/" + rel; }
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -107,16 +105,16 @@ void check_equal(const Config& a, const Config& b) {
 }  // namespace
 
 TEST_CASE("config_to_yaml round-trips exactly, awkward values included", "[config]") {
-  const Config original = load_config(
-      fixture("sub/grandchild.yaml"),
-      {"run.name=\"null\"", "run.out_dir=' lead: and #hash'", "data.val=\"\"",
-       "train.lr=0.30000000000000004", "train.min_lr=1.2345678901234567e-40", "model.init_std=0.1",
-       "run.seed=18446744073709551615", "model.rope_theta=500000", "checkpoint.save_initial=true",
-       "train.lr_schedule=linear", "model.moe.aux.load_balance=0.0123456789012345678",
-       "model.moe.expert={type: factorized, d_low: 16, multiple_of: 8}",
-       "model.moe.scorer={type: act_norm, norm: linf}",
-       "model.moe.selector={type: topp, p: 0.55, renormalize: true, max_k: 3}",
-       "model.moe.aux.z_loss=0", "model.moe.aux.entropy=[[0, 1e-4], [7, 0.30000000000000004]]"});
+  const Config original =
+      load_config(fixture("sub/grandchild.yaml"),
+                  {"run.name=\"null\"", "run.out_dir=' lead: and #hash'", "data.val=\"\"",
+                   "train.lr=0.30000000000000004", "train.min_lr=1.2345678901234567e-40", "model.init_std=0.1",
+                   "run.seed=18446744073709551615", "model.rope_theta=500000", "checkpoint.save_initial=true",
+                   "train.lr_schedule=linear", "model.moe.aux.load_balance=0.0123456789012345678",
+                   "model.moe.expert={type: factorized, d_low: 16, multiple_of: 8}",
+                   "model.moe.scorer={type: act_norm, norm: linf}",
+                   "model.moe.selector={type: topp, p: 0.55, renormalize: true, max_k: 3}", "model.moe.aux.z_loss=0",
+                   "model.moe.aux.entropy=[[0, 1e-4], [7, 0.30000000000000004]]"});
   CHECK(original.run.name == "null");
   CHECK(original.run.out_dir == " lead: and #hash");
   CHECK(original.train.lr == 0.30000000000000004);
@@ -128,7 +126,7 @@ TEST_CASE("config_to_yaml round-trips exactly, awkward values included", "[confi
   CHECK(yaml.find("extends") == std::string::npos);
   CHECK_THAT(yaml, Catch::Contains("    entropy: [[0, 0.0001], [7, 0.30000000000000004]]\n"));
   CHECK_THAT(yaml, Catch::Contains("    load_balance: 0.01234567890123456"));  // constant
-  for (const KeySpec& key : config_schema()) {  // every key is written
+  for (const KeySpec& key : config_schema()) {                                 // every key is written
     CHECK_THAT(yaml, Catch::Contains(key.name() + ":"));
   }
   TempDir dir;
@@ -148,7 +146,7 @@ TEST_CASE("config_to_yaml nests sections", "[config]") {
   CHECK_THAT(yaml, Catch::Contains("\n    scorer:\n      type: router\n      node: latent\n"));
   CHECK_THAT(yaml, Catch::Contains("\n    selector:\n      type: topk\n      k: 2\n"));
   CHECK_THAT(yaml, Catch::Contains("\n    aux:\n      load_balance: 0.01\n"));  // a schedule
-  CHECK_THAT(yaml, Catch::Contains("\n  rope_theta: 10000.0\n"));  // floats stay floats
+  CHECK_THAT(yaml, Catch::Contains("\n  rope_theta: 10000.0\n"));               // floats stay floats
 }
 
 TEST_CASE("config_table: one aligned row per key with value and source", "[config]") {
@@ -187,8 +185,7 @@ TEST_CASE("docs/configs.md matches the schema", "[config][config-docs]") {
       "(or `autonomoe config --docs > docs/configs.md`) and commit the result.");
   const std::string committed = read_text(path);
   size_t line = 1;  // the first line that differs, to point the reader at it
-  for (size_t i = 0;
-       i < std::min(committed.size(), generated.size()) && committed[i] == generated[i]; ++i) {
+  for (size_t i = 0; i < std::min(committed.size(), generated.size()) && committed[i] == generated[i]; ++i) {
     line += committed[i] == '\n';
   }
   INFO("first difference at line " << line);

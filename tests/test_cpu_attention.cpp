@@ -51,8 +51,7 @@ TEST_CASE("cpu rope: forward is a complex rotation of (x[i], x[i+hd/2]), v untou
           CHECK(at(qkv, s, b, t, c) == Approx(r.real()).epsilon(1e-13).margin(1e-15));
           CHECK(at(qkv, s, b, t, c + half) == Approx(r.imag()).epsilon(1e-13).margin(1e-15));
         }
-      for (int64_t c = s.q_dim() + s.kv_dim(); c < s.qkv_dim(); ++c)
-        CHECK(at(qkv, s, b, t, c) == at(x0, s, b, t, c));
+      for (int64_t c = s.q_dim() + s.kv_dim(); c < s.qkv_dim(); ++c) CHECK(at(qkv, s, b, t, c) == at(x0, s, b, t, c));
     }
   // rope_backward is the inverse rotation: applying it restores the input.
   be.rope_backward(qkv, s, theta);
@@ -105,8 +104,7 @@ TEST_CASE("cpu attention: forward and lse against a naive masked softmax, with G
           double o = 0;
           for (int64_t u = 0; u < s.T; ++u)
             o += std::exp(score[u]) / z * at(qkv, s, b, u, s.q_dim() + s.kv_dim() + kv * hd + i);
-          CHECK(d64(out)[(b * s.T + t) * s.q_dim() + h * hd + i] ==
-                Approx(o).epsilon(1e-12).margin(1e-14));
+          CHECK(d64(out)[(b * s.T + t) * s.q_dim() + h * hd + i] == Approx(o).epsilon(1e-12).margin(1e-14));
         }
       }
     }
@@ -126,8 +124,7 @@ TEST_CASE("cpu attention: changing a future k/v leaves earlier outputs unchanged
   be.attention_forward(out, lse, qkv, s);
   for (int64_t t = 0; t < s.T; ++t) {
     bool same = true;
-    for (int64_t c = 0; c < s.q_dim(); ++c)
-      same = same && before[t * s.q_dim() + c] == d64(out)[t * s.q_dim() + c];
+    for (int64_t c = 0; c < s.q_dim(); ++c) same = same && before[t * s.q_dim() + c] == d64(out)[t * s.q_dim() + c];
     INFO("position " << t);
     CHECK(same == (t < t0));
   }
@@ -149,8 +146,7 @@ TEST_CASE("cpu attention: gradient with respect to qkv (MHA, GQA, MQA)", "[cpu]"
     Tensor dqkv = ar.f({s.B, s.T, s.qkv_dim()});
     for (int64_t i = 0; i < dqkv.numel(); ++i) d64(dqkv)[i] = NAN;  // "write": all overwritten
     be.attention_backward(dqkv, R, qkv, out, lse, s);
-    const std::string tag =
-        "attention dqkv H=" + std::to_string(s.n_heads) + " Hkv=" + std::to_string(s.n_kv_heads);
+    const std::string tag = "attention dqkv H=" + std::to_string(s.n_heads) + " Hkv=" + std::to_string(s.n_kv_heads);
     check_gradient(loss, d64(qkv), d64(dqkv), qkv.numel(), {.max_entries = 0, .what = tag});
   }
 }

@@ -53,8 +53,7 @@ double decode_vs_forward(CpuBackend& be, const AttnShape& base, int64_t n, std::
 
 }  // namespace
 
-TEST_CASE("cpu attention_decode: equals the last row of attention_forward (MHA, GQA, MQA, n from 1)",
-          "[cpu][decode]") {
+TEST_CASE("cpu attention_decode: equals the last row of attention_forward (MHA, GQA, MQA, n from 1)", "[cpu][decode]") {
   CpuBackend be(DType::F64, 2);
   std::mt19937_64 rng(31);
   for (const AttnShape& s : {shape(0, 4, 4, 8), shape(0, 4, 2, 6), shape(0, 6, 1, 4), shape(0, 2, 1, 33)}) {
@@ -100,7 +99,8 @@ TEST_CASE("cpu attention_decode: bad positions and cache shapes are refused", "[
   Arena ar(be);
   const AttnShape s = shape(1, 4, 2, 4);
   Tensor out = ar.f({1, s.q_dim()}), q = ar.f({1, s.q_dim()});
-  Tensor kc = ar.f({5, s.kv_dim()}), vc = ar.f({5, s.kv_dim()}), wide = ar.f({5, s.q_dim()}), short_v = ar.f({4, s.kv_dim()});
+  Tensor kc = ar.f({5, s.kv_dim()}), vc = ar.f({5, s.kv_dim()}), wide = ar.f({5, s.q_dim()}),
+         short_v = ar.f({4, s.kv_dim()});
   CHECK_NOTHROW(be.attention_decode(out, q, kc, vc, 5, s));
   CHECK_THROWS(be.attention_decode(out, q, kc, vc, 0, s));
   CHECK_THROWS(be.attention_decode(out, q, kc, vc, 6, s));

@@ -79,8 +79,7 @@ TEST_CASE("cpu timings of representative ops", "[.][cpu-bench]") {
   std::vector<int32_t> tg(T);
   for (auto& t : tg) t = static_cast<int32_t>(rng() % V);
   Tensor targets = ar.i32({T}, tg);
-  const double ce =
-      best_ms(8, [&] { be.cross_entropy_forward_backward(losses, logits, targets, 1.0 / T); });
+  const double ce = best_ms(8, [&] { be.cross_entropy_forward_backward(losses, logits, targets, 1.0 / T); });
   std::printf("cross-entropy forward+backward 2048 x 8192: %.2f ms\n", ce);
 
   const int64_t d = 128;

@@ -11,8 +11,7 @@ using namespace am::test;
 namespace {
 
 // Naive op(a) op(b), a and b stored row-major as documented in backend.h.
-std::vector<double> naive_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t M,
-                                 int64_t N, int64_t K) {
+std::vector<double> naive_matmul(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t M, int64_t N, int64_t K) {
   std::vector<double> c(static_cast<size_t>(M * N), 0.0);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
@@ -29,8 +28,7 @@ std::vector<double> naive_matmul(const Tensor& a, bool ta, const Tensor& b, bool
 
 }  // namespace
 
-TEST_CASE("cpu matmul: forward matches a naive product, alpha/beta, beta 0 overwrites NaN",
-          "[cpu]") {
+TEST_CASE("cpu matmul: forward matches a naive product, alpha/beta, beta 0 overwrites NaN", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(1);
@@ -87,8 +85,7 @@ TEST_CASE("cpu matmul: gradients for all four transpose combinations", "[cpu]") 
         be.matmul(db, R, true, a, ta, 1.0, 0.0);
       else
         be.matmul(db, a, !ta, R, false, 1.0, 0.0);
-      const std::string tag =
-          std::string("trans_a=") + (ta ? "1" : "0") + " trans_b=" + (tb ? "1" : "0");
+      const std::string tag = std::string("trans_a=") + (ta ? "1" : "0") + " trans_b=" + (tb ? "1" : "0");
       check_gradient(loss, d64(a), d64(da), a.numel(), {.what = "matmul da " + tag});
       check_gradient(loss, d64(b), d64(db), b.numel(), {.what = "matmul db " + tag});
     }
@@ -98,8 +95,7 @@ TEST_CASE("cpu matmul: mismatched shapes are rejected and name both shapes", "[c
   CpuBackend be(DType::F64, 1);
   Arena ar(be);
   Tensor a = ar.f({4, 3}), b = ar.f({4, 5}), c = ar.f({4, 5});
-  CHECK_THROWS_WITH(be.matmul(c, a, false, b, false, 1, 0),
-                    Catch::Contains("(4, 3)") && Catch::Contains("(4, 5)"));
+  CHECK_THROWS_WITH(be.matmul(c, a, false, b, false, 1, 0), Catch::Contains("(4, 3)") && Catch::Contains("(4, 5)"));
   Tensor c35 = ar.f({3, 5});
   CHECK_NOTHROW(be.matmul(c35, a, true, b, false, 1, 0));
   Tensor wrong = ar.make(DType::F32, {3, 5});

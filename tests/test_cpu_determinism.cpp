@@ -62,8 +62,7 @@ TEST_CASE("cpu determinism: 1, 2 and 3 threads give identical bits", "[cpu]") {
     be.rmsnorm_backward(dx, dw, R, x, w, rstd);
     out = {y, rstd, dx, dw};
   });
-  check_thread_invariance("embedding backward", [](Backend& be, Arena& ar,
-                                                   std::vector<Tensor>& out) {
+  check_thread_invariance("embedding backward", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
     std::mt19937_64 rng(52);
     const int64_t N = 3000, V = 101, d = 32;
     std::vector<int32_t> tok(N);
@@ -72,35 +71,31 @@ TEST_CASE("cpu determinism: 1, 2 and 3 threads give identical bits", "[cpu]") {
     be.embedding_backward(dtable, tokens, dout);
     out = {dtable};
   });
-  check_thread_invariance("column_sums, sum_squares",
-                          [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
-                            std::mt19937_64 rng(53);
-                            const int64_t N = 20000, n = 7;
-                            Tensor x = ar.randn({N, n}, rng);
-                            const std::vector<double> cs = be.column_sums(x);
-                            Tensor res = ar.make(DType::F64, {n + 1});
-                            std::copy(cs.begin(), cs.end(), d64(res));
-                            d64(res)[n] = be.sum_squares(x);
-                            out = {res};
-                          });
-  check_thread_invariance("matmul, cross-entropy",
-                          [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
-                            std::mt19937_64 rng(54);
-                            const int64_t M = 300, K = 64, N = 257;
-                            Tensor a = ar.randn({M, K}, rng), b = ar.randn({N, K}, rng),
-                                   c = ar.f({M, N}), dc = ar.f({M, K});
-                            be.matmul(c, a, false, b, true, 1.0, 0.0);
-                            std::vector<int32_t> tg(M);
-                            for (auto& t : tg) t = static_cast<int32_t>(rng() % N);
-                            Tensor losses = ar.f({M});
-                            be.cross_entropy_forward_backward(losses, c, ar.i32({M}, tg), 1.0 / M);
-                            be.matmul(dc, c, false, b, false, 1.0, 0.0);
-                            out = {losses, c, dc};
-                          });
+  check_thread_invariance("column_sums, sum_squares", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
+    std::mt19937_64 rng(53);
+    const int64_t N = 20000, n = 7;
+    Tensor x = ar.randn({N, n}, rng);
+    const std::vector<double> cs = be.column_sums(x);
+    Tensor res = ar.make(DType::F64, {n + 1});
+    std::copy(cs.begin(), cs.end(), d64(res));
+    d64(res)[n] = be.sum_squares(x);
+    out = {res};
+  });
+  check_thread_invariance("matmul, cross-entropy", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
+    std::mt19937_64 rng(54);
+    const int64_t M = 300, K = 64, N = 257;
+    Tensor a = ar.randn({M, K}, rng), b = ar.randn({N, K}, rng), c = ar.f({M, N}), dc = ar.f({M, K});
+    be.matmul(c, a, false, b, true, 1.0, 0.0);
+    std::vector<int32_t> tg(M);
+    for (auto& t : tg) t = static_cast<int32_t>(rng() % N);
+    Tensor losses = ar.f({M});
+    be.cross_entropy_forward_backward(losses, c, ar.i32({M}, tg), 1.0 / M);
+    be.matmul(dc, c, false, b, false, 1.0, 0.0);
+    out = {losses, c, dc};
+  });
 }
 
-TEST_CASE("cpu determinism: selection, capacity, block norms and entropy across thread counts",
-          "[cpu]") {
+TEST_CASE("cpu determinism: selection, capacity, block norms and entropy across thread counts", "[cpu]") {
   // Sizes above kParallelGrain for each op, so that 2 and 3 threads really split the work.
   check_thread_invariance("topp", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
     std::mt19937_64 rng(55);
@@ -150,8 +145,7 @@ TEST_CASE("cpu determinism: selection, capacity, block norms and entropy across 
       out.push_back(dc);
     }
   });
-  check_thread_invariance("gather/scatter blocks", [](Backend& be, Arena& ar,
-                                                      std::vector<Tensor>& out) {
+  check_thread_invariance("gather/scatter blocks", [](Backend& be, Arena& ar, std::vector<Tensor>& out) {
     std::mt19937_64 rng(59);
     const int64_t N = 2048, kmax = 2, n = 8, dl = 16;
     std::vector<int32_t> se(size_t(N * kmax));
@@ -192,11 +186,8 @@ struct Twin {
     Tensor d = a64.randn(shape, rng, sd);
     return {d, a32.clone(d)};
   }
-  std::pair<Tensor, Tensor> zeros(std::initializer_list<int64_t> shape) {
-    return {a64.f(shape), a32.f(shape)};
-  }
-  std::pair<Tensor, Tensor> i32(std::initializer_list<int64_t> shape,
-                                const std::vector<int32_t>& v) {
+  std::pair<Tensor, Tensor> zeros(std::initializer_list<int64_t> shape) { return {a64.f(shape), a32.f(shape)}; }
+  std::pair<Tensor, Tensor> i32(std::initializer_list<int64_t> shape, const std::vector<int32_t>& v) {
     return {a64.i32(shape, v), a32.i32(shape, v)};
   }
 };
@@ -303,8 +294,7 @@ TEST_CASE("cpu float and double kernels agree to ~1e-5 relative", "[cpu]") {
   check_close("softmax", p);
   check_close("softmax backward", dz);
   check_close("logsumexp", l);
-  CHECK(
-      std::equal(ex.first.as<int32_t>(), ex.first.as<int32_t>() + 2 * N, ex.second.as<int32_t>()));
+  CHECK(std::equal(ex.first.as<int32_t>(), ex.first.as<int32_t>() + 2 * N, ex.second.as<int32_t>()));
   check_close("topk gates", gate);
   check_close("topk dscores", dsc);
   check_close("adamw param", par);

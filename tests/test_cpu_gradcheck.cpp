@@ -40,8 +40,7 @@ TEST_CASE("gradcheck: passes a correct gradient, names the one wrong entry", "[c
   CHECK(bad.worst_numeric == Approx(g[7] / 1.001).epsilon(1e-8));
 }
 
-TEST_CASE("gradcheck: sampled entries are distinct, sorted, deterministic, with both ends",
-          "[cpu]") {
+TEST_CASE("gradcheck: sampled entries are distinct, sorted, deterministic, with both ends", "[cpu]") {
   const std::vector<int64_t> a = gradcheck_indices(1000, 50, 7), b = gradcheck_indices(1000, 50, 7);
   CHECK(a == b);
   REQUIRE(a.size() == 50);

@@ -54,8 +54,7 @@ TEST_CASE("cpu swiglu: forward formula and gradients with respect to g and u", "
   Tensor sg = ar.f({M, f});
   be.swiglu_forward(h, g, u);  // the gradient checks left h at a perturbed g
   be.silu_forward(sg, g);
-  for (int64_t i = 0; i < M * f; ++i)
-    CHECK(d64(h)[i] == Approx(d64(sg)[i] * d64(u)[i]).epsilon(1e-15));
+  for (int64_t i = 0; i < M * f; ++i) CHECK(d64(h)[i] == Approx(d64(sg)[i] * d64(u)[i]).epsilon(1e-15));
 }
 
 TEST_CASE("cpu cross-entropy: losses against log-softmax, ignored targets, bad targets", "[cpu]") {
@@ -79,8 +78,7 @@ TEST_CASE("cpu cross-entropy: losses against log-softmax, ignored targets, bad t
     for (int64_t j = 0; j < V; ++j) z += std::exp(x[j] - x[y]);
     CHECK(d64(losses)[i] == Approx(std::log(z)).epsilon(1e-12));
   }
-  CHECK_THROWS_AS(be.cross_entropy_forward(losses, logits, ar.i32({N}, {3, -1, 11, 0, 7})),
-                  InternalError);
+  CHECK_THROWS_AS(be.cross_entropy_forward(losses, logits, ar.i32({N}, {3, -1, 11, 0, 7})), InternalError);
 }
 
 TEST_CASE("cpu cross-entropy: forward_backward gradient, scaled, with an ignored row", "[cpu]") {
@@ -104,12 +102,10 @@ TEST_CASE("cpu cross-entropy: forward_backward gradient, scaled, with an ignored
   for (int64_t i = 0; i < N; ++i) CHECK(d64(losses2)[i] == fwd_losses[i]);
   for (int64_t j = 0; j < V; ++j) CHECK(d64(grad)[2 * V + j] == 0.0);
   CHECK(l0 > 0);
-  check_gradient(loss, d64(logits), d64(grad), logits.numel(),
-                 {.max_entries = 0, .what = "cross-entropy dlogits"});
+  check_gradient(loss, d64(logits), d64(grad), logits.numel(), {.max_entries = 0, .what = "cross-entropy dlogits"});
 }
 
-TEST_CASE("cpu cross-entropy backward: gradient against finite differences, in place, the composite",
-          "[cpu]") {
+TEST_CASE("cpu cross-entropy backward: gradient against finite differences, in place, the composite", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(33);
@@ -140,8 +136,7 @@ TEST_CASE("cpu cross-entropy backward: gradient against finite differences, in p
   CHECK(to_vector(losses2) == to_vector(losses));
   CHECK(to_vector(fused) == to_vector(grad));
   // A target >= V, and a dlogits of the wrong shape, are refused.
-  CHECK_THROWS_AS(be.cross_entropy_backward(grad, logits, ar.i32({N}, {6, -1, 7, 3, 3}), 1.0),
-                  InternalError);
+  CHECK_THROWS_AS(be.cross_entropy_backward(grad, logits, ar.i32({N}, {6, -1, 7, 3, 3}), 1.0), InternalError);
   CHECK_THROWS_WITH(be.cross_entropy_backward(ar.f({N, V + 1}), logits, targets, 1.0),
                     Catch::Contains("cross_entropy_backward: dlogits has shape (5, 8), expected (5, 7)"));
 }
@@ -212,8 +207,7 @@ TEST_CASE("cpu axpy_rows: forward and gradients with respect to x and s", "[cpu]
   be.axpy_rows(y, x, s, alpha);
   for (int64_t t = 0; t < N; ++t)
     for (int64_t j = 0; j < n; ++j)
-      CHECK(d64(y)[t * n + j] ==
-            Approx(d64(y0)[t * n + j] + alpha * d64(s)[t] * d64(x)[t * n + j]));
+      CHECK(d64(y)[t * n + j] == Approx(d64(y0)[t * n + j] + alpha * d64(s)[t] * d64(x)[t * n + j]));
   auto loss = [&] {
     be.copy(y, y0);
     be.axpy_rows(y, x, s, alpha);

@@ -17,8 +17,7 @@ TEST_CASE("cpu embedding: lookup, accumulated gradient with repeated tokens, bad
   Tensor out = ar.f({N, d}), R = ar.randn({N, d}, rng);
   be.embedding_forward(out, tokens, table);
   for (int64_t i = 0; i < N; ++i)
-    for (int64_t c = 0; c < d; ++c)
-      CHECK(d64(out)[i * d + c] == d64(table)[i32p(tokens)[i] * d + c]);
+    for (int64_t c = 0; c < d; ++c) CHECK(d64(out)[i * d + c] == d64(table)[i32p(tokens)[i] * d + c]);
 
   Tensor dtable = ar.f({V, d});
   be.embedding_backward(dtable, tokens, R);
@@ -45,8 +44,7 @@ TEST_CASE("cpu rmsnorm: forward against the formula", "[cpu]") {
   std::mt19937_64 rng(11);
   const int64_t N = 6, d = 16;
   const double eps = 1e-5;
-  Tensor x = ar.randn({N, d}, rng, 3.0), w = ar.randn({d}, rng), out = ar.f({N, d}),
-         rstd = ar.f({N});
+  Tensor x = ar.randn({N, d}, rng, 3.0), w = ar.randn({d}, rng), out = ar.f({N, d}), rstd = ar.f({N});
   be.rmsnorm_forward(out, rstd, x, w, eps);
   for (int64_t t = 0; t < N; ++t) {
     double ms = 0;
@@ -85,8 +83,7 @@ TEST_CASE("cpu rmsnorm_residual_forward: add then rmsnorm, bit for bit, in place
     CHECK(to_vector(a) == to_vector(res));
     CHECK(to_vector(out2) == to_vector(out));
     CHECK_THROWS_WITH(be.rmsnorm_residual_forward(res, out, rstd, a, ar.f({N, d + 1}), w, eps),
-                      Catch::Contains("rmsnorm_residual_forward: b has shape") &&
-                          Catch::Contains("expected (9, 24)"));
+                      Catch::Contains("rmsnorm_residual_forward: b has shape") && Catch::Contains("expected (9, 24)"));
   }
 }
 

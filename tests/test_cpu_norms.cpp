@@ -24,21 +24,19 @@ TEST_CASE("cpu block_norms: hand-computed L2, L1 and Linf, other columns untouch
     std::vector<double> s;
   };
   const double r5 = std::sqrt(5.0), r2 = std::sqrt(2.0);
-  for (const Want& w : {Want{NormKind::L2, {5, 0, r5, 5, r2, 5}},
-                        Want{NormKind::L1, {7, 0, 3, 7, 2, 5}},
+  for (const Want& w : {Want{NormKind::L2, {5, 0, r5, 5, r2, 5}}, Want{NormKind::L1, {7, 0, 3, 7, 2, 5}},
                         Want{NormKind::Linf, {4, 0, 2, 4, 1, 5}}}) {
     INFO("kind " << int(w.kind));
     Tensor s = ar.f({2, 5});
     for (int64_t i = 0; i < 10; ++i) d64(s)[i] = 42.0;
     be.block_norms(s, c, nb, w.kind);
     for (int64_t t = 0; t < 2; ++t) {
-      for (int b = 0; b < nb; ++b)
-        CHECK(d64(s)[t * 5 + b] == Approx(w.s[t * nb + b]).epsilon(1e-15));
+      for (int b = 0; b < nb; ++b) CHECK(d64(s)[t * 5 + b] == Approx(w.s[t * nb + b]).epsilon(1e-15));
       CHECK(d64(s)[t * 5 + 3] == 42.0);
       CHECK(d64(s)[t * 5 + 4] == 42.0);
     }
   }
-  CHECK_THROWS_AS(be.block_norms(ar.f({2, 5}), c, 4, NormKind::L2), InternalError);  // 6 % 4
+  CHECK_THROWS_AS(be.block_norms(ar.f({2, 5}), c, 4, NormKind::L2), InternalError);   // 6 % 4
   CHECK_THROWS_AS(be.block_norms(ar.f({2, 2}), c, nb, NormKind::L2), InternalError);  // S < nb
 }
 
@@ -87,8 +85,8 @@ TEST_CASE("cpu block_norms_backward: zero blocks and the Linf tie rule", "[cpu]"
   };
   const std::vector<double> l2 = run(NormKind::L2);
   const double n1 = std::sqrt(55.0);
-  const std::vector<double> want_l2 = {0, 0, 0, 0, 2 * 2 / n1, -5 * 2 / n1, 5 * 2 / n1, 1 * 2 / n1,
-                                       0, -1.5 * 3 / 5, 0, -1.5 * -4 / 5};
+  const std::vector<double> want_l2 = {
+      0, 0, 0, 0, 2 * 2 / n1, -5 * 2 / n1, 5 * 2 / n1, 1 * 2 / n1, 0, -1.5 * 3 / 5, 0, -1.5 * -4 / 5};
   for (size_t i = 0; i < 12; ++i) CHECK(l2[i] == Approx(want_l2[i]).epsilon(1e-14));
   CHECK(run(NormKind::L1) == std::vector<double>{0, 0, 0, 0, 2, -2, 2, 2, 0, -1.5, 0, 1.5});
   CHECK(run(NormKind::Linf) == std::vector<double>{0, 0, 0, 0, 0, -2, 0, 0, 0, 0, 0, 1.5});
@@ -144,11 +142,9 @@ TEST_CASE("cpu gather_blocks / scatter_blocks_add: forward and adjointness", "[c
   Tensor twice = ar.i32({2}, {4, 4});  // slot 4 = row 2, expert 1
   Tensor src = ar.randn({2, dl}, rng), acc = ar.f({N, n * dl});
   be.scatter_blocks_add(acc, src, twice, sl.slot_expert);
-  for (int64_t i = 0; i < dl; ++i)
-    CHECK(d64(acc)[(2 * n + 1) * dl + i] == Approx(d64(src)[i] + d64(src)[dl + i]));
+  for (int64_t i = 0; i < dl; ++i) CHECK(d64(acc)[(2 * n + 1) * dl + i] == Approx(d64(src)[i] + d64(src)[dl + i]));
   // An assignment naming an empty slot is a bug.
-  CHECK_THROWS_AS(be.gather_blocks(ar.f({1, dl}), c, ar.i32({1}, {2}), sl.slot_expert),
-                  InternalError);
+  CHECK_THROWS_AS(be.gather_blocks(ar.f({1, dl}), c, ar.i32({1}, {2}), sl.slot_expert), InternalError);
 }
 
 TEST_CASE("cpu broadcast_columns / copy_columns write only their columns", "[cpu]") {

@@ -13,8 +13,7 @@
 using namespace am;
 using namespace am::test;
 
-TEST_CASE("cpu topk: k largest in descending order, ties to the lower index, gates sum to 1",
-          "[cpu]") {
+TEST_CASE("cpu topk: k largest in descending order, ties to the lower index, gates sum to 1", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(40);
@@ -45,8 +44,7 @@ TEST_CASE("cpu topk: k largest in descending order, ties to the lower index, gat
   CHECK(i32p(ex)[0] == 0);
   CHECK(i32p(ex)[1] == 1);
   CHECK(i32p(ex)[2] == 2);
-  CHECK_THROWS_AS(be.topk_select(ar.i32({N, 8}), ar.f({N, 8}), scores, scores, 8, int(n)),
-                  InternalError);
+  CHECK_THROWS_AS(be.topk_select(ar.i32({N, 8}), ar.f({N, 8}), scores, scores, 8, int(n)), InternalError);
 }
 
 TEST_CASE("cpu topk: gradient of the gates with respect to the scores (fixed selection)", "[cpu]") {
@@ -73,14 +71,13 @@ TEST_CASE("cpu topk: gradient of the gates with respect to the scores (fixed sel
   };
   Tensor dscores = ar.f({N, n});
   be.topk_select_backward(dscores, R, ex, gate, int(n));
-  check_gradient(loss, d64(scores), d64(dscores), scores.numel(),
-                 {.max_entries = 0, .what = "topk dscores"});
+  check_gradient(loss, d64(scores), d64(dscores), scores.numel(), {.max_entries = 0, .what = "topk dscores"});
   CHECK(std::equal(chosen.begin(), chosen.end(), i32p(ex)));
   // Unselected experts get no gradient.
   for (int64_t t = 0; t < N; ++t)
     for (int64_t e = 0; e < n; ++e) {
-      const bool sel = std::find(chosen.begin() + t * k, chosen.begin() + (t + 1) * k, e) !=
-                       chosen.begin() + (t + 1) * k;
+      const bool sel =
+          std::find(chosen.begin() + t * k, chosen.begin() + (t + 1) * k, e) != chosen.begin() + (t + 1) * k;
       if (!sel) CHECK(d64(dscores)[t * n + e] == 0.0);
     }
 }
@@ -89,8 +86,7 @@ namespace {
 
 // Checks every documented invariant of route_build's outputs.
 void check_route(const std::vector<int32_t>& slot_expert, int64_t N, int64_t kmax, int n_experts,
-                 const int32_t* assign_slot, const int32_t* slot_assign,
-                 const std::vector<int64_t>& off, int64_t A) {
+                 const int32_t* assign_slot, const int32_t* slot_assign, const std::vector<int64_t>& off, int64_t A) {
   REQUIRE(off.size() == size_t(n_experts + 1));
   CHECK(off[0] == 0);
   CHECK(off[n_experts] == A);
@@ -119,8 +115,7 @@ void check_route(const std::vector<int32_t>& slot_expert, int64_t N, int64_t kma
 
 }  // namespace
 
-TEST_CASE("cpu route_build: stable expert-major sort, inverse map, empty slots and experts",
-          "[cpu]") {
+TEST_CASE("cpu route_build: stable expert-major sort, inverse map, empty slots and experts", "[cpu]") {
   CpuBackend be(DType::F64, 1);
   Arena ar(be);
   std::mt19937_64 rng(42);
@@ -154,8 +149,7 @@ TEST_CASE("cpu route_build: stable expert-major sort, inverse map, empty slots a
   // Errors: an expert id out of range, a list that does not fit.
   std::vector<int32_t> bad = all3;
   bad[4] = n;
-  CHECK_THROWS_AS(be.route_build(assign_slot, slot_assign, off, ar.i32({N, kmax}, bad), n),
-                  InternalError);
+  CHECK_THROWS_AS(be.route_build(assign_slot, slot_assign, off, ar.i32({N, kmax}, bad), n), InternalError);
   CHECK_THROWS_AS(be.route_build(ar.i32({N}), slot_assign, off, se3, n), InternalError);
 }
 
@@ -179,8 +173,7 @@ struct Routed {
 
 }  // namespace
 
-TEST_CASE("cpu gather/combine/scatter: forward semantics, an all-empty row combines to 0",
-          "[cpu]") {
+TEST_CASE("cpu gather/combine/scatter: forward semantics, an all-empty row combines to 0", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(43);
@@ -190,8 +183,7 @@ TEST_CASE("cpu gather/combine/scatter: forward semantics, an all-empty row combi
   Tensor x = ar.randn({N, d}, rng), xa = ar.f({A, d});
   be.gather_rows(xa, x, r.assign_slot, int(kmax));
   for (int64_t a = 0; a < A; ++a)
-    for (int64_t c = 0; c < d; ++c)
-      CHECK(d64(xa)[a * d + c] == d64(x)[(i32p(r.assign_slot)[a] / kmax) * d + c]);
+    for (int64_t c = 0; c < d; ++c) CHECK(d64(xa)[a * d + c] == d64(x)[(i32p(r.assign_slot)[a] / kmax) * d + c]);
 
   Tensor eo = ar.randn({A, d}, rng), y = ar.f({N, d});
   for (int64_t i = 0; i < N * d; ++i) d64(y)[i] = NAN;
@@ -238,13 +230,11 @@ TEST_CASE("cpu combine: gradients with respect to expert_out and slot_gate", "[c
   check_gradient(loss, d64(eo), d64(deo), eo.numel(), {.what = "combine dexpert_out"});
   check_gradient(loss, d64(r.slot_gate), d64(dgate), N * kmax, {.what = "combine dslot_gate"});
   // A dexpert_out with a row that no slot owns is a caller bug.
-  CHECK_THROWS_AS(
-      be.combine_backward(ar.f({A + 1, d}), dgate, R, ar.f({A + 1, d}), r.slot_gate, r.slot_assign),
-      InternalError);
+  CHECK_THROWS_AS(be.combine_backward(ar.f({A + 1, d}), dgate, R, ar.f({A + 1, d}), r.slot_gate, r.slot_assign),
+                  InternalError);
 }
 
-TEST_CASE("cpu gather_rows and scatter_rows_add: gradients (each is the other's adjoint)",
-          "[cpu]") {
+TEST_CASE("cpu gather_rows and scatter_rows_add: gradients (each is the other's adjoint)", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(45);

@@ -23,8 +23,7 @@ std::vector<int> ranked(const double* r, int64_t n) {
 
 // Checks top-k slots against the definition: the k largest rank scores, null ids with gate 0,
 // true ids with the softmax of the gate scores over the selected true ids.
-void check_topk(const Tensor& rank, const Tensor& gs, const Tensor& ex, const Tensor& gate,
-                int64_t k, int n_true) {
+void check_topk(const Tensor& rank, const Tensor& gs, const Tensor& ex, const Tensor& gate, int64_t k, int n_true) {
   const int64_t N = rank.dim(0), n = rank.dim(1);
   for (int64_t t = 0; t < N; ++t) {
     const std::vector<int> order = ranked(d64(rank) + t * n, n);
@@ -61,8 +60,7 @@ void check_topk(const Tensor& rank, const Tensor& gs, const Tensor& ex, const Te
 
 }  // namespace
 
-TEST_CASE("cpu topk with null experts: k largest over n_total, null gates 0, true gates sum to 1",
-          "[cpu]") {
+TEST_CASE("cpu topk with null experts: k largest over n_total, null gates 0, true gates sum to 1", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(80);
@@ -71,14 +69,14 @@ TEST_CASE("cpu topk with null experts: k largest over n_total, null gates 0, tru
   Tensor scores = ar.randn({N, n_total}, rng);
   double* s = d64(scores);
   for (int64_t e = 0; e < n_total; ++e) s[e] = e >= n_true ? 5.0 + e : 0.1 * e;  // row 0: all null
-  for (int64_t e = 0; e < n_total; ++e) s[n_total + e] = 1.0;  // row 1: all tied -> ids 0, 1, 2
+  for (int64_t e = 0; e < n_total; ++e) s[n_total + e] = 1.0;                    // row 1: all tied -> ids 0, 1, 2
   for (int64_t e = 0; e < n_total; ++e) s[2 * n_total + e] = e == 7 ? 3.0 : (e == 2 ? 2.0 : -e);
   Tensor ex = ar.i32({N, k}), gate = ar.f({N, k});
   be.topk_select(ex, gate, scores, scores, k, n_true);
   check_topk(scores, scores, ex, gate, k, n_true);
   CHECK(std::vector<int32_t>(i32p(ex), i32p(ex) + 3) == std::vector<int32_t>{7, 6, 5});
   CHECK(std::vector<int32_t>(i32p(ex) + 3, i32p(ex) + 6) == std::vector<int32_t>{0, 1, 2});
-  CHECK(i32p(ex)[6] == 7);  // row 2: a null expert first,
+  CHECK(i32p(ex)[6] == 7);                                      // row 2: a null expert first,
   CHECK(d64(gate)[7] == Approx(1.0 / (1.0 + std::exp(-2.0))));  // then 2 and 0 share the mass
   // n_true == n_total is the plain top-k; a k or n_true out of range is a bug.
   be.topk_select(ex, gate, scores, scores, k, int(n_total));
@@ -109,8 +107,7 @@ TEST_CASE("cpu topk: rank_scores choose the experts, gate_scores weigh them", "[
   CHECK(differ > 5);
 }
 
-TEST_CASE("cpu topk with null experts: gradient of the gates (same and separate rank scores)",
-          "[cpu]") {
+TEST_CASE("cpu topk with null experts: gradient of the gates (same and separate rank scores)", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(82);
@@ -138,14 +135,13 @@ TEST_CASE("cpu topk with null experts: gradient of the gates (same and separate 
     };
     Tensor ds = ar.f({N, n_total});
     be.topk_select_backward(ds, R, ex, gate, n_true);
-    check_gradient(loss, d64(scores), d64(ds), scores.numel(),
-                   {.max_entries = 0, .what = "topk null dgate_scores"});
+    check_gradient(loss, d64(scores), d64(ds), scores.numel(), {.max_entries = 0, .what = "topk null dgate_scores"});
     CHECK(std::equal(chosen.begin(), chosen.end(), i32p(ex)));
     // Only selected true experts get a gradient; row 0 (all null) gets none.
     for (int64_t t = 0; t < N; ++t)
       for (int64_t e = 0; e < n_total; ++e) {
-        const bool sel = std::find(chosen.begin() + t * k, chosen.begin() + (t + 1) * k, e) !=
-                         chosen.begin() + (t + 1) * k;
+        const bool sel =
+            std::find(chosen.begin() + t * k, chosen.begin() + (t + 1) * k, e) != chosen.begin() + (t + 1) * k;
         if (!sel || e >= n_true) CHECK(d64(ds)[t * n_total + e] == 0.0);
       }
   }
@@ -160,13 +156,11 @@ TEST_CASE("cpu topk with null experts: gradient of the gates (same and separate 
     const std::vector<double> dgs0 = to_vector(dgs);
     be.topk_select_backward(dgs, R, ex, gate, n_true);
     for (int64_t i = 0; i < N * n_total; ++i) d64(dgs)[i] -= dgs0[i];
-    check_gradient(loss, d64(gs), d64(dgs), gs.numel(),
-                   {.max_entries = 0, .what = "topk biased dgate_scores"});
+    check_gradient(loss, d64(gs), d64(dgs), gs.numel(), {.max_entries = 0, .what = "topk biased dgate_scores"});
   }
 }
 
-TEST_CASE("cpu topp: the minimal prefix reaching p, kmax cap, raw and renormalised gates",
-          "[cpu]") {
+TEST_CASE("cpu topp: the minimal prefix reaching p, kmax cap, raw and renormalised gates", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(83);
@@ -252,23 +246,21 @@ TEST_CASE("cpu topp: gradient of raw and renormalised gates on a fixed selection
     bool renorm;
     int64_t kept;
   };
-  for (const Case c : {Case{0.6, n, false, 3}, Case{0.6, n, true, 3}, Case{0.85, 4, true, 4},
-                       Case{0.85, 4, false, 4}}) {
+  for (const Case c :
+       {Case{0.6, n, false, 3}, Case{0.6, n, true, 3}, Case{0.85, 4, true, 4}, Case{0.85, 4, false, 4}}) {
     INFO("p " << c.p << " kmax " << c.kmax << " renormalize " << c.renorm);
     Tensor ex = ar.i32({N, c.kmax}), gate = ar.f({N, c.kmax}), R = ar.randn({N, c.kmax}, rng);
     be.topp_select(ex, gate, probs, c.p, c.renorm);
     const std::vector<int32_t> chosen(i32p(ex), i32p(ex) + N * c.kmax);
     for (int64_t t = 0; t < N; ++t)
-      CHECK(std::count(chosen.begin() + t * c.kmax, chosen.begin() + (t + 1) * c.kmax, -1) ==
-            c.kmax - c.kept);
+      CHECK(std::count(chosen.begin() + t * c.kmax, chosen.begin() + (t + 1) * c.kmax, -1) == c.kmax - c.kept);
     auto loss = [&] {
       be.topp_select(ex, gate, probs, c.p, c.renorm);
       return weighted_sum(R, gate);
     };
     Tensor dprobs = ar.f({N, n});
     be.topp_select_backward(dprobs, R, ex, gate, probs, c.renorm);
-    check_gradient(loss, d64(probs), d64(dprobs), probs.numel(),
-                   {.max_entries = 0, .what = "topp dprobs"});
+    check_gradient(loss, d64(probs), d64(dprobs), probs.numel(), {.max_entries = 0, .what = "topp dprobs"});
     CHECK(std::equal(chosen.begin(), chosen.end(), i32p(ex)));
   }
 }
@@ -277,8 +269,7 @@ namespace {
 
 // Expert choice against the definition: per group and expert, the `cap` largest probs (ties:
 // lower row) are filled with gate = probs, every other entry is -1 with gate 0.
-void check_expert_choice(const Tensor& probs, const Tensor& ex, const Tensor& gate, int64_t group,
-                         int64_t cap) {
+void check_expert_choice(const Tensor& probs, const Tensor& ex, const Tensor& gate, int64_t group, int64_t cap) {
   const int64_t N = probs.dim(0), n = probs.dim(1);
   for (int64_t g0 = 0; g0 < N; g0 += group)
     for (int64_t e = 0; e < n; ++e) {
@@ -350,16 +341,15 @@ TEST_CASE("cpu expert choice: gradient of the gates with respect to probs", "[cp
   };
   Tensor dprobs = ar.f({N, n});
   be.expert_choice_select_backward(dprobs, R, ex);
-  check_gradient(loss, d64(probs), d64(dprobs), probs.numel(),
-                 {.max_entries = 0, .what = "expert choice dprobs"});
+  check_gradient(loss, d64(probs), d64(dprobs), probs.numel(), {.max_entries = 0, .what = "expert choice dprobs"});
   CHECK(std::equal(chosen.begin(), chosen.end(), i32p(ex)));
 }
 
 namespace {
 
 // capacity_route against the definition, computed with a stable sort per expert.
-std::vector<int32_t> expected_route(const std::vector<int32_t>& se, const Tensor& scores,
-                                    int64_t kmax, int n_true, int64_t cap) {
+std::vector<int32_t> expected_route(const std::vector<int32_t>& se, const Tensor& scores, int64_t kmax, int n_true,
+                                    int64_t cap) {
   const int64_t n_s = scores.dim(1);
   std::vector<int32_t> out(se.size());
   for (size_t i = 0; i < se.size(); ++i) out[i] = se[i] < n_true ? se[i] : -1;
@@ -369,8 +359,7 @@ std::vector<int32_t> expected_route(const std::vector<int32_t>& se, const Tensor
     for (size_t i = 0; i < se.size(); ++i)
       if (se[i] == e) slots.push_back(int64_t(i));
     auto score = [&](int64_t s) { return d64(scores)[(s / kmax) * n_s + e]; };
-    std::stable_sort(slots.begin(), slots.end(),
-                     [&](int64_t a, int64_t b) { return score(a) > score(b); });
+    std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return score(a) > score(b); });
     for (size_t i = size_t(cap); i < slots.size(); ++i) out[slots[i]] = -1;
   }
   return out;
@@ -378,8 +367,7 @@ std::vector<int32_t> expected_route(const std::vector<int32_t>& se, const Tensor
 
 }  // namespace
 
-TEST_CASE("cpu capacity_route: drops the lowest-scoring assignments beyond capacity, nulls to -1",
-          "[cpu]") {
+TEST_CASE("cpu capacity_route: drops the lowest-scoring assignments beyond capacity, nulls to -1", "[cpu]") {
   CpuBackend be(DType::F64, 2);
   Arena ar(be);
   std::mt19937_64 rng(87);
@@ -412,8 +400,10 @@ TEST_CASE("cpu capacity_route: drops the lowest-scoring assignments beyond capac
     for (size_t i = 0; i < se.size(); ++i) {
       if (se[i] != e) continue;
       const double sc = d64(scores)[(i / kmax) * n_total + e];
-      if (got[i] == e) lowest_kept = std::min(lowest_kept, sc);
-      else highest_dropped = std::max(highest_dropped, sc);
+      if (got[i] == e)
+        lowest_kept = std::min(lowest_kept, sc);
+      else
+        highest_dropped = std::max(highest_dropped, sc);
     }
     CHECK(lowest_kept >= highest_dropped);
   }
@@ -424,14 +414,12 @@ TEST_CASE("cpu capacity_route: drops the lowest-scoring assignments beyond capac
   // A capacity at least the largest load, or 0 (no cap): only the null ids go.
   for (const int64_t c : {int64_t(0), N * kmax}) {
     be.capacity_route(routed, slot_expert, scores, n_true, c);
-    CHECK(std::vector<int32_t>(i32p(routed), i32p(routed) + N * kmax) ==
-          expected_route(se, scores, kmax, n_true, 0));
+    CHECK(std::vector<int32_t>(i32p(routed), i32p(routed) + N * kmax) == expected_route(se, scores, kmax, n_true, 0));
   }
   CHECK_THROWS_AS(be.capacity_route(routed, slot_expert, scores, n_true, -1), InternalError);
 }
 
-TEST_CASE("cpu capacity_route: 1e5 assignments on one expert keep exactly the best `capacity`",
-          "[cpu]") {
+TEST_CASE("cpu capacity_route: 1e5 assignments on one expert keep exactly the best `capacity`", "[cpu]") {
   CpuBackend be(DType::F32, 2);
   Arena ar(be);
   const int64_t N = 50000, kmax = 2, cap = 1234;
@@ -456,10 +444,10 @@ TEST_CASE("cpu slot_stats: per-id counts and rows without a true expert", "[cpu]
   CpuBackend be(DType::F64, 1);
   Arena ar(be);
   // n_total 5, n_true 3: ids 3, 4 are null.
-  Tensor se = ar.i32({5, 3}, {0, 3, -1,  //
-                              3, 4, -1,  // null only
+  Tensor se = ar.i32({5, 3}, {0, 3, -1,    //
+                              3, 4, -1,    // null only
                               -1, -1, -1,  // empty
-                              2, 0, 1,   //
+                              2, 0, 1,     //
                               4, 2, -1});
   const Backend::SlotStats st = be.slot_stats(se, 5, 3);
   CHECK(st.per_id == std::vector<int64_t>{2, 1, 2, 2, 2});

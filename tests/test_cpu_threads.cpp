@@ -10,7 +10,7 @@ TEST_CASE("cpu threads: run.threads wins, then OMP_NUM_THREADS, then the cores",
   CHECK(choose_cpu_threads(3, "8", 16, 16, 1).threads == 3);
   CHECK(choose_cpu_threads(3, "8", 16, 16, 1).source == "run.threads");
   CHECK(choose_cpu_threads(0, "8", 16, 16, 1).threads == 8);
-  CHECK(choose_cpu_threads(0, "8", 16, 16, 4).threads == 8);  // the user's setting, also under mpirun
+  CHECK(choose_cpu_threads(0, "8", 16, 16, 4).threads == 8);    // the user's setting, also under mpirun
   CHECK(choose_cpu_threads(0, "4,2", 16, 16, 1).threads == 4);  // nested levels: the first
   CHECK(choose_cpu_threads(0, "8", 16, 16, 1).source == "OMP_NUM_THREADS");
   CHECK(choose_cpu_threads(0, nullptr, 16, 16, 1).threads == 16);
@@ -24,7 +24,8 @@ TEST_CASE("cpu threads: OMP_NUM_THREADS that is not a count is ignored, and said
     const ThreadChoice c = choose_cpu_threads(0, bad, 16, 16, 1);
     CHECK(c.threads == 16);
   }
-  CHECK(choose_cpu_threads(0, "abc", 16, 16, 1).source == "OMP_NUM_THREADS='abc' is not a count, ignored; 16 cores available");
+  CHECK(choose_cpu_threads(0, "abc", 16, 16, 1).source ==
+        "OMP_NUM_THREADS='abc' is not a count, ignored; 16 cores available");
 }
 
 TEST_CASE("cpu threads: under mpirun the cores of a node are divided among its ranks", "[cpu]") {

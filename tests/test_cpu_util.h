@@ -51,9 +51,7 @@ class Arena {
     return t;
   }
 
-  static double get(const Tensor& t, int64_t i) {
-    return t.dtype == DType::F64 ? t.as<double>()[i] : t.as<float>()[i];
-  }
+  static double get(const Tensor& t, int64_t i) { return t.dtype == DType::F64 ? t.as<double>()[i] : t.as<float>()[i]; }
   static void set(const Tensor& t, int64_t i, double v) {
     if (t.dtype == DType::F64) {
       t.as<double>()[i] = v;

@@ -45,8 +45,7 @@ TEST_CASE("autonomoe-data: help, bad arguments (2), user errors (1)", "[data]") 
   r = run_tool(d, "train-tokenizer --input a.txt --vocab-size lots --model-prefix m");
   CHECK(r.code == 2);
   CHECK(r.out.find("--vocab-size: expected an integer, got \"lots\"") != std::string::npos);
-  r = run_tool(d,
-               "encode --tokenizer t.model --input a.txt --out-dir o --name n --val-fraction 1.5");
+  r = run_tool(d, "encode --tokenizer t.model --input a.txt --out-dir o --name n --val-fraction 1.5");
   CHECK(r.code == 2);
   CHECK(r.out.find("--val-fraction must be in [0, 1)") != std::string::npos);
   r = run_tool(d, "brown-to-text --input a --output b --colour red");
@@ -54,8 +53,7 @@ TEST_CASE("autonomoe-data: help, bad arguments (2), user errors (1)", "[data]") 
   CHECK(r.out.find("unknown option --colour") != std::string::npos);
 
   const std::string missing = d.file("missing.txt");
-  r = run_tool(
-      d, "train-tokenizer --input " + missing + " --vocab-size 300 --model-prefix " + d.file("m"));
+  r = run_tool(d, "train-tokenizer --input " + missing + " --vocab-size 300 --model-prefix " + d.file("m"));
   CHECK(r.code == 1);
   CHECK(r.out.find(missing) != std::string::npos);
 
@@ -75,13 +73,15 @@ TEST_CASE("autonomoe-data: help, bad arguments (2), user errors (1)", "[data]") 
 TEST_CASE("autonomoe-data: creates its output folders, or says why it cannot", "[data]") {
   TempDir d;
   std::filesystem::create_directory(d.file("brown"));
-  am::test::write_text(d.file("brown/ca01"), "\tThe/at cat/nn sat/vbd on/in the/at mat/nn ./.\n"
-                                             "\tThe/at dog/nn ran/vbd ./.\n");
+  am::test::write_text(d.file("brown/ca01"),
+                       "\tThe/at cat/nn sat/vbd on/in the/at mat/nn ./.\n"
+                       "\tThe/at dog/nn ran/vbd ./.\n");
   Run r = run_tool(d, "brown-to-text --input " + d.file("brown") + " --output " + d.file("a/b/brown.jsonl"));
   CHECK(r.code == 0);
   CHECK(std::filesystem::is_regular_file(d.file("a/b/brown.jsonl")));
   r = run_tool(d, "train-tokenizer --input " + d.file("a/b/brown.jsonl") +
-                      " --vocab-size 40 --no-byte-fallback --character-coverage 1 --model-prefix " + d.file("t/o/k/tok"));
+                      " --vocab-size 40 --no-byte-fallback --character-coverage 1 --model-prefix " +
+                      d.file("t/o/k/tok"));
   CHECK(r.code == 0);
   CHECK(std::filesystem::is_regular_file(d.file("t/o/k/tok.model")));
   r = run_tool(d, "encode --tokenizer " + d.file("t/o/k/tok.model") + " --input " + d.file("a/b/brown.jsonl") +
@@ -97,13 +97,15 @@ TEST_CASE("autonomoe-data: creates its output folders, or says why it cannot", "
   CHECK(r.code == 1);
   CHECK(r.out.find("the directory of --output '" + d.file("file/x") + "' cannot be created: '" + d.file("file") +
                    "' is in the way") != std::string::npos);
-  r = run_tool(d, "train-tokenizer --input " + d.file("a/b/brown.jsonl") + " --vocab-size 40 --no-byte-fallback "
-                      "--model-prefix " + d.file("file/tok"));
+  r = run_tool(d, "train-tokenizer --input " + d.file("a/b/brown.jsonl") +
+                      " --vocab-size 40 --no-byte-fallback "
+                      "--model-prefix " +
+                      d.file("file/tok"));
   CHECK(r.code == 1);
   CHECK(r.out.find("the directory of --model-prefix '" + d.file("file") + "'") != std::string::npos);
   r = run_tool(d, "encode --tokenizer " + d.file("t/o/k/tok.model") + " --input " + d.file("a/b/brown.jsonl") +
                       " --name n --out-dir " + d.file("file/enc"));
   CHECK(r.code == 1);
-  CHECK(r.out.find("--out-dir '" + d.file("file/enc") + "' cannot be created: '" + d.file("file") + "' is in the way") !=
-        std::string::npos);
+  CHECK(r.out.find("--out-dir '" + d.file("file/enc") + "' cannot be created: '" + d.file("file") +
+                   "' is in the way") != std::string::npos);
 }

@@ -118,8 +118,7 @@ TEST_CASE("encode: tiny corpus end to end (EOT placement, split, shards, entropy
   CHECK(meta->train.documents == static_cast<int64_t>(want_train.size()));
   CHECK(meta->val.documents == static_cast<int64_t>(want_val.size()));
 
-  for (const auto& [split, want] :
-       {std::pair{&meta->train, &want_train}, std::pair{&meta->val, &want_val}}) {
+  for (const auto& [split, want] : {std::pair{&meta->train, &want_train}, std::pair{&meta->val, &want_val}}) {
     const auto toks = read_split(d.file("out"), *split);
     CHECK(static_cast<int64_t>(toks.size()) == split->tokens);
     CHECK(toks.front() == 2);
@@ -139,8 +138,7 @@ TEST_CASE("encode: tiny corpus end to end (EOT placement, split, shards, entropy
   for (int32_t t : train_toks) counts[t] += 1;
   double h = 0;
   for (const auto& [t, c] : counts)
-    h -= c / static_cast<double>(train_toks.size()) *
-         std::log(c / static_cast<double>(train_toks.size()));
+    h -= c / static_cast<double>(train_toks.size()) * std::log(c / static_cast<double>(train_toks.size()));
   CHECK(meta->unigram_entropy_nats == Approx(h).epsilon(1e-12));
 
   // Re-encoding with bigger shards removes the earlier run's extra shards; the output is the same

@@ -22,8 +22,7 @@ std::vector<std::vector<int32_t>> make_shards(const TempDir& d, const std::vecto
   std::vector<std::vector<int32_t>> all;
   for (size_t s = 0; s < sizes.size(); ++s) {
     std::vector<int32_t> t(static_cast<size_t>(sizes[s]));
-    for (int i = 0; i < sizes[s]; ++i)
-      t[static_cast<size_t>(i)] = static_cast<int32_t>(s * 1000 + i);
+    for (int i = 0; i < sizes[s]; ++i) t[static_cast<size_t>(i)] = static_cast<int32_t>(s * 1000 + i);
     // Names sort in shard order; written out of order to check the loader sorts.
     write_shard(d.file(prefix + "_" + std::to_string(s) + ".bin"), t, 10000);
     all.push_back(std::move(t));
@@ -36,10 +35,8 @@ std::vector<std::vector<int32_t>> make_shards(const TempDir& d, const std::vecto
 std::vector<Window> expected_windows(const std::vector<std::vector<int32_t>>& shards, int T) {
   std::vector<Window> w;
   for (const auto& s : shards) {
-    for (size_t off = 0; off + static_cast<size_t>(T) + 1 <= s.size();
-         off += static_cast<size_t>(T)) {
-      w.emplace_back(s.begin() + static_cast<long>(off),
-                     s.begin() + static_cast<long>(off) + T + 1);
+    for (size_t off = 0; off + static_cast<size_t>(T) + 1 <= s.size(); off += static_cast<size_t>(T)) {
+      w.emplace_back(s.begin() + static_cast<long>(off), s.begin() + static_cast<long>(off) + T + 1);
     }
   }
   return w;
@@ -148,8 +145,7 @@ TEST_CASE("loader with shuffle: permutations, reproducible, seed-dependent", "[d
   CHECK(e0 != e1);  // epochs differ
   // The order is epoch_permutation of the global list.
   const auto perm = epoch_permutation(static_cast<uint64_t>(W), 7, 0);
-  for (int i = 0; i < W; ++i)
-    CHECK(e0[static_cast<size_t>(i)] == exp[perm[static_cast<size_t>(i)]]);
+  for (int i = 0; i < W; ++i) CHECK(e0[static_cast<size_t>(i)] == exp[perm[static_cast<size_t>(i)]]);
 
   DataLoader same(d.file("s_*.bin"), 1, T, true, 7, 10000);
   CHECK(epoch_windows(same, W) == e0);
@@ -219,8 +215,7 @@ TEST_CASE("loader: rank slices of a global batch add up to the world = 1 batch",
     const int world = 3, B = 2, T = 4;
     DataLoader whole(d.file("s_*.bin"), world * B, T, shuffle, 11, 10000);
     std::vector<DataLoader> ranks;
-    for (int r = 0; r < world; ++r)
-      ranks.emplace_back(d.file("s_*.bin"), B, T, shuffle, 11, 10000, r, world);
+    for (int r = 0; r < world; ++r) ranks.emplace_back(d.file("s_*.bin"), B, T, shuffle, 11, 10000, r, world);
     for (int step = 0; step < 10; ++step) {  // 37 windows per epoch: batches straddle epochs
       std::vector<Window> joined;
       for (auto& r : ranks) {
@@ -239,26 +234,23 @@ TEST_CASE("loader errors: vocabulary, too little data, no match, bad arguments",
   DataLoader l(d.file("v_*.bin"), 1, 4, false, 0, 100);  // token 500 is at offset 12
   std::vector<int32_t> in(4), tg(4);
   l.next(in.data(), tg.data());
-  l.next(in.data(), tg.data());  // window 1: offsets 4..8
+  l.next(in.data(), tg.data());                                               // window 1: offsets 4..8
   const std::string msg = user_error([&] { l.next(in.data(), tg.data()); });  // offsets 8..12
   CHECK(msg.find(d.file("v_0.bin")) != std::string::npos);
   CHECK(msg.find("token 500 at offset 12") != std::string::npos);
   CHECK(msg.find("[0, 100)") != std::string::npos);
 
   // 4 windows of T = 4 but a global batch of 2 * 3 = 6.
-  const std::string few =
-      user_error([&] { DataLoader x(d.file("v_*.bin"), 3, 4, false, 0, 1000, 0, 2); });
+  const std::string few = user_error([&] { DataLoader x(d.file("v_*.bin"), 3, 4, false, 0, 1000, 0, 2); });
   CHECK(few.find("fewer than one micro-batch on every rank") != std::string::npos);
-  const std::string none =
-      user_error([&] { DataLoader x(d.file("nope_*.bin"), 1, 4, false, 0, 1000); });
+  const std::string none = user_error([&] { DataLoader x(d.file("nope_*.bin"), 1, 4, false, 0, 1000); });
   CHECK(none.find(d.file("nope_*.bin")) != std::string::npos);
   CHECK_THROWS_AS(DataLoader(d.file("v_*.bin"), 1, 4, false, 0, 1000, 2, 2), UserError);
   CHECK_THROWS_AS(DataLoader(d.file("v_*.bin"), 0, 4, false, 0, 1000), UserError);
 
   // A broken shard among good ones is named.
   test::write_bytes(d.file("v_1.bin"), test::raw_shard(20240520, 1, 9, {1, 2}, 2));
-  const std::string bad =
-      user_error([&] { DataLoader x(d.file("v_*.bin"), 1, 4, false, 0, 1000); });
+  const std::string bad = user_error([&] { DataLoader x(d.file("v_*.bin"), 1, 4, false, 0, 1000); });
   CHECK(bad.find(d.file("v_1.bin")) != std::string::npos);
 }
 
@@ -267,7 +259,7 @@ TEST_CASE("loader state: windows per step is the global batch, and changes only 
   make_shards(d, {50, 50});
   DataLoader a(d.file("s_*.bin"), 2, 4, true, 5, 10000);
   CHECK(a.state()["fingerprint"]["windows_per_step"] == 2);  // default: world x B
-  a.set_windows_per_step(8);  // global batch 8 = micro-batch 2 x accumulation 4
+  a.set_windows_per_step(8);                                 // global batch 8 = micro-batch 2 x accumulation 4
   for (int i = 0; i < 4; ++i) batch(a);
   const nlohmann::json st = nlohmann::json::parse(a.state().dump());
   CHECK(st["fingerprint"]["windows_per_step"] == 8);

@@ -62,8 +62,7 @@ TEST_CASE("shards: a writer that is not closed leaves no file behind", "[data]")
 
 TEST_CASE("shards: every validation error is a UserError naming the file", "[data]") {
   TempDir d;
-  auto check = [&](const std::string& name, const std::vector<uint8_t>& bytes,
-                   const std::string& expect) {
+  auto check = [&](const std::string& name, const std::vector<uint8_t>& bytes, const std::string& expect) {
     const std::string p = d.file(name);
     test::write_bytes(p, bytes);
     const std::string msg = user_error([&] { ShardReader r(p); });
@@ -73,10 +72,8 @@ TEST_CASE("shards: every validation error is a UserError naming the file", "[dat
   };
   check("magic.bin", test::raw_shard(12345, 1, 3, {1, 2, 3}, 2),
         "not a token shard: magic 12345 (expected 20240520 or 20240801)");
-  check("version16.bin", test::raw_shard(20240520, 7, 3, {1, 2, 3}, 2),
-        "unknown token shard version 7");
-  check("version32.bin", test::raw_shard(20240801, 1, 3, {1, 2, 3}, 4),
-        "unknown token shard version 1");
+  check("version16.bin", test::raw_shard(20240520, 7, 3, {1, 2, 3}, 2), "unknown token shard version 7");
+  check("version32.bin", test::raw_shard(20240801, 1, 3, {1, 2, 3}, 4), "unknown token shard version 1");
   check("truncated.bin", test::raw_shard(20240520, 1, 5, {1, 2, 3}, 2),
         "truncated: header says 5 tokens = 1034 bytes, file has 1030");
   check("longer.bin", test::raw_shard(20240801, 7, 2, {1, 2, 3}, 4), "size mismatch");
@@ -93,8 +90,7 @@ TEST_CASE("split writer: shards of shard_tokens tokens, never a 1-token tail", "
   auto sizes = [&](int64_t total, int64_t per_shard) {
     SplitWriter w(d.str(), "t" + std::to_string(total), "train", 1000, per_shard);
     std::vector<int32_t> toks(static_cast<size_t>(total));
-    for (int64_t i = 0; i < total; ++i)
-      toks[static_cast<size_t>(i)] = static_cast<int32_t>(i % 1000);
+    for (int64_t i = 0; i < total; ++i) toks[static_cast<size_t>(i)] = static_cast<int32_t>(i % 1000);
     // Feed in uneven pieces to exercise the boundaries.
     size_t at = 0, piece = 1;
     while (at < toks.size()) {

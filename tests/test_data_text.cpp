@@ -88,8 +88,7 @@ TEST_CASE("train/val split by document index", "[data]") {
 
 TEST_CASE("documents: JSONL lines and whole plain-text files, with named errors", "[data]") {
   TempDir d;
-  test::write_text(d.file("a.jsonl"),
-                   "{\"text\": \"one\"}\n\n{\"text\": \"two\\nlines\", \"id\": 3}\n");
+  test::write_text(d.file("a.jsonl"), "{\"text\": \"one\"}\n\n{\"text\": \"two\\nlines\", \"id\": 3}\n");
   test::write_text(d.file("b.txt"), "a whole\nfile\n");
   DocumentReader r({d.file("a.jsonl"), d.file("b.txt")});
   Document doc;
@@ -103,15 +102,13 @@ TEST_CASE("documents: JSONL lines and whole plain-text files, with named errors"
     try {
       DocumentReader x({d.file("bad.jsonl")}, field);
       Document dd;
-      while (x.next(dd)) {
-      }
+      while (x.next(dd)) {}
     } catch (const UserError& e) {
       return std::string(e.what());
     }
     return std::string();
   };
-  CHECK(error_of("{\"text\": \"ok\"}\n{oops\n").find(d.file("bad.jsonl") + ":2: not valid JSON") !=
-        std::string::npos);
+  CHECK(error_of("{\"text\": \"ok\"}\n{oops\n").find(d.file("bad.jsonl") + ":2: not valid JSON") != std::string::npos);
   CHECK(error_of("{\"body\": \"x\"}\n").find(":1: no \"text\" field") != std::string::npos);
   CHECK(error_of("{\"text\": 5}\n").find("expected a string") != std::string::npos);
   CHECK(error_of("[1]\n").find("expected a JSON object") != std::string::npos);

@@ -3,9 +3,9 @@
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
 #include "model/decode.h"
-#include "params/params.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
+#include "params/params.h"
 
 #include <catch2/catch.hpp>
 
@@ -113,8 +113,7 @@ TEST_CASE("decode: KV-cache logits equal the full forward at every position (den
   check_decode_matches_forward(tiny_dense());
 }
 
-TEST_CASE("decode: KV-cache logits equal the full forward at every position (AoE: factorized, act_norm)",
-          "[decode]") {
+TEST_CASE("decode: KV-cache logits equal the full forward at every position (AoE: factorized, act_norm)", "[decode]") {
   check_decode_matches_forward(tiny_aoe());
 }
 
@@ -170,8 +169,8 @@ TEST_CASE("sampler: top-k and top-p filters on a hand-made distribution", "[deco
   o = SampleOptions{};
   o.temperature = 2;
   const double z = std::sqrt(0.4) + std::sqrt(0.1) + std::sqrt(0.3) + std::sqrt(0.2);
-  CHECK(near(sample_distribution(logits, o), {std::sqrt(0.4) / z, std::sqrt(0.1) / z, std::sqrt(0.3) / z,
-                                              std::sqrt(0.2) / z}));
+  CHECK(near(sample_distribution(logits, o),
+             {std::sqrt(0.4) / z, std::sqrt(0.1) / z, std::sqrt(0.3) / z, std::sqrt(0.2) / z}));
 }
 
 TEST_CASE("sampler: draws follow the distribution, never a filtered token, and repeat for a seed",

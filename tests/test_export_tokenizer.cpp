@@ -43,8 +43,7 @@ DatasetMeta encoded_dataset(const TempDir& d) {
 
 }  // namespace
 
-TEST_CASE("export_tokenizer: tokenizer.model and the HF tokenizer config, as the dataset defines them",
-          "[export]") {
+TEST_CASE("export_tokenizer: tokenizer.model and the HF tokenizer config, as the dataset defines them", "[export]") {
   TempDir d;
   const DatasetMeta meta = encoded_dataset(d);
   REQUIRE(meta.tokenizer == "tok.model");  // encode copies the model beside the shards
@@ -84,8 +83,9 @@ TEST_CASE("export_tokenizer: tokenizer.model and the HF tokenizer config, as the
   CHECK(find_export_tokenizer(cfg, d.file("tok.model")) == d.file("tok.model"));
   cfg.model.vocab_size += 1;
   const std::string msg = test::user_error([&] { find_export_tokenizer(cfg, ""); });
-  CHECK(msg.find("has " + std::to_string(meta.vocab_size) + " pieces but the model's vocabulary (model.vocab_size) has " +
-                 std::to_string(meta.vocab_size + 1)) != std::string::npos);
+  CHECK(msg.find("has " + std::to_string(meta.vocab_size) +
+                 " pieces but the model's vocabulary (model.vocab_size) has " + std::to_string(meta.vocab_size + 1)) !=
+        std::string::npos);
   cfg.model.vocab_size -= 1;
   std::filesystem::remove(d.file("data/tok.model"));
   CHECK(test::user_error([&] { find_export_tokenizer(cfg, ""); }).find("names the tokenizer") != std::string::npos);

@@ -41,7 +41,7 @@ TEST_CASE("the MFU peak: run.peak_tflops, else the GPU table by device name, els
   REQUIRE(peak);
   CHECK(peak->tflops == 312);
   CHECK_FALSE(peak_flops("cuda", "autonomoe CUDA simulator (CPU)", "bf16", 0));  // not a GPU: no MFU
-  CHECK_FALSE(peak_flops("cuda", "NVIDIA GeForce GTX 1080", "fp32", 0));        // not in the table
+  CHECK_FALSE(peak_flops("cuda", "NVIDIA GeForce GTX 1080", "fp32", 0));         // not in the table
   CHECK_FALSE(peak_flops("cpu", "", "fp32", 0));                                 // nothing misleading on the CPU
   peak = peak_flops("cpu", "", "fp32", 2.5);
   REQUIRE(peak);

@@ -66,13 +66,14 @@ void resume_load(const std::string& ckpt) {
 TEST_CASE("a manifest must list every file the loader reads", "[checkpoint][hostile]") {
   const Fixture fx;
   REQUIRE_NOTHROW(resume_load(fx.ckpt));
-  for (const char* file : {"model.safetensors", "trainer_state.json", "config.resolved.yaml",
-                           "optimizer.safetensors"}) {
+  for (const char* file :
+       {"model.safetensors", "trainer_state.json", "config.resolved.yaml", "optimizer.safetensors"}) {
     const std::string c = fx.copy(fmt::format("omit_{}", file));
     nlohmann::json m = manifest_of(c);
     m["files"].erase(file);
     set_manifest(c, m);
-    CHECK_THROWS_WITH(resume_load(c), Catch::Contains(c) && Catch::Contains("does not list '" + std::string(file) + "'"));
+    CHECK_THROWS_WITH(resume_load(c),
+                      Catch::Contains(c) && Catch::Contains("does not list '" + std::string(file) + "'"));
   }
   const std::string empty = fx.copy("empty_files");
   nlohmann::json m = manifest_of(empty);
@@ -184,7 +185,7 @@ TEST_CASE("a checkpoint under another step's name is not the newest, and is refu
   const fs::path root = fs::path(fx.dir / "root");
   fs::create_directories(root);
   fs::copy(fx.ckpt, root / "step_00000002", fs::copy_options::recursive);
-  fs::create_directory_symlink("step_00000002", root / "step_00000009");  // as `ln -s` would
+  fs::create_directory_symlink("step_00000002", root / "step_00000009");   // as `ln -s` would
   fs::copy(fx.ckpt, root / "step_00000007", fs::copy_options::recursive);  // a copy renamed
   const std::optional<CheckpointEntry> latest = latest_checkpoint(root.string());
   REQUIRE(latest.has_value());
@@ -197,20 +198,21 @@ TEST_CASE("a checkpoint under another step's name is not the newest, and is refu
   // Named explicitly, each is refused: its manifest says step 2.
   for (const char* name : {"step_00000009", "step_00000007"}) {
     const std::string dir = (root / name).string();
-    CHECK_THROWS_WITH(resume_load(dir), Catch::Contains("manifest.json says step 2, but the directory is named " +
-                                                        std::string(name)));
+    CHECK_THROWS_WITH(resume_load(dir),
+                      Catch::Contains("manifest.json says step 2, but the directory is named " + std::string(name)));
   }
 }
 
-TEST_CASE("a bad manifest entry and a bad config value in a checkpoint name the file and key", "[checkpoint][hostile]") {
+TEST_CASE("a bad manifest entry and a bad config value in a checkpoint name the file and key",
+          "[checkpoint][hostile]") {
   const Fixture fx;
   const std::string entry = fx.copy("bad_entry");
   nlohmann::json m = manifest_of(entry);
   m["files"]["model.safetensors"]["bytes"] = -1;
   set_manifest(entry, m);
-  CHECK_THROWS_WITH(load_checkpoint_config(entry),
-                    Catch::Contains("manifest.json: files: 'model.safetensors': expected") &&
-                        Catch::Contains("\"bytes\":-1"));
+  CHECK_THROWS_WITH(
+      load_checkpoint_config(entry),
+      Catch::Contains("manifest.json: files: 'model.safetensors': expected") && Catch::Contains("\"bytes\":-1"));
   // A config whose checksum was made to match: the error of a user's config, naming file and key.
   const std::string cfg = fx.copy("bad_value");
   std::string yaml = read_file(cfg + "/config.resolved.yaml");

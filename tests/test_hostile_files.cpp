@@ -44,14 +44,12 @@ std::string make_dir(const TempDir& dir, const std::string& name) {
 TEST_CASE("open_regular_file refuses a FIFO, a device and a directory, naming the path", "[io][hostile]") {
   TempDir dir("hostile");
   const std::string fifo = make_fifo(dir, "pipe");
-  CHECK_THROWS_WITH(open_regular_file(fifo, "token shard"),
-                    Catch::Contains("token shard '" + fifo + "' is a FIFO"));
+  CHECK_THROWS_WITH(open_regular_file(fifo, "token shard"), Catch::Contains("token shard '" + fifo + "' is a FIFO"));
   CHECK_THROWS_WITH(read_regular_file("/dev/null", "config file"),
                     Catch::Contains("config file '/dev/null' is a character device"));
   CHECK_THROWS_WITH(read_regular_file("/dev/zero", "config file"), Catch::Contains("character device"));
   const std::string d = make_dir(dir, "sub");
-  CHECK_THROWS_WITH(open_regular_stream(d, "input file"),
-                    Catch::Contains("input file '" + d + "' is a directory"));
+  CHECK_THROWS_WITH(open_regular_stream(d, "input file"), Catch::Contains("input file '" + d + "' is a directory"));
   CHECK_THROWS_WITH(read_regular_file(dir / "absent", "dataset description"),
                     Catch::Contains("cannot open dataset description '" + (dir / "absent") + "'"));
   write_file_atomic(dir / "ok.txt", "line 1\nline 2\n");
@@ -86,27 +84,32 @@ TEST_CASE("every reader refuses a FIFO or a directory where its file is expected
   CHECK_THROWS_WITH(read_file(fifo), Catch::Contains(fifo) && Catch::Contains("FIFO"));
 }
 
-TEST_CASE("a dataset.json that is a dangling symlink or a symlink loop is refused, not taken as absent", "[data][hostile]") {
+TEST_CASE("a dataset.json that is a dangling symlink or a symlink loop is refused, not taken as absent",
+          "[data][hostile]") {
   TempDir dir("meta-links");
   fs::create_directories(dir / "dangling");
   fs::create_directories(dir / "loop");
   fs::create_directories(dir / "absent");
-  for (const char* sub : {"dangling", "loop", "absent"}) write_file_atomic(dir / (std::string(sub) + "/s_000000.bin"), "x");
+  for (const char* sub : {"dangling", "loop", "absent"})
+    write_file_atomic(dir / (std::string(sub) + "/s_000000.bin"), "x");
   fs::create_symlink(dir / "dangling/nowhere.json", dir / "dangling/dataset.json");
   fs::create_symlink(dir / "loop/dataset.json", dir / "loop/dataset.json");
-  CHECK_THROWS_WITH(read_dataset_meta(dir / "dangling/s_*.bin"),
-                    Catch::Contains("'" + (dir / "dangling/dataset.json") + "' is a symbolic link that leads to no file"));
+  CHECK_THROWS_WITH(
+      read_dataset_meta(dir / "dangling/s_*.bin"),
+      Catch::Contains("'" + (dir / "dangling/dataset.json") + "' is a symbolic link that leads to no file"));
   CHECK_THROWS_WITH(read_dataset_meta(dir / "loop/s_*.bin"),
                     Catch::Contains("'" + (dir / "loop/dataset.json") + "' is a symbolic link that leads to no file") &&
                         Catch::Contains("symbolic links"));  // ELOOP: too many levels of symbolic links
   CHECK_FALSE(read_dataset_meta(dir / "absent/s_*.bin").has_value());
 }
 
-TEST_CASE("check_output_dir and create_output_dir refuse what cannot be a directory, naming the path", "[io][hostile]") {
+TEST_CASE("check_output_dir and create_output_dir refuse what cannot be a directory, naming the path",
+          "[io][hostile]") {
   TempDir dir("outdir-links");
   fs::create_symlink(dir / "nowhere", dir / "dangling");
   CHECK_THROWS_WITH(check_output_dir(dir / "dangling", "the checkpoint directory"),
-                    Catch::Contains("the checkpoint directory '" + (dir / "dangling") + "' cannot be used as a directory: "
+                    Catch::Contains("the checkpoint directory '" + (dir / "dangling") +
+                                    "' cannot be used as a directory: "
                                     "it is a symbolic link to nothing"));
   CHECK_THROWS_WITH(check_output_dir(dir / "dangling/sub", "--out"),
                     Catch::Contains("'" + (dir / "dangling") + "' is in the way (it is a symbolic link to nothing)"));
@@ -128,7 +131,7 @@ TEST_CASE("check_output_dir refuses a file, a path inside a file, and accepts a 
   CHECK_NOTHROW(check_output_dir(dir.str(), "run.out_dir"));
   CHECK_NOTHROW(check_output_dir(dir / "new/nested", "run.out_dir"));
   CHECK_FALSE(fs::exists(dir / "new"));  // creates nothing
-  if (::geteuid() != 0) {  // root writes anywhere: permission bits do not stop it
+  if (::geteuid() != 0) {                // root writes anywhere: permission bits do not stop it
     fs::create_directories(dir / "ro");
     fs::permissions(dir / "ro", fs::perms::owner_read | fs::perms::owner_exec);
     CHECK_THROWS_WITH(check_output_dir(dir / "ro/run", "run.out_dir"), Catch::Contains("is not writable"));

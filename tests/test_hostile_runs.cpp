@@ -13,8 +13,8 @@
 
 #include "data/loader.h"
 #include "data/shard.h"
-#include "io/safetensors.h"
 #include "io/checkpoint_dir.h"
+#include "io/safetensors.h"
 #include "support/synthetic_run.h"
 #include "train/metrics.h"
 
@@ -41,8 +41,7 @@ std::pair<int, std::string> in_child(F body) {
     ::close(fds[0]);
     try {
       body();
-    } catch (...) {
-    }
+    } catch (...) {}
     ::_exit(99);  // body returned: the expected signal never came
   }
   ::close(fds[1]);
@@ -86,7 +85,7 @@ TEST_CASE("a shard replaced or truncated since it was opened is refused at the n
   DataLoader loader(dir / "s_*.bin", 2, 8, false, 0, 32);  // 24 windows per epoch
   std::vector<int32_t> in(16), tg(16);
   loader.next(in.data(), tg.data());
-  write_shard(shard, ramp(200, 16), 32);  // the same size, another file
+  write_shard(shard, ramp(200, 16), 32);                           // the same size, another file
   for (int i = 1; i < 12; ++i) loader.next(in.data(), tg.data());  // the rest of epoch 0 (the old map)
   CHECK_THROWS_WITH(loader.next(in.data(), tg.data()),
                     Catch::Contains(shard + ": token shard was modified, truncated or replaced"));
@@ -111,8 +110,8 @@ TEST_CASE("reading a truncated mapped shard ends the process with a message nami
   INFO(err);
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 1);
-  CHECK_THAT(err, Catch::Contains("token shard '" + shard + "' was truncated or replaced") &&
-                      Catch::Contains("SIGBUS"));
+  CHECK_THAT(err,
+             Catch::Contains("token shard '" + shard + "' was truncated or replaced") && Catch::Contains("SIGBUS"));
 }
 
 TEST_CASE("reading a truncated mapped safetensors file ends the process with a message naming it", "[io][hostile]") {

@@ -14,16 +14,15 @@
 #include "support/temp_dir.h"
 
 using namespace am;
-using test::TempDir;
 using test::dir_entries;
+using test::TempDir;
 namespace fs = std::filesystem;
 using Catch::Contains;
 
 namespace {
 
 // A small checkpoint with two files (one in a subfolder).
-std::string make_checkpoint(const std::string& root, int64_t step,
-                            const std::string& payload = "w") {
+std::string make_checkpoint(const std::string& root, int64_t step, const std::string& payload = "w") {
   CheckpointWriter w(root, step);
   write_file_atomic(w.path("model.bin"), payload + std::string(1000, 'x'));
   write_file_atomic(w.path("optim/rank0.bin"), "optimizer state " + std::to_string(step));
@@ -69,16 +68,14 @@ TEST_CASE("checkpoint commit produces the final dir with a correct manifest", "[
   CHECK(m["format"] == "autonomoe-checkpoint");
   CHECK(m["version"] == 1);
   CHECK(m["step"] == 100);
-  CHECK(std::regex_match(m["created"].get<std::string>(),
-                         std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")));
+  CHECK(std::regex_match(m["created"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")));
   CHECK(m["tokens_seen"] == 123);
   CHECK(m["note"] == "unit test");
   REQUIRE(m["files"].size() == 2);
   for (const std::string name : {"trainer_state.json", "optim/rank0.bin"}) {
     std::string content = read_file(dir + "/" + name);
     CHECK(m["files"][name]["bytes"] == content.size());
-    CHECK(m["files"][name]["xxh3"] ==
-          fmt::format("{:016x}", XXH3_64bits(content.data(), content.size())));
+    CHECK(m["files"][name]["xxh3"] == fmt::format("{:016x}", XXH3_64bits(content.data(), content.size())));
   }
   CHECK(verify_checkpoint(dir) == m);
 }

@@ -14,13 +14,11 @@
 #include "support/temp_dir.h"
 
 using namespace am;
-using test::TempDir;
 using test::dir_entries;
+using test::TempDir;
 namespace fs = std::filesystem;
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("write_file_atomic writes and replaces and leaves no temp file", "[io]") {
   TempDir dir;
@@ -60,8 +58,7 @@ TEST_CASE("atomic write and read errors name the path and the cause", "[io]") {
   CHECK_THROWS_WITH(write_file_atomic(dir / "a_dir", "x"), Catch::Contains(dir / "a_dir"));
   CHECK(dir_entries(dir.path()) == std::vector<std::string>{"a_dir"});
 
-  CHECK_THROWS_WITH(read_file(dir / "nope.txt"),
-                    Catch::Contains(dir / "nope.txt") && Catch::Contains("No such file"));
+  CHECK_THROWS_WITH(read_file(dir / "nope.txt"), Catch::Contains(dir / "nope.txt") && Catch::Contains("No such file"));
   CHECK_THROWS_WITH(read_file(dir / "a_dir"), Catch::Contains("directory"));
   CHECK_THROWS_AS(fsync_dir(dir / "nope"), UserError);
 }

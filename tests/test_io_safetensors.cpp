@@ -13,8 +13,8 @@
 #include "support/temp_dir.h"
 
 using namespace am;
-using test::TempDir;
 using test::dir_entries;
+using test::TempDir;
 namespace fs = std::filesystem;
 using Catch::Contains;
 
@@ -38,8 +38,7 @@ void write_raw(const std::string& path, const std::string& header, const std::st
 
 }  // namespace
 
-TEST_CASE("safetensors round trip of dtypes and shapes and empty and scalar tensors and metadata",
-          "[io]") {
+TEST_CASE("safetensors round trip of dtypes and shapes and empty and scalar tensors and metadata", "[io]") {
   TempDir dir;
   std::vector<float> a = {1.f, -2.f, 3.5f, 0.f, 1e-30f, -7.25f};  // (2, 3)
   std::vector<double> b = {3.141592653589793, -1e300, 2.0, 0.5};  // (4)
@@ -47,11 +46,10 @@ TEST_CASE("safetensors round trip of dtypes and shapes and empty and scalar tens
   std::vector<int32_t> d = {1, -2, 3, 2147483647, -5, 6, 7, 8};   // (2, 2, 2), after 6 bytes
   std::vector<float> one = {42.f};                                // (1)
   std::vector<int32_t> scalar = {-9};                             // ()
-  std::vector<StEntry> entries = {
-      {"w.a", DType::F32, {2, 3}, a.data()},    {"w.b", DType::F64, {4}, b.data()},
-      {"bf", DType::BF16, {3}, c.data()},       {"ids", DType::I32, {2, 2, 2}, d.data()},
-      {"empty", DType::F32, {0, 5}, nullptr},   {"one", DType::F32, {1}, one.data()},
-      {"scalar", DType::I32, {}, scalar.data()}};
+  std::vector<StEntry> entries = {{"w.a", DType::F32, {2, 3}, a.data()},    {"w.b", DType::F64, {4}, b.data()},
+                                  {"bf", DType::BF16, {3}, c.data()},       {"ids", DType::I32, {2, 2, 2}, d.data()},
+                                  {"empty", DType::F32, {0, 5}, nullptr},   {"one", DType::F32, {1}, one.data()},
+                                  {"scalar", DType::I32, {}, scalar.data()}};
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"step", "7"}};
   std::string p = dir / "m.safetensors";
   write_safetensors(p, entries, meta);
@@ -106,8 +104,7 @@ TEST_CASE("safetensors layout on disk is an aligned space-padded header then raw
   std::vector<uint16_t> h = {1, 2, 3};  // 6 bytes
   std::vector<float> w = {0.5f, -1.f};
   std::string p = dir / "x.safetensors";
-  write_safetensors(p, {{"h", DType::BF16, {3}, h.data()}, {"w", DType::F32, {1, 2}, w.data()}},
-                    {{"k", "v"}});
+  write_safetensors(p, {{"h", DType::BF16, {3}, h.data()}, {"w", DType::F32, {1, 2}, w.data()}}, {{"k", "v"}});
   // Parse the file by hand, independently of SafetensorsFile.
   std::string raw = read_file(p);
   REQUIRE(raw.size() >= 8);
@@ -183,8 +180,7 @@ TEST_CASE("safetensors reader refuses malformed files naming file and tensor", "
   write_raw(p, R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight);
   CHECK_THAT(refuses("negative dim"), Contains("'a'") && Contains("non-negative"));
   write_raw(p, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", eight);
-  CHECK_THAT(refuses("offsets out of range"),
-             Contains("'a'") && Contains("outside the data section"));
+  CHECK_THAT(refuses("offsets out of range"), Contains("'a'") && Contains("outside the data section"));
   write_raw(p, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight);
   CHECK_THAT(refuses("begin > end"), Contains("'a'"));
   write_raw(p, R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight);
@@ -221,16 +217,16 @@ TEST_CASE("safetensors copy_to and lookups report mismatches and suggest names",
                         {"model.norm.weight", DType::F32, {4}, g.data()}});
   SafetensorsFile f(p);
   std::vector<double> dst(6);
-  CHECK_THROWS_WITH(f.copy_to("model.layers.0.mlp.weight", dst.data(), DType::F64, {2, 3}),
-                    Contains(p) && Contains("model.layers.0.mlp.weight") &&
-                        Contains("F32 [2, 3], expected F64 [2, 3]"));
+  CHECK_THROWS_WITH(
+      f.copy_to("model.layers.0.mlp.weight", dst.data(), DType::F64, {2, 3}),
+      Contains(p) && Contains("model.layers.0.mlp.weight") && Contains("F32 [2, 3], expected F64 [2, 3]"));
   CHECK_THROWS_WITH(f.copy_to("model.layers.0.mlp.weight", dst.data(), DType::F32, {3, 2}),
                     Contains("F32 [2, 3], expected F32 [3, 2]"));
   CHECK_FALSE(f.has("model.layers.0.mlp.weigth"));
   CHECK(f.has("model.norm.weight"));
-  CHECK_THROWS_WITH(f.info("model.layers.0.mlp.weigth"),
-                    Contains(p) && Contains("no tensor 'model.layers.0.mlp.weigth'") &&
-                        Contains("did you mean 'model.layers.0.mlp.weight'"));
+  CHECK_THROWS_WITH(f.info("model.layers.0.mlp.weigth"), Contains(p) &&
+                                                             Contains("no tensor 'model.layers.0.mlp.weigth'") &&
+                                                             Contains("did you mean 'model.layers.0.mlp.weight'"));
   CHECK_THROWS_WITH(f.data("model.nrom.weight"), Contains("did you mean 'model.norm.weight'"));
 }
 
@@ -238,11 +234,9 @@ TEST_CASE("safetensors writer refuses duplicate names and leaves nothing behind"
   TempDir dir;
   std::vector<float> w(2, 1.f);
   std::string p = dir / "dup.safetensors";
-  CHECK_THROWS_WITH(
-      write_safetensors(p, {{"w", DType::F32, {2}, w.data()}, {"w", DType::F32, {2}, w.data()}}),
-      Contains(p) && Contains("duplicate tensor name 'w'"));
+  CHECK_THROWS_WITH(write_safetensors(p, {{"w", DType::F32, {2}, w.data()}, {"w", DType::F32, {2}, w.data()}}),
+                    Contains(p) && Contains("duplicate tensor name 'w'"));
   CHECK_THROWS_AS(write_safetensors(p, {{"__metadata__", DType::F32, {2}, w.data()}}), UserError);
   CHECK(fs::is_empty(dir.path()));
-  CHECK_THROWS_WITH(write_safetensors(dir / "missing/x.safetensors", {}),
-                    Contains("missing/x.safetensors"));
+  CHECK_THROWS_WITH(write_safetensors(dir / "missing/x.safetensors", {}), Contains("missing/x.safetensors"));
 }

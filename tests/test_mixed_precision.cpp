@@ -39,8 +39,8 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
 TEST_CASE("bf16 rounding: nearest, ties to even, NaN and infinity kept", "[bf16]") {
   // bf16 keeps 7 fraction bits: the spacing at 1 is 2^-7, and 1 + 2^-8 lies half-way.
   CHECK(bf16_round(1.0f) == 1.0f);
-  CHECK(bf16_round(1.0f + std::ldexp(1.0f, -9)) == 1.0f);                          // below half: down
-  CHECK(bf16_round(1.0f + std::ldexp(1.0f, -8)) == 1.0f);                          // tie: to even (1.0)
+  CHECK(bf16_round(1.0f + std::ldexp(1.0f, -9)) == 1.0f);                             // below half: down
+  CHECK(bf16_round(1.0f + std::ldexp(1.0f, -8)) == 1.0f);                             // tie: to even (1.0)
   CHECK(bf16_round(1.0f + 3 * std::ldexp(1.0f, -8)) == 1.0f + std::ldexp(1.0f, -6));  // tie: to even
   CHECK(bf16_round(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20)) == 1.0f + std::ldexp(1.0f, -7));
   CHECK(bf16_round(-2.5f) == -2.5f);
@@ -106,7 +106,7 @@ TEST_CASE("bf16 matmul reads parameters from the weight copy, refreshed on deman
   test::Arena ar(be);
   std::mt19937_64 rng(12);
   const int64_t M = 16, N = 24, K = 40;
-  const Tensor master = ar.randn({N * K + 100}, rng);  // a flat parameter buffer
+  const Tensor master = ar.randn({N * K + 100}, rng);                                   // a flat parameter buffer
   const Tensor w = Tensor(static_cast<float*>(master.data) + 100, DType::F32, {N, K});  // inside it
   const Tensor x = random_f32(ar, M, K, rng);
   Tensor direct = ar.f({M, N}), cached = ar.f({M, N}), after = ar.f({M, N});

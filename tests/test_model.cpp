@@ -146,15 +146,38 @@ TEST_CASE("parameter-count formula equals the table the model builds", "[model]"
 
 TEST_CASE("parameter-count formula equals the built table for every expert, scorer and selector", "[model]") {
   std::vector<std::function<void(MoeConfig&)>> variants = {
-      [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; },
-      [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; m.scorer.type = "act_norm"; m.aux.z_loss = 0; },
       [](MoeConfig& m) {
-        m.expert.type = "factorized"; m.expert.d_low = 2; m.scorer.type = "act_norm"; m.aux.z_loss = 0;
-        m.selector.n_null = 3; m.selector.k = 3;
+        m.expert.type = "factorized";
+        m.expert.d_low = 3;
       },
-      [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 5; m.selector.n_null = 2; },
-      [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 1012; m.scorer.activation = "linear"; },
-      [](MoeConfig& m) { m.selector.n_null = 4; m.selector.k = 3; },
+      [](MoeConfig& m) {
+        m.expert.type = "factorized";
+        m.expert.d_low = 3;
+        m.scorer.type = "act_norm";
+        m.aux.z_loss = 0;
+      },
+      [](MoeConfig& m) {
+        m.expert.type = "factorized";
+        m.expert.d_low = 2;
+        m.scorer.type = "act_norm";
+        m.aux.z_loss = 0;
+        m.selector.n_null = 3;
+        m.selector.k = 3;
+      },
+      [](MoeConfig& m) {
+        m.scorer.type = "large_router";
+        m.scorer.d_hidden = 5;
+        m.selector.n_null = 2;
+      },
+      [](MoeConfig& m) {
+        m.scorer.type = "large_router";
+        m.scorer.d_hidden = 1012;
+        m.scorer.activation = "linear";
+      },
+      [](MoeConfig& m) {
+        m.selector.n_null = 4;
+        m.selector.k = 3;
+      },
       [](MoeConfig& m) { m.aux.bias_update_rate = 1e-3; },  // a saved state, not a parameter
   };
   for (auto& set : variants) {

@@ -277,7 +277,9 @@ struct HostSelection {
     experts.assign(N * k, -9);
     gates.assign(N * k, -9.0);
   }
-  Tensor t(std::vector<double>& v, int64_t nt) { return {v.data(), DType::F64, {static_cast<int64_t>(v.size()) / nt, nt}}; }
+  Tensor t(std::vector<double>& v, int64_t nt) {
+    return {v.data(), DType::F64, {static_cast<int64_t>(v.size()) / nt, nt}};
+  }
   Tensor slots_e(int k) { return {experts.data(), DType::I32, {static_cast<int64_t>(experts.size()) / k, k}}; }
   Tensor slots_g(int k) { return {gates.data(), DType::F64, {static_cast<int64_t>(gates.size()) / k, k}}; }
 };
@@ -300,8 +302,7 @@ TEST_CASE("top-k gate softmax_all: the selected experts' probabilities over all 
     CHECK(s.gates[0] + s.gates[1] < 0.95);  // not renormalised (renormalized: 1)
 
     std::vector<double> dgate{0.7, -0.2}, dscores(nt, 0.0), dprobs(nt, 0.25);
-    sel.backward(s.t(dgate, k), s.slots_e(k), s.slots_g(k), s.t(s.probs, nt), s.t(dscores, nt),
-                 s.t(dprobs, nt));
+    sel.backward(s.t(dgate, k), s.slots_e(k), s.slots_g(k), s.t(s.probs, nt), s.t(dscores, nt), s.t(dprobs, nt));
     const std::vector<double> expected{0.25, 0.25 + 0.7, 0.25, 0.25 - 0.2};  // accumulated
     for (int64_t i = 0; i < nt; ++i) CHECK(dprobs[i] == expected[i]);
     CHECK(dscores == std::vector<double>(nt, 0.0));  // through P: the scorer's softmax backward

@@ -102,11 +102,23 @@ void aoe(MoeConfig& m, const std::string& norm) {
 TEST_CASE("MoE combinations: every scorer x selector with its auxiliary losses", "[moe][gradcheck]") {
   const std::vector<Combo> scorers = {
       {"router", [](MoeConfig&) {}},
-      {"large router", [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 7; }},
-      {"linear large router", [](MoeConfig& m) {
-         m.scorer.type = "large_router"; m.scorer.d_hidden = 7; m.scorer.activation = "linear";
+      {"large router",
+       [](MoeConfig& m) {
+         m.scorer.type = "large_router";
+         m.scorer.d_hidden = 7;
        }},
-      {"factorized experts + router", [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 3; m.expert.d_wide = 5; }},
+      {"linear large router",
+       [](MoeConfig& m) {
+         m.scorer.type = "large_router";
+         m.scorer.d_hidden = 7;
+         m.scorer.activation = "linear";
+       }},
+      {"factorized experts + router",
+       [](MoeConfig& m) {
+         m.expert.type = "factorized";
+         m.expert.d_low = 3;
+         m.expert.d_wide = 5;
+       }},
       {"aoe l2", [](MoeConfig& m) { aoe(m, "l2"); }},
       {"aoe l1", [](MoeConfig& m) { aoe(m, "l1"); }},
       {"aoe linf", [](MoeConfig& m) { aoe(m, "linf"); }},
@@ -114,16 +126,46 @@ TEST_CASE("MoE combinations: every scorer x selector with its auxiliary losses",
   const std::vector<Combo> selectors = {
       {"topk", [](MoeConfig&) {}},
       {"topk capacity", [](MoeConfig& m) { m.selector.capacity_factor = 0.6; }},
-      {"topk null experts", [](MoeConfig& m) { m.selector.n_null = 2; m.selector.k = 3; }},
-      {"topk softmax_all", [](MoeConfig& m) { m.selector.gate = "softmax_all"; }},
-      {"topk softmax_all capacity", [](MoeConfig& m) { m.selector.gate = "softmax_all"; m.selector.capacity_factor = 0.6; }},
-      {"topk softmax_all null experts", [](MoeConfig& m) {
-         m.selector.gate = "softmax_all"; m.selector.n_null = 2; m.selector.k = 3;
+      {"topk null experts",
+       [](MoeConfig& m) {
+         m.selector.n_null = 2;
+         m.selector.k = 3;
        }},
-      {"topp raw", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.6; }},
-      {"topp renormalised", [](MoeConfig& m) { m.selector.type = "topp"; m.selector.p = 0.5; m.selector.renormalize = true; m.selector.max_k = 3; }},
-      {"expert choice batch", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 1.0; }},
-      {"expert choice sequence", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 2.0; m.selector.group = "sequence"; }},
+      {"topk softmax_all", [](MoeConfig& m) { m.selector.gate = "softmax_all"; }},
+      {"topk softmax_all capacity",
+       [](MoeConfig& m) {
+         m.selector.gate = "softmax_all";
+         m.selector.capacity_factor = 0.6;
+       }},
+      {"topk softmax_all null experts",
+       [](MoeConfig& m) {
+         m.selector.gate = "softmax_all";
+         m.selector.n_null = 2;
+         m.selector.k = 3;
+       }},
+      {"topp raw",
+       [](MoeConfig& m) {
+         m.selector.type = "topp";
+         m.selector.p = 0.6;
+       }},
+      {"topp renormalised",
+       [](MoeConfig& m) {
+         m.selector.type = "topp";
+         m.selector.p = 0.5;
+         m.selector.renormalize = true;
+         m.selector.max_k = 3;
+       }},
+      {"expert choice batch",
+       [](MoeConfig& m) {
+         m.selector.type = "expert_choice";
+         m.selector.capacity_factor = 1.0;
+       }},
+      {"expert choice sequence",
+       [](MoeConfig& m) {
+         m.selector.type = "expert_choice";
+         m.selector.capacity_factor = 2.0;
+         m.selector.group = "sequence";
+       }},
   };
   for (const Combo& sc : scorers) {
     for (const Combo& se : selectors) {
@@ -147,10 +189,13 @@ TEST_CASE("MoE combinations: gates alone, without auxiliary losses", "[moe][grad
   check_combo({"router topk, no aux", [](MoeConfig&) {}});
   check_combo({"aoe topk, no aux", [](MoeConfig& m) { aoe(m, "l2"); }});
   check_combo({"aoe topk softmax_all (megablocks release), no aux", [](MoeConfig& m) {
-                 aoe(m, "l2"); m.selector.gate = "softmax_all";
+                 aoe(m, "l2");
+                 m.selector.gate = "softmax_all";
                }});
   check_combo({"linear large router, no aux", [](MoeConfig& m) {
-                 m.scorer.type = "large_router"; m.scorer.d_hidden = 7; m.scorer.activation = "linear";
+                 m.scorer.type = "large_router";
+                 m.scorer.d_hidden = 7;
+                 m.scorer.activation = "linear";
                }});
 }
 
@@ -182,8 +227,8 @@ TEST_CASE("AoE: the balancing loss reaches the W_down of experts no token select
   REQUIRE(unselected >= 0);  // 3 tokens, top-1 of 4 experts: at least one expert is idle
   store.zero_grads();
   layer.backward(ht, Tensor(dy.data(), DType::F64, {N, d}), Tensor(dh.data(), DType::F64, {N, d}), 1.0);
-  const Tensor g = store.grad(store.table().index(
-      "model.layers.0.block_sparse_moe.experts." + std::to_string(unselected) + ".w1_down.weight"));
+  const Tensor g = store.grad(
+      store.table().index("model.layers.0.block_sparse_moe.experts." + std::to_string(unselected) + ".w1_down.weight"));
   double norm = 0;
   for (int64_t i = 0; i < g.numel(); ++i) norm += g.as<double>()[i] * g.as<double>()[i];
   CHECK(norm > 1e-12);  // dy = 0: only the balancing loss can have produced it

@@ -94,7 +94,7 @@ TEST_CASE("the next step's forward reads the flag with its losses and names the 
     for (int i = 0; i < 4 * 16; ++i) in[i] = tg[i] = i % 32;
   };
   train_step(model, opt, cfg.train, 0, 1, batch);  // its own loss is finite: the update overflows
-  CHECK(opt.read_update_flag() == 1);            // tag 1: table index 0, the first decayed tensor
+  CHECK(opt.read_update_flag() == 1);              // tag 1: table index 0, the first decayed tensor
   CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 1, 1, batch),
                     Catch::Contains("diverged: the AdamW update of step 1 (learning rate 1e+30) made tensor "
                                     "model.embed_tokens.weight non-finite"));
@@ -118,9 +118,8 @@ TEST_CASE("a non-finite loss or gradient stops the step before the update", "[tr
   };
   CHECK_THROWS_WITH(train_step(model, opt, cfg.train, 0, 1, batch), Catch::Contains("is not finite; stopping without"));
   const std::vector<double> after = download_as_double(be, model.store().all_values());
-  CHECK(std::equal(before.begin(), before.end(), after.begin(), [](double a, double b) {
-    return a == b || (std::isnan(a) && std::isnan(b));
-  }));
+  CHECK(std::equal(before.begin(), before.end(), after.begin(),
+                   [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }));
   CHECK(opt.read_update_flag() == 0);  // no update ran
 }
 
@@ -136,8 +135,7 @@ TEST_CASE("a diverging run stops without writing a checkpoint", "[training]") {
   }
 }
 
-TEST_CASE("save_checkpoint refuses non-finite weights, load_checkpoint a checkpoint that holds them",
-          "[checkpoint]") {
+TEST_CASE("save_checkpoint refuses non-finite weights, load_checkpoint a checkpoint that holds them", "[checkpoint]") {
   test::TempDir dir("nonfinite");
   const Config cfg = small_config(dir, {});
   CpuBackend be(DType::F32, 1);
@@ -153,8 +151,9 @@ TEST_CASE("save_checkpoint refuses non-finite weights, load_checkpoint a checkpo
   verify_checkpoint(bad);  // its manifest matches: only the values are wrong
   Transformer other(be, cfg.model, 1, 4);
   load_checkpoint(good, other.store(), nullptr);
-  CHECK_THROWS_WITH(load_checkpoint(bad, other.store(), nullptr),
-                    Catch::Contains("model.safetensors: tensor " + name + " holds a non-finite value (nan at element 0)"));
+  CHECK_THROWS_WITH(
+      load_checkpoint(bad, other.store(), nullptr),
+      Catch::Contains("model.safetensors: tensor " + name + " holds a non-finite value (nan at element 0)"));
 
   const ParamTable& t = model.store().table();
   Tensor w = model.store().value(t.index(name));
@@ -185,8 +184,8 @@ TEST_CASE("save_checkpoint refuses non-finite AdamW moments, load_checkpoint a c
   for (const char* moment : {".exp_avg", ".exp_avg_sq"}) {
     const std::string name = weight + moment;
     INFO(name);
-    const std::string bad = test::poison_checkpoint(good, dir / ("poisoned" + std::string(moment)), name,
-                                                    "optimizer.safetensors");
+    const std::string bad =
+        test::poison_checkpoint(good, dir / ("poisoned" + std::string(moment)), name, "optimizer.safetensors");
     verify_checkpoint(bad);  // its manifest matches: only the values are wrong
     Transformer other(be, cfg.model, 1, 4);
     AdamW other_opt(other.store(), cfg.train);

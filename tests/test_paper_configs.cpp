@@ -23,9 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string configs_dir(const std::string& sub) {
-  return std::string(AM_SOURCE_DIR) + "/configs/" + sub;
-}
+std::string configs_dir(const std::string& sub) { return std::string(AM_SOURCE_DIR) + "/configs/" + sub; }
 
 // Every *.yaml file of configs/<sub>/, by file name.
 std::vector<std::string> yaml_files(const std::string& sub) {
@@ -58,9 +56,7 @@ std::map<std::string, Config> load_all(const std::string& sub) {
   return out;
 }
 
-bool within(double value, double target, double rel) {
-  return std::abs(value - target) <= rel * std::abs(target);
-}
+bool within(double value, double target, double rel) { return std::abs(value - target) <= rel * std::abs(target); }
 
 bool is_aoe(const Config& c) {
   return c.model.moe.scorer.type == "act_norm" && c.model.moe.expert.type == "factorized";
@@ -68,8 +64,7 @@ bool is_aoe(const Config& c) {
 
 }  // namespace
 
-TEST_CASE("configs/paper: every file loads and validates, and README.md lists it",
-          "[config][paper]") {
+TEST_CASE("configs/paper: every file loads and validates, and README.md lists it", "[config][paper]") {
   const std::map<std::string, Config> cfgs = load_all("paper");
   const std::string readme = read_text(configs_dir("paper") + "/README.md");
   REQUIRE(cfgs.size() == yaml_files("paper").size());
@@ -132,12 +127,10 @@ TEST_CASE("configs/paper: 732M total / 247M active for the AoE small models", "[
       CHECK(pc.active == pc.total + V * d);
     } else if (m.selector.n_null > 0) {
       // k = 3 slots counted as true experts (an upper bound): one expert more than top-2.
-      const ParamCounts base = count_params((is_aoe(cfg) ? cfgs.at("t2_r10_aoe_dlow256_aux.yaml")
-                                                         : cfgs.at("t2_r02_moe_aux.yaml"))
-                                               .model);
+      const ParamCounts base =
+          count_params((is_aoe(cfg) ? cfgs.at("t2_r10_aoe_dlow256_aux.yaml") : cfgs.at("t2_r02_moe_aux.yaml")).model);
       const int64_t null_params = is_aoe(cfg) ? m.selector.n_null : m.selector.n_null * d;
-      const int64_t one_expert =
-          is_aoe(cfg) ? d * 256 + 256 * 3840 + 2 * d * 3840 : expert;  // d_low 256: d_wide 3840
+      const int64_t one_expert = is_aoe(cfg) ? d * 256 + 256 * 3840 + 2 * d * 3840 : expert;  // d_low 256: d_wide 3840
       CHECK(m.selector.k == 3);
       CHECK(pc.total == base.total + L * null_params);
       CHECK(pc.active == base.active + L * (null_params + one_expert));
@@ -149,8 +142,7 @@ TEST_CASE("configs/paper: 732M total / 247M active for the AoE small models", "[
   }
 }
 
-TEST_CASE("configs/paper: AoE Eq. 5 widths of the Table 2 rows and the 4B pair",
-          "[config][paper]") {
+TEST_CASE("configs/paper: AoE Eq. 5 widths of the Table 2 rows and the 4B pair", "[config][paper]") {
   const std::map<std::string, Config> cfgs = load_all("paper");
   const std::map<int, int> paper_width = {{64, 4393}, {128, 4194}, {256, 3840}, {512, 3264}};
   int factorized = 0;
@@ -180,8 +172,7 @@ TEST_CASE("configs/paper: AoE Eq. 5 widths of the Table 2 rows and the 4B pair",
   CHECK(within(double(pa.total), double(pm.total), 0.005));
 }
 
-TEST_CASE("configs/tiny: every file loads and validates, and README.md lists it",
-          "[config][paper]") {
+TEST_CASE("configs/tiny: every file loads and validates, and README.md lists it", "[config][paper]") {
   const std::map<std::string, Config> cfgs = load_all("tiny");
   const std::string readme = read_text(configs_dir("tiny") + "/README.md");
   REQUIRE(cfgs.size() == yaml_files("tiny").size());
@@ -203,8 +194,7 @@ TEST_CASE("configs/tiny: every file loads and validates, and README.md lists it"
   CHECK(aoe >= 4);
 }
 
-TEST_CASE("count_params with untied embeddings and a fractional capacity factor",
-          "[config][paper]") {
+TEST_CASE("count_params with untied embeddings and a fractional capacity factor", "[config][paper]") {
   // configs/tiny/moe.yaml: untied, so the embedding and LM head are both in total already;
   // active leaves out the 8 - 2 unselected experts (3 * 64 * 128 each) of both layers.
   const Config moe = load_config(configs_dir("tiny") + "/moe.yaml");
@@ -213,8 +203,8 @@ TEST_CASE("count_params with untied embeddings and a fractional capacity factor"
   const ParamCounts pc = count_params(moe.model);
   CHECK(pc.active == pc.total - L * (8 - 2) * expert);
   // Expert choice: capacity_factor experts per token on average, fractional.
-  const Config ec = load_config(configs_dir("tiny") + "/expert_choice.yaml",
-                                {"model.moe.selector.capacity_factor=1.5"});
+  const Config ec =
+      load_config(configs_dir("tiny") + "/expert_choice.yaml", {"model.moe.selector.capacity_factor=1.5"});
   const ParamCounts pe = count_params(ec.model);
   CHECK(pe.total == pc.total);
   CHECK(pe.active == pc.total - L * expert * 13 / 2);  // 8 - 1.5 experts left out

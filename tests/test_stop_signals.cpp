@@ -3,10 +3,10 @@
 // restored, a disabled guard installs nothing.
 #include "train/stop_signals.h"
 
-#include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <csignal>
 

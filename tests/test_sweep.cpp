@@ -81,16 +81,14 @@ points:
   - {train.lr: 1.0e-2, data.seq_len: 8}
 )");
   const SweepPlan plan = plan_sweep(path, {"eval.batches=1"});
-  CHECK(ids_of(plan.points) == std::vector<std::string>{
-                                   "load_balance=0,lr=0.001", "load_balance=0,lr=0.003",
-                                   "load_balance=0.01,lr=0.001", "load_balance=0.01,lr=0.003",
-                                   "lr=0.01,seq_len=8"});
-  CHECK(plan.varying_keys ==
-        std::vector<std::string>{"model.moe.aux.load_balance", "train.lr", "data.seq_len"});
+  CHECK(ids_of(plan.points) == std::vector<std::string>{"load_balance=0,lr=0.001", "load_balance=0,lr=0.003",
+                                                        "load_balance=0.01,lr=0.001", "load_balance=0.01,lr=0.003",
+                                                        "lr=0.01,seq_len=8"});
+  CHECK(plan.varying_keys == std::vector<std::string>{"model.moe.aux.load_balance", "train.lr", "data.seq_len"});
   // set:, then --set, then the point's own values, then run.name
-  CHECK(plan.points[1].overrides ==
-        std::vector<std::string>{"train.max_steps=3", "eval.batches=1", "model.moe.aux.load_balance=0",
-                                 "train.lr=3.0e-3", "run.name=lrs/load_balance=0,lr=0.003"});
+  CHECK(plan.points[1].overrides == std::vector<std::string>{"train.max_steps=3", "eval.batches=1",
+                                                             "model.moe.aux.load_balance=0", "train.lr=3.0e-3",
+                                                             "run.name=lrs/load_balance=0,lr=0.003"});
   REQUIRE(plan.configs.size() == 5);
   CHECK(plan.configs[2].train.lr == 1.0e-3);
   CHECK(plan.configs[2].model.moe.aux.load_balance == 0.01);
@@ -117,38 +115,37 @@ TEST_CASE("point ids: short key names, canonical values, safe file names", "[swe
 
   test::TempDir dir("sweep-ids");
   // the name defaults to the file's stem; values print in their shortest exact form
-  const std::string path = make_sweep(dir, "grid:\n  train.lr: [3.0e-3, 1e-2]\n  model.tie_embeddings: [false, true]\n",
-                                      "my_sweep.yaml");
+  const std::string path =
+      make_sweep(dir, "grid:\n  train.lr: [3.0e-3, 1e-2]\n  model.tie_embeddings: [false, true]\n", "my_sweep.yaml");
   const SweepFile sf = read_sweep_file(path);
   CHECK(sf.name == "my_sweep");
-  CHECK(ids_of(expand_points(sf, {})) == std::vector<std::string>{
-                                             "lr=0.003,tie_embeddings=false", "lr=0.003,tie_embeddings=true",
-                                             "lr=0.01,tie_embeddings=false", "lr=0.01,tie_embeddings=true"});
+  CHECK(ids_of(expand_points(sf, {})) ==
+        std::vector<std::string>{"lr=0.003,tie_embeddings=false", "lr=0.003,tie_embeddings=true",
+                                 "lr=0.01,tie_embeddings=false", "lr=0.01,tie_embeddings=true"});
 }
 
 TEST_CASE("colliding ids and duplicate points are errors", "[sweep]") {
   test::TempDir dir("sweep-dupes");
   // different values that sanitise to the same file name
-  std::string err = test::user_error([&] {
-    plan_sweep(make_sweep(dir, "points:\n  - {data.val: 'a/b'}\n  - {data.val: 'a b'}\n"), {});
-  });
+  std::string err = test::user_error(
+      [&] { plan_sweep(make_sweep(dir, "points:\n  - {data.val: 'a/b'}\n  - {data.val: 'a b'}\n"), {}); });
   CHECK_THAT(err, Catch::Contains("get the same id 'val=a_b'"));
   CHECK_THAT(err, Catch::Contains("sweep.yaml:3"));
   // the same values twice (written differently, in another key order)
   err = test::user_error([&] {
-    plan_sweep(make_sweep(dir, "points:\n  - {train.lr: 0.01, train.warmup_steps: 1}\n"
-                               "  - {train.warmup_steps: 1, train.lr: 1.0e-2}\n"), {});
+    plan_sweep(make_sweep(dir,
+                          "points:\n  - {train.lr: 0.01, train.warmup_steps: 1}\n"
+                          "  - {train.warmup_steps: 1, train.lr: 1.0e-2}\n"),
+               {});
   });
   CHECK_THAT(err, Catch::Contains("point 2 (") && Catch::Contains("sets the same values as point 1"));
   // a grid point and an explicit point with the same values
-  err = test::user_error([&] {
-    plan_sweep(make_sweep(dir, "grid: {train.lr: [0.02, 0.03]}\npoints: [{train.lr: 0.03}]\n"), {});
-  });
+  err = test::user_error(
+      [&] { plan_sweep(make_sweep(dir, "grid: {train.lr: [0.02, 0.03]}\npoints: [{train.lr: 0.03}]\n"), {}); });
   CHECK_THAT(err, Catch::Contains("point 3 (") && Catch::Contains("sets the same values as point 2 (grid)"));
   // different overrides that resolve to the same config (0.01 is the base's train.lr)
-  err = test::user_error([&] {
-    plan_sweep(make_sweep(dir, "points:\n  - {train.lr: 0.01}\n  - {train.warmup_steps: 2}\n"), {});
-  });
+  err = test::user_error(
+      [&] { plan_sweep(make_sweep(dir, "points:\n  - {train.lr: 0.01}\n  - {train.warmup_steps: 2}\n"), {}); });
   CHECK_THAT(err, Catch::Contains("points lr=0.01 and warmup_steps=2 resolve to the same config"));
 }
 
@@ -213,9 +210,8 @@ TEST_CASE("every invalid point is reported and nothing runs", "[sweep]") {
   CHECK_THAT(err, !Catch::Contains("n_heads=2:") && !Catch::Contains("n_heads=4:"));
   CHECK_FALSE(fs::exists(dir / "runs"));
   // a problem every point shares is reported once
-  const std::string shared = test::user_error([&] {
-    plan_sweep(make_sweep(dir, "grid: {train.lr: [0.02, 0.03]}\n", "lrs.yaml"), {"model.d_model=15"});
-  });
+  const std::string shared = test::user_error(
+      [&] { plan_sweep(make_sweep(dir, "grid: {train.lr: [0.02, 0.03]}\n", "lrs.yaml"), {"model.d_model=15"}); });
   CHECK_THAT(shared, Catch::Contains("2 of 2 points are invalid") && Catch::Contains("every point: invalid config") &&
                          Catch::Contains("must be divisible by model.n_heads = 2"));
 }
@@ -239,8 +235,9 @@ TEST_CASE("a sweep runs every point, then skips, resumes and re-runs as its run 
   CHECK(first.csv_path == (fs::path(plan.dir) / "results.csv").string());
   std::vector<std::string> rows = csv_lines(first.csv_path);
   REQUIRE(rows.size() == 5);
-  CHECK(rows[0] == "point,model.moe.aux.load_balance,model.moe.d_ffn,final_train_loss,final_val_loss,"
-                   "tokens_per_s,experts_per_token,ent_load,params_total,params_active,status,run_dir");
+  CHECK(rows[0] ==
+        "point,model.moe.aux.load_balance,model.moe.d_ffn,final_train_loss,final_val_loss,"
+        "tokens_per_s,experts_per_token,ent_load,params_total,params_active,status,run_dir");
   for (size_t i = 0; i < 4; ++i) {
     // the row starts with the (quoted: it holds a comma) id and reads the run's summary.json
     CHECK(rows[i + 1].rfind("\"" + plan.points[i].id + "\",", 0) == 0);
@@ -331,8 +328,9 @@ TEST_CASE("a signal during a point's last step completes that point and stops th
 TEST_CASE("SIGINT stops the running point at a checkpoint and the sweep before the next point",
           "[sweep][train][signal]") {
   test::TempDir dir("sweep-sigint");
-  const std::string path =
-      make_sweep(dir, "set: {train.max_steps: 200000, log.every: 1, eval.every: 0, checkpoint.every: 0}\ngrid:\n  train.lr: [0.01, 0.02]\n");
+  const std::string path = make_sweep(dir,
+                                      "set: {train.max_steps: 200000, log.every: 1, eval.every: 0, checkpoint.every: "
+                                      "0}\ngrid:\n  train.lr: [0.01, 0.02]\n");
   const SweepPlan plan = plan_sweep(path, {});
   SweepOptions opt;  // signals handled, as in the CLI
   opt.command_hint = "autonomoe sweep " + path;

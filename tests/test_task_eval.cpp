@@ -112,8 +112,7 @@ TEST_CASE("task file: errors name the file, the line and the field", "[task]") {
     write_text(d.file("bad.jsonl"), "{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"label\": 0}\n" + text + "\n");
     return user_error([&] { read_task_file(d.file("bad.jsonl")); });
   };
-  CHECK_THAT(err("{\"context\": \"c\", \"label\": 0}"),
-             Catch::Contains("bad.jsonl:2: field 'choices': missing"));
+  CHECK_THAT(err("{\"context\": \"c\", \"label\": 0}"), Catch::Contains("bad.jsonl:2: field 'choices': missing"));
   CHECK_THAT(err("{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"label\": 2}"),
              Catch::Contains("bad.jsonl:2: field 'label': 2 is out of range: the example has 2 choices"));
   CHECK_THAT(err("{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"label\": 0"),
@@ -165,8 +164,8 @@ TEST_CASE("task eval: the scores are the log-likelihoods of the model's logits",
   f.examples = {
       {{"the cat sat on", "the cat sat on"}, {"a mat", "the big red house"}, 0, 1},
       {{"the dog \n ", "the dog \n "}, {"ran", "sat on a red mat"}, 1, 2},  // trailing whitespace moves
-      {{long_ctx, long_ctx}, {"house", "big red dog"}, 0, 3},          // truncated on the left
-      {{"a cat sat on", "a dog sat on"}, {"the mat", "the mat"}, 1, 4},  // per-choice contexts
+      {{long_ctx, long_ctx}, {"house", "big red dog"}, 0, 3},               // truncated on the left
+      {{"a cat sat on", "a dog sat on"}, {"the mat", "the mat"}, 1, 4},     // per-choice contexts
   };
   const std::vector<ScoreRequest> reqs = task_requests(f, tok, tok.eot_token(), T);
   REQUIRE(reqs.size() == 8);

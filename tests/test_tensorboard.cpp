@@ -40,7 +40,8 @@ std::vector<int64_t> steps_of(const std::string& path) {
   CHECK(r.records[0].find("brain.Event:2") != std::string::npos);
   CHECK_FALSE(find_varint_field(r.records[0], 2));
   std::vector<int64_t> steps;
-  for (size_t i = 1; i < r.records.size(); ++i) steps.push_back(static_cast<int64_t>(*find_varint_field(r.records[i], 2)));
+  for (size_t i = 1; i < r.records.size(); ++i)
+    steps.push_back(static_cast<int64_t>(*find_varint_field(r.records[i], 2)));
   return steps;
 }
 
@@ -99,8 +100,8 @@ TEST_CASE("tensorboard_scalars: the tags of a metrics record", "[tensorboard]") 
                                               {"train.moe/1/ent_load", 1.5}};
   CHECK(got == want);
   got.clear();
-  for (const auto& [tag, v] : tensorboard_scalars(nlohmann::json::parse(
-           R"({"type": "val", "step": 4, "val_loss": 2.5, "val_ppl": 12.0, "tokens": 64})"))) {
+  for (const auto& [tag, v] : tensorboard_scalars(
+           nlohmann::json::parse(R"({"type": "val", "step": 4, "val_loss": 2.5, "val_ppl": 12.0, "tokens": 64})"))) {
     got[tag] = v;
   }
   CHECK(got == std::map<std::string, double>{{"val/loss", 2.5}, {"val/ppl", 12.0}, {"val/tokens", 64}});
@@ -161,8 +162,7 @@ TEST_CASE("MetricsLog: an event file that cannot be written never costs a metric
     for (; written < 45; ++written) {
       log.write({{"type", "train"}, {"step", written + 1}, {"loss", 1.5}});
     }
-  } catch (...) {
-  }
+  } catch (...) {}
   setrlimit(RLIMIT_FSIZE, &old);
   std::signal(SIGXFSZ, old_handler);
   CHECK(written == 45);
@@ -173,8 +173,8 @@ TEST_CASE("MetricsLog: an event file that cannot be written never costs a metric
   const std::string bytes = read_regular_file(event_file, "event file");
   const TfRecords recs = read_tfrecords(bytes);
   CHECK(bytes.size() <= 2000);
-  CHECK(recs.records.size() > 10);  // it wrote until the limit ...
-  CHECK(recs.records.size() < 45);  // ... and no further
+  CHECK(recs.records.size() > 10);                              // it wrote until the limit ...
+  CHECK(recs.records.size() < 45);                              // ... and no further
   log.write({{"type", "train"}, {"step", 46}, {"loss", 1.5}});  // after the limit is lifted: no event file
   CHECK(read_regular_file(event_file, "event file") == bytes);
 }

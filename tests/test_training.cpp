@@ -29,7 +29,8 @@ TEST_CASE("same config and seed give bitwise-equal losses and weights", "[train]
 TEST_CASE("a resumed run matches an uninterrupted one bit for bit", "[train][resume]") {
   test::TempDir dir("resume");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  // The uninterrupted run: 6 steps, checkpoints at 3 and 6 (data shuffled, global batch 4 in micro-batches of 2: accumulation 2).
+  // The uninterrupted run: 6 steps, checkpoints at 3 and 6 (data shuffled, global batch 4 in micro-batches of 2:
+  // accumulation 2).
   const std::vector<std::string> common = {"data.shuffle=true", "train.micro_batch_size=2"};
   auto with = [&](std::vector<std::string> v) {
     v.insert(v.end(), common.begin(), common.end());
@@ -63,11 +64,15 @@ TEST_CASE("bit-exact resume holds for AoE with null experts, annealed balancing 
           "[train][resume]") {
   test::TempDir dir("resume-aoe");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  const std::vector<std::string> aoe = {
-      "model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
-      "model.moe.aux.z_loss=0", "model.moe.aux.load_balance=0", "model.moe.selector.n_null=2",
-      "model.moe.selector.k=3", "model.moe.aux.null_load_balance=[[0, 0.05], [4, 0.001]]",
-      "model.moe.aux.bias_update_rate=0.01"};
+  const std::vector<std::string> aoe = {"model.moe.expert.type=factorized",
+                                        "model.moe.expert.d_low=4",
+                                        "model.moe.scorer.type=act_norm",
+                                        "model.moe.aux.z_loss=0",
+                                        "model.moe.aux.load_balance=0",
+                                        "model.moe.selector.n_null=2",
+                                        "model.moe.selector.k=3",
+                                        "model.moe.aux.null_load_balance=[[0, 0.05], [4, 0.001]]",
+                                        "model.moe.aux.bias_update_rate=0.01"};
   auto with = [&](std::vector<std::string> v) {
     v.insert(v.end(), aoe.begin(), aoe.end());
     return v;
@@ -139,8 +144,7 @@ TEST_CASE("resume refuses a different model and a fresh run refuses existing che
   // --resume latest of a run without checkpoints
   TrainOptions latest = test::quiet_train();
   latest.resume = "latest";
-  CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=none"}), latest),
-                    Catch::Contains("no complete checkpoint"));
+  CHECK_THROWS_WITH(train(load_config(yaml, {"run.name=none"}), latest), Catch::Contains("no complete checkpoint"));
 }
 
 TEST_CASE("save_initial writes a step-0 checkpoint that a run can resume from", "[train][resume]") {
@@ -160,15 +164,21 @@ TEST_CASE("gradient accumulation over 2 micro-batches equals one batch twice as 
   test::TempDir dir("accum");
   // fp64, no auxiliary losses (they are per micro-batch by definition), no shuffling
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  const std::vector<std::string> base = {"run.precision=fp64", "run.backend=cpu",
-                                         "model.moe.aux.load_balance=0", "model.moe.aux.z_loss=0",
-                                         "data.shuffle=false", "train.max_steps=3", "eval.every=0"};
+  const std::vector<std::string> base = {"run.precision=fp64",
+                                         "run.backend=cpu",
+                                         "model.moe.aux.load_balance=0",
+                                         "model.moe.aux.z_loss=0",
+                                         "data.shuffle=false",
+                                         "train.max_steps=3",
+                                         "eval.every=0"};
   auto with = [&](std::vector<std::string> v) {
     v.insert(v.end(), base.begin(), base.end());
     return v;
   };
-  const TrainSummary a = train(load_config(yaml, with({"run.name=a", "train.micro_batch_size=2"})), test::quiet_train());
-  const TrainSummary b = train(load_config(yaml, with({"run.name=b", "train.micro_batch_size=4"})), test::quiet_train());
+  const TrainSummary a =
+      train(load_config(yaml, with({"run.name=a", "train.micro_batch_size=2"})), test::quiet_train());
+  const TrainSummary b =
+      train(load_config(yaml, with({"run.name=b", "train.micro_batch_size=4"})), test::quiet_train());
   REQUIRE(a.step_losses.size() == 3);
   for (int i = 0; i < 3; ++i) CHECK(a.step_losses[i] == Approx(b.step_losses[i]).epsilon(1e-10));
 }
@@ -176,8 +186,9 @@ TEST_CASE("gradient accumulation over 2 micro-batches equals one batch twice as 
 TEST_CASE("training lowers the loss on learnable data", "[train]") {
   test::TempDir dir("learn");
   const std::string yaml = test::make_synthetic_run(dir, test::kSmallMoe);
-  const TrainSummary s = train(load_config(yaml, {"run.name=l", "train.max_steps=60", "train.lr=0.02",
-                                                  "eval.every=0", "checkpoint.every=0"}), test::quiet_train());
+  const TrainSummary s = train(
+      load_config(yaml, {"run.name=l", "train.max_steps=60", "train.lr=0.02", "eval.every=0", "checkpoint.every=0"}),
+      test::quiet_train());
   REQUIRE(s.step_losses.size() == 60);
   // log(32) = 3.47 at the start; the 17-cycle with 10% noise is learnable well below that.
   CHECK(s.step_losses.front() > 3.0);

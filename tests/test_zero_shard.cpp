@@ -60,9 +60,9 @@ void check_ranges(const ParamTable& t, ShardKind kind, int ranks) {
     for (const ShardPiece& p : pieces) {
       REQUIRE(shard_kind(t.at(p.tensor)) == kind);  // never a state tensor or the other kind
       REQUIRE(0 <= p.begin);
-      REQUIRE(p.begin < p.end);                     // no empty pieces
-      REQUIRE(p.end <= t.at(p.tensor).numel());     // inside its tensor
-      CHECK(p.at == at);                            // back to back in the moment buffer
+      REQUIRE(p.begin < p.end);                  // no empty pieces
+      REQUIRE(p.end <= t.at(p.tensor).numel());  // inside its tensor
+      CHECK(p.at == at);                         // back to back in the moment buffer
       at += p.numel();
       for (int64_t e = p.begin; e < p.end; ++e) {
         CHECK(owner.emplace(std::make_pair(p.tensor, e), r).second);  // held once
@@ -99,8 +99,7 @@ void check_ranges(const ParamTable& t, ShardKind kind, int ranks) {
 
 }  // namespace
 
-TEST_CASE("ZeRO-1 shard ranges cover every trainable element once, cut at tensor boundaries, balanced",
-          "[zero]") {
+TEST_CASE("ZeRO-1 shard ranges cover every trainable element once, cut at tensor boundaries, balanced", "[zero]") {
   const ParamTable t = mixed_table();
   for (int ranks : {1, 2, 3, 4, 7, 13, 40}) {  // 40 > the expert elements: some ranks hold nothing
     check_ranges(t, ShardKind::Dense, ranks);

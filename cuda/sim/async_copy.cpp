@@ -67,23 +67,27 @@ cudaError_t cudaFreeHost(void* p) {
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
   const bool dd = in_arena(dst), sd = in_arena(src);
-  if (kind == cudaMemcpyDefault) kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice) : cudaMemcpyDeviceToHost;
+  if (kind == cudaMemcpyDefault)
+    kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice) : cudaMemcpyDeviceToHost;
   const bool ok = (kind == cudaMemcpyHostToDevice && dd && !sd) || (kind == cudaMemcpyDeviceToHost && !dd && sd) ||
                   (kind == cudaMemcpyDeviceToDevice && dd && sd);
   if (!ok) {
-    fail(fmt::format("cudaMemcpyAsync (kind {}): destination {} is {} memory and source {} is {} memory", int(kind), dst,
-                     dd ? "device" : "host", src, sd ? "device" : "host"));
+    fail(fmt::format("cudaMemcpyAsync (kind {}): destination {} is {} memory and source {} is {} memory", int(kind),
+                     dst, dd ? "device" : "host", src, sd ? "device" : "host"));
   }
   Counters& c = mutable_counters();
   if (kind == cudaMemcpyDeviceToDevice) {
     ++c.memcpy_d2d;
-    enqueue(stream, "cudaMemcpyAsync device to device", [=] {
-      runtime_access(src, bytes, false, false, "cudaMemcpyAsync device to device");
-      runtime_access(dst, bytes, true, false, "cudaMemcpyAsync device to device");
-      ArenaOpen open;
-      std::memmove(dst, src, bytes);
-      shadow_copy(dst, src, bytes);
-    }, false);
+    enqueue(
+        stream, "cudaMemcpyAsync device to device",
+        [=] {
+          runtime_access(src, bytes, false, false, "cudaMemcpyAsync device to device");
+          runtime_access(dst, bytes, true, false, "cudaMemcpyAsync device to device");
+          ArenaOpen open;
+          std::memmove(dst, src, bytes);
+          shadow_copy(dst, src, bytes);
+        },
+        false);
     return cudaSuccess;
   }
   const bool h2d = kind == cudaMemcpyHostToDevice;
@@ -101,24 +105,32 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     host_sync_legacy();
   }
   if (h2d) {
-    auto seen = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    auto seen =
+        std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
     const bool pinned = is_pinned(src, bytes);
-    enqueue(stream, "cudaMemcpyAsync host to device", [=] {
-      if (pinned && std::memcmp(src, seen->data(), bytes) != 0) {
-        fail(fmt::format("cudaMemcpyAsync host to device: the pinned host buffer at {} ({} bytes) changed between "
-                         "the call and the copy; it must stay unchanged until the stream is synchronised",
-                         src, bytes));
-      }
-      runtime_access(dst, bytes, true, false, "cudaMemcpyAsync host to device");
-      ArenaOpen open;
-      std::memcpy(dst, seen->data(), bytes);
-    }, false);
+    enqueue(
+        stream, "cudaMemcpyAsync host to device",
+        [=] {
+          if (pinned && std::memcmp(src, seen->data(), bytes) != 0) {
+            fail(
+                fmt::format("cudaMemcpyAsync host to device: the pinned host buffer at {} ({} bytes) changed between "
+                            "the call and the copy; it must stay unchanged until the stream is synchronised",
+                            src, bytes));
+          }
+          runtime_access(dst, bytes, true, false, "cudaMemcpyAsync host to device");
+          ArenaOpen open;
+          std::memcpy(dst, seen->data(), bytes);
+        },
+        false);
   } else {
-    enqueue(stream, "cudaMemcpyAsync device to host", [=] {
-      runtime_access(src, bytes, false, true, "cudaMemcpyAsync device to host");
-      ArenaOpen open;
-      std::memcpy(dst, src, bytes);
-    }, false);
+    enqueue(
+        stream, "cudaMemcpyAsync device to host",
+        [=] {
+          runtime_access(src, bytes, false, true, "cudaMemcpyAsync device to host");
+          ArenaOpen open;
+          std::memcpy(dst, src, bytes);
+        },
+        false);
   }
   if (!is_pinned(host, bytes)) host_sync_stream(stream);  // pageable: the call returns once the copy is done
   return cudaSuccess;

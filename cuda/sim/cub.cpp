@@ -28,8 +28,9 @@ cudaError_t radix_sort_pairs(void* temp, size_t& temp_bytes, const void* keys_in
     return cudaErrorInvalidValue;
   }
   if (temp_bytes < need) {
-    fail(fmt::format("cub::DeviceRadixSort::SortPairs: temp_storage_bytes {} is less than the {} the size query returned",
-                     temp_bytes, need));
+    fail(fmt::format(
+        "cub::DeviceRadixSort::SortPairs: temp_storage_bytes {} is less than the {} the size query returned",
+        temp_bytes, need));
   }
   if (!in_arena(temp)) fail("cub::DeviceRadixSort::SortPairs: d_temp_storage is not device memory");
   enqueue(stream, "cub::DeviceRadixSort::SortPairs", [=] {

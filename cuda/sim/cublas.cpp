@@ -49,8 +49,8 @@ cublasStatus_t check_dims(const char* what, cublasOperation_t ta, cublasOperatio
 
 void gemm_f32(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* a, int lda,
               const float* b, int ldb, float beta, float* c, int ldc) {
-  cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-              m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+              tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 std::vector<float> widen(const __nv_bfloat16* p, size_t count) {
@@ -99,10 +99,14 @@ cublasStatus_t cublasGetStream_v2(cublasHandle_t handle, cudaStream_t* stream) {
 }
 const char* cublasGetStatusString(cublasStatus_t status) {
   switch (status) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "CUBLAS_STATUS (simulator: unexpected)";
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+      return "CUBLAS_STATUS (simulator: unexpected)";
   }
 }
 
@@ -181,8 +185,9 @@ cublasStatus_t cublasGemmGroupedBatchedEx(cublasHandle_t handle, const cublasOpe
   // fp32 alone and refuses the rest, as cuBLAS refuses what it does not support.
   const bool f32 = Atype == CUDA_R_32F && Btype == CUDA_R_32F && Ctype == CUDA_R_32F;
   if (!f32 || compute != CUBLAS_COMPUTE_32F) {
-    std::fprintf(stderr, "[cuda-sim] cublasGemmGroupedBatchedEx: only fp32 A, B and C with "
-                         "CUBLAS_COMPUTE_32F are simulated (cuBLAS has no bf16 A/B with fp32 C here)\n");
+    std::fprintf(stderr,
+                 "[cuda-sim] cublasGemmGroupedBatchedEx: only fp32 A, B and C with "
+                 "CUBLAS_COMPUTE_32F are simulated (cuBLAS has no bf16 A/B with fp32 C here)\n");
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (group_count < 0) return CUBLAS_STATUS_INVALID_VALUE;
@@ -194,8 +199,15 @@ cublasStatus_t cublasGemmGroupedBatchedEx(cublasHandle_t handle, const cublasOpe
   std::vector<Problem> problems;  // the host arrays are read at the call, as cuBLAS does
   for (int g = 0; g < group_count; ++g) {
     if (group_size[g] < 0) return CUBLAS_STATUS_INVALID_VALUE;
-    const Problem q{transa_array[g], transb_array[g], m_array[g], n_array[g], k_array[g], lda_array[g],
-                    ldb_array[g], ldc_array[g], static_cast<const float*>(alpha_array)[g],
+    const Problem q{transa_array[g],
+                    transb_array[g],
+                    m_array[g],
+                    n_array[g],
+                    k_array[g],
+                    lda_array[g],
+                    ldb_array[g],
+                    ldc_array[g],
+                    static_cast<const float*>(alpha_array)[g],
                     static_cast<const float*>(beta_array)[g]};
     if (auto st = check_dims("cublasGemmGroupedBatchedEx", q.ta, q.tb, q.m, q.n, q.k, q.lda, q.ldb, q.ldc);
         st != CUBLAS_STATUS_SUCCESS) {

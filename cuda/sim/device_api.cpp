@@ -23,10 +23,14 @@ bool is_device(const void* p) { return am::sim::in_arena(p); }
 
 const char* copy_name(cudaMemcpyKind k) {
   switch (k) {
-    case cudaMemcpyHostToDevice: return "cudaMemcpy host to device";
-    case cudaMemcpyDeviceToHost: return "cudaMemcpy device to host";
-    case cudaMemcpyDeviceToDevice: return "cudaMemcpy device to device";
-    default: return "cudaMemcpy";
+    case cudaMemcpyHostToDevice:
+      return "cudaMemcpy host to device";
+    case cudaMemcpyDeviceToHost:
+      return "cudaMemcpy device to host";
+    case cudaMemcpyDeviceToDevice:
+      return "cudaMemcpy device to device";
+    default:
+      return "cudaMemcpy";
   }
 }
 
@@ -39,15 +43,24 @@ cudaError_t cudaPeekAtLastError(void) { return last_error(false); }
 
 const char* cudaGetErrorString(cudaError_t e) {
   switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorNotReady: return "device not ready";
-    default: return "unknown error (simulator)";
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected";
+    case cudaErrorInvalidResourceHandle:
+      return "invalid resource handle";
+    case cudaErrorNotReady:
+      return "device not ready";
+    default:
+      return "unknown error (simulator)";
   }
 }
 const char* cudaGetErrorName(cudaError_t e) { return cudaGetErrorString(e); }
@@ -92,12 +105,23 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (device != 0) return cudaErrorInvalidDevice;
   switch (attr) {
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = 227 * 1024; return cudaSuccess;
-    case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; return cudaSuccess;
-    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
-    case cudaDevAttrWarpSize: *value = 32; return cudaSuccess;
-    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
-    default: return cudaErrorInvalidValue;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = 227 * 1024;
+      return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = 48 * 1024;
+      return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = 132;
+      return cudaSuccess;
+    case cudaDevAttrWarpSize:
+      *value = 32;
+      return cudaSuccess;
+    case cudaDevAttrMaxThreadsPerBlock:
+      *value = 1024;
+      return cudaSuccess;
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 
@@ -115,7 +139,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
 }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-    ++mutable_counters().sync_malloc;
+  ++mutable_counters().sync_malloc;
   *p = arena_alloc(bytes);
   if (!*p) {
     set_last_error(cudaErrorMemoryAllocation);
@@ -135,7 +159,7 @@ cudaError_t cudaFree(void* p) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-    if (bytes == 0) return cudaSuccess;
+  if (bytes == 0) return cudaSuccess;
   const bool dd = is_device(dst), sd = is_device(src);
   if (kind == cudaMemcpyDefault) {
     kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
@@ -151,13 +175,16 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (kind == cudaMemcpyDeviceToDevice) {
     ++mutable_counters().memcpy_d2d;
     // Asynchronous with respect to the host: one operation on the legacy stream.
-    enqueue(nullptr, name, [=] {
-      runtime_access(src, bytes, false, false, name);
-      runtime_access(dst, bytes, true, false, name);
-      ArenaOpen open;
-      std::memmove(dst, src, bytes);
-      shadow_copy(dst, src, bytes);
-    }, false);
+    enqueue(
+        nullptr, name,
+        [=] {
+          runtime_access(src, bytes, false, false, name);
+          runtime_access(dst, bytes, true, false, name);
+          ArenaOpen open;
+          std::memmove(dst, src, bytes);
+          shadow_copy(dst, src, bytes);
+        },
+        false);
     return cudaSuccess;
   }
   ++mutable_counters().sync_memcpy;
@@ -171,17 +198,21 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   host_sync_legacy();
   // The host's buffer is read (or written) now, so the copy runs now, whatever the stream mode.
   std::vector<char> staged;
-  if (kind == cudaMemcpyHostToDevice) staged.assign(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
-  enqueue(nullptr, name, [&] {
-    ArenaOpen open;
-    if (kind == cudaMemcpyHostToDevice) {
-      runtime_access(dst, bytes, true, false, name);
-      std::memcpy(dst, staged.data(), bytes);
-    } else {
-      runtime_access(src, bytes, false, true, name);
-      std::memcpy(dst, src, bytes);
-    }
-  }, false);
+  if (kind == cudaMemcpyHostToDevice)
+    staged.assign(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+  enqueue(
+      nullptr, name,
+      [&] {
+        ArenaOpen open;
+        if (kind == cudaMemcpyHostToDevice) {
+          runtime_access(dst, bytes, true, false, name);
+          std::memcpy(dst, staged.data(), bytes);
+        } else {
+          runtime_access(src, bytes, false, true, name);
+          std::memcpy(dst, src, bytes);
+        }
+      },
+      false);
   host_sync_legacy();
   return cudaSuccess;
 }
@@ -190,11 +221,14 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
   if (bytes == 0) return cudaSuccess;
   if (!is_device(dst)) fail(fmt::format("cudaMemset: {} is not device memory", dst));
   ++mutable_counters().memsets;
-  enqueue(stream, "cudaMemset", [=] {
-    runtime_access(dst, bytes, true, false, "cudaMemset");
-    ArenaOpen open;
-    std::memset(dst, value, bytes);
-  }, false);
+  enqueue(
+      stream, "cudaMemset",
+      [=] {
+        runtime_access(dst, bytes, true, false, "cudaMemset");
+        ArenaOpen open;
+        std::memset(dst, value, bytes);
+      },
+      false);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) { return cudaMemsetAsync(dst, value, bytes, nullptr); }
@@ -208,7 +242,8 @@ void submit_launch(LaunchRequest&& req) {
   const dim3 g = req.grid, b = req.block;
   const uint64_t threads = uint64_t(b.x) * b.y * b.z;
   int smem_limit = 48 * 1024;
-  if (auto it = g_max_dynamic_smem.find(req.key); it != g_max_dynamic_smem.end()) smem_limit = std::max(smem_limit, it->second);
+  if (auto it = g_max_dynamic_smem.find(req.key); it != g_max_dynamic_smem.end())
+    smem_limit = std::max(smem_limit, it->second);
   if (threads == 0 || threads > 1024 || b.z > 64 || g.x == 0 || g.y == 0 || g.z == 0 || g.x > 0x7fffffffu ||
       g.y > 65535 || g.z > 65535) {
     std::fprintf(stderr, "[cuda-sim] launch of %s with grid (%u,%u,%u) block (%u,%u,%u): invalid configuration\n",

@@ -86,8 +86,9 @@ void check_global(KernelContext& c, uintptr_t a, size_t n, bool write, bool atom
       }
     } else if (s->op == 0) {
       if (!write) {
-        kernel_fault(c, a, n, write,
-                     fmt::format("reads device memory never written ({})", describe_address(reinterpret_cast<void*>(a))));
+        kernel_fault(
+            c, a, n, write,
+            fmt::format("reads device memory never written ({})", describe_address(reinterpret_cast<void*>(a))));
       }
     } else {
       check_hazard(c, a, n, write, s->op);
@@ -117,13 +118,12 @@ void check_shared_word(KernelContext& c, SharedObject& o, uintptr_t a, size_t n,
   for (size_t i = first; i <= last && i < o.shadow.size(); ++i) {
     SharedWord& w = o.shadow[i];
     auto race = [&](uint32_t who, const char* what) {
-      kernel_fault(c, a, n, write,
-                   who == kAtomicBlock
-                       ? fmt::format("a race: offset {} of {} was updated by an atomic with no barrier since", i * 4,
-                                     o.what)
-                       : fmt::format("a race: offset {} of {} was {} by thread {} with no barrier since{}", i * 4, o.what,
-                                     what, who - 1,
-                                     (who - 1) / 32 == (me - 1) / 32 ? " (same warp: no __syncwarp since)" : ""));
+      kernel_fault(
+          c, a, n, write,
+          who == kAtomicBlock
+              ? fmt::format("a race: offset {} of {} was updated by an atomic with no barrier since", i * 4, o.what)
+              : fmt::format("a race: offset {} of {} was {} by thread {} with no barrier since{}", i * 4, o.what, what,
+                            who - 1, (who - 1) / 32 == (me - 1) / 32 ? " (same warp: no __syncwarp since)" : ""));
     };
     if (w.thread == 0) {
       if (!write || atomic) {
@@ -172,8 +172,7 @@ void check_shared(KernelContext& c, uintptr_t a, size_t n, bool write, bool atom
   for (const SharedObject& o : *c.shared) {
     const uintptr_t lo = reinterpret_cast<uintptr_t>(o.ptr);
     if (a >= lo + o.bytes && a < lo + o.bytes + 256) {
-      kernel_fault(c, a, n, write,
-                   fmt::format("out of bounds: offset {} of {} of {} bytes", a - lo, o.what, o.bytes));
+      kernel_fault(c, a, n, write, fmt::format("out of bounds: offset {} of {} of {} bytes", a - lo, o.what, o.bytes));
     }
   }
   kernel_fault(c, a, n, write, "host memory (not device memory, shared memory or the thread's stack)");
@@ -187,7 +186,8 @@ inline void check(const volatile void* p, size_t n, bool write, bool atomic = fa
       // Fatal, as the page fault would be: GCC declares these callbacks nothrow, so host code
       // could not catch an exception from here anyway.
       std::fprintf(stderr, "[cuda-sim] error: host code %s device memory at %#zx (%s) outside any kernel or copy\n",
-                   write ? "wrote" : "read", static_cast<size_t>(a), describe_address(const_cast<const void*>(p)).c_str());
+                   write ? "wrote" : "read", static_cast<size_t>(a),
+                   describe_address(const_cast<const void*>(p)).c_str());
       std::fflush(stderr);
       std::abort();
     }
@@ -238,14 +238,14 @@ void __tsan_write_range(void* p, unsigned long n) {
   if (n) check(p, n, true);
 }
 
-#define AM_TSAN_ACCESS(N)                                                    \
-  void __tsan_read##N(void* p) { check(p, N, false); }                       \
-  void __tsan_write##N(void* p) { check(p, N, true); }                       \
-  void __tsan_unaligned_read##N(void* p) { check(p, N, false); }             \
-  void __tsan_unaligned_write##N(void* p) { check(p, N, true); }             \
-  void __tsan_volatile_read##N(void* p) { check(p, N, false); }              \
-  void __tsan_volatile_write##N(void* p) { check(p, N, true); }              \
-  void __tsan_unaligned_volatile_read##N(void* p) { check(p, N, false); }    \
+#define AM_TSAN_ACCESS(N)                                                 \
+  void __tsan_read##N(void* p) { check(p, N, false); }                    \
+  void __tsan_write##N(void* p) { check(p, N, true); }                    \
+  void __tsan_unaligned_read##N(void* p) { check(p, N, false); }          \
+  void __tsan_unaligned_write##N(void* p) { check(p, N, true); }          \
+  void __tsan_volatile_read##N(void* p) { check(p, N, false); }           \
+  void __tsan_volatile_write##N(void* p) { check(p, N, true); }           \
+  void __tsan_unaligned_volatile_read##N(void* p) { check(p, N, false); } \
   void __tsan_unaligned_volatile_write##N(void* p) { check(p, N, true); }
 AM_TSAN_ACCESS(1)
 AM_TSAN_ACCESS(2)
@@ -254,55 +254,55 @@ AM_TSAN_ACCESS(8)
 AM_TSAN_ACCESS(16)
 #undef AM_TSAN_ACCESS
 
-#define AM_TSAN_ATOMIC(N, T)                                                                               \
-  T __tsan_atomic##N##_load(const volatile T* a, int) {                                                   \
-    check(a, sizeof(T), false, true);                                                                      \
-    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                           \
-  }                                                                                                        \
-  void __tsan_atomic##N##_store(volatile T* a, T v, int) {                                                \
-    check(a, sizeof(T), true, true);                                                                       \
-    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                              \
-  }                                                                                                        \
-  T __tsan_atomic##N##_exchange(volatile T* a, T v, int) {                                                \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                                    \
-  }                                                                                                        \
-  T __tsan_atomic##N##_fetch_add(volatile T* a, T v, int) {                                               \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                     \
-  }                                                                                                        \
-  T __tsan_atomic##N##_fetch_sub(volatile T* a, T v, int) {                                               \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                                     \
-  }                                                                                                        \
-  T __tsan_atomic##N##_fetch_and(volatile T* a, T v, int) {                                               \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                                     \
-  }                                                                                                        \
-  T __tsan_atomic##N##_fetch_or(volatile T* a, T v, int) {                                                \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                                      \
-  }                                                                                                        \
-  T __tsan_atomic##N##_fetch_xor(volatile T* a, T v, int) {                                               \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                                     \
-  }                                                                                                        \
-  T __tsan_atomic##N##_fetch_nand(volatile T* a, T v, int) {                                              \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_fetch_nand(a, v, __ATOMIC_SEQ_CST);                                                    \
-  }                                                                                                        \
-  int __tsan_atomic##N##_compare_exchange_strong(volatile T* a, T* c, T v, int, int) {                    \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                \
-  }                                                                                                        \
-  int __tsan_atomic##N##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) {                      \
-    check(a, sizeof(T), true, true);                                                                       \
-    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                \
-  }                                                                                                        \
-  T __tsan_atomic##N##_compare_exchange_val(volatile T* a, T c, T v, int, int) {                          \
-    check(a, sizeof(T), true, true);                                                                       \
-    __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                      \
-    return c;                                                                                              \
+#define AM_TSAN_ATOMIC(N, T)                                                                \
+  T __tsan_atomic##N##_load(const volatile T* a, int) {                                     \
+    check(a, sizeof(T), false, true);                                                       \
+    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                            \
+  }                                                                                         \
+  void __tsan_atomic##N##_store(volatile T* a, T v, int) {                                  \
+    check(a, sizeof(T), true, true);                                                        \
+    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                               \
+  }                                                                                         \
+  T __tsan_atomic##N##_exchange(volatile T* a, T v, int) {                                  \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                     \
+  }                                                                                         \
+  T __tsan_atomic##N##_fetch_add(volatile T* a, T v, int) {                                 \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  T __tsan_atomic##N##_fetch_sub(volatile T* a, T v, int) {                                 \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  T __tsan_atomic##N##_fetch_and(volatile T* a, T v, int) {                                 \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  T __tsan_atomic##N##_fetch_or(volatile T* a, T v, int) {                                  \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                       \
+  }                                                                                         \
+  T __tsan_atomic##N##_fetch_xor(volatile T* a, T v, int) {                                 \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                      \
+  }                                                                                         \
+  T __tsan_atomic##N##_fetch_nand(volatile T* a, T v, int) {                                \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_fetch_nand(a, v, __ATOMIC_SEQ_CST);                                     \
+  }                                                                                         \
+  int __tsan_atomic##N##_compare_exchange_strong(volatile T* a, T* c, T v, int, int) {      \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
+  }                                                                                         \
+  int __tsan_atomic##N##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) {        \
+    check(a, sizeof(T), true, true);                                                        \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
+  }                                                                                         \
+  T __tsan_atomic##N##_compare_exchange_val(volatile T* a, T c, T v, int, int) {            \
+    check(a, sizeof(T), true, true);                                                        \
+    __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);       \
+    return c;                                                                               \
   }
 AM_TSAN_ATOMIC(8, char)
 AM_TSAN_ATOMIC(16, short)

@@ -35,7 +35,7 @@ struct KernelContext {
   std::vector<SharedObject>* shared = nullptr;
   uintptr_t stack_lo = 0;
   size_t stack_size = 0;
-  const Allocation* cache = nullptr;  // the allocation of the last global access
+  const Allocation* cache = nullptr;      // the allocation of the last global access
   const uint32_t* block_epoch = nullptr;  // barriers the block has passed
   uint32_t* warp_epochs = nullptr;        // __syncwarp calls each thread of the block has passed
 };

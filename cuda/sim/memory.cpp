@@ -212,7 +212,9 @@ std::string describe_address(const void* p) {
   if (!al) return "not inside any device allocation";
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - al->base;
   return fmt::format("offset {} of device allocation #{} of {} bytes{}", off, al->id, al->logical,
-                     al->freed ? ", which was freed" : al->live ? "" : ", which is parked in the caching allocator");
+                     al->freed  ? ", which was freed"
+                     : al->live ? ""
+                                : ", which is parked in the caching allocator");
 }
 
 size_t device_bytes_in_use() { return arena().in_use; }
@@ -238,13 +240,16 @@ void note_handout(void* p, size_t bytes, cudaStream_t stream) {
     fail(fmt::format("caching allocator handed out {} bytes at {}: not the start of a device allocation that large",
                      bytes, p));
   }
-  enqueue(stream, "caching allocator handout", [al, p, bytes] {
-    al->live = true;
-    al->logical = bytes;
-    shadow_clear(p, al->raw);
-    ArenaOpen open;
-    std::memset(p, 0xff, al->raw);
-  }, false);
+  enqueue(
+      stream, "caching allocator handout",
+      [al, p, bytes] {
+        al->live = true;
+        al->logical = bytes;
+        shadow_clear(p, al->raw);
+        ArenaOpen open;
+        std::memset(p, 0xff, al->raw);
+      },
+      false);
 }
 
 void note_cached(void* p, cudaStream_t stream) {
@@ -252,7 +257,8 @@ void note_cached(void* p, cudaStream_t stream) {
   if (!al || al->base != reinterpret_cast<uintptr_t>(p) || al->freed) {
     fail(fmt::format("caching allocator took back {}: not a device allocation ({})", p, describe_address(p)));
   }
-  enqueue(stream, "caching allocator release", [al] { al->live = false; }, false);
+  enqueue(
+      stream, "caching allocator release", [al] { al->live = false; }, false);
 }
 
 }  // namespace am::sim

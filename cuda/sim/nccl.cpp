@@ -111,11 +111,24 @@ ncclResult_t make_comm(MPI_Comm split, ncclComm_t* out) {
 
 size_t type_size(ncclDataType_t t) {
   switch (t) {
-    case ncclInt8: case ncclUint8: case ncclFloat8e4m3: case ncclFloat8e5m2: return 1;
-    case ncclFloat16: case ncclBfloat16: return 2;
-    case ncclInt32: case ncclUint32: case ncclFloat32: return 4;
-    case ncclInt64: case ncclUint64: case ncclFloat64: return 8;
-    default: return 0;
+    case ncclInt8:
+    case ncclUint8:
+    case ncclFloat8e4m3:
+    case ncclFloat8e5m2:
+      return 1;
+    case ncclFloat16:
+    case ncclBfloat16:
+      return 2;
+    case ncclInt32:
+    case ncclUint32:
+    case ncclFloat32:
+      return 4;
+    case ncclInt64:
+    case ncclUint64:
+    case ncclFloat64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -168,8 +181,10 @@ void run_mpi(const std::vector<Op>& ops) {
   static MPI_Op bf16_op = MPI_OP_NULL;
   for (const Op& op : ops) {
     if (op.kind == Kind::AllReduce) {
-      const MPI_Datatype t = op.type == ncclFloat32 ? MPI_FLOAT : op.type == ncclFloat64 ? MPI_DOUBLE
-                           : op.type == ncclInt32   ? MPI_INT   : MPI_UINT16_T;
+      const MPI_Datatype t = op.type == ncclFloat32   ? MPI_FLOAT
+                             : op.type == ncclFloat64 ? MPI_DOUBLE
+                             : op.type == ncclInt32   ? MPI_INT
+                                                      : MPI_UINT16_T;
       if (op.type == ncclBfloat16 && bf16_op == MPI_OP_NULL) MPI_Op_create(bf16_sum, /*commute=*/1, &bf16_op);
       const void* in = op.send == op.recv ? MPI_IN_PLACE : op.send;
       const int n = static_cast<int>(op.count);
@@ -192,8 +207,10 @@ void run_mpi(const std::vector<Op>& ops) {
     }
     int got = 0;
     if (op.kind == Kind::Recv && (MPI_Get_count(&st[i], MPI_BYTE, &got), size_t(got) != op.bytes())) {
-      fail(fmt::format("ncclRecv of {} elements ({} bytes) from rank {} received {} bytes: the peer's ncclSend has "
-                       "another count or datatype", op.count, op.bytes(), op.peer, got));
+      fail(
+          fmt::format("ncclRecv of {} elements ({} bytes) from rank {} received {} bytes: the peer's ncclSend has "
+                      "another count or datatype",
+                      op.count, op.bytes(), op.peer, got));
     }
   }
 }
@@ -206,8 +223,10 @@ std::vector<std::pair<size_t, size_t>> self_pairs(const std::vector<Op>& ops) {
     if (ops[i].kind == Kind::Recv) recvs.push_back(i);
   }
   if (sends.size() != recvs.size()) {
-    fail(fmt::format("ncclGroupEnd: {} ncclSend and {} ncclRecv to and from rank 0 (itself) in the group: an "
-                     "unmatched one never completes", sends.size(), recvs.size()));
+    fail(
+        fmt::format("ncclGroupEnd: {} ncclSend and {} ncclRecv to and from rank 0 (itself) in the group: an "
+                    "unmatched one never completes",
+                    sends.size(), recvs.size()));
   }
   std::vector<std::pair<size_t, size_t>> pairs;
   for (size_t i = 0; i < sends.size(); ++i) {
@@ -228,30 +247,35 @@ void flush_group() {
   const cudaStream_t stream = ops.front().stream;
   for (const Op& op : ops) {
     if (op.stream != stream) {
-      fail(fmt::format("ncclGroupEnd: the group's calls use streams {} and {} ({}); the simulator runs a group on one "
-                       "stream", static_cast<void*>(stream), static_cast<void*>(op.stream), op.name));
+      fail(
+          fmt::format("ncclGroupEnd: the group's calls use streams {} and {} ({}); the simulator runs a group on one "
+                      "stream",
+                      static_cast<void*>(stream), static_cast<void*>(op.stream), op.name));
     }
   }
   const bool local = ops.front().comm->mpi == MPI_COMM_NULL;
   auto pairs = local ? self_pairs(ops) : std::vector<std::pair<size_t, size_t>>{};
   const char* name = ops.size() == 1 ? ops.front().name : "ncclGroupEnd";
-  am::sim::enqueue(stream, name, [ops = std::move(ops), local, pairs = std::move(pairs)] {
-    for (const Op& op : ops) {
-      const bool reads = op.kind == Kind::AllReduce || op.kind == Kind::Send || op.is_root();
-      const bool writes = op.kind == Kind::AllReduce || op.kind == Kind::Recv ||
-                          (op.kind == Kind::Broadcast && (!op.is_root() || op.send != op.recv));
-      if (reads) am::sim::runtime_access(op.send, op.bytes(), false, true, op.name);
-      if (writes) am::sim::runtime_access(op.recv, op.bytes(), true, false, op.name);
-    }
-    am::sim::ArenaOpen open;
-    if (!local) return run_mpi(ops);
-    for (const Op& op : ops) {  // one rank: a collective is a copy
-      if ((op.kind == Kind::AllReduce || op.kind == Kind::Broadcast) && op.send != op.recv) {
-        std::memmove(op.recv, op.send, op.bytes());
-      }
-    }
-    for (auto [s, r] : pairs) std::memmove(ops[r].recv, ops[s].send, ops[s].bytes());
-  }, /*counted=*/true, /*at_once=*/true);
+  am::sim::enqueue(
+      stream, name,
+      [ops = std::move(ops), local, pairs = std::move(pairs)] {
+        for (const Op& op : ops) {
+          const bool reads = op.kind == Kind::AllReduce || op.kind == Kind::Send || op.is_root();
+          const bool writes = op.kind == Kind::AllReduce || op.kind == Kind::Recv ||
+                              (op.kind == Kind::Broadcast && (!op.is_root() || op.send != op.recv));
+          if (reads) am::sim::runtime_access(op.send, op.bytes(), false, true, op.name);
+          if (writes) am::sim::runtime_access(op.recv, op.bytes(), true, false, op.name);
+        }
+        am::sim::ArenaOpen open;
+        if (!local) return run_mpi(ops);
+        for (const Op& op : ops) {  // one rank: a collective is a copy
+          if ((op.kind == Kind::AllReduce || op.kind == Kind::Broadcast) && op.send != op.recv) {
+            std::memmove(op.recv, op.send, op.bytes());
+          }
+        }
+        for (auto [s, r] : pairs) std::memmove(ops[r].recv, ops[s].send, ops[s].bytes());
+      },
+      /*counted=*/true, /*at_once=*/true);
 }
 
 void check_device(const Op& op, const void* p, const char* arg) {
@@ -297,15 +321,24 @@ extern "C" {
 
 const char* ncclGetErrorString(ncclResult_t r) {
   switch (r) {
-    case ncclSuccess: return "no error";
-    case ncclUnhandledCudaError: return "unhandled cuda error";
-    case ncclSystemError: return "unhandled system error (MPI underneath the simulator's NCCL)";
-    case ncclInternalError: return "internal error";
-    case ncclInvalidArgument: return "invalid argument (see the message above)";
-    case ncclInvalidUsage: return "invalid usage";
-    case ncclRemoteError: return "remote process exited or there was a network error";
-    case ncclInProgress: return "NCCL operation in progress";
-    default: return "unknown result code";
+    case ncclSuccess:
+      return "no error";
+    case ncclUnhandledCudaError:
+      return "unhandled cuda error";
+    case ncclSystemError:
+      return "unhandled system error (MPI underneath the simulator's NCCL)";
+    case ncclInternalError:
+      return "internal error";
+    case ncclInvalidArgument:
+      return "invalid argument (see the message above)";
+    case ncclInvalidUsage:
+      return "invalid usage";
+    case ncclRemoteError:
+      return "remote process exited or there was a network error";
+    case ncclInProgress:
+      return "NCCL operation in progress";
+    default:
+      return "unknown result code";
   }
 }
 
@@ -336,9 +369,10 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
   MPI_Comm_rank(split, &r);
   if (size != nranks || r != rank) {
     MPI_Comm_free(&split);
-    return invalid("ncclCommInitRank: {} processes of MPI_COMM_WORLD hold this id, this one as rank {}; the call "
-                   "asked for rank {} of {} (every world rank must call it, with the id rank 0 made)",
-                   size, r, rank, nranks);
+    return invalid(
+        "ncclCommInitRank: {} processes of MPI_COMM_WORLD hold this id, this one as rank {}; the call "
+        "asked for rank {} of {} (every world rank must call it, with the id rank 0 made)",
+        size, r, rank, nranks);
   }
   return make_comm(split, comm);
 }

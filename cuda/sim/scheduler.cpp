@@ -12,14 +12,14 @@
 #include "memcheck.h"
 #include "sim_internal.h"
 
-#include <boost/context/fiber.hpp>
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <boost/context/fiber.hpp>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <numeric>
@@ -35,15 +35,24 @@ constexpr size_t kGuardBytes = 4096;
 
 const char* op_name(WarpOp op) {
   switch (op) {
-    case WarpOp::Sync: return "__syncwarp";
-    case WarpOp::ShflIdx: return "__shfl_sync";
-    case WarpOp::ShflXor: return "__shfl_xor_sync";
-    case WarpOp::ShflUp: return "__shfl_up_sync";
-    case WarpOp::ShflDown: return "__shfl_down_sync";
-    case WarpOp::Ballot: return "__ballot_sync";
-    case WarpOp::Any: return "__any_sync";
-    case WarpOp::All: return "__all_sync";
-    case WarpOp::Mma: return "mma.sync.m16n8k16";
+    case WarpOp::Sync:
+      return "__syncwarp";
+    case WarpOp::ShflIdx:
+      return "__shfl_sync";
+    case WarpOp::ShflXor:
+      return "__shfl_xor_sync";
+    case WarpOp::ShflUp:
+      return "__shfl_up_sync";
+    case WarpOp::ShflDown:
+      return "__shfl_down_sync";
+    case WarpOp::Ballot:
+      return "__ballot_sync";
+    case WarpOp::Any:
+      return "__any_sync";
+    case WarpOp::All:
+      return "__all_sync";
+    case WarpOp::Mma:
+      return "mma.sync.m16n8k16";
   }
   return "?";
 }
@@ -53,8 +62,8 @@ struct StackPool {
   std::vector<char*> stacks;
   char* get(size_t i) {
     while (stacks.size() <= i) {
-      void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
+      void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) fail("cannot map a fiber stack");
       mprotect(p, kGuardBytes, PROT_NONE);
       stacks.push_back(static_cast<char*>(p) + kGuardBytes);
@@ -120,12 +129,17 @@ std::vector<int> thread_order(const Schedule& sch, int n, std::mt19937_64& rng) 
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
   switch (sch.order) {
-    case Schedule::Ascending: break;
-    case Schedule::Descending: std::reverse(order.begin(), order.end()); break;
+    case Schedule::Ascending:
+      break;
+    case Schedule::Descending:
+      std::reverse(order.begin(), order.end());
+      break;
     case Schedule::WarpReversed:
       for (int w = 0; w < n; w += 32) std::reverse(order.begin() + w, order.begin() + std::min(n, w + 32));
       break;
-    case Schedule::Random: std::shuffle(order.begin(), order.end(), rng); break;
+    case Schedule::Random:
+      std::shuffle(order.begin(), order.end(), rng);
+      break;
   }
   return order;
 }
@@ -148,9 +162,10 @@ bool resolve_warps(Block& b) {
       for (int j = 0; j < 32; ++j) {
         if (!(m & (1u << j))) continue;
         if (j >= lanes) {
-          fail(fmt::format("{}: {} with mask {:#010x} names lane {}, which does not exist (the block's last warp has "
-                           "{} lanes)",
-                           where(b, w + l), op_name(t.op), m, j, lanes));
+          fail(
+              fmt::format("{}: {} with mask {:#010x} names lane {}, which does not exist (the block's last warp has "
+                          "{} lanes)",
+                          where(b, w + l), op_name(t.op), m, j, lanes));
         }
         const Thread& u = b.threads[w + j];
         if (u.state == State::AtWarp && (u.mask != m || u.op != t.op)) {
@@ -158,9 +173,8 @@ bool resolve_warps(Block& b) {
                            where(b, w + l), l, op_name(t.op), m, j, op_name(u.op), u.mask));
         }
         if (u.state == State::Done || u.state == State::AtBarrier) {
-          fail(fmt::format("{}: lane {} calls {} with mask {:#010x}, but lane {} {}", where(b, w + l), l,
-                           op_name(t.op), m, j,
-                           u.state == State::Done ? "has exited" : "waits at __syncthreads"));
+          fail(fmt::format("{}: lane {} calls {} with mask {:#010x}, but lane {} {}", where(b, w + l), l, op_name(t.op),
+                           m, j, u.state == State::Done ? "has exited" : "waits at __syncthreads"));
         }
         if (u.state != State::AtWarp) ready = false;
       }
@@ -184,17 +198,37 @@ bool resolve_warps(Block& b) {
         const int width = u.width, seg = j & ~(width - 1);
         int src = j;
         switch (u.op) {
-          case WarpOp::ShflIdx: src = seg + (u.arg & (width - 1)); break;
-          case WarpOp::ShflXor: src = j ^ u.arg; if (src >= seg + width) src = j; break;
-          case WarpOp::ShflUp: src = j - u.arg; if (src < seg) src = j; break;
-          case WarpOp::ShflDown: src = j + u.arg; if (src >= seg + width) src = j; break;
-          default: break;
+          case WarpOp::ShflIdx:
+            src = seg + (u.arg & (width - 1));
+            break;
+          case WarpOp::ShflXor:
+            src = j ^ u.arg;
+            if (src >= seg + width) src = j;
+            break;
+          case WarpOp::ShflUp:
+            src = j - u.arg;
+            if (src < seg) src = j;
+            break;
+          case WarpOp::ShflDown:
+            src = j + u.arg;
+            if (src >= seg + width) src = j;
+            break;
+          default:
+            break;
         }
         switch (u.op) {
-          case WarpOp::Sync: u.result = 0; break;
-          case WarpOp::Ballot: u.result = vote; break;
-          case WarpOp::Any: u.result = vote != 0; break;
-          case WarpOp::All: u.result = (vote & m) == m; break;
+          case WarpOp::Sync:
+            u.result = 0;
+            break;
+          case WarpOp::Ballot:
+            u.result = vote;
+            break;
+          case WarpOp::Any:
+            u.result = vote != 0;
+            break;
+          case WarpOp::All:
+            u.result = (vote & m) == m;
+            break;
           default:
             if (src < 0 || src >= lanes || !(m & (1u << src))) {
               fail(fmt::format("{}: {} on lane {} reads lane {}, which is not in the mask {:#010x}", where(b, w + j),
@@ -246,19 +280,19 @@ void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
     sctx.sp = stack + kStackBytes;
     sctx.size = kStackBytes;
     Thread* tp = &t;
-    t.fiber = bc::fiber(std::allocator_arg, bc::preallocated(sctx.sp, sctx.size, sctx), NoDealloc{},
-                        [tp](bc::fiber&& sched) {
-                          tp->sched = std::move(sched);
-                          try {
-                            tp->ctx.req->thread_body(tp->ctx.req->storage_begin);
-                          } catch (const bc::detail::forced_unwind&) {
-                            throw;
-                          } catch (...) {
-                            tp->error = std::current_exception();
-                          }
-                          tp->state = State::Done;
-                          return std::move(tp->sched);
-                        });
+    t.fiber =
+        bc::fiber(std::allocator_arg, bc::preallocated(sctx.sp, sctx.size, sctx), NoDealloc{}, [tp](bc::fiber&& sched) {
+          tp->sched = std::move(sched);
+          try {
+            tp->ctx.req->thread_body(tp->ctx.req->storage_begin);
+          } catch (const bc::detail::forced_unwind&) {
+            throw;
+          } catch (...) {
+            tp->error = std::current_exception();
+          }
+          tp->state = State::Done;
+          return std::move(tp->sched);
+        });
   }
   auto abort_block = [&](std::exception_ptr e) {
     for (Thread& t : b.threads) t.fiber = bc::fiber();  // unwinds suspended fibers
@@ -496,10 +530,11 @@ void run_grid(const LaunchRequest& req, const Schedule& schedule) {
       uint32_t a = 0, b = 0;
       std::memcpy(&a, ref.data() + w, std::min<size_t>(4, ref.size() - w));
       std::memcpy(&b, now + w, std::min<size_t>(4, ref.size() - w));
-      fail(fmt::format("kernel {} is not deterministic: run under schedules {} and {} from the same inputs, it "
-                       "wrote different bits to device allocation #{} (argument {}) at byte offset {} (word "
-                       "{:#010x} vs {:#010x}): a race between its threads or blocks, or a missing barrier",
-                       req.kernel, schedule.name(), set.racecheck_schedule.name(), al->id, cands[i].arg, off, a, b));
+      fail(
+          fmt::format("kernel {} is not deterministic: run under schedules {} and {} from the same inputs, it "
+                      "wrote different bits to device allocation #{} (argument {}) at byte offset {} (word "
+                      "{:#010x} vs {:#010x}): a race between its threads or blocks, or a missing barrier",
+                      req.kernel, schedule.name(), set.racecheck_schedule.name(), al->id, cands[i].arg, off, a, b));
     }
   }
 }

@@ -85,9 +85,10 @@ void enqueue(cudaStream_t stream, const char* name, std::function<void()> fn, bo
 void set_last_error(cudaError_t e);
 cudaError_t last_error(bool clear);  // cudaGetLastError (clear) / cudaPeekAtLastError
 Counters& mutable_counters();
-void drain_all();         // runs every queued operation (lazy streams)
+void drain_all();  // runs every queued operation (lazy streams)
 void host_sync_legacy();
-void host_sync_stream(cudaStream_t stream);  // the host waits for one stream (legacy: host_sync_legacy)  // the host waits for the legacy default stream and the blocking streams
+void host_sync_stream(cudaStream_t stream);  // the host waits for one stream (legacy: host_sync_legacy)  // the host
+                                             // waits for the legacy default stream and the blocking streams
 // Checks a range the runtime is about to read or write for the current operation: live, in
 // bounds, written before (reads with require_init), ordered after its last writer's stream.
 void runtime_access(const void* p, size_t bytes, bool write, bool require_init, const char* what);

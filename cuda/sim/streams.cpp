@@ -51,8 +51,8 @@ struct StreamState {
   int id = 0;
   bool blocking = true;
   bool destroyed = false;
-  uint64_t clock = 0;        // operations queued so far
-  uint64_t done = 0;         // operations run so far
+  uint64_t clock = 0;  // operations queued so far
+  uint64_t done = 0;   // operations run so far
   std::vector<uint64_t> known;
   std::deque<PendingOp> pending;
   std::unique_ptr<CUstream_st> handle;
@@ -60,7 +60,7 @@ struct StreamState {
 
 struct Runtime {
   std::vector<std::unique_ptr<StreamState>> streams;
-  std::vector<uint64_t> host_known;  // what the host has synchronised with
+  std::vector<uint64_t> host_known;   // what the host has synchronised with
   std::vector<OpInfo> ops{OpInfo{}};  // ops[0]: "never written"
   Counters counters;
   Settings settings;
@@ -77,7 +77,8 @@ struct Runtime {
       settings.racecheck = true;
       settings.racecheck_schedule = parse_schedule(v);
     }
-    if (const char* v = std::getenv("AM_SIM_SHARED_CHECKS"); v && std::strcmp(v, "0") == 0) settings.shared_checks = false;
+    if (const char* v = std::getenv("AM_SIM_SHARED_CHECKS"); v && std::strcmp(v, "0") == 0)
+      settings.shared_checks = false;
     if (const char* v = std::getenv("AM_SIM_STREAMS"); v && *v) {
       if (std::strcmp(v, "lazy") == 0) {
         settings.lazy_streams = true;
@@ -158,7 +159,6 @@ void drain(StreamState& s, uint64_t clock) {
   }
 }
 
-
 // The host waits for stream s (and learns what s knew).
 void host_sync(StreamState& s) {
   Runtime& r = rt();
@@ -198,10 +198,14 @@ void host_sync_stream(cudaStream_t stream) {
 
 std::string Schedule::name() const {
   switch (order) {
-    case Ascending: return "asc";
-    case Descending: return "desc";
-    case WarpReversed: return "warprev";
-    case Random: return fmt::format("random:{}", seed);
+    case Ascending:
+      return "asc";
+    case Descending:
+      return "desc";
+    case WarpReversed:
+      return "warprev";
+    case Random:
+      return fmt::format("random:{}", seed);
   }
   return "?";
 }
@@ -301,9 +305,10 @@ void runtime_access(const void* p, size_t bytes, bool write, bool require_init, 
     if (!cur) continue;
     const OpInfo& wi = op_info(w->op);
     if (wi.stream != cur->stream && (size_t(wi.stream) >= cur->known.size() || cur->known[wi.stream] < wi.clock)) {
-      fail(fmt::format("{} on stream {} {} {} last written by {} on stream {} with no event wait or "
-                       "synchronisation in between (cudaStreamWaitEvent missing?)",
-                       what, cur->stream, write ? "overwrites" : "reads", describe_address(p), wi.name, wi.stream));
+      fail(
+          fmt::format("{} on stream {} {} {} last written by {} on stream {} with no event wait or "
+                      "synchronisation in between (cudaStreamWaitEvent missing?)",
+                      what, cur->stream, write ? "overwrites" : "reads", describe_address(p), wi.name, wi.stream));
     }
   }
   if (write && cur) {

@@ -32,9 +32,10 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precisi
   }
 #else
   if (kind == "cuda") {
-    throw UserError("run.backend is cuda but this build has no CUDA backend (nvcc was not found "
-                    "when it was configured)",
-                    "use run.backend: cpu or auto, or rebuild where nvcc is on PATH");
+    throw UserError(
+        "run.backend is cuda but this build has no CUDA backend (nvcc was not found "
+        "when it was configured)",
+        "use run.backend: cpu or auto, or rebuild where nvcc is on PATH");
   }
   if (kind == "auto") return make_cpu_backend(dtype, threads, bf16);
 #endif

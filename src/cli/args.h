@@ -18,8 +18,8 @@ class UsageError : public UserError {
 };
 
 struct FlagSpec {
-  std::string name;   // without dashes
-  bool takes_value;   // false: a boolean switch
+  std::string name;             // without dashes
+  bool takes_value;             // false: a boolean switch
   bool value_optional = false;  // `--resume` alone or `--resume DIR`
   std::string help;
 };
@@ -47,7 +47,6 @@ class Args {
 std::string shell_quote(const std::string& s);
 
 // "usage: PROGRAM SYNOPSIS" and a line per flag.
-std::string usage_of(const std::string& program, const std::string& synopsis,
-                     const std::vector<FlagSpec>& specs);
+std::string usage_of(const std::string& program, const std::string& synopsis, const std::vector<FlagSpec>& specs);
 
 }  // namespace am

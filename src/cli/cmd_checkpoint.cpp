@@ -1,7 +1,7 @@
 // Commands that read a checkpoint:
 //   autonomoe eval --checkpoint DIR [--data GLOB] [--batches N] [--set key=value]... [--json]
-//   autonomoe eval --checkpoint DIR --task FILE.jsonl [--limit N] [--batch N] [--tokenizer FILE] ... (cmd_eval_task.cpp)
-//   autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16] [--tokenizer FILE.model]
+//   autonomoe eval --checkpoint DIR --task FILE.jsonl [--limit N] [--batch N] [--tokenizer FILE] ...
+//   (cmd_eval_task.cpp) autonomoe export --checkpoint DIR --out DIR [--dtype float32|bfloat16] [--tokenizer FILE.model]
 #include "backends/backend_factory.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -14,9 +14,9 @@
 #include "train/evaluate.h"
 #include "train/export_tokenizer.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -42,7 +42,8 @@ const std::vector<FlagSpec> kEvalFlags = {
     {"batches", true, false, "micro-batches to read (default: the run's eval.batches)"},
     {"set", true, false, "override a key of the checkpoint's config, e.g. run.backend=cpu"},
     {"json", false, false, "print the result as one JSON object (full precision) instead of a line"},
-    {"task", true, false, "zero-shot multiple-choice accuracy on JSONL task files (comma-separated; docs/evaluation.md)"},
+    {"task", true, false,
+     "zero-shot multiple-choice accuracy on JSONL task files (comma-separated; docs/evaluation.md)"},
     {"limit", true, false, "--task: the first N examples only (default: all)"},
     {"batch", true, false, "--task: sequences per forward pass (default: the run's train.micro_batch_size)"},
     {"tokenizer", true, false, "--task: SentencePiece model (default: the one in the data's dataset.json)"},
@@ -59,11 +60,10 @@ const std::vector<FlagSpec> kExportFlags = {
 };
 
 // `autonomoe eval --json`: one object, the doubles at full precision (they read back exactly).
-std::string eval_json(const std::string& dir, int64_t step, const std::string& data, const EvalResult& r,
-                      double secs) {
-  const nlohmann::json j = {{"checkpoint", dir}, {"step", step},           {"data", data},
-                            {"loss", r.loss},    {"perplexity", r.perplexity}, {"tokens", r.tokens},
-                            {"batches", r.batches}, {"seconds", secs}};
+std::string eval_json(const std::string& dir, int64_t step, const std::string& data, const EvalResult& r, double secs) {
+  const nlohmann::json j = {
+      {"checkpoint", dir},          {"step", step},       {"data", data},         {"loss", r.loss},
+      {"perplexity", r.perplexity}, {"tokens", r.tokens}, {"batches", r.batches}, {"seconds", secs}};
   return j.dump();
 }
 
@@ -93,9 +93,12 @@ void refuse_out_inside_checkpoint(const std::string& dir, const std::string& out
 int cmd_eval(int argc, char** argv) {
   Args args("autonomoe eval", kEvalFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("autonomoe eval", "--checkpoint DIR [--data GLOB] [--batches N] [--json]\n"
-                                          "       autonomoe eval --checkpoint DIR --task FILE.jsonl [--limit N] [--json]",
-                        kEvalFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe eval",
+                        "--checkpoint DIR [--data GLOB] [--batches N] [--json]\n"
+                        "       autonomoe eval --checkpoint DIR --task FILE.jsonl [--limit N] [--json]",
+                        kEvalFlags)
+                   .c_str(),
+               stdout);
     return 0;
   }
   if (!job_root()) return 0;
@@ -126,16 +129,17 @@ int cmd_eval(int argc, char** argv) {
   }
   auto be = make_checked_backend(cfg.run);
   Transformer model(*be, cfg.model, B, T);
-  const TrainerState st = load_checkpoint(dir, model.store(), nullptr, scorer_overridden ? UnusedTensors::Note : UnusedTensors::Refuse);
+  const TrainerState st =
+      load_checkpoint(dir, model.store(), nullptr, scorer_overridden ? UnusedTensors::Note : UnusedTensors::Refuse);
   const auto t0 = std::chrono::steady_clock::now();
   const EvalResult r = evaluate(model, loader, batches);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (args.has("json")) {
     std::puts(eval_json(dir, st.step, data, r, secs).c_str());
   } else {
-    std::printf("checkpoint %s (step %lld) on %s: loss %.7f | perplexity %.5f | %lld tokens | %.2f s\n",
-                dir.c_str(), static_cast<long long>(st.step), data.c_str(), r.loss, r.perplexity,
-                static_cast<long long>(r.tokens), secs);
+    std::printf("checkpoint %s (step %lld) on %s: loss %.7f | perplexity %.5f | %lld tokens | %.2f s\n", dir.c_str(),
+                static_cast<long long>(st.step), data.c_str(), r.loss, r.perplexity, static_cast<long long>(r.tokens),
+                secs);
   }
   return 0;
 }
@@ -143,7 +147,10 @@ int cmd_eval(int argc, char** argv) {
 int cmd_export(int argc, char** argv) {
   Args args("autonomoe export", kExportFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("autonomoe export", "--checkpoint DIR --out DIR [--dtype float32|bfloat16] [--tokenizer FILE.model]", kExportFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe export",
+                        "--checkpoint DIR --out DIR [--dtype float32|bfloat16] [--tokenizer FILE.model]", kExportFlags)
+                   .c_str(),
+               stdout);
     return 0;
   }
   const std::string dir = args.require("checkpoint"), out = args.require("out");

@@ -8,8 +8,8 @@
 #include "train/checkpoint.h"
 #include "train/task_eval.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>

@@ -61,7 +61,9 @@ int cmd_sample(int argc, char** argv) {
     std::fputs(usage_of("autonomoe sample",
                         "--checkpoint DIR [--prompt TEXT | --prompt-file FILE] [--max-tokens N]\n"
                         "       [--temperature T] [--top-k K] [--top-p P] [--seed S] [--set key=value]...",
-                        kSampleFlags).c_str(), stdout);
+                        kSampleFlags)
+                   .c_str(),
+               stdout);
     return 0;
   }
   if (make_job_comm()->rank() != 0) return 0;
@@ -81,7 +83,8 @@ int cmd_sample(int argc, char** argv) {
   const int max_len = cfg.model.max_seq_len;
   if (static_cast<int>(prompt.size()) > max_len) {
     throw UserError(fmt::format("the prompt is {} tokens long (with the leading end-of-text token), but "
-                                "model.max_seq_len is {}", prompt.size(), max_len),
+                                "model.max_seq_len is {}",
+                                prompt.size(), max_len),
                     "shorten the prompt");
   }
   auto be = make_checked_backend(cfg.run);

@@ -38,8 +38,8 @@ void print_dry_run(const SweepPlan& plan) {
               plan.points.size() == 1 ? "" : "s", plan.file.path.c_str(), plan.file.base.c_str());
   for (size_t i = 0; i < plan.points.size(); ++i) {
     const SweepPoint& p = plan.points[i];
-    std::printf("\n[%zu] %s  (%s)\n    run dir:   %s\n    would:     %s\n    overrides:", i + 1,
-                p.id.c_str(), p.origin.c_str(), run_dir_of(plan.configs[i]).c_str(),
+    std::printf("\n[%zu] %s  (%s)\n    run dir:   %s\n    would:     %s\n    overrides:", i + 1, p.id.c_str(),
+                p.origin.c_str(), run_dir_of(plan.configs[i]).c_str(),
                 inspect_point(plan.configs[i]).describe().c_str());
     for (const std::string& o : p.overrides) std::printf(" %s", shell_quote(o).c_str());
     std::printf("\n");
@@ -62,8 +62,7 @@ std::vector<RunFact> sweep_facts(const SweepPlan& plan, const Args& args) {
   facts.push_back({"sweep points", std::to_string(plan.points.size())});
   for (size_t i = 0; i < plan.points.size(); ++i) {
     const SweepPoint& p = plan.points[i];
-    facts.push_back({fmt::format("sweep point {}", i + 1),
-                     fmt::format("{} ({})", p.id, fmt::join(p.overrides, " "))});
+    facts.push_back({fmt::format("sweep point {}", i + 1), fmt::format("{} ({})", p.id, fmt::join(p.overrides, " "))});
   }
   return facts;
 }
@@ -82,8 +81,7 @@ int cmd_sweep(int argc, char** argv) {
     } else if (sweep_file.empty()) {
       sweep_file = a;
     } else {
-      throw UsageError(fmt::format("autonomoe sweep: unexpected argument '{}' (the sweep file is {})", a,
-                                   sweep_file),
+      throw UsageError(fmt::format("autonomoe sweep: unexpected argument '{}' (the sweep file is {})", a, sweep_file),
                        "give one sweep file; see `autonomoe sweep --help`");
     }
   }
@@ -116,8 +114,8 @@ int cmd_sweep(int argc, char** argv) {
     return failed ? 1 : 0;
   }
 
-  std::printf("\n%s\nresults: %s\n         %s\n", results_markdown(plan, out.results).c_str(),
-              out.csv_path.c_str(), out.md_path.c_str());
+  std::printf("\n%s\nresults: %s\n         %s\n", results_markdown(plan, out.results).c_str(), out.csv_path.c_str(),
+              out.md_path.c_str());
   std::fflush(stdout);  // the table first, then the failures (stderr)
   std::vector<std::string> failed;
   for (size_t i = 0; i < plan.points.size(); ++i) {
@@ -127,8 +125,10 @@ int cmd_sweep(int argc, char** argv) {
     }
   }
   if (out.interrupted) {
-    std::printf("sweep interrupted; the running point wrote a checkpoint. Continue with the same "
-                "command:\n  %s\n", opt.command_hint.c_str());
+    std::printf(
+        "sweep interrupted; the running point wrote a checkpoint. Continue with the same "
+        "command:\n  %s\n",
+        opt.command_hint.c_str());
   }
   if (!failed.empty()) {
     std::fprintf(stderr, "error: %zu of %zu points failed: %s\n", failed.size(), plan.points.size(),

@@ -41,7 +41,8 @@ ResumeTarget resolve_resume(const std::string& value) {
   if (fs::exists(p / "manifest.json") || fs::exists(p / "model.safetensors")) return {false, value};
   if (fs::exists(p / "checkpoints")) return {true, value};
   throw UserError(fmt::format("--resume {}: not a checkpoint directory (no manifest.json) nor a run "
-                              "directory (no checkpoints/)", value),
+                              "directory (no checkpoints/)",
+                              value),
                   "pass runs/<name> or runs/<name>/checkpoints/step_<N>, or --resume alone with --config");
 }
 
@@ -58,7 +59,10 @@ void signal_in_setup(const char* phase) {
 int cmd_train(int argc, char** argv) {
   Args args("autonomoe train", kFlags, argc, argv);
   if (args.has("help")) {
-    std::fputs(usage_of("autonomoe train", "--config FILE [--set key=value]... [--resume [DIR] [--allow-schedule-change]]", kFlags).c_str(), stdout);
+    std::fputs(usage_of("autonomoe train",
+                        "--config FILE [--set key=value]... [--resume [DIR] [--allow-schedule-change]]", kFlags)
+                   .c_str(),
+               stdout);
     return 0;
   }
   TrainOptions opt;
@@ -95,24 +99,28 @@ int cmd_train(int argc, char** argv) {
   const TrainSummary s = train(cfg, opt);
   if (s.rank != 0) return 0;  // rank 0 reports for the whole job
   if (s.already_complete) {
-    std::printf("\nthe run is already complete at step %lld (train.max_steps %lld): nothing to train\n"
-                "to train further, resume with a higher train.max_steps (--set train.max_steps=N) and "
-                "--allow-schedule-change\n",
-                static_cast<long long>(s.end_step), static_cast<long long>(cfg.train.max_steps));
+    std::printf(
+        "\nthe run is already complete at step %lld (train.max_steps %lld): nothing to train\n"
+        "to train further, resume with a higher train.max_steps (--set train.max_steps=N) and "
+        "--allow-schedule-change\n",
+        static_cast<long long>(s.end_step), static_cast<long long>(cfg.train.max_steps));
     return 0;
   }
   if (s.interrupted && s.step_losses.empty()) {
-    std::printf("\ninterrupted before training started: nothing was trained or written; run the same "
-                "command again to %s\n", opt.resume.empty() ? "start" : "resume");
+    std::printf(
+        "\ninterrupted before training started: nothing was trained or written; run the same "
+        "command again to %s\n",
+        opt.resume.empty() ? "start" : "resume");
     return 0;
   }
-  const std::string val =
-      std::isnan(s.final_val_loss) ? "n/a" : fmt::format("{:.4f} (ppl {:.2f})", s.final_val_loss, std::exp(s.final_val_loss));
+  const std::string val = std::isnan(s.final_val_loss)
+                              ? "n/a"
+                              : fmt::format("{:.4f} (ppl {:.2f})", s.final_val_loss, std::exp(s.final_val_loss));
   const std::string uni =
       std::isnan(s.unigram_entropy) ? "" : fmt::format(" | unigram entropy of the data {:.4f}", s.unigram_entropy);
   std::printf("\nsummary: steps %lld -> %lld | train loss %.4f | val loss %s%s | %.0f tokens/s | %.1f s training\n",
-              static_cast<long long>(s.start_step), static_cast<long long>(s.end_step),
-              s.final_train_loss, val.c_str(), uni.c_str(), s.tokens_per_s, s.seconds);
+              static_cast<long long>(s.start_step), static_cast<long long>(s.end_step), s.final_train_loss, val.c_str(),
+              uni.c_str(), s.tokens_per_s, s.seconds);
   std::printf("run directory: %s\ncheckpoint: %s\n", s.run_dir.c_str(),
               s.last_checkpoint.empty() ? "(none)" : s.last_checkpoint.c_str());
   if (s.interrupted) std::printf("interrupted; resume with: %s\n", opt.command_hint.c_str());

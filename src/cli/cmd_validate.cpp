@@ -40,7 +40,8 @@ std::string active_experts_note(const MoeConfig& m) {
     return fmt::format("{} experts per token: an upper bound, top-p picks a data-dependent number",
                        s.max_k > 0 ? s.max_k : m.n_experts);
   }
-  if (s.type == "expert_choice") return fmt::format("capacity_factor {} experts per token on average", s.capacity_factor);
+  if (s.type == "expert_choice")
+    return fmt::format("capacity_factor {} experts per token on average", s.capacity_factor);
   if (s.n_null > 0) return fmt::format("k = {} experts per token: an upper bound, null experts compute nothing", s.k);
   return fmt::format("k = {} experts per token", s.k);
 }
@@ -52,11 +53,14 @@ std::string batch_summary(const Config& cfg) {
   std::string s = fmt::format("batch: global {} sequences ({} tokens) per optimizer step, micro-batch {} per rank",
                               global, with_commas(global * cfg.data.seq_len), tc.micro_batch_size);
   if (tc.global_batch == 0) {
-    return s + fmt::format("\n  (train.global_batch not set: {} x grad_accum on one process only; set it to run "
-                           "on several)", tc.micro_batch_size);
+    return s + fmt::format(
+                   "\n  (train.global_batch not set: {} x grad_accum on one process only; set it to run "
+                   "on several)",
+                   tc.micro_batch_size);
   }
   s += "\n  processes -> accumulation:";
-  for (int dp : valid_data_parallel_sizes(tc, 1024)) s += fmt::format(" {}->{}", dp, global / (int64_t{tc.micro_batch_size} * dp));
+  for (int dp : valid_data_parallel_sizes(tc, 1024))
+    s += fmt::format(" {}->{}", dp, global / (int64_t{tc.micro_batch_size} * dp));
   return s + " (other numbers of processes do not divide the global batch)";
 }
 

@@ -45,7 +45,7 @@ int flush_stdout(int code) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  am::block_stop_signals();  // a stop request before the trainer's guard is kept (train/stop_signals.h)
+  am::block_stop_signals();                // a stop request before the trainer's guard is kept (train/stop_signals.h)
   am::reexec_with_passive_omp_wait(argv);  // once, before MPI and OpenMP start (cpu/threads.h)
   am::catch_early_stop_signals(argc >= 2 && (!std::strcmp(argv[1], "train") || !std::strcmp(argv[1], "sweep")));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");

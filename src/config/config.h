@@ -11,13 +11,13 @@
 namespace am {
 
 struct RunConfig {
-  std::string name;            // run.name: run directory name (default: the config file's stem)
-  std::string out_dir = "runs";  // run.out_dir: parent of the run directory
-  uint64_t seed = 1234;        // run.seed: initialisation and data shuffling
-  std::string backend = "auto";  // run.backend: cpu | cuda | auto
-  int threads = 0;             // run.threads: CPU threads, 0 = OMP_NUM_THREADS or the cores (cpu/threads.h)
+  std::string name;                // run.name: run directory name (default: the config file's stem)
+  std::string out_dir = "runs";    // run.out_dir: parent of the run directory
+  uint64_t seed = 1234;            // run.seed: initialisation and data shuffling
+  std::string backend = "auto";    // run.backend: cpu | cuda | auto
+  int threads = 0;                 // run.threads: CPU threads, 0 = OMP_NUM_THREADS or the cores (cpu/threads.h)
   std::string precision = "fp32";  // run.precision: fp32 | bf16 | fp64 (CPU only; for tests)
-  double peak_tflops = 0;      // run.peak_tflops: the MFU's peak per device; 0 = the GPU table (train/flops.h)
+  double peak_tflops = 0;          // run.peak_tflops: the MFU's peak per device; 0 = the GPU table (train/flops.h)
 };
 
 // A coefficient that may change during training: piecewise constant in the step. In YAML a
@@ -40,31 +40,31 @@ struct ExpertConfig {
 };
 
 struct ScorerConfig {
-  std::string type = "router";  // model.moe.scorer.type: router | large_router | act_norm | none
-  std::string node = "latent";  // model.moe.scorer.node (act_norm): latent | gate | up | act | glu | out
-  std::string norm = "l2";      // model.moe.scorer.norm (act_norm): l2 | l1 | linf
-  int d_hidden = 0;             // model.moe.scorer.d_hidden (large_router): 0 = n_experts * expert.d_low
+  std::string type = "router";      // model.moe.scorer.type: router | large_router | act_norm | none
+  std::string node = "latent";      // model.moe.scorer.node (act_norm): latent | gate | up | act | glu | out
+  std::string norm = "l2";          // model.moe.scorer.norm (act_norm): l2 | l1 | linf
+  int d_hidden = 0;                 // model.moe.scorer.d_hidden (large_router): 0 = n_experts * expert.d_low
   std::string activation = "silu";  // model.moe.scorer.activation (large_router): silu | linear
 };
 
 struct SelectorConfig {
-  std::string type = "topk";    // model.moe.selector.type: topk | topp | expert_choice
-  int k = 2;                    // model.moe.selector.k: experts per token (topk, incl. null experts)
+  std::string type = "topk";          // model.moe.selector.type: topk | topp | expert_choice
+  int k = 2;                          // model.moe.selector.k: experts per token (topk, incl. null experts)
   std::string gate = "renormalized";  // model.moe.selector.gate (topk): renormalized | softmax_all
-  double capacity_factor = 0;   // model.moe.selector.capacity_factor: topk 0 = dropless; expert_choice CF
-  double p = 0.6;               // model.moe.selector.p: top-p threshold
-  bool renormalize = false;     // model.moe.selector.renormalize: top-p gates sum to 1
-  int max_k = 0;                // model.moe.selector.max_k: top-p cap, 0 = n_experts
-  std::string group = "batch";  // model.moe.selector.group (expert_choice): batch | sequence
-  int n_null = 0;               // model.moe.selector.n_null: null experts (topk)
+  double capacity_factor = 0;         // model.moe.selector.capacity_factor: topk 0 = dropless; expert_choice CF
+  double p = 0.6;                     // model.moe.selector.p: top-p threshold
+  bool renormalize = false;           // model.moe.selector.renormalize: top-p gates sum to 1
+  int max_k = 0;                      // model.moe.selector.max_k: top-p cap, 0 = n_experts
+  std::string group = "batch";        // model.moe.selector.group (expert_choice): batch | sequence
+  int n_null = 0;                     // model.moe.selector.n_null: null experts (topk)
 };
 
 struct AuxConfig {
-  Schedule load_balance = 0.01;    // model.moe.aux.load_balance: Switch balancing (alpha)
-  Schedule null_load_balance = 0;  // model.moe.aux.null_load_balance: AdaMoE's, over n + n_null
-  Schedule z_loss = 0;             // model.moe.aux.z_loss: router z-loss (beta)
-  Schedule entropy = 0;            // model.moe.aux.entropy: confidence entropy (gamma)
-  double bias_update_rate = 0;     // model.moe.aux.bias_update_rate: aux-loss-free balancing (u)
+  Schedule load_balance = 0.01;               // model.moe.aux.load_balance: Switch balancing (alpha)
+  Schedule null_load_balance = 0;             // model.moe.aux.null_load_balance: AdaMoE's, over n + n_null
+  Schedule z_loss = 0;                        // model.moe.aux.z_loss: router z-loss (beta)
+  Schedule entropy = 0;                       // model.moe.aux.entropy: confidence entropy (gamma)
+  double bias_update_rate = 0;                // model.moe.aux.bias_update_rate: aux-loss-free balancing (u)
   std::string balance_scope = "micro_batch";  // model.moe.aux.balance_scope: micro_batch | data_parallel
 };
 
@@ -87,12 +87,12 @@ struct MoeConfig {
 int64_t expert_choice_capacity(const MoeConfig& moe, int64_t group_tokens);
 
 struct ModelConfig {
-  int vocab_size = 0;   // model.vocab_size (required; must equal the data's)
-  int d_model = 0;      // model.d_model (required)
-  int n_layers = 0;     // model.n_layers (required)
-  int n_heads = 0;      // model.n_heads (required)
-  int n_kv_heads = 0;   // model.n_kv_heads: 0 = n_heads (grouped-query when smaller)
-  int max_seq_len = 2048;     // model.max_seq_len
+  int vocab_size = 0;           // model.vocab_size (required; must equal the data's)
+  int d_model = 0;              // model.d_model (required)
+  int n_layers = 0;             // model.n_layers (required)
+  int n_heads = 0;              // model.n_heads (required)
+  int n_kv_heads = 0;           // model.n_kv_heads: 0 = n_heads (grouped-query when smaller)
+  int max_seq_len = 2048;       // model.max_seq_len
   double rope_theta = 10000.0;  // model.rope_theta
   double norm_eps = 1e-5;       // model.norm_eps
   bool tie_embeddings = false;  // model.tie_embeddings: LM head shares the embedding matrix
@@ -104,41 +104,41 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  std::string train;  // data.train: shard glob, e.g. data/brown/brown_train_*.bin (required)
-  std::string val;    // data.val: shard glob for validation ("" = none)
-  int seq_len = 0;    // data.seq_len: tokens per training sequence (required)
+  std::string train;    // data.train: shard glob, e.g. data/brown/brown_train_*.bin (required)
+  std::string val;      // data.val: shard glob for validation ("" = none)
+  int seq_len = 0;      // data.seq_len: tokens per training sequence (required)
   bool shuffle = true;  // data.shuffle: shuffle windows each epoch (seeded by run.seed)
 };
 
 struct TrainConfig {
   // The batch (train/batch.h derives the accumulation once the data-parallel size is known):
-  int global_batch = 0;      // train.global_batch: sequences per optimizer step, all ranks together
-                             // (0 = not stated: micro_batch_size x grad_accum, one process only)
-  int micro_batch_size = 0;  // train.micro_batch_size: sequences per micro-batch and rank (required)
-  int grad_accum = 0;        // train.grad_accum: 0 = derived; set: must equal the derived value
-  int max_steps = 0;         // train.max_steps (required)
-  double lr = 0;             // train.lr: peak learning rate (required)
-  double min_lr = 0;         // train.min_lr: floor the schedule decays to
-  int warmup_steps = 0;      // train.warmup_steps: linear warm-up from 0
+  int global_batch = 0;                // train.global_batch: sequences per optimizer step, all ranks together
+                                       // (0 = not stated: micro_batch_size x grad_accum, one process only)
+  int micro_batch_size = 0;            // train.micro_batch_size: sequences per micro-batch and rank (required)
+  int grad_accum = 0;                  // train.grad_accum: 0 = derived; set: must equal the derived value
+  int max_steps = 0;                   // train.max_steps (required)
+  double lr = 0;                       // train.lr: peak learning rate (required)
+  double min_lr = 0;                   // train.min_lr: floor the schedule decays to
+  int warmup_steps = 0;                // train.warmup_steps: linear warm-up from 0
   std::string lr_schedule = "cosine";  // train.lr_schedule: cosine | linear | constant
-  double weight_decay = 0.1;  // train.weight_decay: on matrices only
-  double beta1 = 0.9;         // train.beta1
-  double beta2 = 0.95;        // train.beta2
-  double eps = 1e-8;          // train.eps
-  double grad_clip = 1.0;     // train.grad_clip: global-norm clip, 0 = off
+  double weight_decay = 0.1;           // train.weight_decay: on matrices only
+  double beta1 = 0.9;                  // train.beta1
+  double beta2 = 0.95;                 // train.beta2
+  double eps = 1e-8;                   // train.eps
+  double grad_clip = 1.0;              // train.grad_clip: global-norm clip, 0 = off
 };
 
 struct LogConfig {
-  int every = 10;  // log.every: steps between log lines / metrics records
+  int every = 10;           // log.every: steps between log lines / metrics records
   bool tensorboard = true;  // log.tensorboard: metrics.jsonl's records also as TensorBoard scalars
 };
 
 struct EvalConfig {
-  int every = 0;     // eval.every: steps between validation passes, 0 = only at the end
-  int batches = 20;  // eval.batches: micro-batches per validation pass
-  std::string tasks;     // eval.tasks: comma-separated multiple-choice task files ("" = none)
-  int task_every = 0;    // eval.task_every: steps between task evaluations, 0 = with eval.every
-  int task_limit = 0;    // eval.task_limit: examples per task file, 0 = all
+  int every = 0;       // eval.every: steps between validation passes, 0 = only at the end
+  int batches = 20;    // eval.batches: micro-batches per validation pass
+  std::string tasks;   // eval.tasks: comma-separated multiple-choice task files ("" = none)
+  int task_every = 0;  // eval.task_every: steps between task evaluations, 0 = with eval.every
+  int task_limit = 0;  // eval.task_limit: examples per task file, 0 = all
 };
 
 struct CheckpointConfig {
@@ -148,9 +148,9 @@ struct CheckpointConfig {
 };
 
 struct DistConfig {
-  int ep = 1;                  // dist.ep: expert-parallel size (divides the world size and n_experts)
-  std::string comm = "auto";   // dist.comm: auto | single | mpi | nccl
-  int zero = 0;                // dist.zero: 0 = off, 1 = ZeRO-1 (AdamW moments sharded over ranks)
+  int ep = 1;                 // dist.ep: expert-parallel size (divides the world size and n_experts)
+  std::string comm = "auto";  // dist.comm: auto | single | mpi | nccl
+  int zero = 0;               // dist.zero: 0 = off, 1 = ZeRO-1 (AdamW moments sharded over ranks)
 };
 
 // One resolved key: its dotted path, value as YAML text, and where it came from

@@ -17,12 +17,10 @@ namespace am {
 
 namespace {
 
-const char* const kDocsHint =
-    "docs/configs.md lists every key with its type, default and valid values";
+const char* const kDocsHint = "docs/configs.md lists every key with its type, default and valid values";
 
 // The YAML scalar text of an entry's value for `key`, or an error.
-std::optional<std::string> scalar_text(const KeySpec& key, const ConfigEntry& e,
-                                       std::string& error) {
+std::optional<std::string> scalar_text(const KeySpec& key, const ConfigEntry& e, std::string& error) {
   const bool textual = key.kind() == KeyKind::String || key.kind() == KeyKind::Enum;
   if (e.kind == ConfigEntry::Kind::Scalar && (textual || !e.quoted)) return e.text;
   if (e.kind == ConfigEntry::Kind::Null && key.kind() == KeyKind::String) return std::string();
@@ -33,8 +31,7 @@ std::optional<std::string> scalar_text(const KeySpec& key, const ConfigEntry& e,
 // "an integer >= 1", "a number in [0, 1)", "one of cpu, cuda, auto"
 std::string what_is_valid(const KeySpec& key) {
   std::string s = kind_expectation(key);
-  if ((key.kind() == KeyKind::Int || key.kind() == KeyKind::Float) &&
-      (key.range.lo || key.range.hi)) {
+  if ((key.kind() == KeyKind::Int || key.kind() == KeyKind::Float) && (key.range.lo || key.range.hi)) {
     s += (key.range.lo && key.range.hi ? " in " : " ") + key.range.str();
   }
   if (key.kind() == KeyKind::Schedule && (key.range.lo || key.range.hi)) {
@@ -58,11 +55,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   for (const ConfigEntry& e : entries) {
     const KeySpec* key = find_key(e.path);
     if (!key) {
-      errors.push_back(is_section(e.path)
-                           ? fmt::format("{}: {}: expected a section (a map of keys), got {}",
-                                         e.origin, e.path, e.describe())
-                           : fmt::format("{}: unknown key '{}'; {}", e.origin, e.path,
-                                         unknown_key_hint(e.path)));
+      errors.push_back(
+          is_section(e.path)
+              ? fmt::format("{}: {}: expected a section (a map of keys), got {}", e.origin, e.path, e.describe())
+              : fmt::format("{}: unknown key '{}'; {}", e.origin, e.path, unknown_key_hint(e.path)));
       continue;
     }
     std::string error, where = e.origin;

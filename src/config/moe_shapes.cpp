@@ -18,8 +18,7 @@ int MoeConfig::hidden_width(int d_model) const {
 }
 
 int64_t expert_choice_capacity(const MoeConfig& moe, int64_t group_tokens) {
-  return std::llround(moe.selector.capacity_factor * static_cast<double>(group_tokens) /
-                      moe.n_experts);
+  return std::llround(moe.selector.capacity_factor * static_cast<double>(group_tokens) / moe.n_experts);
 }
 
 }  // namespace am

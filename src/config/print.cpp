@@ -86,8 +86,7 @@ std::string config_to_yaml(const Config& cfg) {
       out += fmt::format("{:{}}{}:\n", "", 2 * i, parts[i]);
       open.push_back(parts[i]);
     }
-    out +=
-        fmt::format("{:{}}{}: {}\n", "", 2 * parts.size(), name, format_value(key.field.get(cfg)));
+    out += fmt::format("{:{}}{}: {}\n", "", 2 * parts.size(), name, format_value(key.field.get(cfg)));
   }
   return out;
 }
@@ -133,8 +132,8 @@ keys. Every key is listed below with its type, default and valid values; a key m
     for (const KeySpec& key : config_schema()) {
       if (split_path(key.path).front() != section) continue;
       md += fmt::format("| `{}` | {} | {} | {} | {} |\n", key.path, kind_name(key.kind()),
-                        key.required ? "**required**" : "`" + key.default_value + "`",
-                        escape_cell(valid_text(key)), escape_cell(key.doc));
+                        key.required ? "**required**" : "`" + key.default_value + "`", escape_cell(valid_text(key)),
+                        escape_cell(key.doc));
     }
   }
   md += "\n## Cross-field rules\n\n";

@@ -30,16 +30,15 @@ std::vector<CrossRule> make_rules() {
       {"model.d_model is a multiple of model.n_heads",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (c.model.d_model % c.model.n_heads == 0) return std::nullopt;
-         return fmt::format("{} must be divisible by {}", show("model.d_model"),
-                            show("model.n_heads"));
+         return fmt::format("{} must be divisible by {}", show("model.d_model"), show("model.n_heads"));
        }},
       {"the head dimension model.d_model / model.n_heads is even (RoPE rotates pairs)",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (c.model.d_model % c.model.n_heads != 0 || c.model.head_dim() % 2 == 0) {
            return std::nullopt;
          }
-         return fmt::format("the head dimension {} / {} = {} must be even for RoPE",
-                            show("model.d_model"), show("model.n_heads"), c.model.head_dim());
+         return fmt::format("the head dimension {} / {} = {} must be even for RoPE", show("model.d_model"),
+                            show("model.n_heads"), c.model.head_dim());
        }},
       {"model.n_kv_heads, when not 0, is at most model.n_heads and divides it",
        [](const Config& c, const ShowKey& show) -> Msg {
@@ -68,17 +67,18 @@ std::vector<CrossRule> make_rules() {
          const TrainConfig& t = c.train;
          if (t.global_batch == 0) return std::nullopt;
          if (t.global_batch % t.micro_batch_size != 0) {
-           return fmt::format("{} must be a multiple of {} (sequences per optimizer step = "
-                              "micro-batch x accumulation x data-parallel size)",
-                              show("train.global_batch"), show("train.micro_batch_size"));
+           return fmt::format(
+               "{} must be a multiple of {} (sequences per optimizer step = "
+               "micro-batch x accumulation x data-parallel size)",
+               show("train.global_batch"), show("train.micro_batch_size"));
          }
          if (t.grad_accum == 0 || int64_t{t.global_batch} % (int64_t{t.micro_batch_size} * t.grad_accum) == 0) {
            return std::nullopt;
          }
-         return fmt::format("{} must be a multiple of {} x {}: no number of processes gives that "
-                            "accumulation (leave train.grad_accum out: it is derived)",
-                            show("train.global_batch"), show("train.micro_batch_size"),
-                            show("train.grad_accum"));
+         return fmt::format(
+             "{} must be a multiple of {} x {}: no number of processes gives that "
+             "accumulation (leave train.grad_accum out: it is derived)",
+             show("train.global_batch"), show("train.micro_batch_size"), show("train.grad_accum"));
        }},
       {"train.min_lr is at most train.lr",
        [](const Config& c, const ShowKey& show) -> Msg {
@@ -88,22 +88,21 @@ std::vector<CrossRule> make_rules() {
       {"train.warmup_steps is at most train.max_steps",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (c.train.warmup_steps <= c.train.max_steps) return std::nullopt;
-         return fmt::format("{} must be <= {}", show("train.warmup_steps"),
-                            show("train.max_steps"));
+         return fmt::format("{} must be <= {}", show("train.warmup_steps"), show("train.max_steps"));
        }},
       {"run.name is a relative path inside run.out_dir: names separated by '/', none of them empty, '.' or '..'",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (run_name_stays_inside(c.run.name)) return std::nullopt;
-         return fmt::format("{} is not a directory inside run.out_dir: a run name is one or more names "
-                            "separated by '/' (tiny_lr3; a sweep's points are <sweep>/<point>), none of "
-                            "them empty, '.' or '..'",
-                            show("run.name"));
+         return fmt::format(
+             "{} is not a directory inside run.out_dir: a run name is one or more names "
+             "separated by '/' (tiny_lr3; a sweep's points are <sweep>/<point>), none of "
+             "them empty, '.' or '..'",
+             show("run.name"));
        }},
       {"run.precision fp64 requires run.backend cpu",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (c.run.precision != "fp64" || c.run.backend == "cpu") return std::nullopt;
-         return fmt::format("{} requires run.backend: cpu, but {}", show("run.precision"),
-                            show("run.backend"));
+         return fmt::format("{} requires run.backend: cpu, but {}", show("run.precision"), show("run.backend"));
        }},
   };
 }

@@ -59,8 +59,7 @@ std::vector<CrossRule> expert_and_scorer_rules() {
              "{} has no effect with {} and {}{}: d_low is the rank of factorized experts "
              "(expert.type: factorized) and sizes a large_router whose d_hidden is 0; set "
              "model.moe.expert.type: factorized, or remove d_low",
-             show("model.moe.expert.d_low"), show("model.moe.expert.type"),
-             show("model.moe.scorer.type"),
+             show("model.moe.expert.d_low"), show("model.moe.expert.type"), show("model.moe.scorer.type"),
              m.scorer.type == "large_router" ? " and " + show("model.moe.scorer.d_hidden") : "");
        }},
       {"model.moe.expert.d_wide is 0 unless model.moe.expert.type is factorized",
@@ -77,15 +76,13 @@ std::vector<CrossRule> expert_and_scorer_rules() {
        "evaluation-only: the trainer refuses them",
        [](const Config& c, const ShowKey& show) -> Msg {
          const MoeConfig& m = c.model.moe;
-         if (m.scorer.type != "act_norm" || m.scorer.node != "latent" ||
-             m.expert.type == "factorized") {
+         if (m.scorer.type != "act_norm" || m.scorer.node != "latent" || m.expert.type == "factorized") {
            return std::nullopt;
          }
          return fmt::format(
              "{} with {} needs model.moe.expert.type: factorized (the latent x W_down exists "
              "only in factorized experts), but {}",
-             show("model.moe.scorer.type"), show("model.moe.scorer.node"),
-             show("model.moe.expert.type"));
+             show("model.moe.scorer.type"), show("model.moe.scorer.node"), show("model.moe.expert.type"));
        }},
       {"model.moe.scorer.type large_router needs model.moe.scorer.d_hidden > 0 or "
        "model.moe.expert.d_low > 0 (then d_hidden = n_experts * d_low)",
@@ -98,8 +95,7 @@ std::vector<CrossRule> expert_and_scorer_rules() {
              "{} needs a hidden width, but {} and {}: set model.moe.scorer.d_hidden > 0, or "
              "model.moe.expert.d_low > 0 (d_hidden = n_experts * d_low; AoE's Table 2 uses 8 * "
              "256)",
-             show("model.moe.scorer.type"), show("model.moe.scorer.d_hidden"),
-             show("model.moe.expert.d_low"));
+             show("model.moe.scorer.type"), show("model.moe.scorer.d_hidden"), show("model.moe.expert.d_low"));
        }},
       {"model.moe.scorer.d_hidden is 0 unless model.moe.scorer.type is large_router",
        [](const Config& c, const ShowKey& show) -> Msg {
@@ -137,8 +133,8 @@ std::vector<CrossRule> selector_and_loss_rules() {
          return fmt::format(
              "{} must be <= {} + {} = {} (a token cannot pick more experts, null experts "
              "included, than exist)",
-             show("model.moe.selector.k"), show("model.moe.n_experts"),
-             show("model.moe.selector.n_null"), m.n_experts + m.selector.n_null);
+             show("model.moe.selector.k"), show("model.moe.n_experts"), show("model.moe.selector.n_null"),
+             m.n_experts + m.selector.n_null);
        }},
       {"model.moe.selector.gate is renormalized unless model.moe.selector.type is topk (topp "
        "has model.moe.selector.renormalize; expert_choice gates are always the probabilities)",
@@ -189,8 +185,7 @@ std::vector<CrossRule> selector_and_loss_rules() {
        "penalises router logits)",
        [](const Config& c, const ShowKey& show) -> Msg {
          const MoeConfig& m = c.model.moe;
-         if (dense(c) || !m.aux.z_loss.active() || m.scorer.type == "router" ||
-             m.scorer.type == "large_router") {
+         if (dense(c) || !m.aux.z_loss.active() || m.scorer.type == "router" || m.scorer.type == "large_router") {
            return std::nullopt;
          }
          return fmt::format(
@@ -212,16 +207,14 @@ std::vector<CrossRule> selector_and_loss_rules() {
          }
          const int64_t g = group_tokens(c), cap = expert_choice_capacity(m, g);
          if (cap >= 1 && cap <= g) return std::nullopt;
-         const std::string group =
-             m.selector.group == "batch"
-                 ? fmt::format("{} x {}", show("train.micro_batch_size"), show("data.seq_len"))
-                 : show("data.seq_len");
+         const std::string group = m.selector.group == "batch"
+                                       ? fmt::format("{} x {}", show("train.micro_batch_size"), show("data.seq_len"))
+                                       : show("data.seq_len");
          return fmt::format(
              "{} with {} gives each expert round({} * {} / {}) = {} tokens of a group of {} "
              "({}, {}); it must be between 1 and {}: use a capacity_factor between {} and {}",
-             show("model.moe.selector.type"), show("model.moe.selector.capacity_factor"),
-             m.selector.capacity_factor, g, m.n_experts, cap, g,
-             show("model.moe.selector.group"), group, g,
+             show("model.moe.selector.type"), show("model.moe.selector.capacity_factor"), m.selector.capacity_factor, g,
+             m.n_experts, cap, g, show("model.moe.selector.group"), group, g,
              static_cast<double>(m.n_experts) / static_cast<double>(g), m.n_experts);
        }},
       {"model.moe.selector.max_k is at most model.moe.n_experts (topp)",
@@ -238,8 +231,10 @@ std::vector<CrossRule> selector_and_loss_rules() {
          const int ep = c.dist.ep, n = c.model.moe.n_experts;
          if (ep == 1 || (!dense(c) && n % ep == 0)) return std::nullopt;
          if (dense(c)) return fmt::format("{} needs an MoE model, but the model is dense", show("dist.ep"));
-         return fmt::format("{} must divide {} (each rank of an expert-parallel group holds n_experts / ep "
-                            "experts)", show("dist.ep"), show("model.moe.n_experts"));
+         return fmt::format(
+             "{} must divide {} (each rank of an expert-parallel group holds n_experts / ep "
+             "experts)",
+             show("dist.ep"), show("model.moe.n_experts"));
        }},
       {"model.moe.aux.bias_update_rate > 0 only with model.moe.selector.type topk",
        [](const Config& c, const ShowKey& show) -> Msg {

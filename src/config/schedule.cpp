@@ -48,17 +48,16 @@ bool parse_step(const ConfigEntry& e, int64_t& out) {
 
 }  // namespace
 
-std::optional<Schedule> parse_schedule(const KeySpec& key, const ConfigEntry& entry,
-                                       std::string& error, std::string& origin) {
+std::optional<Schedule> parse_schedule(const KeySpec& key, const ConfigEntry& entry, std::string& error,
+                                       std::string& origin) {
   origin = entry.origin;
   if (entry.kind != ConfigEntry::Kind::Sequence) {
     error = fmt::format("expected {}, got {}", kind_expectation(key), entry.describe());
     return std::nullopt;
   }
   if (entry.items.empty()) {
-    error = fmt::format(
-        "expected {}, got an empty list; write a number, or e.g. [[0, 0.02], [1000, 1.0e-4]]",
-        kind_expectation(key));
+    error = fmt::format("expected {}, got an empty list; write a number, or e.g. [[0, 0.02], [1000, 1.0e-4]]",
+                        kind_expectation(key));
     return std::nullopt;
   }
   Schedule sched;
@@ -73,35 +72,34 @@ std::optional<Schedule> parse_schedule(const KeySpec& key, const ConfigEntry& en
     }
     int64_t step = 0;
     if (!parse_step(item.items[0], step)) {
-      error = fmt::format("{}: the step must be an integer, got {}", pair,
-                          item.items[0].describe());
+      error = fmt::format("{}: the step must be an integer, got {}", pair, item.items[0].describe());
       return std::nullopt;
     }
     if (i == 0 && step != 0) {
-      error = fmt::format("{}: the first step must be 0 (the schedule needs a value from the "
-                          "start), got {}",
-                          pair, step);
+      error = fmt::format(
+          "{}: the first step must be 0 (the schedule needs a value from the "
+          "start), got {}",
+          pair, step);
       return std::nullopt;
     }
     if (i > 0 && step <= sched.points.back().first) {
-      error = fmt::format("{}: step {} must be greater than the previous step {} (steps "
-                          "strictly increase)",
-                          pair, step, sched.points.back().first);
+      error = fmt::format(
+          "{}: step {} must be greater than the previous step {} (steps "
+          "strictly increase)",
+          pair, step, sched.points.back().first);
       return std::nullopt;
     }
     const ConfigEntry& value = item.items[1];
     std::string value_error;
-    std::optional<KeyValue> v =
-        value.kind == ConfigEntry::Kind::Scalar && !value.quoted
-            ? parse_value(key, value.text, value_error)  // a number, range-checked
-            : std::nullopt;
+    std::optional<KeyValue> v = value.kind == ConfigEntry::Kind::Scalar && !value.quoted
+                                    ? parse_value(key, value.text, value_error)  // a number, range-checked
+                                    : std::nullopt;
     if (!v) {
       error = value_error.empty()
                   ? fmt::format("{}: the value must be a number, got {}", pair, value.describe())
                   : fmt::format("{}: the value {}", pair,
-                                value_error.rfind("expected", 0) == 0
-                                    ? "must be a number, got " + value.describe()
-                                    : value_error);
+                                value_error.rfind("expected", 0) == 0 ? "must be a number, got " + value.describe()
+                                                                      : value_error);
       return std::nullopt;
     }
     sched.points.emplace_back(step, std::get<Schedule>(*v).points.front().second);

@@ -23,8 +23,7 @@ KeySpec key(std::string path, std::string dflt, Range range, std::string doc, Bi
   return k;
 }
 
-KeySpec enum_key(std::string path, std::string dflt, std::vector<std::string> choices,
-                 std::string doc, Binding field) {
+KeySpec enum_key(std::string path, std::string dflt, std::vector<std::string> choices, std::string doc, Binding field) {
   KeySpec k = key(std::move(path), std::move(dflt), Range{}, std::move(doc), std::move(field));
   k.choices = std::move(choices);
   return k;
@@ -64,26 +63,23 @@ std::vector<KeySpec> make_schema() {
           FIELD(run.peak_tflops)),
 
       // ---- model ----
-      key("model.vocab_size", kRequired, at_least(2),
-          "vocabulary size; must equal the tokenizer's / data's", FIELD(model.vocab_size)),
+      key("model.vocab_size", kRequired, at_least(2), "vocabulary size; must equal the tokenizer's / data's",
+          FIELD(model.vocab_size)),
       key("model.d_model", kRequired, kCount, "residual stream width", FIELD(model.d_model)),
       key("model.n_layers", kRequired, kCount, "transformer blocks", FIELD(model.n_layers)),
       key("model.n_heads", kRequired, kCount, "attention (query) heads", FIELD(model.n_heads)),
-      key("model.n_kv_heads", "0", kCount0,
-          "key/value heads; 0 = n_heads, fewer = grouped-query attention", FIELD(model.n_kv_heads)),
-      key("model.max_seq_len", "2048", kCount, "longest sequence the model accepts",
-          FIELD(model.max_seq_len)),
+      key("model.n_kv_heads", "0", kCount0, "key/value heads; 0 = n_heads, fewer = grouped-query attention",
+          FIELD(model.n_kv_heads)),
+      key("model.max_seq_len", "2048", kCount, "longest sequence the model accepts", FIELD(model.max_seq_len)),
       key("model.rope_theta", "10000.0", kPositive, "RoPE base frequency", FIELD(model.rope_theta)),
       key("model.norm_eps", "1e-05", kPositive, "RMSNorm epsilon", FIELD(model.norm_eps)),
       key("model.tie_embeddings", "false", kAny, "the LM head shares the embedding matrix",
           FIELD(model.tie_embeddings)),
-      key("model.init_std", "0.02", kPositive, "standard deviation of the normal weight init",
-          FIELD(model.init_std)),
+      key("model.init_std", "0.02", kPositive, "standard deviation of the normal weight init", FIELD(model.init_std)),
       key("model.moe.n_experts", "8", kCount, "experts per MoE layer; 1 = dense SwiGLU FFN",
           FIELD(model.moe.n_experts)),
       key("model.moe.d_ffn", kRequired, kCount,
-          "hidden width of each SwiGLU expert; factorized experts match its parameter count",
-          FIELD(model.moe.d_ffn)),
+          "hidden width of each SwiGLU expert; factorized experts match its parameter count", FIELD(model.moe.d_ffn)),
       enum_key("model.moe.expert.type", "swiglu", {"swiglu", "factorized"},
                "expert FFN: swiglu = (SiLU(x W_g) * x W_p) W_o; factorized = the AoE expert, "
                "W_g = W_down (d_model x d_low) W_up (d_low x d_wide)",
@@ -109,11 +105,10 @@ std::vector<KeySpec> make_schema() {
                "gate = x W_g, up = x W_p, act = SiLU(x W_g), glu = act * up, out = the expert's "
                "output are evaluation-only (every expert runs to the node; training refuses them)",
                FIELD(model.moe.scorer.node)),
-      enum_key("model.moe.scorer.norm", "l2", {"l2", "l1", "linf"},
-               "(act_norm) the norm of the activation vector", FIELD(model.moe.scorer.norm)),
+      enum_key("model.moe.scorer.norm", "l2", {"l2", "l1", "linf"}, "(act_norm) the norm of the activation vector",
+               FIELD(model.moe.scorer.norm)),
       key("model.moe.scorer.d_hidden", "0", kCount0,
-          "(large_router) hidden width of the router; 0 = n_experts * expert.d_low",
-          FIELD(model.moe.scorer.d_hidden)),
+          "(large_router) hidden width of the router; 0 = n_experts * expert.d_low", FIELD(model.moe.scorer.d_hidden)),
       enum_key("model.moe.scorer.activation", "silu", {"silu", "linear"},
                "(large_router) the hidden layer's activation: silu = SiLU(x A) B; linear = "
                "(x A) B, no activation (the AoE authors' BigRouter: d_hidden 1012)",
@@ -137,8 +132,7 @@ std::vector<KeySpec> make_schema() {
           "n_experts) tokens",
           FIELD(model.moe.selector.capacity_factor)),
       key("model.moe.selector.p", "0.6", open_closed(0, 1),
-          "(topp) a token keeps the smallest set of experts whose probability reaches p",
-          FIELD(model.moe.selector.p)),
+          "(topp) a token keeps the smallest set of experts whose probability reaches p", FIELD(model.moe.selector.p)),
       key("model.moe.selector.renormalize", "false", kAny,
           "(topp) gate weights of the kept experts sum to 1; false = raw probabilities",
           FIELD(model.moe.selector.renormalize)),
@@ -161,8 +155,7 @@ std::vector<KeySpec> make_schema() {
           "(needs n_null > 0)",
           FIELD(model.moe.aux.null_load_balance)),
       key("model.moe.aux.z_loss", "0.0", at_least(0),
-          "router z-loss coefficient (beta); router and large_router scorers only",
-          FIELD(model.moe.aux.z_loss)),
+          "router z-loss coefficient (beta); router and large_router scorers only", FIELD(model.moe.aux.z_loss)),
       key("model.moe.aux.entropy", "0.0", at_least(0),
           "confidence-entropy loss coefficient (gamma); keeps topp from using every expert",
           FIELD(model.moe.aux.entropy)),
@@ -178,13 +171,11 @@ std::vector<KeySpec> make_schema() {
                FIELD(model.moe.aux.balance_scope)),
 
       // ---- data ----
-      key("data.train", kRequired, kAny,
-          "training token shards (glob), e.g. data/brown/brown_train_*.bin", FIELD(data.train)),
-      key("data.val", "\"\"", kAny, "validation token shards (glob); empty = no validation",
-          FIELD(data.val)),
+      key("data.train", kRequired, kAny, "training token shards (glob), e.g. data/brown/brown_train_*.bin",
+          FIELD(data.train)),
+      key("data.val", "\"\"", kAny, "validation token shards (glob); empty = no validation", FIELD(data.val)),
       key("data.seq_len", kRequired, kCount, "tokens per training sequence", FIELD(data.seq_len)),
-      key("data.shuffle", "true", kAny, "shuffle windows each epoch (seeded by run.seed)",
-          FIELD(data.shuffle)),
+      key("data.shuffle", "true", kAny, "shuffle windows each epoch (seeded by run.seed)", FIELD(data.shuffle)),
 
       // ---- train ----
       key("train.global_batch", "0", kCount0,
@@ -202,31 +193,24 @@ std::vector<KeySpec> make_schema() {
           "that); when set it must equal the derived value (start-up checks it), and without "
           "global_batch it states global_batch = micro_batch_size x grad_accum on one process",
           FIELD(train.grad_accum)),
-      key("train.max_steps", kRequired, kCount, "optimizer steps to train for",
-          FIELD(train.max_steps)),
+      key("train.max_steps", kRequired, kCount, "optimizer steps to train for", FIELD(train.max_steps)),
       key("train.lr", kRequired, kPositive, "peak learning rate", FIELD(train.lr)),
-      key("train.min_lr", "0.0", at_least(0), "learning rate the schedule decays to",
-          FIELD(train.min_lr)),
-      key("train.warmup_steps", "0", kCount0, "steps of linear warm-up from 0",
-          FIELD(train.warmup_steps)),
-      enum_key("train.lr_schedule", "cosine", {"cosine", "linear", "constant"},
-               "decay from lr to min_lr after warm-up", FIELD(train.lr_schedule)),
-      key("train.weight_decay", "0.1", at_least(0), "AdamW weight decay (matrices only)",
-          FIELD(train.weight_decay)),
+      key("train.min_lr", "0.0", at_least(0), "learning rate the schedule decays to", FIELD(train.min_lr)),
+      key("train.warmup_steps", "0", kCount0, "steps of linear warm-up from 0", FIELD(train.warmup_steps)),
+      enum_key("train.lr_schedule", "cosine", {"cosine", "linear", "constant"}, "decay from lr to min_lr after warm-up",
+               FIELD(train.lr_schedule)),
+      key("train.weight_decay", "0.1", at_least(0), "AdamW weight decay (matrices only)", FIELD(train.weight_decay)),
       key("train.beta1", "0.9", kBeta, "AdamW first-moment decay", FIELD(train.beta1)),
       key("train.beta2", "0.95", kBeta, "AdamW second-moment decay", FIELD(train.beta2)),
       key("train.eps", "1e-08", kPositive, "AdamW epsilon", FIELD(train.eps)),
-      key("train.grad_clip", "1.0", at_least(0), "global gradient-norm clip; 0 = off",
-          FIELD(train.grad_clip)),
+      key("train.grad_clip", "1.0", at_least(0), "global gradient-norm clip; 0 = off", FIELD(train.grad_clip)),
 
       // ---- log / eval / checkpoint ----
-      key("log.every", "10", kCount, "steps between log lines and metrics records",
-          FIELD(log.every)),
+      key("log.every", "10", kCount, "steps between log lines and metrics records", FIELD(log.every)),
       key("log.tensorboard", "true", kAny,
           "also write metrics.jsonl's records as TensorBoard scalars to <run dir>/tensorboard/",
           FIELD(log.tensorboard)),
-      key("eval.every", "0", kCount0, "steps between validation passes; 0 = only at the end",
-          FIELD(eval.every)),
+      key("eval.every", "0", kCount0, "steps between validation passes; 0 = only at the end", FIELD(eval.every)),
       key("eval.batches", "20", kCount, "micro-batches per validation pass", FIELD(eval.batches)),
       key("eval.tasks", "\"\"", kAny,
           "multiple-choice task files (JSONL, comma-separated) scored during training, results in "
@@ -235,10 +219,8 @@ std::vector<KeySpec> make_schema() {
       key("eval.task_every", "0", kCount0, "steps between task evaluations; 0 = at eval.every and at the end",
           FIELD(eval.task_every)),
       key("eval.task_limit", "0", kCount0, "examples scored per task file; 0 = all", FIELD(eval.task_limit)),
-      key("checkpoint.every", "0", kCount0, "steps between checkpoints; 0 = only at the end",
-          FIELD(checkpoint.every)),
-      key("checkpoint.keep_last", "3", kCount0, "checkpoints kept on disk; 0 = keep all",
-          FIELD(checkpoint.keep_last)),
+      key("checkpoint.every", "0", kCount0, "steps between checkpoints; 0 = only at the end", FIELD(checkpoint.every)),
+      key("checkpoint.keep_last", "3", kCount0, "checkpoints kept on disk; 0 = keep all", FIELD(checkpoint.keep_last)),
       key("checkpoint.save_initial", "false", kAny, "also write a checkpoint at step 0",
           FIELD(checkpoint.save_initial)),
 
@@ -248,8 +230,7 @@ std::vector<KeySpec> make_schema() {
           "world size and n_experts; docs/distributed.md)",
           FIELD(dist.ep)),
       enum_key("dist.comm", "auto", {"auto", "single", "mpi", "nccl"},
-               "communication: auto = nccl for cuda and mpi for cpu under mpirun, single otherwise",
-               FIELD(dist.comm)),
+               "communication: auto = nccl for cuda and mpi for cpu under mpirun, single otherwise", FIELD(dist.comm)),
       key("dist.zero", "0", Range{0, 1, false, false},
           "ZeRO stage: 0 = off; 1 = AdamW moments sharded over the data-parallel ranks (each rank "
           "updates its shard, then the parameters are all-gathered; bit-identical results, any "
@@ -313,8 +294,7 @@ const KeySpec* find_key(const std::string& path) {
 
 bool is_section(const std::string& path) {
   for (const KeySpec& k : config_schema()) {
-    if (k.path.size() > path.size() && k.path.compare(0, path.size(), path) == 0 &&
-        k.path[path.size()] == '.') {
+    if (k.path.size() > path.size() && k.path.compare(0, path.size(), path) == 0 && k.path[path.size()] == '.') {
       return true;
     }
   }

@@ -49,9 +49,8 @@ struct Binding {
 // The kind of a field of C++ type T.
 template <typename T>
 constexpr KeyKind kind_of() {
-  static_assert(std::is_same_v<T, int> || std::is_same_v<T, uint64_t> ||
-                    std::is_same_v<T, double> || std::is_same_v<T, bool> ||
-                    std::is_same_v<T, std::string> || std::is_same_v<T, Schedule>,
+  static_assert(std::is_same_v<T, int> || std::is_same_v<T, uint64_t> || std::is_same_v<T, double> ||
+                    std::is_same_v<T, bool> || std::is_same_v<T, std::string> || std::is_same_v<T, Schedule>,
                 "config fields are int, uint64_t, double, bool, std::string or Schedule");
   if constexpr (std::is_same_v<T, int>) return KeyKind::Int;
   if constexpr (std::is_same_v<T, uint64_t>) return KeyKind::UInt64;
@@ -118,8 +117,7 @@ std::string kind_name(KeyKind kind);
 // Parses YAML scalar text for `key`; on failure returns nullopt and sets `error` to the reason
 // ("expected an integer, got 'four'", "0 is out of range (valid: >= 1)", ...). A Schedule key
 // takes a number here (a constant schedule); lists go through parse_schedule().
-std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
-                                    std::string& error);
+std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text, std::string& error);
 // The value as YAML text that parses back to exactly the same value (floats in the shortest
 // form that round-trips; strings quoted when YAML would read them otherwise; a constant schedule
 // as a plain number, any other as a flow list "[[0, 0.02], [1000, 0.0001]]").
@@ -133,7 +131,7 @@ std::string yaml_float(double x);
 // steps strictly increasing from 0 and every value in key.range. On failure returns nullopt, sets
 // `error` to the reason naming the pair ("pair 2 [1000, -0.1]: the value -0.1 is out of range
 // (valid: >= 0)") and `origin` to where that pair was written.
-std::optional<Schedule> parse_schedule(const KeySpec& key, const ConfigEntry& entry,
-                                       std::string& error, std::string& origin);
+std::optional<Schedule> parse_schedule(const KeySpec& key, const ConfigEntry& entry, std::string& error,
+                                       std::string& origin);
 
 }  // namespace am

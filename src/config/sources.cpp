@@ -36,15 +36,11 @@ struct Place {
 using Locate = std::function<Place(const YAML::Mark&)>;
 
 // One value as an entry; a sequence keeps its elements (recursively) with their own places.
-ConfigEntry entry_of(const YAML::Node& v, const std::string& path, const Place& place,
-                     const Locate& locate) {
+ConfigEntry entry_of(const YAML::Node& v, const std::string& path, const Place& place, const Locate& locate) {
   using Kind = ConfigEntry::Kind;
-  const Kind kind = v.IsScalar()     ? Kind::Scalar
-                    : v.IsMap()      ? Kind::Map
-                    : v.IsSequence() ? Kind::Sequence
-                                     : Kind::Null;
-  ConfigEntry e{path, kind, v.IsScalar() ? v.Scalar() : "", v.IsScalar() && v.Tag() == "!",
-                place.source, place.origin, {}};
+  const Kind kind = v.IsScalar() ? Kind::Scalar : v.IsMap() ? Kind::Map : v.IsSequence() ? Kind::Sequence : Kind::Null;
+  ConfigEntry e{path,         kind, v.IsScalar() ? v.Scalar() : "", v.IsScalar() && v.Tag() == "!", place.source,
+                place.origin, {}};
   if (v.IsSequence()) {
     for (const YAML::Node& item : v) {
       e.items.push_back(entry_of(item, "", locate(item.Mark()), locate));
@@ -57,9 +53,8 @@ ConfigEntry entry_of(const YAML::Node& v, const std::string& path, const Place& 
 // other value (a key's value, an unknown name, a section set to a scalar) becomes one entry.
 // A section set to null (`moe:` with every child commented out) adds nothing.
 // `skip` names a top-level key to leave out (extends:, which the reader handles).
-void flatten(const YAML::Node& node, const std::string& prefix, const Locate& locate,
-             std::vector<ConfigEntry>& out, std::map<std::string, std::string>& seen,
-             std::vector<std::string>& errors, const std::string& skip = "") {
+void flatten(const YAML::Node& node, const std::string& prefix, const Locate& locate, std::vector<ConfigEntry>& out,
+             std::map<std::string, std::string>& seen, std::vector<std::string>& errors, const std::string& skip = "") {
   for (const auto& kv : node) {
     const Place place = locate(kv.first.Mark());
     if (prefix.empty() && !skip.empty() && kv.first.IsScalar() && kv.first.Scalar() == skip) {
@@ -72,8 +67,7 @@ void flatten(const YAML::Node& node, const std::string& prefix, const Locate& lo
     }
     const std::string path = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
     if (auto [it, fresh] = seen.emplace(path, place.origin); !fresh) {
-      errors.push_back(
-          fmt::format("{}: {}: duplicate key (first set at {})", place.origin, path, it->second));
+      errors.push_back(fmt::format("{}: {}: duplicate key (first set at {})", place.origin, path, it->second));
       continue;
     }
     if (is_section(path) && kv.second.IsMap()) {
@@ -86,17 +80,14 @@ void flatten(const YAML::Node& node, const std::string& prefix, const Locate& lo
 
 bool covers(const std::string& outer, const std::string& inner) {
   return inner == outer ||
-         (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
-          inner[outer.size()] == '.');
+         (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 && inner[outer.size()] == '.');
 }
 
 // Deep merge of flat entries: each child entry replaces the base entries at, under, or above its
 // path (so a scalar replaces a whole inherited section and a section replaces a scalar).
 void merge_into(std::vector<ConfigEntry>& base, std::vector<ConfigEntry> child) {
   for (ConfigEntry& c : child) {
-    std::erase_if(base, [&](const ConfigEntry& b) {
-      return covers(c.path, b.path) || covers(b.path, c.path);
-    });
+    std::erase_if(base, [&](const ConfigEntry& b) { return covers(c.path, b.path) || covers(b.path, c.path); });
     base.push_back(std::move(c));
   }
 }
@@ -115,15 +106,13 @@ YAML::Node parse_file(const std::string& path, const std::string& named_by) {
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw UserError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
-                                e.mark.column + 1, e.msg),
+    throw UserError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg),
                     "check the indentation, colons and brackets around that line");
   }
 }
 
 std::vector<ConfigEntry> read_chain(const std::string& path, const std::string& named_by,
-                                    std::vector<std::string>& chain,
-                                    std::vector<std::string>& chain_ids,
+                                    std::vector<std::string>& chain, std::vector<std::string>& chain_ids,
                                     std::vector<std::string>& errors) {
   std::error_code ec;
   std::string id = fs::weakly_canonical(path, ec).string();
@@ -137,9 +126,9 @@ std::vector<ConfigEntry> read_chain(const std::string& path, const std::string& 
   const YAML::Node root = parse_file(path, named_by);  // const: operator[] must not insert
   if (root.IsNull()) return {};                        // an empty file sets nothing
   if (!root.IsMap()) {
-    throw UserError(fmt::format("{}:{}: the top level is {}, not a map of sections", path,
-                                root.Mark().line + 1, node_kind(root)),
-                    "a config looks like `model:` / `  d_model: 64` (see docs/configs.md)");
+    throw UserError(
+        fmt::format("{}:{}: the top level is {}, not a map of sections", path, root.Mark().line + 1, node_kind(root)),
+        "a config looks like `model:` / `  d_model: 64` (see docs/configs.md)");
   }
   chain.push_back(path);
   chain_ids.push_back(id);
@@ -148,9 +137,8 @@ std::vector<ConfigEntry> read_chain(const std::string& path, const std::string& 
   if (YAML::Node ext = root["extends"]) {
     const std::string here = fmt::format("{}:{}", path, ext.Mark().line + 1);
     if (!ext.IsScalar() || ext.Scalar().empty()) {
-      throw UserError(
-          fmt::format("{}: extends: expected a file name, got {}", here, node_kind(ext)),
-          "write e.g. `extends: base.yaml` (relative to this file)");
+      throw UserError(fmt::format("{}: extends: expected a file name, got {}", here, node_kind(ext)),
+                      "write e.g. `extends: base.yaml` (relative to this file)");
     }
     fs::path parent = fs::path(ext.Scalar());
     if (parent.is_relative()) parent = fs::path(path).parent_path() / parent;
@@ -199,8 +187,7 @@ std::string ConfigEntry::describe() const {
   return "?";
 }
 
-std::vector<ConfigEntry> read_config_file(const std::string& path,
-                                          std::vector<std::string>& errors) {
+std::vector<ConfigEntry> read_config_file(const std::string& path, std::vector<std::string>& errors) {
   std::vector<std::string> chain, chain_ids;
   return read_chain(path, "", chain, chain_ids, errors);
 }

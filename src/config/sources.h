@@ -31,8 +31,7 @@ struct ConfigEntry {
 // wins, and a value of another kind (map vs scalar) replaces the inherited one. Structural
 // problems (missing file, YAML syntax, extends cycle, top level not a map) throw UserError;
 // problems that do not stop reading (duplicate keys) are appended to `errors`.
-std::vector<ConfigEntry> read_config_file(const std::string& path,
-                                          std::vector<std::string>& errors);
+std::vector<ConfigEntry> read_config_file(const std::string& path, std::vector<std::string>& errors);
 
 // Applies "key.path=value" overrides in order (the value parsed as YAML, so `k=[1, 2]` and
 // `model.moe={k: 1}` work). Malformed overrides and unknown keys are appended to `errors`.

@@ -96,8 +96,7 @@ std::string unknown_key_hint(const std::string& path) {
   for (const std::string& cand : known_paths()) {
     if (parent_of(cand) == parent) names.push_back(last_name(cand));
   }
-  return fmt::format("valid keys in {}: {}", parent.empty() ? "the top level" : parent,
-                     fmt::join(names, ", "));
+  return fmt::format("valid keys in {}: {}", parent.empty() ? "the top level" : parent, fmt::join(names, ", "));
 }
 
 }  // namespace am

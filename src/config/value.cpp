@@ -105,8 +105,7 @@ std::string kind_expectation(const KeySpec& key) {
   return "?";
 }
 
-std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
-                                    std::string& error) {
+std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text, std::string& error) {
   auto bad_type = [&] {
     error = fmt::format("expected {}, got '{}'", kind_expectation(key), text);
     return std::nullopt;
@@ -130,8 +129,7 @@ std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
       uint64_t v;
       if (!parse_integer(text, v)) {
         if (!text.empty() && text[0] == '-') {
-          error =
-              fmt::format("expected {}, got the negative value '{}'", kind_expectation(key), text);
+          error = fmt::format("expected {}, got the negative value '{}'", kind_expectation(key), text);
           return std::nullopt;
         }
         return bad_type();
@@ -149,15 +147,17 @@ std::optional<KeyValue> parse_value(const KeySpec& key, const std::string& text,
         return std::nullopt;
       }
       if (std::fabs(v) > std::numeric_limits<float>::max()) {  // the model and optimizer compute in float
-        error = fmt::format("{} does not fit a float (largest magnitude {}); the model and optimizer "
-                            "compute in fp32, where it would be infinite (valid: {})",
-                            text, std::numeric_limits<float>::max(), key.range.str());
+        error = fmt::format(
+            "{} does not fit a float (largest magnitude {}); the model and optimizer "
+            "compute in fp32, where it would be infinite (valid: {})",
+            text, std::numeric_limits<float>::max(), key.range.str());
         return std::nullopt;
       }
       if (v != 0 && static_cast<float>(v) == 0.0f) {  // underflow: "> 0" would hold, fp32 would see 0
-        error = fmt::format("{} is too small for a float (smallest magnitude {}); the model and optimizer "
-                            "compute in fp32, where it would be 0 (valid: {})",
-                            text, std::numeric_limits<float>::denorm_min(), key.range.str());
+        error = fmt::format(
+            "{} is too small for a float (smallest magnitude {}); the model and optimizer "
+            "compute in fp32, where it would be 0 (valid: {})",
+            text, std::numeric_limits<float>::denorm_min(), key.range.str());
         return std::nullopt;
       }
       if (!key.range.contains(v)) return out_of_range(text);
@@ -185,9 +185,7 @@ std::string format_value(const KeyValue& v) {
     std::string operator()(int64_t x) const { return std::to_string(x); }
     std::string operator()(uint64_t x) const { return std::to_string(x); }
     std::string operator()(bool x) const { return x ? "true" : "false"; }
-    std::string operator()(double x) const {
-      return yaml_float(x);
-    }
+    std::string operator()(double x) const { return yaml_float(x); }
     std::string operator()(const Schedule& x) const {
       if (x.points.size() == 1 && x.points[0].first == 0) return (*this)(x.points[0].second);
       std::vector<std::string> pairs;

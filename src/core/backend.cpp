@@ -24,26 +24,26 @@ DType precision_dtype(Precision p) { return p == Precision::FP64 ? DType::F64 : 
 
 void Backend::copy(Tensor dst, Tensor src) {
   AM_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(),
-           "copy: dst {} {} and src {} {} differ in dtype or element count", dtype_name(dst.dtype),
-           dst.shape_str(), dtype_name(src.dtype), src.shape_str());
+           "copy: dst {} {} and src {} {} differ in dtype or element count", dtype_name(dst.dtype), dst.shape_str(),
+           dtype_name(src.dtype), src.shape_str());
   copy_impl(dst, src);
 }
 
 // ---- dense math ----
 
-void Backend::matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
-                     double beta) {
-  AM_CHECK(a.ndim == 2 && b.ndim == 2 && c.ndim == 2, "matmul: a {}, b {}, c {} must all be 2-D",
-           a.shape_str(), b.shape_str(), c.shape_str());
+void Backend::matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha, double beta) {
+  AM_CHECK(a.ndim == 2 && b.ndim == 2 && c.ndim == 2, "matmul: a {}, b {}, c {} must all be 2-D", a.shape_str(),
+           b.shape_str(), c.shape_str());
   const int64_t M = trans_a ? a.dims[1] : a.dims[0], K = trans_a ? a.dims[0] : a.dims[1];
   const int64_t Kb = trans_b ? b.dims[1] : b.dims[0], N = trans_b ? b.dims[0] : b.dims[1];
   AM_CHECK(K == Kb && c.dims[0] == M && c.dims[1] == N,
-           "matmul: c {} = op(a {}{}) op(b {}{}) does not fit: ({}, {}) x ({}, {})", c.shape_str(),
-           a.shape_str(), trans_a ? "^T" : "", b.shape_str(), trans_b ? "^T" : "", M, K, Kb, N);
+           "matmul: c {} = op(a {}{}) op(b {}{}) does not fit: ({}, {}) x ({}, {})", c.shape_str(), a.shape_str(),
+           trans_a ? "^T" : "", b.shape_str(), trans_b ? "^T" : "", M, K, Kb, N);
   check_float("matmul", "a", a);
   check_float("matmul", "b", b);
   check_float("matmul", "c", c);
-  with_f32("matmul", {beta == 0 ? wr(&c) : rw(&c), &a, &b}, [&] { matmul_impl(c, a, trans_a, b, trans_b, alpha, beta); });
+  with_f32("matmul", {beta == 0 ? wr(&c) : rw(&c), &a, &b},
+           [&] { matmul_impl(c, a, trans_a, b, trans_b, alpha, beta); });
 }
 
 void Backend::add(Tensor out, Tensor a, Tensor b) {
@@ -108,11 +108,12 @@ void Backend::rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tens
   float_numel(*this, "rmsnorm_backward", "w", w, d);
   float_numel(*this, "rmsnorm_backward", "dw", dw, d);
   float_numel(*this, "rmsnorm_backward", "rstd", rstd, N);
-  with_f32("rmsnorm_backward", {rw(&dx), rw(&dw), &dout, &x, &w, &rstd}, [&] { rmsnorm_backward_impl(dx, dw, dout, x, w, rstd); });
+  with_f32("rmsnorm_backward", {rw(&dx), rw(&dw), &dout, &x, &w, &rstd},
+           [&] { rmsnorm_backward_impl(dx, dw, dout, x, w, rstd); });
 }
 
-void Backend::rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b,
-                                       Tensor w, double eps) {
+void Backend::rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
+                                       double eps) {
   const char* op = "rmsnorm_residual_forward";
   const int64_t N = row_count(a), d = last_dim(a);
   float_matrix(*this, op, "a", a, N, d);
@@ -121,12 +122,13 @@ void Backend::rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, 
   float_matrix(*this, op, "out", out, N, d);
   float_numel(*this, op, "w", w, d);
   float_numel(*this, op, "rstd", rstd, N);
-  with_f32("rmsnorm_residual_forward", {wr(&res_out), wr(&out), wr(&rstd), &a, &b, &w}, [&] { rmsnorm_residual_forward_impl(res_out, out, rstd, a, b, w, eps); });
+  with_f32("rmsnorm_residual_forward", {wr(&res_out), wr(&out), wr(&rstd), &a, &b, &w},
+           [&] { rmsnorm_residual_forward_impl(res_out, out, rstd, a, b, w, eps); });
 }
 
 // The composite's default: the two simple ops, so the same bits as calling them.
-void Backend::rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a,
-                                            Tensor b, Tensor w, double eps) {
+void Backend::rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
+                                            double eps) {
   add_impl(res_out, a, b);
   rmsnorm_forward_impl(out, rstd, res_out, w, eps);
 }
@@ -140,10 +142,8 @@ void check_rope(const char* op, const AttnShape& s) {
 }
 
 void check_attn_shape(const char* op, const AttnShape& s) {
-  AM_CHECK(s.B >= 0 && s.T >= 0 && s.head_dim > 0 && s.n_heads > 0 && s.n_kv_heads > 0 &&
-               s.n_heads % s.n_kv_heads == 0,
-           "{}: bad attention shape B={} T={} H={} Hkv={} hd={}", op, s.B, s.T, s.n_heads,
-           s.n_kv_heads, s.head_dim);
+  AM_CHECK(s.B >= 0 && s.T >= 0 && s.head_dim > 0 && s.n_heads > 0 && s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0,
+           "{}: bad attention shape B={} T={} H={} Hkv={} hd={}", op, s.B, s.T, s.n_heads, s.n_kv_heads, s.head_dim);
 }
 
 }  // namespace
@@ -169,19 +169,18 @@ void Backend::attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnSh
   with_f32("attention_forward", {wr(&out), wr(&lse), &qkv}, [&] { attention_forward_impl(out, lse, qkv, s); });
 }
 
-void Backend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-                                 const AttnShape& s) {
+void Backend::attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s) {
   check_attn_shape("attention_backward", s);
   float_matrix(*this, "attention_backward", "dqkv", dqkv, s.B * s.T, s.qkv_dim());
   float_matrix(*this, "attention_backward", "qkv", qkv, s.B * s.T, s.qkv_dim());
   float_matrix(*this, "attention_backward", "dout", dout, s.B * s.T, s.q_dim());
   float_matrix(*this, "attention_backward", "out", out, s.B * s.T, s.q_dim());
   float_numel(*this, "attention_backward", "lse", lse, s.B * s.n_heads * s.T);
-  with_f32("attention_backward", {wr(&dqkv), &dout, &qkv, &out, &lse}, [&] { attention_backward_impl(dqkv, dout, qkv, out, lse, s); });
+  with_f32("attention_backward", {wr(&dqkv), &dout, &qkv, &out, &lse},
+           [&] { attention_backward_impl(dqkv, dout, qkv, out, lse, s); });
 }
 
-void Backend::attention_decode(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n,
-                               const AttnShape& s) {
+void Backend::attention_decode(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n, const AttnShape& s) {
   check_attn_shape("attention_decode", s);
   float_matrix(*this, "attention_decode", "out", out, 1, s.q_dim());
   float_matrix(*this, "attention_decode", "q", q, 1, s.q_dim());
@@ -238,8 +237,7 @@ void Backend::swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor 
 namespace {
 
 // logits (N,V) with V > 0, `out` (N) losses or (N,V) gradient, targets (N) I32.
-void check_classifier(const Backend& be, const char* op, const Tensor& logits,
-                      const Tensor& targets) {
+void check_classifier(const Backend& be, const char* op, const Tensor& logits, const Tensor& targets) {
   const int64_t N = row_count(logits), V = last_dim(logits);
   float_matrix(be, op, "logits", logits, N, V);
   index_numel(op, "targets", targets, N);
@@ -251,30 +249,29 @@ void check_classifier(const Backend& be, const char* op, const Tensor& logits,
 void Backend::cross_entropy_forward(Tensor losses, Tensor logits, Tensor targets) {
   check_classifier(*this, "cross_entropy_forward", logits, targets);
   float_numel(*this, "cross_entropy_forward", "losses", losses, row_count(logits));
-  with_f32("cross_entropy_forward", {wr(&losses), &logits, &targets}, [&] { cross_entropy_forward_impl(losses, logits, targets); });
+  with_f32("cross_entropy_forward", {wr(&losses), &logits, &targets},
+           [&] { cross_entropy_forward_impl(losses, logits, targets); });
 }
 
-void Backend::cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
-                                             double grad_scale) {
+void Backend::cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
   check_classifier(*this, "cross_entropy_forward_backward", logits, targets);
   float_numel(*this, "cross_entropy_forward_backward", "losses", losses, row_count(logits));
-  with_f32("cross_entropy_forward_backward", {wr(&losses), rw(&logits), &targets}, [&] { cross_entropy_forward_backward_impl(losses, logits, targets, grad_scale); });
+  with_f32("cross_entropy_forward_backward", {wr(&losses), rw(&logits), &targets},
+           [&] { cross_entropy_forward_backward_impl(losses, logits, targets, grad_scale); });
 }
 
 // The composite's default: the losses, then the gradient over the logits in place. Two passes
 // over the logits; a backend with a one-pass kernel overrides this (the CUDA backend does).
-void Backend::cross_entropy_forward_backward_impl(Tensor losses, Tensor logits, Tensor targets,
-                                                  double grad_scale) {
+void Backend::cross_entropy_forward_backward_impl(Tensor losses, Tensor logits, Tensor targets, double grad_scale) {
   cross_entropy_forward_impl(losses, logits, targets);
   cross_entropy_backward_impl(logits, logits, targets, grad_scale);
 }
 
-void Backend::cross_entropy_backward(Tensor dlogits, Tensor logits, Tensor targets,
-                                     double grad_scale) {
+void Backend::cross_entropy_backward(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) {
   check_classifier(*this, "cross_entropy_backward", logits, targets);
-  float_matrix(*this, "cross_entropy_backward", "dlogits", dlogits, row_count(logits),
-               last_dim(logits));
-  with_f32("cross_entropy_backward", {wr(&dlogits), &logits, &targets}, [&] { cross_entropy_backward_impl(dlogits, logits, targets, grad_scale); });
+  float_matrix(*this, "cross_entropy_backward", "dlogits", dlogits, row_count(logits), last_dim(logits));
+  with_f32("cross_entropy_backward", {wr(&dlogits), &logits, &targets},
+           [&] { cross_entropy_backward_impl(dlogits, logits, targets, grad_scale); });
 }
 
 // ---- row softmax helpers ----

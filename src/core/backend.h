@@ -93,8 +93,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  virtual std::string name() const = 0;  // "cpu" or "cuda"
-  virtual DType dtype() const = 0;       // compute dtype of float tensors
+  virtual std::string name() const = 0;      // "cpu" or "cuda"
+  virtual DType dtype() const = 0;           // compute dtype of float tensors
   virtual std::string describe() const = 0;  // one line for the start-up table
   // The device's own name (CUDA: cudaDeviceProp::name, "NVIDIA H200"; the simulator names itself);
   // "" on the CPU. Keys the peak-FLOP/s table of the training log's MFU (train/flops.h).
@@ -120,11 +120,11 @@ class Backend {
   void convert(Tensor dst, Tensor src);
 
   // ---- memory ----
-  virtual Buffer alloc(size_t bytes) = 0;  // contents undefined; the Buffer must not outlive the backend
-  virtual void upload(Tensor dst, const void* host) = 0;      // host holds dst.nbytes()
-  virtual void download(void* host, Tensor src) = 0;          // host receives src.nbytes()
+  virtual Buffer alloc(size_t bytes) = 0;                 // contents undefined; the Buffer must not outlive the backend
+  virtual void upload(Tensor dst, const void* host) = 0;  // host holds dst.nbytes()
+  virtual void download(void* host, Tensor src) = 0;      // host receives src.nbytes()
   virtual void zero(Tensor t) = 0;
-  void copy(Tensor dst, Tensor src);                          // same dtype and numel
+  void copy(Tensor dst, Tensor src);  // same dtype and numel
   virtual void synchronize() = 0;
 
   // ---- dense math ----
@@ -132,12 +132,11 @@ class Backend {
   // beta == 0 overwrites c whatever it held. With bf16_matmul(), a and b are rounded to bf16
   // (nearest even) before the product, which is accumulated in fp32; c is fp32, or BF16 (bf16 storage:
   // alpha * acc + beta * c in fp32, rounded once).
-  void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
-              double beta);
-  void add(Tensor out, Tensor a, Tensor b);      // out = a + b; out may alias a or b
-  void axpy(Tensor y, Tensor x, double alpha);   // y += alpha x
-  void scale(Tensor x, double s);                // x *= s
-  double sum_squares(Tensor x);                  // sum x^2, accumulated in double
+  void matmul(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha, double beta);
+  void add(Tensor out, Tensor a, Tensor b);     // out = a + b; out may alias a or b
+  void axpy(Tensor y, Tensor x, double alpha);  // y += alpha x
+  void scale(Tensor x, double s);               // x *= s
+  double sum_squares(Tensor x);                 // sum x^2, accumulated in double
 
   // ---- embedding ----
   // out (N,d) write = table (V,d)[tokens (N)]
@@ -149,13 +148,11 @@ class Backend {
   // out (N,d) write, rstd (N) write, x (N,d), w (d)
   void rmsnorm_forward(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps);
   // dx (N,d) acc, dw (d) acc, dout (N,d), x (N,d), w (d), rstd (N)
-  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
-                        Tensor rstd);
+  void rmsnorm_backward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd);
   // Composite: the residual add and the RMSNorm after it. res_out (N,d) write = a + b (as add);
   // out (N,d), rstd (N) write = rmsnorm_forward of res_out with w (d). a, b (N,d); res_out may
   // alias a or b. Default: add, then rmsnorm_forward; the CUDA backend overrides it (one kernel).
-  void rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b,
-                                Tensor w, double eps);
+  void rmsnorm_residual_forward(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w, double eps);
 
   // ---- RoPE, rotate-half layout (HF Llama), position = start + index t within the sequence ----
   // For each q and k head, i < hd/2, angle = (start + t) * theta^(-2i/hd):
@@ -170,8 +167,7 @@ class Backend {
   // out (B,T,H*hd) write, lse (B,H,T) write (log-sum-exp of each scaled score row), qkv packed.
   void attention_forward(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s);
   // dqkv (B,T,qkv_dim) write (all of it), dout (B,T,H*hd), qkv, out, lse as saved by forward.
-  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-                          const AttnShape& s);
+  void attention_backward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse, const AttnShape& s);
   // Decode attention (the KV-cache decoder, model/decode.h): ONE query row against the first n
   // positions of a cache. out (1,H*hd) write; q (1,H*hd) the new row's query, already rotated;
   // k_cache, v_cache (L,Hkv*hd), L >= n >= 1: rows [0, n) hold the keys (already rotated) and values
@@ -182,9 +178,9 @@ class Backend {
   void attention_decode(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n, const AttnShape& s);
 
   // ---- SiLU and SwiGLU: silu(x) = x * sigmoid(x); swiglu: h = SiLU(g) * u ----
-  void silu_forward(Tensor y, Tensor x);                    // y, x (M,f); y write
-  void silu_backward(Tensor dx, Tensor dy, Tensor x);       // dx (M,f) acc
-  void swiglu_forward(Tensor h, Tensor g, Tensor u);        // h, g, u (M,f)
+  void silu_forward(Tensor y, Tensor x);                                      // y, x (M,f); y write
+  void silu_backward(Tensor dx, Tensor dy, Tensor x);                         // dx (M,f) acc
+  void swiglu_forward(Tensor h, Tensor g, Tensor u);                          // h, g, u (M,f)
   void swiglu_backward(Tensor dg, Tensor du, Tensor dh, Tensor g, Tensor u);  // dg, du write
 
   // ---- softmax cross-entropy over the vocabulary ----
@@ -194,8 +190,7 @@ class Backend {
   // (rows with target < 0 get zero gradient).
   // Composite. Default: cross_entropy_forward, then cross_entropy_backward in place; the CUDA
   // backend overrides it with one pass over the logits (llm.c's fused classifier).
-  void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets,
-                                      double grad_scale);
+  void cross_entropy_forward_backward(Tensor losses, Tensor logits, Tensor targets, double grad_scale);
   // dlogits (N,V) write = grad_scale * (softmax(logits[i]) - onehot(targets[i])); rows with
   // target < 0 get zeros. dlogits may alias logits (each row is read whole before it is written).
   void cross_entropy_backward(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale);
@@ -221,32 +216,27 @@ class Backend {
   // AdaMoE's renormalisation over true experts). rank_scores and gate_scores (N,n_total) may be the
   // same tensor (they differ with the auxiliary-loss-free selection bias). A row whose k slots are
   // all null gets all-zero gates.
-  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
-                   Tensor gate_scores, int k, int n_true);
+  void topk_select(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k, int n_true);
   // dgate_scores (N,n_total) acc: for selected true j, += g_j (dg_j - sum_l g_l dg_l) (l true)
-  void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
-                            Tensor slot_gate, int n_true);
+  void topk_select_backward(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, int n_true);
   // Top-p (Huang et al.): per row, experts sorted by probs descending (ties: lower id); keep the
   // shortest prefix whose sum reaches p (the expert that crosses p is kept), at most kmax =
   // slot_expert.dim(1) experts; unused slots -1. Gates: probs[e], or probs[e] / (sum of the kept
   // probs) when renormalize.
-  void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
-                   bool renormalize);
+  void topp_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize);
   // dprobs (N,n) acc: raw gates: dprobs[e] += dg; renormalised: dprobs[e] += (dg_e - sum g dg) / S
-  void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
-                            Tensor slot_gate, Tensor probs, bool renormalize);
+  void topp_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs,
+                            bool renormalize);
   // Expert choice (Zhou et al.): tokens in groups of `group` consecutive rows (N % group == 0);
   // in each group every expert takes its `capacity` highest-probs tokens (ties: lower row).
   // slot_expert (N,n): [t][e] = e if expert e chose token t, else -1; slot_gate = probs there, 0 else.
-  void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs,
-                            int64_t group, int64_t capacity);
+  void expert_choice_select(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group, int64_t capacity);
   // dprobs (N,n) acc: += dslot_gate where the slot is filled
   void expert_choice_select_backward(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert);
   // Which slots reach an expert. routed (N,kmax) write = slot_expert, except -1 for null ids
   // (>= n_true) and, when capacity > 0, for every assignment beyond the `capacity` with the highest
   // scores[t][e] among those of expert e (ties: lower slot index) -- dropped tokens keep the residual.
-  void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
-                      int64_t capacity);
+  void capacity_route(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity);
   // Counts of a slot array: per id in [0, n_total) (host), and the number of rows with no id < n_true.
   struct SlotStats {
     std::vector<int64_t> per_id;
@@ -261,8 +251,7 @@ class Backend {
   void block_norms(Tensor s, Tensor c, int n_blocks, NormKind kind);
   // dc acc += ds[t][b] * d||c_b||/dc_b: L2 c_b/||c_b|| (0 when ||c_b|| = 0), L1 sign(c_b),
   // Linf sign(c) at the first index of max |c| (0 elsewhere). ds (N,S) read in columns [0, n_blocks).
-  void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
-                            NormKind kind);
+  void block_norms_backward(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind);
   // out (A,dl) write: out[a] = block e of row t of c (N, n*dl), t = assign_slot[a] / kmax,
   // e = slot_expert[assign_slot[a]] (kmax = slot_expert.dim(1)).
   void gather_blocks(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert);
@@ -274,7 +263,7 @@ class Backend {
   void copy_columns(Tensor dst, Tensor src, int64_t col);
 
   // ---- entropy (confidence entropy loss and metric) ----
-  double entropy_sum(Tensor p);                            // sum_t -sum_j p log p (0 log 0 = 0)
+  double entropy_sum(Tensor p);                              // sum_t -sum_j p log p (0 log 0 = 0)
   void entropy_backward(Tensor dp, Tensor p, double scale);  // dp acc += -scale (log p + 1), p > 0
 
   // ---- routing: slots (N,kmax) -> expert-major assignment list ----
@@ -282,15 +271,15 @@ class Backend {
   // the slot index (t*kmax + j) of each assignment, sorted by expert and, within an expert, by
   // slot index; slot_assign (N,kmax) with the position of each slot in that list (-1 if empty);
   // and expert_offsets (host, n+1): expert e owns assignments [off[e], off[e+1]). Returns A.
-  int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
-                      Tensor slot_expert, int n_experts);
+  int64_t route_build(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets, Tensor slot_expert,
+                      int n_experts);
   // out (A,d) write: out[a] = x[assign_slot[a] / kmax]
   void gather_rows(Tensor out, Tensor x, Tensor assign_slot, int kmax);
   // y (N,d) write: y[t] = sum over filled slots j (in j order) of slot_gate[t][j] * eo[slot_assign[t][j]]
   void combine(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign);
   // dexpert_out (A,d) write = gate * dy[t];  dslot_gate (N,kmax) write = <dy[t], eo[a]> (0 if empty)
-  void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
-                        Tensor slot_gate, Tensor slot_assign);
+  void combine_backward(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate,
+                        Tensor slot_assign);
   // dx (N,d) acc: dx[t] += sum over filled slots j of src[slot_assign[t][j]]
   void scatter_rows_add(Tensor dx, Tensor src, Tensor slot_assign);
 
@@ -354,8 +343,8 @@ class Backend {
   // s.tag are not used). The update flag: when it is 0 before the call and a row writes a non-finite
   // value, it becomes the smallest tag of such rows (the same tensor as a loop of adamw_update
   // calls in increasing tag order would name).
-  void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
-                          Tensor norm_sq, double grad_clip, const AdamWStep& s);
+  void adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
+                          double grad_clip, const AdamWStep& s);
 
   // ---- memory accounting (benchmarks): bytes allocated through alloc() and not yet freed, and
   // the most ever held at once ----
@@ -387,8 +376,8 @@ class Backend {
   // F64 slots per id, prob_sums (n+m) F64 column sums of P, over `tokens` tokens. f (n+m) F64
   // write: f_i = counts_i / tokens for i < n; null columns 0, or with average_nulls the mean of
   // their f (summed in order). value (1) F64 write: alpha_width * sum_i f_i prob_sums_i / tokens.
-  void balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
-                            bool average_nulls, double tokens, double alpha_width);
+  void balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls,
+                    double tokens, double alpha_width);
   // Auxiliary-loss-free balancing: bias (n, dtype()) -= rate where load[i] (n, F64) is above the
   // mean of load (summed in order as load_i / n), += rate where below; in double, rounded once.
   void selection_bias_update(Tensor bias, Tensor load, double rate);
@@ -399,8 +388,8 @@ class Backend {
   // one launch of its own tensor-core kernel or a cublasGemmEx per problem (GroupedGemm).
   virtual void matmul_grouped(const std::vector<Tensor>& c, const std::vector<Tensor>& a, bool trans_a,
                               const std::vector<Tensor>& b, bool trans_b, double alpha, double beta) {
-    AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(),
-             a.size(), b.size());
+    AM_CHECK(a.size() == c.size() && b.size() == c.size(), "matmul_grouped: {} c, {} a, {} b", c.size(), a.size(),
+             b.size());
     for (size_t i = 0; i < c.size(); ++i) {
       if (c[i].numel() > 0) matmul(c[i], a[i], trans_a, b[i], trans_b, alpha, beta);
     }
@@ -432,14 +421,15 @@ class Backend {
   virtual void axpy_f64_impl(Tensor y, Tensor x, double alpha) = 0;
   virtual void sum_to_impl(Tensor out, Tensor x) = 0;
   virtual void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) = 0;
-  virtual void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls, double tokens, double alpha_width) = 0;
+  virtual void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
+                                 bool average_nulls, double tokens, double alpha_width) = 0;
   virtual void selection_bias_update_impl(Tensor bias, Tensor load, double rate) = 0;
   // the step's accumulators and the multi-tensor AdamW (backend_step.cpp)
   virtual void loss_sum_accumulate_impl(Tensor acc, Tensor losses, double denom, double divisor) = 0;
   virtual void sum_squares_accumulate_impl(Tensor acc, Tensor x) = 0;
   virtual void sum_squares_spans_impl(Tensor acc, Tensor x, Tensor spans) = 0;
-  virtual void adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
-                                       Tensor norm_sq, double grad_clip, const AdamWStep& s) = 0;
+  virtual void adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
+                                       double grad_clip, const AdamWStep& s) = 0;
   // memory
   virtual void copy_impl(Tensor dst, Tensor src) = 0;
   virtual void convert_impl(Tensor dst, Tensor src) = 0;  // F32 <-> BF16 (checked, dtypes differ)
@@ -466,8 +456,7 @@ class Backend {
     }
   }
   // dense math
-  virtual void matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
-                           double beta) = 0;
+  virtual void matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha, double beta) = 0;
   virtual void add_impl(Tensor out, Tensor a, Tensor b) = 0;
   virtual void axpy_impl(Tensor y, Tensor x, double alpha) = 0;
   virtual void scale_impl(Tensor x, double s) = 0;
@@ -477,16 +466,15 @@ class Backend {
   virtual void embedding_backward_impl(Tensor dtable, Tensor tokens, Tensor dout) = 0;
   // RMSNorm
   virtual void rmsnorm_forward_impl(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) = 0;
-  virtual void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
-                                     Tensor rstd) = 0;
-  virtual void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a,
-                                             Tensor b, Tensor w, double eps);
+  virtual void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) = 0;
+  virtual void rmsnorm_residual_forward_impl(Tensor res_out, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor w,
+                                             double eps);
   // RoPE and attention
   virtual void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) = 0;
   virtual void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) = 0;
   virtual void attention_forward_impl(Tensor out, Tensor lse, Tensor qkv, const AttnShape& s) = 0;
-  virtual void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
-                                       Tensor lse, const AttnShape& s) = 0;
+  virtual void attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+                                       const AttnShape& s) = 0;
   virtual void attention_decode_impl(Tensor out, Tensor q, Tensor k_cache, Tensor v_cache, int64_t n,
                                      const AttnShape& s) = 0;
   // SiLU and SwiGLU
@@ -498,8 +486,7 @@ class Backend {
   virtual void cross_entropy_forward_impl(Tensor losses, Tensor logits, Tensor targets) = 0;
   virtual void cross_entropy_forward_backward_impl(Tensor losses, Tensor logits, Tensor targets,
                                                    double grad_scale);  // composite: has a default
-  virtual void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets,
-                                           double grad_scale) = 0;
+  virtual void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) = 0;
   // row softmax helpers
   virtual void softmax_rows_impl(Tensor p, Tensor z) = 0;
   virtual void softmax_rows_backward_impl(Tensor dz, Tensor dp, Tensor p) = 0;
@@ -508,45 +495,38 @@ class Backend {
   virtual std::vector<double> column_sums_impl(Tensor x) = 0;
   virtual void add_to_rows_impl(Tensor x, const std::vector<double>& v) = 0;
   // expert selection
-  virtual void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores,
-                                Tensor gate_scores, int k, int n_true) = 0;
-  virtual void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate,
-                                         Tensor slot_expert, Tensor slot_gate, int n_true) = 0;
-  virtual void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
-                                bool renormalize) = 0;
-  virtual void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert,
-                                         Tensor slot_gate, Tensor probs, bool renormalize) = 0;
-  virtual void expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs,
-                                         int64_t group, int64_t capacity) = 0;
-  virtual void expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate,
-                                                  Tensor slot_expert) = 0;
-  virtual void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
-                                   int64_t capacity) = 0;
+  virtual void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k,
+                                int n_true) = 0;
+  virtual void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                                         int n_true) = 0;
+  virtual void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) = 0;
+  virtual void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                                         Tensor probs, bool renormalize) = 0;
+  virtual void expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
+                                         int64_t capacity) = 0;
+  virtual void expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) = 0;
+  virtual void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) = 0;
   virtual SlotStats slot_stats_impl(Tensor slot_expert, int n_total, int n_true) = 0;
   // activation norms and column writers
   virtual void block_norms_impl(Tensor s, Tensor c, int n_blocks, NormKind kind) = 0;
-  virtual void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
-                                         NormKind kind) = 0;
+  virtual void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) = 0;
   virtual void gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) = 0;
-  virtual void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot,
-                                       Tensor slot_expert) = 0;
+  virtual void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) = 0;
   virtual void broadcast_columns_impl(Tensor x, Tensor v, int64_t col) = 0;
   virtual void copy_columns_impl(Tensor dst, Tensor src, int64_t col) = 0;
   // entropy
   virtual double entropy_sum_impl(Tensor p) = 0;
   virtual void entropy_backward_impl(Tensor dp, Tensor p, double scale) = 0;
   // routing
-  virtual int64_t route_build_impl(Tensor assign_slot, Tensor slot_assign,
-                                   std::vector<int64_t>& expert_offsets, Tensor slot_expert,
-                                   int n_experts) = 0;
+  virtual int64_t route_build_impl(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                                   Tensor slot_expert, int n_experts) = 0;
   virtual void gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int kmax) = 0;
   virtual void combine_impl(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) = 0;
-  virtual void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy,
-                                     Tensor expert_out, Tensor slot_gate, Tensor slot_assign) = 0;
+  virtual void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
+                                     Tensor slot_gate, Tensor slot_assign) = 0;
   virtual void scatter_rows_add_impl(Tensor dx, Tensor src, Tensor slot_assign) = 0;
   // optimizer
-  virtual void adamw_update_impl(Tensor param, Tensor grad, Tensor m, Tensor v,
-                                 const AdamWStep& s) = 0;
+  virtual void adamw_update_impl(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) = 0;
   virtual void copy_update_flag_impl(Tensor dst) = 0;
   // mixed precision
   virtual void refresh_weight_copy_impl(Tensor master) = 0;
@@ -557,8 +537,7 @@ class Backend {
     auto mem = mem_;
     const size_t now = mem->in_use.fetch_add(bytes) + bytes;
     size_t peak = mem->peak.load();
-    while (now > peak && !mem->peak.compare_exchange_weak(peak, now)) {
-    }
+    while (now > peak && !mem->peak.compare_exchange_weak(peak, now)) {}
     return Buffer(p, bytes, [mem, bytes, release = std::move(release)](void* q) {
       mem->in_use.fetch_sub(bytes);
       release(q);
@@ -590,7 +569,7 @@ class Backend {
 // or bf16 (fp32 tensors and master weights, bf16 matrix products: see bf16_matmul()).
 enum class Precision { FP32, FP64, BF16 };
 Precision precision_from_name(const std::string& name);  // "fp32", "fp64", "bf16"; else UserError
-DType precision_dtype(Precision p);                       // the dtype of float tensors: F64 or F32
+DType precision_dtype(Precision p);                      // the dtype of float tensors: F64 or F32
 
 // make_backend, the factory that knows every backend: src/backends/backend_factory.h.
 

@@ -1,8 +1,8 @@
 // bf16 storage (core/backend.h, "bf16 storage"): the dtype rule of float arguments, convert, and
 // with_f32, the one implementation of an op on BF16 tensors for every backend that has no kernel
 // of its own for it: widen each BF16 tensor to an fp32 copy (exact), run the fp32 op, round each
-// copy back (nearest even; the copies: core/f32_copies.h). Those roundings are the bf16 rounding points of the whole project; the
-// CUDA kernels that read and write bf16 themselves (native_bf16) round at the same points.
+// copy back (nearest even; the copies: core/f32_copies.h). Those roundings are the bf16 rounding points of the whole
+// project; the CUDA kernels that read and write bf16 themselves (native_bf16) round at the same points.
 #include "core/backend.h"
 
 #include "core/op_checks.h"

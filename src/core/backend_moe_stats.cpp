@@ -78,7 +78,8 @@ void Backend::balance_loss(Tensor value, Tensor f, Tensor counts, Tensor prob_su
   AM_CHECK(counts.numel() >= width && n_true >= 0 && width >= n_true, "{}: {} counts, {} columns, {} true", op,
            counts.numel(), width, n_true);
   AM_CHECK(tokens > 0, "{}: tokens {} must be > 0", op, tokens);
-  with_f32("balance_loss", {wr(&value), wr(&f), &counts, &prob_sums}, [&] { balance_loss_impl(value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); });
+  with_f32("balance_loss", {wr(&value), wr(&f), &counts, &prob_sums},
+           [&] { balance_loss_impl(value, f, counts, prob_sums, n_true, average_nulls, tokens, alpha_width); });
 }
 
 void Backend::selection_bias_update(Tensor bias, Tensor load, double rate) {

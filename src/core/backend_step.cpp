@@ -49,7 +49,8 @@ void Backend::sum_squares_spans(Tensor acc, Tensor x, Tensor spans) {
 void Backend::adamw_update_multi(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
                                  double grad_clip, const AdamWStep& s) {
   const char* op = "adamw_update_multi";
-  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"params", params}, {"grads", grads}, {"m", m}, {"v", v}}) {
+  for (const auto& [name, t] :
+       {std::pair<const char*, const Tensor&>{"params", params}, {"grads", grads}, {"m", m}, {"v", v}}) {
     check_master(op, name, t);
   }
   check_count(op, "grads", grads, params.numel());

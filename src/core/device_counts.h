@@ -22,9 +22,7 @@ struct DeviceCounts {
   // CUDA backend queues everything on its compute stream (cuda/stream.cuh), so 0 for its work.
   uint64_t legacy_stream_ops = 0;
   size_t peak_device_bytes = 0;  // cudaMalloc'd bytes, highest since the reset
-  uint64_t host_syncs() const {
-    return sync_memcpy + sync_malloc + sync_free + sync_stream + sync_event + sync_device;
-  }
+  uint64_t host_syncs() const { return sync_memcpy + sync_malloc + sync_free + sync_stream + sync_event + sync_device; }
 };
 
 std::optional<DeviceCounts> device_counts();  // since reset_device_counts()

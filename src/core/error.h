@@ -31,10 +31,10 @@ template <typename... Args>
 }  // namespace am
 
 // AM_CHECK(cond, "fmt", args...): internal invariant; throws InternalError naming file:line.
-#define AM_CHECK(cond, ...)                                                                  \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      throw ::am::InternalError(fmt::format("{}:{}: check failed: {}: {}", __FILE__, __LINE__, \
-                                            #cond, fmt::format(__VA_ARGS__)));               \
-    }                                                                                        \
+#define AM_CHECK(cond, ...)                                                                                 \
+  do {                                                                                                      \
+    if (!(cond)) {                                                                                          \
+      throw ::am::InternalError(                                                                            \
+          fmt::format("{}:{}: check failed: {}: {}", __FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__))); \
+    }                                                                                                       \
   } while (0)

@@ -6,20 +6,28 @@ namespace am {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::F64: return 8;
-    case DType::BF16: return 2;
-    case DType::I32: return 4;
+    case DType::F32:
+      return 4;
+    case DType::F64:
+      return 8;
+    case DType::BF16:
+      return 2;
+    case DType::I32:
+      return 4;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F64: return "F64";
-    case DType::BF16: return "BF16";
-    case DType::I32: return "I32";
+    case DType::F32:
+      return "F32";
+    case DType::F64:
+      return "F64";
+    case DType::BF16:
+      return "BF16";
+    case DType::I32:
+      return "I32";
   }
   return "?";
 }
@@ -31,8 +39,7 @@ DType dtype_from_name(const std::string& name) {
   throw UserError(fmt::format("unknown dtype '{}'", name), "valid dtypes: F32, F64, BF16, I32");
 }
 
-Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> shape)
-    : Tensor(d, t, std::vector<int64_t>(shape)) {}
+Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> shape) : Tensor(d, t, std::vector<int64_t>(shape)) {}
 
 Tensor::Tensor(void* d, DType t, const std::vector<int64_t>& shape) : data(d), dtype(t) {
   AM_CHECK(shape.size() >= 1 && shape.size() <= kMaxDims, "bad rank {}", shape.size());
@@ -67,8 +74,8 @@ Tensor Tensor::reshape(std::initializer_list<int64_t> shape) const {
 }
 
 Tensor Tensor::rows(int64_t begin, int64_t count) const {
-  AM_CHECK(ndim >= 1 && begin >= 0 && count >= 0 && begin + count <= dims[0],
-           "rows [{}, {}) of {}", begin, begin + count, shape_str());
+  AM_CHECK(ndim >= 1 && begin >= 0 && count >= 0 && begin + count <= dims[0], "rows [{}, {}) of {}", begin,
+           begin + count, shape_str());
   Tensor t = *this;
   t.dims[0] = count;
   int64_t row = 1;
@@ -79,8 +86,8 @@ Tensor Tensor::rows(int64_t begin, int64_t count) const {
 
 Tensor Buffer::view(DType t, std::initializer_list<int64_t> shape) const {
   Tensor v(ptr_, t, shape);
-  AM_CHECK(v.nbytes() <= bytes_, "view {} of {} needs {} bytes, buffer has {}", v.shape_str(),
-           dtype_name(t), v.nbytes(), bytes_);
+  AM_CHECK(v.nbytes() <= bytes_, "view {} of {} needs {} bytes, buffer has {}", v.shape_str(), dtype_name(t),
+           v.nbytes(), bytes_);
   return v;
 }
 

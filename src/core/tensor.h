@@ -18,13 +18,23 @@ namespace am {
 enum class DType : uint8_t { F32, F64, BF16, I32 };
 
 size_t dtype_size(DType t);
-const char* dtype_name(DType t);     // "F32", "F64", "BF16", "I32" (the safetensors spelling)
+const char* dtype_name(DType t);                 // "F32", "F64", "BF16", "I32" (the safetensors spelling)
 DType dtype_from_name(const std::string& name);  // inverse; throws UserError on unknown names
 
-template <typename T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<double>() { return DType::F64; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+template <typename T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::F32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::F64;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::I32;
+}
 
 struct Tensor {
   static constexpr int kMaxDims = 4;
@@ -40,7 +50,7 @@ struct Tensor {
 
   int64_t numel() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
-  int64_t dim(int i) const;  // i < 0 counts from the back
+  int64_t dim(int i) const;       // i < 0 counts from the back
   std::string shape_str() const;  // "(4, 128, 64)"
 
   // The same memory with another shape of equal numel.
@@ -50,8 +60,7 @@ struct Tensor {
 
   template <typename T>
   T* as() const {
-    AM_CHECK(dtype == dtype_of<T>(), "tensor of dtype {} read as {}", dtype_name(dtype),
-             dtype_name(dtype_of<T>()));
+    AM_CHECK(dtype == dtype_of<T>(), "tensor of dtype {} read as {}", dtype_name(dtype), dtype_name(dtype_of<T>()));
     return static_cast<T*>(data);
   }
 };

@@ -108,8 +108,7 @@ void CpuBackend::convert_impl(Tensor dst, Tensor src) {
 
 // ---- dense math ----
 
-void CpuBackend::matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
-                             double beta) {
+void CpuBackend::matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha, double beta) {
   const int64_t M = trans_a ? a.dims[1] : a.dims[0], K = trans_a ? a.dims[0] : a.dims[1];
   const int64_t N = trans_b ? b.dims[0] : b.dims[1];
   enter();
@@ -222,14 +221,12 @@ void CpuBackend::rmsnorm_forward_impl(Tensor out, Tensor rstd, Tensor x, Tensor 
   });
 }
 
-void CpuBackend::rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
-                                       Tensor rstd) {
+void CpuBackend::rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) {
   const int64_t N = row_count(x), d = last_dim(x);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::rmsnorm_backward<T>(dx.as<T>(), dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(),
-                             rstd.as<T>(), N, d);
+    cpu::rmsnorm_backward<T>(dx.as<T>(), dw.as<T>(), dout.as<T>(), x.as<T>(), w.as<T>(), rstd.as<T>(), N, d);
   });
 }
 
@@ -273,8 +270,7 @@ void CpuBackend::attention_backward_impl(Tensor dqkv, Tensor dout, Tensor qkv, T
   }
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::attention_backward<T>(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(),
-                               s);
+    cpu::attention_backward<T>(dqkv.as<T>(), dout.as<T>(), qkv.as<T>(), out.as<T>(), lse.as<T>(), s);
   });
 }
 
@@ -337,14 +333,12 @@ void CpuBackend::cross_entropy_forward_impl(Tensor losses, Tensor logits, Tensor
   });
 }
 
-void CpuBackend::cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets,
-                                             double grad_scale) {
+void CpuBackend::cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) {
   const int64_t N = row_count(logits), V = last_dim(logits);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::cross_entropy_backward<T>(dlogits.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V,
-                                   grad_scale);
+    cpu::cross_entropy_backward<T>(dlogits.as<T>(), logits.as<T>(), targets.as<int32_t>(), N, V, grad_scale);
   });
 }
 

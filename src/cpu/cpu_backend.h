@@ -29,7 +29,7 @@ class CpuBackend final : public Backend {
 
   Buffer alloc(size_t bytes) override;
   void upload(Tensor dst, const void* host) override;
-  Buffer alloc_host(size_t bytes) override { return alloc(bytes); }           // plain memory
+  Buffer alloc_host(size_t bytes) override { return alloc(bytes); }                // plain memory
   void upload_async(Tensor dst, const void* host) override { upload(dst, host); }  // a plain copy
   void download(void* host, Tensor src) override;
   void zero(Tensor t) override;
@@ -41,8 +41,7 @@ class CpuBackend final : public Backend {
   // cross_entropy_forward_backward keep Backend's composite defaults.
   void copy_impl(Tensor dst, Tensor src) override;
   void convert_impl(Tensor dst, Tensor src) override;
-  void matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha,
-                   double beta) override;
+  void matmul_impl(Tensor c, Tensor a, bool trans_a, Tensor b, bool trans_b, double alpha, double beta) override;
   void refresh_weight_copy_impl(Tensor master) override;
   void add_impl(Tensor out, Tensor a, Tensor b) override;
   void axpy_impl(Tensor y, Tensor x, double alpha) override;
@@ -53,8 +52,7 @@ class CpuBackend final : public Backend {
   void embedding_backward_impl(Tensor dtable, Tensor tokens, Tensor dout) override;
 
   void rmsnorm_forward_impl(Tensor out, Tensor rstd, Tensor x, Tensor w, double eps) override;
-  void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w,
-                             Tensor rstd) override;
+  void rmsnorm_backward_impl(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor rstd) override;
 
   void rope_forward_impl(Tensor qkv, const AttnShape& s, double theta, int64_t start) override;
   void rope_backward_impl(Tensor dqkv, const AttnShape& s, double theta) override;
@@ -73,8 +71,7 @@ class CpuBackend final : public Backend {
   void cross_entropy_forward_impl(Tensor losses, Tensor logits, Tensor targets) override;
   // cross_entropy_forward_backward: Backend's default (forward, then backward in place), which
   // gives the bits of the former one-pass CPU kernel.
-  void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets,
-                                   double grad_scale) override;
+  void cross_entropy_backward_impl(Tensor dlogits, Tensor logits, Tensor targets, double grad_scale) override;
 
   void softmax_rows_impl(Tensor p, Tensor z) override;
   void softmax_rows_backward_impl(Tensor dz, Tensor dp, Tensor p) override;
@@ -84,24 +81,21 @@ class CpuBackend final : public Backend {
   void add_to_rows_impl(Tensor x, const std::vector<double>& v) override;
 
   // Expert selection, activation norms and entropy: cpu_backend_select.cpp.
-  void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores,
-                        int k, int n_true) override;
-  void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert,
-                                 Tensor slot_gate, int n_true) override;
-  void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p,
-                        bool renormalize) override;
-  void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
-                                 Tensor probs, bool renormalize) override;
+  void topk_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor rank_scores, Tensor gate_scores, int k,
+                        int n_true) override;
+  void topk_select_backward_impl(Tensor dgate_scores, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate,
+                                 int n_true) override;
+  void topp_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, double p, bool renormalize) override;
+  void topp_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs,
+                                 bool renormalize) override;
   void expert_choice_select_impl(Tensor slot_expert, Tensor slot_gate, Tensor probs, int64_t group,
                                  int64_t capacity) override;
   void expert_choice_select_backward_impl(Tensor dprobs, Tensor dslot_gate, Tensor slot_expert) override;
-  void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true,
-                           int64_t capacity) override;
+  void capacity_route_impl(Tensor routed, Tensor slot_expert, Tensor scores, int n_true, int64_t capacity) override;
   SlotStats slot_stats_impl(Tensor slot_expert, int n_total, int n_true) override;
 
   void block_norms_impl(Tensor s, Tensor c, int n_blocks, NormKind kind) override;
-  void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks,
-                                 NormKind kind) override;
+  void block_norms_backward_impl(Tensor dc, Tensor ds, Tensor c, Tensor s, int n_blocks, NormKind kind) override;
   void gather_blocks_impl(Tensor out, Tensor c, Tensor assign_slot, Tensor slot_expert) override;
   void scatter_blocks_add_impl(Tensor dc, Tensor src, Tensor assign_slot, Tensor slot_expert) override;
   void broadcast_columns_impl(Tensor x, Tensor v, int64_t col) override;
@@ -114,8 +108,8 @@ class CpuBackend final : public Backend {
                            Tensor slot_expert, int n_experts) override;
   void gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int kmax) override;
   void combine_impl(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) override;
-  void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
-                             Tensor slot_gate, Tensor slot_assign) override;
+  void combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out, Tensor slot_gate,
+                             Tensor slot_assign) override;
   void scatter_rows_add_impl(Tensor dx, Tensor src, Tensor slot_assign) override;
 
   void adamw_update_impl(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWStep& s) override;
@@ -136,8 +130,8 @@ class CpuBackend final : public Backend {
   void axpy_f64_impl(Tensor y, Tensor x, double alpha) override;
   void sum_to_impl(Tensor out, Tensor x) override;
   void add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) override;
-  void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
-                    bool average_nulls, double tokens, double alpha_width) override;
+  void balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true, bool average_nulls,
+                         double tokens, double alpha_width) override;
   void selection_bias_update_impl(Tensor bias, Tensor load, double rate) override;
 
  private:
@@ -151,8 +145,8 @@ class CpuBackend final : public Backend {
 
   DType dtype_;
   int threads_;
-  std::string threads_source_;  // why threads_ (cpu/threads.h)
-  int update_flag_ = 0;  // see Backend::adamw_update
+  std::string threads_source_;                              // why threads_ (cpu/threads.h)
+  int update_flag_ = 0;                                     // see Backend::adamw_update
   std::vector<float> weight_copy_, scratch_a_, scratch_b_;  // rounded values
 };
 

@@ -69,12 +69,11 @@ void CpuBackend::add_to_rows_impl(Tensor x, const std::vector<double>& v) {
 
 // ---- routing ----
 
-int64_t CpuBackend::route_build_impl(Tensor assign_slot, Tensor slot_assign,
-                                     std::vector<int64_t>& expert_offsets, Tensor slot_expert,
-                                     int n_experts) {
+int64_t CpuBackend::route_build_impl(Tensor assign_slot, Tensor slot_assign, std::vector<int64_t>& expert_offsets,
+                                     Tensor slot_expert, int n_experts) {
   const int64_t N = row_count(slot_expert), kmax = last_dim(slot_expert);
-  return cpu::route_build(assign_slot.as<int32_t>(), assign_slot.numel(), slot_assign.as<int32_t>(),
-                          expert_offsets, slot_expert.as<int32_t>(), N, kmax, n_experts);
+  return cpu::route_build(assign_slot.as<int32_t>(), assign_slot.numel(), slot_assign.as<int32_t>(), expert_offsets,
+                          slot_expert.as<int32_t>(), N, kmax, n_experts);
 }
 
 void CpuBackend::gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int kmax) {
@@ -87,32 +86,27 @@ void CpuBackend::gather_rows_impl(Tensor out, Tensor x, Tensor assign_slot, int 
 }
 
 void CpuBackend::combine_impl(Tensor y, Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
-  const int64_t N = row_count(y), d = last_dim(y), A = row_count(expert_out),
-                kmax = last_dim(slot_assign);
+  const int64_t N = row_count(y), d = last_dim(y), A = row_count(expert_out), kmax = last_dim(slot_assign);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::combine<T>(y.as<T>(), expert_out.as<T>(), slot_gate.as<T>(), slot_assign.as<int32_t>(), N,
-                    kmax, A, d);
+    cpu::combine<T>(y.as<T>(), expert_out.as<T>(), slot_gate.as<T>(), slot_assign.as<int32_t>(), N, kmax, A, d);
   });
 }
 
-void CpuBackend::combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy,
-                                       Tensor expert_out, Tensor slot_gate, Tensor slot_assign) {
-  const int64_t N = row_count(dy), d = last_dim(dy), A = row_count(expert_out),
-                kmax = last_dim(slot_assign);
+void CpuBackend::combine_backward_impl(Tensor dexpert_out, Tensor dslot_gate, Tensor dy, Tensor expert_out,
+                                       Tensor slot_gate, Tensor slot_assign) {
+  const int64_t N = row_count(dy), d = last_dim(dy), A = row_count(expert_out), kmax = last_dim(slot_assign);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);
-    cpu::combine_backward<T>(dexpert_out.as<T>(), dslot_gate.as<T>(), dy.as<T>(),
-                             expert_out.as<T>(), slot_gate.as<T>(), slot_assign.as<int32_t>(), N,
-                             kmax, A, d);
+    cpu::combine_backward<T>(dexpert_out.as<T>(), dslot_gate.as<T>(), dy.as<T>(), expert_out.as<T>(), slot_gate.as<T>(),
+                             slot_assign.as<int32_t>(), N, kmax, A, d);
   });
 }
 
 void CpuBackend::scatter_rows_add_impl(Tensor dx, Tensor src, Tensor slot_assign) {
-  const int64_t N = row_count(dx), d = last_dim(dx), A = row_count(src),
-                kmax = last_dim(slot_assign);
+  const int64_t N = row_count(dx), d = last_dim(dx), A = row_count(src), kmax = last_dim(slot_assign);
   enter();
   dispatch(dtype_, [&](auto tag) {
     using T = decltype(tag);

@@ -71,7 +71,7 @@ void CpuBackend::add_vector_to_rows_impl(Tensor x, Tensor v, double alpha) {
 }
 
 void CpuBackend::balance_loss_impl(Tensor value, Tensor f, Tensor counts, Tensor prob_sums, int n_true,
-                              bool average_nulls, double tokens, double alpha_width) {
+                                   bool average_nulls, double tokens, double alpha_width) {
   const int64_t width = f.numel(), m = width - n_true;
   const double *c = counts.as<double>(), *ps = prob_sums.as<double>();
   double* fp = f.as<double>();

@@ -1,5 +1,5 @@
-// CpuBackend: the ops of a training step that reads the device once (Backend, "a training step that reads the device once"):
-// the loss and gradient-norm accumulators and the multi-tensor AdamW.
+// CpuBackend: the ops of a training step that reads the device once (Backend, "a training step that reads the device
+// once"): the loss and gradient-norm accumulators and the multi-tensor AdamW.
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_checks.h"
 #include "cpu/ops_adamw.h"
@@ -23,9 +23,7 @@ void CpuBackend::loss_sum_accumulate_impl(Tensor acc, Tensor losses, double deno
   *acc.as<double>() += sum / denom / divisor;
 }
 
-void CpuBackend::sum_squares_accumulate_impl(Tensor acc, Tensor x) {
-  *acc.as<double>() += sum_squares(x);
-}
+void CpuBackend::sum_squares_accumulate_impl(Tensor acc, Tensor x) { *acc.as<double>() += sum_squares(x); }
 
 void CpuBackend::sum_squares_spans_impl(Tensor acc, Tensor x, Tensor spans) {
   // The rows' contents are host data here, so they are checked too (the GPU cannot without a read-back).
@@ -33,17 +31,17 @@ void CpuBackend::sum_squares_spans_impl(Tensor acc, Tensor x, Tensor spans) {
   const size_t es = dtype_size(x.dtype);
   for (int64_t r = 0; r < spans.dim(0); ++r) {
     const SumSquaresSpan& sp = rows[r];
-    AM_CHECK(sp.begin >= 0 && sp.numel >= 0 && sp.begin + sp.numel <= x.numel() && sp.slot >= 0 &&
-                 sp.slot < acc.numel(),
-             "sum_squares_spans: row {} (begin {}, numel {}, slot {}) outside x ({}) / acc ({})", r, sp.begin, sp.numel,
-             sp.slot, x.numel(), acc.numel());
+    AM_CHECK(
+        sp.begin >= 0 && sp.numel >= 0 && sp.begin + sp.numel <= x.numel() && sp.slot >= 0 && sp.slot < acc.numel(),
+        "sum_squares_spans: row {} (begin {}, numel {}, slot {}) outside x ({}) / acc ({})", r, sp.begin, sp.numel,
+        sp.slot, x.numel(), acc.numel());
     const Tensor part(static_cast<char*>(x.data) + static_cast<size_t>(sp.begin) * es, x.dtype, {sp.numel});
     acc.as<double>()[sp.slot] += sum_squares(part);
   }
 }
 
-void CpuBackend::adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks,
-                                         Tensor norm_sq, double grad_clip, const AdamWStep& s) {
+void CpuBackend::adamw_update_multi_impl(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor chunks, Tensor norm_sq,
+                                         double grad_clip, const AdamWStep& s) {
   const char* op = "adamw_update_multi";
   // The rows' contents are host data here, so they are checked too (the GPU cannot without a read-back).
   const auto* rows = static_cast<const AdamWChunk*>(chunks.data);

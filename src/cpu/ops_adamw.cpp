@@ -29,7 +29,6 @@ bool adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWSte
 }
 
 template bool adamw_update<float>(float*, const float*, float*, float*, int64_t, const AdamWStep&);
-template bool adamw_update<double>(double*, const double*, double*, double*, int64_t,
-                                   const AdamWStep&);
+template bool adamw_update<double>(double*, const double*, double*, double*, int64_t, const AdamWStep&);
 
 }  // namespace am::cpu

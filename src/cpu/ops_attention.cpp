@@ -27,14 +27,12 @@ double dot(const double* a, const double* b, int64_t n) {
 
 // Copies head `head` (offset `col` within a row) of all T rows of batch b into dst (T, hd).
 template <typename T>
-void load_head(double* dst, const T* src, const AttnShape& s, int64_t b, int64_t col,
-               int64_t row_dim) {
+void load_head(double* dst, const T* src, const AttnShape& s, int64_t b, int64_t col, int64_t row_dim) {
   for (int64_t t = 0; t < s.T; ++t) {
     const T* r = src + (b * s.T + t) * row_dim + col;
     for (int64_t i = 0; i < s.head_dim; ++i) dst[t * s.head_dim + i] = r[i];
   }
 }
-
 
 }  // namespace
 
@@ -76,8 +74,7 @@ void attention_forward(T* out, T* lse, const T* qkv, const AttnShape& s) {
 }
 
 template <typename T>
-void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        const AttnShape& s) {
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse, const AttnShape& s) {
   const int64_t hd = s.head_dim, row = s.qkv_dim(), group = s.n_heads / s.n_kv_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const int64_t tasks = s.B * s.n_kv_heads;
@@ -162,12 +159,11 @@ void attention_decode(T* out, const T* q, const T* k_cache, const T* v_cache, in
 
 template void attention_forward<float>(float*, float*, const float*, const AttnShape&);
 template void attention_forward<double>(double*, double*, const double*, const AttnShape&);
-template void attention_backward<float>(float*, const float*, const float*, const float*,
-                                        const float*, const AttnShape&);
-template void attention_backward<double>(double*, const double*, const double*, const double*,
-                                         const double*, const AttnShape&);
+template void attention_backward<float>(float*, const float*, const float*, const float*, const float*,
+                                        const AttnShape&);
+template void attention_backward<double>(double*, const double*, const double*, const double*, const double*,
+                                         const AttnShape&);
 template void attention_decode<float>(float*, const float*, const float*, const float*, int64_t, const AttnShape&);
-template void attention_decode<double>(double*, const double*, const double*, const double*, int64_t,
-                                       const AttnShape&);
+template void attention_decode<double>(double*, const double*, const double*, const double*, int64_t, const AttnShape&);
 
 }  // namespace am::cpu

@@ -19,8 +19,7 @@ void attention_forward(T* out, T* lse, const T* qkv, const AttnShape& s);
 // One (b, kv head) pair per task, which owns its query heads' dq and the kv head's dk and dv,
 // summing the query heads of the group in order.
 template <typename T>
-void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                        const AttnShape& s);
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse, const AttnShape& s);
 
 // Decode attention: one query row q (H*hd) against rows [0, n) of k_cache and v_cache (rows of
 // Hkv*hd); out (H*hd) write. The arithmetic of attention_forward's row n-1, in the same order (so

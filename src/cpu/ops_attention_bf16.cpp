@@ -24,8 +24,7 @@ double rnd(double x, bool round) { return round ? double(bf16_round(static_cast<
 
 // Head `col` (hd columns) of the T rows of batch b, rounded or not, into dst (T, hd).
 template <typename T>
-void load_head(double* dst, const T* src, const AttnShape& s, int64_t b, int64_t col, int64_t row_dim,
-               bool round) {
+void load_head(double* dst, const T* src, const AttnShape& s, int64_t b, int64_t col, int64_t row_dim, bool round) {
   for (int64_t t = 0; t < s.T; ++t) {
     const T* r = src + (b * s.T + t) * row_dim + col;
     for (int64_t i = 0; i < s.head_dim; ++i) dst[t * s.head_dim + i] = rnd(double(r[i]), round);
@@ -33,8 +32,7 @@ void load_head(double* dst, const T* src, const AttnShape& s, int64_t b, int64_t
 }
 
 void check_shape(const AttnShape& s) {
-  AM_CHECK(s.B >= 0 && s.T >= 0 && s.head_dim > 0 && s.n_heads > 0 && s.n_kv_heads > 0 &&
-               s.n_heads % s.n_kv_heads == 0,
+  AM_CHECK(s.B >= 0 && s.T >= 0 && s.head_dim > 0 && s.n_heads > 0 && s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0,
            "bad attention shape B={} T={} H={} Hkv={} hd={}", s.B, s.T, s.n_heads, s.n_kv_heads, s.head_dim);
 }
 
@@ -78,8 +76,8 @@ void attention_forward_bf16(T* out, T* lse, const T* qkv, const AttnShape& s, bo
 }
 
 template <typename T>
-void attention_backward_bf16(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                             const AttnShape& s, bool round) {
+void attention_backward_bf16(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse, const AttnShape& s,
+                             bool round) {
   check_shape(s);
   const int64_t hd = s.head_dim, row = s.qkv_dim(), group = s.n_heads / s.n_kv_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -137,7 +135,7 @@ template void attention_forward_bf16<float>(float*, float*, const float*, const 
 template void attention_forward_bf16<double>(double*, double*, const double*, const AttnShape&, bool);
 template void attention_backward_bf16<float>(float*, const float*, const float*, const float*, const float*,
                                              const AttnShape&, bool);
-template void attention_backward_bf16<double>(double*, const double*, const double*, const double*,
-                                              const double*, const AttnShape&, bool);
+template void attention_backward_bf16<double>(double*, const double*, const double*, const double*, const double*,
+                                              const AttnShape&, bool);
 
 }  // namespace am::cpu

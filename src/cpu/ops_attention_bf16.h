@@ -25,7 +25,7 @@ template <typename T>
 void attention_forward_bf16(T* out, T* lse, const T* qkv, const AttnShape& s, bool round = true);
 
 template <typename T>
-void attention_backward_bf16(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
-                             const AttnShape& s, bool round = true);
+void attention_backward_bf16(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse, const AttnShape& s,
+                             bool round = true);
 
 }  // namespace am::cpu

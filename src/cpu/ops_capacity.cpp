@@ -9,8 +9,8 @@
 namespace am::cpu {
 
 template <typename T>
-void capacity_route(int32_t* routed, const int32_t* slot_expert, const T* scores, int64_t N,
-                    int64_t kmax, int64_t n_scores, int64_t n_true, int64_t capacity) {
+void capacity_route(int32_t* routed, const int32_t* slot_expert, const T* scores, int64_t N, int64_t kmax,
+                    int64_t n_scores, int64_t n_true, int64_t capacity) {
   const int64_t slots = N * kmax;
   // Null ids -> -1, and a stable counting sort of the true assignments by expert.
   std::vector<int64_t> off(static_cast<size_t>(n_true + 1), 0);
@@ -39,16 +39,15 @@ void capacity_route(int32_t* routed, const int32_t* slot_expert, const T* scores
   }
 }
 
-int64_t slot_stats(std::vector<int64_t>& per_id, const int32_t* slot_expert, int64_t N,
-                   int64_t kmax, int64_t n_total, int64_t n_true) {
+int64_t slot_stats(std::vector<int64_t>& per_id, const int32_t* slot_expert, int64_t N, int64_t kmax, int64_t n_total,
+                   int64_t n_true) {
   per_id.assign(static_cast<size_t>(n_total), 0);
   int64_t without = 0;
   for (int64_t t = 0; t < N; ++t) {
     bool any_true = false;
     for (int64_t j = 0; j < kmax; ++j) {
       const int32_t e = slot_expert[t * kmax + j];
-      AM_CHECK(e >= -1 && e < n_total, "slot {} holds id {}, outside [-1, {})", t * kmax + j, e,
-               n_total);
+      AM_CHECK(e >= -1 && e < n_total, "slot {} holds id {}, outside [-1, {})", t * kmax + j, e, n_total);
       if (e < 0) continue;
       ++per_id[e];
       any_true = any_true || e < n_true;
@@ -58,9 +57,9 @@ int64_t slot_stats(std::vector<int64_t>& per_id, const int32_t* slot_expert, int
   return without;
 }
 
-template void capacity_route<float>(int32_t*, const int32_t*, const float*, int64_t, int64_t,
-                                    int64_t, int64_t, int64_t);
-template void capacity_route<double>(int32_t*, const int32_t*, const double*, int64_t, int64_t,
-                                     int64_t, int64_t, int64_t);
+template void capacity_route<float>(int32_t*, const int32_t*, const float*, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t);
+template void capacity_route<double>(int32_t*, const int32_t*, const double*, int64_t, int64_t, int64_t, int64_t,
+                                     int64_t);
 
 }  // namespace am::cpu

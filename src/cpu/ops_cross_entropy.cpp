@@ -30,8 +30,7 @@ void row_stats(const T* x, int64_t V, T& mx, double& sum) {
 }  // namespace
 
 template <typename T>
-void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N,
-                           int64_t V) {
+void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N, int64_t V) {
   check_targets(targets, N, V);
 #pragma omp parallel for schedule(static) if (N * V >= kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
@@ -48,8 +47,8 @@ void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, i
 }
 
 template <typename T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int64_t N,
-                            int64_t V, double grad_scale) {
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
+                            double grad_scale) {
   check_targets(targets, N, V);
 #pragma omp parallel if (N * V >= kParallelGrain)
   {
@@ -78,11 +77,8 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
 }
 
 template void cross_entropy_forward<float>(float*, const float*, const int32_t*, int64_t, int64_t);
-template void cross_entropy_forward<double>(double*, const double*, const int32_t*, int64_t,
-                                            int64_t);
-template void cross_entropy_backward<float>(float*, const float*, const int32_t*, int64_t, int64_t,
-                                           double);
-template void cross_entropy_backward<double>(double*, const double*, const int32_t*, int64_t,
-                                            int64_t, double);
+template void cross_entropy_forward<double>(double*, const double*, const int32_t*, int64_t, int64_t);
+template void cross_entropy_backward<float>(float*, const float*, const int32_t*, int64_t, int64_t, double);
+template void cross_entropy_backward<double>(double*, const double*, const int32_t*, int64_t, int64_t, double);
 
 }  // namespace am::cpu

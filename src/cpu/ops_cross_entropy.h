@@ -8,14 +8,13 @@ namespace am::cpu {
 
 // losses (N) write: logsumexp(logits[i]) - logits[i][targets[i]]; logits (N,V), targets (N).
 template <typename T>
-void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N,
-                           int64_t V);
+void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int64_t N, int64_t V);
 
 // dlogits (N,V) write: grad_scale * (softmax(logits) - onehot(target)); dlogits may be logits.
 // With cross_entropy_forward before it, the bits of a one-pass fused kernel (the same exps, sums
 // and roundings).
 template <typename T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int64_t N,
-                            int64_t V, double grad_scale);
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, int64_t N, int64_t V,
+                            double grad_scale);
 
 }  // namespace am::cpu

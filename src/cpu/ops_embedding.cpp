@@ -13,16 +13,14 @@ namespace {
 
 void check_tokens(const int32_t* tokens, int64_t N, int64_t V) {
   for (int64_t i = 0; i < N; ++i) {
-    AM_CHECK(tokens[i] >= 0 && tokens[i] < V, "token {} at position {} is outside [0, {})",
-             tokens[i], i, V);
+    AM_CHECK(tokens[i] >= 0 && tokens[i] < V, "token {} at position {} is outside [0, {})", tokens[i], i, V);
   }
 }
 
 }  // namespace
 
 template <typename T>
-void embedding_forward(T* out, const int32_t* tokens, const T* table, int64_t N, int64_t V,
-                       int64_t d) {
+void embedding_forward(T* out, const int32_t* tokens, const T* table, int64_t N, int64_t V, int64_t d) {
   check_tokens(tokens, N, V);
 #pragma omp parallel for schedule(static) if (N * d >= kParallelGrain)
   for (int64_t i = 0; i < N; ++i) {
@@ -32,8 +30,7 @@ void embedding_forward(T* out, const int32_t* tokens, const T* table, int64_t N,
 }
 
 template <typename T>
-void embedding_backward(T* dtable, const int32_t* tokens, const T* dout, int64_t N, int64_t V,
-                        int64_t d) {
+void embedding_backward(T* dtable, const int32_t* tokens, const T* dout, int64_t N, int64_t V, int64_t d) {
   check_tokens(tokens, N, V);
 #pragma omp parallel if (N * d >= kParallelGrain)
   {

@@ -12,26 +12,23 @@ namespace am::cpu {
 
 namespace {
 
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha,
-          const float* a, blasint lda, const float* b, blasint ldb, double beta, float* c,
-          blasint ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, static_cast<float>(alpha), a, lda, b, ldb,
-              static_cast<float>(beta), c, ldc);
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha, const float* a,
+          blasint lda, const float* b, blasint ldb, double beta, float* c, blasint ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c,
+              ldc);
 }
 
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha,
-          const double* a, blasint lda, const double* b, blasint ldb, double beta, double* c,
-          blasint ldc) {
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha, const double* a,
+          blasint lda, const double* b, blasint ldb, double beta, double* c, blasint ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace
 
 template <typename T>
-void matmul(T* c, const T* a, bool trans_a, const T* b, bool trans_b, int64_t M, int64_t N,
-            int64_t K, double alpha, double beta) {
-  AM_CHECK(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "matmul ({}, {}, {}) exceeds BLAS int", M,
-           N, K);
+void matmul(T* c, const T* a, bool trans_a, const T* b, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+            double beta) {
+  AM_CHECK(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "matmul ({}, {}, {}) exceeds BLAS int", M, N, K);
   if (M == 0 || N == 0) return;
   const int64_t tiles_m = (M + kMatmulTileM - 1) / kMatmulTileM;
   const int64_t tiles_n = (N + kMatmulTileN - 1) / kMatmulTileN;
@@ -59,14 +56,13 @@ void matmul(T* c, const T* a, bool trans_a, const T* b, bool trans_b, int64_t M,
     }
     const T* at = trans_a ? a + i0 : a + i0 * K;  // rows i0.. of op(a)
     const T* bt = trans_b ? b + j0 * K : b + j0;  // columns j0.. of op(b)
-    gemm(ta, tb, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(K), alpha,
-         at, lda, bt, ldb, beta, ct, static_cast<blasint>(N));
+    gemm(ta, tb, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(K), alpha, at, lda, bt, ldb,
+         beta, ct, static_cast<blasint>(N));
   }
 }
 
-template void matmul<float>(float*, const float*, bool, const float*, bool, int64_t, int64_t,
-                            int64_t, double, double);
-template void matmul<double>(double*, const double*, bool, const double*, bool, int64_t, int64_t,
-                             int64_t, double, double);
+template void matmul<float>(float*, const float*, bool, const float*, bool, int64_t, int64_t, int64_t, double, double);
+template void matmul<double>(double*, const double*, bool, const double*, bool, int64_t, int64_t, int64_t, double,
+                             double);
 
 }  // namespace am::cpu

@@ -17,7 +17,7 @@ inline constexpr int64_t kMatmulTileM = 128, kMatmulTileN = 256;
 // a is stored (M,K), or (K,M) when trans_a; b is stored (K,N), or (N,K) when trans_b.
 // beta == 0 overwrites c whatever it held (NaN included).
 template <typename T>
-void matmul(T* c, const T* a, bool trans_a, const T* b, bool trans_b, int64_t M, int64_t N,
-            int64_t K, double alpha, double beta);
+void matmul(T* c, const T* a, bool trans_a, const T* b, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+            double beta);
 
 }  // namespace am::cpu

@@ -17,9 +17,15 @@ double block_norm(const T* c, int64_t dl, NormKind kind) {
   for (int64_t i = 0; i < dl; ++i) {
     const double v = c[i];
     switch (kind) {
-      case NormKind::L2: acc += v * v; break;
-      case NormKind::L1: acc += std::fabs(v); break;
-      case NormKind::Linf: acc = std::max(acc, std::fabs(v)); break;
+      case NormKind::L2:
+        acc += v * v;
+        break;
+      case NormKind::L1:
+        acc += std::fabs(v);
+        break;
+      case NormKind::Linf:
+        acc = std::max(acc, std::fabs(v));
+        break;
     }
   }
   return kind == NormKind::L2 ? std::sqrt(acc) : acc;
@@ -31,15 +37,13 @@ T sign(T v) {
 }
 
 // Every a names a slot of [0, N*kmax) whose id is in [0, n).
-void check_blocks(const int32_t* assign_slot, const int32_t* slot_expert, int64_t A, int64_t N,
-                  int64_t kmax, int64_t n) {
+void check_blocks(const int32_t* assign_slot, const int32_t* slot_expert, int64_t A, int64_t N, int64_t kmax,
+                  int64_t n) {
   for (int64_t a = 0; a < A; ++a) {
     const int64_t slot = assign_slot[a];
-    AM_CHECK(slot >= 0 && slot < N * kmax, "assignment {} names slot {}, outside [0, {})", a, slot,
-             N * kmax);
+    AM_CHECK(slot >= 0 && slot < N * kmax, "assignment {} names slot {}, outside [0, {})", a, slot, N * kmax);
     AM_CHECK(slot_expert[slot] >= 0 && slot_expert[slot] < n,
-             "assignment {} names slot {} holding expert {}, outside [0, {})", a, slot,
-             slot_expert[slot], n);
+             "assignment {} names slot {} holding expert {}, outside [0, {})", a, slot, slot_expert[slot], n);
   }
 }
 
@@ -56,8 +60,8 @@ void block_norms(T* s, int64_t S, const T* c, int64_t N, int64_t nb, int64_t dl,
 }
 
 template <typename T>
-void block_norms_backward(T* dc, const T* ds, const T* c, const T* s, int64_t S, int64_t N,
-                          int64_t nb, int64_t dl, NormKind kind) {
+void block_norms_backward(T* dc, const T* ds, const T* c, const T* s, int64_t S, int64_t N, int64_t nb, int64_t dl,
+                          NormKind kind) {
 #pragma omp parallel for schedule(static) if (N * nb * dl >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
     for (int64_t b = 0; b < nb; ++b) {
@@ -89,8 +93,8 @@ void block_norms_backward(T* dc, const T* ds, const T* c, const T* s, int64_t S,
 }
 
 template <typename T>
-void gather_blocks(T* out, const T* c, const int32_t* assign_slot, const int32_t* slot_expert,
-                   int64_t A, int64_t N, int64_t kmax, int64_t n, int64_t dl) {
+void gather_blocks(T* out, const T* c, const int32_t* assign_slot, const int32_t* slot_expert, int64_t A, int64_t N,
+                   int64_t kmax, int64_t n, int64_t dl) {
   check_blocks(assign_slot, slot_expert, A, N, kmax, n);
 #pragma omp parallel for schedule(static) if (A * dl >= kParallelGrain)
   for (int64_t a = 0; a < A; ++a) {
@@ -100,9 +104,8 @@ void gather_blocks(T* out, const T* c, const int32_t* assign_slot, const int32_t
 }
 
 template <typename T>
-void scatter_blocks_add(T* dc, const T* src, const int32_t* assign_slot,
-                        const int32_t* slot_expert, int64_t A, int64_t N, int64_t kmax, int64_t n,
-                        int64_t dl) {
+void scatter_blocks_add(T* dc, const T* src, const int32_t* assign_slot, const int32_t* slot_expert, int64_t A,
+                        int64_t N, int64_t kmax, int64_t n, int64_t dl) {
   check_blocks(assign_slot, slot_expert, A, N, kmax, n);
   // The a's of each row, in increasing order (a counting sort by row): each row is then summed by
   // one thread in a fixed order, even when two assignments share a block.
@@ -134,15 +137,15 @@ void copy_columns(T* dst, const T* src, int64_t N, int64_t C, int64_t w, int64_t
   for (int64_t t = 0; t < N; ++t) std::copy_n(src + t * w, w, dst + t * C + col);
 }
 
-#define AM_INSTANTIATE(T)                                                                          \
-  template void block_norms<T>(T*, int64_t, const T*, int64_t, int64_t, int64_t, NormKind);       \
-  template void block_norms_backward<T>(T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                        int64_t, int64_t, NormKind);                              \
-  template void gather_blocks<T>(T*, const T*, const int32_t*, const int32_t*, int64_t, int64_t,  \
-                                 int64_t, int64_t, int64_t);                                      \
-  template void scatter_blocks_add<T>(T*, const T*, const int32_t*, const int32_t*, int64_t,      \
-                                      int64_t, int64_t, int64_t, int64_t);                        \
-  template void broadcast_columns<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);           \
+#define AM_INSTANTIATE(T)                                                                                          \
+  template void block_norms<T>(T*, int64_t, const T*, int64_t, int64_t, int64_t, NormKind);                        \
+  template void block_norms_backward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,      \
+                                        NormKind);                                                                 \
+  template void gather_blocks<T>(T*, const T*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t, \
+                                 int64_t);                                                                         \
+  template void scatter_blocks_add<T>(T*, const T*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t,     \
+                                      int64_t, int64_t);                                                           \
+  template void broadcast_columns<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);                            \
   template void copy_columns<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);
 AM_INSTANTIATE(float)
 AM_INSTANTIATE(double)

@@ -24,8 +24,7 @@ void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, int64_t N, int64_t
 }
 
 template <typename T>
-void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t N,
-                      int64_t d) {
+void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t N, int64_t d) {
   const bool par = N * d >= kParallelGrain;
   // dx: one row per iteration.
 #pragma omp parallel for schedule(static) if (par)
@@ -37,8 +36,7 @@ void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const
     for (int64_t j = 0; j < d; ++j) c += static_cast<double>(w[j]) * gr[j] * xr[j];
     const double k = r * r * c / static_cast<double>(d);
     T* o = dx + t * d;
-    for (int64_t j = 0; j < d; ++j)
-      o[j] += static_cast<T>(r * (w[j] * static_cast<double>(gr[j]) - xr[j] * k));
+    for (int64_t j = 0; j < d; ++j) o[j] += static_cast<T>(r * (w[j] * static_cast<double>(gr[j]) - xr[j] * k));
   }
   // dw: threads own column ranges; each column is summed over rows 0..N-1 in order.
 #pragma omp parallel if (par)
@@ -57,10 +55,9 @@ void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const
   }
 }
 
-#define AM_INSTANTIATE(T)                                                                    \
-  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);    \
-  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, \
-                                    int64_t);
+#define AM_INSTANTIATE(T)                                                                 \
+  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double); \
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);
 AM_INSTANTIATE(float)
 AM_INSTANTIATE(double)
 #undef AM_INSTANTIATE

@@ -13,7 +13,6 @@ void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, int64_t N, int64_t
 //   dx_i += rstd * (w_i dout_i - x_i rstd^2 / d * sum_j w_j dout_j x_j)
 //   dw_j += sum_t dout[t][j] x[t][j] rstd[t]   (each column summed in row order by one thread)
 template <typename T>
-void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t N,
-                      int64_t d);
+void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t N, int64_t d);
 
 }  // namespace am::cpu

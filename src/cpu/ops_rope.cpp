@@ -18,8 +18,7 @@ void rope_apply(T* qkv, const AttnShape& s, double theta, double sign, int64_t s
   std::vector<double> cs(static_cast<size_t>(s.T * half)), sn(cs.size());
   for (int64_t t = 0; t < s.T; ++t) {
     for (int64_t i = 0; i < half; ++i) {
-      const double inv_freq =
-          std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(s.head_dim));
+      const double inv_freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(s.head_dim));
       const double angle = static_cast<double>(start + t) * inv_freq;
       cs[t * half + i] = std::cos(angle);
       sn[t * half + i] = sign * std::sin(angle);

@@ -29,9 +29,8 @@ void check_slot_assign(const int32_t* slot_assign, int64_t slots, int64_t A, boo
 
 }  // namespace
 
-int64_t route_build(int32_t* assign_slot, int64_t capacity, int32_t* slot_assign,
-                    std::vector<int64_t>& offsets, const int32_t* slot_expert, int64_t N,
-                    int64_t kmax, int64_t n_experts) {
+int64_t route_build(int32_t* assign_slot, int64_t capacity, int32_t* slot_assign, std::vector<int64_t>& offsets,
+                    const int32_t* slot_expert, int64_t N, int64_t kmax, int64_t n_experts) {
   const int64_t slots = N * kmax;
   offsets.assign(static_cast<size_t>(n_experts + 1), 0);
   check_slot_ids(slot_expert, slots, n_experts);
@@ -56,11 +55,10 @@ int64_t route_build(int32_t* assign_slot, int64_t capacity, int32_t* slot_assign
 }
 
 template <typename T>
-void gather_rows(T* out, const T* x, const int32_t* assign_slot, int64_t A, int64_t N, int64_t kmax,
-                 int64_t d) {
+void gather_rows(T* out, const T* x, const int32_t* assign_slot, int64_t A, int64_t N, int64_t kmax, int64_t d) {
   for (int64_t a = 0; a < A; ++a) {
-    AM_CHECK(assign_slot[a] >= 0 && assign_slot[a] < N * kmax,
-             "assignment {} names slot {}, outside [0, {})", a, assign_slot[a], N * kmax);
+    AM_CHECK(assign_slot[a] >= 0 && assign_slot[a] < N * kmax, "assignment {} names slot {}, outside [0, {})", a,
+             assign_slot[a], N * kmax);
   }
 #pragma omp parallel for schedule(static) if (A * d >= kParallelGrain)
   for (int64_t a = 0; a < A; ++a) {
@@ -70,8 +68,8 @@ void gather_rows(T* out, const T* x, const int32_t* assign_slot, int64_t A, int6
 }
 
 template <typename T>
-void combine(T* y, const T* eo, const T* slot_gate, const int32_t* slot_assign, int64_t N,
-             int64_t kmax, int64_t A, int64_t d) {
+void combine(T* y, const T* eo, const T* slot_gate, const int32_t* slot_assign, int64_t N, int64_t kmax, int64_t A,
+             int64_t d) {
   check_slot_assign(slot_assign, N * kmax, A, false);
 #pragma omp parallel for schedule(static) if (N * d >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
@@ -88,8 +86,8 @@ void combine(T* y, const T* eo, const T* slot_gate, const int32_t* slot_assign, 
 }
 
 template <typename T>
-void combine_backward(T* deo, T* dslot_gate, const T* dy, const T* eo, const T* slot_gate,
-                      const int32_t* slot_assign, int64_t N, int64_t kmax, int64_t A, int64_t d) {
+void combine_backward(T* deo, T* dslot_gate, const T* dy, const T* eo, const T* slot_gate, const int32_t* slot_assign,
+                      int64_t N, int64_t kmax, int64_t A, int64_t d) {
   check_slot_assign(slot_assign, N * kmax, A, true);
 #pragma omp parallel for schedule(static) if (N * d >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
@@ -115,8 +113,7 @@ void combine_backward(T* deo, T* dslot_gate, const T* dy, const T* eo, const T* 
 }
 
 template <typename T>
-void scatter_rows_add(T* dx, const T* src, const int32_t* slot_assign, int64_t N, int64_t kmax,
-                      int64_t A, int64_t d) {
+void scatter_rows_add(T* dx, const T* src, const int32_t* slot_assign, int64_t N, int64_t kmax, int64_t A, int64_t d) {
   check_slot_assign(slot_assign, N * kmax, A, false);
 #pragma omp parallel for schedule(static) if (N * d >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
@@ -131,14 +128,12 @@ void scatter_rows_add(T* dx, const T* src, const int32_t* slot_assign, int64_t N
   }
 }
 
-#define AM_INSTANTIATE(T)                                                                          \
-  template void gather_rows<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t, int64_t);  \
-  template void combine<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, int64_t,      \
-                           int64_t);                                                               \
-  template void combine_backward<T>(T*, T*, const T*, const T*, const T*, const int32_t*, int64_t, \
-                                    int64_t, int64_t, int64_t);                                    \
-  template void scatter_rows_add<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t,       \
-                                    int64_t);
+#define AM_INSTANTIATE(T)                                                                                            \
+  template void gather_rows<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t, int64_t);                    \
+  template void combine<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, int64_t);              \
+  template void combine_backward<T>(T*, T*, const T*, const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, \
+                                    int64_t);                                                                        \
+  template void scatter_rows_add<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t, int64_t);
 AM_INSTANTIATE(float)
 AM_INSTANTIATE(double)
 #undef AM_INSTANTIATE

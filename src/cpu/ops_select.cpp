@@ -12,8 +12,8 @@
 namespace am::cpu {
 
 template <typename T>
-void topp_select(int32_t* slot_expert, T* slot_gate, const T* probs, int64_t N, int64_t n,
-                 int64_t kmax, double p, bool renormalize) {
+void topp_select(int32_t* slot_expert, T* slot_gate, const T* probs, int64_t N, int64_t n, int64_t kmax, double p,
+                 bool renormalize) {
   const int64_t limit = std::min(n, kmax);
 #pragma omp parallel if (N * n * limit >= kParallelGrain)
   {
@@ -47,9 +47,8 @@ void topp_select(int32_t* slot_expert, T* slot_gate, const T* probs, int64_t N, 
 }
 
 template <typename T>
-void topp_select_backward(T* dprobs, const T* dslot_gate, const int32_t* slot_expert,
-                          const T* slot_gate, const T* probs, int64_t N, int64_t n, int64_t kmax,
-                          bool renormalize) {
+void topp_select_backward(T* dprobs, const T* dslot_gate, const int32_t* slot_expert, const T* slot_gate,
+                          const T* probs, int64_t N, int64_t n, int64_t kmax, bool renormalize) {
   check_slot_ids(slot_expert, N * kmax, n);
 #pragma omp parallel for schedule(static) if (N * kmax >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
@@ -78,8 +77,8 @@ void topp_select_backward(T* dprobs, const T* dslot_gate, const int32_t* slot_ex
 }
 
 template <typename T>
-void expert_choice_select(int32_t* slot_expert, T* slot_gate, const T* probs, int64_t N, int64_t n,
-                          int64_t group, int64_t capacity) {
+void expert_choice_select(int32_t* slot_expert, T* slot_gate, const T* probs, int64_t N, int64_t n, int64_t group,
+                          int64_t capacity) {
   std::fill(slot_expert, slot_expert + N * n, -1);
   std::fill(slot_gate, slot_gate + N * n, T(0));
   const int64_t tasks = (N / group) * n;  // (group, expert) pairs; each writes its own entries
@@ -92,9 +91,7 @@ void expert_choice_select(int32_t* slot_expert, T* slot_gate, const T* probs, in
       std::iota(rows.begin(), rows.end(), t0);
       // The set of the `capacity` first rows under a strict total order is unique.
       std::nth_element(rows.begin(), rows.begin() + capacity, rows.end(),
-                       [&](int64_t a, int64_t b) {
-                         return preferred(probs[a * n + e], a, probs[b * n + e], b);
-                       });
+                       [&](int64_t a, int64_t b) { return preferred(probs[a * n + e], a, probs[b * n + e], b); });
       for (int64_t i = 0; i < capacity; ++i) {
         const int64_t at = rows[i] * n + e;
         slot_expert[at] = static_cast<int32_t>(e);
@@ -105,12 +102,10 @@ void expert_choice_select(int32_t* slot_expert, T* slot_gate, const T* probs, in
 }
 
 template <typename T>
-void expert_choice_select_backward(T* dprobs, const T* dslot_gate, const int32_t* slot_expert,
-                                   int64_t N, int64_t n) {
+void expert_choice_select_backward(T* dprobs, const T* dslot_gate, const int32_t* slot_expert, int64_t N, int64_t n) {
   for (int64_t i = 0; i < N * n; ++i) {
-    AM_CHECK(slot_expert[i] == -1 || slot_expert[i] == i % n,
-             "expert-choice slot [{}][{}] holds {}, expected {} or -1", i / n, i % n,
-             slot_expert[i], i % n);
+    AM_CHECK(slot_expert[i] == -1 || slot_expert[i] == i % n, "expert-choice slot [{}][{}] holds {}, expected {} or -1",
+             i / n, i % n, slot_expert[i], i % n);
   }
 #pragma omp parallel for schedule(static) if (N * n >= kParallelGrain)
   for (int64_t i = 0; i < N * n; ++i) {
@@ -118,12 +113,11 @@ void expert_choice_select_backward(T* dprobs, const T* dslot_gate, const int32_t
   }
 }
 
-#define AM_INSTANTIATE(T)                                                                          \
-  template void topp_select<T>(int32_t*, T*, const T*, int64_t, int64_t, int64_t, double, bool);  \
-  template void topp_select_backward<T>(T*, const T*, const int32_t*, const T*, const T*, int64_t, \
-                                        int64_t, int64_t, bool);                                   \
-  template void expert_choice_select<T>(int32_t*, T*, const T*, int64_t, int64_t, int64_t,        \
-                                        int64_t);                                                  \
+#define AM_INSTANTIATE(T)                                                                                            \
+  template void topp_select<T>(int32_t*, T*, const T*, int64_t, int64_t, int64_t, double, bool);                     \
+  template void topp_select_backward<T>(T*, const T*, const int32_t*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                        bool);                                                                       \
+  template void expert_choice_select<T>(int32_t*, T*, const T*, int64_t, int64_t, int64_t, int64_t);                 \
   template void expert_choice_select_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t);
 AM_INSTANTIATE(float)
 AM_INSTANTIATE(double)

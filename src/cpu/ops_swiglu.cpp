@@ -44,10 +44,10 @@ void swiglu_backward(T* dg, T* du, const T* dh, const T* g, const T* u, int64_t 
   }
 }
 
-#define AM_INSTANTIATE(T)                                                    \
-  template void silu_forward<T>(T*, const T*, int64_t);                      \
-  template void silu_backward<T>(T*, const T*, const T*, int64_t);           \
-  template void swiglu_forward<T>(T*, const T*, const T*, int64_t);          \
+#define AM_INSTANTIATE(T)                                           \
+  template void silu_forward<T>(T*, const T*, int64_t);             \
+  template void silu_backward<T>(T*, const T*, const T*, int64_t);  \
+  template void swiglu_forward<T>(T*, const T*, const T*, int64_t); \
   template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, int64_t);
 AM_INSTANTIATE(float)
 AM_INSTANTIATE(double)

@@ -12,8 +12,8 @@
 namespace am::cpu {
 
 template <typename T>
-void topk_select(int32_t* slot_expert, T* slot_gate, const T* rank_scores, const T* gate_scores,
-                 int64_t N, int64_t n_total, int64_t k, int64_t n_true) {
+void topk_select(int32_t* slot_expert, T* slot_gate, const T* rank_scores, const T* gate_scores, int64_t N,
+                 int64_t n_total, int64_t k, int64_t n_true) {
 #pragma omp parallel if (N * n_total * k >= kParallelGrain)
   {
     std::vector<char> taken(static_cast<size_t>(n_total));
@@ -50,9 +50,8 @@ void topk_select(int32_t* slot_expert, T* slot_gate, const T* rank_scores, const
 }
 
 template <typename T>
-void topk_select_backward(T* dgate_scores, const T* dslot_gate, const int32_t* slot_expert,
-                          const T* slot_gate, int64_t N, int64_t n_total, int64_t k,
-                          int64_t n_true) {
+void topk_select_backward(T* dgate_scores, const T* dslot_gate, const int32_t* slot_expert, const T* slot_gate,
+                          int64_t N, int64_t n_total, int64_t k, int64_t n_true) {
   check_slot_ids(slot_expert, N * k, n_total);
 #pragma omp parallel for schedule(static) if (N * k >= kParallelGrain)
   for (int64_t t = 0; t < N; ++t) {
@@ -71,11 +70,9 @@ void topk_select_backward(T* dgate_scores, const T* dslot_gate, const int32_t* s
   }
 }
 
-#define AM_INSTANTIATE(T)                                                                       \
-  template void topk_select<T>(int32_t*, T*, const T*, const T*, int64_t, int64_t, int64_t,     \
-                               int64_t);                                                        \
-  template void topk_select_backward<T>(T*, const T*, const int32_t*, const T*, int64_t, int64_t, \
-                                        int64_t, int64_t);
+#define AM_INSTANTIATE(T)                                                                             \
+  template void topk_select<T>(int32_t*, T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t); \
+  template void topk_select_backward<T>(T*, const T*, const int32_t*, const T*, int64_t, int64_t, int64_t, int64_t);
 AM_INSTANTIATE(float)
 AM_INSTANTIATE(double)
 #undef AM_INSTANTIATE

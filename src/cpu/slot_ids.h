@@ -11,8 +11,8 @@ namespace am::cpu {
 
 inline void check_slot_ids(const int32_t* slot_expert, int64_t slots, int64_t n) {
   for (int64_t i = 0; i < slots; ++i) {
-    AM_CHECK(slot_expert[i] >= -1 && slot_expert[i] < n, "slot {} holds expert {}, outside [-1, {})", i,
-             slot_expert[i], n);
+    AM_CHECK(slot_expert[i] >= -1 && slot_expert[i] < n, "slot {} holds expert {}, outside [-1, {})", i, slot_expert[i],
+             n);
   }
 }
 

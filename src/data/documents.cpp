@@ -62,16 +62,14 @@ bool DocumentReader::next(Document& doc) {
       } catch (const nlohmann::json::parse_error& e) {
         fail("{}:{}: not valid JSON: {}", path, line_, e.what());
       }
-      if (!j.is_object())
-        fail("{}:{}: expected a JSON object per line, got {}", path, line_, j.type_name());
+      if (!j.is_object()) fail("{}:{}: expected a JSON object per line, got {}", path, line_, j.type_name());
       const auto it = j.find(field_);
       if (it == j.end()) {
         throw UserError(fmt::format("{}:{}: no \"{}\" field", path, line_, field_),
                         "name the field that holds the text with --text-field");
       }
       if (!it->is_string())
-        fail("{}:{}: field \"{}\" is a {}, expected a string", path, line_, field_,
-             it->type_name());
+        fail("{}:{}: field \"{}\" is a {}, expected a string", path, line_, field_, it->type_name());
       doc.text = it->get<std::string>();
       doc.source = fmt::format("{}:{}", path, line_);
       return true;

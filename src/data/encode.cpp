@@ -165,15 +165,14 @@ EncodeResult encode_dataset(const EncodeOptions& o) {
   m.eot_token = eot;
   m.tokenizer = model_name.string();
   m.unigram_entropy_nats = unigram_entropy_nats(counts);
-  m.extra = {
-      {"token_bytes", shard_token_bytes_for_vocab(V)},
-      {"val_fraction", o.val_fraction},
-      {"split_rule", "document i (0-based, input order) is val iff ceil((i+1)*f) > ceil(i*f)"},
-      {"shard_tokens", o.shard_tokens},
-      {"text_field", o.text_field},
-      {"inputs", o.inputs},
-      {"skipped_documents", r.skipped_documents},
-      {"created_by", "autonomoe-data encode"}};
+  m.extra = {{"token_bytes", shard_token_bytes_for_vocab(V)},
+             {"val_fraction", o.val_fraction},
+             {"split_rule", "document i (0-based, input order) is val iff ceil((i+1)*f) > ceil(i*f)"},
+             {"shard_tokens", o.shard_tokens},
+             {"text_field", o.text_field},
+             {"inputs", o.inputs},
+             {"skipped_documents", r.skipped_documents},
+             {"created_by", "autonomoe-data encode"}};
   write_dataset_meta(o.out_dir, m);
   m.path = (fs::path(o.out_dir) / "dataset.json").string();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -31,8 +31,8 @@ class DataLoader {
   // validated up front. B sequences of T tokens per batch; every token must be < vocab_size.
   // rank/world: data-parallel slicing of each read of world * B windows (one micro-batch per rank;
   // an optimizer step reads `accumulation` of them: its global batch, train/batch.h).
-  DataLoader(const std::string& pattern, int B, int T, bool shuffle, uint64_t seed, int vocab_size,
-             int rank = 0, int world = 1);
+  DataLoader(const std::string& pattern, int B, int T, bool shuffle, uint64_t seed, int vocab_size, int rank = 0,
+             int world = 1);
 
   // inputs, targets: (B, T) int32 each; targets are the inputs shifted left by one token. The
   // first call of each epoch (and the first after construction, a seek or a reset) checks that no shard
@@ -44,8 +44,8 @@ class DataLoader {
   void reset() { seek({}); }
 
   // {"epoch", "cursor", "fingerprint": {"shards": [{"name", "tokens"}...], "windows_per_step"
-  // (the global batch), "T", "shuffle", "seed"}}. restore() refuses (UserError naming what differs) a state whose fingerprint does not
-  // match this loader, e.g. because the data changed since the checkpoint; a different
+  // (the global batch), "T", "shuffle", "seed"}}. restore() refuses (UserError naming what differs) a state whose
+  // fingerprint does not match this loader, e.g. because the data changed since the checkpoint; a different
   // windows_per_step only when `allow_batch_change` is false (the position counts global windows,
   // so a run that changes its global batch on purpose continues from the same window).
   // Its epoch and cursor must be integers >= 0, the cursor below windows_per_epoch(); errors name
@@ -76,7 +76,7 @@ class DataLoader {
   int64_t total_tokens_ = 0;
   LoaderPosition pos_;
   uint64_t checked_epoch_ = UINT64_MAX;  // the epoch at whose start the shards were last checked
-  std::vector<int32_t> window_;  // (T + 1) scratch
+  std::vector<int32_t> window_;          // (T + 1) scratch
 
   // Two cached epoch permutations (a batch can straddle two epochs).
   struct CachedOrder {

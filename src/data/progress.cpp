@@ -51,18 +51,18 @@ void Progress::print(int64_t done, const std::string& note, bool final) {
   const double secs = std::chrono::duration<double>(last_print_ - start_).count();
   const double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
   const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
-  const std::string rate_s = unit_ == "B" ? fmt::format("{:.1f} MB/s", rate / 1e6)
-                                          : fmt::format("{:.0f} {}/s", rate, unit_);
+  const std::string rate_s =
+      unit_ == "B" ? fmt::format("{:.1f} MB/s", rate / 1e6) : fmt::format("{:.0f} {}/s", rate, unit_);
   if (tty_) {
     constexpr int kWidth = 30;
     const int fill = static_cast<int>(frac * kWidth);
     std::string bar(static_cast<size_t>(fill), '=');
     if (fill < kWidth) bar += '>' + std::string(static_cast<size_t>(kWidth - fill - 1), ' ');
-    std::fprintf(stderr, "\r%s [%s] %5.1f%% %s %s\033[K%s", label_.c_str(), bar.c_str(), frac * 100,
-                 rate_s.c_str(), note.c_str(), final ? "\n" : "");
+    std::fprintf(stderr, "\r%s [%s] %5.1f%% %s %s\033[K%s", label_.c_str(), bar.c_str(), frac * 100, rate_s.c_str(),
+                 note.c_str(), final ? "\n" : "");
   } else {
-    std::fprintf(stderr, "%s: %5.1f%% (%.0f s, %s) %s\n", label_.c_str(), frac * 100, secs,
-                 rate_s.c_str(), note.c_str());
+    std::fprintf(stderr, "%s: %5.1f%% (%.0f s, %s) %s\n", label_.c_str(), frac * 100, secs, rate_s.c_str(),
+                 note.c_str());
   }
   std::fflush(stderr);
 }

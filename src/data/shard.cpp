@@ -55,8 +55,7 @@ void ShardWriter::write(const int32_t* tokens, size_t n) {
   }
   for (size_t i = 0; i < n; ++i) {
     const int32_t t = tokens[i];
-    AM_CHECK(t >= 0 && t < vocab_size_, "{}: token {} outside the vocabulary [0, {})", path_, t,
-             vocab_size_);
+    AM_CHECK(t >= 0 && t < vocab_size_, "{}: token {} outside the vocabulary [0, {})", path_, t, vocab_size_);
     const uint32_t u = static_cast<uint32_t>(t);
     buf_.push_back(static_cast<uint8_t>(u));
     buf_.push_back(static_cast<uint8_t>(u >> 8));
@@ -85,8 +84,7 @@ void ShardWriter::close() {
   header[0] = token_bytes_ == 2 ? kShardMagicU16 : kShardMagicU32;
   header[1] = token_bytes_ == 2 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<int32_t>(n_tokens_);
-  bool ok = std::fseek(f_, 0, SEEK_SET) == 0 &&
-            std::fwrite(header.data(), 4, header.size(), f_) == header.size() &&
+  bool ok = std::fseek(f_, 0, SEEK_SET) == 0 && std::fwrite(header.data(), 4, header.size(), f_) == header.size() &&
             std::fflush(f_) == 0 && ::fsync(::fileno(f_)) == 0;
   const int err = errno;
   ok = (std::fclose(f_) == 0) && ok;
@@ -114,10 +112,9 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
   const RegularFile f = open_regular_file(path, "token shard");
   const int64_t file_bytes = f.size();
   if (file_bytes < kShardHeaderBytes) {
-    throw UserError(
-        fmt::format("{}: too short to be a token shard: {} bytes, the header alone is {}", path,
-                    file_bytes, kShardHeaderBytes),
-        "token shards are written by `autonomoe-data encode` or llm.c's data scripts");
+    throw UserError(fmt::format("{}: too short to be a token shard: {} bytes, the header alone is {}", path, file_bytes,
+                                kShardHeaderBytes),
+                    "token shards are written by `autonomoe-data encode` or llm.c's data scripts");
   }
   void* map = ::mmap(nullptr, static_cast<size_t>(file_bytes), PROT_READ, MAP_SHARED, f.fd(), 0);
   const int map_err = errno;  // the mapping keeps the file alive after f closes
@@ -136,30 +133,26 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
     if (magic == kShardMagicU16) {
       token_bytes_ = 2;
       if (version_ != kShardVersionU16) {
-        fail("{}: unknown token shard version {} for magic {} (expected {})", path, version_, magic,
-             kShardVersionU16);
+        fail("{}: unknown token shard version {} for magic {} (expected {})", path, version_, magic, kShardVersionU16);
       }
     } else if (magic == kShardMagicU32) {
       token_bytes_ = 4;
       if (version_ != kShardVersionU32) {
-        fail("{}: unknown token shard version {} for magic {} (expected {})", path, version_, magic,
-             kShardVersionU32);
+        fail("{}: unknown token shard version {} for magic {} (expected {})", path, version_, magic, kShardVersionU32);
       }
     } else {
-      throw UserError(
-          fmt::format("{}: not a token shard: magic {} (expected {} or {})", path, magic,
-                      kShardMagicU16, kShardMagicU32),
-          "token shards are written by `autonomoe-data encode` or llm.c's data scripts");
+      throw UserError(fmt::format("{}: not a token shard: magic {} (expected {} or {})", path, magic, kShardMagicU16,
+                                  kShardMagicU32),
+                      "token shards are written by `autonomoe-data encode` or llm.c's data scripts");
     }
     if (n < 0) fail("{}: corrupt token shard: negative token count {}", path, n);
     const int64_t expected = kShardHeaderBytes + n * token_bytes_;
     if (file_bytes < expected) {
-      fail("{}: truncated: header says {} tokens = {} bytes, file has {}", path, n, expected,
-           file_bytes);
+      fail("{}: truncated: header says {} tokens = {} bytes, file has {}", path, n, expected, file_bytes);
     }
     if (file_bytes > expected) {
-      fail("{}: size mismatch: header says {} tokens = {} bytes, file has {} ({} extra bytes)",
-           path, n, expected, file_bytes, file_bytes - expected);
+      fail("{}: size mismatch: header says {} tokens = {} bytes, file has {} ({} extra bytes)", path, n, expected,
+           file_bytes, file_bytes - expected);
     }
     if (n < 2) fail("{}: has {} tokens; a token shard needs at least 2", path, n);
   } catch (...) {
@@ -204,7 +197,8 @@ void ShardReader::unmap() {
 void ShardReader::check_unchanged() const {
   if (same_file(path_, status_)) return;
   throw UserError(fmt::format("{}: token shard was modified, truncated or replaced since this run "
-                              "opened it ({} bytes then)", path_, map_bytes_),
+                              "opened it ({} bytes then)",
+                              path_, map_bytes_),
                   "never modify the shards of a running job; restore them and resume from the "
                   "last checkpoint");
 }
@@ -223,8 +217,8 @@ uint32_t ShardReader::at(int64_t i) const {
 }
 
 void ShardReader::read(int64_t offset, int64_t count, int32_t* out) const {
-  AM_CHECK(offset >= 0 && count >= 0 && offset + count <= n_tokens_, "{}: read [{}, {}) of {}",
-           path_, offset, offset + count, n_tokens_);
+  AM_CHECK(offset >= 0 && count >= 0 && offset + count <= n_tokens_, "{}: read [{}, {}) of {}", path_, offset,
+           offset + count, n_tokens_);
   const uint8_t* p = tokens_ + offset * token_bytes_;
   if (token_bytes_ == 2) {
     for (int64_t i = 0; i < count; ++i) {

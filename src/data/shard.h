@@ -22,7 +22,7 @@ inline constexpr int32_t kShardMagicU32 = 20240801;
 inline constexpr int32_t kShardVersionU32 = 7;
 inline constexpr int kShardHeaderInts = 256;
 inline constexpr int64_t kShardHeaderBytes = kShardHeaderInts * 4;  // 1024
-inline constexpr int64_t kShardMaxTokens = INT32_MAX;  // the count is an int32 in the header
+inline constexpr int64_t kShardMaxTokens = INT32_MAX;               // the count is an int32 in the header
 
 // 2 (uint16 tokens) when every id of a vocabulary of this size fits in 16 bits, else 4.
 int shard_token_bytes_for_vocab(int64_t vocab_size);

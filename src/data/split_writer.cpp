@@ -10,16 +10,14 @@ std::string shard_file_name(const std::string& name, const std::string& split, i
   return fmt::format("{}_{}_{:06d}.bin", name, split, index);
 }
 
-SplitWriter::SplitWriter(std::string dir, std::string name, std::string split, int64_t vocab_size,
-                         int64_t shard_tokens)
+SplitWriter::SplitWriter(std::string dir, std::string name, std::string split, int64_t vocab_size, int64_t shard_tokens)
     : dir_(std::move(dir)),
       name_(std::move(name)),
       split_(std::move(split)),
       vocab_size_(vocab_size),
       shard_tokens_(shard_tokens) {
   if (shard_tokens < 2 || shard_tokens >= kShardMaxTokens) {
-    fail("shard size {} tokens is out of range (valid: 2 .. {})", shard_tokens,
-         kShardMaxTokens - 1);
+    fail("shard size {} tokens is out of range (valid: 2 .. {})", shard_tokens, kShardMaxTokens - 1);
   }
 }
 

@@ -17,8 +17,7 @@ std::string shard_file_name(const std::string& name, const std::string& split, i
 
 class SplitWriter {
  public:
-  SplitWriter(std::string dir, std::string name, std::string split, int64_t vocab_size,
-              int64_t shard_tokens);
+  SplitWriter(std::string dir, std::string name, std::string split, int64_t vocab_size, int64_t shard_tokens);
   void write(const int32_t* tokens, size_t n);
   // Closes the last shard; returns the file names written (empty when no token was written).
   std::vector<std::string> finish();

@@ -23,9 +23,8 @@ std::vector<int32_t> synthetic_tokens(int64_t n, int64_t vocab_size, uint64_t se
   return out;
 }
 
-DatasetMeta write_synthetic_dataset(const std::string& dir, const std::string& name,
-                                    int64_t vocab_size, int64_t train_tokens, int64_t val_tokens,
-                                    uint64_t seed) {
+DatasetMeta write_synthetic_dataset(const std::string& dir, const std::string& name, int64_t vocab_size,
+                                    int64_t train_tokens, int64_t val_tokens, uint64_t seed) {
   create_output_dir(dir, "--out-dir");
   // One stream, split: validation follows the same cycle as training.
   const std::vector<int32_t> all = synthetic_tokens(train_tokens + val_tokens, vocab_size, seed);

@@ -15,8 +15,7 @@ std::vector<int32_t> synthetic_tokens(int64_t n, int64_t vocab_size, uint64_t se
 
 // Writes DIR/NAME_train_000000.bin, DIR/NAME_val_000000.bin and DIR/dataset.json (tokenizer "",
 // end-of-text token 0). Returns the description written.
-DatasetMeta write_synthetic_dataset(const std::string& dir, const std::string& name,
-                                    int64_t vocab_size, int64_t train_tokens, int64_t val_tokens,
-                                    uint64_t seed);
+DatasetMeta write_synthetic_dataset(const std::string& dir, const std::string& name, int64_t vocab_size,
+                                    int64_t train_tokens, int64_t val_tokens, uint64_t seed);
 
 }  // namespace am

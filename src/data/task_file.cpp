@@ -33,12 +33,14 @@ const json& field(const json& j, const std::string& name, const Place& p) {
 
 std::string string_field(const json& j, const std::string& name, const Place& p) {
   const json& v = field(j, name, p);
-  if (!v.is_string()) throw UserError(fmt::format("{}: expected a string, got {}", p.at(name), v.type_name()), kLayoutHint);
+  if (!v.is_string())
+    throw UserError(fmt::format("{}: expected a string, got {}", p.at(name), v.type_name()), kLayoutHint);
   return v.get<std::string>();
 }
 
 std::vector<std::string> string_list(const json& v, const std::string& name, const Place& p) {
-  if (!v.is_array()) throw UserError(fmt::format("{}: expected a list of strings, got {}", p.at(name), v.type_name()), kLayoutHint);
+  if (!v.is_array())
+    throw UserError(fmt::format("{}: expected a list of strings, got {}", p.at(name), v.type_name()), kLayoutHint);
   std::vector<std::string> out;
   for (size_t i = 0; i < v.size(); ++i) {
     if (!v[i].is_string()) {
@@ -131,7 +133,8 @@ TaskExample parse_example(const std::string& text, const Place& p) {
   } catch (const json::parse_error& e) {
     throw UserError(fmt::format("{}:{}: invalid JSON: {}", p.path, p.line, e.what()), kLayoutHint);
   }
-  if (!j.is_object()) throw UserError(fmt::format("{}:{}: expected a JSON object, got {}", p.path, p.line, j.type_name()), kLayoutHint);
+  if (!j.is_object())
+    throw UserError(fmt::format("{}:{}: expected a JSON object, got {}", p.path, p.line, j.type_name()), kLayoutHint);
   TaskExample ex = j.contains("endings") ? hellaswag_example(j, p) : generic_example(j, p);
   const char* list = j.contains("endings") ? "endings" : "choices";
   if (ex.continuations.size() < 2) {
@@ -174,7 +177,8 @@ std::vector<std::string> split_task_list(const std::string& list) {
 
 TaskFile read_task_file(const std::string& path, int64_t limit) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw UserError(fmt::format("task file '{}' cannot be read", path), "pass a JSONL task file: docs/evaluation.md");
+  if (!in)
+    throw UserError(fmt::format("task file '{}' cannot be read", path), "pass a JSONL task file: docs/evaluation.md");
   TaskFile f;
   f.path = path;
   f.name = std::filesystem::path(path).stem().string();

@@ -51,8 +51,7 @@ class LineIterator : public sentencepiece::SentenceIterator {
   }
   const std::string& value() const override { return line_; }
   sentencepiece::util::Status status() const override {
-    if (error_)
-      return sentencepiece::util::Status(sentencepiece::util::StatusCode::kInternal, "input error");
+    if (error_) return sentencepiece::util::Status(sentencepiece::util::StatusCode::kInternal, "input error");
     return sentencepiece::util::Status();
   }
   int64_t lines() const { return lines_; }
@@ -72,8 +71,7 @@ class LineIterator : public sentencepiece::SentenceIterator {
 
 TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
   if (o.model_prefix.empty()) fail("train-tokenizer: --model-prefix is required");
-  if (o.vocab_size < 8)
-    fail("train-tokenizer: vocab size {} is too small (need >= 8)", o.vocab_size);
+  if (o.vocab_size < 8) fail("train-tokenizer: vocab size {} is too small (need >= 8)", o.vocab_size);
   if (o.byte_fallback && o.vocab_size < 260) {
     fail(
         "train-tokenizer: vocab size {} cannot hold the 256 byte-fallback tokens and unk/bos/eos "
@@ -87,8 +85,8 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
   }
   DocumentReader docs(o.inputs, o.text_field);
   LineIterator it(docs);
-  const unsigned threads = o.threads > 0 ? static_cast<unsigned>(o.threads)
-                                         : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads =
+      o.threads > 0 ? static_cast<unsigned>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
   const std::unordered_map<std::string, std::string> args = {
       {"model_prefix", o.model_prefix},
       {"model_type", "bpe"},

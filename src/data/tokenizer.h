@@ -52,8 +52,8 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   int vocab_size() const;
-  int eot_token() const;  // eos id
-  int unk_token() const;  // -1 when the model has none
+  int eot_token() const;            // eos id
+  int unk_token() const;            // -1 when the model has none
   std::string piece(int id) const;  // the piece's text ("</s>", "<unk>", "▁the")
   const std::string& path() const { return path_; }
 

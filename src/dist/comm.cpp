@@ -7,8 +7,8 @@
 
 namespace am {
 
-MessageSizeError::MessageSizeError(const std::string& what, size_t expected_bytes, size_t received_bytes,
-                                   bool at_least, int from_rank)
+MessageSizeError::MessageSizeError(const std::string& what, size_t expected_bytes, size_t received_bytes, bool at_least,
+                                   int from_rank)
     : UserError(fmt::format("{}: expected a message of {} bytes from rank {}, received {}{} bytes",
                             what.empty() ? "point-to-point message" : what, expected_bytes, from_rank,
                             at_least ? "at least " : "", received_bytes),

@@ -28,8 +28,7 @@ Tensor span(ParamStore& store, int first, int last) {
   const ParamSpec &a = store.table().at(first), &b = store.table().at(last);
   Tensor g = store.all_grads();
   const int64_t begin = a.offset, end = b.offset + b.numel();
-  return Tensor(static_cast<char*>(g.data) + static_cast<size_t>(begin) * dtype_size(g.dtype), g.dtype,
-                {end - begin});
+  return Tensor(static_cast<char*>(g.data) + static_cast<size_t>(begin) * dtype_size(g.dtype), g.dtype, {end - begin});
 }
 
 }  // namespace
@@ -79,7 +78,8 @@ void global_grad_norm_sq(ParamStore& store, const DistContext* dist, Tensor norm
     return;
   }
   be.sum_squares_spans(norm_sq, store.all_grads(), spans);
-  if (dist->ep && dist->ep->size() > 1) dist->ep->all_reduce_sum(Tensor(static_cast<double*>(norm_sq.data) + 1, DType::F64, {1}));
+  if (dist->ep && dist->ep->size() > 1)
+    dist->ep->all_reduce_sum(Tensor(static_cast<double*>(norm_sq.data) + 1, DType::F64, {1}));
 }
 
 std::vector<SumSquaresSpan> grad_norm_spans(const ParamTable& t) {

@@ -72,9 +72,10 @@ std::unique_ptr<Comm> make_world_comm(const std::string& kind, const std::string
   if (kind == "mpi" && backend == "cuda") {
     // MPI would read and write the tensors' device memory from the host, with no ordering against
     // the kernels on the device.
-    throw UserError("dist.comm is mpi but the run's backend is cuda: MPI moves host buffers, and the CUDA "
-                    "backend's tensors are in GPU memory",
-                    "use dist.comm: auto or nccl with run.backend: cuda, or run.backend: cpu with dist.comm: mpi");
+    throw UserError(
+        "dist.comm is mpi but the run's backend is cuda: MPI moves host buffers, and the CUDA "
+        "backend's tensors are in GPU memory",
+        "use dist.comm: auto or nccl with run.backend: cuda, or run.backend: cpu with dist.comm: mpi");
   }
   if (kind == "nccl" || (kind == "auto" && backend == "cuda")) {
 #ifdef AM_HAVE_CUDA

@@ -13,10 +13,14 @@ namespace {
 
 MPI_Datatype mpi_type(DType t) {
   switch (t) {
-    case DType::F32: return MPI_FLOAT;
-    case DType::F64: return MPI_DOUBLE;
-    case DType::I32: return MPI_INT;
-    case DType::BF16: break;
+    case DType::F32:
+      return MPI_FLOAT;
+    case DType::F64:
+      return MPI_DOUBLE;
+    case DType::I32:
+      return MPI_INT;
+    case DType::BF16:
+      break;
   }
   throw InternalError(fmt::format("MPI has no datatype for {}", dtype_name(t)));
 }
@@ -24,9 +28,7 @@ MPI_Datatype mpi_type(DType t) {
 // The datatype of a pure data movement (no arithmetic): bf16 moves as 16-bit words.
 MPI_Datatype mpi_move_type(DType t) { return t == DType::BF16 ? MPI_UINT16_T : mpi_type(t); }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 void check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) throw InternalError(fmt::format("{} failed (MPI error {})", what, rc));
@@ -79,22 +81,21 @@ class MpiComm final : public Comm {
   }
   void all_reduce_sum(std::vector<int64_t>& v) override {
     if (v.empty()) return;
-    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), as_int(static_cast<int64_t>(v.size()), "size"), MPI_INT64_T,
-                        MPI_SUM, comm_),
+    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), as_int(static_cast<int64_t>(v.size()), "size"), MPI_INT64_T, MPI_SUM,
+                        comm_),
           "MPI_Allreduce");
   }
   void all_reduce_sum_values(std::vector<double>& v) override {
     if (v.empty()) return;
-    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), as_int(static_cast<int64_t>(v.size()), "size"), MPI_DOUBLE,
-                        MPI_SUM, comm_),
+    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), as_int(static_cast<int64_t>(v.size()), "size"), MPI_DOUBLE, MPI_SUM,
+                        comm_),
           "MPI_Allreduce");
   }
   std::vector<int64_t> all_to_all(const std::vector<int64_t>& send, int per_rank) override {
     AM_CHECK(static_cast<int>(send.size()) == per_rank * size_, "all_to_all of {} values, {} per rank x {}",
              send.size(), per_rank, size_);
     std::vector<int64_t> recv(send.size());
-    check(MPI_Alltoall(send.data(), per_rank, MPI_INT64_T, recv.data(), per_rank, MPI_INT64_T, comm_),
-          "MPI_Alltoall");
+    check(MPI_Alltoall(send.data(), per_rank, MPI_INT64_T, recv.data(), per_rank, MPI_INT64_T, comm_), "MPI_Alltoall");
     return recv;
   }
   void all_to_all_rows(Tensor send, const std::vector<int64_t>& send_rows, Tensor recv,

@@ -74,20 +74,20 @@ std::string describe(const std::vector<RunFact>& facts, size_t i) {
   while (r < world.size() && first[static_cast<size_t>(r)] == 0) ++r;
   AM_CHECK(r < world.size(), "the ranks' run facts hash differently but are the same");
   const size_t i = static_cast<size_t>(first[static_cast<size_t>(r)] - 1);
-  const std::vector<RunFact> one = world.rank() == r && i < facts.size() ? std::vector<RunFact>{facts[i]}
-                                                                         : std::vector<RunFact>{};
+  const std::vector<RunFact> one =
+      world.rank() == r && i < facts.size() ? std::vector<RunFact>{facts[i]} : std::vector<RunFact>{};
   const std::vector<RunFact> theirs = parse(broadcast_string(world, serialize(one), r));
   const std::string hint =
       "every rank must run the same config (files and --set options), on the same data, resuming the same "
       "checkpoint: check what the launcher passes to each rank (docs/distributed.md, \"Ranks must agree\")";
   if (i < root.size() && !theirs.empty() && theirs[0].key == root[i].key) {
-    throw UserError(fmt::format("the ranks disagree on {}: rank 0 has {}, rank {} has {}", root[i].key,
-                                root[i].value, r, theirs[0].value),
+    throw UserError(fmt::format("the ranks disagree on {}: rank 0 has {}, rank {} has {}", root[i].key, root[i].value,
+                                r, theirs[0].value),
                     hint);
   }
-  throw UserError(fmt::format("the ranks disagree: rank 0 has {}, rank {} has {}", describe(root, i), r,
-                              describe(theirs, 0)),
-                  hint);
+  throw UserError(
+      fmt::format("the ranks disagree: rank 0 has {}, rank {} has {}", describe(root, i), r, describe(theirs, 0)),
+      hint);
 }
 
 }  // namespace

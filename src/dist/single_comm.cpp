@@ -2,7 +2,6 @@
 
 #include "core/error.h"
 
-
 namespace am {
 namespace {
 

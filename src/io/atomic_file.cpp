@@ -35,9 +35,8 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) {
     int e = errno;
-    throw UserError(
-        fmt::format("cannot create '{}' (temporary file for '{}'): {}", tmp_, path, errno_text(e)),
-        "check that the directory exists and is writable");
+    throw UserError(fmt::format("cannot create '{}' (temporary file for '{}'): {}", tmp_, path, errno_text(e)),
+                    "check that the directory exists and is writable");
   }
 }
 
@@ -114,8 +113,7 @@ void fsync_dir(const std::string& dir) {
   int e = errno;
   ::close(fd);
   // Some filesystems do not support fsync on directories; that is not an error of ours.
-  if (rc != 0 && e != EINVAL && e != ENOTSUP)
-    fail("cannot fsync directory '{}': {}", dir, errno_text(e));
+  if (rc != 0 && e != EINVAL && e != ENOTSUP) fail("cannot fsync directory '{}': {}", dir, errno_text(e));
 }
 
 void fsync_file(const std::string& path) {

@@ -72,18 +72,16 @@ std::string older_checkpoint_hint(const fs::path& dir) {
     if (fs::path(e.path).filename() != d.filename()) best = e;
   }
   if (!best) {
-    return fmt::format("no other checkpoint in '{}'; restore one from a backup or start over",
-                       root.string());
+    return fmt::format("no other checkpoint in '{}'; restore one from a backup or start over", root.string());
   }
   std::optional<int64_t> this_step = parse_step_dir(d.filename().string());
   bool older = !this_step || best->step < *this_step;
-  return fmt::format("use {} checkpoint: the newest other one is '{}' (step {})",
-                     older ? "an older" : "another", best->path, best->step);
+  return fmt::format("use {} checkpoint: the newest other one is '{}' (step {})", older ? "an older" : "another",
+                     best->path, best->step);
 }
 
 [[noreturn]] void verify_fail(const fs::path& dir, const std::string& what) {
-  throw UserError(fmt::format("checkpoint '{}' {}", dir.string(), what),
-                  older_checkpoint_hint(dir));
+  throw UserError(fmt::format("checkpoint '{}' {}", dir.string(), what), older_checkpoint_hint(dir));
 }
 
 }  // namespace
@@ -92,14 +90,12 @@ std::string checkpoint_dir_name(int64_t step) { return fmt::format("step_{:08d}"
 
 // ---------------------------------------------------------------- writer
 
-CheckpointWriter::CheckpointWriter(const std::string& root, int64_t step)
-    : root_(root), step_(step) {
+CheckpointWriter::CheckpointWriter(const std::string& root, int64_t step) : root_(root), step_(step) {
   if (step < 0) fail("checkpoint step must be >= 0, got {}", step);
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) fail("cannot create checkpoint root '{}': {}", root, ec.message());
-  tmp_ =
-      (fs::path(root) / fmt::format(".{}.tmp-{}", checkpoint_dir_name(step), ::getpid())).string();
+  tmp_ = (fs::path(root) / fmt::format(".{}.tmp-{}", checkpoint_dir_name(step), ::getpid())).string();
   remove_all_or_fail(tmp_);
   fs::create_directory(tmp_, ec);
   if (ec) fail("cannot create checkpoint temp dir '{}': {}", tmp_, ec.message());
@@ -126,15 +122,12 @@ std::string CheckpointWriter::path(const std::string& file) const {
 std::string CheckpointWriter::commit(const nlohmann::json& extra) {
   AM_CHECK(!committed_, "checkpoint step {} committed twice", step_);
   AM_CHECK(extra.is_null() || extra.is_object(), "manifest extra must be an object");
-  nlohmann::ordered_json manifest = {{"format", kCheckpointFormat},
-                                     {"version", kCheckpointVersion},
-                                     {"step", step_},
-                                     {"created", utc_now_iso8601()}};
+  nlohmann::ordered_json manifest = {
+      {"format", kCheckpointFormat}, {"version", kCheckpointVersion}, {"step", step_}, {"created", utc_now_iso8601()}};
   nlohmann::json files = nlohmann::json::object();  // sorted by name
   std::vector<fs::path> dirs{tmp_};
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(tmp_, ec); !ec && it != fs::end(it);
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(tmp_, ec); !ec && it != fs::end(it); it.increment(ec)) {
     const fs::path& p = it->path();
     std::string rel = p.lexically_relative(tmp_).generic_string();
     if (it->is_symlink()) {
@@ -171,8 +164,7 @@ std::string CheckpointWriter::commit(const nlohmann::json& extra) {
   committed_ = true;
   fsync_dir(root_);
   if (!aside.empty()) remove_all_or_fail(aside);
-  spdlog::info("checkpoint step {} written to {} ({} files)", step_, final_dir.string(),
-               files.size());
+  spdlog::info("checkpoint step {} written to {} ({} files)", step_, final_dir.string(), files.size());
   return final_dir.string();
 }
 
@@ -183,8 +175,7 @@ namespace {
 nlohmann::json read_manifest(const fs::path& dir) {
   const fs::path mpath = dir / kManifest;
   std::error_code ec;
-  if (!fs::exists(mpath, ec))
-    verify_fail(dir, "is incomplete: it has no manifest.json (the write was interrupted)");
+  if (!fs::exists(mpath, ec)) verify_fail(dir, "is incomplete: it has no manifest.json (the write was interrupted)");
   nlohmann::json m;
   try {
     m = nlohmann::json::parse(read_regular_file(mpath.string(), "checkpoint manifest"));
@@ -194,8 +185,7 @@ nlohmann::json read_manifest(const fs::path& dir) {
     verify_fail(dir, fmt::format("is corrupt: {}", e.what()));
   }
   if (!m.is_object() || m.value("format", "") != kCheckpointFormat) {
-    verify_fail(dir,
-                fmt::format("is corrupt: manifest.json is not an {} manifest", kCheckpointFormat));
+    verify_fail(dir, fmt::format("is corrupt: manifest.json is not an {} manifest", kCheckpointFormat));
   }
   if (!m.contains("version") || m["version"] != kCheckpointVersion) {
     verify_fail(dir, fmt::format("has manifest version {}, this build reads version {}",
@@ -219,21 +209,19 @@ nlohmann::json read_manifest(const fs::path& dir) {
 }
 
 // One manifest entry: the file exists, is a regular file, and has the listed size (and hash).
-void verify_entry(const fs::path& dir, const std::string& name, const nlohmann::json& entry,
-                  bool hash) {
+void verify_entry(const fs::path& dir, const std::string& name, const nlohmann::json& entry, bool hash) {
   fs::path rel = safe_relative(name);
-  if (rel.empty() || !entry.is_object() || !entry.contains("bytes") ||
-      !entry["bytes"].is_number_unsigned() || !entry.contains("xxh3") ||
-      !entry["xxh3"].is_string()) {
+  if (rel.empty() || !entry.is_object() || !entry.contains("bytes") || !entry["bytes"].is_number_unsigned() ||
+      !entry.contains("xxh3") || !entry["xxh3"].is_string()) {
     verify_fail(dir, fmt::format("is corrupt: manifest.json: files: '{}': expected a relative path "
                                  "inside the checkpoint with {{\"bytes\": <size>, \"xxh3\": "
-                                 "\"<16 hex digits>\"}}, got {}", name, entry.dump()));
+                                 "\"<16 hex digits>\"}}, got {}",
+                                 name, entry.dump()));
   }
   const fs::path p = dir / rel;
   std::error_code ec;
   if (!fs::exists(p, ec)) {
-    verify_fail(dir,
-                fmt::format("is incomplete: file '{}' listed in the manifest is missing", name));
+    verify_fail(dir, fmt::format("is incomplete: file '{}' listed in the manifest is missing", name));
   }
   int64_t size = 0;
   try {
@@ -249,15 +237,14 @@ void verify_entry(const fs::path& dir, const std::string& name, const nlohmann::
   if (!hash) return;
   const std::string have_hash = xxh3_file(p.string());
   if (have_hash != entry["xxh3"].get<std::string>()) {
-    verify_fail(dir, fmt::format("is corrupt: file '{}' has xxh3 {}, the manifest says {}", name,
-                                 have_hash, entry["xxh3"].get<std::string>()));
+    verify_fail(dir, fmt::format("is corrupt: file '{}' has xxh3 {}, the manifest says {}", name, have_hash,
+                                 entry["xxh3"].get<std::string>()));
   }
 }
 
 }  // namespace
 
-nlohmann::json verify_checkpoint(const std::string& dir_str,
-                                 const std::vector<std::string>& required,
+nlohmann::json verify_checkpoint(const std::string& dir_str, const std::vector<std::string>& required,
                                  const std::vector<std::string>& hash_only) {
   fs::path dir(dir_str);
   std::error_code ec;
@@ -270,12 +257,12 @@ nlohmann::json verify_checkpoint(const std::string& dir_str,
     if (!m["files"].contains(name)) {
       verify_fail(dir, fmt::format("is incomplete or corrupt: its manifest.json does not list "
                                    "'{}' (every file the loader reads must be listed with its "
-                                   "checksum)", name));
+                                   "checksum)",
+                                   name));
     }
   }
   for (const auto& [name, entry] : m["files"].items()) {
-    const bool hash = hash_only.empty() ||
-                      std::find(hash_only.begin(), hash_only.end(), name) != hash_only.end();
+    const bool hash = hash_only.empty() || std::find(hash_only.begin(), hash_only.end(), name) != hash_only.end();
     verify_entry(dir, name, entry, hash);
   }
   return m;
@@ -296,8 +283,7 @@ std::optional<std::string> not_this_step(const fs::path& p, bool symlink, int64_
       return fmt::format("its manifest.json says step {} (a checkpoint copied or renamed to another step)",
                          m["step"].get<int64_t>());
     }
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   return std::nullopt;
 }
 
@@ -318,8 +304,7 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& root) {
     out.push_back({*step, it->path().string()});
   }
   if (ec) fail("cannot list checkpoint root '{}': {}", root, ec.message());
-  std::sort(out.begin(), out.end(),
-            [](const CheckpointEntry& a, const CheckpointEntry& b) { return a.step < b.step; });
+  std::sort(out.begin(), out.end(), [](const CheckpointEntry& a, const CheckpointEntry& b) { return a.step < b.step; });
   return out;
 }
 
@@ -329,8 +314,7 @@ std::optional<CheckpointEntry> latest_checkpoint(const std::string& root) {
   return all.back();
 }
 
-void prune_checkpoints(const std::string& root, int keep_last,
-                       std::optional<int64_t> protect_step) {
+void prune_checkpoints(const std::string& root, int keep_last, std::optional<int64_t> protect_step) {
   if (keep_last <= 0) return;
   std::vector<CheckpointEntry> all = list_checkpoints(root);
   if (all.size() <= static_cast<size_t>(keep_last)) return;
@@ -338,8 +322,7 @@ void prune_checkpoints(const std::string& root, int keep_last,
   bool removed = false;
   for (size_t i = 0; i < n_old; ++i) {
     if (protect_step && all[i].step == *protect_step) continue;
-    fs::path doomed =
-        fs::path(root) / fmt::format(".{}.del-{}", checkpoint_dir_name(all[i].step), ::getpid());
+    fs::path doomed = fs::path(root) / fmt::format(".{}.del-{}", checkpoint_dir_name(all[i].step), ::getpid());
     remove_all_or_fail(doomed);
     rename_or_fail(all[i].path, doomed);
     removed = true;
@@ -369,8 +352,7 @@ int remove_stale_temp_dirs(const std::string& root) {
     if (old_at != std::string::npos) {
       fs::path final_dir = fs::path(root) / name.substr(1, old_at - 1);
       if (!fs::exists(final_dir) && fs::is_regular_file(p / kManifest)) {
-        spdlog::warn("restoring {} from {} (a replacing commit was interrupted)",
-                     final_dir.string(), p.string());
+        spdlog::warn("restoring {} from {} (a replacing commit was interrupted)", final_dir.string(), p.string());
         rename_or_fail(p, final_dir);
         continue;
       }

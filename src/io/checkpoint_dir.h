@@ -63,8 +63,7 @@ class CheckpointWriter {
 // Returns the manifest. A non-empty `hash_only` hashes only the files it names (the others are
 // checked for presence, type and size): reading a checkpoint's config verifies that file without
 // reading the whole checkpoint, whose weights are hashed when they are loaded.
-nlohmann::json verify_checkpoint(const std::string& dir,
-                                 const std::vector<std::string>& required = {},
+nlohmann::json verify_checkpoint(const std::string& dir, const std::vector<std::string>& required = {},
                                  const std::vector<std::string>& hash_only = {});
 
 struct CheckpointEntry {
@@ -84,8 +83,7 @@ std::optional<CheckpointEntry> latest_checkpoint(const std::string& root);
 // Deletes all but the last `keep_last` complete checkpoints (keep_last <= 0: keeps all), never
 // the one at `protect_step`. Each is renamed to a hidden name before it is deleted, so a crash
 // midway never leaves a step_<N> that looks complete but is not.
-void prune_checkpoints(const std::string& root, int keep_last,
-                       std::optional<int64_t> protect_step = {});
+void prune_checkpoints(const std::string& root, int keep_last, std::optional<int64_t> protect_step = {});
 
 // Removes leftovers of crashed writes/prunes under root (.step_<N>.tmp-*, .old-*, .del-*) and
 // returns how many were removed. An .old-* copy whose step_<N> is missing (crash between the two

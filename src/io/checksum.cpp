@@ -44,8 +44,6 @@ std::string xxh3_file(const std::string& path) {
   return to_hex(XXH3_64bits_digest(state.get()));
 }
 
-std::string xxh3_hex(std::string_view bytes) {
-  return to_hex(XXH3_64bits(bytes.data(), bytes.size()));
-}
+std::string xxh3_hex(std::string_view bytes) { return to_hex(XXH3_64bits(bytes.data(), bytes.size())); }
 
 }  // namespace am

@@ -41,9 +41,10 @@ extern "C" void on_sigbus(int sig, siginfo_t* info, void*) {
     if (start == 0 || a < start || a - start >= s.bytes) continue;
     write_all("error: ");
     write_all(s.text);
-    write_all(" was truncated or replaced while this process was reading it (a read of its "
-              "memory map failed: SIGBUS)\n  ---> HINT: never modify or delete the files of a "
-              "running job; restore the file and resume from the last checkpoint\n");
+    write_all(
+        " was truncated or replaced while this process was reading it (a read of its "
+        "memory map failed: SIGBUS)\n  ---> HINT: never modify or delete the files of a "
+        "running job; restore the file and resume from the last checkpoint\n");
     ::_exit(1);
   }
   // Not one of ours: the default action (a core dump, as without this handler).
@@ -54,8 +55,7 @@ extern "C" void on_sigbus(int sig, siginfo_t* info, void*) {
 // Installs the handler unless it is in place (a library, e.g. MPI's, may have replaced it since).
 void install() {
   struct sigaction cur {};
-  if (::sigaction(SIGBUS, nullptr, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
-      cur.sa_sigaction == on_sigbus) {
+  if (::sigaction(SIGBUS, nullptr, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus) {
     return;
   }
   struct sigaction sa {};

@@ -14,9 +14,9 @@ namespace am {
 
 class ProtoWriter {
  public:
-  void varint_field(int field, uint64_t v);  // int64, uint64, bool, enum (wire type 0)
-  void double_field(int field, double v);    // wire type 1
-  void float_field(int field, float v);      // wire type 5
+  void varint_field(int field, uint64_t v);             // int64, uint64, bool, enum (wire type 0)
+  void double_field(int field, double v);               // wire type 1
+  void float_field(int field, float v);                 // wire type 5
   void bytes_field(int field, std::string_view bytes);  // string, bytes, a nested message (type 2)
   const std::string& bytes() const { return out_; }
 

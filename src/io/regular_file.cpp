@@ -1,9 +1,9 @@
 #include "io/regular_file.h"
 
-#include <ext/stdio_filebuf.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <ext/stdio_filebuf.h>
 
 #include <cerrno>
 #include <system_error>
@@ -20,9 +20,7 @@ std::string errno_text(int e) { return std::generic_category().message(e); }
 // An istream that owns its stdio_filebuf (which owns the descriptor).
 class FdStream : public std::istream {
  public:
-  explicit FdStream(int fd) : std::istream(nullptr), buf_(fd, std::ios::in | std::ios::binary) {
-    rdbuf(&buf_);
-  }
+  explicit FdStream(int fd) : std::istream(nullptr), buf_(fd, std::ios::in | std::ios::binary) { rdbuf(&buf_); }
 
  private:
   __gnu_cxx::stdio_filebuf<char> buf_;
@@ -40,8 +38,7 @@ const char* file_kind(unsigned mode) {
   return "not a regular file";
 }
 
-RegularFile::RegularFile(RegularFile&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), st_(o.st_) {}
+RegularFile::RegularFile(RegularFile&& o) noexcept : fd_(std::exchange(o.fd_, -1)), st_(o.st_) {}
 
 RegularFile::~RegularFile() {
   if (fd_ >= 0) ::close(fd_);

@@ -64,9 +64,7 @@ int64_t st_numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-std::string shape_to_string(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
+std::string shape_to_string(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
 // ---------------------------------------------------------------- writer
 
@@ -90,12 +88,9 @@ void write_safetensors(const std::string& path, const std::vector<StEntry>& tens
                       "every tensor in a safetensors file needs a unique name");
     }
     uint64_t bytes = 0;
-    AM_CHECK(byte_size(t.shape, t.dtype, &bytes), "tensor '{}': bad shape {}", t.name,
-             shape_to_string(t.shape));
+    AM_CHECK(byte_size(t.shape, t.dtype, &bytes), "tensor '{}': bad shape {}", t.name, shape_to_string(t.shape));
     AM_CHECK(bytes == 0 || t.data != nullptr, "tensor '{}' has no data", t.name);
-    header[t.name] = {{"dtype", dtype_name(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + bytes}}};
+    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     sizes.push_back(bytes);
   }
@@ -133,8 +128,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   }
   void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, f.fd(), 0);
   int e = errno;  // the mapping keeps the file alive after f closes
-  if (m == MAP_FAILED)
-    fail("cannot map safetensors file '{}': {}", path, std::generic_category().message(e));
+  if (m == MAP_FAILED) fail("cannot map safetensors file '{}': {}", path, std::generic_category().message(e));
   map_ = m;
   map_size_ = size;
   register_mapping(map_, map_size_, path, "safetensors file");
@@ -177,13 +171,11 @@ void SafetensorsFile::parse_header(const std::string& text, size_t data_size) {
   try {
     h = ojson::parse(text, cb);
   } catch (const nlohmann::json::exception& e) {
-    throw UserError(
-        fmt::format("safetensors file '{}': header is not valid JSON: {}", path_, e.what()),
-        "the file is corrupt or not a safetensors file");
+    throw UserError(fmt::format("safetensors file '{}': header is not valid JSON: {}", path_, e.what()),
+                    "the file is corrupt or not a safetensors file");
   }
   if (!h.is_object()) fail("safetensors file '{}': header is not a JSON object", path_);
-  if (!duplicate.empty())
-    fail("safetensors file '{}': tensor '{}' appears twice in the header", path_, duplicate);
+  if (!duplicate.empty()) fail("safetensors file '{}': tensor '{}' appears twice in the header", path_, duplicate);
 
   struct Span {
     uint64_t begin, end;
@@ -201,9 +193,7 @@ void SafetensorsFile::parse_header(const std::string& text, size_t data_size) {
       }
       continue;
     }
-    auto bad = [&](const std::string& why) {
-      fail("safetensors file '{}': tensor '{}': {}", path_, name, why);
-    };
+    auto bad = [&](const std::string& why) { fail("safetensors file '{}': tensor '{}': {}", path_, name, why); };
     if (!v.is_object()) bad("entry is not a JSON object");
     if (!v.contains("dtype") || !v["dtype"].is_string()) bad("missing or non-string \"dtype\"");
     StInfo info;
@@ -221,20 +211,19 @@ void SafetensorsFile::parse_header(const std::string& text, size_t data_size) {
       info.shape.push_back(d.get<int64_t>());
     }
     const auto& off = v.contains("data_offsets") ? v["data_offsets"] : ojson();
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
-        !off[1].is_number_unsigned()) {
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
       bad("\"data_offsets\" must be [begin, end] with non-negative integers");
     }
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     if (begin > end || end > data_size) {
-      bad(fmt::format("data_offsets [{}, {}] are outside the data section of {} bytes{}", begin,
-                      end, data_size, end > data_size ? " (file truncated?)" : ""));
+      bad(fmt::format("data_offsets [{}, {}] are outside the data section of {} bytes{}", begin, end, data_size,
+                      end > data_size ? " (file truncated?)" : ""));
     }
     uint64_t expect = 0;
     if (!byte_size(info.shape, info.dtype, &expect)) bad("shape overflows");
     if (end - begin != expect) {
-      bad(fmt::format("data_offsets [{}, {}] hold {} bytes but dtype {} shape {} needs {}", begin,
-                      end, end - begin, dt, shape_to_string(info.shape), expect));
+      bad(fmt::format("data_offsets [{}, {}] hold {} bytes but dtype {} shape {} needs {}", begin, end, end - begin, dt,
+                      shape_to_string(info.shape), expect));
     }
     info.offset = begin;
     info.bytes = end - begin;
@@ -244,19 +233,18 @@ void SafetensorsFile::parse_header(const std::string& text, size_t data_size) {
   }
   // As in the reference implementation, tensors must tile the data section: no overlap, no gap,
   // nothing after the last one.
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   uint64_t pos = 0;
   const std::string* prev = nullptr;
   for (const Span& s : spans) {
     if (s.begin < pos) {
-      fail("safetensors file '{}': tensor '{}' [{}, {}] overlaps tensor '{}' (which ends at {})",
-           path_, *s.name, s.begin, s.end, *prev, pos);
+      fail("safetensors file '{}': tensor '{}' [{}, {}] overlaps tensor '{}' (which ends at {})", path_, *s.name,
+           s.begin, s.end, *prev, pos);
     }
     if (s.begin > pos) {
-      fail("safetensors file '{}': {} unused bytes before tensor '{}' at offset {}", path_,
-           s.begin - pos, *s.name, pos);
+      fail("safetensors file '{}': {} unused bytes before tensor '{}' at offset {}", path_, s.begin - pos, *s.name,
+           pos);
     }
     pos = s.end;
     prev = s.name;
@@ -284,18 +272,16 @@ const StInfo& SafetensorsFile::info(const std::string& name) const {
   throw UserError(fmt::format("safetensors file '{}' has no tensor '{}'", path_, name), hint);
 }
 
-const void* SafetensorsFile::data(const std::string& name) const {
-  return data_section_ + info(name).offset;
-}
+const void* SafetensorsFile::data(const std::string& name) const { return data_section_ + info(name).offset; }
 
 void SafetensorsFile::copy_to(const std::string& name, void* dst, DType expected_dtype,
                               const std::vector<int64_t>& expected_shape) const {
   const StInfo& i = info(name);
   if (i.dtype != expected_dtype || i.shape != expected_shape) {
-    throw UserError(fmt::format("safetensors file '{}': tensor '{}' is {} {}, expected {} {}",
-                                path_, name, dtype_name(i.dtype), shape_to_string(i.shape),
-                                dtype_name(expected_dtype), shape_to_string(expected_shape)),
-                    "the file was written for a different model configuration or precision");
+    throw UserError(
+        fmt::format("safetensors file '{}': tensor '{}' is {} {}, expected {} {}", path_, name, dtype_name(i.dtype),
+                    shape_to_string(i.shape), dtype_name(expected_dtype), shape_to_string(expected_shape)),
+        "the file was written for a different model configuration or precision");
   }
   if (i.bytes > 0) std::memcpy(dst, data_section_ + i.offset, i.bytes);
 }

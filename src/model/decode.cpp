@@ -1,8 +1,8 @@
 #include "model/decode.h"
 
 #include "core/error.h"
-#include "params/params.h"
 #include "model/transformer_layer.h"
+#include "params/params.h"
 
 #include <spdlog/spdlog.h>
 
@@ -72,9 +72,10 @@ std::vector<double> Decoder::step(int32_t token) {
 void check_decode_supported(const ModelConfig& model) {
   if (model.moe.scorer.type == "none") return;
   if (model.moe.selector.type == "topk" && model.moe.selector.capacity_factor > 0) {
-    spdlog::warn("model.moe.selector.capacity_factor is {}: decoding routes one token at a time, so no token is "
-                 "dropped (docs/sampling.md)",
-                 model.moe.selector.capacity_factor);
+    spdlog::warn(
+        "model.moe.selector.capacity_factor is {}: decoding routes one token at a time, so no token is "
+        "dropped (docs/sampling.md)",
+        model.moe.selector.capacity_factor);
   }
   if (model.moe.selector.type != "expert_choice") return;
   throw UserError(fmt::format("generation needs a causal model, but model.moe.selector.type is expert_choice "

@@ -42,11 +42,11 @@ ParamCounts count_params(const ModelConfig& m) {
   }
 
   const int64_t attn = d * hd * (2 * m.n_heads + 2 * m.kv_heads());  // q, o and k, v
-  const int64_t layer_shared = 2 * d + attn + scorer;                  // + the two RMSNorms
+  const int64_t layer_shared = 2 * d + attn + scorer;                // + the two RMSNorms
   ParamCounts c;
   c.total = V * d * (m.tie_embeddings ? 1 : 2) + d + L * (layer_shared + n * expert);
-  c.active = 2 * V * d + d + L * layer_shared +
-             std::llround(static_cast<double>(L) * per_token * static_cast<double>(expert));
+  c.active =
+      2 * V * d + d + L * layer_shared + std::llround(static_cast<double>(L) * per_token * static_cast<double>(expert));
   return c;
 }
 
@@ -55,8 +55,8 @@ nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
   const bool dense = moe.scorer.type == "none";
   // Only a plain router + top-k + SwiGLU model has Mixtral's weights; other MoE models say so.
   const bool mixtral = !dense && moe.scorer.type == "router" && moe.expert.type == "swiglu" &&
-                       moe.selector.type == "topk" && moe.selector.n_null == 0 &&
-                       moe.selector.capacity_factor == 0 && moe.aux.bias_update_rate == 0;
+                       moe.selector.type == "topk" && moe.selector.n_null == 0 && moe.selector.capacity_factor == 0 &&
+                       moe.aux.bias_update_rate == 0;
   nlohmann::json j;
   j["architectures"] = {dense ? "LlamaForCausalLM" : mixtral ? "MixtralForCausalLM" : "AutonomoeMoeForCausalLM"};
   j["model_type"] = dense ? "llama" : mixtral ? "mixtral" : "autonomoe_moe";
@@ -88,16 +88,29 @@ nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
   };
   j["autonomoe"] = {
       {"expert", {{"type", moe.expert.type}, {"d_low", moe.expert.d_low}, {"d_wide", moe.hidden_width(m.d_model)}}},
-      {"scorer", {{"type", moe.scorer.type}, {"node", moe.scorer.node}, {"norm", moe.scorer.norm},
-                  {"d_hidden", moe.scorer.d_hidden}, {"activation", moe.scorer.activation}}},
-      {"selector", {{"type", moe.selector.type}, {"k", moe.selector.k}, {"gate", moe.selector.gate},
-                    {"capacity_factor", moe.selector.capacity_factor},
-                    {"p", moe.selector.p}, {"renormalize", moe.selector.renormalize}, {"max_k", moe.selector.max_k},
-                    {"group", moe.selector.group}, {"n_null", moe.selector.n_null}}},
+      {"scorer",
+       {{"type", moe.scorer.type},
+        {"node", moe.scorer.node},
+        {"norm", moe.scorer.norm},
+        {"d_hidden", moe.scorer.d_hidden},
+        {"activation", moe.scorer.activation}}},
+      {"selector",
+       {{"type", moe.selector.type},
+        {"k", moe.selector.k},
+        {"gate", moe.selector.gate},
+        {"capacity_factor", moe.selector.capacity_factor},
+        {"p", moe.selector.p},
+        {"renormalize", moe.selector.renormalize},
+        {"max_k", moe.selector.max_k},
+        {"group", moe.selector.group},
+        {"n_null", moe.selector.n_null}}},
       {"n_experts", moe.n_experts},
-      {"aux", {{"load_balance", schedule(moe.aux.load_balance)}, {"null_load_balance", schedule(moe.aux.null_load_balance)},
-               {"z_loss", schedule(moe.aux.z_loss)}, {"entropy", schedule(moe.aux.entropy)},
-               {"bias_update_rate", moe.aux.bias_update_rate}}},
+      {"aux",
+       {{"load_balance", schedule(moe.aux.load_balance)},
+        {"null_load_balance", schedule(moe.aux.null_load_balance)},
+        {"z_loss", schedule(moe.aux.z_loss)},
+        {"entropy", schedule(moe.aux.entropy)},
+        {"bias_update_rate", moe.aux.bias_update_rate}}},
   };
   return j;
 }

@@ -93,8 +93,9 @@ std::vector<MoeLayer*> Transformer::moe_layers() {
 
 // Layer l's auxiliary-loss sum: element N + 1 + l of losses_ (written by MoeLayer::forward).
 Tensor Transformer::aux_slot(size_t l) const {
-  return Tensor(static_cast<char*>(losses_.t().data) + (N_ + 1 + static_cast<int64_t>(l)) * dtype_size(losses_.t().dtype),
-                losses_.t().dtype, {1});
+  return Tensor(
+      static_cast<char*>(losses_.t().data) + (N_ + 1 + static_cast<int64_t>(l)) * dtype_size(losses_.t().dtype),
+      losses_.t().dtype, {1});
 }
 
 void Transformer::begin_step(int64_t step) {
@@ -204,7 +205,8 @@ void Transformer::forward_accumulate(const int32_t* tokens, const int32_t* targe
   run_forward(tokens, targets, grad_scale, n_targets);
   be_.loss_sum_accumulate(ce_acc, token_losses(), static_cast<double>(std::max<int64_t>(n_targets, 1)), divisor);
   // The layers' aux sums (aux_slot), in layer order, / divisor: forward()'s aux / divisor.
-  const Tensor aux_slots(static_cast<char*>(aux_slot(0).data), losses_.t().dtype, {static_cast<int64_t>(layers_.size())});
+  const Tensor aux_slots(static_cast<char*>(aux_slot(0).data), losses_.t().dtype,
+                         {static_cast<int64_t>(layers_.size())});
   be_.loss_sum_accumulate(aux_acc, aux_slots, 1.0, divisor);
 }
 
@@ -214,8 +216,8 @@ void Transformer::backward(const GradsReady& grads_ready) {
   const int64_t qkv_dim = attn_.qkv_dim(), d = cfg_.d_model;
 
   // LM head and final norm. logits_ holds dL/dlogits (N,V).
-  be_.matmul(dln_, logits_, false, P.value(lm_head_), false, 1.0, 0.0);        // (N,d)
-  be_.matmul(P.grad(lm_head_), logits_, true, lnf_, false, 1.0, 1.0);          // (V,d)
+  be_.matmul(dln_, logits_, false, P.value(lm_head_), false, 1.0, 0.0);  // (N,d)
+  be_.matmul(P.grad(lm_head_), logits_, true, lnf_, false, 1.0, 1.0);    // (V,d)
   be_.zero(dres_);
   be_.rmsnorm_backward(dres_, P.grad(norm_f_), dln_, res_.back(), P.value(norm_f_), rstdf_);
 
@@ -226,17 +228,17 @@ void Transformer::backward(const GradsReady& grads_ready) {
     y.moe->backward(y.ln2_out, dres_, dln_, grad_scale_);
     be_.rmsnorm_backward(dres_, P.grad(y.ln2), dln_, y.res_mid, P.value(y.ln2), y.rstd2);
     // attention sub-block: res_mid = res_in + att Wo^T
-    be_.matmul(datt_, dres_, false, P.value(y.wo), false, 1.0, 0.0);        // (N, H*hd)
-    be_.matmul(P.grad(y.wo), dres_, true, y.att, false, 1.0, 1.0);         // (d, H*hd)
+    be_.matmul(datt_, dres_, false, P.value(y.wo), false, 1.0, 0.0);  // (N, H*hd)
+    be_.matmul(P.grad(y.wo), dres_, true, y.att, false, 1.0, 1.0);    // (d, H*hd)
     Tensor dqkv3 = Tensor(dqkv_).reshape({B_, T_, qkv_dim});
     be_.attention_backward(dqkv3, Tensor(datt_).reshape({B_, T_, attn_.q_dim()}),
-                           Tensor(y.qkv).reshape({B_, T_, qkv_dim}),
-                           Tensor(y.att).reshape({B_, T_, attn_.q_dim()}), y.lse, attn_);
+                           Tensor(y.qkv).reshape({B_, T_, qkv_dim}), Tensor(y.att).reshape({B_, T_, attn_.q_dim()}),
+                           y.lse, attn_);
     be_.rope_backward(dqkv3, attn_, cfg_.rope_theta);
     Tensor wqkv(P.value(y.wqkv).data, be_.dtype(), {qkv_dim, d});
     Tensor dwqkv(P.grad(y.wqkv).data, be_.dtype(), {qkv_dim, d});
-    be_.matmul(dln_, dqkv_, false, wqkv, false, 1.0, 0.0);                  // (N,d)
-    be_.matmul(dwqkv, dqkv_, true, y.ln1_out, false, 1.0, 1.0);             // (qkv_dim, d)
+    be_.matmul(dln_, dqkv_, false, wqkv, false, 1.0, 0.0);       // (N,d)
+    be_.matmul(dwqkv, dqkv_, true, y.ln1_out, false, 1.0, 1.0);  // (qkv_dim, d)
     be_.rmsnorm_backward(dres_, P.grad(y.ln1), dln_, res_[li], P.value(y.ln1), y.rstd1);
     if (grads_ready) grads_ready(y.ln1, y.last);
   }

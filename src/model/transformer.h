@@ -18,9 +18,9 @@
 namespace am {
 
 struct LossParts {
-  double ce = 0;       // mean cross-entropy over the micro-batch's targets
-  double aux = 0;      // sum over layers of the auxiliary losses (coefficients applied)
-  int64_t targets = 0; // number of targets counted (target >= 0)
+  double ce = 0;        // mean cross-entropy over the micro-batch's targets
+  double aux = 0;       // sum over layers of the auxiliary losses (coefficients applied)
+  int64_t targets = 0;  // number of targets counted (target >= 0)
   // The backend's update flag (Backend::copy_update_flag), read in the same copy as the losses: 0,
   // or the tag of the first AdamW update that wrote a non-finite value (AdamW::check_update_flag).
   int update_flag = 0;
@@ -57,8 +57,8 @@ class Transformer {
   // the same bits as forward()'s ce / divisor summed on the host), and the sum over layers of the
   // MoE auxiliary losses (each layer writes its own into aux_slot(l) on the device) / divisor to
   // aux_acc ((1) F64 on the device).
-  void forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor,
-                          Tensor ce_acc, Tensor aux_acc);
+  void forward_accumulate(const int32_t* tokens, const int32_t* targets, double grad_scale, int divisor, Tensor ce_acc,
+                          Tensor aux_acc);
   // Accumulates dL/dparam (scaled by the forward's grad_scale) into store().all_grads().
   // grads_ready(first, last), when given, is called as soon as the tensors [first, last] of the
   // table hold their final gradients (each layer's, top to bottom), so their reduction across

@@ -10,10 +10,17 @@ Backend::NormKind norm_kind(const std::string& name) {
   throw UserError(fmt::format("unknown activation norm '{}'", name), "valid norms: l2, l1, linf");
 }
 
-ActNormScorer::ActNormScorer(Backend& be, std::string prefix, std::string node, Backend::NormKind norm,
-                             int n_experts, int n_null, int d_model, double null_init, Experts* experts)
-    : be_(be), prefix_(std::move(prefix)), node_(std::move(node)), norm_(norm), n_(n_experts), m_(n_null),
-      d_(d_model), null_init_(null_init), experts_(experts) {
+ActNormScorer::ActNormScorer(Backend& be, std::string prefix, std::string node, Backend::NormKind norm, int n_experts,
+                             int n_null, int d_model, double null_init, Experts* experts)
+    : be_(be),
+      prefix_(std::move(prefix)),
+      node_(std::move(node)),
+      norm_(norm),
+      n_(n_experts),
+      m_(n_null),
+      d_(d_model),
+      null_init_(null_init),
+      experts_(experts) {
   if (latent_node()) {
     factorized_ = dynamic_cast<FactorizedExperts*>(experts);
     if (!factorized_) {
@@ -51,7 +58,7 @@ void ActNormScorer::allocate(int64_t n_tokens) {
 void ActNormScorer::forward(Tensor h, Tensor scores, Tensor probs) {
   if (latent_node()) {
     be_.matmul(c_, h, false, factorized_->stacked_down(), true, 1.0, 0.0);  // C (N, n*d_low): Eq. 4
-    be_.block_norms(scores, c_, n_, norm_);                                  // s_i = ||C_i||
+    be_.block_norms(scores, c_, n_, norm_);                                 // s_i = ||C_i||
   } else {
     for (int e = 0; e < n_; ++e) {  // every expert up to the node, every token
       experts_->node_activation(e, node_, h, act_, s1_, s2_);
@@ -77,7 +84,7 @@ void ActNormScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscor
   // dC already holds the experts' gradient (scattered by the layer); add the norms' gradient.
   be_.block_norms_backward(dc_, dscores, c_, scores, n_, norm_);
   be_.matmul(factorized_->stacked_down_grad(), dc_, true, h, false, 1.0, 1.0);  // dW_down += dC^T h
-  be_.matmul(dh, dc_, false, factorized_->stacked_down(), false, 1.0, 1.0);      // dh += dC W_down
+  be_.matmul(dh, dc_, false, factorized_->stacked_down(), false, 1.0, 1.0);     // dh += dC W_down
 }
 
 }  // namespace am

@@ -18,8 +18,8 @@ namespace am {
 // once (data_parallel: summed over ranks, identical on every rank). The vectors are F64 in the
 // backend's memory (device memory on the GPU): nothing travels to the host.
 struct BalanceStats {
-  Tensor selected;   // (>= n+m) F64: slots per id over the scope, before capacity drops
-  Tensor prob_sums;  // (n+m) F64: sum over the scope's tokens of P_t[i]
+  Tensor selected;    // (>= n+m) F64: slots per id over the scope, before capacity drops
+  Tensor prob_sums;   // (n+m) F64: sum over the scope's tokens of P_t[i]
   double tokens = 0;  // tokens in the scope
   // The ranks whose gradients the data-parallel reduction averages when the scope spans them (W),
   // else 1: a rank's share of the gradient of one loss over W ranks' tokens is multiplied by W to
@@ -28,8 +28,8 @@ struct BalanceStats {
 };
 
 struct AuxInputs {
-  Tensor scores;  // (N, n+m)
-  Tensor probs;   // (N, n+m)
+  Tensor scores;                          // (N, n+m)
+  Tensor probs;                           // (N, n+m)
   const BalanceStats* balance = nullptr;  // the balancing losses' statistics (null if none needs them)
   int64_t n_tokens = 0;
   int n_experts = 0;  // n
@@ -41,7 +41,7 @@ class AuxLoss {
  public:
   explicit AuxLoss(Schedule coef) : coef_(std::move(coef)) {}
   virtual ~AuxLoss() = default;
-  virtual std::string name() const = 0;  // the metrics key
+  virtual std::string name() const = 0;                       // the metrics key
   virtual bool needs_balance_stats() const { return false; }  // reads AuxInputs::balance
   // value (1) F64 write (backend memory)
   virtual void forward(const AuxInputs& in, Tensor value) = 0;

@@ -5,8 +5,7 @@
 
 namespace am {
 
-MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len,
-                                  ExpertShard shard) {
+MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len, ExpertShard shard) {
   const MoeConfig& m = cfg.moe;
   const int d = cfg.d_model, n = m.n_experts, n_null = m.selector.n_null;
   const double std = cfg.init_std, out_std = cfg.init_std / std::sqrt(2.0 * cfg.n_layers);
@@ -23,8 +22,7 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
 
   const std::string p = l + ".block_sparse_moe";
   const std::string e = p + ".experts.{e}.";
-  const ExpertNames names{e + "w1.weight", e + "w3.weight", e + "w2.weight", e + "w1_down.weight",
-                          e + "w1_up.weight"};
+  const ExpertNames names{e + "w1.weight", e + "w3.weight", e + "w2.weight", e + "w1_down.weight", e + "w1_up.weight"};
   const int width = m.hidden_width(d);
   if (shard.count == 0) shard = ExpertShard{0, n};
   if (m.expert.type == "factorized") {
@@ -37,8 +35,7 @@ MoeComponents make_moe_components(Backend& be, const ModelConfig& cfg, int layer
     c.scorer = std::make_unique<RouterScorer>(be, p, n, n_null, d, std);
   } else if (m.scorer.type == "large_router") {
     const int hidden = m.scorer.d_hidden > 0 ? m.scorer.d_hidden : n * m.expert.d_low;
-    c.scorer = std::make_unique<LargeRouterScorer>(be, p, n + n_null, hidden, d, std,
-                                                   m.scorer.activation == "linear");
+    c.scorer = std::make_unique<LargeRouterScorer>(be, p, n + n_null, hidden, d, std, m.scorer.activation == "linear");
   } else if (m.scorer.type == "act_norm") {
     // Null scores start at the scale of the L2 norms at initialisation (||x W_down|| with RMS-normed
     // x: init_std * sqrt(d * d_low)), so null experts are chosen from the start (docs/selection.md).

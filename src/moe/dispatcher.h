@@ -31,9 +31,9 @@ struct Routing {
 
 // Where this rank's experts find their rows for one micro-batch, and where they write.
 struct ExpertBatch {
-  Tensor x;       // (R, d) expert-major input rows
-  Tensor latent;  // (R, d_low) AoE's cached latent rows, or empty
-  Tensor out;     // (R, d) expert output rows (write)
+  Tensor x;                                       // (R, d) expert-major input rows
+  Tensor latent;                                  // (R, d_low) AoE's cached latent rows, or empty
+  Tensor out;                                     // (R, d) expert output rows (write)
   const std::vector<int64_t>* offsets = nullptr;  // (n_local + 1) row offsets of this rank's experts
 };
 // The backward's rows on the experts' side.
@@ -55,9 +55,9 @@ class Dispatcher {
   // Drops null slots and, with capacity > 0, the lowest-scoring slots beyond each expert's
   // capacity (scores: the selection's rank scores); builds the assignment list.
   void route(Routing& r, int n_experts, Tensor scores, int64_t capacity);
-  void dispatch(const Routing& r, Tensor x, Tensor xg);           // xg (>=A, d) write
-  void dispatch_blocks(const Routing& r, Tensor c, Tensor cg);    // cg (>=A, d_low) write
-  void combine(const Routing& r, Tensor eo, Tensor y);            // y (N,d) write
+  void dispatch(const Routing& r, Tensor x, Tensor xg);         // xg (>=A, d) write
+  void dispatch_blocks(const Routing& r, Tensor c, Tensor cg);  // cg (>=A, d_low) write
+  void combine(const Routing& r, Tensor eo, Tensor y);          // y (N,d) write
   // deo (A,d) write, dslot_gate (N,kmax) write
   void combine_backward(const Routing& r, Tensor dy, Tensor eo, Tensor deo, Tensor dslot_gate);
   void dispatch_backward(const Routing& r, Tensor dxg, Tensor dx);         // dx (N,d) acc

@@ -66,14 +66,14 @@ Tensor ExpertExchange::scratch(int64_t rows, int64_t w, DType dt) {
 
 void ExpertExchange::to_experts(Tensor rows, Tensor out) {
   const int64_t w = rows.dim(1);
-  Tensor recv = scratch(received_, w, rows.dtype);                                      // source-major
+  Tensor recv = scratch(received_, w, rows.dtype);  // source-major
   comm_.all_to_all_rows(rows.rows(0, sent_), send_rows_, recv, recv_rows_);
   if (received_ > 0) be_.gather_rows(out.rows(0, received_), recv, to_local_.t().rows(0, received_), 1);
 }
 
 void ExpertExchange::from_experts(Tensor rows, Tensor out) {
   const int64_t w = rows.dim(1);
-  Tensor back = scratch(received_, w, rows.dtype);                                      // source-major
+  Tensor back = scratch(received_, w, rows.dtype);  // source-major
   if (received_ > 0) be_.gather_rows(back, rows.rows(0, received_), to_source_.t().rows(0, received_), 1);
   comm_.all_to_all_rows(back, recv_rows_, out.rows(0, sent_), send_rows_);
 }

@@ -18,7 +18,7 @@ class ExpertExchange {
   ExpertExchange(Backend& be, Comm& ep_group, int n_experts);
   // From this rank's expert offsets (n+1): exchanges counts and plans the reordering.
   void plan(const std::vector<int64_t>& offsets);
-  int64_t received_rows() const { return received_; }   // R: rows for this rank's experts
+  int64_t received_rows() const { return received_; }  // R: rows for this rank's experts
   // (n/ep + 1) offsets of the received rows, expert-major over this rank's experts.
   const std::vector<int64_t>& local_offsets() const { return local_offsets_; }
 

@@ -56,15 +56,15 @@ void SwigluTail::allocate(Backend& be, int64_t max_rows, int64_t width) {
 }
 
 void SwigluTail::forward(Backend& be, const ExpertBlocks& blk, const std::vector<Tensor>& w2, Tensor y) {
-  be.swiglu_forward(blk.span(act), blk.span(g), blk.span(u));  // a = SiLU(g) * u
+  be.swiglu_forward(blk.span(act), blk.span(g), blk.span(u));                          // a = SiLU(g) * u
   be.matmul_grouped(blk.rows(y), blk.rows(act), false, blk.pick(w2), true, 1.0, 0.0);  // y (rows, d) = a w2^T
 }
 
 void SwigluTail::backward(Backend& be, const ExpertBlocks& blk, const std::vector<Tensor>& w2,
                           const std::vector<Tensor>& dw2, Tensor dy) {
   const std::vector<Tensor> dys = blk.rows(dy);
-  be.matmul_grouped(blk.rows(dact), dys, false, blk.pick(w2), false, 1.0, 0.0);  // da (rows, h) = dy w2
-  be.matmul_grouped(blk.pick(dw2), dys, true, blk.rows(act), false, 1.0, 1.0);   // dw2 (d, h) += dy^T a
+  be.matmul_grouped(blk.rows(dact), dys, false, blk.pick(w2), false, 1.0, 0.0);              // da (rows, h) = dy w2
+  be.matmul_grouped(blk.pick(dw2), dys, true, blk.rows(act), false, 1.0, 1.0);               // dw2 (d, h) += dy^T a
   be.swiglu_backward(blk.span(dg), blk.span(du), blk.span(dact), blk.span(g), blk.span(u));  // dg, du
 }
 

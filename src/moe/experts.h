@@ -26,10 +26,10 @@ struct ExpertShard {
 // grouped GEMMs (Backend::matmul_grouped: one launch for all experts on the GPU).
 struct ExpertBlocks {
   explicit ExpertBlocks(const std::vector<int64_t>& off);
-  std::vector<Tensor> rows(Tensor t) const;                           // t's rows of each expert
+  std::vector<Tensor> rows(Tensor t) const;                                              // t's rows of each expert
   std::vector<Tensor> pick(const std::vector<Tensor>& per_expert, int shift = 0) const;  // [e + shift]
-  Tensor span(Tensor t) const { return t.rows(first, total); }       // t's rows of all experts, one view
-  std::vector<int> live;       // experts with at least one row
+  Tensor span(Tensor t) const { return t.rows(first, total); }  // t's rows of all experts, one view
+  std::vector<int> live;                                        // experts with at least one row
   std::vector<int64_t> begin, count;
   int64_t first = 0, total = 0;  // rows [first, first + total) of every expert
 };
@@ -74,8 +74,8 @@ struct SwigluTail {
   void allocate(Backend& be, int64_t max_rows, int64_t width);  // (max_rows, width) each
   void forward(Backend& be, const ExpertBlocks& blk, const std::vector<Tensor>& w2, Tensor y);
   // dact = dy w2, dw2 += dy^T a, then dg, du.
-  void backward(Backend& be, const ExpertBlocks& blk, const std::vector<Tensor>& w2,
-                const std::vector<Tensor>& dw2, Tensor dy);
+  void backward(Backend& be, const ExpertBlocks& blk, const std::vector<Tensor>& w2, const std::vector<Tensor>& dw2,
+                Tensor dy);
   TensorBuf g, u, act;     // saved activations, act_dtype()
   TensorBuf dg, du, dact;  // backward scratch, dtype()
 };
@@ -90,8 +90,7 @@ class SwigluExperts final : public Experts {
   void forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) override;
   void backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
                 Tensor dlatent) override;
-  void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1,
-                       Tensor scratch2) override;
+  void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1, Tensor scratch2) override;
   int hidden() const override { return f_; }
 
  private:
@@ -118,8 +117,7 @@ class FactorizedExperts final : public Experts {
   void forward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor y) override;
   void backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
                 Tensor dlatent) override;
-  void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1,
-                       Tensor scratch2) override;
+  void node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor scratch1, Tensor scratch2) override;
   int hidden() const override { return w_; }
   int d_low() const { return dl_; }
   // All experts' W_down stacked, (n*d_low, d): declared back to back, so it is one matrix (the
@@ -137,9 +135,9 @@ class FactorizedExperts final : public Experts {
   std::vector<int> down_index_, up_index_, w3_index_, w2_index_;
   Tensor down_all_, ddown_all_;
   std::vector<Tensor> down_, ddown_, up_, dup_, w3_, dw3_, w2_, dw2_;
-  TensorBuf c_;                      // (max_rows, d_low): x W_down rows when no latent is given
-  SwigluTail tail_;                  // (max_rows, w) each
-  TensorBuf dc_;                     // backward scratch
+  TensorBuf c_;      // (max_rows, d_low): x W_down rows when no latent is given
+  SwigluTail tail_;  // (max_rows, w) each
+  TensorBuf dc_;     // backward scratch
 };
 
 }  // namespace am

@@ -2,10 +2,17 @@
 
 namespace am {
 
-FactorizedExperts::FactorizedExperts(Backend& be, ExpertNames names, int n_experts, ExpertShard shard,
-                                     int d_model, int d_low, int d_wide, double init_std, double out_std)
-    : be_(be), names_(std::move(names)), n_(n_experts), shard_(shard), d_(d_model), dl_(d_low), w_(d_wide),
-      init_std_(init_std), out_std_(out_std) {}
+FactorizedExperts::FactorizedExperts(Backend& be, ExpertNames names, int n_experts, ExpertShard shard, int d_model,
+                                     int d_low, int d_wide, double init_std, double out_std)
+    : be_(be),
+      names_(std::move(names)),
+      n_(n_experts),
+      shard_(shard),
+      d_(d_model),
+      dl_(d_low),
+      w_(d_wide),
+      init_std_(init_std),
+      out_std_(out_std) {}
 
 void FactorizedExperts::register_params(ParamTable& table) {
   // Every expert's W_down first, back to back: together they are the (n*d_low, d) matrix of AoE's
@@ -56,11 +63,11 @@ void FactorizedExperts::forward(Tensor x, Tensor latent, const std::vector<int64
   if (!cached) be_.matmul_grouped(c, xs, false, blk.pick(down_, shard_.first), true, 1.0, 0.0);  // c = x W_down^T
   be_.matmul_grouped(blk.rows(tail_.g), c, false, blk.pick(up_), true, 1.0, 0.0);   // g (rows, w) = c W_up^T
   be_.matmul_grouped(blk.rows(tail_.u), xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, w) = x w3^T
-  tail_.forward(be_, blk, w2_, y);  // y (rows, d) = (SiLU(g) * u) w2^T
+  tail_.forward(be_, blk, w2_, y);                                                  // y (rows, d) = (SiLU(g) * u) w2^T
 }
 
-void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy,
-                                 Tensor dx, Tensor dlatent) {
+void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
+                                 Tensor dlatent) {
   const bool cached = latent.data != nullptr;
   const ExpertBlocks blk(off);
   if (blk.live.empty()) return;
@@ -73,13 +80,12 @@ void FactorizedExperts::backward(Tensor x, Tensor latent, const std::vector<int6
   be_.matmul_grouped(blk.pick(dup_), dg, true, c, false, 1.0, 1.0);    // dW_up (w, d_low) += dg^T c
   be_.matmul_grouped(dc, dg, false, blk.pick(up_), false, 1.0, 0.0);   // dc (rows, d_low) = dg W_up
   if (!cached) {
-    be_.matmul_grouped(blk.pick(ddown_, shard_.first), dc, true, xs, false, 1.0, 1.0);  // dW_down += dc^T x
+    be_.matmul_grouped(blk.pick(ddown_, shard_.first), dc, true, xs, false, 1.0, 1.0);   // dW_down += dc^T x
     be_.matmul_grouped(dxs, dc, false, blk.pick(down_, shard_.first), false, 1.0, 1.0);  // dx += dc W_down
   }
 }
 
-void FactorizedExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g,
-                                        Tensor u) {
+void FactorizedExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g, Tensor u) {
   AM_CHECK(shard_.first == 0 && shard_.count == n_, "router-free scoring needs every expert on this rank");
   const int64_t N = x.dim(0);
   Tensor c = Tensor(c_).rows(0, std::min<int64_t>(N, Tensor(c_).dim(0)));

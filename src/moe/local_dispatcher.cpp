@@ -28,10 +28,8 @@ void Dispatcher::combine(const Routing& r, Tensor eo, Tensor y) {
   be_.combine(y, eo.rows(0, r.n_assign), r.slot_gate, r.slot_assign);
 }
 
-void Dispatcher::combine_backward(const Routing& r, Tensor dy, Tensor eo, Tensor deo,
-                                       Tensor dslot_gate) {
-  be_.combine_backward(deo.rows(0, r.n_assign), dslot_gate, dy, eo.rows(0, r.n_assign),
-                       r.slot_gate, r.slot_assign);
+void Dispatcher::combine_backward(const Routing& r, Tensor dy, Tensor eo, Tensor deo, Tensor dslot_gate) {
+  be_.combine_backward(deo.rows(0, r.n_assign), dslot_gate, dy, eo.rows(0, r.n_assign), r.slot_gate, r.slot_assign);
 }
 
 void Dispatcher::dispatch_backward(const Routing& r, Tensor dxg, Tensor dx) {

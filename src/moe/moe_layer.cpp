@@ -155,7 +155,7 @@ void MoeLayer::forward(Tensor h, Tensor y, Tensor aux_out) {
   be_.axpy_f64(acc_sel_, sel_.rows(0, n_ + m_), 1.0);
   if (bias_index_ >= 0) be_.axpy_f64(step_load_, sel_.rows(0, n_), 1.0);
   dispatcher_->route(routing_, n_, rank, parts_.selector->capacity(n_tokens_));  // A, offsets: the one sync
-  dispatcher_->dispatch(routing_, h, xg_);  // (A,d)
+  dispatcher_->dispatch(routing_, h, xg_);                                       // (A,d)
   Tensor latent = scorer.latent();
   if (latent.data) dispatcher_->dispatch_blocks(routing_, latent, cg_);  // (A, d_low): AoE's cache reused
   // to this rank's experts (local: the rows themselves; expert parallelism: an all-to-all)
@@ -233,7 +233,7 @@ void MoeLayer::backward(Tensor h, Tensor dy, Tensor dh, double aux_scale) {
   parts_.experts->backward(batch_.x, batch_.latent, *batch_.offsets, grads.dy, grads.dx, grads.dlatent);
   dispatcher_->grads_from_experts(grads, dxg_, latent.data ? Tensor(dcg_) : Tensor());
   dispatcher_->dispatch_backward(routing_, dxg_, dh);  // dh += scatter of dxg
-  if (latent.data) {  // the selected experts' gradient reaches the cache C
+  if (latent.data) {                                   // the selected experts' gradient reaches the cache C
     be_.zero(scorer.latent_grad());
     dispatcher_->dispatch_blocks_backward(routing_, dcg_, scorer.latent_grad());
   }

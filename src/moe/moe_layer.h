@@ -28,10 +28,10 @@ struct MoeLayerStats {
   std::vector<int64_t> expert_assignments;  // (n) routed assignments per true expert
   std::vector<int64_t> selected;            // (n+m) selector slots per id, before capacity drops
   int64_t tokens = 0;
-  int64_t dropped = 0;              // true-expert slots dropped by the capacity factor
-  int64_t unassigned = 0;           // tokens that reached no true expert
-  double ent_conf_sum = 0;          // sum over micro-batches of mean_t H(P_t) (AoE Eq. 8)
-  std::vector<double> act_norm_sum;  // (n) sum over micro-batches of mean_t s_t[i] (activation norms)
+  int64_t dropped = 0;                    // true-expert slots dropped by the capacity factor
+  int64_t unassigned = 0;                 // tokens that reached no true expert
+  double ent_conf_sum = 0;                // sum over micro-batches of mean_t H(P_t) (AoE Eq. 8)
+  std::vector<double> act_norm_sum;       // (n) sum over micro-batches of mean_t s_t[i] (activation norms)
   std::map<std::string, double> aux_sum;  // aux loss values (coefficients applied), summed
   int micro_batches = 0;
 };
@@ -53,8 +53,7 @@ class MoeLayer {
   // dist: the run's layout (null: one process). With expert parallelism (dist->ep_size > 1) this
   // rank holds n/ep experts and its dispatcher exchanges token rows with its group
   // (AllToAllDispatcher); the layer itself has no expert-parallel branches.
-  MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len = 0,
-           const DistContext* dist = nullptr);
+  MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len = 0, const DistContext* dist = nullptr);
   void register_params(ParamTable& table);
   void bind(ParamStore& store);
   void allocate(int64_t n_tokens);
@@ -121,7 +120,7 @@ class MoeLayer {
 
   // aux-loss-free balancing
   int bias_index_ = -1;
-  Tensor bias_;        // (n) selection bias (saved with the model, not trained)
+  Tensor bias_;          // (n) selection bias (saved with the model, not trained)
   TensorBuf step_load_;  // (n) F64: slots per true expert since begin_step (backend memory)
 
   int64_t tokens_seen_ = 0;  // host counters since reset_stats()

@@ -2,8 +2,7 @@
 
 namespace am {
 
-RouterScorer::RouterScorer(Backend& be, std::string prefix, int n_experts, int n_null, int d_model,
-                           double init_std)
+RouterScorer::RouterScorer(Backend& be, std::string prefix, int n_experts, int n_null, int d_model, double init_std)
     : be_(be), prefix_(std::move(prefix)), n_(n_experts), m_(n_null), d_(d_model), init_std_(init_std) {}
 
 void RouterScorer::register_params(ParamTable& table) {
@@ -20,18 +19,23 @@ void RouterScorer::bind(ParamStore& store) {
 
 void RouterScorer::forward(Tensor h, Tensor scores, Tensor probs) {
   be_.matmul(scores, h, false, w_, true, 1.0, 0.0);  // z (N,n+m) = h (N,d) W_r^T
-  be_.softmax_rows(probs, scores);                    // P = softmax(z)
+  be_.softmax_rows(probs, scores);                   // P = softmax(z)
 }
 
 void RouterScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscores, Tensor dprobs, Tensor dh) {
-  be_.softmax_rows_backward(dscores, dprobs, probs);   // dz += dP through the softmax
-  be_.matmul(dw_, dscores, true, h, false, 1.0, 1.0);  // dW_r (n+m,d) += dz^T h
+  be_.softmax_rows_backward(dscores, dprobs, probs);    // dz += dP through the softmax
+  be_.matmul(dw_, dscores, true, h, false, 1.0, 1.0);   // dW_r (n+m,d) += dz^T h
   be_.matmul(dh, dscores, false, w_, false, 1.0, 1.0);  // dh (N,d) += dz W_r
 }
 
 LargeRouterScorer::LargeRouterScorer(Backend& be, std::string prefix, int n_total, int hidden, int d_model,
                                      double init_std, bool linear)
-    : be_(be), prefix_(std::move(prefix)), nt_(n_total), hid_(hidden), d_(d_model), init_std_(init_std),
+    : be_(be),
+      prefix_(std::move(prefix)),
+      nt_(n_total),
+      hid_(hidden),
+      d_(d_model),
+      init_std_(init_std),
       linear_(linear) {}
 
 void LargeRouterScorer::register_params(ParamTable& table) {
@@ -61,10 +65,10 @@ void LargeRouterScorer::forward(Tensor h, Tensor scores, Tensor probs) {
 }
 
 void LargeRouterScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscores, Tensor dprobs, Tensor dh) {
-  be_.softmax_rows_backward(dscores, dprobs, probs);       // dz
+  be_.softmax_rows_backward(dscores, dprobs, probs);                       // dz
   be_.matmul(db_, dscores, true, linear_ ? pre_ : act_, false, 1.0, 1.0);  // dB (n+m, hidden) += dz^T act
-  be_.matmul(dact_, dscores, false, b_, false, 1.0, 0.0);  // dact (N, hidden) = dz B
-  Tensor dpre = dact_;  // linear: dpre = dact
+  be_.matmul(dact_, dscores, false, b_, false, 1.0, 0.0);                  // dact (N, hidden) = dz B
+  Tensor dpre = dact_;                                                     // linear: dpre = dact
   if (!linear_) {
     be_.zero(dpre_);
     be_.silu_backward(dpre_, dact_, pre_);

@@ -90,8 +90,8 @@ class LargeRouterScorer final : public Scorer {
 // `<prefix>.null_experts.score` (m), initialised near the norms' starting scale.
 class ActNormScorer final : public Scorer {
  public:
-  ActNormScorer(Backend& be, std::string prefix, std::string node, Backend::NormKind norm, int n_experts,
-                int n_null, int d_model, double null_init, Experts* experts);
+  ActNormScorer(Backend& be, std::string prefix, std::string node, Backend::NormKind norm, int n_experts, int n_null,
+                int d_model, double null_init, Experts* experts);
   void register_params(ParamTable& table) override;
   void bind(ParamStore& store) override;
   void allocate(int64_t n_tokens) override;
@@ -112,9 +112,9 @@ class ActNormScorer final : public Scorer {
   Experts* experts_;
   FactorizedExperts* factorized_ = nullptr;
   int null_index_ = -1;
-  Tensor null_, dnull_;       // (m)
-  TensorBuf null_sums_;       // (n+m) F64: column sums of dscores (the null scores' gradient)
-  TensorBuf c_, dc_;          // latent: (N, n*d_low)
+  Tensor null_, dnull_;            // (m)
+  TensorBuf null_sums_;            // (n+m) F64: column sums of dscores (the null scores' gradient)
+  TensorBuf c_, dc_;               // latent: (N, n*d_low)
   TensorBuf act_, col_, s1_, s2_;  // other nodes: (N, width), (N, 1), (N, hidden) x2
 };
 

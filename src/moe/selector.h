@@ -16,11 +16,10 @@ class Selector {
   virtual int kmax() const = 0;
   // rank_scores, scores, probs (N, n+m) -> slot_expert (N,kmax) I32 write, slot_gate (N,kmax) write.
   // rank_scores are the scores plus the aux-loss-free selection bias (or the scores themselves).
-  virtual void select(Tensor rank_scores, Tensor scores, Tensor probs, Tensor slot_expert,
-                      Tensor slot_gate) = 0;
+  virtual void select(Tensor rank_scores, Tensor scores, Tensor probs, Tensor slot_expert, Tensor slot_gate) = 0;
   // dslot_gate (N,kmax) -> dscores (N,n+m) acc and/or dprobs (N,n+m) acc
-  virtual void backward(Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs,
-                        Tensor dscores, Tensor dprobs) = 0;
+  virtual void backward(Tensor dslot_gate, Tensor slot_expert, Tensor slot_gate, Tensor probs, Tensor dscores,
+                        Tensor dprobs) = 0;
   virtual int64_t capacity(int64_t n_tokens) const { return 0; }
 };
 

@@ -17,9 +17,7 @@ Tensor TopKSelector::identity_slots(int64_t n_slots) {
 }
 
 // A (N,k) slot array seen as N*k rows of blocks of width 1 (for gather_blocks on P).
-static Tensor slot_column(Tensor slot_gate) {
-  return Tensor(slot_gate.data, slot_gate.dtype, {slot_gate.numel(), 1});
-}
+static Tensor slot_column(Tensor slot_gate) { return Tensor(slot_gate.data, slot_gate.dtype, {slot_gate.numel(), 1}); }
 
 void TopKSelector::select(Tensor rank_scores, Tensor scores, Tensor probs, Tensor slot_expert, Tensor slot_gate) {
   be_.topk_select(slot_expert, slot_gate, rank_scores, scores, k_, n_true_);
@@ -58,8 +56,7 @@ void ExpertChoiceSelector::select(Tensor, Tensor, Tensor probs, Tensor slot_expe
   be_.expert_choice_select(slot_expert, slot_gate, probs, group, expert_choice_capacity(moe_, group));
 }
 
-void ExpertChoiceSelector::backward(Tensor dslot_gate, Tensor slot_expert, Tensor, Tensor, Tensor,
-                                    Tensor dprobs) {
+void ExpertChoiceSelector::backward(Tensor dslot_gate, Tensor slot_expert, Tensor, Tensor, Tensor, Tensor dprobs) {
   be_.expert_choice_select_backward(dprobs, dslot_gate, slot_expert);
 }
 

@@ -4,10 +4,17 @@
 
 namespace am {
 
-SwigluExperts::SwigluExperts(Backend& be, ExpertNames names, ExpertShard shard, int d_model, int d_ffn,
-                             double init_std, double out_std, bool moe)
-    : be_(be), names_(std::move(names)), shard_(shard), n_(shard.count), d_(d_model), f_(d_ffn),
-      init_std_(init_std), out_std_(out_std), moe_(moe) {}
+SwigluExperts::SwigluExperts(Backend& be, ExpertNames names, ExpertShard shard, int d_model, int d_ffn, double init_std,
+                             double out_std, bool moe)
+    : be_(be),
+      names_(std::move(names)),
+      shard_(shard),
+      n_(shard.count),
+      d_(d_model),
+      f_(d_ffn),
+      init_std_(init_std),
+      out_std_(out_std),
+      moe_(moe) {}
 
 void SwigluExperts::register_params(ParamTable& table) {
   auto add = [&](const std::string& pattern, int e, std::vector<int64_t> shape, double std) {
@@ -33,9 +40,7 @@ void SwigluExperts::bind(ParamStore& store) {
   }
 }
 
-void SwigluExperts::allocate(int64_t max_rows) {
-  tail_.allocate(be_, max_rows, f_);
-}
+void SwigluExperts::allocate(int64_t max_rows) { tail_.allocate(be_, max_rows, f_); }
 
 // Every product is one grouped GEMM over the experts that have rows (Backend::matmul_grouped),
 // and the SwiGLU one element-wise pass over all their rows [off[0], off[n]).
@@ -45,24 +50,23 @@ void SwigluExperts::forward(Tensor x, Tensor /*latent*/, const std::vector<int64
   const std::vector<Tensor> xs = blk.rows(x);
   be_.matmul_grouped(blk.rows(tail_.g), xs, false, blk.pick(w1_), true, 1.0, 0.0);  // g (rows, f) = x w1^T
   be_.matmul_grouped(blk.rows(tail_.u), xs, false, blk.pick(w3_), true, 1.0, 0.0);  // u (rows, f) = x w3^T
-  tail_.forward(be_, blk, w2_, y);  // y (rows, d) = (SiLU(g) * u) w2^T
+  tail_.forward(be_, blk, w2_, y);                                                  // y (rows, d) = (SiLU(g) * u) w2^T
 }
 
-void SwigluExperts::backward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor dy,
-                             Tensor dx, Tensor /*dlatent*/) {
+void SwigluExperts::backward(Tensor x, Tensor /*latent*/, const std::vector<int64_t>& off, Tensor dy, Tensor dx,
+                             Tensor /*dlatent*/) {
   const ExpertBlocks blk(off);
   if (blk.live.empty()) return;
   tail_.backward(be_, blk, w2_, dw2_, dy);  // dg, du (rows, f); dw2 accumulated
   const std::vector<Tensor> xs = blk.rows(x), dxs = blk.rows(dx);
   const std::vector<Tensor> dg = blk.rows(tail_.dg), du = blk.rows(tail_.du);
-  be_.matmul_grouped(blk.pick(dw1_), dg, true, xs, false, 1.0, 1.0);  // dw1 (f,d) += dg^T x
-  be_.matmul_grouped(blk.pick(dw3_), du, true, xs, false, 1.0, 1.0);  // dw3 (f,d) += du^T x
+  be_.matmul_grouped(blk.pick(dw1_), dg, true, xs, false, 1.0, 1.0);   // dw1 (f,d) += dg^T x
+  be_.matmul_grouped(blk.pick(dw3_), du, true, xs, false, 1.0, 1.0);   // dw3 (f,d) += du^T x
   be_.matmul_grouped(dxs, dg, false, blk.pick(w1_), false, 1.0, 0.0);  // dx = dg w1 + du w3
   be_.matmul_grouped(dxs, du, false, blk.pick(w3_), false, 1.0, 1.0);
 }
 
-void SwigluExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g,
-                                    Tensor u) {
+void SwigluExperts::node_activation(int e, const std::string& node, Tensor x, Tensor out, Tensor g, Tensor u) {
   AM_CHECK(shard_.first == 0, "router-free scoring needs every expert on this rank (expert {})", e);
   be_.matmul(g, x, false, w1_[e], true, 1.0, 0.0);  // (N, f)
   be_.matmul(u, x, false, w3_[e], true, 1.0, 0.0);

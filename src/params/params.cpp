@@ -33,8 +33,7 @@ int ParamTable::add_state(const std::string& name, std::vector<int64_t> shape, I
   return i;
 }
 
-int ParamTable::add_expert(const std::string& name, std::vector<int64_t> shape, Init init, double std,
-                           int expert) {
+int ParamTable::add_expert(const std::string& name, std::vector<int64_t> shape, Init init, double std, int expert) {
   const int i = add(name, std::move(shape), init, std);
   specs_.back().expert = expert;
   return i;
@@ -66,8 +65,7 @@ void init_param_host(const ParamSpec& spec, uint64_t seed, double* out) {
   }
 }
 
-ParamStore::ParamStore(Backend& backend, ParamTable table)
-    : backend_(backend), table_(std::move(table)) {
+ParamStore::ParamStore(Backend& backend, ParamTable table) : backend_(backend), table_(std::move(table)) {
   const size_t bytes = static_cast<size_t>(table_.total()) * dtype_size(backend_.dtype());
   values_ = backend_.alloc(bytes);
   grads_ = backend_.alloc(bytes);
@@ -77,8 +75,8 @@ ParamStore::ParamStore(Backend& backend, ParamTable table)
 
 Tensor ParamStore::view(const Buffer& b, int i) const {
   const ParamSpec& s = table_.at(i);
-  Tensor t(static_cast<char*>(b.get()) + static_cast<size_t>(s.offset) * dtype_size(backend_.dtype()),
-           backend_.dtype(), s.shape);
+  Tensor t(static_cast<char*>(b.get()) + static_cast<size_t>(s.offset) * dtype_size(backend_.dtype()), backend_.dtype(),
+           s.shape);
   return t;
 }
 
@@ -109,8 +107,7 @@ std::vector<double> download_as_double(Backend& be, Tensor t) {
 }
 
 void upload_from_double(Backend& be, Tensor t, const std::vector<double>& host) {
-  AM_CHECK(static_cast<int64_t>(host.size()) == t.numel(), "upload of {} values into {}",
-           host.size(), t.shape_str());
+  AM_CHECK(static_cast<int64_t>(host.size()) == t.numel(), "upload of {} values into {}", host.size(), t.shape_str());
   if (t.dtype == DType::F64) {
     be.upload(t, host.data());
   } else if (t.dtype == DType::BF16) {  // rounded to nearest even from the float value

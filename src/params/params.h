@@ -17,12 +17,12 @@ struct ParamSpec {
   std::string name;            // export name, e.g. model.layers.0.self_attn.q_proj.weight
   std::vector<int64_t> shape;  // [out, in] for matrices
   Init init = Init::Normal;
-  double std = 0;              // standard deviation (Normal) or the value (Constant)
-  bool decay = false;          // weight decay applies (every matrix; not norm weights)
-  bool trainable = true;       // false: state the optimizer leaves alone (the selection bias)
-  int expert = -1;             // >= 0: a weight of this (global) expert, sharded by expert
-                               // parallelism and reduced over the ranks holding the same experts
-  int64_t offset = 0;          // elements from the start of the buffer
+  double std = 0;         // standard deviation (Normal) or the value (Constant)
+  bool decay = false;     // weight decay applies (every matrix; not norm weights)
+  bool trainable = true;  // false: state the optimizer leaves alone (the selection bias)
+  int expert = -1;        // >= 0: a weight of this (global) expert, sharded by expert
+                          // parallelism and reduced over the ranks holding the same experts
+  int64_t offset = 0;     // elements from the start of the buffer
   int64_t numel() const;
 };
 

@@ -91,8 +91,8 @@ std::string point_id(const std::vector<SweepValue>& own, const std::vector<std::
     id += short_names[static_cast<size_t>(it - keys.begin())] + "=" + v.label;
   }
   for (char& c : id) {
-    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ',' ||
-                    c == '=' || c == '+' || c == '-';
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ',' || c == '=' ||
+                    c == '+' || c == '-';
     if (!ok) c = '_';
   }
   return id;
@@ -104,8 +104,10 @@ std::vector<SweepPoint> expand_points(const SweepFile& sf, const std::vector<Swe
   std::vector<std::string> errors;
   for (const SweepValue& c : cli_sets) {
     if (std::find(keys.begin(), keys.end(), c.key) != keys.end()) {
-      errors.push_back(fmt::format("{}: {} is varied by the sweep's grid:/points:, so it cannot be "
-                                   "fixed for every point; edit the sweep file instead", c.origin, c.key));
+      errors.push_back(
+          fmt::format("{}: {} is varied by the sweep's grid:/points:, so it cannot be "
+                      "fixed for every point; edit the sweep file instead",
+                      c.origin, c.key));
     }
   }
 
@@ -145,18 +147,21 @@ std::vector<SweepPoint> expand_points(const SweepFile& sf, const std::vector<Swe
     for (const SweepValue& v : p.own) p.overrides.push_back(v.override_string());
     p.overrides.push_back(fmt::format("run.name={}/{}", sf.name, p.id));
     if (p.id.size() > kMaxIdLength) {
-      errors.push_back(fmt::format("point {} ({}): its id is {} characters long (at most {} make a file "
-                                   "name)", i + 1, p.origin, p.id.size(), kMaxIdLength));
+      errors.push_back(
+          fmt::format("point {} ({}): its id is {} characters long (at most {} make a file "
+                      "name)",
+                      i + 1, p.origin, p.id.size(), kMaxIdLength));
     }
     const auto values = effective({&sf.set, &cli_sets, &p.own});
     if (auto [it, fresh] = by_values.emplace(values, i); !fresh) {
-      errors.push_back(fmt::format("point {} ({}) sets the same values as point {} ({}): {}", i + 1,
-                                   p.origin, it->second + 1, points[it->second].origin, p.id));
+      errors.push_back(fmt::format("point {} ({}) sets the same values as point {} ({}): {}", i + 1, p.origin,
+                                   it->second + 1, points[it->second].origin, p.id));
     } else if (auto [jt, fresh_id] = by_id.emplace(p.id, i); !fresh_id) {
-      errors.push_back(fmt::format("points {} ({}) and {} ({}) get the same id '{}' (characters outside "
-                                   "[A-Za-z0-9._,=+-] become '_'); make their values differ in more "
-                                   "than those characters", jt->second + 1, points[jt->second].origin,
-                                   i + 1, p.origin, p.id));
+      errors.push_back(
+          fmt::format("points {} ({}) and {} ({}) get the same id '{}' (characters outside "
+                      "[A-Za-z0-9._,=+-] become '_'); make their values differ in more "
+                      "than those characters",
+                      jt->second + 1, points[jt->second].origin, i + 1, p.origin, p.id));
     }
   }
   if (!errors.empty()) {
@@ -220,17 +225,17 @@ SweepPlan plan_sweep(const std::string& sweep_path, const std::vector<std::strin
         same = a[k].path == "run.name" || a[k].value == b[k].value;
       }
       if (same) {
-        dupes.push_back(fmt::format("points {} and {} resolve to the same config", plan.points[j].id,
-                                    plan.points[i].id));
+        dupes.push_back(
+            fmt::format("points {} and {} resolve to the same config", plan.points[j].id, plan.points[i].id));
         break;
       }
     }
   }
   if (!dupes.empty()) {
-    throw UserError(fmt::format("sweep {}: duplicate points; nothing was run:\n  {}", sweep_path,
-                                fmt::join(dupes, "\n  ")),
-                    "a value equal to the base config's (or to set:) makes the same run twice; "
-                    "remove one of each pair");
+    throw UserError(
+        fmt::format("sweep {}: duplicate points; nothing was run:\n  {}", sweep_path, fmt::join(dupes, "\n  ")),
+        "a value equal to the base config's (or to set:) makes the same run twice; "
+        "remove one of each pair");
   }
   plan.dir = (fs::path(plan.configs.front().run.out_dir) / plan.file.name).string();
   return plan;

@@ -42,12 +42,12 @@ std::vector<SweepPoint> expand_points(const SweepFile& sf, const std::vector<Swe
 
 struct SweepPlan {
   SweepFile file;
-  std::vector<std::string> cli_sets;       // as given on the command line
-  std::vector<std::string> varying_keys;   // table columns
-  std::vector<std::string> short_names;    // their names in ids and in results.md
+  std::vector<std::string> cli_sets;      // as given on the command line
+  std::vector<std::string> varying_keys;  // table columns
+  std::vector<std::string> short_names;   // their names in ids and in results.md
   std::vector<SweepPoint> points;
-  std::vector<Config> configs;             // each point's resolved config (same order)
-  std::string dir;                         // <run.out_dir>/<sweep name>: results.csv / results.md
+  std::vector<Config> configs;  // each point's resolved config (same order)
+  std::string dir;              // <run.out_dir>/<sweep name>: results.csv / results.md
 };
 
 // Reads the sweep file, expands its points and loads every point's config. Every invalid point

@@ -16,10 +16,9 @@ namespace fs = std::filesystem;
 namespace {
 
 // The summary.json fields of the table, in column order (all numbers; null when unknown).
-const std::vector<std::string> kMetrics = {"final_train_loss", "final_val_loss", "tokens_per_s",
-                                           "experts_per_token", "ent_load"};
-const std::vector<std::string> kMetricHeaders = {"train loss", "val loss", "tokens/s", "experts/token",
-                                                 "Ent_load"};
+const std::vector<std::string> kMetrics = {"final_train_loss", "final_val_loss", "tokens_per_s", "experts_per_token",
+                                           "ent_load"};
+const std::vector<std::string> kMetricHeaders = {"train loss", "val loss", "tokens/s", "experts/token", "Ent_load"};
 
 std::optional<double> metric(const PointResult& r, const std::string& field) {
   if (!r.summary.is_object()) return std::nullopt;
@@ -129,8 +128,8 @@ std::string results_markdown(const SweepPlan& plan, const std::vector<PointResul
     for (size_t c = 0; c < cells.size(); ++c) s += fmt::format(" {:<{}} |", md_cell(cells[c]), width[c]);
     return s + "\n";
   };
-  std::string out = fmt::format("# Sweep {}\n\n{} points from {} (base {}).\n\n", plan.file.name,
-                                plan.points.size(), plan.file.path, plan.file.base);
+  std::string out = fmt::format("# Sweep {}\n\n{} points from {} (base {}).\n\n", plan.file.name, plan.points.size(),
+                                plan.file.path, plan.file.base);
   out += line(header);
   std::string rule = "|";
   for (size_t c = 0; c < header.size(); ++c) rule += std::string(width[c] + 2, '-') + "|";
@@ -139,8 +138,7 @@ std::string results_markdown(const SweepPlan& plan, const std::vector<PointResul
   return out;
 }
 
-std::pair<std::string, std::string> write_results(const SweepPlan& plan,
-                                                  const std::vector<PointResult>& results) {
+std::pair<std::string, std::string> write_results(const SweepPlan& plan, const std::vector<PointResult>& results) {
   create_output_dir(plan.dir, "the sweep directory (run.out_dir/<sweep name>)");
   const std::string csv = (fs::path(plan.dir) / "results.csv").string();
   const std::string md = (fs::path(plan.dir) / "results.md").string();

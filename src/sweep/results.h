@@ -15,7 +15,6 @@ std::string results_csv(const SweepPlan& plan, const std::vector<PointResult>& r
 std::string results_markdown(const SweepPlan& plan, const std::vector<PointResult>& results);
 
 // Writes <plan.dir>/results.csv and results.md (each atomically); returns their paths.
-std::pair<std::string, std::string> write_results(const SweepPlan& plan,
-                                                  const std::vector<PointResult>& results);
+std::pair<std::string, std::string> write_results(const SweepPlan& plan, const std::vector<PointResult>& results);
 
 }  // namespace am

@@ -59,8 +59,8 @@ std::vector<std::string> changed_keys(const Config& cfg) {
     const Config was = load_config(path);
     // The run's file states the global batch it trained with, and grad_accum 0 (derived).
     if (stated_global_batch(was.train) != stated_global_batch(cfg.train)) {
-      out.push_back(fmt::format("train.global_batch: {} -> {}", stated_global_batch(was.train),
-                                stated_global_batch(cfg.train)));
+      out.push_back(
+          fmt::format("train.global_batch: {} -> {}", stated_global_batch(was.train), stated_global_batch(cfg.train)));
     }
     for (const ResolvedKey& now : cfg.resolved) {
       if (now.path == "run.name" || now.path == "train.global_batch" || now.path == "train.grad_accum") continue;
@@ -152,27 +152,37 @@ void run_point(Comm& job, const SweepPlan& plan, size_t i, const SweepOptions& o
 
 const char* status_name(PointStatus s) {
   switch (s) {
-    case PointStatus::Pending: return "pending";
-    case PointStatus::Done: return "done";
-    case PointStatus::SkippedDone: return "skipped-done";
-    case PointStatus::Failed: return "failed";
-    case PointStatus::Interrupted: return "interrupted";
+    case PointStatus::Pending:
+      return "pending";
+    case PointStatus::Done:
+      return "done";
+    case PointStatus::SkippedDone:
+      return "skipped-done";
+    case PointStatus::Failed:
+      return "failed";
+    case PointStatus::Interrupted:
+      return "interrupted";
   }
   return "?";
 }
 
 std::string PointState::describe() const {
   switch (action) {
-    case Action::Run: return "run";
-    case Action::Resume: return fmt::format("resume from its checkpoint at step {}", checkpoint_step);
+    case Action::Run:
+      return "run";
+    case Action::Resume:
+      return fmt::format("resume from its checkpoint at step {}", checkpoint_step);
     case Action::Skip:
       return changed.empty() ? "skip (done: summary.json)"
-                             : fmt::format("skip (done: summary.json), although its config has changed since "
-                                           "it ran: {}; move its run directory away to run it again",
-                                           fmt::join(changed, ", "));
+                             : fmt::format(
+                                   "skip (done: summary.json), although its config has changed since "
+                                   "it ran: {}; move its run directory away to run it again",
+                                   fmt::join(changed, ", "));
     case Action::Rerun:
-      return fmt::format("run again from scratch (finished at step {} but summary.json is missing; "
-                         "the old run directory is moved aside)", checkpoint_step);
+      return fmt::format(
+          "run again from scratch (finished at step {} but summary.json is missing; "
+          "the old run directory is moved aside)",
+          checkpoint_step);
   }
   return "?";
 }

@@ -32,10 +32,10 @@ const char* status_name(PointStatus s);
 struct PointState {
   enum class Action { Run, Resume, Skip, Rerun };
   Action action = Action::Run;
-  int64_t checkpoint_step = -1;  // Resume / Rerun: the newest complete checkpoint's step
-  nlohmann::json summary;        // Skip: the run's summary.json
+  int64_t checkpoint_step = -1;      // Resume / Rerun: the newest complete checkpoint's step
+  nlohmann::json summary;            // Skip: the run's summary.json
   std::vector<std::string> changed;  // Skip: keys whose value differs from the run's config
-  std::string describe() const;  // "run", "resume from step 3", "skip (done)", ...
+  std::string describe() const;      // "run", "resume from step 3", "skip (done)", ...
 };
 PointState inspect_point(const Config& cfg);
 
@@ -46,17 +46,17 @@ struct PointResult {
 };
 
 struct SweepOptions {
-  bool handle_signals = true;  // SIGINT/SIGTERM stop the sweep (see above)
-  std::string command_hint;    // how to continue an interrupted sweep (the same command)
-  bool allow_schedule_change = false;  // TrainOptions::allow_schedule_change for resumed points
+  bool handle_signals = true;               // SIGINT/SIGTERM stop the sweep (see above)
+  std::string command_hint;                 // how to continue an interrupted sweep (the same command)
+  bool allow_schedule_change = false;       // TrainOptions::allow_schedule_change for resumed points
   void (*on_step)(int64_t step) = nullptr;  // TrainOptions::on_step for every point (tests)
 };
 
 struct SweepOutcome {
   std::vector<PointResult> results;  // one per point, in sweep order
   bool interrupted = false;
-  std::string csv_path, md_path;     // the results files written at the end (by rank 0)
-  int rank = 0;                      // this process's rank under mpirun (0 prints the results)
+  std::string csv_path, md_path;  // the results files written at the end (by rank 0)
+  int rank = 0;                   // this process's rank under mpirun (0 prints the results)
 };
 
 // Runs (or skips) every point in order, then writes <plan.dir>/results.csv and results.md, also

@@ -22,8 +22,7 @@ namespace {
 
 const std::vector<std::string> kTopKeys = {"base", "name", "set", "grid", "points"};
 
-const char* const kFormatHint =
-    "docs/sweeps.md describes the sweep file; configs/sweeps/tiny_dlow.yaml is an example";
+const char* const kFormatHint = "docs/sweeps.md describes the sweep file; configs/sweeps/tiny_dlow.yaml is an example";
 
 const char* node_kind(const YAML::Node& n) {
   if (n.IsMap()) return "a map";
@@ -48,8 +47,8 @@ std::string label_of(const KeyValue& v) {
 }
 
 // `node` as a value of `key`; on a problem, nullopt and `error` says what was expected.
-std::optional<SweepValue> make_value(const KeySpec& key, const YAML::Node& node,
-                                     const std::string& origin, std::string& error) {
+std::optional<SweepValue> make_value(const KeySpec& key, const YAML::Node& node, const std::string& origin,
+                                     std::string& error) {
   const bool textual = key.kind() == KeyKind::String || key.kind() == KeyKind::Enum;
   SweepValue v{key.path, "", "", origin};
   if (node.IsNull() && key.kind() == KeyKind::String) {
@@ -112,21 +111,27 @@ const KeySpec* sweep_key(const std::string& path, const std::string& part, const
   const KeySpec* key = find_key(path);
   if (!key) {
     if (is_section(path)) {
-      errors.push_back(fmt::format("{}: {} is a config section, not a key; list its keys "
-                                   "(e.g. {}.<key>: ...)", at, path, path));
+      errors.push_back(
+          fmt::format("{}: {} is a config section, not a key; list its keys "
+                      "(e.g. {}.<key>: ...)",
+                      at, path, path));
     } else {
       errors.push_back(fmt::format("{}: '{}' is not a config key; {}", at, path, unknown_key_hint(path)));
     }
     return nullptr;
   }
   if (path == "run.name") {
-    errors.push_back(fmt::format("{}: run.name is set by the sweep (<sweep name>/<point id>); "
-                                 "name the sweep with the top-level name: key", at));
+    errors.push_back(
+        fmt::format("{}: run.name is set by the sweep (<sweep name>/<point id>); "
+                    "name the sweep with the top-level name: key",
+                    at));
     return nullptr;
   }
   if (path == "run.out_dir" && part != "set" && part != "--set") {
-    errors.push_back(fmt::format("{}: run.out_dir cannot vary (all points live under "
-                                 "<run.out_dir>/<sweep name>); put it under set: or pass --set", at));
+    errors.push_back(
+        fmt::format("{}: run.out_dir cannot vary (all points live under "
+                    "<run.out_dir>/<sweep name>); put it under set: or pass --set",
+                    at));
     return nullptr;
   }
   return key;
@@ -142,10 +147,9 @@ std::string closest_top_key(const std::string& k) {
 }
 
 bool valid_name(const std::string& s) {
-  return !s.empty() && s[0] != '.' && s.size() <= 100 &&
-         std::all_of(s.begin(), s.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
-         });
+  return !s.empty() && s[0] != '.' && s.size() <= 100 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  });
 }
 
 YAML::Node load_yaml(const std::string& path) {
@@ -157,8 +161,7 @@ YAML::Node load_yaml(const std::string& path) {
   try {
     return YAML::Load(read_regular_file(path, "sweep file"));
   } catch (const YAML::ParserException& e) {
-    throw UserError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
-                                e.mark.column + 1, e.msg),
+    throw UserError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg),
                     "check the indentation, colons and brackets around that line");
   } catch (const YAML::Exception& e) {
     fail("sweep file '{}' could not be read: {}", path, e.what());
@@ -170,9 +173,9 @@ YAML::Node load_yaml(const std::string& path) {
 SweepFile read_sweep_file(const std::string& path) {
   const YAML::Node root = load_yaml(path);
   if (!root.IsMap()) {
-    throw UserError(fmt::format("{}: the sweep file must be a map (base:, grid: and/or points:), got {}",
-                                path, node_kind(root)),
-                    kFormatHint);
+    throw UserError(
+        fmt::format("{}: the sweep file must be a map (base:, grid: and/or points:), got {}", path, node_kind(root)),
+        kFormatHint);
   }
   SweepFile sf;
   sf.path = path;
@@ -200,31 +203,32 @@ SweepFile read_sweep_file(const std::string& path) {
     if (k == "base") {
       has_base = true;
       if (!v.IsScalar() || v.Scalar().empty()) {
-        errors.push_back(fmt::format("{}: base: expected the path of a config file, got {}", where,
-                                     node_kind(v)));
+        errors.push_back(fmt::format("{}: base: expected the path of a config file, got {}", where, node_kind(v)));
         continue;
       }
       const fs::path p(v.Scalar());
       sf.base = (p.is_absolute() ? p : fs::path(path).parent_path() / p).lexically_normal().string();
       std::error_code ec;
       if (!fs::exists(sf.base, ec)) {
-        errors.push_back(fmt::format("{}: base: config file '{}' not found (base '{}' is relative "
-                                     "to the sweep file's directory)", where, sf.base, v.Scalar()));
+        errors.push_back(
+            fmt::format("{}: base: config file '{}' not found (base '{}' is relative "
+                        "to the sweep file's directory)",
+                        where, sf.base, v.Scalar()));
       }
     } else if (k == "name") {
       has_name = true;
       if (!v.IsScalar() || !valid_name(v.Scalar())) {
-        errors.push_back(fmt::format("{}: name: expected a name of letters, digits, '_', '-' and '.' "
-                                     "(not starting with '.'), got {}", where,
-                                     v.IsScalar() ? "'" + v.Scalar() + "'" : node_kind(v)));
+        errors.push_back(
+            fmt::format("{}: name: expected a name of letters, digits, '_', '-' and '.' "
+                        "(not starting with '.'), got {}",
+                        where, v.IsScalar() ? "'" + v.Scalar() + "'" : node_kind(v)));
         continue;
       }
       sf.name = v.Scalar();
     } else if (k == "set") {
       if (v.IsNull()) continue;
       if (!v.IsMap()) {
-        errors.push_back(fmt::format("{}: set: expected a map of config keys to values, got {}", where,
-                                     node_kind(v)));
+        errors.push_back(fmt::format("{}: set: expected a map of config keys to values, got {}", where, node_kind(v)));
         continue;
       }
       std::set<std::string> seen;
@@ -242,8 +246,8 @@ SweepFile read_sweep_file(const std::string& path) {
     } else if (k == "grid") {
       has_grid = true;
       if (!v.IsMap() || v.size() == 0) {
-        errors.push_back(fmt::format("{}: grid: expected a map of config keys to lists of values, got {}",
-                                     where, v.IsMap() ? "an empty map" : node_kind(v)));
+        errors.push_back(fmt::format("{}: grid: expected a map of config keys to lists of values, got {}", where,
+                                     v.IsMap() ? "an empty map" : node_kind(v)));
         continue;
       }
       std::set<std::string> seen;
@@ -252,9 +256,10 @@ SweepFile read_sweep_file(const std::string& path) {
         const KeySpec* spec = sweep_key(key, "grid", origin, errors);
         if (!spec) return;
         if (!val.IsSequence() || val.size() == 0) {
-          errors.push_back(fmt::format("{}: grid: {}: expected a non-empty list of values, e.g. "
-                                       "{}: [a, b], got {}", origin, key, key,
-                                       val.IsSequence() ? "an empty list" : node_kind(val)));
+          errors.push_back(
+              fmt::format("{}: grid: {}: expected a non-empty list of values, e.g. "
+                          "{}: [a, b], got {}",
+                          origin, key, key, val.IsSequence() ? "an empty list" : node_kind(val)));
           return;
         }
         SweepAxis axis{key, {}};
@@ -268,8 +273,7 @@ SweepFile read_sweep_file(const std::string& path) {
           }
           for (const SweepValue& prev : axis.values) {
             if (prev.label == sv->label) {
-              errors.push_back(fmt::format("{}: grid: {}: the value {} is listed twice", item_origin,
-                                           key, sv->label));
+              errors.push_back(fmt::format("{}: grid: {}: the value {} is listed twice", item_origin, key, sv->label));
             }
           }
           axis.values.push_back(*sv);
@@ -279,17 +283,19 @@ SweepFile read_sweep_file(const std::string& path) {
     } else if (k == "points") {
       has_points = true;
       if (!v.IsSequence() || v.size() == 0) {
-        errors.push_back(fmt::format("{}: points: expected a non-empty list of maps of config keys "
-                                     "to values, got {}", where,
-                                     v.IsSequence() ? "an empty list" : node_kind(v)));
+        errors.push_back(
+            fmt::format("{}: points: expected a non-empty list of maps of config keys "
+                        "to values, got {}",
+                        where, v.IsSequence() ? "an empty list" : node_kind(v)));
         continue;
       }
       for (const YAML::Node& p : v) {
         const std::string p_origin = at(p);
         if (!p.IsMap() || p.size() == 0) {
-          errors.push_back(fmt::format("{}: points: each point is a non-empty map of config keys to "
-                                       "values, e.g. {{train.lr: 0.01}}, got {}", p_origin,
-                                       p.IsMap() ? "an empty map" : node_kind(p)));
+          errors.push_back(
+              fmt::format("{}: points: each point is a non-empty map of config keys to "
+                          "values, e.g. {{train.lr: 0.01}}, got {}",
+                          p_origin, p.IsMap() ? "an empty map" : node_kind(p)));
           continue;
         }
         std::vector<SweepValue> point;
@@ -312,20 +318,25 @@ SweepFile read_sweep_file(const std::string& path) {
   }
 
   if (!has_name && !valid_name(sf.name)) {  // the default: the file's stem
-    errors.push_back(fmt::format("{}: the sweep's name defaults to the file's stem '{}', which is not "
-                                 "a name of letters, digits, '_', '-' and '.'; give name:", path, sf.name));
+    errors.push_back(
+        fmt::format("{}: the sweep's name defaults to the file's stem '{}', which is not "
+                    "a name of letters, digits, '_', '-' and '.'; give name:",
+                    path, sf.name));
   }
   if (!has_base) errors.push_back(fmt::format("{}: missing base: (the config file the points override)", path));
   if (!has_grid && !has_points) {
-    errors.push_back(fmt::format("{}: nothing to sweep: give grid: (lists of values per key) and/or "
-                                 "points: (a list of override maps)", path));
+    errors.push_back(
+        fmt::format("{}: nothing to sweep: give grid: (lists of values per key) and/or "
+                    "points: (a list of override maps)",
+                    path));
   }
   for (const SweepAxis& axis : sf.grid) {
     for (const SweepValue& s : sf.set) {
       if (s.key == axis.key) {
-        errors.push_back(fmt::format("{}: {} is both under set: and grid: ({}); the grid would "
-                                     "override set: for every point, so remove one",
-                                     axis.values[0].origin, axis.key, s.origin));
+        errors.push_back(
+            fmt::format("{}: {} is both under set: and grid: ({}); the grid would "
+                        "override set: for every point, so remove one",
+                        axis.values[0].origin, axis.key, s.origin));
       }
     }
   }

@@ -40,9 +40,9 @@ struct SweepFile {
   std::string base;  // the base config: relative to the sweep file's directory, resolved
   std::string name;  // the sweep name: [A-Za-z0-9._-], not starting with '.'
   std::vector<SweepValue> set;
-  std::vector<SweepAxis> grid;                   // in the order written
-  std::vector<std::vector<SweepValue>> points;   // each non-empty, in the order written
-  std::vector<std::string> point_origins;        // "<file>:<line>" of each explicit point
+  std::vector<SweepAxis> grid;                  // in the order written
+  std::vector<std::vector<SweepValue>> points;  // each non-empty, in the order written
+  std::vector<std::string> point_origins;       // "<file>:<line>" of each explicit point
 };
 
 // Reads and checks a sweep file. Throws UserError naming the file, line, key and what is valid.

@@ -110,8 +110,8 @@ std::unique_ptr<Backend> make_checked_backend(const RunConfig& run) {
     spdlog::info("backend check: {} {}", be->name(), c.detail);
     return be;
   }
-  const std::string what = fmt::format("the {} backend failed its start-up check against the CPU reference: {}",
-                                       be->name(), c.detail);
+  const std::string what =
+      fmt::format("the {} backend failed its start-up check against the CPU reference: {}", be->name(), c.detail);
   const char* hint = "run scripts/device_check.sh for the full parity tests, and report the log";
   // Under mpirun every rank must use the same backend and communicator: no fallback rank by rank.
   if (run.backend != "auto" || mpi_active()) throw UserError(what, hint);

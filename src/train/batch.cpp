@@ -44,12 +44,12 @@ std::vector<int> divisors(int64_t n) {
     hint += fmt::format(", or set train.micro_batch_size to a divisor of {} / {} = {} ({})", p.global, p.dp,
                         p.global / p.dp, join_ints(divisors(p.global / p.dp)));
   }
-  throw UserError(fmt::format("the global batch does not divide into micro-batches on every rank: {} is not a "
-                              "multiple of {} x data-parallel size {} ({}; every rank trains its own "
-                              "micro-batches, with dist.ep too) = {}",
-                              show(cfg, "train.global_batch"), show(cfg, "train.micro_batch_size"), p.dp,
-                              p.dp_source, per_round),
-                  hint + " (docs/training.md, \"Batch\")");
+  throw UserError(
+      fmt::format("the global batch does not divide into micro-batches on every rank: {} is not a "
+                  "multiple of {} x data-parallel size {} ({}; every rank trains its own "
+                  "micro-batches, with dist.ep too) = {}",
+                  show(cfg, "train.global_batch"), show(cfg, "train.micro_batch_size"), p.dp, p.dp_source, per_round),
+      hint + " (docs/training.md, \"Batch\")");
 }
 
 [[noreturn]] void unstated(const Config& cfg, const BatchPlan& p) {
@@ -69,8 +69,8 @@ std::vector<int> divisors(int64_t n) {
 
 std::string BatchPlan::describe() const {
   return fmt::format("global batch {} sequences{} = micro-batch {} x accumulation {} x data-parallel size {} ({})",
-                     global, stated ? "" : " (micro_batch_size x grad_accum: train.global_batch not set)", micro,
-                     accum, dp, dp_source);
+                     global, stated ? "" : " (micro_batch_size x grad_accum: train.global_batch not set)", micro, accum,
+                     dp, dp_source);
 }
 
 int64_t stated_global_batch(const TrainConfig& tc) {

@@ -19,12 +19,12 @@
 namespace am {
 
 struct BatchPlan {
-  int64_t global = 0;      // sequences per optimizer step, all ranks together
-  int micro = 0;           // sequences per micro-batch on one rank
-  int dp = 1;              // data-parallel size (the world size)
-  int accum = 1;           // micro-batches per optimizer step on each rank
-  std::string dp_source;   // where dp comes from: "1 process", "2 processes under mpirun", ...
-  bool stated = true;      // global came from train.global_batch (not micro x grad_accum)
+  int64_t global = 0;     // sequences per optimizer step, all ranks together
+  int micro = 0;          // sequences per micro-batch on one rank
+  int dp = 1;             // data-parallel size (the world size)
+  int accum = 1;          // micro-batches per optimizer step on each rank
+  std::string dp_source;  // where dp comes from: "1 process", "2 processes under mpirun", ...
+  bool stated = true;     // global came from train.global_batch (not micro x grad_accum)
 
   // "global batch 2048 sequences = micro-batch 8 x accumulation 32 x data-parallel 8 (8 processes ...)"
   std::string describe() const;

@@ -30,8 +30,7 @@ std::vector<StEntry> entries(const ParamTable& table, DType dt, const std::vecto
                              const std::string& suffix) {
   std::vector<StEntry> out;
   for (const ParamSpec& s : table.specs()) {
-    out.push_back(StEntry{s.name + suffix, dt, s.shape,
-                          host.data() + static_cast<size_t>(s.offset) * dtype_size(dt)});
+    out.push_back(StEntry{s.name + suffix, dt, s.shape, host.data() + static_cast<size_t>(s.offset) * dtype_size(dt)});
   }
   return out;
 }
@@ -48,8 +47,8 @@ std::vector<char> read_host(const SafetensorsFile& file, const std::string& name
     return host;
   }
   if (stored != DType::F32 && stored != DType::F64) {
-    throw UserError(fmt::format("{}: tensor {} is {}; checkpoints hold F32 or F64", file.path(),
-                                name, dtype_name(stored)));
+    throw UserError(
+        fmt::format("{}: tensor {} is {}; checkpoints hold F32 or F64", file.path(), name, dtype_name(stored)));
   }
   AM_CHECK(dt == DType::F32 || dt == DType::F64, "a parameter store of {}", dtype_name(dt));
   const size_t n = static_cast<size_t>(probe.numel());
@@ -94,7 +93,6 @@ void check_no_extra(const SafetensorsFile& file, const ParamTable& table, Unused
   }
 }
 
-
 // trainer_state.json of a verified checkpoint, whose step must be the checkpoint's.
 TrainerState read_trainer_state(const std::string& dir) {
   const std::string path = (fs::path(dir) / "trainer_state.json").string();
@@ -109,9 +107,9 @@ TrainerState read_trainer_state(const std::string& dir) {
   const nlohmann::json m = nlohmann::json::parse(read_file((fs::path(dir) / "manifest.json").string()));
   const int64_t step = m.at("step").get<int64_t>();
   if (st.step != step) {
-    throw UserError(fmt::format("{}: step: {}, but this is the checkpoint of step {} ({}/manifest.json)", path,
-                                st.step, step, dir),
-                    "the checkpoint was edited; use another checkpoint");
+    throw UserError(
+        fmt::format("{}: step: {}, but this is the checkpoint of step {} ({}/manifest.json)", path, st.step, step, dir),
+        "the checkpoint was edited; use another checkpoint");
   }
   return st;
 }
@@ -119,12 +117,10 @@ TrainerState read_trainer_state(const std::string& dir) {
 // verify_checkpoint with the files every loader reads (all hashed, or only `hash_only`). A resume
 // also reads the optimizer's moments: a checkpoint whose trainer state says it has them must list
 // them (one that says it has none gets load_checkpoint's "weights only" error).
-void verify_for_loading(const std::string& dir, bool with_optimizer,
-                        const std::vector<std::string>& hash_only = {}) {
-  const nlohmann::json m = verify_checkpoint(
-      dir, {"model.safetensors", "trainer_state.json", "config.resolved.yaml"}, hash_only);
-  if (with_optimizer && !m["files"].contains("optimizer.safetensors") &&
-      read_trainer_state(dir).has_optimizer) {
+void verify_for_loading(const std::string& dir, bool with_optimizer, const std::vector<std::string>& hash_only = {}) {
+  const nlohmann::json m =
+      verify_checkpoint(dir, {"model.safetensors", "trainer_state.json", "config.resolved.yaml"}, hash_only);
+  if (with_optimizer && !m["files"].contains("optimizer.safetensors") && read_trainer_state(dir).has_optimizer) {
     // Fails on the unlisted file, naming it (hashing nothing: manifest.json is never listed).
     verify_checkpoint(dir, {"optimizer.safetensors"}, {"manifest.json"});
   }
@@ -168,8 +164,8 @@ std::string checkpoint_path(const std::string& root, int64_t step) {
   return (fs::path(root) / checkpoint_dir_name(step)).string();
 }
 
-std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
-                            const AdamW* opt, const TrainerState& state, const DistContext* dist) {
+std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params, const AdamW* opt,
+                            const TrainerState& state, const DistContext* dist) {
   Backend& be = params.backend();
   const DType dt = be.dtype();
   // The checkpoint holds the whole model as one process holds it, whatever this run's layout.
@@ -185,8 +181,9 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
 
   // Never a checkpoint that would not load: its weights and moments (on the host here) are finite.
   const std::string refusing = fmt::format("refusing to write the checkpoint of step {}", state.step);
-  const char* diverged = "the run diverged: lower train.lr or raise train.warmup_steps, and resume from the last "
-                         "checkpoint with --resume";
+  const char* diverged =
+      "the run diverged: lower train.lr or raise train.warmup_steps, and resume from the last "
+      "checkpoint with --resume";
   refuse_nonfinite(entries(full, dt, values, ""), refusing, diverged);
   std::vector<StEntry> moments;
   if (opt) {
@@ -196,8 +193,7 @@ std::string save_checkpoint(const std::string& root, const Config& cfg, const Pa
   }
   create_output_dir(root, "the checkpoint directory");
   CheckpointWriter w(root, state.step);
-  const std::map<std::string, std::string> meta = {{"format", "autonomoe"},
-                                                   {"step", std::to_string(state.step)}};
+  const std::map<std::string, std::string> meta = {{"format", "autonomoe"}, {"step", std::to_string(state.step)}};
   write_safetensors(w.path("model.safetensors"), entries(full, dt, values, ""), meta);
   if (opt) write_safetensors(w.path("optimizer.safetensors"), moments, meta);
   const nlohmann::json st = trainer_state_to_json(state, dtype_name(dt), opt != nullptr);
@@ -248,8 +244,7 @@ Config load_checkpoint_config(const std::string& dir, const std::vector<std::str
   return load_config(p.string(), overrides);
 }
 
-void export_weights(const std::string& out_dir, const Config& cfg, const ParamStore& params,
-                    const std::string& dtype) {
+void export_weights(const std::string& out_dir, const Config& cfg, const ParamStore& params, const std::string& dtype) {
   Backend& be = params.backend();
   const ParamTable& table = params.table();
   if (dtype != "float32" && dtype != "bfloat16") {
@@ -268,10 +263,9 @@ void export_weights(const std::string& out_dir, const Config& cfg, const ParamSt
       std::memcpy(converted.data() + 2 * i, &b, 2);
     }
   }
-  write_safetensors((fs::path(out_dir) / "model.safetensors").string(),
-                    entries(table, out_dt, converted, ""), {{"format", "pt"}});
-  write_file_atomic((fs::path(out_dir) / "config.json").string(),
-                    hf_config_json(cfg.model, out_dt).dump(2) + "\n");
+  write_safetensors((fs::path(out_dir) / "model.safetensors").string(), entries(table, out_dt, converted, ""),
+                    {{"format", "pt"}});
+  write_file_atomic((fs::path(out_dir) / "config.json").string(), hf_config_json(cfg.model, out_dt).dump(2) + "\n");
 }
 
 }  // namespace am

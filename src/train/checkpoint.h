@@ -27,8 +27,8 @@ namespace am {
 // weights, and a ZeRO-1 optimizer's moment shards, are gathered to rank 0, which writes the whole
 // model as one process would hold it, so the checkpoint loads on any layout, with ZeRO-1 or
 // without); the other ranks write nothing.
-std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params,
-                            const AdamW* opt, const TrainerState& state, const DistContext* dist = nullptr);
+std::string save_checkpoint(const std::string& root, const Config& cfg, const ParamStore& params, const AdamW* opt,
+                            const TrainerState& state, const DistContext* dist = nullptr);
 
 // Verifies the checkpoint (its manifest lists every file read here, with checksums that match;
 // a corrupt checkpoint is reported as corrupt), then loads its weights into `params` (names, shapes and
@@ -46,7 +46,6 @@ TrainerState load_checkpoint(const std::string& dir, ParamStore& params, AdamW* 
 Config load_checkpoint_config(const std::string& dir, const std::vector<std::string>& overrides = {});
 
 // Writes weights + config.json into `out_dir` (for other tools). dtype: "float32" or "bfloat16".
-void export_weights(const std::string& out_dir, const Config& cfg, const ParamStore& params,
-                    const std::string& dtype);
+void export_weights(const std::string& out_dir, const Config& cfg, const ParamStore& params, const std::string& dtype);
 
 }  // namespace am

@@ -24,8 +24,6 @@ EvalResult evaluate(Transformer& model, DataLoader& loader, int batches) {
   return r;
 }
 
-int eval_batches_available(const DataLoader& loader, int B) {
-  return static_cast<int>(loader.windows_per_epoch() / B);
-}
+int eval_batches_available(const DataLoader& loader, int B) { return static_cast<int>(loader.windows_per_epoch() / B); }
 
 }  // namespace am

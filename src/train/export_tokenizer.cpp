@@ -6,8 +6,8 @@
 #include "io/atomic_file.h"
 #include "io/regular_file.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 
@@ -35,8 +35,10 @@ std::string find_export_tokenizer(const Config& cfg, const std::string& explicit
   }
   const std::optional<DatasetMeta> meta = read_dataset_meta(cfg.data.train);
   if (!meta) {
-    spdlog::warn("no tokenizer exported: the run's data ({}) has no dataset.json naming one; "
-                 "pass --tokenizer FILE.model", cfg.data.train);
+    spdlog::warn(
+        "no tokenizer exported: the run's data ({}) has no dataset.json naming one; "
+        "pass --tokenizer FILE.model",
+        cfg.data.train);
     return "";
   }
   if (meta->tokenizer.empty()) {
@@ -63,12 +65,19 @@ void export_tokenizer(const Config& cfg, const std::string& tokenizer_path, cons
   const fs::path out(out_dir);
   write_file_atomic((out / "tokenizer.model").string(), read_regular_file(tokenizer_path, "tokenizer model"));
   const int eot = tok.eot_token(), unk = tok.unk_token();
-  const nlohmann::json eot_piece = tok.piece(eot), unk_piece = unk >= 0 ? nlohmann::json(tok.piece(unk)) : nlohmann::json();
-  const nlohmann::ordered_json config = {
-      {"tokenizer_class", "LlamaTokenizer"}, {"bos_token", eot_piece}, {"eos_token", eot_piece},
-      {"unk_token", unk_piece}, {"pad_token", nullptr}, {"add_bos_token", true}, {"add_eos_token", false},
-      {"legacy", true}, {"clean_up_tokenization_spaces", false}, {"model_max_length", cfg.model.max_seq_len},
-      {"sp_model_kwargs", nlohmann::json::object()}};
+  const nlohmann::json eot_piece = tok.piece(eot),
+                       unk_piece = unk >= 0 ? nlohmann::json(tok.piece(unk)) : nlohmann::json();
+  const nlohmann::ordered_json config = {{"tokenizer_class", "LlamaTokenizer"},
+                                         {"bos_token", eot_piece},
+                                         {"eos_token", eot_piece},
+                                         {"unk_token", unk_piece},
+                                         {"pad_token", nullptr},
+                                         {"add_bos_token", true},
+                                         {"add_eos_token", false},
+                                         {"legacy", true},
+                                         {"clean_up_tokenization_spaces", false},
+                                         {"model_max_length", cfg.model.max_seq_len},
+                                         {"sp_model_kwargs", nlohmann::json::object()}};
   write_file_atomic((out / "tokenizer_config.json").string(), config.dump(2) + "\n");
   const nlohmann::ordered_json special = {{"bos_token", eot_piece}, {"eos_token", eot_piece}, {"unk_token", unk_piece}};
   write_file_atomic((out / "special_tokens_map.json").string(), special.dump(2) + "\n");

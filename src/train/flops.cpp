@@ -27,9 +27,8 @@ struct PeakEntry {
   double bf16, fp32;
 };
 const PeakEntry kPeaks[] = {
-    {"h100 nvl", "H100 NVL", 835, 60},  {"h100 pcie", "H100 PCIe", 756, 51},
-    {"h100", "H100 SXM", 989, 67},      {"h200 nvl", "H200 NVL", 835, 60},
-    {"h200", "H200", 989, 67},          {"a100", "A100", 312, 19.5},
+    {"h100 nvl", "H100 NVL", 835, 60}, {"h100 pcie", "H100 PCIe", 756, 51}, {"h100", "H100 SXM", 989, 67},
+    {"h200 nvl", "H200 NVL", 835, 60}, {"h200", "H200", 989, 67},           {"a100", "A100", 312, 19.5},
 };
 
 std::string lower(std::string s) {
@@ -47,8 +46,8 @@ std::optional<PeakFlops> peak_flops(const std::string& backend, const std::strin
   for (const PeakEntry& e : kPeaks) {
     if (name.find(e.match) == std::string::npos) continue;
     const bool bf16 = precision == "bf16";
-    return PeakFlops{bf16 ? e.bf16 : e.fp32, fmt::format("{}: {} {}, from the table", device_name, e.label,
-                                                         bf16 ? "bf16 dense" : "fp32")};
+    return PeakFlops{bf16 ? e.bf16 : e.fp32,
+                     fmt::format("{}: {} {}, from the table", device_name, e.label, bf16 ? "bf16 dense" : "fp32")};
   }
   return std::nullopt;
 }

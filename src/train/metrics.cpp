@@ -11,8 +11,8 @@
 
 #include <cerrno>
 #include <filesystem>
-#include <system_error>
 #include <sstream>
+#include <system_error>
 
 namespace am {
 

@@ -63,8 +63,8 @@ void AdamW::upload_chunks() {
 Tensor AdamW::view(const TensorBuf& b, int i) const {
   AM_CHECK(!sharded(), "per-tensor moments of a ZeRO-1 optimizer (it holds only its shard)");
   const ParamSpec& s = store_.table().at(i);
-  return Tensor(static_cast<char*>(b.t().data) + static_cast<size_t>(s.offset) * dtype_size(b.t().dtype),
-                b.t().dtype, s.shape);
+  return Tensor(static_cast<char*>(b.t().data) + static_cast<size_t>(s.offset) * dtype_size(b.t().dtype), b.t().dtype,
+                s.shape);
 }
 
 Tensor AdamW::all_m() const {
@@ -92,9 +92,7 @@ size_t AdamW::unsharded_state_bytes() const {
   return 2 * static_cast<size_t>(store_.table().total()) * dtype_size(store_.backend().dtype());
 }
 
-double AdamW::grad_norm() const {
-  return std::sqrt(store_.backend().sum_squares(store_.all_grads()));
-}
+double AdamW::grad_norm() const { return std::sqrt(store_.backend().sum_squares(store_.all_grads())); }
 
 void AdamW::update(int64_t step, double lr, double grad_norm) {
   AdamWStep s;
@@ -145,8 +143,7 @@ void AdamW::update_sharded(AdamWStep s) {
       s.weight_decay = t.at(p.tensor).decay ? cfg_.weight_decay : 0.0;
       s.tag = p.tensor + 1;
       be.adamw_update(flat(store_.value(p.tensor), p.begin, p.numel()), flat(store_.grad(p.tensor), p.begin, p.numel()),
-                      state_part(Moment::M, base + p.at, p.numel()), state_part(Moment::V, base + p.at, p.numel()),
-                      s);
+                      state_part(Moment::M, base + p.at, p.numel()), state_part(Moment::V, base + p.at, p.numel()), s);
     }
   }
   gather_updated();

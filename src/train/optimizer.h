@@ -47,8 +47,8 @@ class AdamW {
   void check_update_flag(int flag, int64_t step) const;
 
   bool sharded() const { return shard_.has_value(); }
-  const ZeroShard& shard() const;   // sharded only
-  size_t state_bytes() const;       // bytes of m and v held by this rank
+  const ZeroShard& shard() const;        // sharded only
+  size_t state_bytes() const;            // bytes of m and v held by this rank
   size_t unsharded_state_bytes() const;  // what they would be without ZeRO-1
 
   enum class Moment { M, V };  // exp_avg, exp_avg_sq
@@ -78,11 +78,11 @@ class AdamW {
   TrainConfig cfg_;
   const DistContext* dist_ = nullptr;
   std::optional<ZeroShard> shard_;
-  TensorBuf m_, v_;  // (total), or sharded: (shard numel) = dense pieces, then expert pieces
-  TensorBuf flag_;   // (1): read_update_flag's copy of the backend's update flag
-  TensorBuf chunks_; // (rows, kAdamWChunkWords) I32: update_device's AdamWChunk table
+  TensorBuf m_, v_;       // (total), or sharded: (shard numel) = dense pieces, then expert pieces
+  TensorBuf flag_;        // (1): read_update_flag's copy of the backend's update flag
+  TensorBuf chunks_;      // (rows, kAdamWChunkWords) I32: update_device's AdamWChunk table
   TensorBuf norm_spans_;  // (rows, kSumSquaresSpanWords) I32: norm_spans()
-  double last_lr_ = 0;  // of the last update (for check_update_flag's message)
+  double last_lr_ = 0;    // of the last update (for check_update_flag's message)
 };
 
 }  // namespace am

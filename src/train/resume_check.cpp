@@ -4,8 +4,8 @@
 #include "train/batch.h"
 
 #include <fmt/format.h>
-#include <algorithm>
 #include <spdlog/spdlog.h>
+#include <algorithm>
 
 namespace am {
 namespace {
@@ -47,8 +47,8 @@ std::vector<std::string> schedule_changes(const Config& ckpt, const Config& now)
   return diffs;
 }
 
-void check_resume_compatible(const Config& ckpt, const Config& now, const std::string& dir,
-                             bool allow_schedule_change, bool log) {
+void check_resume_compatible(const Config& ckpt, const Config& now, const std::string& dir, bool allow_schedule_change,
+                             bool log) {
   const std::vector<std::string> model = differing(ckpt, now, "model.", {});
   if (!model.empty()) {
     throw UserError(fmt::format("cannot resume from {}: the model differs from the config:{}", dir, list(model)),

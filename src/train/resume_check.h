@@ -20,7 +20,7 @@ std::vector<std::string> schedule_changes(const Config& ckpt, const Config& now)
 
 // UserError listing every differing model key (always), or every schedule change unless
 // `allow_schedule_change`; with it, the changes are logged as warnings (when `log` is true: rank 0).
-void check_resume_compatible(const Config& ckpt, const Config& now, const std::string& dir,
-                             bool allow_schedule_change, bool log);
+void check_resume_compatible(const Config& ckpt, const Config& now, const std::string& dir, bool allow_schedule_change,
+                             bool log);
 
 }  // namespace am

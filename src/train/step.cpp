@@ -78,7 +78,8 @@ StepResult train_step(Transformer& model, AdamW& opt, const TrainConfig& tc, int
   r.grad_norm = std::sqrt(h.norm_dense + h.norm_experts);
   if (!std::isfinite(r.grad_norm) || !std::isfinite(r.ce)) {
     throw UserError(fmt::format("step {}: loss {} / gradient norm {} is not finite; stopping without "
-                                "writing a checkpoint of the broken state", step + 1, r.ce, r.grad_norm),
+                                "writing a checkpoint of the broken state",
+                                step + 1, r.ce, r.grad_norm),
                     "lower train.lr, raise train.warmup_steps or check the data; resume from the "
                     "last checkpoint with --resume");
   }

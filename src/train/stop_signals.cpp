@@ -68,8 +68,8 @@ StopSignals::StopSignals(bool enable) {
   const int level = g_levels.load();
   AM_CHECK(level < kMaxLevels, "{} nested signal guards", level + 1);
   level_ = level;
-  g_signals[level_] = 0;    // a new guard counts from zero (an earlier one at this level may have counted)
-  g_levels = level_ + 1;    // before the handler is installed, so that it never sees a guard without a counter
+  g_signals[level_] = 0;  // a new guard counts from zero (an earlier one at this level may have counted)
+  g_levels = level_ + 1;  // before the handler is installed, so that it never sees a guard without a counter
   prev_int_ = std::signal(SIGINT, on_stop_signal);
   prev_term_ = std::signal(SIGTERM, on_stop_signal);
   prev_usr1_ = std::signal(SIGUSR1, on_stop_signal);

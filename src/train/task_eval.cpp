@@ -14,17 +14,17 @@ namespace {
 
 // lm-evaluation-harness's encode_pair: the context's trailing whitespace moves to the continuation, whose
 // tokens are the tail of encode(context + continuation) after len(encode(context)) tokens.
-ScoreRequest request_of(const std::string& context, const std::string& choice, const Tokenizer& tok, int32_t eot,
-                        int T, const TaskFile& task, const TaskExample& ex, size_t i) {
-  std::string ctx = context, cont = " " + choice;  // lm-evaluation-harness's target_delimiter
+ScoreRequest request_of(const std::string& context, const std::string& choice, const Tokenizer& tok, int32_t eot, int T,
+                        const TaskFile& task, const TaskExample& ex, size_t i) {
+  std::string ctx = context, cont = " " + choice;               // lm-evaluation-harness's target_delimiter
   const size_t keep = ctx.find_last_not_of(" \t\n\r\f\v") + 1;  // Python's rstrip(); npos + 1 == 0
   cont = ctx.substr(keep) + cont;
   ctx.resize(keep);
   const std::vector<int32_t> whole = tok.encode(ctx + cont), ctx_enc = tok.encode(ctx);
   const int64_t n_cont = static_cast<int64_t>(whole.size()) - static_cast<int64_t>(ctx_enc.size());
   if (n_cont <= 0) {
-    throw UserError(fmt::format("{}:{}: choice {} ('{}') adds no token to the context's tokens", task.path, ex.line, i,
-                                choice));
+    throw UserError(
+        fmt::format("{}:{}: choice {} ('{}') adds no token to the context's tokens", task.path, ex.line, i, choice));
   }
   if (n_cont > T) {
     throw UserError(fmt::format("{}:{}: choice {} is {} tokens long, more than data.seq_len = {}", task.path, ex.line,
@@ -125,10 +125,11 @@ void check_task_eval_supported(const ModelConfig& model) {
                     "evaluate a token-choice model (topk or topp); docs/evaluation.md");
   }
   if (s.type == "topk" && s.capacity_factor > 0) {
-    spdlog::warn("model.moe.selector.capacity_factor is {}: capacity drops depend on the other examples of a "
-                 "micro-batch (and the padding); --set model.moe.selector.capacity_factor=0 scores each example "
-                 "on its own (docs/evaluation.md)",
-                 s.capacity_factor);
+    spdlog::warn(
+        "model.moe.selector.capacity_factor is {}: capacity drops depend on the other examples of a "
+        "micro-batch (and the padding); --set model.moe.selector.capacity_factor=0 scores each example "
+        "on its own (docs/evaluation.md)",
+        s.capacity_factor);
   }
 }
 
@@ -144,17 +145,17 @@ std::unique_ptr<Tokenizer> open_run_tokenizer(const Config& cfg, const std::stri
   }
   auto tok = std::make_unique<Tokenizer>(path);
   if (tok->vocab_size() > cfg.model.vocab_size || tok->eot_token() < 0) {
-    throw UserError(fmt::format("tokenizer {} has {} tokens{}, but the model's vocabulary has {}", path,
-                                tok->vocab_size(), tok->eot_token() < 0 ? " and no end-of-text (eos) token" : "",
-                                cfg.model.vocab_size),
-                    "use the tokenizer the model's training data was encoded with");
+    throw UserError(
+        fmt::format("tokenizer {} has {} tokens{}, but the model's vocabulary has {}", path, tok->vocab_size(),
+                    tok->eot_token() < 0 ? " and no end-of-text (eos) token" : "", cfg.model.vocab_size),
+        "use the tokenizer the model's training data was encoded with");
   }
   return tok;
 }
 
 nlohmann::json task_result_json(const TaskResult& r) {
-  return {{"task", r.name},         {"examples", r.examples},         {"acc", r.acc},
-          {"acc_norm", r.acc_norm}, {"correct", r.correct}, {"correct_norm", r.correct_norm}};
+  return {{"task", r.name},         {"examples", r.examples}, {"acc", r.acc},
+          {"acc_norm", r.acc_norm}, {"correct", r.correct},   {"correct_norm", r.correct_norm}};
 }
 
 }  // namespace am
@@ -167,8 +168,8 @@ void write_task_samples(const std::string& path, const TaskFile& task, const Tas
     const TaskExample& ex = task.examples[e];
     std::vector<size_t> bytes;
     for (const std::string& c : ex.continuations) bytes.push_back(c.size());
-    text += nlohmann::ordered_json{{"line", ex.line},         {"label", ex.label},  {"loglik", r.loglik[e]},
-                                   {"bytes", bytes},          {"pred", r.pred[e]}, {"pred_norm", r.pred_norm[e]}}
+    text += nlohmann::ordered_json{{"line", ex.line}, {"label", ex.label}, {"loglik", r.loglik[e]},
+                                   {"bytes", bytes},  {"pred", r.pred[e]}, {"pred_norm", r.pred_norm[e]}}
                 .dump() +
             "\n";
   }

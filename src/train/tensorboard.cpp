@@ -123,7 +123,8 @@ TensorBoardLog::TensorBoardLog(const std::string& dir, int64_t resume_step) {
     throw UserError(fmt::format("cannot prepare the TensorBoard folder '{}': {}", dir, e.what()));
   }
   const std::string stem = fmt::format("{}{}.{}.{}", kPrefix, static_cast<int64_t>(wall_time()), host_name(), getpid());
-  for (int n = 0; path_.empty() || fs::exists(path_); ++n) path_ = (fs::path(dir) / fmt::format("{}.{}", stem, n)).string();
+  for (int n = 0; path_.empty() || fs::exists(path_); ++n)
+    path_ = (fs::path(dir) / fmt::format("{}.{}", stem, n)).string();
   errno = 0;
   out_.open(path_, std::ios::binary | std::ios::trunc);
   if (!out_) {

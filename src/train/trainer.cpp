@@ -81,18 +81,23 @@ void write_run_summary(const TrainSummary& s, const Config& cfg, const ParamCoun
     experts_per_token += l.at("experts_per_token").get<double>() / static_cast<double>(moe.size());
     ent_load += l.at("ent_load").get<double>() / static_cast<double>(moe.size());
   }
-  const nlohmann::json j = {
-      {"format", "autonomoe-run-summary"}, {"version", 1}, {"completed", true},
-      {"steps", s.end_step}, {"tokens", tokens},
-      {"final_train_loss", number_or_null(s.final_train_loss)},
-      {"final_val_loss", number_or_null(s.final_val_loss)},
-      {"final_val_ppl", number_or_null(std::exp(s.final_val_loss))},
-      {"unigram_entropy", number_or_null(s.unigram_entropy)},
-      {"tokens_per_s", s.tokens_per_s}, {"train_seconds", s.seconds},
-      {"params_total", pc.total}, {"params_active", pc.active},
-      {"experts_per_token", moe.empty() ? nlohmann::json() : nlohmann::json(experts_per_token)},
-      {"ent_load", moe.empty() ? nlohmann::json() : nlohmann::json(ent_load)},
-      {"last_checkpoint", s.last_checkpoint}, {"config", cfg.source_path}};
+  const nlohmann::json j = {{"format", "autonomoe-run-summary"},
+                            {"version", 1},
+                            {"completed", true},
+                            {"steps", s.end_step},
+                            {"tokens", tokens},
+                            {"final_train_loss", number_or_null(s.final_train_loss)},
+                            {"final_val_loss", number_or_null(s.final_val_loss)},
+                            {"final_val_ppl", number_or_null(std::exp(s.final_val_loss))},
+                            {"unigram_entropy", number_or_null(s.unigram_entropy)},
+                            {"tokens_per_s", s.tokens_per_s},
+                            {"train_seconds", s.seconds},
+                            {"params_total", pc.total},
+                            {"params_active", pc.active},
+                            {"experts_per_token", moe.empty() ? nlohmann::json() : nlohmann::json(experts_per_token)},
+                            {"ent_load", moe.empty() ? nlohmann::json() : nlohmann::json(ent_load)},
+                            {"last_checkpoint", s.last_checkpoint},
+                            {"config", cfg.source_path}};
   write_file_atomic((fs::path(s.run_dir) / "summary.json").string(), j.dump(2) + "\n");
 }
 
@@ -119,7 +124,7 @@ struct Run {
   Comm* world = nullptr;
   std::optional<Distributed> layout;
   const DistContext* dist = nullptr;
-  BatchPlan batch;  // global batch = B x accumulation x data-parallel size
+  BatchPlan batch;    // global batch = B x accumulation x data-parallel size
   bool root = false;  // rank 0: writes the run directory and the summary
   std::optional<DataLoader> train_data;
   std::unique_ptr<DataLoader> val_data;  // null without data.val
@@ -128,8 +133,8 @@ struct Run {
   std::optional<Transformer> model;
   std::optional<AdamW> opt;
   TrainerState state;
-  std::unique_ptr<MetricsLog> metrics;  // rank 0 only
-  const StopSignals* signals = nullptr;   // train()'s guard, from the set-up on
+  std::unique_ptr<MetricsLog> metrics;   // rank 0 only
+  const StopSignals* signals = nullptr;  // train()'s guard, from the set-up on
   ParamCounts pc;
   int64_t tokens_per_step = 0;
   double flops_per_token = 0;     // train/flops.h
@@ -150,10 +155,9 @@ std::optional<std::string> resume_point(const TrainOptions& options, const std::
   }
   if (!options.resume.empty()) return options.resume;
   if (fs::exists(ckpt_root) && latest_checkpoint(ckpt_root)) {
-    throw UserError(
-        fmt::format("run directory {} already holds checkpoints (newest: {})", run_dir,
-                    latest_checkpoint(ckpt_root)->path),
-        "continue it with --resume, or start a new run with --set run.name=<another name>");
+    throw UserError(fmt::format("run directory {} already holds checkpoints (newest: {})", run_dir,
+                                latest_checkpoint(ckpt_root)->path),
+                    "continue it with --resume, or start a new run with --set run.name=<another name>");
   }
   return std::nullopt;
 }
@@ -173,8 +177,9 @@ void open_processes(Run& run) {
 // the run writes stating the global batch it trains with.
 void plan_batch(Run& run) {
   const int dp = run.dist->world_size();  // every rank trains its own micro-batches (ep too)
-  run.batch = derive_batch(run.cfg, dp, dp == 1 ? std::string("one process")
-                                                : fmt::format("{} processes, {} communication", dp, run.world->name()));
+  run.batch = derive_batch(
+      run.cfg, dp,
+      dp == 1 ? std::string("one process") : fmt::format("{} processes, {} communication", dp, run.world->name()));
   set_batch(run.cfg, run.batch);
 }
 
@@ -184,22 +189,22 @@ void open_data(Run& run) {
   const int B = run.B, T = run.T;
   const std::optional<DatasetMeta> meta = read_dataset_meta(cfg.data.train);
   if (meta && meta->vocab_size != cfg.model.vocab_size) {
-    throw UserError(fmt::format("model.vocab_size is {} but the data's vocabulary ({}) has {} tokens",
-                                cfg.model.vocab_size, meta->path, meta->vocab_size),
-                    fmt::format("set model.vocab_size: {} (or --set model.vocab_size={})",
-                                meta->vocab_size, meta->vocab_size));
+    throw UserError(
+        fmt::format("model.vocab_size is {} but the data's vocabulary ({}) has {} tokens", cfg.model.vocab_size,
+                    meta->path, meta->vocab_size),
+        fmt::format("set model.vocab_size: {} (or --set model.vocab_size={})", meta->vocab_size, meta->vocab_size));
   }
   if (meta) run.summary.unigram_entropy = meta->unigram_entropy_nats;
-  run.train_data.emplace(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size,
-                         run.dist->rank(), run.dist->world_size());
+  run.train_data.emplace(cfg.data.train, B, T, cfg.data.shuffle, cfg.run.seed, cfg.model.vocab_size, run.dist->rank(),
+                         run.dist->world_size());
   run.train_data->set_windows_per_step(run.batch.global);
   run.eval_batches = cfg.eval.batches;
   if (!cfg.data.val.empty()) {
     run.val_data = std::make_unique<DataLoader>(cfg.data.val, B, T, false, cfg.run.seed, cfg.model.vocab_size);
     const int avail = eval_batches_available(*run.val_data, B);
     if (avail < run.eval_batches) {
-      spdlog::warn("eval.batches is {} but {} holds only {} micro-batches of {}x{}; evaluating on {}",
-                   run.eval_batches, cfg.data.val, avail, B, T, std::max(avail, 1));
+      spdlog::warn("eval.batches is {} but {} holds only {} micro-batches of {}x{}; evaluating on {}", run.eval_batches,
+                   cfg.data.val, avail, B, T, std::max(avail, 1));
       run.eval_batches = std::max(avail, 1);
     }
   }
@@ -225,8 +230,8 @@ void restore_loader(DataLoader& loader, const TrainerState& state, const std::st
 // Every rank runs the same config on the same data, resuming the same checkpoint, or the job stops
 // here on every rank naming the first difference (before anything that would hang or mix shapes).
 void check_ranks_agree(const Run& run) {
-  require_ranks_agree(*run.world, run_facts(run.cfg, run.be->name(), run.world->name(), run.resume_dir,
-                                            *run.train_data, run.val_data.get()));
+  require_ranks_agree(*run.world, run_facts(run.cfg, run.be->name(), run.world->name(), run.resume_dir, *run.train_data,
+                                            run.val_data.get()));
 }
 
 // The model and optimizer, from the checkpoint resumed from or freshly initialized.
@@ -242,9 +247,11 @@ void build_model(Run& run) {
     }
   }
   if (cfg.model.moe.scorer.type != "none" && cfg.model.moe.selector.type == "expert_choice") {
-    spdlog::warn("expert choice (group: {}) selects each token by comparing it with every token of its group, "
-                 "later tokens of the same sequence included: training is not causal, and generation sees "
-                 "other groups than training (docs/selection.md)", cfg.model.moe.selector.group);
+    spdlog::warn(
+        "expert choice (group: {}) selects each token by comparing it with every token of its group, "
+        "later tokens of the same sequence included: training is not causal, and generation sees "
+        "other groups than training (docs/selection.md)",
+        cfg.model.moe.selector.group);
   }
   run.opt.emplace(run.model->store(), run.tc, cfg.dist.zero == 1 ? run.dist : nullptr);  // ZeRO-1: moments sharded
   if (run.resume_dir) {
@@ -292,17 +299,18 @@ void log_setup(const Run& run) {
   spdlog::info("config {}\n{}", cfg.source_path, config_table(cfg));
   spdlog::info("backend: {}", run.be->describe());
   if (dist.world_size() > 1) {
-    spdlog::info("processes: {} ({} communication), expert-parallel groups of {}", dist.world_size(),
-                 run.world->name(), dist.ep_size);
+    spdlog::info("processes: {} ({} communication), expert-parallel groups of {}", dist.world_size(), run.world->name(),
+                 dist.ep_size);
   }
   spdlog::info("batch: {}", run.batch.describe());
   spdlog::info("model: {} parameters, {} active per token", fmt_count(run.pc.total), fmt_count(run.pc.active));
   const AdamW& opt = *run.opt;
   if (opt.sharded()) {
-    spdlog::info("optimizer: AdamW moments {} on rank 0, {} unsharded (ZeRO-1: those of dense tensors sharded "
-                 "over {} rank(s), of expert weights over {})",
-                 fmt_bytes(static_cast<double>(opt.state_bytes())),
-                 fmt_bytes(static_cast<double>(opt.unsharded_state_bytes())), dist.world_size(), dist.replica->size());
+    spdlog::info(
+        "optimizer: AdamW moments {} on rank 0, {} unsharded (ZeRO-1: those of dense tensors sharded "
+        "over {} rank(s), of expert weights over {})",
+        fmt_bytes(static_cast<double>(opt.state_bytes())), fmt_bytes(static_cast<double>(opt.unsharded_state_bytes())),
+        dist.world_size(), dist.replica->size());
   } else {
     spdlog::info("optimizer: AdamW moments {} per rank", fmt_bytes(static_cast<double>(opt.state_bytes())));
   }
@@ -310,11 +318,13 @@ void log_setup(const Run& run) {
                run.train_data->shards().size(), fmt_count(run.train_data->total_tokens()),
                run.train_data->windows_per_epoch(), run.T, run.tokens_per_step);
   if (run.peak) {
-    spdlog::info("MFU against {:g} TFLOP/s per device ({}); {:.4g} FLOPs per token", run.peak->tflops,
-                 run.peak->source, run.flops_per_token);
+    spdlog::info("MFU against {:g} TFLOP/s per device ({}); {:.4g} FLOPs per token", run.peak->tflops, run.peak->source,
+                 run.flops_per_token);
   } else if (run.be->name() == "cuda") {
-    spdlog::info("MFU not shown: device '{}' at {} is not in the table of peaks (docs/training.md); "
-                 "set run.peak_tflops to show it", run.be->device_name(), run.cfg.run.precision);
+    spdlog::info(
+        "MFU not shown: device '{}' at {} is not in the table of peaks (docs/training.md); "
+        "set run.peak_tflops to show it",
+        run.be->device_name(), run.cfg.run.precision);
   }
   spdlog::info("run directory: {}{}", run.summary.run_dir,
                run.resume_dir ? fmt::format(" (resuming from step {}: {})", run.state.step, *run.resume_dir) : "");
@@ -338,9 +348,10 @@ void write_checkpoint(Run& run) {
 bool already_complete(Run& run) {
   if (!run.resume_dir || run.state.step < run.tc.max_steps) return false;
   run.summary.already_complete = true;
-  spdlog::info("the run is already complete: checkpoint {} is at step {}, train.max_steps is {}; "
-               "nothing to train",
-               *run.resume_dir, run.state.step, run.tc.max_steps);
+  spdlog::info(
+      "the run is already complete: checkpoint {} is at step {}, train.max_steps is {}; "
+      "nothing to train",
+      *run.resume_dir, run.state.step, run.tc.max_steps);
   return true;
 }
 
@@ -355,8 +366,8 @@ bool interrupted_in_setup(Run& run, const char* phase) {
 }
 
 // Everything before the loop, in this order: the output directory check, the resume point,
-// processes, the batch, data, the ranks' agreement, model and optimizer, the run directory, the start-up lines and the initial
-// checkpoint (if configured). Returns early (summary.already_complete) when there is nothing to do.
+// processes, the batch, data, the ranks' agreement, model and optimizer, the run directory, the start-up lines and the
+// initial checkpoint (if configured). Returns early (summary.already_complete) when there is nothing to do.
 void setup_run(Run& run) {
   check_output_dir(run.cfg.run.out_dir, "run.out_dir");
   run.summary.run_dir = run_dir_of(run.cfg);
@@ -394,8 +405,9 @@ struct LoopTimes {
 StepResult run_step(Run& run, LoopTimes& times) {
   const int64_t step = run.state.step;
   const auto t0 = std::chrono::steady_clock::now();
-  const StepResult r = train_step(*run.model, *run.opt, run.tc, step, run.batch.accum,
-                                  [&](int32_t* in, int32_t* tg) { run.train_data->next(in, tg); }, run.dist);
+  const StepResult r = train_step(
+      *run.model, *run.opt, run.tc, step, run.batch.accum,
+      [&](int32_t* in, int32_t* tg) { run.train_data->next(in, tg); }, run.dist);
   // No device synchronisation here: train_step has read its losses and norm back (which waited for
   // the forward and backward passes); the update it queued after that is waited for by the next
   // step's read-back, so over an interval the times add up to the device's.
@@ -449,12 +461,21 @@ nlohmann::json log_train_step(Run& run, const StepResult& r, LoopTimes& times) {
   spdlog::info("step {:>6}/{} | loss {:.4f}{} | lr {:.2e} | gnorm {:.3f} | {} tok/s{} | ETA {}", state.step,
                run.tc.max_steps, r.ce, aux_text, r.lr, r.grad_norm, fmt_count(tps),
                show_mfu ? fmt::format(" | MFU {:.1f}%", 100 * mfu_now) : "", fmt_duration(eta));
-  nlohmann::json rec = {{"type", "train"}, {"step", state.step}, {"loss", r.ce}, {"aux", r.aux},
-                       {"aux_by_name", aux_by_name}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                       {"tokens", state.tokens}, {"tokens_per_s", tps}, {"elapsed_s", state.elapsed_s},
-                       {"comm", {{"all_reduce_s", comm_time.all_reduce_s}, {"all_to_all_s", comm_time.all_to_all_s},
-                                 {"all_gather_s", comm_time.all_gather_s}}},
-                       {"moe", layers}};
+  nlohmann::json rec = {{"type", "train"},
+                        {"step", state.step},
+                        {"loss", r.ce},
+                        {"aux", r.aux},
+                        {"aux_by_name", aux_by_name},
+                        {"lr", r.lr},
+                        {"grad_norm", r.grad_norm},
+                        {"tokens", state.tokens},
+                        {"tokens_per_s", tps},
+                        {"elapsed_s", state.elapsed_s},
+                        {"comm",
+                         {{"all_reduce_s", comm_time.all_reduce_s},
+                          {"all_to_all_s", comm_time.all_to_all_s},
+                          {"all_gather_s", comm_time.all_gather_s}}},
+                        {"moe", layers}};
   if (show_mfu) rec["mfu"] = mfu_now;
   if (run.metrics) run.metrics->write(rec);
   times.interval_s = 0;
@@ -466,10 +487,14 @@ nlohmann::json log_train_step(Run& run, const StepResult& r, LoopTimes& times) {
 void evaluate_and_log(Run& run) {
   const EvalResult ev = evaluate(*run.model, *run.val_data, run.eval_batches);
   run.summary.final_val_loss = ev.loss;
-  spdlog::info("step {:>6}/{} | val loss {:.4f} | val ppl {:.2f} ({} tokens)", run.state.step,
-               run.tc.max_steps, ev.loss, ev.perplexity, ev.tokens);
-  if (run.metrics) run.metrics->write({{"type", "val"}, {"step", run.state.step}, {"val_loss", ev.loss},
-                       {"val_ppl", ev.perplexity}, {"tokens", ev.tokens}});
+  spdlog::info("step {:>6}/{} | val loss {:.4f} | val ppl {:.2f} ({} tokens)", run.state.step, run.tc.max_steps,
+               ev.loss, ev.perplexity, ev.tokens);
+  if (run.metrics)
+    run.metrics->write({{"type", "val"},
+                        {"step", run.state.step},
+                        {"val_loss", ev.loss},
+                        {"val_ppl", ev.perplexity},
+                        {"tokens", ev.tokens}});
 }
 
 // Steps until train.max_steps, or until a SIGINT/SIGTERM (on any rank) stops the run after the
@@ -527,9 +552,7 @@ void finish_run(Run& run, const nlohmann::json& last_moe) {
 
 }  // namespace
 
-std::string run_dir_of(const Config& cfg) {
-  return (fs::path(cfg.run.out_dir) / cfg.run.name).string();
-}
+std::string run_dir_of(const Config& cfg) { return (fs::path(cfg.run.out_dir) / cfg.run.name).string(); }
 
 TrainSummary train(const Config& cfg, const TrainOptions& options) {
   Run run(cfg, options);

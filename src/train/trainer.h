@@ -38,19 +38,19 @@ struct TrainOptions {
 struct TrainSummary {
   std::string run_dir;
   std::string last_checkpoint;
-  int64_t start_step = 0;            // 0, or the step resumed from
-  int64_t end_step = 0;              // steps completed when the loop stopped
-  std::vector<double> step_losses;   // train cross-entropy of each step this call ran
+  int64_t start_step = 0;           // 0, or the step resumed from
+  int64_t end_step = 0;             // steps completed when the loop stopped
+  std::vector<double> step_losses;  // train cross-entropy of each step this call ran
   double final_train_loss = std::numeric_limits<double>::quiet_NaN();
   double final_val_loss = std::numeric_limits<double>::quiet_NaN();
   double unigram_entropy = std::numeric_limits<double>::quiet_NaN();  // from dataset.json
-  double tokens_per_s = 0;           // mean over this call's steps (evaluation excluded)
-  double seconds = 0;                // time in this call's training steps
+  double tokens_per_s = 0;  // mean over this call's steps (evaluation excluded)
+  double seconds = 0;       // time in this call's training steps
   bool interrupted = false;
-  bool stop_requested = false;       // a SIGINT/SIGTERM during the last step: the run completed
-  bool already_complete = false;     // resumed at or past train.max_steps: nothing was run
-  int rank = 0;                      // this process's rank (0 prints the summary)
-  size_t opt_state_bytes = 0;        // this rank's AdamW moments (a shard of them with dist.zero 1)
+  bool stop_requested = false;    // a SIGINT/SIGTERM during the last step: the run completed
+  bool already_complete = false;  // resumed at or past train.max_steps: nothing was run
+  int rank = 0;                   // this process's rank (0 prints the summary)
+  size_t opt_state_bytes = 0;     // this rank's AdamW moments (a shard of them with dist.zero 1)
 };
 
 TrainSummary train(const Config& cfg, const TrainOptions& options);

@@ -21,8 +21,7 @@ const nlohmann::json& need(const nlohmann::json& j, const std::string& path, con
 
 int64_t count(const nlohmann::json& j, const std::string& path, const char* key) {
   const nlohmann::json& v = need(j, path, key);
-  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX) ||
-      v.get<int64_t>() < 0) {
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX) || v.get<int64_t>() < 0) {
     bad_key(path, key, fmt::format("expected an integer >= 0, got {}", v.dump()));
   }
   return v.get<int64_t>();
@@ -30,12 +29,11 @@ int64_t count(const nlohmann::json& j, const std::string& path, const char* key)
 
 }  // namespace
 
-nlohmann::json trainer_state_to_json(const TrainerState& s, const std::string& dtype,
-                                     bool has_optimizer) {
-  return {{"format", kFormat},          {"version", 1},
-          {"step", s.step},             {"tokens", s.tokens},
-          {"elapsed_s", s.elapsed_s},   {"train_loader", s.train_loader},
-          {"dtype", dtype},             {"has_optimizer", has_optimizer}};
+nlohmann::json trainer_state_to_json(const TrainerState& s, const std::string& dtype, bool has_optimizer) {
+  return {{"format", kFormat},        {"version", 1},
+          {"step", s.step},           {"tokens", s.tokens},
+          {"elapsed_s", s.elapsed_s}, {"train_loader", s.train_loader},
+          {"dtype", dtype},           {"has_optimizer", has_optimizer}};
 }
 
 TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& path) {

@@ -12,15 +12,14 @@
 namespace am {
 
 struct TrainerState {
-  int64_t step = 0;            // optimizer steps completed
-  int64_t tokens = 0;          // training tokens consumed
-  double elapsed_s = 0;        // wall time spent training so far
-  nlohmann::json train_loader; // DataLoader::state()
-  bool has_optimizer = false;  // read back: the checkpoint holds optimizer.safetensors
+  int64_t step = 0;             // optimizer steps completed
+  int64_t tokens = 0;           // training tokens consumed
+  double elapsed_s = 0;         // wall time spent training so far
+  nlohmann::json train_loader;  // DataLoader::state()
+  bool has_optimizer = false;   // read back: the checkpoint holds optimizer.safetensors
 };
 
-nlohmann::json trainer_state_to_json(const TrainerState& s, const std::string& dtype,
-                                     bool has_optimizer);
+nlohmann::json trainer_state_to_json(const TrainerState& s, const std::string& dtype, bool has_optimizer);
 
 // UserError naming `path` and the key on a wrong format, version, type or range (a dtype other
 // than F32 or F64). The step's agreement with its checkpoint is load_checkpoint's to check.

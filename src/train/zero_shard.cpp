@@ -78,8 +78,7 @@ std::vector<GatherRun> gather_runs(const ParamTable& table, int dense_ranks, int
   return runs;
 }
 
-ZeroShard make_zero_shard(const ParamTable& table, int dense_ranks, int dense_rank, int expert_ranks,
-                          int expert_rank) {
+ZeroShard make_zero_shard(const ParamTable& table, int dense_ranks, int dense_rank, int expert_ranks, int expert_rank) {
   ZeroShard z;
   z.dense = shard_pieces(table, ShardKind::Dense, dense_ranks, dense_rank);
   z.expert = shard_pieces(table, ShardKind::Expert, expert_ranks, expert_rank);

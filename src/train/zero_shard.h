@@ -53,7 +53,6 @@ struct ZeroShard {
 
   int64_t numel() const { return dense_numel + expert_numel; }
 };
-ZeroShard make_zero_shard(const ParamTable& table, int dense_ranks, int dense_rank, int expert_ranks,
-                          int expert_rank);
+ZeroShard make_zero_shard(const ParamTable& table, int dense_ranks, int dense_rank, int expert_ranks, int expert_rank);
 
 }  // namespace am

@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
   }
   argc = kept;
   std::fprintf(stderr, "running on the CUDA simulator (CPU, no GPU): schedule %s, race check %s, %s streams\n",
-              s.schedule.name().c_str(), s.racecheck ? s.racecheck_schedule.name().c_str() : "off",
-              s.lazy_streams ? "lazy" : "eager");
+               s.schedule.name().c_str(), s.racecheck ? s.racecheck_schedule.name().c_str() : "off",
+               s.lazy_streams ? "lazy" : "eager");
 #endif
   return Catch::Session().run(argc, argv);
 }

@@ -10,17 +10,17 @@
 #include "core/backend.h"
 #include "cuda_backend.h"
 
-#include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <cstring>
 #include <string>
 #include <vector>
 
-using Catch::Matchers::Contains;
 using am::cuda::launch;
+using Catch::Matchers::Contains;
 
 namespace {
 
@@ -136,9 +136,9 @@ TEST_CASE("sim: an off-by-one index is an out-of-bounds error naming the kernel,
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float) * n) == cudaSuccess);
   launch<scale_kernel>(1, 128, 0, 0, y, x, n, false);
   REQUIRE(to_host(y, n)[n - 1] == 2.f);
-  REQUIRE_THROWS_WITH(launch<scale_kernel>(1, 128, 0, 0, y, x, n, true),
-                      Contains("scale_kernel block (0,0,0) thread (100,0,0): write of 4 bytes") &&
-                          Contains("4 bytes past its end"));
+  REQUIRE_THROWS_WITH(
+      launch<scale_kernel>(1, 128, 0, 0, y, x, n, true),
+      Contains("scale_kernel block (0,0,0) thread (100,0,0): write of 4 bytes") && Contains("4 bytes past its end"));
   cudaFree(x);
   cudaFree(y);
 }
@@ -221,7 +221,8 @@ TEST_CASE("sim: a missing __syncwarp is a shared-memory race, and caught by the 
   cudaFree(out);
 }
 
-TEST_CASE("sim: a shuffle from a lane outside its mask, and a collective not reached by its mask, are errors", "[sim]") {
+TEST_CASE("sim: a shuffle from a lane outside its mask, and a collective not reached by its mask, are errors",
+          "[sim]") {
   Eager eager;
   std::vector<float> host(32, 1.f);
   float* x = to_device(host);
@@ -272,11 +273,12 @@ TEST_CASE("sim: host pointers, wrong copy kinds and never-written reads are erro
   std::vector<float> host(8, 1.f);
   float* y = nullptr;
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float) * 8) == cudaSuccess);
-  REQUIRE_THROWS_WITH(launch<copy_kernel>(1, 32, 0, 0, y, host.data(), 8), Contains("argument 2") &&
-                                                                               Contains("is a host pointer"));
+  REQUIRE_THROWS_WITH(launch<copy_kernel>(1, 32, 0, 0, y, host.data(), 8),
+                      Contains("argument 2") && Contains("is a host pointer"));
   REQUIRE_THROWS_WITH(cudaMemcpy(host.data(), y, 32, cudaMemcpyHostToDevice),
                       Contains("destination") && Contains("is host memory"));
-  REQUIRE_THROWS_WITH(cudaMemcpy(host.data(), y, 32, cudaMemcpyDeviceToHost), Contains("reads device memory never written"));
+  REQUIRE_THROWS_WITH(cudaMemcpy(host.data(), y, 32, cudaMemcpyDeviceToHost),
+                      Contains("reads device memory never written"));
   float* z = nullptr;
   REQUIRE(cudaMalloc(reinterpret_cast<void**>(&z), sizeof(float) * 8) == cudaSuccess);
   REQUIRE_THROWS_WITH(launch<copy_kernel>(1, 32, 0, 0, z, y, 8), Contains("reads device memory never written"));
@@ -334,8 +336,8 @@ std::pair<std::string, bool> in_child(F touch) {
   if (child == 0) {
     dup2(fds[1], 2);
     const int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);                       // the test framework's report of the signal
-    am::sim::install_fault_handler();    // over the test framework's own SIGSEGV handler
+    dup2(null, 1);                     // the test framework's report of the signal
+    am::sim::install_fault_handler();  // over the test framework's own SIGSEGV handler
     try {
       touch();
     } catch (...) {
@@ -357,7 +359,8 @@ void* (*volatile libc_memset)(void*, int, size_t) = std::memset;
 
 }  // namespace
 
-TEST_CASE("sim: cudaMemcpyAsync from pinned memory does not wait, and refilling the buffer too early is caught", "[sim]") {
+TEST_CASE("sim: cudaMemcpyAsync from pinned memory does not wait, and refilling the buffer too early is caught",
+          "[sim]") {
   const int n = 64;
   int* dev = nullptr;
   int* host = nullptr;

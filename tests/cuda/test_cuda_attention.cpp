@@ -88,11 +88,20 @@ void check_parity(const Case& c, uint64_t seed) {
 
 TEST_CASE("cuda attention forward and backward match the CPU", "[cuda]") {
   const std::vector<Case> cases = {
-      {1, 7, 1, 1, 8},    {2, 33, 4, 2, 16}, {2, 128, 4, 4, 64}, {1, 257, 2, 1, 32}, {1, 64, 4, 1, 128},
+      {1, 7, 1, 1, 8},
+      {2, 33, 4, 2, 16},
+      {2, 128, 4, 4, 64},
+      {1, 257, 2, 1, 32},
+      {1, 64, 4, 1, 128},
       // one row; odd head dim (rows not 16-byte aligned); partial 128- and 256-wide head tiles; the
       // widest head; a tiny head; eight query heads per kv head
-      {3, 1, 2, 1, 16},   {1, 50, 3, 1, 13}, {2, 65, 2, 2, 96},  {1, 70, 2, 1, 200}, {1, 33, 1, 1, 256},
-      {2, 19, 2, 1, 2},   {2, 96, 8, 1, 48},
+      {3, 1, 2, 1, 16},
+      {1, 50, 3, 1, 13},
+      {2, 65, 2, 2, 96},
+      {1, 70, 2, 1, 200},
+      {1, 33, 1, 1, 256},
+      {2, 19, 2, 1, 2},
+      {2, 96, 8, 1, 48},
   };
   uint64_t seed = 100;
   for (const Case& c : cases) check_parity(c, seed += 10);
@@ -162,7 +171,8 @@ TEST_CASE("cuda attention is causal: a later token's k and v leave earlier rows 
       CHECK(std::memcmp(&lse1[at], &lse2[at], size_t(t_star) * sizeof(float)) == 0);
     }
     // ... while the row of t_star itself did change.
-    CHECK_FALSE(bitwise_equal(rows(out1, q_dim, t_star, t_star + 1, q_dim), rows(out2, q_dim, t_star, t_star + 1, q_dim)));
+    CHECK_FALSE(
+        bitwise_equal(rows(out1, q_dim, t_star, t_star + 1, q_dim), rows(out2, q_dim, t_star, t_star + 1, q_dim)));
   }
 }
 

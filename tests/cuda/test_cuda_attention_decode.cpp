@@ -80,8 +80,8 @@ struct Case {
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> c = {
-      {shape(4, 4, 64), 1},   {shape(4, 4, 64), 7},    {shape(8, 2, 32), 300}, {shape(6, 1, 16), 40},
-      {shape(2, 1, 33), 129}, {shape(3, 3, 48), 17},   {shape(2, 2, 128), 64}, {shape(2, 1, 256), 33},
+      {shape(4, 4, 64), 1},     {shape(4, 4, 64), 7},  {shape(8, 2, 32), 300}, {shape(6, 1, 16), 40},
+      {shape(2, 1, 33), 129},   {shape(3, 3, 48), 17}, {shape(2, 2, 128), 64}, {shape(2, 1, 256), 33},
       {shape(2, 1, 16), 13000},  // 52 KB of scores: above the default shared-memory limit
   };
   return c;

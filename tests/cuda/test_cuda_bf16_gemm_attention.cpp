@@ -18,8 +18,8 @@
 #include "core/device_counts.h"
 #include "cuda_test_util.h"
 
-#include <catch2/catch.hpp>
 #include <cublas_v2.h>
+#include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -141,9 +141,9 @@ TEST_CASE("bf16 storage: matmul_grouped with BF16 activations in the experts' pa
         ws.push_back(Tensor(static_cast<float*>(pick(w).data) + e * N * K, DType::F32, {N, K}));
         dws.push_back(Tensor(static_cast<float*>(pick(dw).data) + e * N * K, DType::F32, {N, K}));
       }
-      be.matmul_grouped(ys, xs, false, ws, true, 1.0, 0.0);   // y (BF16) = x w^T
+      be.matmul_grouped(ys, xs, false, ws, true, 1.0, 0.0);    // y (BF16) = x w^T
       be.matmul_grouped(dws, dys, true, xs, false, 0.5, 1.0);  // dw (F32) += dy^T x (x BF16)
-      be.matmul_grouped(zs, as, false, ws, false, 1.0, 0.0);  // z (BF16) = a w
+      be.matmul_grouped(zs, as, false, ws, false, 1.0, 0.0);   // z (BF16) = a w
     };
     run(*p.cpu, false);
     run(*p.gpu, true);
@@ -211,8 +211,7 @@ void check_attention(const AttnCase& k, uint64_t seed) {
     p.gpu->upload(lse.g, raw_lse.data());
   }
   p.cpu->attention_backward(dqkv.c, dout.c, qkv.c, out.c, lse.c, s);
-  const DeviceCounts bwd =
-      counted(*p.gpu, [&] { p.gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, lse.g, s); });
+  const DeviceCounts bwd = counted(*p.gpu, [&] { p.gpu->attention_backward(dqkv.g, dout.g, qkv.g, out.g, lse.g, s); });
   {
     INFO("dqkv");
     require_near(dqkv.gpu(p), dqkv.cpu(p), 1e-3, k.dqkv16 ? kUlp : 0.0);
@@ -232,8 +231,8 @@ TEST_CASE("bf16 storage: tensor-core attention reads BF16 qkv and out, writes BF
   for (int mix = 0; mix < 4; ++mix) {
     check_attention({2, 100, 4, 2, 32, bool(mix & 1), bool(mix & 2)}, ++seed);
   }
-  check_attention({1, 70, 2, 1, 64, true, true}, ++seed);       // the model's case, another head dim
-  check_attention({1, 40, 2, 2, 15, true, true}, ++seed);       // odd head dim: out through an fp32 copy
+  check_attention({1, 70, 2, 1, 64, true, true}, ++seed);                    // the model's case, another head dim
+  check_attention({1, 40, 2, 2, 15, true, true}, ++seed);                    // odd head dim: out through an fp32 copy
   check_attention({1, 40, 2, 1, 32, true, true, true, true, true}, ++seed);  // every argument BF16
 }
 

@@ -82,8 +82,8 @@ uint64_t kernels(Backend& be, const Op& op, const std::vector<Spec>& specs) {
 }
 
 struct Out {
-  size_t arg;          // which argument is written
-  double rtol, atol;   // the fp32 tolerance
+  size_t arg;         // which argument is written
+  double rtol, atol;  // the fp32 tolerance
 };
 
 // The three checks of the header for `op` on arguments `specs`; `native`: the combination is one
@@ -137,8 +137,8 @@ TEST_CASE("cuda native bf16: RMSNorm forwards round their output once", "[cuda][
   for (const int64_t d : {8, 300, 1500}) {  // the three row block sizes
     INFO("d " << d);
     const size_t n = static_cast<size_t>(N * d);
-    const std::vector<float> x = randn(n, 1), w = randn(static_cast<size_t>(d), 2), b = randn(n, 3),
-                             out = randn(n, 4), rstd = randn(static_cast<size_t>(N), 5);
+    const std::vector<float> x = randn(n, 1), w = randn(static_cast<size_t>(d), 2), b = randn(n, 3), out = randn(n, 4),
+                             rstd = randn(static_cast<size_t>(N), 5);
     const double eps = 1e-5;
     // [out, rstd, x, w]
     const Op fwd = [&](Backend& be, const std::vector<Tensor>& t) { be.rmsnorm_forward(t[0], t[1], t[2], t[3], eps); };
@@ -184,8 +184,7 @@ TEST_CASE("cuda native bf16: SwiGLU forward and backward", "[cuda][bf16]") {
   g[0] = 100.f;  // the saturated ends of the sigmoid
   g[1] = -100.f;
   g[2] = 0.f;
-  const std::vector<float> u = randn(n, 21), h = randn(n, 22), dh = randn(n, 23), dg = randn(n, 24),
-                           du = randn(n, 25);
+  const std::vector<float> u = randn(n, 21), h = randn(n, 22), dh = randn(n, 23), dg = randn(n, 24), du = randn(n, 25);
   // [h, g, u]
   const Op fwd = [](Backend& be, const std::vector<Tensor>& t) { be.swiglu_forward(t[0], t[1], t[2]); };
   const auto fspecs = [&](DType th, DType tg, DType tu) {
@@ -235,7 +234,9 @@ TEST_CASE("cuda native bf16: cross-entropy on BF16 logits, the fused classifier 
     const auto bspecs = [&](DType td, DType tz) {
       return std::vector<Spec>{{td, {N, V}, grad}, {tz, {N, V}, logits}, {I, {N}, targets}};
     };
-    const Op bwd = [&](Backend& be, const std::vector<Tensor>& t) { be.cross_entropy_backward(t[0], t[1], t[2], scale); };
+    const Op bwd = [&](Backend& be, const std::vector<Tensor>& t) {
+      be.cross_entropy_backward(t[0], t[1], t[2], scale);
+    };
     const std::vector<Out> bouts = {{0, 1e-5, 1e-9}, {1, 0, 0}};
     check("cross_entropy_backward logits BF16", bwd, bspecs(F, H), bouts, true);
     check("cross_entropy_backward dlogits, logits BF16", bwd, bspecs(H, H), bouts, true);

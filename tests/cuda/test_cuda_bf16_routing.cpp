@@ -180,7 +180,7 @@ TEST_CASE("cuda bf16 storage: block_norms and its backward match the CPU in ever
       const int64_t N = c.N, C = c.nb * c.dl;
       std::vector<float> ch = randn(N * C, ++seed);
       std::fill(ch.begin(), ch.begin() + c.dl, 0.f);  // a zero block (L2's backward skips it)
-      for (unsigned m = 0; m < 4; ++m) {               // s, c
+      for (unsigned m = 0; m < 4; ++m) {              // s, c
         const std::vector<DType> dt = dtypes(m, 2);
         INFO("block_norms " << describe(dt));
         Arg s(p, dt[0], {N, c.S}, randn(N * c.S, ++seed)), cc(p, dt[1], {N, C}, ch);
@@ -197,7 +197,7 @@ TEST_CASE("cuda bf16 storage: block_norms and its backward match the CPU in ever
         INFO("block_norms_backward " << describe(dt));
         Arg cc(p, dt[2], {N, C}, ch), s(p, dt[3], {N, c.S}, std::vector<float>(size_t(N * c.S), 0.f));
         p.cpu->block_norms(s.c, cc.c, c.nb, kind);  // the norms of c as stored, on both sides
-        p.gpu->upload(s.g, s.c.data);  // the CPU backend's memory is host memory
+        p.gpu->upload(s.g, s.c.data);               // the CPU backend's memory is host memory
         Arg dc(p, dt[0], {N, C}, randn(N * C, ++seed)), ds(p, dt[1], {N, c.S}, randn(N * c.S, ++seed));
         p.gpu->block_norms_backward(dc.g, ds.g, cc.g, s.g, c.nb, kind);
         p.cpu->block_norms_backward(dc.c, ds.c, cc.c, s.c, c.nb, kind);
@@ -254,8 +254,8 @@ TEST_CASE("cuda bf16 storage: the routing ops run natively on the model's BF16 t
       if (o == "gather_blocks") be.gather_blocks(cg.g, c.g, as, r.ex.g);
     });
   };
-  for (const char* op : {"gather_rows", "combine", "combine_backward", "block_norms", "block_norms_backward",
-                         "gather_blocks"}) {
+  for (const char* op :
+       {"gather_rows", "combine", "combine_backward", "block_norms", "block_norms_backward", "gather_blocks"}) {
     INFO(op);
     const uint64_t f32 = launches(op, F), bf16 = launches(op, B);
     CHECK(f32 >= 1);

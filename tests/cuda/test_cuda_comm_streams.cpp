@@ -17,13 +17,13 @@
 #include "dist/dist.h"
 #include "dist/grad_sync.h"
 #include "dist/launch.h"
-#include "params/params.h"
 #include "nccl_comm.h"
+#include "params/params.h"
 #include "stream.cuh"
 
-#include <catch2/catch.hpp>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
+#include <catch2/catch.hpp>
 
 #include <cstring>
 #include <functional>
@@ -66,13 +66,13 @@ TEST_CASE("nccl comm: a gradient reduction makes no host synchronisation and is 
   be->upload(other, o0.data());
   const Tensor a = part(g, 0, 40), b = part(g, 40, n - 40);
   auto backward_and_reduce = [&] {
-    be->scale(a, 2.0);                // the last kernel of the layer that produced bucket a
-    comm->all_reduce_sum_start(a);    // on the comm stream, after it
-    be->scale(b, 2.0);                // the backward goes on below, on stream 0
+    be->scale(a, 2.0);              // the last kernel of the layer that produced bucket a
+    comm->all_reduce_sum_start(a);  // on the comm stream, after it
+    be->scale(b, 2.0);              // the backward goes on below, on stream 0
     comm->all_reduce_sum_start(b);
-    be->scale(other, 3.0);            // more backward work beside the reductions
-    comm->wait();                     // stream 0 waits for them; the host does not
-    be->scale(g, 0.5);                // GradReducer::finish's division, after the reductions
+    be->scale(other, 3.0);  // more backward work beside the reductions
+    comm->wait();           // stream 0 waits for them; the host does not
+    be->scale(g, 0.5);      // GradReducer::finish's division, after the reductions
   };
   backward_and_reduce();  // warm-up (the first calls may allocate)
   const std::optional<DeviceCounts> c = counted(backward_and_reduce);
@@ -94,7 +94,8 @@ TEST_CASE("nccl comm: a gradient reduction makes no host synchronisation and is 
   if (idle) CHECK(idle->launches + idle->host_syncs() == 0);
 }
 
-TEST_CASE("nccl comm: a device all-reduce, the ZeRO-1 all-gather and the row exchange make no host synchronisation", "[cuda]") {
+TEST_CASE("nccl comm: a device all-reduce, the ZeRO-1 all-gather and the row exchange make no host synchronisation",
+          "[cuda]") {
   auto be = make_cuda_backend(DType::F32, 0, false);
   std::unique_ptr<Comm> comm = make_nccl_comm(make_single_comm());
   const int64_t n = 32;
@@ -201,8 +202,8 @@ TEST_CASE("sim: a non-blocking stream is ordered after stream 0 only by an event
       cudaMemcpyAsync(y.t().data, x.t().data, bytes, cudaMemcpyDeviceToDevice, side);
       cudaDeviceSynchronize();  // lazy streams run it here
     };
-    CHECK_THROWS_WITH(racy(), Contains("cudaMemcpyAsync device to device on stream") &&
-                                  Contains("last written by") && Contains("cudaStreamWaitEvent missing"));
+    CHECK_THROWS_WITH(racy(), Contains("cudaMemcpyAsync device to device on stream") && Contains("last written by") &&
+                                  Contains("cudaStreamWaitEvent missing"));
     cudaDeviceSynchronize();
     cudaEventDestroy(ready);
     cudaStreamDestroy(side);

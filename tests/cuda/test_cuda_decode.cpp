@@ -5,10 +5,10 @@
 // matmuls and attention); bf16 against the CPU's bf16 emulation 2e-2 + 2e-2 |cpu| (an activation
 // can round to the neighbouring bf16 value).
 #include "cuda_test_util.h"
-#include "small_moe_config.h"
 #include "model/decode.h"
-#include "params/params.h"
 #include "model/transformer.h"
+#include "params/params.h"
+#include "small_moe_config.h"
 
 #include <catch2/catch.hpp>
 
@@ -20,9 +20,7 @@ using namespace am::test;
 
 namespace {
 
-ModelConfig decode_model() {
-  return small_moe_config(16);
-}
+ModelConfig decode_model() { return small_moe_config(16); }
 
 std::vector<float> to_floats(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
@@ -32,8 +30,18 @@ void compare_decode(bool bf16, double tol) {
   const std::vector<std::pair<std::string, std::function<void(MoeConfig&)>>> strategies = {
       {"router top-k", [](MoeConfig&) {}},
       {"top-p", [](MoeConfig& m) { m.selector.type = "topp"; }},
-      {"dense", [](MoeConfig& m) { m.n_experts = 1; m.scorer.type = "none"; m.selector.k = 1; }},
-      {"aoe l2", [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; }},
+      {"dense",
+       [](MoeConfig& m) {
+         m.n_experts = 1;
+         m.scorer.type = "none";
+         m.selector.k = 1;
+       }},
+      {"aoe l2",
+       [](MoeConfig& m) {
+         m.expert.type = "factorized";
+         m.expert.d_low = 8;
+         m.scorer.type = "act_norm";
+       }},
   };
   for (const auto& [name, set] : strategies) {
     DYNAMIC_SECTION(name) {
@@ -64,7 +72,6 @@ TEST_CASE("decode: KV-cache logits on the GPU match the CPU and the GPU's full f
   compare_decode(false, 1e-4);
 }
 
-TEST_CASE("decode: KV-cache logits on the GPU match the CPU and the GPU's full forward (bf16 matmuls)",
-          "[decode]") {
+TEST_CASE("decode: KV-cache logits on the GPU match the CPU and the GPU's full forward (bf16 matmuls)", "[decode]") {
   compare_decode(true, 2e-2);
 }

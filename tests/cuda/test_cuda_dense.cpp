@@ -27,10 +27,12 @@ using namespace am::test;
 
 TEST_CASE("cuda embedding forward and backward match the CPU, with repeated tokens", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, V, d; };
+  struct Shape {
+    int64_t N, V, d;
+  };
   // Small V against large N: every token repeats many times. d = 300 spans two column passes.
-  for (const Shape s : {Shape{1, 1, 1}, Shape{37, 11, 70}, Shape{1000, 13, 129}, Shape{257, 5000, 300},
-                        Shape{0, 7, 8}}) {
+  for (const Shape s :
+       {Shape{1, 1, 1}, Shape{37, 11, 70}, Shape{1000, 13, 129}, Shape{257, 5000, 300}, Shape{0, 7, 8}}) {
     INFO("N " << s.N << " V " << s.V << " d " << s.d);
     Twin tokens(p, {s.N}, random_ids(static_cast<size_t>(s.N), 0, static_cast<int32_t>(s.V), 100 + s.N));
     Twin table(p, {s.V, s.d}, randn(static_cast<size_t>(s.V * s.d), 1));
@@ -94,10 +96,12 @@ TEST_CASE("cuda embedding guards a token outside the vocabulary without a host r
 
 TEST_CASE("cuda RMSNorm forward and backward match the CPU", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, d; };
+  struct Shape {
+    int64_t N, d;
+  };
   // d: one element, not multiples of 32, one warp's worth, 128-thread and 512-thread blocks.
-  for (const Shape s : {Shape{1, 1}, Shape{5, 33}, Shape{64, 100}, Shape{3, 64}, Shape{300, 1029},
-                        Shape{130, 4096}, Shape{0, 16}}) {
+  for (const Shape s :
+       {Shape{1, 1}, Shape{5, 33}, Shape{64, 100}, Shape{3, 64}, Shape{300, 1029}, Shape{130, 4096}, Shape{0, 16}}) {
     INFO("N " << s.N << " d " << s.d);
     const size_t nd = static_cast<size_t>(s.N * s.d), d = static_cast<size_t>(s.d);
     Twin x(p, {s.N, s.d}, randn(nd, 10, 2.f)), w(p, {s.d}, randn(d, 11));
@@ -126,9 +130,10 @@ TEST_CASE("cuda RMSNorm forward and backward match the CPU", "[cuda]") {
 
 TEST_CASE("cuda fused residual + RMSNorm matches the CPU composite and its own two kernels", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, d; };
-  for (const Shape s : {Shape{1, 1}, Shape{5, 33}, Shape{64, 100}, Shape{300, 1029}, Shape{7, 4096},
-                        Shape{0, 16}}) {
+  struct Shape {
+    int64_t N, d;
+  };
+  for (const Shape s : {Shape{1, 1}, Shape{5, 33}, Shape{64, 100}, Shape{300, 1029}, Shape{7, 4096}, Shape{0, 16}}) {
     INFO("N " << s.N << " d " << s.d);
     const size_t nd = static_cast<size_t>(s.N * s.d), d = static_cast<size_t>(s.d);
     const std::vector<float> a0 = randn(nd, 70, 2.f), b0 = randn(nd, 71, 2.f);
@@ -179,12 +184,15 @@ TEST_CASE("cuda RMSNorm dw over many rows matches the CPU", "[cuda]") {
 
 TEST_CASE("cuda RoPE forward and backward match the CPU and invert each other", "[cuda]") {
   Pair p;
-  struct Case { AttnShape s; double theta; };
+  struct Case {
+    AttnShape s;
+    double theta;
+  };
   std::vector<Case> cases;
   cases.push_back({AttnShape{1, 1, 1, 1, 2}, 10000.0});
-  cases.push_back({AttnShape{2, 37, 4, 2, 16}, 10000.0});    // grouped kv heads
-  cases.push_back({AttnShape{1, 300, 3, 3, 6}, 500000.0});   // hd/2 odd, long sequence
-  cases.push_back({AttnShape{2, 2048, 2, 1, 128}, 10000.0}); // large angles (t up to 2047)
+  cases.push_back({AttnShape{2, 37, 4, 2, 16}, 10000.0});     // grouped kv heads
+  cases.push_back({AttnShape{1, 300, 3, 3, 6}, 500000.0});    // hd/2 odd, long sequence
+  cases.push_back({AttnShape{2, 2048, 2, 1, 128}, 10000.0});  // large angles (t up to 2047)
   for (const Case& c : cases) {
     const AttnShape& s = c.s;
     INFO("B " << s.B << " T " << s.T << " H " << s.n_heads << " Hkv " << s.n_kv_heads << " hd " << s.head_dim);
@@ -211,7 +219,9 @@ TEST_CASE("cuda RoPE forward and backward match the CPU and invert each other", 
 
 TEST_CASE("cuda SiLU and SwiGLU forward and backward match the CPU", "[cuda]") {
   Pair p;
-  struct Shape { int64_t M, f; };
+  struct Shape {
+    int64_t M, f;
+  };
   for (const Shape s : {Shape{1, 1}, Shape{3, 1000}, Shape{77, 513}, Shape{0, 8}}) {
     INFO("M " << s.M << " f " << s.f);
     const size_t n = static_cast<size_t>(s.M * s.f);

@@ -1,8 +1,8 @@
 // CUDA's grouped matmul (one cublasGemmGroupedBatchedEx in fp32, cuda/grouped_gemm.cu, the
-// simulator's in cuda/sim/cublas.cpp; one cublasGemmEx per problem under bf16) vs the CPU's loop of matmul, in the experts' patterns: row blocks of one
-// activation matrix times per-expert weights (forward, input gradient) and weight gradients
-// (transposed a, beta 1), empty experts, more problems than one call takes. Tolerances as for
-// matmul: fp32 1e-4 relative, 1e-5 absolute; bf16 operands 1e-4 relative and absolute.
+// simulator's in cuda/sim/cublas.cpp; one cublasGemmEx per problem under bf16) vs the CPU's loop of matmul, in the
+// experts' patterns: row blocks of one activation matrix times per-expert weights (forward, input gradient) and weight
+// gradients (transposed a, beta 1), empty experts, more problems than one call takes. Tolerances as for matmul: fp32
+// 1e-4 relative, 1e-5 absolute; bf16 operands 1e-4 relative and absolute.
 #include "cuda_test_util.h"
 
 #include <catch2/catch.hpp>
@@ -29,7 +29,8 @@ struct Experts {
           randn(static_cast<size_t>((off.size() - 1) * N * K + 16), seed + 1)),
         y(p, {off.back(), N}, randn(static_cast<size_t>(off.back() * N), seed + 2)),
         dy(p, {off.back(), N}, randn(static_cast<size_t>(off.back() * N), seed + 3)),
-        dw(p, {static_cast<int64_t>(off.size() - 1) * N * K}, randn(static_cast<size_t>((off.size() - 1) * N * K), seed + 4)) {}
+        dw(p, {static_cast<int64_t>(off.size() - 1) * N * K},
+           randn(static_cast<size_t>((off.size() - 1) * N * K), seed + 4)) {}
   int n() const { return static_cast<int>(off.size()) - 1; }
   Tensor weight(const Tensor& buf, int e) const {
     return Tensor(static_cast<float*>(buf.data) + 16 + e * N * K, DType::F32, {N, K});
@@ -82,7 +83,8 @@ TEST_CASE("cuda matmul_grouped splits more problems than one call takes", "[cuda
   ex.compare(p, 1e-4, 1e-5);
 }
 
-TEST_CASE("cuda bf16 matmul_grouped matches the CPU's bf16 emulation, weight copy and row-block casts", "[cuda][bf16]") {
+TEST_CASE("cuda bf16 matmul_grouped matches the CPU's bf16 emulation, weight copy and row-block casts",
+          "[cuda][bf16]") {
   Pair p(/*bf16_matmul=*/true);
   Experts ex(p, {0, 5, 5, 37, 40}, 40, 12, 13);
   // The weights inside the master buffer: read from the bf16 weight copy; x, dy row blocks: one cast.

@@ -23,12 +23,12 @@
 
 #include <catch2/catch.hpp>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
-#include <optional>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -128,8 +128,8 @@ double bf16_ulp(double x) {
 
 // Every entry of C within the tolerances of the header; entries outside the problem unchanged.
 void check(const Problem& p, bool ta, bool tb, double alpha, double beta) {
-  INFO("m " << p.m << " n " << p.n << " k " << p.k << " lda " << p.lda << " ldb " << p.ldb << " ldc " << p.ldc
-            << " C " << (p.c16 ? "bf16" : "fp32") << " offset " << p.a_off);
+  INFO("m " << p.m << " n " << p.n << " k " << p.k << " lda " << p.lda << " ldb " << p.ldb << " ldc " << p.ldc << " C "
+            << (p.c16 ? "bf16" : "fp32") << " offset " << p.a_off);
   const std::vector<float> got = result(p);
   auto A = [&](int i, int kk) {  // op(A)(i, kk)
     const size_t at = ta ? kk + size_t(i) * p.lda : i + size_t(kk) * p.lda;
@@ -188,9 +188,9 @@ TEST_CASE("cuda gemm_grouped_tc matches a double reference on ragged bf16 proble
   auto be = make_cuda_backend(DType::F32, 0, /*bf16_matmul=*/true);
   // (m, n, k): every size in every role, none filling the 64 x 64 x 32 tiles (16: mma's own
   // shape); two empty problems and k = 0 (C = beta C).
-  const int shapes[][3] = {{1, 1, 1},      {7, 16, 17},    {17, 7, 33},  {33, 100, 7},  {100, 33, 16},
-                           {0, 7, 7},      {300, 17, 100}, {16, 300, 33}, {7, 0, 16},    {17, 33, 300},
-                           {100, 1, 7},    {1, 100, 300},  {7, 5, 0},     {300, 100, 17}};
+  const int shapes[][3] = {{1, 1, 1},   {7, 16, 17},    {17, 7, 33},   {33, 100, 7},  {100, 33, 16},
+                           {0, 7, 7},   {300, 17, 100}, {16, 300, 33}, {7, 0, 16},    {17, 33, 300},
+                           {100, 1, 7}, {1, 100, 300},  {7, 5, 0},     {300, 100, 17}};
   std::mt19937_64 rng(11);
   for (bool ta : {false, true}) {
     for (bool tb : {false, true}) {

@@ -8,9 +8,9 @@
 // with another fp32 summation order can round to the neighbouring bf16 value (2^-8 relative), so
 // loss 1e-3 relative, gradients 1e-2 in norm, 20 training steps 1e-2; determinism and resume exact.
 #include "cuda_test_util.h"
-#include "small_moe_config.h"
 #include "io/checkpoint_dir.h"
 #include "model/transformer.h"
+#include "small_moe_config.h"
 #include "support/synthetic_run.h"
 #include "train/trainer.h"
 
@@ -41,27 +41,62 @@ const std::vector<Strategy>& strategies() {
   static const std::vector<Strategy> s = {
       {"router top-k", [](MoeConfig&) {}},
       {"top-k capacity", [](MoeConfig& m) { m.selector.capacity_factor = 0.8; }},
-      {"top-p", [](MoeConfig& m) { m.selector.type = "topp"; m.aux.entropy = 0.01; }},
-      {"expert choice", [](MoeConfig& m) { m.selector.type = "expert_choice"; m.selector.capacity_factor = 1.0; }},
-      {"null experts", [](MoeConfig& m) {
-         m.selector.n_null = 2; m.selector.k = 3; m.aux.load_balance = 0; m.aux.null_load_balance = 0.05;
+      {"top-p",
+       [](MoeConfig& m) {
+         m.selector.type = "topp";
+         m.aux.entropy = 0.01;
        }},
-      {"large router", [](MoeConfig& m) { m.scorer.type = "large_router"; m.scorer.d_hidden = 24; }},
-      {"linear large router + softmax_all gates", [](MoeConfig& m) {
-         m.scorer.type = "large_router"; m.scorer.d_hidden = 24; m.scorer.activation = "linear";
-         m.selector.gate = "softmax_all";
+      {"expert choice",
+       [](MoeConfig& m) {
+         m.selector.type = "expert_choice";
+         m.selector.capacity_factor = 1.0;
        }},
-      {"aoe l2", [](MoeConfig& m) {
-         m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; m.aux.z_loss = 0;
-       }},
-      {"aoe megablocks (softmax_all gates) + null experts", [](MoeConfig& m) {
-         m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; m.aux.z_loss = 0;
-         m.selector.gate = "softmax_all"; m.selector.n_null = 2; m.selector.k = 3; m.aux.load_balance = 0;
+      {"null experts",
+       [](MoeConfig& m) {
+         m.selector.n_null = 2;
+         m.selector.k = 3;
+         m.aux.load_balance = 0;
          m.aux.null_load_balance = 0.05;
        }},
-      {"aoe linf + bias", [](MoeConfig& m) {
-         m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; m.scorer.norm = "linf";
-         m.aux.z_loss = 0; m.aux.bias_update_rate = 0.01;
+      {"large router",
+       [](MoeConfig& m) {
+         m.scorer.type = "large_router";
+         m.scorer.d_hidden = 24;
+       }},
+      {"linear large router + softmax_all gates",
+       [](MoeConfig& m) {
+         m.scorer.type = "large_router";
+         m.scorer.d_hidden = 24;
+         m.scorer.activation = "linear";
+         m.selector.gate = "softmax_all";
+       }},
+      {"aoe l2",
+       [](MoeConfig& m) {
+         m.expert.type = "factorized";
+         m.expert.d_low = 8;
+         m.scorer.type = "act_norm";
+         m.aux.z_loss = 0;
+       }},
+      {"aoe megablocks (softmax_all gates) + null experts",
+       [](MoeConfig& m) {
+         m.expert.type = "factorized";
+         m.expert.d_low = 8;
+         m.scorer.type = "act_norm";
+         m.aux.z_loss = 0;
+         m.selector.gate = "softmax_all";
+         m.selector.n_null = 2;
+         m.selector.k = 3;
+         m.aux.load_balance = 0;
+         m.aux.null_load_balance = 0.05;
+       }},
+      {"aoe linf + bias",
+       [](MoeConfig& m) {
+         m.expert.type = "factorized";
+         m.expert.d_low = 8;
+         m.scorer.type = "act_norm";
+         m.scorer.norm = "linf";
+         m.aux.z_loss = 0;
+         m.aux.bias_update_rate = 0.01;
        }},
   };
   return s;
@@ -153,7 +188,8 @@ void compare_training(const std::string& precision, double loss_rtol) {
   const TrainSummary resumed = train(load_config(yaml, with({"run.name=gpu-resumed", "run.backend=cuda"})), resume);
   REQUIRE(resumed.step_losses.size() == 10);
   for (size_t i = 0; i < 10; ++i) CHECK(resumed.step_losses[i] == gpu.step_losses[10 + i]);  // bitwise
-  CHECK(file_bytes(resumed.last_checkpoint + "/model.safetensors") == file_bytes(gpu.last_checkpoint + "/model.safetensors"));
+  CHECK(file_bytes(resumed.last_checkpoint + "/model.safetensors") ==
+        file_bytes(gpu.last_checkpoint + "/model.safetensors"));
 }
 
 }  // namespace
@@ -162,7 +198,8 @@ TEST_CASE("cuda training follows the CPU loss curve, is deterministic and resume
   compare_training("fp32", 2e-3);
 }
 
-TEST_CASE("cuda bf16 training follows the CPU's bf16 loss curve, deterministic, bit-exact resume", "[cuda][bf16][large]") {
+TEST_CASE("cuda bf16 training follows the CPU's bf16 loss curve, deterministic, bit-exact resume",
+          "[cuda][bf16][large]") {
   compare_training("bf16", 1e-2);
 }
 

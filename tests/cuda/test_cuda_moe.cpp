@@ -120,22 +120,21 @@ TEST_CASE("cuda topk_select and its backward match the CPU", "[cuda]") {
   struct Case {
     int64_t N;
     int n_total, k, n_true;
-    int levels;         // 0: normal scores, else a grid of that many values (ties)
-    bool bias;          // separate rank and gate scores
-    bool nan_ranks;     // some rank scores NaN (with separate, finite gate scores)
-    bool null_favoured; // null ids ranked above the true ones in every other row
+    int levels;          // 0: normal scores, else a grid of that many values (ties)
+    bool bias;           // separate rank and gate scores
+    bool nan_ranks;      // some rank scores NaN (with separate, finite gate scores)
+    bool null_favoured;  // null ids ranked above the true ones in every other row
   };
   const Case cases[] = {
-      {64, 8, 2, 8, 0, false, false, false},   {1000, 8, 2, 6, 3, true, false, false},
-      {37, 64, 8, 60, 4, false, false, false}, {5, 256, 16, 256, 0, true, false, false},
+      {64, 8, 2, 8, 0, false, false, false},    {1000, 8, 2, 6, 3, true, false, false},
+      {37, 64, 8, 60, 4, false, false, false},  {5, 256, 16, 256, 0, true, false, false},
       {33, 16, 16, 12, 2, false, false, false}, {1, 3, 1, 1, 0, false, false, false},
-      {129, 12, 4, 4, 0, true, true, false},   {50, 10, 3, 4, 2, false, false, true},
+      {129, 12, 4, 4, 0, true, true, false},    {50, 10, 3, 4, 2, false, false, true},
       {70, 40, 5, 33, 1, false, false, false},  {0, 8, 2, 8, 0, false, false, false},
   };
   uint64_t seed = 100;
   for (const Case& c : cases) {
-    INFO("N " << c.N << " n_total " << c.n_total << " k " << c.k << " n_true " << c.n_true << " levels "
-              << c.levels);
+    INFO("N " << c.N << " n_total " << c.n_total << " k " << c.k << " n_true " << c.n_true << " levels " << c.levels);
     const int64_t N = c.N, n = c.n_total, k = c.k;
     std::vector<float> rank = c.levels ? grid_values(N * n, ++seed, c.levels) : randn(N * n, ++seed);
     if (c.null_favoured) {
@@ -183,17 +182,17 @@ TEST_CASE("cuda topp_select and its backward match the CPU", "[cuda]") {
     int levels;  // 0: softmax of random logits, else grid weights (ties)
   };
   const Case cases[] = {
-      {64, 8, 8, 0.5, true, 0},   {300, 8, 3, 0.9, false, 0}, {77, 16, 20, 1.0, true, 0},
-      {40, 8, 4, 0.6, true, 3},   {1, 5, 1, 0.3, false, 0},   {50, 64, 64, 0.95, false, 2},
-      {45, 6, 6, 0.7, false, 1},  {33, 40, 7, 0.8, true, 4},  {0, 8, 4, 0.5, true, 0},
+      {64, 8, 8, 0.5, true, 0},  {300, 8, 3, 0.9, false, 0}, {77, 16, 20, 1.0, true, 0},
+      {40, 8, 4, 0.6, true, 3},  {1, 5, 1, 0.3, false, 0},   {50, 64, 64, 0.95, false, 2},
+      {45, 6, 6, 0.7, false, 1}, {33, 40, 7, 0.8, true, 4},  {0, 8, 4, 0.5, true, 0},
   };
   uint64_t seed = 200;
   for (const Case& c : cases) {
-    INFO("N " << c.N << " n " << c.n << " kmax " << c.kmax << " p " << c.top_p << " renormalize "
-              << c.renormalize << " levels " << c.levels);
+    INFO("N " << c.N << " n " << c.n << " kmax " << c.kmax << " p " << c.top_p << " renormalize " << c.renormalize
+              << " levels " << c.levels);
     const int64_t N = c.N, n = c.n, kmax = c.kmax;
-    std::vector<float> probs = c.levels ? normalise_rows(grid_values(N * n, ++seed, c.levels, 1.f), N, n)
-                                        : softmax_probs(N, n, ++seed);
+    std::vector<float> probs =
+        c.levels ? normalise_rows(grid_values(N * n, ++seed, c.levels, 1.f), N, n) : softmax_probs(N, n, ++seed);
     if (N > 3) std::fill(probs.begin() + 3 * n, probs.begin() + 4 * n, 0.f);  // a zero row
     Twin pr(p, {N, n}, probs);
     Twin ex(p, {N, kmax}, std::vector<int32_t>(N * kmax, 77)), gate(p, {N, kmax}, randn(N * kmax, ++seed));
@@ -221,17 +220,14 @@ TEST_CASE("cuda expert_choice_select and its backward match the CPU", "[cuda]") 
   const Case cases[] = {
       {64, 8, 64, 16, 0},  // groups = the batch
       {64, 8, 16, 4, 0},   // groups = sequences (B = 4, T = 16)
-      {64, 8, 16, 4, 3},   {96, 8, 32, 9, 2},   {32, 4, 16, 5, 1},  {30, 6, 10, 0, 0},
-      {30, 6, 10, 10, 0},  {30, 6, 1, 1, 0},    {257, 8, 257, 3, 2}, {1, 3, 1, 1, 0},
-      {600, 16, 200, 37, 4}, {0, 4, 4, 2, 0},
+      {64, 8, 16, 4, 3},  {96, 8, 32, 9, 2},   {32, 4, 16, 5, 1}, {30, 6, 10, 0, 0},     {30, 6, 10, 10, 0},
+      {30, 6, 1, 1, 0},   {257, 8, 257, 3, 2}, {1, 3, 1, 1, 0},   {600, 16, 200, 37, 4}, {0, 4, 4, 2, 0},
   };
   uint64_t seed = 300;
   for (const Case& c : cases) {
-    INFO("N " << c.N << " n " << c.n << " group " << c.group << " capacity " << c.capacity << " levels "
-              << c.levels);
+    INFO("N " << c.N << " n " << c.n << " group " << c.group << " capacity " << c.capacity << " levels " << c.levels);
     const int64_t N = c.N, n = c.n;
-    const std::vector<float> probs =
-        c.levels ? grid_values(N * n, ++seed, c.levels, 1.f) : softmax_probs(N, n, ++seed);
+    const std::vector<float> probs = c.levels ? grid_values(N * n, ++seed, c.levels, 1.f) : softmax_probs(N, n, ++seed);
     Twin pr(p, {N, n}, probs);
     Twin ex(p, {N, n}, std::vector<int32_t>(N * n, 77)), gate(p, {N, n}, randn(N * n, ++seed));
     p.gpu->expert_choice_select(ex.g, gate.g, pr.g, c.group, c.capacity);
@@ -261,20 +257,20 @@ TEST_CASE("cuda capacity_route matches the CPU: null ids, drops, ties", "[cuda]"
     int mode;    // 0: random slots, 1: every slot holds expert 2, 2: every slot empty
   };
   const Case cases[] = {
-      {200, 2, 8, 8, 8, 0, 0, 0},    // no cap: only null ids would change
-      {200, 2, 8, 8, 8, 30, 0, 0},   // about 50 per expert: drops
-      {200, 2, 8, 8, 8, 100, 0, 0},  // no expert over capacity
-      {300, 4, 10, 8, 10, 40, 3, 0}, // null ids 8, 9; ties
-      {300, 4, 10, 8, 8, 25, 2, 0},  // scores over the true experts only
-      {64, 2, 8, 8, 8, 5, 2, 1},     // all tokens to one expert, ties
-      {64, 2, 8, 8, 8, 5, 1, 1},     // ... every score equal: the lowest slots stay
-      {64, 3, 8, 6, 6, 7, 0, 2},     // all slots empty
+      {200, 2, 8, 8, 8, 0, 0, 0},     // no cap: only null ids would change
+      {200, 2, 8, 8, 8, 30, 0, 0},    // about 50 per expert: drops
+      {200, 2, 8, 8, 8, 100, 0, 0},   // no expert over capacity
+      {300, 4, 10, 8, 10, 40, 3, 0},  // null ids 8, 9; ties
+      {300, 4, 10, 8, 8, 25, 2, 0},   // scores over the true experts only
+      {64, 2, 8, 8, 8, 5, 2, 1},      // all tokens to one expert, ties
+      {64, 2, 8, 8, 8, 5, 1, 1},      // ... every score equal: the lowest slots stay
+      {64, 3, 8, 6, 6, 7, 0, 2},      // all slots empty
       {1, 1, 4, 4, 4, 1, 0, 0},      {0, 2, 4, 4, 4, 3, 0, 0},
   };
   uint64_t seed = 400;
   for (const Case& c : cases) {
-    INFO("N " << c.N << " kmax " << c.kmax << " n_true " << c.n_true << " capacity " << c.capacity
-              << " levels " << c.levels << " mode " << c.mode);
+    INFO("N " << c.N << " kmax " << c.kmax << " n_true " << c.n_true << " capacity " << c.capacity << " levels "
+              << c.levels << " mode " << c.mode);
     const int64_t N = c.N, kmax = c.kmax;
     std::vector<int32_t> slots = random_slots(N, kmax, c.n_ids, 0.1, ++seed);
     if (c.mode == 1) std::fill(slots.begin(), slots.end(), 2);
@@ -296,14 +292,13 @@ TEST_CASE("cuda slot_stats matches the CPU", "[cuda]") {
     double p_empty;
     int mode;  // 0: random, 1: all empty, 2: all on id 0
   };
-  const Case cases[] = {{500, 2, 8, 8, 0.1, 0}, {300, 4, 12, 8, 0.3, 0}, {100, 3, 10, 0, 0.2, 0},
-                        {64, 2, 8, 6, 0, 1},    {64, 2, 8, 6, 0, 2},     {1, 1, 1, 1, 0, 0},
-                        {20000, 2, 300, 256, 0.05, 0}, {0, 2, 8, 8, 0, 0},
-                        {3000, 2, 9000, 9000, 0.1, 0}};  // > 8192 ids: global atomics, no shared histogram
+  const Case cases[] = {
+      {500, 2, 8, 8, 0.1, 0},       {300, 4, 12, 8, 0.3, 0}, {100, 3, 10, 0, 0.2, 0},       {64, 2, 8, 6, 0, 1},
+      {64, 2, 8, 6, 0, 2},          {1, 1, 1, 1, 0, 0},      {20000, 2, 300, 256, 0.05, 0}, {0, 2, 8, 8, 0, 0},
+      {3000, 2, 9000, 9000, 0.1, 0}};  // > 8192 ids: global atomics, no shared histogram
   uint64_t seed = 500;
   for (const Case& c : cases) {
-    INFO("N " << c.N << " kmax " << c.kmax << " n_total " << c.n_total << " n_true " << c.n_true << " mode "
-              << c.mode);
+    INFO("N " << c.N << " kmax " << c.kmax << " n_total " << c.n_total << " n_true " << c.n_true << " mode " << c.mode);
     std::vector<int32_t> slots = random_slots(c.N, c.kmax, c.n_total, c.p_empty, ++seed);
     if (c.mode == 1) std::fill(slots.begin(), slots.end(), -1);
     if (c.mode == 2) std::fill(slots.begin(), slots.end(), 0);
@@ -327,9 +322,9 @@ TEST_CASE("cuda route_build matches the CPU: order, offsets, empty experts and s
     double p_empty;
     int mode;  // 0: random, 1: expert 3 never chosen, 2: all to expert 1, 3: all empty
   };
-  const Case cases[] = {{64, 2, 8, 0.0, 0},  {1000, 2, 8, 0.2, 0}, {333, 4, 16, 0.3, 1}, {50, 2, 8, 0.0, 2},
-                        {50, 3, 8, 0.0, 3},  {1, 1, 1, 0.0, 0},    {257, 8, 256, 0.1, 0}, {70000, 2, 64, 0.05, 0},
-                        {0, 2, 8, 0.0, 0}};
+  const Case cases[] = {{64, 2, 8, 0.0, 0},    {1000, 2, 8, 0.2, 0},    {333, 4, 16, 0.3, 1},
+                        {50, 2, 8, 0.0, 2},    {50, 3, 8, 0.0, 3},      {1, 1, 1, 0.0, 0},
+                        {257, 8, 256, 0.1, 0}, {70000, 2, 64, 0.05, 0}, {0, 2, 8, 0.0, 0}};
   uint64_t seed = 600;
   for (const Case& c : cases) {
     INFO("N " << c.N << " kmax " << c.kmax << " n " << c.n << " mode " << c.mode);
@@ -353,7 +348,7 @@ TEST_CASE("cuda route_build matches the CPU: order, offsets, empty experts and s
   Twin ex(p, {2, 2}, std::vector<int32_t>{0, 1, 8, -1}), sa(p, {2, 2}, std::vector<int32_t>(4, 0));
   Twin as(p, {4}, std::vector<int32_t>(4, 0)), small(p, {2}, std::vector<int32_t>(2, 0));
   std::vector<int64_t> off;
-  CHECK_THROWS_AS(p.gpu->route_build(as.g, sa.g, off, ex.g, 8), InternalError);  // id 8 of 8 experts
+  CHECK_THROWS_AS(p.gpu->route_build(as.g, sa.g, off, ex.g, 8), InternalError);     // id 8 of 8 experts
   CHECK_THROWS_AS(p.gpu->route_build(small.g, sa.g, off, ex.g, 9), InternalError);  // A = 3 > 2 entries
 }
 
@@ -365,8 +360,8 @@ TEST_CASE("cuda gather_rows, combine, combine_backward and scatter_rows_add matc
     int64_t d;
     double p_empty;
   };
-  const Case cases[] = {{64, 2, 8, 32, 0.0},  {100, 2, 8, 7, 0.2},  {37, 4, 16, 130, 0.3}, {1, 1, 1, 1, 0.0},
-                        {50, 3, 8, 64, 1.0},  {300, 8, 64, 65, 0.1}, {0, 2, 8, 16, 0.0}};
+  const Case cases[] = {{64, 2, 8, 32, 0.0}, {100, 2, 8, 7, 0.2},   {37, 4, 16, 130, 0.3}, {1, 1, 1, 1, 0.0},
+                        {50, 3, 8, 64, 1.0}, {300, 8, 64, 65, 0.1}, {0, 2, 8, 16, 0.0}};
   uint64_t seed = 700;
   for (const Case& c : cases) {
     INFO("N " << c.N << " kmax " << c.kmax << " n " << c.n << " d " << c.d << " p_empty " << c.p_empty);
@@ -415,19 +410,19 @@ TEST_CASE("cuda block_norms and block_norms_backward match the CPU for L2, L1 an
     int levels;  // 0: normal entries, else a grid around 0 (ties in |c|, zero blocks)
     bool nans;   // Linf only: NaN entries, one at the start of a block
   };
-  const Case cases[] = {{16, 4, 8, 4, 0, false},   {33, 8, 37, 10, 0, false}, {5, 3, 1, 3, 0, false},
-                        {7, 2, 100, 2, 3, false},  {1, 1, 64, 1, 0, false},   {40, 6, 3, 6, 2, false},
-                        {9, 4, 45, 5, 0, true},    {0, 4, 8, 4, 0, false}};
+  const Case cases[] = {{16, 4, 8, 4, 0, false},  {33, 8, 37, 10, 0, false}, {5, 3, 1, 3, 0, false},
+                        {7, 2, 100, 2, 3, false}, {1, 1, 64, 1, 0, false},   {40, 6, 3, 6, 2, false},
+                        {9, 4, 45, 5, 0, true},   {0, 4, 8, 4, 0, false}};
   using K = Backend::NormKind;
   uint64_t seed = 800;
   for (const Case& c : cases) {
     for (K kind : {K::L2, K::L1, K::Linf}) {
       if (c.nans && kind != K::Linf) continue;
-      INFO("N " << c.N << " blocks " << c.nb << " dl " << c.dl << " S " << c.S << " levels " << c.levels
-                << " kind " << int(kind));
+      INFO("N " << c.N << " blocks " << c.nb << " dl " << c.dl << " S " << c.S << " levels " << c.levels << " kind "
+                << int(kind));
       const int64_t N = c.N, C = c.nb * c.dl;
-      std::vector<float> ch = c.levels ? grid_values(N * C, ++seed, 2 * c.levels + 1, -float(c.levels))
-                                       : randn(N * C, ++seed);
+      std::vector<float> ch =
+          c.levels ? grid_values(N * C, ++seed, 2 * c.levels + 1, -float(c.levels)) : randn(N * C, ++seed);
       if (N > 0) std::fill(ch.begin(), ch.begin() + c.dl, 0.f);  // a zero block
       if (c.nans) {
         for (size_t i = 3; i < ch.size(); i += 7) ch[i] = NAN;
@@ -460,8 +455,8 @@ TEST_CASE("cuda gather_blocks and scatter_blocks_add match the CPU bit for bit",
     double p_empty;
   };
   // Slot ids repeat within a row, so several assignments can share a block of dc.
-  const Case cases[] = {{20, 2, 8, 16, 0.0}, {50, 4, 4, 5, 0.1}, {1, 1, 3, 1, 0.0},
-                        {200, 3, 2, 40, 0.2}, {30, 2, 8, 8, 1.0}};
+  const Case cases[] = {
+      {20, 2, 8, 16, 0.0}, {50, 4, 4, 5, 0.1}, {1, 1, 3, 1, 0.0}, {200, 3, 2, 40, 0.2}, {30, 2, 8, 8, 1.0}};
   uint64_t seed = 900;
   for (const Case& c : cases) {
     INFO("N " << c.N << " kmax " << c.kmax << " n " << c.n << " dl " << c.dl << " p_empty " << c.p_empty);

@@ -40,7 +40,9 @@ std::vector<float> probs_like(size_t n, uint64_t seed) {
 
 TEST_CASE("cuda column_sums_to, entropy_sum_to and sum_squares_to match the CPU", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, n; };
+  struct Shape {
+    int64_t N, n;
+  };
   for (const Shape s : {Shape{1, 1}, Shape{7, 5}, Shape{300, 12}, Shape{0, 4}}) {
     INFO("N " << s.N << " n " << s.n);
     Twin x(p, {s.N, s.n}, probs_like(static_cast<size_t>(s.N * s.n), 5 + s.N));

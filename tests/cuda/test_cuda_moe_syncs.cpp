@@ -50,7 +50,8 @@ void check_layer(const ModelConfig& cfg) {
   layer.reset_stats();
   if (!device_counts()) return;  // not the simulator: nothing counted
   const DeviceCounts fwd = counted([&] { layer.forward(h, y, aux); });
-  INFO("forward: d2h " << fwd.memcpy_d2h << " h2d " << fwd.memcpy_h2d << " malloc " << fwd.sync_malloc << " free " << fwd.sync_free << " stream " << fwd.sync_stream << " device " << fwd.sync_device);
+  INFO("forward: d2h " << fwd.memcpy_d2h << " h2d " << fwd.memcpy_h2d << " malloc " << fwd.sync_malloc << " free "
+                       << fwd.sync_free << " stream " << fwd.sync_stream << " device " << fwd.sync_device);
   CHECK(fwd.host_syncs() <= 1);
   CHECK(fwd.memcpy_h2d == 0);
   CHECK(fwd.legacy_stream_ops == 0);  // everything on the compute stream (cuda/stream.cuh)

@@ -89,4 +89,3 @@ TEST_CASE("cuda element-wise ops, sum of squares and AdamW match the CPU", "[cud
   require_close(param.from_gpu(p), param.from_cpu(p), 1e-5, 1e-6);
   require_close(v.from_gpu(p), v.from_cpu(p), 1e-5, 1e-7);
 }
-

@@ -48,7 +48,9 @@ std::vector<float> logits_with_spikes(int64_t N, int64_t n, uint64_t seed, float
 
 TEST_CASE("cuda cross-entropy forward and forward-backward match the CPU", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, V; };
+  struct Shape {
+    int64_t N, V;
+  };
   // V = 50257: a row much longer than a block; V = 1: a single class.
   for (const Shape s : {Shape{1, 1}, Shape{7, 10}, Shape{33, 1000}, Shape{6, 50257}, Shape{0, 5}}) {
     INFO("N " << s.N << " V " << s.V);
@@ -95,7 +97,9 @@ TEST_CASE("cuda cross-entropy forward and forward-backward match the CPU", "[cud
 
 TEST_CASE("cuda cross-entropy backward matches the CPU, in place or not, and the fused classifier", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, V; };
+  struct Shape {
+    int64_t N, V;
+  };
   for (const Shape s : {Shape{1, 1}, Shape{7, 10}, Shape{33, 1000}, Shape{4, 50257}, Shape{0, 5}}) {
     INFO("N " << s.N << " V " << s.V);
     std::vector<int32_t> y = random_ids(static_cast<size_t>(s.N), 0, static_cast<int32_t>(s.V), 80 + s.N);
@@ -159,7 +163,9 @@ TEST_CASE("cuda cross-entropy guards a target >= V without a host read-back", "[
 
 TEST_CASE("cuda softmax, its backward and log-sum-exp match the CPU, large logits included", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, n; };
+  struct Shape {
+    int64_t N, n;
+  };
   for (const Shape s : {Shape{1, 1}, Shape{9, 8}, Shape{33, 100}, Shape{4, 3000}, Shape{1000, 64}, Shape{0, 4}}) {
     INFO("N " << s.N << " n " << s.n);
     const size_t nn = static_cast<size_t>(s.N * s.n);
@@ -189,7 +195,9 @@ TEST_CASE("cuda softmax, its backward and log-sum-exp match the CPU, large logit
 
 TEST_CASE("cuda axpy_rows and add_to_rows match the CPU", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, n; };
+  struct Shape {
+    int64_t N, n;
+  };
   for (const Shape s : {Shape{1, 1}, Shape{50, 7}, Shape{300, 257}, Shape{0, 3}}) {
     INFO("N " << s.N << " n " << s.n);
     const size_t nn = static_cast<size_t>(s.N * s.n);
@@ -209,7 +217,9 @@ TEST_CASE("cuda axpy_rows and add_to_rows match the CPU", "[cuda]") {
 
 TEST_CASE("cuda column sums match the CPU, tall matrices included", "[cuda]") {
   Pair p;
-  struct Shape { int64_t N, n; };
+  struct Shape {
+    int64_t N, n;
+  };
   // 100000 rows: 782 row chunks; 300 columns: two column blocks; 0 rows: zeros.
   for (const Shape s : {Shape{1, 1}, Shape{100000, 3}, Shape{1000, 300}, Shape{129, 1}, Shape{0, 4}}) {
     INFO("N " << s.N << " n " << s.n);
@@ -242,11 +252,13 @@ TEST_CASE("cuda entropy sum and backward match the CPU", "[cuda]") {
 
 TEST_CASE("cuda broadcast_columns and copy_columns match the CPU", "[cuda]") {
   Pair p;
-  struct Case { int64_t N, C, m, col; };
+  struct Case {
+    int64_t N, C, m, col;
+  };
   // The last columns, one column, an empty column range, no rows, and several blocks (N * m >
   // 256: a partial last block and warp).
-  for (const Case c : {Case{13, 10, 4, 3}, Case{1, 1, 1, 0}, Case{40, 9, 3, 6}, Case{5, 6, 0, 6},
-                       Case{0, 4, 2, 1}, Case{300, 11, 5, 2}}) {
+  for (const Case c : {Case{13, 10, 4, 3}, Case{1, 1, 1, 0}, Case{40, 9, 3, 6}, Case{5, 6, 0, 6}, Case{0, 4, 2, 1},
+                       Case{300, 11, 5, 2}}) {
     INFO("N " << c.N << " C " << c.C << " m " << c.m << " col " << c.col);
     const size_t nc = static_cast<size_t>(c.N * c.C);
     const int64_t vn = std::max<int64_t>(c.m, 1);  // a Twin of >= 1 element, viewed as its first m

@@ -116,8 +116,8 @@ TEST_CASE("cuda sum of squares over spans (the gradient norm's buckets) matches 
   const int64_t n = 70001;
   Twin x(p, {n}, randn(n, 60));
   // Spans into two slots, in an order that alternates them, one empty, one of a single element.
-  const std::vector<SumSquaresSpan> spans = {{0, 100, 0, 0},     {100, 40000, 1, 0}, {40100, 0, 0, 0},
-                                             {40100, 1, 0, 0},   {40101, 29900, 1, 0}, {0, 70001, 0, 0}};
+  const std::vector<SumSquaresSpan> spans = {{0, 100, 0, 0},   {100, 40000, 1, 0},   {40100, 0, 0, 0},
+                                             {40100, 1, 0, 0}, {40101, 29900, 1, 0}, {0, 70001, 0, 0}};
   std::vector<int32_t> w(spans.size() * kSumSquaresSpanWords);
   std::memcpy(w.data(), spans.data(), w.size() * sizeof(int32_t));
   Twin table(p, {static_cast<int64_t>(spans.size()), kSumSquaresSpanWords}, w);
@@ -188,8 +188,10 @@ TEST_CASE("cuda multi-tensor AdamW matches per-tensor updates and the CPU, clip 
       auto piece = [&](const Tensor& x, int64_t off) {
         return Tensor(static_cast<float*>(x.data) + off, DType::F32, {sizes[i]});
       };
-      p.gpu->adamw_update(piece(ref_p.g, at), piece(grad.g, at), piece(ref_m.g, at + shift), piece(ref_v.g, at + shift), t);
-      p.cpu->adamw_update(piece(ref_p.c, at), piece(grad.c, at), piece(ref_m.c, at + shift), piece(ref_v.c, at + shift), t);
+      p.gpu->adamw_update(piece(ref_p.g, at), piece(grad.g, at), piece(ref_m.g, at + shift), piece(ref_v.g, at + shift),
+                          t);
+      p.cpu->adamw_update(piece(ref_p.c, at), piece(grad.c, at), piece(ref_m.c, at + shift), piece(ref_v.c, at + shift),
+                          t);
       at += sizes[i];
     }
   }
@@ -215,7 +217,7 @@ TEST_CASE("cuda multi-tensor AdamW flag names the smallest tag that went non-fin
   const std::vector<AdamWChunk> rows = rows_for(sizes);
   Twin chunks(p, {static_cast<int64_t>(rows.size()), kAdamWChunkWords}, words(rows));
   std::vector<float> p0 = randn(total, 50);
-  p0[5000 + 300 + 39999] = 1e9f;  // tensor 3 (tag 3, decayed): the last element of a late row overflows
+  p0[5000 + 300 + 39999] = 1e9f;      // tensor 3 (tag 3, decayed): the last element of a late row overflows
   p0[5000 + 300 + 40000 + 2] = 1e9f;  // tensor 4 (tag 4, no decay): stays finite
   p0[2] = 1e9f;                       // tensor 1 (tag 1, decayed) overflows too, but later in the list below
   std::vector<float> zeros(static_cast<size_t>(total), 0.f);
@@ -305,7 +307,7 @@ TEST_CASE("cuda train_step of a dense model: one host synchronisation per step, 
       CHECK(c->host_syncs() - (step == 0 ? c->sync_malloc : 0) == 1);
       CHECK(c->sync_memcpy == 1);
       CHECK(c->memcpy_d2h == 1);
-      CHECK(c->memcpy_h2d == 6);  // tokens and targets of 3 micro-batches, none synchronous
+      CHECK(c->memcpy_h2d == 6);         // tokens and targets of 3 micro-batches, none synchronous
       CHECK(c->legacy_stream_ops == 0);  // all on the compute stream
     }
     calls = 0;

@@ -5,8 +5,8 @@
 // summation orders); bf16 against the CPU's bf16 emulation 1e-2 relative (an activation can round
 // to the neighbouring bf16 value). Two GPU runs give the same bits.
 #include "cuda_test_util.h"
-#include "small_moe_config.h"
 #include "model/transformer.h"
+#include "small_moe_config.h"
 #include "train/task_eval.h"
 
 #include <catch2/catch.hpp>
@@ -19,9 +19,7 @@ using namespace am::test;
 
 namespace {
 
-ModelConfig scoring_model() {
-  return small_moe_config(16);
-}
+ModelConfig scoring_model() { return small_moe_config(16); }
 
 // Requests of 2 to T + 1 tokens with continuations of 1 to 5 tokens.
 std::vector<ScoreRequest> random_requests(int n, int T, uint64_t seed) {
@@ -43,8 +41,17 @@ void compare_scores(bool bf16, double rtol) {
   const std::vector<std::pair<std::string, std::function<void(MoeConfig&)>>> strategies = {
       {"router top-k", [](MoeConfig&) {}},
       {"top-p", [](MoeConfig& m) { m.selector.type = "topp"; }},
-      {"null experts", [](MoeConfig& m) { m.selector.n_null = 2; m.selector.k = 3; }},
-      {"aoe l2", [](MoeConfig& m) { m.expert.type = "factorized"; m.expert.d_low = 8; m.scorer.type = "act_norm"; }},
+      {"null experts",
+       [](MoeConfig& m) {
+         m.selector.n_null = 2;
+         m.selector.k = 3;
+       }},
+      {"aoe l2",
+       [](MoeConfig& m) {
+         m.expert.type = "factorized";
+         m.expert.d_low = 8;
+         m.scorer.type = "act_norm";
+       }},
   };
   for (const auto& [name, set] : strategies) {
     DYNAMIC_SECTION(name) {

@@ -15,8 +15,8 @@
 #include "moe/moe_layer.h"
 #include "train/trainer.h"
 
-#include <catch2/catch.hpp>
 #include <mpi.h>
+#include <catch2/catch.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -143,15 +143,18 @@ TEST_CASE("expert parallelism (ep=2) equals data parallelism (ep=1) for every se
       {"topk", {}},
       {"topk-capacity", {"model.moe.selector.capacity_factor=0.8"}},
       {"topp", {"model.moe.selector.type=topp", "model.moe.aux.entropy=0.01"}},
-      {"expert-choice", {"model.moe.selector.type=expert_choice", "model.moe.selector.capacity_factor=1.0",
-                         "model.moe.aux.load_balance=0"}},
-      {"expert-choice-seq", {"model.moe.selector.type=expert_choice", "model.moe.selector.capacity_factor=2.0",
-                             "model.moe.selector.group=sequence", "model.moe.aux.load_balance=0"}},
-      {"null", {"model.moe.selector.n_null=2", "model.moe.selector.k=3", "model.moe.aux.load_balance=0",
-                "model.moe.aux.null_load_balance=0.01"}},
-      {"aoe-bias", {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4",
-                    "model.moe.scorer.type=act_norm", "model.moe.aux.z_loss=0",
-                    "model.moe.aux.bias_update_rate=0.01"}},
+      {"expert-choice",
+       {"model.moe.selector.type=expert_choice", "model.moe.selector.capacity_factor=1.0",
+        "model.moe.aux.load_balance=0"}},
+      {"expert-choice-seq",
+       {"model.moe.selector.type=expert_choice", "model.moe.selector.capacity_factor=2.0",
+        "model.moe.selector.group=sequence", "model.moe.aux.load_balance=0"}},
+      {"null",
+       {"model.moe.selector.n_null=2", "model.moe.selector.k=3", "model.moe.aux.load_balance=0",
+        "model.moe.aux.null_load_balance=0.01"}},
+      {"aoe-bias",
+       {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
+        "model.moe.aux.z_loss=0", "model.moe.aux.bias_update_rate=0.01"}},
       {"factorized-router", {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4"}},
   };
   for (const auto& [name, sets] : selectors) {
@@ -179,8 +182,8 @@ TEST_CASE("data parallelism over 2 ranks with batch B equals one process with 2B
   };
   const TrainSummary dp = train(load_config(dir + "/run.yaml", with({"run.name=dp2", "dist.ep=2"})), on(*job().world));
   if (job().rank() == 0) {
-    const TrainSummary one = train(load_config(dir + "/run.yaml", with({"run.name=one", "train.micro_batch_size=8"})),
-                                   on(*job().self));
+    const TrainSummary one =
+        train(load_config(dir + "/run.yaml", with({"run.name=one", "train.micro_batch_size=8"})), on(*job().self));
     require_close(dp.step_losses, one.step_losses, 1e-5);
     require_same_weights(dp.last_checkpoint, one.last_checkpoint);
   }
@@ -197,14 +200,15 @@ TEST_CASE("the global batch is the same on 2 ranks with accumulation as on one p
     v.insert(v.end(), no_aux.begin(), no_aux.end());
     return v;
   };
-  const TrainSummary two = train(load_config(dir + "/run.yaml", with({"run.name=two", "dist.ep=2",
-                                                                      "train.micro_batch_size=2"})), on(*job().world));
+  const TrainSummary two =
+      train(load_config(dir + "/run.yaml", with({"run.name=two", "dist.ep=2", "train.micro_batch_size=2"})),
+            on(*job().world));
   if (job().rank() == 0) {
     for (const std::string micro : {"8", "4"}) {
       INFO("micro-batch " << micro);
-      const TrainSummary one = train(
-          load_config(dir + "/run.yaml", with({"run.name=one-" + micro, "train.micro_batch_size=" + micro})),
-          on(*job().self));
+      const TrainSummary one =
+          train(load_config(dir + "/run.yaml", with({"run.name=one-" + micro, "train.micro_batch_size=" + micro})),
+                on(*job().self));
       require_close(two.step_losses, one.step_losses, 1e-5);
       require_same_weights(two.last_checkpoint, one.last_checkpoint);
     }
@@ -226,14 +230,15 @@ TEST_CASE("a checkpoint resumes on another layout: 2 ranks (ep=2) -> 1 and 1 -> 
   std::vector<double> one_then;
   std::string one_ckpt3;
   if (job().rank() == 0) {
-    const TrainSummary cont = train(load_config(dir + "/run.yaml", with({"run.name=two-to-one", "train.micro_batch_size=8"})),
-                                    on(*job().self, two_ckpt3));
+    const TrainSummary cont =
+        train(load_config(dir + "/run.yaml", with({"run.name=two-to-one", "train.micro_batch_size=8"})),
+              on(*job().self, two_ckpt3));
     REQUIRE(cont.start_step == 3);
     require_close(cont.step_losses, {two.step_losses.begin() + 3, two.step_losses.end()}, 1e-5);
     require_same_weights(cont.last_checkpoint, two.last_checkpoint);
     // the 1-process run whose checkpoint the next part resumes on 2 ranks
-    const TrainSummary one = train(load_config(dir + "/run.yaml", with({"run.name=one", "train.micro_batch_size=8"})),
-                                   on(*job().self));
+    const TrainSummary one =
+        train(load_config(dir + "/run.yaml", with({"run.name=one", "train.micro_batch_size=8"})), on(*job().self));
     one_then = one.step_losses;
   }
   job().world->barrier();
@@ -274,8 +279,9 @@ TEST_CASE("ZeRO-1 gives ZeRO-off's bits with half the moments per rank", "[mpi][
   const std::vector<std::pair<std::string, std::vector<std::string>>> layouts = {
       {"dp", {}},
       {"ep2", {"dist.ep=2"}},
-      {"aoe-bias", {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
-                    "model.moe.aux.z_loss=0", "model.moe.aux.bias_update_rate=0.01"}},
+      {"aoe-bias",
+       {"model.moe.expert.type=factorized", "model.moe.expert.d_low=4", "model.moe.scorer.type=act_norm",
+        "model.moe.aux.z_loss=0", "model.moe.aux.bias_update_rate=0.01"}},
       {"fp64-accum", {"run.precision=fp64", "train.micro_batch_size=2"}},
   };
   for (const auto& [name, sets] : layouts) {
@@ -318,24 +324,25 @@ TEST_CASE("ZeRO-1 checkpoints resume with ZeRO off, on 1 process, and 1 -> 2 ran
     return fmt::format("{}/runs/{}/checkpoints/step_{:08d}", dir, run, step);
   };
   // 2 ranks (ep 2) with ZeRO-1, continued by the same layout with ZeRO off: bit for bit
-  const TrainSummary two = train(load_config(dir + "/run.yaml", with({"run.name=two", "dist.ep=2", "dist.zero=1"})),
-                                 on(*job().world));
-  const TrainSummary off = train(load_config(dir + "/run.yaml", with({"run.name=two-off", "dist.ep=2"})),
-                                 on(*job().world, ckpt("two", 3)));
+  const TrainSummary two =
+      train(load_config(dir + "/run.yaml", with({"run.name=two", "dist.ep=2", "dist.zero=1"})), on(*job().world));
+  const TrainSummary off =
+      train(load_config(dir + "/run.yaml", with({"run.name=two-off", "dist.ep=2"})), on(*job().world, ckpt("two", 3)));
   REQUIRE(off.start_step == 3);
   CHECK(off.step_losses == std::vector<double>(two.step_losses.begin() + 3, two.step_losses.end()));
   require_identical_checkpoints(off.last_checkpoint, two.last_checkpoint);
   // 2 -> 1 process (ZeRO off, the same global batch): as the uninterrupted 2-rank run
   std::vector<double> one_losses;
   if (job().rank() == 0) {
-    const TrainSummary cont = train(load_config(dir + "/run.yaml", with({"run.name=two-to-one", "train.micro_batch_size=8"})),
-                                    on(*job().self, ckpt("two", 3)));
+    const TrainSummary cont =
+        train(load_config(dir + "/run.yaml", with({"run.name=two-to-one", "train.micro_batch_size=8"})),
+              on(*job().self, ckpt("two", 3)));
     REQUIRE(cont.start_step == 3);
     require_close(cont.step_losses, {two.step_losses.begin() + 3, two.step_losses.end()}, 1e-5);
     require_same_weights(cont.last_checkpoint, two.last_checkpoint);
     // one process, continued by one process with ZeRO-1 (the sharded code path): bit for bit
-    const TrainSummary one = train(load_config(dir + "/run.yaml", with({"run.name=one", "train.micro_batch_size=8"})),
-                                   on(*job().self));
+    const TrainSummary one =
+        train(load_config(dir + "/run.yaml", with({"run.name=one", "train.micro_batch_size=8"})), on(*job().self));
     one_losses = one.step_losses;
     const TrainSummary one_z1 =
         train(load_config(dir + "/run.yaml", with({"run.name=one-z1", "train.micro_batch_size=8", "dist.zero=1"})),
@@ -348,8 +355,8 @@ TEST_CASE("ZeRO-1 checkpoints resume with ZeRO off, on 1 process, and 1 -> 2 ran
   // uninterrupted 1-process run, and bit for bit as the same resume with ZeRO off
   const TrainSummary z1 = train(load_config(dir + "/run.yaml", with({"run.name=one-to-two", "dist.zero=1"})),
                                 on(*job().world, ckpt("one", 3)));
-  const TrainSummary z0 = train(load_config(dir + "/run.yaml", with({"run.name=one-to-two-off"})),
-                                on(*job().world, ckpt("one", 3)));
+  const TrainSummary z0 =
+      train(load_config(dir + "/run.yaml", with({"run.name=one-to-two-off"})), on(*job().world, ckpt("one", 3)));
   REQUIRE(z1.start_step == 3);
   CHECK(z1.step_losses == z0.step_losses);
   require_identical_checkpoints(z1.last_checkpoint, z0.last_checkpoint);
@@ -442,14 +449,14 @@ namespace {
 // The largest relative difference between two runs' step losses.
 double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
   double worst = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
   return worst;
 }
 
 }  // namespace
 
-TEST_CASE("balance_scope data_parallel: 2 ranks (ep 2) train as 1 process with both micro-batches",
-          "[mpi][balance]") {
+TEST_CASE("balance_scope data_parallel: 2 ranks (ep 2) train as 1 process with both micro-batches", "[mpi][balance]") {
   const SharedDir shared("balance");
   const std::string& dir = shared.path;
   auto with = [&](const std::string& scope, std::vector<std::string> v) {
@@ -457,27 +464,31 @@ TEST_CASE("balance_scope data_parallel: 2 ranks (ep 2) train as 1 process with b
     v.push_back("model.moe.aux.load_balance=0.1");  // strong enough for the scopes to differ visibly
     return v;
   };
-  const TrainSummary two = train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=two", "dist.ep=2"})),
-                                 on(*job().world));
-  const TrainSummary two_mb = train(load_config(dir + "/run.yaml", with("micro_batch", {"run.name=two-mb", "dist.ep=2"})),
-                                    on(*job().world));
+  const TrainSummary two =
+      train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=two", "dist.ep=2"})), on(*job().world));
+  const TrainSummary two_mb =
+      train(load_config(dir + "/run.yaml", with("micro_batch", {"run.name=two-mb", "dist.ep=2"})), on(*job().world));
   if (job().rank() == 0) {
     // one process, micro-batch 8 = both ranks' micro-batches (the loader gives rank r windows
     // [4r, 4r + 4) of each global batch of 8): the same statistics, so the same run
-    const TrainSummary one = train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=one", "train.micro_batch_size=8"})),
-                                   on(*job().self));
+    const TrainSummary one =
+        train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=one", "train.micro_batch_size=8"})),
+              on(*job().self));
     require_close(two.step_losses, one.step_losses, 1e-5);
     require_same_weights(two.last_checkpoint, one.last_checkpoint);
     // the 2-rank checkpoint continued by one process: as the uninterrupted 2-rank run
-    const TrainSummary cont = train(load_config(dir + "/run.yaml", with("data_parallel", {"run.name=two-to-one", "train.micro_batch_size=8"})),
-                                    on(*job().self, dir + "/runs/two/checkpoints/step_00000003"));
+    const TrainSummary cont = train(
+        load_config(dir + "/run.yaml", with("data_parallel", {"run.name=two-to-one", "train.micro_batch_size=8"})),
+        on(*job().self, dir + "/runs/two/checkpoints/step_00000003"));
     REQUIRE(cont.start_step == 3);
     require_close(cont.step_losses, {two.step_losses.begin() + 3, two.step_losses.end()}, 1e-5);
     require_same_weights(cont.last_checkpoint, two.last_checkpoint);
     // with micro_batch scope the same two layouts differ (each rank balances its own half)
-    const TrainSummary one_mb = train(load_config(dir + "/run.yaml", with("micro_batch", {"run.name=one-mb", "train.micro_batch_size=8"})),
-                                      on(*job().self));
-    INFO("micro_batch scope, 2 ranks vs 1 process: losses differ by up to " << max_rel_diff(two_mb.step_losses, one_mb.step_losses)
+    const TrainSummary one_mb =
+        train(load_config(dir + "/run.yaml", with("micro_batch", {"run.name=one-mb", "train.micro_batch_size=8"})),
+              on(*job().self));
+    INFO("micro_batch scope, 2 ranks vs 1 process: losses differ by up to "
+         << max_rel_diff(two_mb.step_losses, one_mb.step_losses)
          << " relative; data_parallel: " << max_rel_diff(two.step_losses, one.step_losses));
     CHECK(max_rel_diff(two_mb.step_losses, one_mb.step_losses) > 1e-5);
   }

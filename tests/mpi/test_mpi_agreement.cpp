@@ -8,8 +8,8 @@
 #include "train/run_facts.h"
 #include "train/trainer.h"
 
-#include <catch2/catch.hpp>
 #include <mpi.h>
+#include <catch2/catch.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -80,15 +80,17 @@ TEST_CASE("a message of another size than expected is refused, naming what it wa
                                                "bytes from rank 1, received {}{} bytes",
                                                sent > 16 ? "at least " : "", sent)));
       }
-      CHECK(into == std::vector<char>(16, 0));  // nothing was written
+      CHECK(into == std::vector<char>(16, 0));                                                // nothing was written
       MPI_Recv(buf.data(), 32, MPI_BYTE, 1, MPI_ANY_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);  // drain it
     }
     world().barrier();
   }
   // the expected size passes
   std::vector<char> buf(16, 2);
-  if (rank1()) world().send(buf.data(), buf.size(), 0);
-  else recv_expecting(world(), buf.data(), buf.size(), 1, "sixteen bytes");
+  if (rank1())
+    world().send(buf.data(), buf.size(), 0);
+  else
+    recv_expecting(world(), buf.data(), buf.size(), 1, "sixteen bytes");
   world().barrier();
 }
 
@@ -103,11 +105,22 @@ TEST_CASE("train() with another config on rank 1 stops on both ranks", "[mpi][ag
   }
   world().broadcast(path, sizeof path, 0);
   const std::string dir = path;
-  const std::vector<std::string> sets = {
-      "run.out_dir=" + dir + "/runs", "data.train=" + dir + "/data/synth_train_*.bin",
-      "data.val=", "data.seq_len=16", "model.vocab_size=32", "model.d_model=16", "model.n_layers=1",
-      "model.n_heads=2", "model.max_seq_len=16", "model.moe.n_experts=4", "model.moe.d_ffn=24", "train.lr=0.01",
-      "train.global_batch=4", "train.micro_batch_size=2", "train.max_steps=3", "dist.ep=2"};
+  const std::vector<std::string> sets = {"run.out_dir=" + dir + "/runs",
+                                         "data.train=" + dir + "/data/synth_train_*.bin",
+                                         "data.val=",
+                                         "data.seq_len=16",
+                                         "model.vocab_size=32",
+                                         "model.d_model=16",
+                                         "model.n_layers=1",
+                                         "model.n_heads=2",
+                                         "model.max_seq_len=16",
+                                         "model.moe.n_experts=4",
+                                         "model.moe.d_ffn=24",
+                                         "train.lr=0.01",
+                                         "train.global_batch=4",
+                                         "train.micro_batch_size=2",
+                                         "train.max_steps=3",
+                                         "dist.ep=2"};
   TrainOptions o;
   o.handle_signals = false;
   o.world = &world();
@@ -116,10 +129,10 @@ TEST_CASE("train() with another config on rank 1 stops on both ranks", "[mpi][ag
     mine.push_back("run.name=" + differ);
     if (rank1()) mine.push_back(differ);
     const std::string key = differ.substr(0, differ.find('='));
-    CHECK_THROWS_WITH(train(load_config(dir + "/run.yaml", mine), o),
-                      Catch::Contains(fmt::format("the ranks disagree on {}: rank 0 has {}, rank 1 has {}", key,
-                                                  key == "train.max_steps" ? "3" : "24",
-                                                  differ.substr(differ.find('=') + 1))));
+    CHECK_THROWS_WITH(
+        train(load_config(dir + "/run.yaml", mine), o),
+        Catch::Contains(fmt::format("the ranks disagree on {}: rank 0 has {}, rank 1 has {}", key,
+                                    key == "train.max_steps" ? "3" : "24", differ.substr(differ.find('=') + 1))));
     CHECK_FALSE(fs::exists(dir + "/runs/" + differ + "/checkpoints"));  // stopped before any checkpoint
   }
   world().barrier();

@@ -77,9 +77,8 @@ inline std::vector<int64_t> gradcheck_indices(int64_t n, int64_t max, uint64_t s
   return idx;
 }
 
-inline GradcheckResult check_gradient(const std::function<double()>& loss, double* param,
-                                      const double* analytic, int64_t n,
-                                      const GradcheckOptions& opt = {}) {
+inline GradcheckResult check_gradient(const std::function<double()>& loss, double* param, const double* analytic,
+                                      int64_t n, const GradcheckOptions& opt = {}) {
   GradcheckResult r;
   double worst_excess = -1;  // |a - num| / (atol + rtol * max(|a|, |num|)); > 1 fails
   for (int64_t i : gradcheck_indices(n, opt.max_entries, opt.seed)) {
@@ -106,9 +105,8 @@ inline GradcheckResult check_gradient(const std::function<double()>& loss, doubl
     }
     if (!(excess <= 1.0)) {
       if (opt.report && r.failures < opt.max_reports) {
-        INFO(std::setprecision(12)
-             << opt.what << ": entry " << i << " of " << n << ": analytic " << a << ", numeric "
-             << num << ", |diff| " << err << ", rel " << rel);
+        INFO(std::setprecision(12) << opt.what << ": entry " << i << " of " << n << ": analytic " << a << ", numeric "
+                                   << num << ", |diff| " << err << ", rel " << rel);
         CHECK(excess <= 1.0);
       }
       ++r.failures;
@@ -117,9 +115,8 @@ inline GradcheckResult check_gradient(const std::function<double()>& loss, doubl
   if (!opt.report) return r;
   INFO(std::setprecision(12) << opt.what << ": " << r.failures << " of " << r.checked
                              << " entries over tolerance; worst "
-                             << "entry " << r.worst_index << " (analytic " << r.worst_analytic
-                             << ", numeric " << r.worst_numeric << "), worst relative error "
-                             << r.worst_rel);
+                             << "entry " << r.worst_index << " (analytic " << r.worst_analytic << ", numeric "
+                             << r.worst_numeric << "), worst relative error " << r.worst_rel);
   CHECK(r.failures == 0);
   CHECK(r.checked > 0);
   return r;

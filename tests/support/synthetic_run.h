@@ -26,14 +26,14 @@ inline TrainOptions quiet_train() {
 // the yaml's path.
 // The YAML holds the run and data sections, then `model_and_train_yaml` (which must not repeat
 // them: use --set style overrides for other run/data keys).
-inline std::string make_synthetic_run(const TempDir& dir, const std::string& model_and_train_yaml,
-                                      int vocab = 32, int64_t train_tokens = 20000, int seq_len = 16) {
+inline std::string make_synthetic_run(const TempDir& dir, const std::string& model_and_train_yaml, int vocab = 32,
+                                      int64_t train_tokens = 20000, int seq_len = 16) {
   write_synthetic_dataset(dir / "data", "synth", vocab, train_tokens, 4000, 1);
   const std::string yaml = dir / "run.yaml";
   std::ofstream f(yaml);
   f << "run:\n  out_dir: " << (dir / "runs") << "\n  threads: 1\n"
-    << "data:\n  train: " << (dir / "data/synth_train_*.bin") << "\n  val: "
-    << (dir / "data/synth_val_*.bin") << "\n  seq_len: " << seq_len << "\n"
+    << "data:\n  train: " << (dir / "data/synth_train_*.bin") << "\n  val: " << (dir / "data/synth_val_*.bin")
+    << "\n  seq_len: " << seq_len << "\n"
     << model_and_train_yaml;
   return yaml;
 }

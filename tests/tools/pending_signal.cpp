@@ -9,7 +9,7 @@
 #include <cstring>
 
 int main(int argc, char** argv) {
-  const int sig = argc < 3                          ? 0
+  const int sig = argc < 3                        ? 0
                   : !std::strcmp(argv[1], "INT")  ? SIGINT
                   : !std::strcmp(argv[1], "TERM") ? SIGTERM
                   : !std::strcmp(argv[1], "USR1") ? SIGUSR1

@@ -1,8 +1,8 @@
 // am-poison-checkpoint SRC DST_ROOT TENSOR: a copy of checkpoint SRC under DST_ROOT with element 0
 // of TENSOR set to NaN and a matching manifest (tests/support/poison_checkpoint.h), for the CLI
 // tests of eval and export on a checkpoint of non-finite weights. Prints the new checkpoint's path.
-#include "core/error.h"
 #include "support/poison_checkpoint.h"
+#include "core/error.h"
 
 #include <cstdio>
 

@@ -118,15 +118,13 @@ inline double atomicAdd(double* p, double v) { return am_sim_atomic_add(p, v); }
 template <typename T>
 inline T am_sim_atomic_min(T* p, T v) {
   T old = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-  }
+  while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
   return old;
 }
 template <typename T>
 inline T am_sim_atomic_max(T* p, T v) {
   T old = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (old < v && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-  }
+  while (old < v && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
   return old;
 }
 inline int atomicMin(int* p, int v) { return am_sim_atomic_min(p, v); }

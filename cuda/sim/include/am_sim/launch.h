@@ -22,15 +22,15 @@ namespace am::sim {
 // writable unless it points to const) or a value whose bytes may hold pointers (a functor).
 struct KernelArg {
   enum Kind { Pointer, Value } kind = Value;
-  const void* ptr = nullptr;   // Pointer: the value
-  bool writable = true;        // Pointer: not a pointer to const
-  const void* bytes = nullptr; // Value: the argument's bytes in the launch's copy
+  const void* ptr = nullptr;    // Pointer: the value
+  bool writable = true;         // Pointer: not a pointer to const
+  const void* bytes = nullptr;  // Value: the argument's bytes in the launch's copy
   size_t size = 0;
 };
 
 struct LaunchRequest {
-  const char* kernel = "";   // the kernel's name
-  const void* key = nullptr; // the kernel's identity (cudaFuncSetAttribute)
+  const char* kernel = "";    // the kernel's name
+  const void* key = nullptr;  // the kernel's identity (cudaFuncSetAttribute)
   dim3 grid, block;
   size_t smem = 0;
   cudaStream_t stream = nullptr;

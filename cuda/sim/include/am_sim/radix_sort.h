@@ -11,9 +11,9 @@
 #include <type_traits>
 
 namespace am::sim {
-cudaError_t radix_sort_pairs(void* temp, size_t& temp_bytes, const void* keys_in, void* keys_out,
-                             const void* vals_in, void* vals_out, size_t key_size, bool key_signed,
-                             size_t val_size, int num_items, int begin_bit, int end_bit, cudaStream_t stream);
+cudaError_t radix_sort_pairs(void* temp, size_t& temp_bytes, const void* keys_in, void* keys_out, const void* vals_in,
+                             void* vals_out, size_t key_size, bool key_signed, size_t val_size, int num_items,
+                             int begin_bit, int end_bit, cudaStream_t stream);
 }
 
 namespace cub {
@@ -24,8 +24,8 @@ struct DeviceRadixSort {
                                int end_bit = sizeof(K) * 8, cudaStream_t stream = 0) {
     static_assert(std::is_integral_v<K>, "the simulator sorts integer keys");
     return ::am::sim::radix_sort_pairs(d_temp_storage, temp_storage_bytes, d_keys_in, d_keys_out, d_values_in,
-                                       d_values_out, sizeof(K), std::is_signed_v<K>, sizeof(V), num_items,
-                                       begin_bit, end_bit, stream);
+                                       d_values_out, sizeof(K), std::is_signed_v<K>, sizeof(V), num_items, begin_bit,
+                                       end_bit, stream);
   }
 };
 }  // namespace cub
