@@ -143,7 +143,7 @@ TEST_CASE("config_to_yaml nests sections", "[config]") {
   CHECK_THAT(yaml, Catch::Contains("model:\n  vocab_size: 256\n"));
   CHECK_THAT(yaml, Catch::Contains("\n  moe:\n    n_experts: 4\n    d_ffn: 128\n    expert:\n"
                                    "      type: swiglu\n"));
-  CHECK_THAT(yaml, Catch::Contains("\n    scorer:\n      type: router\n      node: latent\n"));
+  CHECK_THAT(yaml, Catch::Contains("\n    scorer:\n      type: router\n      d_hidden: 0\n"));
   CHECK_THAT(yaml, Catch::Contains("\n    selector:\n      type: topk\n      k: 2\n"));
   CHECK_THAT(yaml, Catch::Contains("\n    aux:\n      load_balance: 0.01\n"));  // a schedule
   CHECK_THAT(yaml, Catch::Contains("\n  rope_theta: 10000.0\n"));               // floats stay floats

@@ -2,6 +2,7 @@
 // autonomoe config --docs                                  print docs/configs.md
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "config/strategy.h"
 #include "model/model_info.h"
 #include "train/batch.h"
 
@@ -34,16 +35,7 @@ std::string with_commas(int64_t x) {
 
 // How count_params counted the experts of one token (model/model_info.h).
 std::string active_experts_note(const MoeConfig& m) {
-  if (m.scorer.type == "none") return "the one dense FFN";
-  const SelectorConfig& s = m.selector;
-  if (s.type == "topp") {
-    return fmt::format("{} experts per token: an upper bound, top-p picks a data-dependent number",
-                       s.max_k > 0 ? s.max_k : m.n_experts);
-  }
-  if (s.type == "expert_choice")
-    return fmt::format("capacity_factor {} experts per token on average", s.capacity_factor);
-  if (s.n_null > 0) return fmt::format("k = {} experts per token: an upper bound, null experts compute nothing", s.k);
-  return fmt::format("k = {} experts per token", s.k);
+  return m.dense() ? "the one dense FFN" : selector_of(m).per_token_note(m);
 }
 
 // The global batch and the accumulation per number of processes (train/batch.h).

@@ -76,6 +76,9 @@ struct MoeConfig {
   SelectorConfig selector;
   AuxConfig aux;
 
+  // True for scorer.type none: a dense model, one SwiGLU FFN (config/strategy.h: the scorer's trait).
+  bool dense() const;
+
   // The width of an expert's hidden layer: d_ffn for swiglu; d_wide (given, or by AoE Eq. 5) for
   // factorized: d_wide = (3 d d_ffn - d_low d) / (d_low + 2 d), rounded to the nearest multiple_of.
   int hidden_width(int d_model) const;

@@ -94,7 +94,8 @@ std::string config_to_yaml(const Config& cfg) {
 std::string config_docs_markdown() {
   std::string md = R"(# Config reference
 
-<!-- Generated from src/config/schema.cpp by am::config_docs_markdown(); do not edit by hand.
+<!-- Generated from src/config/schema.cpp and the MoE strategies' registrations (src/moe/, config/strategy.h)
+     by am::config_docs_markdown(); do not edit by hand.
      Regenerate with `autonomoe config --docs > docs/configs.md`, or
      `AM_UPDATE_DOCS=1 build/tests/autonomoe_tests "[config-docs]"`. -->
 

@@ -87,6 +87,15 @@ struct KeySpec {
   std::string name() const;     // "k"
 };
 
+// Row helpers, so that a row reads: path, default (YAML text, or kRequired), range or choices, doc,
+// field -- for the schema (schema.cpp) and the strategies' own keys (config/strategy.h).
+inline constexpr const char* kRequired = "\x01required";
+KeySpec config_key(std::string path, std::string dflt, Range range, std::string doc, Binding field);
+KeySpec config_enum_key(std::string path, std::string dflt, std::vector<std::string> choices, std::string doc,
+                        Binding field);
+// AM_FIELD(model.d_model): the Binding of a Config member.
+#define AM_FIELD(member) ::am::bind([](auto& c) -> auto& { return c.member; })
+
 // Every key, grouped by section, in the order they are printed.
 const std::vector<KeySpec>& config_schema();
 // The top-level sections with a one-line doc each, in schema order.

@@ -1,5 +1,6 @@
 #include "model/decode.h"
 
+#include "config/strategy.h"
 #include "core/error.h"
 #include "model/transformer_layer.h"
 #include "params/params.h"
@@ -70,17 +71,18 @@ std::vector<double> Decoder::step(int32_t token) {
 }
 
 void check_decode_supported(const ModelConfig& model) {
-  if (model.moe.scorer.type == "none") return;
-  if (model.moe.selector.type == "topk" && model.moe.selector.capacity_factor > 0) {
+  if (model.moe.dense()) return;
+  const SelectorInfo& selector = selector_of(model.moe);
+  if (selector.causal && selector.drops_tokens(model.moe)) {
     spdlog::warn(
         "model.moe.selector.capacity_factor is {}: decoding routes one token at a time, so no token is "
         "dropped (docs/sampling.md)",
         model.moe.selector.capacity_factor);
   }
-  if (model.moe.selector.type != "expert_choice") return;
-  throw UserError(fmt::format("generation needs a causal model, but model.moe.selector.type is expert_choice "
+  if (selector.causal) return;
+  throw UserError(fmt::format("generation needs a causal model, but model.moe.selector.type is {} "
                               "(group: {}): a token's experts depend on the later tokens of its group",
-                              model.moe.selector.group),
+                              selector.name, model.moe.selector.group),
                   "sample from a token-choice model (topk or topp); docs/sampling.md");
 }
 

@@ -3,43 +3,19 @@
 #include <algorithm>
 #include <cmath>
 
+#include "config/strategy.h"
+
 namespace am {
 
 ParamCounts count_params(const ModelConfig& m) {
   const MoeConfig& moe = m.moe;
   const int64_t d = m.d_model, V = m.vocab_size, L = m.n_layers, hd = m.head_dim();
   const int64_t n = moe.n_experts;
-  const bool dense = moe.scorer.type == "none";
-  const int64_t rows = n + (dense ? 0 : moe.selector.n_null);  // router outputs, null experts too
-
-  // The scorer's parameters, per layer.
-  int64_t scorer = 0;
-  if (moe.scorer.type == "router") {
-    scorer = rows * d;  // W_r [n + n_null, d]
-  } else if (moe.scorer.type == "large_router") {
-    const int64_t h = moe.scorer.d_hidden > 0 ? moe.scorer.d_hidden : n * moe.expert.d_low;
-    scorer = h * d + rows * h;  // A [h, d], B [n + n_null, h]
-  } else if (moe.scorer.type == "act_norm") {
-    scorer = dense ? 0 : moe.selector.n_null;  // one learnable score per null expert
-  }
-
-  // One expert's parameters.
-  int64_t expert = 3 * d * moe.d_ffn;  // w1, w3 [d_ffn, d], w2 [d, d_ffn]
-  if (moe.expert.type == "factorized") {
-    const int64_t low = moe.expert.d_low, w = moe.hidden_width(m.d_model);
-    expert = d * low + low * w + 2 * d * w;  // w1_down [low, d], w1_up [w, low], w3, w2
-  }
-
-  // Nominal experts per token: what a token's forward uses at most / on average.
-  double per_token = 1;  // dense
-  if (!dense && moe.selector.type == "topk") {
-    per_token = static_cast<double>(std::min<int64_t>(moe.selector.k, n));  // null slots as true
-  } else if (!dense && moe.selector.type == "topp") {
-    const int64_t cap = moe.selector.max_k > 0 ? std::min<int64_t>(moe.selector.max_k, n) : n;
-    per_token = static_cast<double>(cap);
-  } else if (!dense && moe.selector.type == "expert_choice") {
-    per_token = std::min(moe.selector.capacity_factor, static_cast<double>(n));  // CF on average
-  }
+  // Per layer: the scorer's parameters; per expert: the expert's (both from the strategies,
+  // config/strategy.h); per token: the experts a token's forward uses, at most or on average.
+  const int64_t scorer = scorer_of(moe).params(moe, m.d_model);
+  const int64_t expert = expert_of(moe).params(moe, m.d_model);
+  const double per_token = moe.dense() ? 1.0 : selector_of(moe).experts_per_token(moe);
 
   const int64_t attn = d * hd * (2 * m.n_heads + 2 * m.kv_heads());  // q, o and k, v
   const int64_t layer_shared = 2 * d + attn + scorer;                // + the two RMSNorms
@@ -52,11 +28,10 @@ ParamCounts count_params(const ModelConfig& m) {
 
 nlohmann::json hf_config_json(const ModelConfig& m, DType dtype) {
   const MoeConfig& moe = m.moe;
-  const bool dense = moe.scorer.type == "none";
+  const bool dense = moe.dense();
   // Only a plain router + top-k + SwiGLU model has Mixtral's weights; other MoE models say so.
-  const bool mixtral = !dense && moe.scorer.type == "router" && moe.expert.type == "swiglu" &&
-                       moe.selector.type == "topk" && moe.selector.n_null == 0 && moe.selector.capacity_factor == 0 &&
-                       moe.aux.bias_update_rate == 0;
+  const bool mixtral =
+      !dense && scorer_of(moe).mixtral_layout && expert_of(moe).mixtral_layout && selector_of(moe).mixtral_routing(moe);
   nlohmann::json j;
   j["architectures"] = {dense ? "LlamaForCausalLM" : mixtral ? "MixtralForCausalLM" : "AutonomoeMoeForCausalLM"};
   j["model_type"] = dense ? "llama" : mixtral ? "mixtral" : "autonomoe_moe";

@@ -1,5 +1,11 @@
+// Scorer act_norm: the norm of each expert's activation at a node (ActNormScorer, scorer.h; AoE).
+#include <fmt/format.h>
+
+#include <cmath>
+
 #include "moe/experts.h"
 #include "moe/scorer.h"
+#include "moe/strategies.h"
 
 namespace am {
 
@@ -86,5 +92,57 @@ void ActNormScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscor
   be_.matmul(factorized_->stacked_down_grad(), dc_, true, h, false, 1.0, 1.0);  // dW_down += dC^T h
   be_.matmul(dh, dc_, false, factorized_->stacked_down(), false, 1.0, 1.0);     // dh += dC W_down
 }
+
+namespace {
+
+using Msg = std::optional<std::string>;
+
+std::optional<std::string> latent_needs_factorized(const Config& c, const ShowKey& show) {
+  const MoeConfig& m = c.model.moe;
+  if (m.scorer.type != "act_norm" || m.scorer.node != "latent" || expert_of(m).latent) {
+    return std::nullopt;
+  }
+  return fmt::format(
+      "{} with {} needs model.moe.expert.type: factorized (the latent x W_down exists "
+      "only in factorized experts), but {}",
+      show("model.moe.scorer.type"), show("model.moe.scorer.node"), show("model.moe.expert.type"));
+}
+
+const bool kRegistered = register_strategy([] {
+  ScorerStrategy s;
+  s.name = "act_norm";
+  s.order = 3;
+  s.doc = "the norm of each expert's activation at scorer.node (AoE)";
+  s.keys = {
+      config_enum_key("model.moe.scorer.node", "latent", {"latent", "gate", "up", "act", "glu", "out"},
+                      "(act_norm) where the norm is taken: latent = x W_down (AoE; factorized experts); "
+                      "gate = x W_g, up = x W_p, act = SiLU(x W_g), glu = act * up, out = the expert's "
+                      "output are evaluation-only (every expert runs to the node; training refuses them)",
+                      AM_FIELD(model.moe.scorer.node)),
+      config_enum_key("model.moe.scorer.norm", "l2", {"l2", "l1", "linf"},
+                      "(act_norm) the norm of the activation vector", AM_FIELD(model.moe.scorer.norm)),
+  };
+  s.rules = {
+      {"model.moe.scorer.type act_norm with model.moe.scorer.node latent needs "
+       "model.moe.expert.type factorized (the latent is x W_down); other nodes are allowed but "
+       "evaluation-only: the trainer refuses them",
+       latent_needs_factorized}};
+  s.activation_norms = true;
+  s.params = [](const MoeConfig& m, int) -> int64_t { return m.selector.n_null; };  // a learnable score per null
+  s.make = [](Backend& be, const ScorerArgs& a) -> std::unique_ptr<Scorer> {
+    const MoeConfig& m = a.cfg.moe;
+    const int d = a.cfg.d_model;
+    // Null scores start at the scale of the L2 norms at initialisation (||x W_down|| with RMS-normed
+    // x: init_std * sqrt(d * d_low)), so null experts are chosen from the start (docs/selection.md).
+    const auto* factorized = dynamic_cast<const FactorizedExperts*>(a.experts);
+    const int rank = factorized ? factorized->d_low() : a.experts->hidden();
+    return std::make_unique<ActNormScorer>(be, a.prefix, m.scorer.node, norm_kind(m.scorer.norm), m.n_experts,
+                                           m.selector.n_null, d, a.init_std * std::sqrt(static_cast<double>(d) * rank),
+                                           a.experts);
+  };
+  return s;
+}());
+
+}  // namespace
 
 }  // namespace am

@@ -1,4 +1,11 @@
+// Experts factorized: the AoE expert, W_g = W_down W_up of rank d_low (FactorizedExperts,
+// experts.h; AoE Eq. 3), its width by AoE Eq. 5 unless given.
+#include <fmt/format.h>
+
+#include <cmath>
+
 #include "moe/experts.h"
+#include "moe/strategies.h"
 
 namespace am {
 
@@ -95,5 +102,97 @@ void FactorizedExperts::node_activation(int e, const std::string& node, Tensor x
   be_.matmul(u, x, false, w3_[e], true, 1.0, 0.0);
   node_from_gate_up(be_, node, g, u, w2_[e], out);
 }
+
+namespace {
+
+using Msg = std::optional<std::string>;
+
+// d_wide, or AoE Eq. 5: d_low d + d_low w + 2 d w = 3 d d_ffn (the parameters of a SwiGLU expert),
+// rounded to the nearest multiple_of.
+int factorized_width(const MoeConfig& moe, int d_model) {
+  const ExpertConfig& e = moe.expert;
+  if (e.d_wide > 0) return e.d_wide;
+  const double d = d_model, f = moe.d_ffn, low = e.d_low;
+  const double exact = (3 * d * f - low * d) / (low + 2 * d);
+  const int64_t nearest = std::llround(exact);
+  const int64_t m = e.multiple_of > 0 ? e.multiple_of : 1;
+  return static_cast<int>(std::llround(static_cast<double>(nearest) / m) * m);
+}
+
+std::vector<KeySpec> factorized_keys() {
+  return {
+      config_key("model.moe.expert.d_low", "0", at_least(0),
+                 "rank of the factorized W_g (factorized experts, where it must be in [1, d_model)); "
+                 "also sizes a large_router whose d_hidden is 0; 0 = unset",
+                 AM_FIELD(model.moe.expert.d_low)),
+      config_key("model.moe.expert.d_wide", "0", at_least(0),
+                 "hidden width of a factorized expert; 0 = derived so that an expert has the "
+                 "parameters of a d_ffn SwiGLU expert (AoE Eq. 5: (3 d d_ffn - d_low d) / (d_low + 2 d))",
+                 AM_FIELD(model.moe.expert.d_wide)),
+      config_key("model.moe.expert.multiple_of", "1", at_least(1),
+                 "round a derived d_wide to the nearest multiple of this (ignored when d_wide is set)",
+                 AM_FIELD(model.moe.expert.multiple_of)),
+  };
+}
+
+std::vector<CrossRule> factorized_rules() {
+  return {
+      {"model.moe.expert.type factorized needs 1 <= model.moe.expert.d_low < model.d_model",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const ExpertConfig& e = c.model.moe.expert;
+         if (e.type != "factorized" || (e.d_low >= 1 && e.d_low < c.model.d_model)) return std::nullopt;
+         return fmt::format(
+             "{} needs 1 <= model.moe.expert.d_low < model.d_model, but {} and {} (AoE uses "
+             "d_low 64 to 512 with d_model 768)",
+             show("model.moe.expert.type"), show("model.moe.expert.d_low"), show("model.d_model"));
+       }},
+      {"a factorized expert's width d_wide (given, or derived by AoE Eq. 5) is at least 1",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const MoeConfig& m = c.model.moe;
+         if (m.expert.type != "factorized" || m.expert.d_wide > 0 || m.expert.d_low < 1 ||
+             m.expert.d_low >= c.model.d_model || m.hidden_width(c.model.d_model) >= 1) {
+           return std::nullopt;
+         }
+         return fmt::format(
+             "the d_wide that AoE Eq. 5 derives from {}, {}, {} and {} is {}; it must be >= 1: "
+             "set model.moe.expert.d_wide, raise model.moe.d_ffn or lower "
+             "model.moe.expert.d_low",
+             show("model.d_model"), show("model.moe.d_ffn"), show("model.moe.expert.d_low"),
+             show("model.moe.expert.multiple_of"), m.hidden_width(c.model.d_model));
+       }},
+      {"model.moe.expert.d_wide is 0 unless model.moe.expert.type is factorized",
+       [](const Config& c, const ShowKey& show) -> Msg {
+         const ExpertConfig& e = c.model.moe.expert;
+         if (e.d_wide == 0 || e.type == "factorized") return std::nullopt;
+         return fmt::format(
+             "{} has no effect with {}: a swiglu expert's width is model.moe.d_ffn; remove "
+             "d_wide, or set model.moe.expert.type: factorized",
+             show("model.moe.expert.d_wide"), show("model.moe.expert.type"));
+       }},
+  };
+}
+
+const bool kRegistered = register_strategy([] {
+  ExpertStrategy s;
+  s.name = "factorized";
+  s.order = 2;
+  s.doc = "the AoE expert, W_g = W_down (d_model x d_low) W_up (d_low x d_wide)";
+  s.keys = factorized_keys();
+  s.rules = factorized_rules();
+  s.hidden_width = factorized_width;
+  s.latent = true;
+  s.params = [](const MoeConfig& m, int d_model) -> int64_t {
+    const int64_t d = d_model, low = m.expert.d_low, w = factorized_width(m, d_model);
+    return d * low + low * w + 2 * d * w;  // w1_down [low, d], w1_up [w, low], w3, w2
+  };
+  s.make = [](Backend& be, const ExpertArgs& a) -> std::unique_ptr<Experts> {
+    const MoeConfig& m = a.cfg.moe;
+    return std::make_unique<FactorizedExperts>(be, a.names, m.n_experts, a.shard, a.cfg.d_model, m.expert.d_low,
+                                               factorized_width(m, a.cfg.d_model), a.init_std, a.out_std);
+  };
+  return s;
+}());
+
+}  // namespace
 
 }  // namespace am

@@ -1,5 +1,6 @@
 #include "moe/moe_layer.h"
 
+#include "config/strategy.h"
 #include "moe/all_to_all_dispatcher.h"
 #include "params/params.h"
 
@@ -9,7 +10,7 @@ namespace {
 
 ExpertShard shard_of(const ModelConfig& cfg, const DistContext* dist) {
   const int n = cfg.moe.n_experts;
-  if (!dist || dist->ep_size == 1 || cfg.moe.scorer.type == "none") return ExpertShard{0, n};
+  if (!dist || dist->ep_size == 1 || cfg.moe.dense()) return ExpertShard{0, n};
   const int nl = n / dist->ep_size;
   return ExpertShard{dist->ep_rank * nl, nl};
 }
@@ -19,9 +20,9 @@ ExpertShard shard_of(const ModelConfig& cfg, const DistContext* dist) {
 MoeLayer::MoeLayer(Backend& be, const ModelConfig& cfg, int layer, int64_t seq_len, const DistContext* dist)
     : be_(be),
       n_(cfg.moe.n_experts),
-      m_(cfg.moe.scorer.type == "none" ? 0 : cfg.moe.selector.n_null),
+      m_(cfg.moe.dense() ? 0 : cfg.moe.selector.n_null),
       d_(cfg.d_model),
-      act_norm_(cfg.moe.scorer.type == "act_norm"),
+      act_norm_(scorer_of(cfg.moe).activation_norms),
       bias_rate_(cfg.moe.aux.bias_update_rate),
       prefix_("model.layers." + std::to_string(layer) + ".block_sparse_moe"),
       dist_(dist),

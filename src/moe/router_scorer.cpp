@@ -1,4 +1,6 @@
+// Scorer router: z = h W_r^T, P = softmax(z) (RouterScorer, scorer.h; Mixtral's router).
 #include "moe/scorer.h"
+#include "moe/strategies.h"
 
 namespace am {
 
@@ -28,54 +30,25 @@ void RouterScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscore
   be_.matmul(dh, dscores, false, w_, false, 1.0, 1.0);  // dh (N,d) += dz W_r
 }
 
-LargeRouterScorer::LargeRouterScorer(Backend& be, std::string prefix, int n_total, int hidden, int d_model,
-                                     double init_std, bool linear)
-    : be_(be),
-      prefix_(std::move(prefix)),
-      nt_(n_total),
-      hid_(hidden),
-      d_(d_model),
-      init_std_(init_std),
-      linear_(linear) {}
+namespace {
 
-void LargeRouterScorer::register_params(ParamTable& table) {
-  a_index_ = table.add(prefix_ + ".gate.w_in.weight", {hid_, d_}, Init::Normal, init_std_);
-  b_index_ = table.add(prefix_ + ".gate.w_out.weight", {nt_, hid_}, Init::Normal, init_std_);
-}
+const bool kRegistered = register_strategy([] {
+  ScorerStrategy s;
+  s.name = "router";
+  s.order = 1;
+  s.doc = "x W_r";
+  s.params = [](const MoeConfig& m, int d_model) -> int64_t {
+    return int64_t{m.n_experts + m.selector.n_null} * d_model;  // W_r [n + n_null, d]
+  };
+  s.logits = true;
+  s.mixtral_layout = true;
+  s.make = [](Backend& be, const ScorerArgs& a) -> std::unique_ptr<Scorer> {
+    const MoeConfig& m = a.cfg.moe;
+    return std::make_unique<RouterScorer>(be, a.prefix, m.n_experts, m.selector.n_null, a.cfg.d_model, a.init_std);
+  };
+  return s;
+}());
 
-void LargeRouterScorer::bind(ParamStore& store) {
-  a_ = store.value(a_index_);
-  da_ = store.grad(a_index_);
-  b_ = store.value(b_index_);
-  db_ = store.grad(b_index_);
-}
-
-void LargeRouterScorer::allocate(int64_t n_tokens) {
-  for (TensorBuf* t : {&pre_, &dact_}) *t = TensorBuf(be_, be_.dtype(), {n_tokens, hid_});
-  if (linear_) return;  // the hidden layer is pre_ itself, and its gradient dact_
-  for (TensorBuf* t : {&act_, &dpre_}) *t = TensorBuf(be_, be_.dtype(), {n_tokens, hid_});
-}
-
-void LargeRouterScorer::forward(Tensor h, Tensor scores, Tensor probs) {
-  be_.matmul(pre_, h, false, a_, true, 1.0, 0.0);  // (N, hidden) = h A^T
-  if (!linear_) be_.silu_forward(act_, pre_);
-  const Tensor act = linear_ ? pre_ : act_;
-  be_.matmul(scores, act, false, b_, true, 1.0, 0.0);  // z (N, n+m) = act B^T
-  be_.softmax_rows(probs, scores);
-}
-
-void LargeRouterScorer::backward(Tensor h, Tensor scores, Tensor probs, Tensor dscores, Tensor dprobs, Tensor dh) {
-  be_.softmax_rows_backward(dscores, dprobs, probs);                       // dz
-  be_.matmul(db_, dscores, true, linear_ ? pre_ : act_, false, 1.0, 1.0);  // dB (n+m, hidden) += dz^T act
-  be_.matmul(dact_, dscores, false, b_, false, 1.0, 0.0);                  // dact (N, hidden) = dz B
-  Tensor dpre = dact_;                                                     // linear: dpre = dact
-  if (!linear_) {
-    be_.zero(dpre_);
-    be_.silu_backward(dpre_, dact_, pre_);
-    dpre = dpre_;
-  }
-  be_.matmul(da_, dpre, true, h, false, 1.0, 1.0);   // dA (hidden, d) += dpre^T h
-  be_.matmul(dh, dpre, false, a_, false, 1.0, 1.0);  // dh += dpre A
-}
+}  // namespace
 
 }  // namespace am

@@ -1,6 +1,9 @@
-#include "moe/experts.h"
-
+// Experts swiglu: (SiLU(x w1^T) * x w3^T) w2^T per expert (SwigluExperts, experts.h; Mixtral).
+// A dense model's one FFN is also a SwigluExperts (components.cpp), not chosen by this strategy.
 #include <fmt/format.h>
+
+#include "moe/experts.h"
+#include "moe/strategies.h"
 
 namespace am {
 
@@ -72,5 +75,25 @@ void SwigluExperts::node_activation(int e, const std::string& node, Tensor x, Te
   be_.matmul(u, x, false, w3_[e], true, 1.0, 0.0);
   node_from_gate_up(be_, node, g, u, w2_[e], out);
 }
+
+namespace {
+
+const bool kRegistered = register_strategy([] {
+  ExpertStrategy s;
+  s.name = "swiglu";
+  s.order = 1;
+  s.doc = "(SiLU(x W_g) * x W_p) W_o";
+  s.hidden_width = [](const MoeConfig& m, int) { return m.d_ffn; };
+  s.params = [](const MoeConfig& m, int d_model) -> int64_t {
+    return 3 * int64_t{d_model} * m.d_ffn;  // w1, w3 [d_ffn, d], w2 [d, d_ffn]
+  };
+  s.mixtral_layout = true;
+  s.make = [](Backend& be, const ExpertArgs& a) -> std::unique_ptr<Experts> {
+    return std::make_unique<SwigluExperts>(be, a.names, a.shard, a.cfg.d_model, a.cfg.moe.d_ffn, a.init_std, a.out_std);
+  };
+  return s;
+}());
+
+}  // namespace
 
 }  // namespace am

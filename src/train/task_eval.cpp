@@ -1,5 +1,6 @@
 #include "train/task_eval.h"
 
+#include "config/strategy.h"
 #include "core/error.h"
 #include "data/dataset_meta.h"
 #include "io/atomic_file.h"
@@ -116,15 +117,16 @@ TaskResult evaluate_task(Transformer& model, const TaskFile& task, const Tokeniz
 
 void check_task_eval_supported(const ModelConfig& model) {
   const SelectorConfig& s = model.moe.selector;
-  if (model.moe.scorer.type == "none") return;
-  if (s.type == "expert_choice") {
+  if (model.moe.dense()) return;
+  const SelectorInfo& selector = selector_of(model.moe);
+  if (!selector.causal) {
     throw UserError(fmt::format("multiple-choice scoring needs a causal model, but model.moe.selector.type is "
-                                "expert_choice (group: {}): a token's experts depend on the other tokens of its "
+                                "{} (group: {}): a token's experts depend on the other tokens of its "
                                 "group, later tokens and other examples included",
-                                s.group),
+                                selector.name, s.group),
                     "evaluate a token-choice model (topk or topp); docs/evaluation.md");
   }
-  if (s.type == "topk" && s.capacity_factor > 0) {
+  if (selector.drops_tokens(model.moe)) {
     spdlog::warn(
         "model.moe.selector.capacity_factor is {}: capacity drops depend on the other examples of a "
         "micro-batch (and the padding); --set model.moe.selector.capacity_factor=0 scores each example "

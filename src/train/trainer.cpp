@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include "config/strategy.h"
 #include "core/backend.h"
 #include "data/dataset_meta.h"
 #include "data/loader.h"
@@ -246,12 +247,12 @@ void build_model(Run& run) {
                       "train AoE with scorer.node: latent; use other nodes with `autonomoe eval --set ...`");
     }
   }
-  if (cfg.model.moe.scorer.type != "none" && cfg.model.moe.selector.type == "expert_choice") {
+  if (!cfg.model.moe.dense() && !selector_of(cfg.model.moe).causal) {
     spdlog::warn(
-        "expert choice (group: {}) selects each token by comparing it with every token of its group, "
+        "{} (group: {}) selects each token by comparing it with every token of its group, "
         "later tokens of the same sequence included: training is not causal, and generation sees "
         "other groups than training (docs/selection.md)",
-        cfg.model.moe.selector.group);
+        selector_of(cfg.model.moe).name, cfg.model.moe.selector.group);
   }
   run.opt.emplace(run.model->store(), run.tc, cfg.dist.zero == 1 ? run.dist : nullptr);  // ZeRO-1: moments sharded
   if (run.resume_dir) {
