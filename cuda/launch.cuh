@@ -41,7 +41,10 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... a
 #ifdef AM_CUDA_SIM
   ::am::sim::launch<Kernel>(grid, block, smem, stream, std::forward<Args>(args)...);
 #else
-  Kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
+  // clang-format 14 would split the launch's ">>>" into "> > >", which nvcc refuses:
+  // clang-format off
+  Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  // clang-format on
 #endif
   AM_CUDA_LAUNCHED();
 }

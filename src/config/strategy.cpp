@@ -115,10 +115,14 @@ std::vector<const AuxLossInfo*> active_aux_losses(const MoeConfig& m) {
 
 std::string strategy_names(Family f) {
   switch (f) {
-    case Family::Expert: return names_of<ExpertInfo>();
-    case Family::Scorer: return names_of<ScorerInfo>();
-    case Family::Selector: return names_of<SelectorInfo>();
-    case Family::AuxLoss: return names_of<AuxLossInfo>();
+    case Family::Expert:
+      return names_of<ExpertInfo>();
+    case Family::Scorer:
+      return names_of<ScorerInfo>();
+    case Family::Selector:
+      return names_of<SelectorInfo>();
+    case Family::AuxLoss:
+      return names_of<AuxLossInfo>();
   }
   return "";
 }
@@ -129,11 +133,11 @@ std::vector<KeySpec> strategy_keys() {
   std::vector<KeySpec> keys;
   keys.push_back(type_key<ExpertInfo>({"model.moe.expert.type", "swiglu", "expert FFN", FIELD(model.moe.expert.type)}));
   append_keys<ExpertInfo>(keys);
-  keys.push_back(
-      type_key<ScorerInfo>({"model.moe.scorer.type", "router", "how tokens score experts", FIELD(model.moe.scorer.type)}));
+  keys.push_back(type_key<ScorerInfo>(
+      {"model.moe.scorer.type", "router", "how tokens score experts", FIELD(model.moe.scorer.type)}));
   append_keys<ScorerInfo>(keys);
-  keys.push_back(type_key<SelectorInfo>({"model.moe.selector.type", "topk", "how experts are chosen from the scores",
-                                         FIELD(model.moe.selector.type)}));
+  keys.push_back(type_key<SelectorInfo>(
+      {"model.moe.selector.type", "topk", "how experts are chosen from the scores", FIELD(model.moe.selector.type)}));
   append_keys<SelectorInfo>(keys);
   append_keys<AuxLossInfo>(keys);
   return keys;

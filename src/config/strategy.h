@@ -34,28 +34,28 @@ struct StrategyInfo {
 
 // model.moe.expert.type: the expert FFN.
 struct ExpertInfo : StrategyInfo {
-  std::function<int(const MoeConfig&, int d_model)> hidden_width;    // d_ffn, or a factorized d_wide
-  std::function<int64_t(const MoeConfig&, int d_model)> params;      // one expert's parameters
-  bool latent = false;           // has a low-rank latent x W_down that activation norms can score
-  bool mixtral_layout = false;   // Mixtral's w1, w2, w3
+  std::function<int(const MoeConfig&, int d_model)> hidden_width;  // d_ffn, or a factorized d_wide
+  std::function<int64_t(const MoeConfig&, int d_model)> params;    // one expert's parameters
+  bool latent = false;          // has a low-rank latent x W_down that activation norms can score
+  bool mixtral_layout = false;  // Mixtral's w1, w2, w3
 };
 
 // model.moe.scorer.type: where a token's per-expert scores come from.
 struct ScorerInfo : StrategyInfo {
   std::function<int64_t(const MoeConfig&, int d_model)> params;  // per layer
-  bool logits = false;          // scores are logits whose softmax is the probabilities (the z-loss needs them)
+  bool logits = false;            // scores are logits whose softmax is the probabilities (the z-loss needs them)
   bool activation_norms = false;  // scores are activation norms (the metrics report their means)
-  bool dense = false;           // none: no MoE layer, one dense SwiGLU FFN
-  bool mixtral_layout = false;  // Mixtral's router (one gate matrix, no null experts' rows of its own)
+  bool dense = false;             // none: no MoE layer, one dense SwiGLU FFN
+  bool mixtral_layout = false;    // Mixtral's router (one gate matrix, no null experts' rows of its own)
 };
 
 // model.moe.selector.type: which experts a token goes to, with which gate weights.
 struct SelectorInfo : StrategyInfo {
-  std::function<double(const MoeConfig&)> experts_per_token;     // at most, or on average: the active count
-  std::function<std::string(const MoeConfig&)> per_token_note;   // how that number counts (`validate`)
-  bool causal = true;           // a token's experts depend on that token alone (generation, task scoring)
-  std::function<bool(const MoeConfig&)> drops_tokens;  // a capacity may drop tokens that others in the batch beat
-  bool selection_bias = false;  // ranks scores + a bias, so aux-loss-free balancing applies
+  std::function<double(const MoeConfig&)> experts_per_token;    // at most, or on average: the active count
+  std::function<std::string(const MoeConfig&)> per_token_note;  // how that number counts (`validate`)
+  bool causal = true;  // a token's experts depend on that token alone (generation, task scoring)
+  std::function<bool(const MoeConfig&)> drops_tokens;     // a capacity may drop tokens that others in the batch beat
+  bool selection_bias = false;                            // ranks scores + a bias, so aux-loss-free balancing applies
   std::function<bool(const MoeConfig&)> mixtral_routing;  // plain top-k softmax routing, as Mixtral's
 };
 

@@ -119,8 +119,8 @@ const bool kRegistered = register_strategy([] {
   s.logits = true;
   s.make = [](Backend& be, const ScorerArgs& a) -> std::unique_ptr<Scorer> {
     const MoeConfig& m = a.cfg.moe;
-    return std::make_unique<LargeRouterScorer>(be, a.prefix, m.n_experts + m.selector.n_null, hidden(m),
-                                               a.cfg.d_model, a.init_std, m.scorer.activation == "linear");
+    return std::make_unique<LargeRouterScorer>(be, a.prefix, m.n_experts + m.selector.n_null, hidden(m), a.cfg.d_model,
+                                               a.init_std, m.scorer.activation == "linear");
   };
   return s;
 }());

@@ -29,8 +29,6 @@ const ScorerStrategy& scorer_strategy(const MoeConfig& m) { return static_cast<c
 const SelectorStrategy& selector_strategy(const MoeConfig& m) {
   return static_cast<const SelectorStrategy&>(selector_of(m));
 }
-const AuxLossStrategy& aux_loss_strategy(const AuxLossInfo& info) {
-  return static_cast<const AuxLossStrategy&>(info);
-}
+const AuxLossStrategy& aux_loss_strategy(const AuxLossInfo& info) { return static_cast<const AuxLossStrategy&>(info); }
 
 }  // namespace am
