@@ -25,7 +25,8 @@ bool run_name_stays_inside(const std::string& name) {
   }
 }
 
-std::vector<CrossRule> make_rules() {
+// The rules of the model's shape.
+std::vector<CrossRule> model_rules() {
   return {
       {"model.d_model is a multiple of model.n_heads",
        [](const Config& c, const ShowKey& show) -> Msg {
@@ -56,6 +57,12 @@ std::vector<CrossRule> make_rules() {
              "an MoE model has n_experts > 1 and a scorer such as router",
              show("model.moe.scorer.type"), show("model.moe.n_experts"));
        }},
+  };
+}
+
+// The rules of the data and the training schedule.
+std::vector<CrossRule> data_and_train_rules() {
+  return {
       {"data.seq_len is at most model.max_seq_len",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (c.data.seq_len <= c.model.max_seq_len) return std::nullopt;
@@ -90,6 +97,12 @@ std::vector<CrossRule> make_rules() {
          if (c.train.warmup_steps <= c.train.max_steps) return std::nullopt;
          return fmt::format("{} must be <= {}", show("train.warmup_steps"), show("train.max_steps"));
        }},
+  };
+}
+
+// The rules of the run: its name and where it runs.
+std::vector<CrossRule> run_rules() {
+  return {
       {"run.name is a relative path inside run.out_dir: names separated by '/', none of them empty, '.' or '..'",
        [](const Config& c, const ShowKey& show) -> Msg {
          if (run_name_stays_inside(c.run.name)) return std::nullopt;
@@ -105,6 +118,15 @@ std::vector<CrossRule> make_rules() {
          return fmt::format("{} requires run.backend: cpu, but {}", show("run.precision"), show("run.backend"));
        }},
   };
+}
+
+// The rules in the order docs/configs.md lists them: model, data and train, run.
+std::vector<CrossRule> make_rules() {
+  std::vector<CrossRule> rules;
+  for (auto group : {model_rules, data_and_train_rules, run_rules}) {
+    for (CrossRule& rule : group()) rules.push_back(std::move(rule));
+  }
+  return rules;
 }
 
 }  // namespace

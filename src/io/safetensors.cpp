@@ -53,6 +53,112 @@ bool byte_size(const std::vector<int64_t>& shape, DType dt, uint64_t* out) {
   return !__builtin_mul_overflow(n, static_cast<uint64_t>(dtype_size(dt)), out);
 }
 
+// The header `text` of the safetensors file `path` as a JSON object; UserError if it is not one
+// or if a top-level key appears twice (they would silently shadow each other in the object).
+ojson parse_header_json(const std::string& path, const std::string& text) {
+  std::set<std::string> keys;
+  std::string duplicate;
+  ojson::parser_callback_t cb = [&](int depth, ojson::parse_event_t ev, ojson& parsed) {
+    if (depth == 1 && ev == ojson::parse_event_t::key && parsed.is_string() &&
+        !keys.insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  ojson h;
+  try {
+    h = ojson::parse(text, cb);
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError(fmt::format("safetensors file '{}': header is not valid JSON: {}", path, e.what()),
+                    "the file is corrupt or not a safetensors file");
+  }
+  if (!h.is_object()) fail("safetensors file '{}': header is not a JSON object", path);
+  if (!duplicate.empty()) fail("safetensors file '{}': tensor '{}' appears twice in the header", path, duplicate);
+  return h;
+}
+
+void read_metadata(const std::string& path, const ojson& v, std::map<std::string, std::string>& metadata) {
+  if (!v.is_object()) fail("safetensors file '{}': __metadata__ is not an object", path);
+  for (const auto& [k, s] : v.items()) {
+    if (!s.is_string()) {
+      fail("safetensors file '{}': __metadata__ value for '{}' is not a string", path, k);
+    }
+    metadata[k] = s.get<std::string>();
+  }
+}
+
+// The header entry `v` of tensor `name`, checked against itself and a data section of
+// `data_size` bytes.
+StInfo read_tensor_info(const std::string& path, const std::string& name, const ojson& v, size_t data_size) {
+  auto bad = [&](const std::string& why) { fail("safetensors file '{}': tensor '{}': {}", path, name, why); };
+  if (!v.is_object()) bad("entry is not a JSON object");
+  if (!v.contains("dtype") || !v["dtype"].is_string()) bad("missing or non-string \"dtype\"");
+  StInfo info;
+  std::string dt = v["dtype"].get<std::string>();
+  try {
+    info.dtype = dtype_from_name(dt);
+  } catch (const UserError&) {
+    bad(fmt::format("unknown dtype '{}' (this reader knows F32, F64, BF16, I32)", dt));
+  }
+  if (!v.contains("shape") || !v["shape"].is_array()) bad("missing or non-array \"shape\"");
+  for (const auto& d : v["shape"]) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+      bad(fmt::format("shape {} must hold non-negative integers", v["shape"].dump()));
+    }
+    info.shape.push_back(d.get<int64_t>());
+  }
+  const auto& off = v.contains("data_offsets") ? v["data_offsets"] : ojson();
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
+    bad("\"data_offsets\" must be [begin, end] with non-negative integers");
+  }
+  uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
+  if (begin > end || end > data_size) {
+    bad(fmt::format("data_offsets [{}, {}] are outside the data section of {} bytes{}", begin, end, data_size,
+                    end > data_size ? " (file truncated?)" : ""));
+  }
+  uint64_t expect = 0;
+  if (!byte_size(info.shape, info.dtype, &expect)) bad("shape overflows");
+  if (end - begin != expect) {
+    bad(fmt::format("data_offsets [{}, {}] hold {} bytes but dtype {} shape {} needs {}", begin, end, end - begin, dt,
+                    shape_to_string(info.shape), expect));
+  }
+  info.offset = begin;
+  info.bytes = end - begin;
+  return info;
+}
+
+// A tensor's bytes in the data section, and its name.
+struct Span {
+  uint64_t begin, end;
+  const std::string* name;
+};
+
+// As in the reference implementation, tensors must tile the data section: no overlap, no gap,
+// nothing after the last one.
+void check_tiling(const std::string& path, std::vector<Span> spans, size_t data_size) {
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t pos = 0;
+  const std::string* prev = nullptr;
+  for (const Span& s : spans) {
+    if (s.begin < pos) {
+      fail("safetensors file '{}': tensor '{}' [{}, {}] overlaps tensor '{}' (which ends at {})", path, *s.name,
+           s.begin, s.end, *prev, pos);
+    }
+    if (s.begin > pos) {
+      fail("safetensors file '{}': {} unused bytes before tensor '{}' at offset {}", path, s.begin - pos, *s.name, pos);
+    }
+    pos = s.end;
+    prev = s.name;
+  }
+  if (pos != data_size) {
+    fail(
+        "safetensors file '{}': {} bytes after the last tensor (data section is {} bytes, "
+        "tensors cover {})",
+        path, data_size - pos, data_size, pos);
+  }
+}
+
 }  // namespace
 
 int64_t st_numel(const std::vector<int64_t>& shape) {
@@ -157,104 +263,20 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
 }
 
 void SafetensorsFile::parse_header(const std::string& text, size_t data_size) {
-  // Duplicate top-level keys would silently shadow each other in the parsed object: catch them.
-  std::set<std::string> keys;
-  std::string duplicate;
-  ojson::parser_callback_t cb = [&](int depth, ojson::parse_event_t ev, ojson& parsed) {
-    if (depth == 1 && ev == ojson::parse_event_t::key && parsed.is_string() &&
-        !keys.insert(parsed.get<std::string>()).second && duplicate.empty()) {
-      duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  ojson h;
-  try {
-    h = ojson::parse(text, cb);
-  } catch (const nlohmann::json::exception& e) {
-    throw UserError(fmt::format("safetensors file '{}': header is not valid JSON: {}", path_, e.what()),
-                    "the file is corrupt or not a safetensors file");
-  }
-  if (!h.is_object()) fail("safetensors file '{}': header is not a JSON object", path_);
-  if (!duplicate.empty()) fail("safetensors file '{}': tensor '{}' appears twice in the header", path_, duplicate);
-
-  struct Span {
-    uint64_t begin, end;
-    const std::string* name;
-  };
+  const ojson h = parse_header_json(path_, text);
   std::vector<Span> spans;
   for (const auto& [name, v] : h.items()) {
     if (name == kMetadataKey) {
-      if (!v.is_object()) fail("safetensors file '{}': __metadata__ is not an object", path_);
-      for (const auto& [k, s] : v.items()) {
-        if (!s.is_string()) {
-          fail("safetensors file '{}': __metadata__ value for '{}' is not a string", path_, k);
-        }
-        metadata_[k] = s.get<std::string>();
-      }
+      read_metadata(path_, v, metadata_);
       continue;
     }
-    auto bad = [&](const std::string& why) { fail("safetensors file '{}': tensor '{}': {}", path_, name, why); };
-    if (!v.is_object()) bad("entry is not a JSON object");
-    if (!v.contains("dtype") || !v["dtype"].is_string()) bad("missing or non-string \"dtype\"");
-    StInfo info;
-    std::string dt = v["dtype"].get<std::string>();
-    try {
-      info.dtype = dtype_from_name(dt);
-    } catch (const UserError&) {
-      bad(fmt::format("unknown dtype '{}' (this reader knows F32, F64, BF16, I32)", dt));
-    }
-    if (!v.contains("shape") || !v["shape"].is_array()) bad("missing or non-array \"shape\"");
-    for (const auto& d : v["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        bad(fmt::format("shape {} must hold non-negative integers", v["shape"].dump()));
-      }
-      info.shape.push_back(d.get<int64_t>());
-    }
-    const auto& off = v.contains("data_offsets") ? v["data_offsets"] : ojson();
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
-      bad("\"data_offsets\" must be [begin, end] with non-negative integers");
-    }
-    uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-    if (begin > end || end > data_size) {
-      bad(fmt::format("data_offsets [{}, {}] are outside the data section of {} bytes{}", begin, end, data_size,
-                      end > data_size ? " (file truncated?)" : ""));
-    }
-    uint64_t expect = 0;
-    if (!byte_size(info.shape, info.dtype, &expect)) bad("shape overflows");
-    if (end - begin != expect) {
-      bad(fmt::format("data_offsets [{}, {}] hold {} bytes but dtype {} shape {} needs {}", begin, end, end - begin, dt,
-                      shape_to_string(info.shape), expect));
-    }
-    info.offset = begin;
-    info.bytes = end - begin;
+    StInfo info = read_tensor_info(path_, name, v, data_size);
+    const uint64_t begin = info.offset, end = info.offset + info.bytes;
     auto [it, ok] = infos_.emplace(name, std::move(info));
     names_.push_back(name);
     spans.push_back({begin, end, &it->first});
   }
-  // As in the reference implementation, tensors must tile the data section: no overlap, no gap,
-  // nothing after the last one.
-  std::sort(spans.begin(), spans.end(),
-            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
-  uint64_t pos = 0;
-  const std::string* prev = nullptr;
-  for (const Span& s : spans) {
-    if (s.begin < pos) {
-      fail("safetensors file '{}': tensor '{}' [{}, {}] overlaps tensor '{}' (which ends at {})", path_, *s.name,
-           s.begin, s.end, *prev, pos);
-    }
-    if (s.begin > pos) {
-      fail("safetensors file '{}': {} unused bytes before tensor '{}' at offset {}", path_, s.begin - pos, *s.name,
-           pos);
-    }
-    pos = s.end;
-    prev = s.name;
-  }
-  if (pos != data_size) {
-    fail(
-        "safetensors file '{}': {} bytes after the last tensor (data section is {} bytes, "
-        "tensors cover {})",
-        path_, data_size - pos, data_size, pos);
-  }
+  check_tiling(path_, std::move(spans), data_size);
 }
 
 const StInfo& SafetensorsFile::info(const std::string& name) const {

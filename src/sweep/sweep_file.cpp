@@ -168,163 +168,180 @@ YAML::Node load_yaml(const std::string& path) {
   }
 }
 
-}  // namespace
+// "file:line" of `n` in the sweep file `path`.
+std::string line_of(const std::string& path, const YAML::Node& n) {
+  return fmt::format("{}:{}", path, n.Mark().line + 1);
+}
 
-SweepFile read_sweep_file(const std::string& path) {
-  const YAML::Node root = load_yaml(path);
-  if (!root.IsMap()) {
-    throw UserError(
-        fmt::format("{}: the sweep file must be a map (base:, grid: and/or points:), got {}", path, node_kind(root)),
-        kFormatHint);
+// Whether `k` is a top-level key seen for the first time; if not, the problem goes to `errors`.
+bool new_top_key(const std::string& k, const std::string& where, std::set<std::string>& top_seen,
+                 std::vector<std::string>& errors) {
+  if (std::find(kTopKeys.begin(), kTopKeys.end(), k) == kTopKeys.end()) {
+    const std::string near = closest_top_key(k);
+    errors.push_back(fmt::format("{}: unknown top-level key '{}'; {}valid keys: {}", where, k,
+                                 near.empty() ? "" : fmt::format("did you mean {}? ", near),
+                                 fmt::join(kTopKeys, ", ")));
+    return false;
   }
-  SweepFile sf;
-  sf.path = path;
-  sf.name = fs::path(path).stem().string();
-  std::vector<std::string> errors;
-  std::set<std::string> top_seen;
-  bool has_base = false, has_name = false, has_grid = false, has_points = false;
-  auto at = [&](const YAML::Node& n) { return fmt::format("{}:{}", path, n.Mark().line + 1); };
+  if (!top_seen.insert(k).second) {
+    errors.push_back(fmt::format("{}: {}: duplicate key", where, k));
+    return false;
+  }
+  return true;
+}
 
-  for (const auto& kv : root) {
-    const std::string where = at(kv.first);
-    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
-    const YAML::Node& v = kv.second;
-    if (std::find(kTopKeys.begin(), kTopKeys.end(), k) == kTopKeys.end()) {
-      const std::string near = closest_top_key(k);
-      errors.push_back(fmt::format("{}: unknown top-level key '{}'; {}valid keys: {}", where, k,
-                                   near.empty() ? "" : fmt::format("did you mean {}? ", near),
-                                   fmt::join(kTopKeys, ", ")));
+void read_base(const YAML::Node& v, const std::string& where, SweepFile& sf, std::vector<std::string>& errors) {
+  if (!v.IsScalar() || v.Scalar().empty()) {
+    errors.push_back(fmt::format("{}: base: expected the path of a config file, got {}", where, node_kind(v)));
+    return;
+  }
+  const fs::path p(v.Scalar());
+  sf.base = (p.is_absolute() ? p : fs::path(sf.path).parent_path() / p).lexically_normal().string();
+  std::error_code ec;
+  if (!fs::exists(sf.base, ec)) {
+    errors.push_back(
+        fmt::format("{}: base: config file '{}' not found (base '{}' is relative "
+                    "to the sweep file's directory)",
+                    where, sf.base, v.Scalar()));
+  }
+}
+
+void read_name(const YAML::Node& v, const std::string& where, SweepFile& sf, std::vector<std::string>& errors) {
+  if (!v.IsScalar() || !valid_name(v.Scalar())) {
+    errors.push_back(
+        fmt::format("{}: name: expected a name of letters, digits, '_', '-' and '.' "
+                    "(not starting with '.'), got {}",
+                    where, v.IsScalar() ? "'" + v.Scalar() + "'" : node_kind(v)));
+    return;
+  }
+  sf.name = v.Scalar();
+}
+
+// Appends to `out` each override of the map `map` (under set: or one of points:) that is a valid
+// value of its key.
+void read_overrides(const YAML::Node& map, const char* part, const std::string& path, std::vector<SweepValue>& out,
+                    std::vector<std::string>& errors) {
+  std::set<std::string> seen;
+  for_each_leaf(map, "", path, seen, errors, [&](const std::string& key, const YAML::Node& val, int line) {
+    const std::string origin = fmt::format("{}:{}", path, line);
+    const KeySpec* spec = sweep_key(key, part, origin, errors);
+    std::string error;
+    if (!spec) return;
+    if (auto sv = make_value(*spec, val, origin, error)) {
+      out.push_back(*sv);
+    } else {
+      errors.push_back(fmt::format("{}: {}: {}: {}", origin, part, key, error));
+    }
+  });
+}
+
+void read_set(const YAML::Node& v, const std::string& where, SweepFile& sf, std::vector<std::string>& errors) {
+  if (v.IsNull()) return;
+  if (!v.IsMap()) {
+    errors.push_back(fmt::format("{}: set: expected a map of config keys to values, got {}", where, node_kind(v)));
+    return;
+  }
+  read_overrides(v, "set", sf.path, sf.set, errors);
+}
+
+// The axis of the grid key `key` listing `val`; a value with a problem is left out of it.
+SweepAxis read_axis(const KeySpec& spec, const std::string& key, const YAML::Node& val, const std::string& path,
+                    std::vector<std::string>& errors) {
+  SweepAxis axis{key, {}};
+  for (const YAML::Node& item : val) {
+    const std::string item_origin = line_of(path, item);
+    std::string error;
+    std::optional<SweepValue> sv = make_value(spec, item, item_origin, error);
+    if (!sv) {
+      errors.push_back(fmt::format("{}: grid: {}: {}", item_origin, key, error));
       continue;
     }
-    if (!top_seen.insert(k).second) {
-      errors.push_back(fmt::format("{}: {}: duplicate key", where, k));
+    for (const SweepValue& prev : axis.values) {
+      if (prev.label == sv->label) {
+        errors.push_back(fmt::format("{}: grid: {}: the value {} is listed twice", item_origin, key, sv->label));
+      }
+    }
+    axis.values.push_back(*sv);
+  }
+  return axis;
+}
+
+void read_grid(const YAML::Node& v, const std::string& where, SweepFile& sf, std::vector<std::string>& errors) {
+  if (!v.IsMap() || v.size() == 0) {
+    errors.push_back(fmt::format("{}: grid: expected a map of config keys to lists of values, got {}", where,
+                                 v.IsMap() ? "an empty map" : node_kind(v)));
+    return;
+  }
+  const std::string& path = sf.path;
+  std::set<std::string> seen;
+  for_each_leaf(v, "", path, seen, errors, [&](const std::string& key, const YAML::Node& val, int line) {
+    const std::string origin = fmt::format("{}:{}", path, line);
+    const KeySpec* spec = sweep_key(key, "grid", origin, errors);
+    if (!spec) return;
+    if (!val.IsSequence() || val.size() == 0) {
+      errors.push_back(
+          fmt::format("{}: grid: {}: expected a non-empty list of values, e.g. "
+                      "{}: [a, b], got {}",
+                      origin, key, key, val.IsSequence() ? "an empty list" : node_kind(val)));
+      return;
+    }
+    sf.grid.push_back(read_axis(*spec, key, val, path, errors));
+  });
+}
+
+void read_points(const YAML::Node& v, const std::string& where, SweepFile& sf, std::vector<std::string>& errors) {
+  if (!v.IsSequence() || v.size() == 0) {
+    errors.push_back(
+        fmt::format("{}: points: expected a non-empty list of maps of config keys "
+                    "to values, got {}",
+                    where, v.IsSequence() ? "an empty list" : node_kind(v)));
+    return;
+  }
+  for (const YAML::Node& p : v) {
+    const std::string p_origin = line_of(sf.path, p);
+    if (!p.IsMap() || p.size() == 0) {
+      errors.push_back(
+          fmt::format("{}: points: each point is a non-empty map of config keys to "
+                      "values, e.g. {{train.lr: 0.01}}, got {}",
+                      p_origin, p.IsMap() ? "an empty map" : node_kind(p)));
       continue;
     }
-    if (k == "base") {
-      has_base = true;
-      if (!v.IsScalar() || v.Scalar().empty()) {
-        errors.push_back(fmt::format("{}: base: expected the path of a config file, got {}", where, node_kind(v)));
-        continue;
-      }
-      const fs::path p(v.Scalar());
-      sf.base = (p.is_absolute() ? p : fs::path(path).parent_path() / p).lexically_normal().string();
-      std::error_code ec;
-      if (!fs::exists(sf.base, ec)) {
-        errors.push_back(
-            fmt::format("{}: base: config file '{}' not found (base '{}' is relative "
-                        "to the sweep file's directory)",
-                        where, sf.base, v.Scalar()));
-      }
-    } else if (k == "name") {
-      has_name = true;
-      if (!v.IsScalar() || !valid_name(v.Scalar())) {
-        errors.push_back(
-            fmt::format("{}: name: expected a name of letters, digits, '_', '-' and '.' "
-                        "(not starting with '.'), got {}",
-                        where, v.IsScalar() ? "'" + v.Scalar() + "'" : node_kind(v)));
-        continue;
-      }
-      sf.name = v.Scalar();
-    } else if (k == "set") {
-      if (v.IsNull()) continue;
-      if (!v.IsMap()) {
-        errors.push_back(fmt::format("{}: set: expected a map of config keys to values, got {}", where, node_kind(v)));
-        continue;
-      }
-      std::set<std::string> seen;
-      for_each_leaf(v, "", path, seen, errors, [&](const std::string& key, const YAML::Node& val, int line) {
-        const std::string origin = fmt::format("{}:{}", path, line);
-        const KeySpec* spec = sweep_key(key, "set", origin, errors);
-        std::string error;
-        if (!spec) return;
-        if (auto sv = make_value(*spec, val, origin, error)) {
-          sf.set.push_back(*sv);
-        } else {
-          errors.push_back(fmt::format("{}: set: {}: {}", origin, key, error));
-        }
-      });
-    } else if (k == "grid") {
-      has_grid = true;
-      if (!v.IsMap() || v.size() == 0) {
-        errors.push_back(fmt::format("{}: grid: expected a map of config keys to lists of values, got {}", where,
-                                     v.IsMap() ? "an empty map" : node_kind(v)));
-        continue;
-      }
-      std::set<std::string> seen;
-      for_each_leaf(v, "", path, seen, errors, [&](const std::string& key, const YAML::Node& val, int line) {
-        const std::string origin = fmt::format("{}:{}", path, line);
-        const KeySpec* spec = sweep_key(key, "grid", origin, errors);
-        if (!spec) return;
-        if (!val.IsSequence() || val.size() == 0) {
-          errors.push_back(
-              fmt::format("{}: grid: {}: expected a non-empty list of values, e.g. "
-                          "{}: [a, b], got {}",
-                          origin, key, key, val.IsSequence() ? "an empty list" : node_kind(val)));
-          return;
-        }
-        SweepAxis axis{key, {}};
-        for (const YAML::Node& item : val) {
-          const std::string item_origin = fmt::format("{}:{}", path, item.Mark().line + 1);
-          std::string error;
-          std::optional<SweepValue> sv = make_value(*spec, item, item_origin, error);
-          if (!sv) {
-            errors.push_back(fmt::format("{}: grid: {}: {}", item_origin, key, error));
-            continue;
-          }
-          for (const SweepValue& prev : axis.values) {
-            if (prev.label == sv->label) {
-              errors.push_back(fmt::format("{}: grid: {}: the value {} is listed twice", item_origin, key, sv->label));
-            }
-          }
-          axis.values.push_back(*sv);
-        }
-        sf.grid.push_back(axis);
-      });
-    } else if (k == "points") {
-      has_points = true;
-      if (!v.IsSequence() || v.size() == 0) {
-        errors.push_back(
-            fmt::format("{}: points: expected a non-empty list of maps of config keys "
-                        "to values, got {}",
-                        where, v.IsSequence() ? "an empty list" : node_kind(v)));
-        continue;
-      }
-      for (const YAML::Node& p : v) {
-        const std::string p_origin = at(p);
-        if (!p.IsMap() || p.size() == 0) {
-          errors.push_back(
-              fmt::format("{}: points: each point is a non-empty map of config keys to "
-                          "values, e.g. {{train.lr: 0.01}}, got {}",
-                          p_origin, p.IsMap() ? "an empty map" : node_kind(p)));
-          continue;
-        }
-        std::vector<SweepValue> point;
-        std::set<std::string> seen;
-        for_each_leaf(p, "", path, seen, errors, [&](const std::string& key, const YAML::Node& val, int line) {
-          const std::string origin = fmt::format("{}:{}", path, line);
-          const KeySpec* spec = sweep_key(key, "points", origin, errors);
-          std::string error;
-          if (!spec) return;
-          if (auto sv = make_value(*spec, val, origin, error)) {
-            point.push_back(*sv);
-          } else {
-            errors.push_back(fmt::format("{}: points: {}: {}", origin, key, error));
-          }
-        });
-        sf.points.push_back(point);
-        sf.point_origins.push_back(p_origin);
-      }
-    }
+    std::vector<SweepValue> point;
+    read_overrides(p, "points", sf.path, point, errors);
+    sf.points.push_back(point);
+    sf.point_origins.push_back(p_origin);
   }
+}
 
-  if (!has_name && !valid_name(sf.name)) {  // the default: the file's stem
+// Reads the value `v` of the top-level key `k` (one of kTopKeys) into `sf`.
+void read_top_key(const std::string& k, const YAML::Node& v, const std::string& where, SweepFile& sf,
+                  std::vector<std::string>& errors) {
+  if (k == "base") {
+    read_base(v, where, sf, errors);
+  } else if (k == "name") {
+    read_name(v, where, sf, errors);
+  } else if (k == "set") {
+    read_set(v, where, sf, errors);
+  } else if (k == "grid") {
+    read_grid(v, where, sf, errors);
+  } else if (k == "points") {
+    read_points(v, where, sf, errors);
+  }
+}
+
+// The problems of the file as a whole, once its top-level keys (`top_seen`) are read.
+void check_whole_file(const SweepFile& sf, const std::set<std::string>& top_seen, std::vector<std::string>& errors) {
+  const std::string& path = sf.path;
+  if (!top_seen.count("name") && !valid_name(sf.name)) {  // the default: the file's stem
     errors.push_back(
         fmt::format("{}: the sweep's name defaults to the file's stem '{}', which is not "
                     "a name of letters, digits, '_', '-' and '.'; give name:",
                     path, sf.name));
   }
-  if (!has_base) errors.push_back(fmt::format("{}: missing base: (the config file the points override)", path));
-  if (!has_grid && !has_points) {
+  if (!top_seen.count("base")) {
+    errors.push_back(fmt::format("{}: missing base: (the config file the points override)", path));
+  }
+  if (!top_seen.count("grid") && !top_seen.count("points")) {
     errors.push_back(
         fmt::format("{}: nothing to sweep: give grid: (lists of values per key) and/or "
                     "points: (a list of override maps)",
@@ -340,6 +357,28 @@ SweepFile read_sweep_file(const std::string& path) {
       }
     }
   }
+}
+
+}  // namespace
+
+SweepFile read_sweep_file(const std::string& path) {
+  const YAML::Node root = load_yaml(path);
+  if (!root.IsMap()) {
+    throw UserError(
+        fmt::format("{}: the sweep file must be a map (base:, grid: and/or points:), got {}", path, node_kind(root)),
+        kFormatHint);
+  }
+  SweepFile sf;
+  sf.path = path;
+  sf.name = fs::path(path).stem().string();
+  std::vector<std::string> errors;
+  std::set<std::string> top_seen;
+  for (const auto& kv : root) {
+    const std::string where = line_of(path, kv.first);
+    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    if (new_top_key(k, where, top_seen, errors)) read_top_key(k, kv.second, where, sf, errors);
+  }
+  check_whole_file(sf, top_seen, errors);
   if (!errors.empty()) {
     throw UserError(fmt::format("invalid sweep file {} ({} problem{}):\n  {}", path, errors.size(),
                                 errors.size() == 1 ? "" : "s", fmt::join(errors, "\n  ")),
