@@ -10,7 +10,9 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 using namespace am;
 
@@ -133,6 +135,16 @@ TEST_CASE("config.json claims Mixtral only for models with Mixtral's weights", "
   m.n_heads = 2;
   m.moe.d_ffn = 24;
   CHECK(hf_config_json(m, DType::F32).at("model_type") == "mixtral");
+  // Routing other than Mixtral's: its gates renormalise the top-k probabilities, softmax_all's do not;
+  // null experts, capacity drops and a selection bias change which experts a token gets.
+  for (auto set : std::vector<std::function<void(MoeConfig&)>>{
+           [](MoeConfig& c) { c.selector.gate = "softmax_all"; }, [](MoeConfig& c) { c.selector.n_null = 1; },
+           [](MoeConfig& c) { c.selector.capacity_factor = 1.5; }, [](MoeConfig& c) { c.aux.bias_update_rate = 1e-3; },
+           [](MoeConfig& c) { c.selector.type = "topp"; }, [](MoeConfig& c) { c.scorer.type = "large_router"; }}) {
+    ModelConfig other = m;
+    set(other.moe);
+    CHECK(hf_config_json(other, DType::F32).at("model_type") == "autonomoe_moe");
+  }
   m.moe.expert.type = "factorized";
   m.moe.expert.d_low = 4;
   m.moe.scorer.type = "act_norm";

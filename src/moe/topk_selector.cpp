@@ -131,8 +131,11 @@ const bool kRegistered = register_strategy([] {
   };
   s.drops_tokens = [](const MoeConfig& m) { return m.selector.capacity_factor > 0; };
   s.selection_bias = true;
+  // Mixtral's gates are the renormalised top-k probabilities (softmax_all's are not), and it has no
+  // null experts, capacity or selection bias.
   s.mixtral_routing = [](const MoeConfig& m) {
-    return m.selector.n_null == 0 && m.selector.capacity_factor == 0 && m.aux.bias_update_rate == 0;
+    return m.selector.gate == "renormalized" && m.selector.n_null == 0 && m.selector.capacity_factor == 0 &&
+           m.aux.bias_update_rate == 0;
   };
   s.make = [](Backend& be, const SelectorArgs& a) -> std::unique_ptr<Selector> {
     const SelectorConfig& c = a.moe.selector;
