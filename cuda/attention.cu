@@ -161,7 +161,92 @@ __device__ void load_vec(float* dst, const float* __restrict__ src, int row0, in
   for (int r = threadIdx.x; r < ROWS; r += kThreads) dst[r] = row0 + r < T ? src[row0 + r] : 0.f;
 }
 
+// acc = 0: a register tile (rows x the thread's output columns).
+template <int R, int G, int W>
+__device__ __forceinline__ void zero_acc(float (&acc)[R][G][W]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int gg = 0; gg < G; ++gg)
+#pragma unroll
+      for (int w = 0; w < W; ++w) acc[i][gg][w] = 0.f;
+}
+
 // ---- forward ----
+
+// Before the first key tile: o = 0, the running max m = -inf and the running sum l = 0.
+template <int RI, int G, int W>
+__device__ __forceinline__ void fwd_init(float (&o)[RI][G][W], float (&m)[RI], float (&l)[RI]) {
+#pragma unroll
+  for (int i = 0; i < RI; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.f;
+#pragma unroll
+    for (int gg = 0; gg < G; ++gg)
+#pragma unroll
+      for (int w = 0; w < W; ++w) o[i][gg][w] = 0.f;
+  }
+}
+
+// Online softmax over the key tile at k0: scales and masks s (key > query), moves the running
+// max m and sum l on, writes P = exp(s - m) to Ps (rows of PS floats) and rescales o. Key 0 is in
+// every row's first tile, so m is finite from the first tile on.
+template <int D, int PS, int RI, int CJ>
+__device__ __forceinline__ void fwd_softmax_update(float (&s)[RI][CJ], float (&m)[RI], float (&l)[RI],
+                                                   float (&o)[RI][Cols<D>::G][Cols<D>::W], float* Ps, int q0, int k0,
+                                                   int ty, int tx, int T, float scale) {
+  using C = Cols<D>;
+#pragma unroll
+  for (int i = 0; i < RI; ++i) {
+    const int qi = q0 + ty + 16 * i;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < CJ; ++j) {
+      const int kj = k0 + tx + 16 * j;
+      s[i][j] = (kj <= qi && kj < T) ? s[i][j] * scale : -INFINITY;
+      mx = fmaxf(mx, s[i][j]);
+    }
+    const float m_new = fmaxf(m[i], max16(mx));
+    const float corr = expf(m[i] - m_new);
+    float ls = 0.f;
+#pragma unroll
+    for (int j = 0; j < CJ; ++j) {
+      const float p = expf(s[i][j] - m_new);
+      ls += p;
+      Ps[(ty + 16 * i) * PS + tx + 16 * j] = p;
+    }
+    l[i] = l[i] * corr + ls;
+    m[i] = m_new;
+#pragma unroll
+    for (int gg = 0; gg < C::G; ++gg)
+#pragma unroll
+      for (int w = 0; w < C::W; ++w) o[i][gg][w] *= corr;
+  }
+}
+
+// out = o / l and lse = m + log l for the thread's rows < T (l summed over the row's 16 threads).
+template <int D, int RI>
+__device__ __forceinline__ void fwd_write_out(float* __restrict__ out, float* __restrict__ lse,
+                                              const float (&o)[RI][Cols<D>::G][Cols<D>::W], const float (&m)[RI],
+                                              const float (&l)[RI], int q0, int h, int b, int ty, int tx, Geo g) {
+  using C = Cols<D>;
+#pragma unroll
+  for (int i = 0; i < RI; ++i) {
+    const float lt = sum16(l[i]);
+    const int qi = q0 + ty + 16 * i;
+    if (qi >= g.T) continue;
+    if (tx == 0) lse[(int64_t(b) * g.H + h) * g.T + qi] = m[i] + logf(lt);
+    float* dst = out + (int64_t(b) * g.T + qi) * g.q_dim + int64_t(h) * g.hd;
+#pragma unroll
+    for (int gg = 0; gg < C::G; ++gg)
+#pragma unroll
+      for (int w = 0; w < C::W; ++w) {
+        const int col = C::col(gg, tx) + w;
+        if (col < g.hd) dst[col] = o[i][gg][w] / lt;
+      }
+  }
+}
+
 // Grid (query tiles, H, B); shared memory Q (BR, D+4), K (BC, D+4), V (BC, D+4) unless it shares
 // K's buffer, P (BR, BC+16).
 template <int D, int BR, int BC, bool kAliasKV>
@@ -183,15 +268,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   load_tile<D, BR>(Qs, seq + int64_t(h) * g.hd, g.row, q0, g.T, g.hd);
 
   float o[RI][C::G][C::W], m[RI], l[RI];  // l: this thread's share of the row sum
-#pragma unroll
-  for (int i = 0; i < RI; ++i) {
-    m[i] = -INFINITY;
-    l[i] = 0.f;
-#pragma unroll
-    for (int gg = 0; gg < C::G; ++gg)
-#pragma unroll
-      for (int w = 0; w < C::W; ++w) o[i][gg][w] = 0.f;
-  }
+  fwd_init(o, m, l);
 
   const int n_kt = (min(g.T, q0 + BR) + BC - 1) / BC;  // key tiles up to the diagonal
   for (int kt = 0; kt < n_kt; ++kt) {
@@ -201,8 +278,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     if constexpr (!kAliasKV) load_tile<D, BC>(Vs, vbase, g.row, k0, g.T, g.hd);
     __syncthreads();
 
-    // Scores: rows queries, columns keys. Written out rather than with tile_dots(): through the
-    // helper, ptxas spilled 8 bytes in the D = 256 instance of this kernel.
+    // Scores: rows queries, columns keys. Written out rather than with tile_dots() or a helper of
+    // their own: through either, ptxas spilled 8 bytes in the D = 256 instance of this kernel.
     float s[RI][CJ];
 #pragma unroll
     for (int i = 0; i < RI; ++i)
@@ -220,39 +297,15 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int j = 0; j < CJ; ++j) s[i][j] = dot4(s[i][j], qv[i], kv[j]);
     }
 
-// Online softmax. Key 0 is in every row's first tile, so m is finite from the first tile on.
-#pragma unroll
-    for (int i = 0; i < RI; ++i) {
-      const int qi = q0 + ty + 16 * i;
-      float mx = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < CJ; ++j) {
-        const int kj = k0 + tx + 16 * j;
-        s[i][j] = (kj <= qi && kj < g.T) ? s[i][j] * g.scale : -INFINITY;
-        mx = fmaxf(mx, s[i][j]);
-      }
-      const float m_new = fmaxf(m[i], max16(mx));
-      const float corr = expf(m[i] - m_new);
-      float ls = 0.f;
-#pragma unroll
-      for (int j = 0; j < CJ; ++j) {
-        const float p = expf(s[i][j] - m_new);
-        ls += p;
-        Ps[(ty + 16 * i) * PS + tx + 16 * j] = p;
-      }
-      l[i] = l[i] * corr + ls;
-      m[i] = m_new;
-#pragma unroll
-      for (int gg = 0; gg < C::G; ++gg)
-#pragma unroll
-        for (int w = 0; w < C::W; ++w) o[i][gg][w] *= corr;
-    }
+    fwd_softmax_update<D, PS>(s, m, l, o, Ps, q0, k0, ty, tx, g.T, g.scale);
     if constexpr (kAliasKV) {
       __syncthreads();  // every thread is done with K
       load_tile<D, BC>(Vs, vbase, g.row, k0, g.T, g.hd);
     }
     __syncthreads();
 
+// O += P V, written out too: through a helper (the same PTX but for register numbering) ptxas
+// allocated the registers of three of the four instances differently.
 #pragma unroll 2
     for (int c = 0; c < BC; c += 4) {
       float4 pv[RI];
@@ -272,22 +325,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
   }
-
-#pragma unroll
-  for (int i = 0; i < RI; ++i) {
-    const float lt = sum16(l[i]);
-    const int qi = q0 + ty + 16 * i;
-    if (qi >= g.T) continue;
-    if (tx == 0) lse[(int64_t(b) * g.H + h) * g.T + qi] = m[i] + logf(lt);
-    float* dst = out + (int64_t(b) * g.T + qi) * g.q_dim + int64_t(h) * g.hd;
-#pragma unroll
-    for (int gg = 0; gg < C::G; ++gg)
-#pragma unroll
-      for (int w = 0; w < C::W; ++w) {
-        const int col = C::col(gg, tx) + w;
-        if (col < g.hd) dst[col] = o[i][gg][w] / lt;
-      }
-  }
+  fwd_write_out<D>(out, lse, o, m, l, q0, h, b, ty, tx, g);
 }
 
 // ---- backward ----
@@ -310,6 +348,63 @@ __global__ void attn_delta_kernel(float* __restrict__ delta, const float* __rest
       const int64_t h = r % H, t = (r / H) % T, b = r / (int64_t(H) * T);
       delta[(b * H + h) * T + t] = float(acc);
     }
+  }
+}
+
+// Q and dO (BR, D+4) of query tile q0 in head h, and its lse and delta (BR): qbase, obase, lrow
+// and drow point at the head's column 0 / row 0 (rows past T are zero).
+template <int D, int BR>
+__device__ __forceinline__ void load_query_tile(float* Qs, float* dOs, float* lse_s, float* dl_s, const float* qbase,
+                                                const float* obase, const float* lrow, const float* drow, int q0,
+                                                Geo g) {
+  load_tile<D, BR>(Qs, qbase, g.row, q0, g.T, g.hd);
+  load_tile<D, BR>(dOs, obase, g.q_dim, q0, g.T, g.hd);
+  load_vec<BR>(lse_s, lrow, q0, g.T);
+  load_vec<BR>(dl_s, drow, q0, g.T);
+}
+
+// P^T and dS^T of key tile k0 against query tile q0 from S^T and dP^T (rows keys ty + 16 i,
+// columns queries tx + 16 j), into Pt and dSt (rows of PS floats); zero where the key is after the
+// query or the query past T.
+template <int PS, int RK, int CQ>
+__device__ __forceinline__ void dkdv_store_probs(float* Pt, float* dSt, const float (&s)[RK][CQ],
+                                                 const float (&dp)[RK][CQ], const float* lse_s, const float* dl_s,
+                                                 int k0, int q0, int ty, int tx, int T, float scale) {
+#pragma unroll
+  for (int i = 0; i < RK; ++i) {
+    const int kj = k0 + ty + 16 * i;
+#pragma unroll
+    for (int j = 0; j < CQ; ++j) {
+      const int qr = tx + 16 * j, qi = q0 + qr;
+      const bool valid = qi < T && kj <= qi;
+      const float p = valid ? expf(s[i][j] * scale - lse_s[qr]) : 0.f;
+      Pt[(ty + 16 * i) * PS + qr] = p;
+      dSt[(ty + 16 * i) * PS + qr] = valid ? p * (dp[i][j] - dl_s[qr]) : 0.f;
+    }
+  }
+}
+
+// dK (times the scale) and dV of the thread's keys < T into dqkv.
+template <int D, int RK>
+__device__ __forceinline__ void dkdv_write_out(float* __restrict__ dqkv, const float (&dk)[RK][Cols<D>::G][Cols<D>::W],
+                                               const float (&dv)[RK][Cols<D>::G][Cols<D>::W], int k0, int kvh, int b,
+                                               int ty, int tx, Geo g) {
+  using C = Cols<D>;
+#pragma unroll
+  for (int i = 0; i < RK; ++i) {
+    const int kj = k0 + ty + 16 * i;
+    if (kj >= g.T) continue;
+    float* dst = dqkv + (int64_t(b) * g.T + kj) * g.row + g.q_dim + int64_t(kvh) * g.hd;
+#pragma unroll
+    for (int gg = 0; gg < C::G; ++gg)
+#pragma unroll
+      for (int w = 0; w < C::W; ++w) {
+        const int col = C::col(gg, tx) + w;
+        if (col < g.hd) {
+          dst[col] = dk[i][gg][w] * g.scale;
+          dst[g.kv_dim + col] = dv[i][gg][w];
+        }
+      }
   }
 }
 
@@ -339,12 +434,8 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
   load_tile<D, BC>(Vs, kbase + g.kv_dim, g.row, k0, g.T, g.hd);
 
   float dk[RK][C::G][C::W], dv[RK][C::G][C::W];
-#pragma unroll
-  for (int i = 0; i < RK; ++i)
-#pragma unroll
-    for (int gg = 0; gg < C::G; ++gg)
-#pragma unroll
-      for (int w = 0; w < C::W; ++w) dk[i][gg][w] = dv[i][gg][w] = 0.f;
+  zero_acc(dk);
+  zero_acc(dv);
 
   const int n_qt = (g.T + BR - 1) / BR;
   for (int h = kvh * g.group; h < (kvh + 1) * g.group; ++h) {
@@ -355,31 +446,18 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
     for (int qt = k0 / BR; qt < n_qt; ++qt) {  // earlier query tiles see none of these keys
       const int q0 = qt * BR;
       __syncthreads();  // the previous tile's readers of Q, dO, P^T and dS^T are done
-      load_tile<D, BR>(Qs, qbase, g.row, q0, g.T, g.hd);
-      load_tile<D, BR>(dOs, obase, g.q_dim, q0, g.T, g.hd);
-      load_vec<BR>(lse_s, lrow, q0, g.T);
-      load_vec<BR>(dl_s, drow, q0, g.T);
+      load_query_tile<D, BR>(Qs, dOs, lse_s, dl_s, qbase, obase, lrow, drow, q0, g);
       __syncthreads();
 
       // S^T and dP^T: rows are keys ty + 16 i, columns queries tx + 16 j.
       float s[RK][CQ], dp[RK][CQ];
       tile_dots(s, Ks, ty, Qs, tx, S, g.hd4);  // (fmaf(k, q) == fmaf(q, k): the same bits)
       tile_dots(dp, Vs, ty, dOs, tx, S, g.hd4);
-#pragma unroll
-      for (int i = 0; i < RK; ++i) {
-        const int kj = k0 + ty + 16 * i;
-#pragma unroll
-        for (int j = 0; j < CQ; ++j) {
-          const int qr = tx + 16 * j, qi = q0 + qr;
-          const bool valid = qi < g.T && kj <= qi;
-          const float p = valid ? expf(s[i][j] * g.scale - lse_s[qr]) : 0.f;
-          Pt[(ty + 16 * i) * PS + qr] = p;
-          dSt[(ty + 16 * i) * PS + qr] = valid ? p * (dp[i][j] - dl_s[qr]) : 0.f;
-        }
-      }
+      dkdv_store_probs<PS>(Pt, dSt, s, dp, lse_s, dl_s, k0, q0, ty, tx, g.T, g.scale);
       __syncthreads();
 
-// dV += P^T dO, dK += dS^T Q over the BR queries of the tile.
+// dV += P^T dO, dK += dS^T Q over the BR queries of the tile. Written out, like the two
+// tile_dots() calls above: through a helper, ptxas allocated this kernel's registers differently.
 #pragma unroll 2
       for (int q = 0; q < BR; q += 4) {
         float4 pv[RK], sv[RK];
@@ -407,21 +485,75 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
       }
     }
   }
+  dkdv_write_out<D>(dqkv, dk, dv, k0, kvh, b, ty, tx, g);
+}
 
+// dS of query tile q0 against key tile k0 into dSs (rows queries, PS floats): rows are queries
+// ty + 16 i, columns keys tx + 16 j; zero where the key is after the query or the query past T.
+template <int D, int PS, int RI, int CJ>
+__device__ __forceinline__ void dq_scores(float* dSs, const float* Qs, const float* Ks, const float* dOs,
+                                          const float* Vs, const float* lse_s, const float* dl_s, int q0, int k0,
+                                          int ty, int tx, int T, int hd4, float scale) {
+  constexpr int S = D + 4;
+  float s[RI][CJ], dp[RI][CJ];  // S and dP
+  tile_dots(s, Qs, ty, Ks, tx, S, hd4);
+  tile_dots(dp, dOs, ty, Vs, tx, S, hd4);
 #pragma unroll
-  for (int i = 0; i < RK; ++i) {
-    const int kj = k0 + ty + 16 * i;
-    if (kj >= g.T) continue;
-    float* dst = dqkv + (int64_t(b) * g.T + kj) * g.row + g.q_dim + int64_t(kvh) * g.hd;
+  for (int i = 0; i < RI; ++i) {
+    const int qr = ty + 16 * i, qi = q0 + qr;
+#pragma unroll
+    for (int j = 0; j < CJ; ++j) {
+      const int kj = k0 + tx + 16 * j;
+      const bool valid = qi < T && kj <= qi;
+      const float p = valid ? expf(s[i][j] * scale - lse_s[qr]) : 0.f;
+      dSs[qr * PS + tx + 16 * j] = valid ? p * (dp[i][j] - dl_s[qr]) : 0.f;
+    }
+  }
+}
+
+// dq += dS K over the BK keys of the tile: dS with rows of PS floats (rows ty + 16 i of the
+// thread), K with rows of D + 4 (the thread's columns).
+template <int D, int BK, int PS, int R>
+__device__ __forceinline__ void dq_accumulate(float (&dq)[R][Cols<D>::G][Cols<D>::W], const float* dSs, const float* Ks,
+                                              int ty, int tx) {
+  constexpr int S = D + 4;
+  using C = Cols<D>;
+#pragma unroll 2
+  for (int c = 0; c < BK; c += 4) {
+    float4 sv[R];
+#pragma unroll
+    for (int i = 0; i < R; ++i) sv[i] = ld4(dSs + (ty + 16 * i) * PS + c);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+#pragma unroll
+      for (int gg = 0; gg < C::G; ++gg) {
+        float kk[C::W];
+        ldw(kk, Ks + (c + u) * S + C::col(gg, tx));
+#pragma unroll
+        for (int i = 0; i < R; ++i)
+#pragma unroll
+          for (int w = 0; w < C::W; ++w) dq[i][gg][w] = fmaf(comp(sv[i], u), kk[w], dq[i][gg][w]);
+      }
+    }
+  }
+}
+
+// dQ (times the scale) of the thread's queries < T into dqkv.
+template <int D, int RI>
+__device__ __forceinline__ void dq_write_out(float* __restrict__ dqkv, const float (&dq)[RI][Cols<D>::G][Cols<D>::W],
+                                             int q0, int h, int b, int ty, int tx, Geo g) {
+  using C = Cols<D>;
+#pragma unroll
+  for (int i = 0; i < RI; ++i) {
+    const int qi = q0 + ty + 16 * i;
+    if (qi >= g.T) continue;
+    float* dst = dqkv + (int64_t(b) * g.T + qi) * g.row + int64_t(h) * g.hd;
 #pragma unroll
     for (int gg = 0; gg < C::G; ++gg)
 #pragma unroll
       for (int w = 0; w < C::W; ++w) {
         const int col = C::col(gg, tx) + w;
-        if (col < g.hd) {
-          dst[col] = dk[i][gg][w] * g.scale;
-          dst[g.kv_dim + col] = dv[i][gg][w];
-        }
+        if (col < g.hd) dst[col] = dq[i][gg][w] * g.scale;
       }
   }
 }
@@ -432,7 +564,7 @@ template <int D, int BR, int BC>
 __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
     attn_bwd_dq_kernel(float* __restrict__ dqkv, const float* __restrict__ dout, const float* __restrict__ qkv,
                        const float* __restrict__ lse, const float* __restrict__ delta, Geo g) {
-  constexpr int S = D + 4, PS = BC + 16, RI = BR / 16, CJ = BC / 16;
+  constexpr int S = D + 4, PS = BC + 16, RI = BR / 16;
   using C = Cols<D>;
   AM_DYNAMIC_SHARED(float4, attn_smem);
   float* Qs = reinterpret_cast<float*>(attn_smem);
@@ -447,18 +579,14 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
   const int q0 = (gridDim.x - 1 - blockIdx.x) * BR, h = blockIdx.y, b = blockIdx.z;
   const float* seq = qkv + int64_t(b) * g.T * g.row;
   const float* kbase = seq + g.q_dim + int64_t(h / g.group) * g.hd;
+  // Not through load_query_tile(): that changed the address arithmetic of the D >= 128 instances.
   load_tile<D, BR>(Qs, seq + int64_t(h) * g.hd, g.row, q0, g.T, g.hd);
   load_tile<D, BR>(dOs, dout + int64_t(b) * g.T * g.q_dim + int64_t(h) * g.hd, g.q_dim, q0, g.T, g.hd);
   load_vec<BR>(lse_s, lse + (int64_t(b) * g.H + h) * g.T, q0, g.T);
   load_vec<BR>(dl_s, delta + (int64_t(b) * g.H + h) * g.T, q0, g.T);
 
   float dq[RI][C::G][C::W];
-#pragma unroll
-  for (int i = 0; i < RI; ++i)
-#pragma unroll
-    for (int gg = 0; gg < C::G; ++gg)
-#pragma unroll
-      for (int w = 0; w < C::W; ++w) dq[i][gg][w] = 0.f;
+  zero_acc(dq);
 
   const int n_kt = (min(g.T, q0 + BR) + BC - 1) / BC;
   for (int kt = 0; kt < n_kt; ++kt) {
@@ -467,58 +595,11 @@ __global__ void __launch_bounds__(kThreads, D <= 64 ? 2 : 1)
     load_tile<D, BC>(Ks, kbase, g.row, k0, g.T, g.hd);
     load_tile<D, BC>(Vs, kbase + g.kv_dim, g.row, k0, g.T, g.hd);
     __syncthreads();
-
-    // S and dP: rows are queries ty + 16 i, columns keys tx + 16 j.
-    float s[RI][CJ], dp[RI][CJ];
-    tile_dots(s, Qs, ty, Ks, tx, S, g.hd4);
-    tile_dots(dp, dOs, ty, Vs, tx, S, g.hd4);
-#pragma unroll
-    for (int i = 0; i < RI; ++i) {
-      const int qr = ty + 16 * i, qi = q0 + qr;
-#pragma unroll
-      for (int j = 0; j < CJ; ++j) {
-        const int kj = k0 + tx + 16 * j;
-        const bool valid = qi < g.T && kj <= qi;
-        const float p = valid ? expf(s[i][j] * g.scale - lse_s[qr]) : 0.f;
-        dSs[qr * PS + tx + 16 * j] = valid ? p * (dp[i][j] - dl_s[qr]) : 0.f;
-      }
-    }
+    dq_scores<D, PS, RI, BC / 16>(dSs, Qs, Ks, dOs, Vs, lse_s, dl_s, q0, k0, ty, tx, g.T, g.hd4, g.scale);
     __syncthreads();
-
-// dQ += dS K over the BC keys of the tile.
-#pragma unroll 2
-    for (int c = 0; c < BC; c += 4) {
-      float4 sv[RI];
-#pragma unroll
-      for (int i = 0; i < RI; ++i) sv[i] = ld4(dSs + (ty + 16 * i) * PS + c);
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-#pragma unroll
-        for (int gg = 0; gg < C::G; ++gg) {
-          float kk[C::W];
-          ldw(kk, Ks + (c + u) * S + C::col(gg, tx));
-#pragma unroll
-          for (int i = 0; i < RI; ++i)
-#pragma unroll
-            for (int w = 0; w < C::W; ++w) dq[i][gg][w] = fmaf(comp(sv[i], u), kk[w], dq[i][gg][w]);
-        }
-      }
-    }
+    dq_accumulate<D, BC, PS>(dq, dSs, Ks, ty, tx);
   }
-
-#pragma unroll
-  for (int i = 0; i < RI; ++i) {
-    const int qi = q0 + ty + 16 * i;
-    if (qi >= g.T) continue;
-    float* dst = dqkv + (int64_t(b) * g.T + qi) * g.row + int64_t(h) * g.hd;
-#pragma unroll
-    for (int gg = 0; gg < C::G; ++gg)
-#pragma unroll
-      for (int w = 0; w < C::W; ++w) {
-        const int col = C::col(gg, tx) + w;
-        if (col < g.hd) dst[col] = dq[i][gg][w] * g.scale;
-      }
-  }
+  dq_write_out<D>(dqkv, dq, q0, h, b, ty, tx, g);
 }
 
 // ---- host code ----

@@ -144,6 +144,127 @@ std::vector<int> thread_order(const Schedule& sch, int n, std::mt19937_64& rng) 
   return order;
 }
 
+// Checks the collective that lane l waits in against the other lanes of its mask, in the warp
+// that starts at thread w and has `lanes` lanes; true when all of them wait in it. A lane of the
+// mask that waits elsewhere, has exited or does not exist is an error.
+bool warp_lanes_arrived(const Block& b, int w, int lanes, int l) {
+  const Thread& t = b.threads[w + l];
+  const unsigned m = t.mask;
+  if (!(m & (1u << l))) {
+    fail(fmt::format("{}: {} with mask {:#010x}, which does not include the calling lane {}", where(b, w + l),
+                     op_name(t.op), m, l));
+  }
+  bool ready = true;
+  for (int j = 0; j < 32; ++j) {
+    if (!(m & (1u << j))) continue;
+    if (j >= lanes) {
+      fail(
+          fmt::format("{}: {} with mask {:#010x} names lane {}, which does not exist (the block's last warp has "
+                      "{} lanes)",
+                      where(b, w + l), op_name(t.op), m, j, lanes));
+    }
+    const Thread& u = b.threads[w + j];
+    if (u.state == State::AtWarp && (u.mask != m || u.op != t.op)) {
+      fail(fmt::format("{}: lane {} calls {} with mask {:#010x} while lane {} waits in {} with mask {:#010x}",
+                       where(b, w + l), l, op_name(t.op), m, j, op_name(u.op), u.mask));
+    }
+    if (u.state == State::Done || u.state == State::AtBarrier) {
+      fail(fmt::format("{}: lane {} calls {} with mask {:#010x}, but lane {} {}", where(b, w + l), l, op_name(t.op), m,
+                       j, u.state == State::Done ? "has exited" : "waits at __syncthreads"));
+    }
+    if (u.state != State::AtWarp) ready = false;
+  }
+  return ready;
+}
+
+// mma.sync of warp w, which needs all 32 lanes; each lane's value holds its MmaLane pointer.
+void run_warp_mma(Block& b, int w, int lanes, int l) {
+  const unsigned m = b.threads[w + l].mask;
+  if (lanes != 32 || m != 0xffffffffu) {
+    fail(
+        fmt::format("{}: mma.sync.m16n8k16 needs the whole warp (mask {:#010x}, {} lanes)", where(b, w + l), m, lanes));
+  }
+  const MmaLane* ops[32];
+  for (int j = 0; j < 32; ++j) std::memcpy(&ops[j], &b.threads[w + j].value, sizeof(ops[j]));
+  mma_bf16_m16n8k16_warp(ops);
+}
+
+// The lane that lane j reads in a shuffle (itself when the shuffle leaves its segment of the
+// warp; j for the collectives that are not shuffles).
+int shuffle_source(const Thread& u, int j) {
+  const int width = u.width, seg = j & ~(width - 1);
+  int src = j;
+  switch (u.op) {
+    case WarpOp::ShflIdx:
+      src = seg + (u.arg & (width - 1));
+      break;
+    case WarpOp::ShflXor:
+      src = j ^ u.arg;
+      if (src >= seg + width) src = j;
+      break;
+    case WarpOp::ShflUp:
+      src = j - u.arg;
+      if (src < seg) src = j;
+      break;
+    case WarpOp::ShflDown:
+      src = j + u.arg;
+      if (src >= seg + width) src = j;
+      break;
+    default:
+      break;
+  }
+  return src;
+}
+
+// Gives each lane of mask m in warp w its result: the vote (bit j: lane j's value is nonzero) for
+// the votes, the source lane's value for the shuffles.
+void give_warp_results(Block& b, int w, int lanes, unsigned m) {
+  uint64_t vote = 0;
+  for (int j = 0; j < lanes; ++j) {
+    if ((m & (1u << j)) && b.threads[w + j].value != 0) vote |= 1ull << j;
+  }
+  for (int j = 0; j < lanes; ++j) {
+    if (!(m & (1u << j))) continue;
+    Thread& u = b.threads[w + j];
+    const int src = shuffle_source(u, j);
+    switch (u.op) {
+      case WarpOp::Sync:
+        u.result = 0;
+        break;
+      case WarpOp::Ballot:
+        u.result = vote;
+        break;
+      case WarpOp::Any:
+        u.result = vote != 0;
+        break;
+      case WarpOp::All:
+        u.result = (vote & m) == m;
+        break;
+      default:
+        if (src < 0 || src >= lanes || !(m & (1u << src))) {
+          fail(fmt::format("{}: {} on lane {} reads lane {}, which is not in the mask {:#010x}", where(b, w + j),
+                           op_name(u.op), j, src, m));
+        }
+        u.result = b.threads[w + src].value;
+    }
+  }
+}
+
+// Completes the collective that lane l of warp w waits in (all its lanes have arrived) and lets
+// the lanes of its mask run again.
+void complete_warp_collective(Block& b, int w, int lanes, int l) {
+  const Thread& t = b.threads[w + l];
+  const unsigned m = t.mask;
+  if (t.op == WarpOp::Mma) run_warp_mma(b, w, lanes, l);
+  give_warp_results(b, w, lanes, m);
+  for (int j = 0; j < lanes; ++j) {
+    if (m & (1u << j)) {
+      b.threads[w + j].state = State::Runnable;
+      if (t.op == WarpOp::Sync) ++b.warp_epochs[w + j];
+    }
+  }
+}
+
 // Completes the warp collectives whose lanes have all arrived; true when any did.
 bool resolve_warps(Block& b) {
   bool progressed = false;
@@ -151,104 +272,114 @@ bool resolve_warps(Block& b) {
   for (int w = 0; w < n; w += 32) {
     const int lanes = std::min(32, n - w);
     for (int l = 0; l < lanes; ++l) {
-      Thread& t = b.threads[w + l];
-      if (t.state != State::AtWarp) continue;
-      const unsigned m = t.mask;
-      if (!(m & (1u << l))) {
-        fail(fmt::format("{}: {} with mask {:#010x}, which does not include the calling lane {}", where(b, w + l),
-                         op_name(t.op), m, l));
-      }
-      bool ready = true;
-      for (int j = 0; j < 32; ++j) {
-        if (!(m & (1u << j))) continue;
-        if (j >= lanes) {
-          fail(
-              fmt::format("{}: {} with mask {:#010x} names lane {}, which does not exist (the block's last warp has "
-                          "{} lanes)",
-                          where(b, w + l), op_name(t.op), m, j, lanes));
-        }
-        const Thread& u = b.threads[w + j];
-        if (u.state == State::AtWarp && (u.mask != m || u.op != t.op)) {
-          fail(fmt::format("{}: lane {} calls {} with mask {:#010x} while lane {} waits in {} with mask {:#010x}",
-                           where(b, w + l), l, op_name(t.op), m, j, op_name(u.op), u.mask));
-        }
-        if (u.state == State::Done || u.state == State::AtBarrier) {
-          fail(fmt::format("{}: lane {} calls {} with mask {:#010x}, but lane {} {}", where(b, w + l), l, op_name(t.op),
-                           m, j, u.state == State::Done ? "has exited" : "waits at __syncthreads"));
-        }
-        if (u.state != State::AtWarp) ready = false;
-      }
-      if (!ready) continue;
-      if (t.op == WarpOp::Mma) {
-        if (lanes != 32 || m != 0xffffffffu) {
-          fail(fmt::format("{}: mma.sync.m16n8k16 needs the whole warp (mask {:#010x}, {} lanes)", where(b, w + l), m,
-                           lanes));
-        }
-        const MmaLane* ops[32];
-        for (int j = 0; j < 32; ++j) std::memcpy(&ops[j], &b.threads[w + j].value, sizeof(ops[j]));
-        mma_bf16_m16n8k16_warp(ops);
-      }
-      uint64_t vote = 0;
-      for (int j = 0; j < lanes; ++j) {
-        if ((m & (1u << j)) && b.threads[w + j].value != 0) vote |= 1ull << j;
-      }
-      for (int j = 0; j < lanes; ++j) {
-        if (!(m & (1u << j))) continue;
-        Thread& u = b.threads[w + j];
-        const int width = u.width, seg = j & ~(width - 1);
-        int src = j;
-        switch (u.op) {
-          case WarpOp::ShflIdx:
-            src = seg + (u.arg & (width - 1));
-            break;
-          case WarpOp::ShflXor:
-            src = j ^ u.arg;
-            if (src >= seg + width) src = j;
-            break;
-          case WarpOp::ShflUp:
-            src = j - u.arg;
-            if (src < seg) src = j;
-            break;
-          case WarpOp::ShflDown:
-            src = j + u.arg;
-            if (src >= seg + width) src = j;
-            break;
-          default:
-            break;
-        }
-        switch (u.op) {
-          case WarpOp::Sync:
-            u.result = 0;
-            break;
-          case WarpOp::Ballot:
-            u.result = vote;
-            break;
-          case WarpOp::Any:
-            u.result = vote != 0;
-            break;
-          case WarpOp::All:
-            u.result = (vote & m) == m;
-            break;
-          default:
-            if (src < 0 || src >= lanes || !(m & (1u << src))) {
-              fail(fmt::format("{}: {} on lane {} reads lane {}, which is not in the mask {:#010x}", where(b, w + j),
-                               op_name(u.op), j, src, m));
-            }
-            u.result = b.threads[w + src].value;
-        }
-      }
-      for (int j = 0; j < lanes; ++j) {
-        if (m & (1u << j)) {
-          b.threads[w + j].state = State::Runnable;
-          if (t.op == WarpOp::Sync) ++b.warp_epochs[w + j];
-        }
-      }
+      if (b.threads[w + l].state != State::AtWarp) continue;
+      if (!warp_lanes_arrived(b, w, lanes, l)) continue;
+      complete_warp_collective(b, w, lanes, l);
       progressed = true;
     }
   }
   return progressed;
 }
 
+// Thread i of block b, ready to run as a fiber on the i-th pooled stack.
+void start_thread(Block& b, int i) {
+  const LaunchRequest& req = *b.req;
+  Thread& t = b.threads[i];
+  t.block = &b;
+  t.ctx.thread = uint3{unsigned(i % req.block.x), unsigned((i / req.block.x) % req.block.y),
+                       unsigned(i / (req.block.x * req.block.y))};
+  t.ctx.block = b.idx;
+  t.ctx.linear_thread = i;
+  t.ctx.req = &req;
+  t.ctx.shared = &b.shared;
+  t.ctx.block_epoch = &b.epoch;
+  t.ctx.warp_epochs = b.warp_epochs.data();
+  t.ctx.block_tag = 1 + b.idx.x + req.grid.x * (b.idx.y + req.grid.y * b.idx.z);
+  char* stack = t_stacks.get(i);
+  t.ctx.stack_lo = reinterpret_cast<uintptr_t>(stack);
+  t.ctx.stack_size = kStackBytes;
+  bc::stack_context sctx;
+  sctx.sp = stack + kStackBytes;
+  sctx.size = kStackBytes;
+  Thread* tp = &t;
+  t.fiber =
+      bc::fiber(std::allocator_arg, bc::preallocated(sctx.sp, sctx.size, sctx), NoDealloc{}, [tp](bc::fiber&& sched) {
+        tp->sched = std::move(sched);
+        try {
+          tp->ctx.req->thread_body(tp->ctx.req->storage_begin);
+        } catch (const bc::detail::forced_unwind&) {
+          throw;
+        } catch (...) {
+          tp->error = std::current_exception();
+        }
+        tp->state = State::Done;
+        return std::move(tp->sched);
+      });
+}
+
+// Makes dyn (poisoned: it starts as NaN / -1) block b's dynamic shared memory, its only shared
+// object until the threads declare static ones.
+void share_dynamic(Block& b, std::vector<char>& dyn) {
+  std::memset(dyn.data(), 0xff, dyn.size());
+  b.dynamic = dyn.data();
+  b.shared.clear();
+  b.shared.emplace_back(SharedObject{dyn.data(), b.req->smem, "dynamic shared memory", nullptr, false});
+}
+
+// Ends a failed block: unwinds its suspended fibers, then throws e.
+[[noreturn]] void abort_block(Block& b, std::exception_ptr e) {
+  for (Thread& t : b.threads) t.fiber = bc::fiber();  // unwinds suspended fibers
+  std::rethrow_exception(e);
+}
+
+// One round: each runnable thread, in `order`, runs until it waits or returns; true when any ran.
+bool run_round(Block& b, const std::vector<int>& order) {
+  bool ran = false;
+  for (int i : order) {
+    Thread& t = b.threads[i];
+    if (t.state != State::Runnable) continue;
+    t_thread = &t;
+    memcheck_enter(&t.ctx);
+    t.fiber = std::move(t.fiber).resume();
+    memcheck_enter(nullptr);
+    t_thread = nullptr;
+    ran = true;
+    if (t.error) abort_block(b, t.error);
+  }
+  return ran;
+}
+
+// When no thread can run and no collective completes: opens the barrier every live thread waits
+// at (true), or finds that every thread returned (false). A thread that exited while others wait
+// at the barrier is an error.
+bool open_barrier(Block& b) {
+  const int n = static_cast<int>(b.threads.size());
+  int at_barrier = 0, done = 0, first_done = -1, first_waiting = -1;
+  for (int i = 0; i < n; ++i) {
+    if (b.threads[i].state == State::AtBarrier) {
+      ++at_barrier;
+      if (first_waiting < 0) first_waiting = i;
+    } else if (b.threads[i].state == State::Done) {
+      ++done;
+      if (first_done < 0) first_done = i;
+    }
+  }
+  if (at_barrier == 0) return false;  // every thread returned
+  if (done > 0) {
+    try {
+      fail(fmt::format("{}: __syncthreads reached by {} of {} threads; {} has exited without reaching it", where(b),
+                       at_barrier, n, thread_name(b, first_done)));
+    } catch (...) {
+      abort_block(b, std::current_exception());
+    }
+  }
+  for (Thread& t : b.threads) t.state = State::Runnable;
+  ++b.epoch;
+  return true;
+}
+
+// Runs block b to its end: a round of its runnable threads, then the warp collectives that can
+// complete, then (when neither made progress) its barrier, until every thread has returned.
 void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
   const LaunchRequest& req = *b.req;
   const int n = static_cast<int>(req.block.x * req.block.y * req.block.z);
@@ -257,90 +388,20 @@ void run_block(Block& b, const Schedule& sch, std::mt19937_64& rng) {
   b.epoch = 0;
   b.warp_epochs.assign(n, 0);
   std::vector<char> dyn(req.smem + 1);  // +1: a valid pointer even for 0 bytes
-  std::memset(dyn.data(), 0xff, dyn.size());
-  b.dynamic = dyn.data();
-  b.shared.clear();
-  b.shared.emplace_back(SharedObject{dyn.data(), req.smem, "dynamic shared memory", nullptr, false});
-  for (int i = 0; i < n; ++i) {
-    Thread& t = b.threads[i];
-    t.block = &b;
-    t.ctx.thread = uint3{unsigned(i % req.block.x), unsigned((i / req.block.x) % req.block.y),
-                         unsigned(i / (req.block.x * req.block.y))};
-    t.ctx.block = b.idx;
-    t.ctx.linear_thread = i;
-    t.ctx.req = &req;
-    t.ctx.shared = &b.shared;
-    t.ctx.block_epoch = &b.epoch;
-    t.ctx.warp_epochs = b.warp_epochs.data();
-    t.ctx.block_tag = 1 + b.idx.x + req.grid.x * (b.idx.y + req.grid.y * b.idx.z);
-    char* stack = t_stacks.get(i);
-    t.ctx.stack_lo = reinterpret_cast<uintptr_t>(stack);
-    t.ctx.stack_size = kStackBytes;
-    bc::stack_context sctx;
-    sctx.sp = stack + kStackBytes;
-    sctx.size = kStackBytes;
-    Thread* tp = &t;
-    t.fiber =
-        bc::fiber(std::allocator_arg, bc::preallocated(sctx.sp, sctx.size, sctx), NoDealloc{}, [tp](bc::fiber&& sched) {
-          tp->sched = std::move(sched);
-          try {
-            tp->ctx.req->thread_body(tp->ctx.req->storage_begin);
-          } catch (const bc::detail::forced_unwind&) {
-            throw;
-          } catch (...) {
-            tp->error = std::current_exception();
-          }
-          tp->state = State::Done;
-          return std::move(tp->sched);
-        });
-  }
-  auto abort_block = [&](std::exception_ptr e) {
-    for (Thread& t : b.threads) t.fiber = bc::fiber();  // unwinds suspended fibers
-    std::rethrow_exception(e);
-  };
+  share_dynamic(b, dyn);
+  for (int i = 0; i < n; ++i) start_thread(b, i);
   std::vector<int> order;
   for (;;) {
-    bool ran = false;
     // The order of this round: fixed, or (random) drawn afresh each time.
     if (order.empty() || sch.order == Schedule::Random) order = thread_order(sch, n, rng);
-    for (int i : order) {
-      Thread& t = b.threads[i];
-      if (t.state != State::Runnable) continue;
-      t_thread = &t;
-      memcheck_enter(&t.ctx);
-      t.fiber = std::move(t.fiber).resume();
-      memcheck_enter(nullptr);
-      t_thread = nullptr;
-      ran = true;
-      if (t.error) abort_block(t.error);
-    }
+    const bool ran = run_round(b, order);
     try {
       if (resolve_warps(b)) continue;
     } catch (...) {
-      abort_block(std::current_exception());
+      abort_block(b, std::current_exception());
     }
     if (ran) continue;  // (nothing ran and nothing resolved: look at the barrier)
-    int at_barrier = 0, done = 0, first_done = -1, first_waiting = -1;
-    for (int i = 0; i < n; ++i) {
-      if (b.threads[i].state == State::AtBarrier) {
-        ++at_barrier;
-        if (first_waiting < 0) first_waiting = i;
-      } else if (b.threads[i].state == State::Done) {
-        ++done;
-        if (first_done < 0) first_done = i;
-      }
-    }
-    if (at_barrier == 0) break;  // every thread returned
-    if (done > 0) {
-      try {
-        fail(fmt::format("{}: __syncthreads reached by {} of {} threads; {} has exited without reaching it", where(b),
-                         at_barrier, n, thread_name(b, first_done)));
-      } catch (...) {
-        abort_block(std::current_exception());
-      }
-    }
-    for (Thread& t : b.threads) t.state = State::Runnable;
-    ++b.epoch;
+    if (!open_barrier(b)) break;
   }
   for (SharedObject& o : b.shared) {
     if (o.owned) ::operator delete(o.ptr, std::align_val_t(16));
