@@ -137,3 +137,24 @@ TEST_CASE("make_moe_components builds the chosen parts through the registry", "[
   CHECK(c.scorer == nullptr);
   CHECK(c.selector == nullptr);
 }
+
+TEST_CASE("a strategy without its factory or counts is refused when it registers", "[strategy]") {
+  const size_t before = selector_strategies().size();
+  SelectorStrategy no_factory;
+  no_factory.name = "incomplete";
+  no_factory.experts_per_token = [](const MoeConfig&) { return 1.0; };
+  no_factory.per_token_note = [](const MoeConfig&) { return std::string("1"); };
+  CHECK_THROWS_WITH(register_strategy(no_factory),
+                    Catch::Contains("selector strategy incomplete registers no factory"));
+  SelectorStrategy no_counts;
+  no_counts.name = "incomplete";
+  no_counts.make = [](Backend&, const SelectorArgs&) -> std::unique_ptr<Selector> { return nullptr; };
+  CHECK_THROWS_WITH(register_strategy(no_counts), Catch::Contains("registers no experts_per_token"));
+  ScorerStrategy no_scorer_factory;
+  no_scorer_factory.name = "incomplete";
+  no_scorer_factory.params = [](const MoeConfig&, int) -> int64_t { return 0; };
+  CHECK_THROWS_WITH(register_strategy(no_scorer_factory),
+                    Catch::Contains("scorer strategy incomplete registers no factory"));
+  CHECK(selector_strategies().size() == before);  // nothing half-registered
+  CHECK(std::string(strategy_names(Family::Scorer)) == "router, large_router, act_norm or none");
+}

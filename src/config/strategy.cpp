@@ -88,10 +88,24 @@ void append_rules(std::vector<CrossRule>& rules, bool skip_dense) {
 
 }  // namespace
 
-void register_strategy_info(const ExpertInfo* s) { add(s); }
-void register_strategy_info(const ScorerInfo* s) { add(s); }
-void register_strategy_info(const SelectorInfo* s) { add(s); }
-void register_strategy_info(const AuxLossInfo* s) { add(s); }
+void register_strategy_info(const ExpertInfo* s) {
+  AM_CHECK(s->hidden_width && s->params, "expert strategy {} registers no hidden_width or params", s->name);
+  add(s);
+}
+void register_strategy_info(const ScorerInfo* s) {
+  AM_CHECK(bool(s->params), "scorer strategy {} registers no params", s->name);
+  add(s);
+}
+void register_strategy_info(const SelectorInfo* s) {
+  AM_CHECK(s->experts_per_token && s->per_token_note && s->drops_tokens && s->mixtral_routing,
+           "selector strategy {} registers no experts_per_token, per_token_note, drops_tokens or mixtral_routing",
+           s->name);
+  add(s);
+}
+void register_strategy_info(const AuxLossInfo* s) {
+  AM_CHECK(bool(s->coefficient), "aux loss strategy {} registers no coefficient", s->name);
+  add(s);
+}
 
 const std::vector<const ExpertInfo*>& expert_strategies() { return registry<ExpertInfo>(); }
 const std::vector<const ScorerInfo*>& scorer_strategies() { return registry<ScorerInfo>(); }

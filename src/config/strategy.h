@@ -54,9 +54,11 @@ struct SelectorInfo : StrategyInfo {
   std::function<double(const MoeConfig&)> experts_per_token;    // at most, or on average: the active count
   std::function<std::string(const MoeConfig&)> per_token_note;  // how that number counts (`validate`)
   bool causal = true;  // a token's experts depend on that token alone (generation, task scoring)
-  std::function<bool(const MoeConfig&)> drops_tokens;     // a capacity may drop tokens that others in the batch beat
-  bool selection_bias = false;                            // ranks scores + a bias, so aux-loss-free balancing applies
-  std::function<bool(const MoeConfig&)> mixtral_routing;  // plain top-k softmax routing, as Mixtral's
+  // A capacity may drop tokens that others in the batch beat.
+  std::function<bool(const MoeConfig&)> drops_tokens = [](const MoeConfig&) { return false; };
+  bool selection_bias = false;  // ranks scores + a bias, so aux-loss-free balancing applies
+  // Plain top-k softmax routing, as Mixtral's (config.json then says Mixtral).
+  std::function<bool(const MoeConfig&)> mixtral_routing = [](const MoeConfig&) { return false; };
 };
 
 // An auxiliary loss: on when its coefficient is.
@@ -65,7 +67,9 @@ struct AuxLossInfo : StrategyInfo {
   bool active(const MoeConfig& m) const { return coefficient(m).active(); }
 };
 
-// Registration (moe/strategies.cpp calls these; the object must outlive the program).
+// Registration (moe/strategies.cpp calls these; the object must outlive the program). A strategy
+// without its counts (or a selector without its per-token note) is refused with an InternalError
+// naming it, at start-up, rather than failing later where the count is asked for.
 void register_strategy_info(const ExpertInfo* s);
 void register_strategy_info(const ScorerInfo* s);
 void register_strategy_info(const SelectorInfo* s);

@@ -77,7 +77,6 @@ const bool kRegistered = register_strategy([] {
   };
   s.causal = false;
   s.drops_tokens = [](const MoeConfig&) { return true; };
-  s.mixtral_routing = [](const MoeConfig&) { return false; };
   s.make = [](Backend& be, const SelectorArgs& a) -> std::unique_ptr<Selector> {
     return std::make_unique<ExpertChoiceSelector>(be, a.moe, a.moe.selector.group == "sequence" ? a.seq_len : 0);
   };

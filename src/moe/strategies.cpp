@@ -4,6 +4,8 @@
 
 #include <deque>
 
+#include "core/error.h"
+
 namespace am {
 
 namespace {
@@ -18,10 +20,24 @@ bool keep(Strategy s) {
 
 }  // namespace
 
-bool register_strategy(ExpertStrategy s) { return keep(std::move(s)); }
-bool register_strategy(ScorerStrategy s) { return keep(std::move(s)); }
-bool register_strategy(SelectorStrategy s) { return keep(std::move(s)); }
-bool register_strategy(AuxLossStrategy s) { return keep(std::move(s)); }
+// A strategy without a factory is refused (scorer none aside: the dense FFN is built by
+// make_moe_components itself), at start-up rather than when a layer is built.
+bool register_strategy(ExpertStrategy s) {
+  AM_CHECK(bool(s.make), "expert strategy {} registers no factory", s.name);
+  return keep(std::move(s));
+}
+bool register_strategy(ScorerStrategy s) {
+  AM_CHECK(s.make || s.dense, "scorer strategy {} registers no factory", s.name);
+  return keep(std::move(s));
+}
+bool register_strategy(SelectorStrategy s) {
+  AM_CHECK(bool(s.make), "selector strategy {} registers no factory", s.name);
+  return keep(std::move(s));
+}
+bool register_strategy(AuxLossStrategy s) {
+  AM_CHECK(bool(s.make), "aux loss strategy {} registers no factory", s.name);
+  return keep(std::move(s));
+}
 
 // Every info in config/'s registry was registered by keep() above, as part of a strategy.
 const ExpertStrategy& expert_strategy(const MoeConfig& m) { return static_cast<const ExpertStrategy&>(expert_of(m)); }

@@ -52,8 +52,6 @@ const bool kRegistered = register_strategy([] {
     return fmt::format("{} experts per token: an upper bound, top-p picks a data-dependent number",
                        m.selector.max_k > 0 ? m.selector.max_k : m.n_experts);
   };
-  s.drops_tokens = [](const MoeConfig&) { return false; };
-  s.mixtral_routing = [](const MoeConfig&) { return false; };
   s.make = [](Backend& be, const SelectorArgs& a) -> std::unique_ptr<Selector> {
     const SelectorConfig& c = a.moe.selector;
     return std::make_unique<TopPSelector>(be, c.p, c.max_k > 0 ? c.max_k : a.moe.n_experts, c.renormalize);
