@@ -113,8 +113,8 @@ struct CrossRule {
   std::function<std::optional<std::string>(const Config&, const ShowKey&)> check;
 };
 const std::vector<CrossRule>& config_rules();
-// The MoE layer's rules (rules_moe.cpp): experts, scorers, selectors, auxiliary losses. Part of
-// config_rules(), after the general ones.
+// The MoE layer's rules (rules_moe.cpp): those the strategies register (config/strategy.h), then
+// the few that relate keys of several families. Part of config_rules(), after the general ones.
 std::vector<CrossRule> moe_rules();
 
 // ---- values: parsing and printing by kind (schema.cpp's helpers, used by the loader) ----

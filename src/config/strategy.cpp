@@ -79,7 +79,7 @@ void append_rules(std::vector<CrossRule>& rules, bool skip_dense) {
         continue;
       }
       rules.push_back({r.doc, [check = r.check](const Config& c, const ShowKey& show) -> std::optional<std::string> {
-                         if (scorer_of(c.model.moe).dense) return std::nullopt;
+                         if (c.model.moe.dense()) return std::nullopt;
                          return check(c, show);
                        }});
     }

@@ -93,8 +93,8 @@ std::vector<const AuxLossInfo*> active_aux_losses(const MoeConfig& m);
 std::string strategy_names(Family f);
 
 // The strategies' keys (the type keys first in each family) and rules, in family order; the
-// schema and the rules table include them (schema.cpp, rules_moe.cpp). Built on first use: every
-// strategy registers during static initialisation, before main().
+// schema and the rules table include them (schema.cpp, rules_moe.cpp), which build once, on
+// first use in main() or a test: every strategy has registered by then (static initialisation).
 std::vector<KeySpec> strategy_keys();
 std::vector<CrossRule> strategy_rules();
 
